@@ -1,8 +1,56 @@
 // Package config holds forkd's configuration: the config.hcl schema, its
 // defaults and validation. Errors name file:line.
+//
+// Load reads a file, Parse reads bytes, Default returns the built-in
+// configuration used when there is no file. All three return a Config that
+// has been completed and validated: every default filled in, workers >= 1,
+// every relative path made absolute and every problem reported, each with
+// the file position it comes from (see Error).
+//
+// Relative paths in a file (static roots, pidfile, control_socket, log
+// files, unix socket paths of listeners and upstreams) are resolved against
+// the directory that holds the file, not the working directory, because the
+// master may change directory and workers receive the configuration as JSON
+// over ipc.
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// DefaultFile is the configuration file forkd reads when none is named and
+// the file exists in the working directory.
+const DefaultFile = "config.hcl"
+
+// Built-in defaults. A key left out of config.hcl takes the value below.
+const (
+	DefaultAddress           = "127.0.0.1:8080"
+	DefaultWorkerTimeout     = 30 * time.Second
+	DefaultGracefulTimeout   = 30 * time.Second
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "text"
+	DefaultRequestLine       = 8192
+	DefaultHeaderBytes       = 65536
+	DefaultHeaderCount       = 100
+	DefaultBodyBytes         = 10 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 75 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultMaxConnections    = 10000
+	DefaultSocketMode        = 0o666
+	DefaultConnectTimeout    = 5 * time.Second
+	DefaultResponseTimeout   = 60 * time.Second
+	DefaultIndex             = "index.html"
+	DefaultRespondStatus     = 200
+	DefaultMetricsAddress    = "127.0.0.1:9100"
+	DefaultMetricsPath       = "/metrics"
+
+	// MaxWorkers bounds the workers key; more is a typo, not a plan.
+	MaxWorkers = 1024
+)
 
 // Config is the whole validated configuration. It travels to workers as JSON.
 type Config struct {
@@ -22,7 +70,8 @@ type Config struct {
 	Sites   []Site   `json:"sites"`
 	Metrics *Metrics `json:"metrics,omitempty"`
 
-	// Path is the file this came from ("" for built-in defaults).
+	// Path is the file this came from ("" for built-in defaults). Load
+	// makes it absolute.
 	Path string `json:"path"`
 }
 
@@ -30,15 +79,15 @@ type Config struct {
 type Listen struct {
 	Address   string `json:"address"` // "host:port", "[::1]:port" or "unix:/path"
 	ReusePort bool   `json:"reuse_port"`
-	Mode      uint32 `json:"mode"` // unix sockets: file mode, default 0666
+	Mode      uint32 `json:"mode"` // unix sockets: file mode, default 0666; 0 for TCP
 }
 
 // Log is the log block.
 type Log struct {
-	Level  string `json:"level"`
-	Format string `json:"format"`
-	File   string `json:"file"`
-	Access string `json:"access"`
+	Level  string `json:"level"`  // trace, debug, info, warn or error
+	Format string `json:"format"` // text or json
+	File   string `json:"file"`   // "" or "-" = stderr
+	Access string `json:"access"` // "" = off, "-" = stderr
 }
 
 // Limits is the limits block.
@@ -56,7 +105,7 @@ type Limits struct {
 // Site is one site block.
 type Site struct {
 	Name   string   `json:"name"`
-	Hosts  []string `json:"hosts"`
+	Hosts  []string `json:"hosts"` // lower case; "*" = any, "*.example.com" = any subdomain
 	Routes []Route  `json:"routes"`
 }
 
@@ -79,7 +128,7 @@ type Static struct {
 
 // Proxy forwards to upstreams.
 type Proxy struct {
-	Upstreams       []string      `json:"upstreams"`
+	Upstreams       []string      `json:"upstreams"` // "host:port" or "unix:/path"
 	ConnectTimeout  time.Duration `json:"connect_timeout"`
 	ResponseTimeout time.Duration `json:"response_timeout"`
 }
@@ -93,6 +142,208 @@ type Respond struct {
 
 // Metrics is the optional Prometheus listener.
 type Metrics struct {
-	Address string `json:"address"`
+	Address string `json:"address"` // "host:port" or "unix:/path"
 	Path    string `json:"path"`
+}
+
+// Default returns the built-in configuration: one listener on
+// 127.0.0.1:8080, one worker per CPU, no sites.
+func Default() *Config {
+	c := &Config{
+		WorkerTimeout:   DefaultWorkerTimeout,
+		GracefulTimeout: DefaultGracefulTimeout,
+		Log:             Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Limits:          defaultLimits(),
+	}
+	c.SetDefaults()
+	return c
+}
+
+func defaultLimits() Limits {
+	return Limits{
+		RequestLine:       DefaultRequestLine,
+		HeaderBytes:       DefaultHeaderBytes,
+		HeaderCount:       DefaultHeaderCount,
+		BodyBytes:         DefaultBodyBytes,
+		ReadHeaderTimeout: DefaultReadHeaderTimeout,
+		IdleTimeout:       DefaultIdleTimeout,
+		WriteTimeout:      DefaultWriteTimeout,
+		MaxConnections:    DefaultMaxConnections,
+	}
+}
+
+// SetDefaults replaces zero values that cannot be meant literally with their
+// defaults: workers 0 becomes runtime.NumCPU(), no listeners becomes one on
+// 127.0.0.1:8080, a unix listener's mode 0 becomes 0666, and zero timeouts,
+// limits, log level and format, static index, proxy timeouts, respond status,
+// site hosts and metrics address and path take the documented defaults.
+// Booleans are left alone (a zero Static.Gzip stays false). It is meant for
+// configurations built in code; Load calls it for the workers and listen
+// keys only, so that an explicit zero in a file is reported, not replaced.
+func (c *Config) SetDefaults() {
+	c.setWorkersAndListen()
+	if c.WorkerTimeout == 0 {
+		c.WorkerTimeout = DefaultWorkerTimeout
+	}
+	if c.GracefulTimeout == 0 {
+		c.GracefulTimeout = DefaultGracefulTimeout
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = DefaultLogFormat
+	}
+	l, d := &c.Limits, defaultLimits()
+	setInt(&l.RequestLine, d.RequestLine)
+	setInt(&l.HeaderBytes, d.HeaderBytes)
+	setInt(&l.HeaderCount, d.HeaderCount)
+	if l.BodyBytes == 0 {
+		l.BodyBytes = d.BodyBytes
+	}
+	setDuration(&l.ReadHeaderTimeout, d.ReadHeaderTimeout)
+	setDuration(&l.IdleTimeout, d.IdleTimeout)
+	setDuration(&l.WriteTimeout, d.WriteTimeout)
+	setInt(&l.MaxConnections, d.MaxConnections)
+	for i := range c.Listen {
+		if c.Listen[i].Mode == 0 && strings.HasPrefix(c.Listen[i].Address, unixPrefix) {
+			c.Listen[i].Mode = DefaultSocketMode
+		}
+	}
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		if len(s.Hosts) == 0 {
+			s.Hosts = []string{"*"}
+		}
+		for j := range s.Routes {
+			r := &s.Routes[j]
+			if r.Static != nil && len(r.Static.Index) == 0 {
+				r.Static.Index = []string{DefaultIndex}
+			}
+			if r.Proxy != nil {
+				setDuration(&r.Proxy.ConnectTimeout, DefaultConnectTimeout)
+				setDuration(&r.Proxy.ResponseTimeout, DefaultResponseTimeout)
+			}
+			if r.Respond != nil {
+				setInt(&r.Respond.Status, DefaultRespondStatus)
+			}
+		}
+	}
+	if c.Metrics != nil {
+		if c.Metrics.Address == "" {
+			c.Metrics.Address = DefaultMetricsAddress
+		}
+		if c.Metrics.Path == "" {
+			c.Metrics.Path = DefaultMetricsPath
+		}
+	}
+}
+
+// setWorkersAndListen applies the two defaults that a file may ask for
+// with a zero value or by leaving blocks out.
+func (c *Config) setWorkersAndListen() {
+	if c.Workers == 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = []Listen{{Address: DefaultAddress}}
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setDuration(p *time.Duration, v time.Duration) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+// Normalize makes every relative path in c absolute against dir (the
+// directory of the configuration file; "" means the working directory) and
+// puts site host names and the log level and format in lower case. Load and
+// Parse call it; call it yourself on a configuration built in code.
+func (c *Config) Normalize(dir string) {
+	if dir == "" {
+		dir = "."
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	abs := func(p string) string {
+		if p == "" || p == "-" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	absAddr := func(a string) string {
+		p, ok := strings.CutPrefix(a, unixPrefix)
+		// "@name" is a Linux abstract socket, not a path.
+		if !ok || p == "" || strings.HasPrefix(p, "@") {
+			return a
+		}
+		return unixPrefix + abs(p)
+	}
+	c.Pidfile = abs(c.Pidfile)
+	c.ControlSocket = abs(c.ControlSocket)
+	c.Log.File = abs(c.Log.File)
+	c.Log.Access = abs(c.Log.Access)
+	c.Log.Level = strings.ToLower(c.Log.Level)
+	c.Log.Format = strings.ToLower(c.Log.Format)
+	for i := range c.Listen {
+		c.Listen[i].Address = absAddr(c.Listen[i].Address)
+	}
+	if c.Metrics != nil {
+		c.Metrics.Address = absAddr(c.Metrics.Address)
+	}
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		for j, h := range s.Hosts {
+			s.Hosts[j] = strings.ToLower(strings.TrimSuffix(h, "."))
+		}
+		for j := range s.Routes {
+			r := &s.Routes[j]
+			if r.Static != nil {
+				r.Static.Root = abs(r.Static.Root)
+			}
+			if r.Proxy != nil {
+				for k, u := range r.Proxy.Upstreams {
+					r.Proxy.Upstreams[k] = absAddr(u)
+				}
+			}
+		}
+	}
+}
+
+const unixPrefix = "unix:"
+
+// Network splits the listen address into the network and address that
+// net.Listen takes: ("tcp", "127.0.0.1:8080") or ("unix", "/run/forkd.sock").
+func (l Listen) Network() (network, addr string) {
+	if p, ok := strings.CutPrefix(l.Address, unixPrefix); ok {
+		return "unix", p
+	}
+	return "tcp", l.Address
+}
+
+// Network splits the metrics address like Listen.Network does.
+func (m Metrics) Network() (network, addr string) {
+	return Listen{Address: m.Address}.Network()
+}
+
+// ControlSocketPath returns the control socket the master serves and the
+// forkd status/reload/stop/scale commands dial: ControlSocket when set, else
+// the pidfile's path with its ".pid" suffix replaced by ".sock", else ""
+// (no control socket).
+func (c *Config) ControlSocketPath() string {
+	if c.ControlSocket != "" {
+		return c.ControlSocket
+	}
+	if c.Pidfile == "" {
+		return ""
+	}
+	return strings.TrimSuffix(c.Pidfile, ".pid") + ".sock"
 }

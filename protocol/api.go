@@ -5,6 +5,61 @@
 //
 // This file is the package's public contract; other packages (serve, worker,
 // the embedding API) are written against exactly these names.
+//
+// # Strictness
+//
+// The parser refuses what RFC 9112 allows it to refuse, and answers with a
+// short fixed body and Connection: close, then closes the connection:
+//
+//   - Lines end in CRLF only; a bare LF or a bare CR is a 400.
+//   - The request line has exactly one SP between its three parts; the
+//     target is visible ASCII without '#' (no control bytes, no non-ASCII).
+//     Origin-form, absolute-form (its authority becomes Host; userinfo is
+//     refused) and "*" for OPTIONS are accepted. CONNECT is answered with
+//     501: forkd is not a proxy.
+//   - HTTP/1.0 and HTTP/1.1 only; any other version, HTTP/1.2 included, is a
+//     505.
+//   - Up to four empty lines before a request line are ignored (RFC 9112 §2.2).
+//   - Header names are tokens; whitespace before the colon, obs-fold, and
+//     control bytes other than HTAB in values are 400s.
+//   - HTTP/1.1 needs exactly one Host; a Host value must be authority bytes.
+//   - Content-Length must be one decimal number in one field: repeats, even
+//     identical ones, and lists ("5, 5") are 400s.
+//   - Transfer-Encoding with Content-Length, or in an HTTP/1.0 request, is a
+//     400. The only transfer coding is a single, final "chunked"; any other
+//     coding is a 501, "chunked" twice or not last a 400.
+//   - Chunk sizes are hex, extensions must be well formed (and are ignored),
+//     and trailers follow the header rules.
+//   - An Expect other than 100-continue is a 417.
+//   - 414 for a request line over Limits.RequestLine, 431 for fields over
+//     Limits.HeaderBytes or Limits.HeaderCount (trailers too), 413 for a
+//     Content-Length over Limits.BodyBytes (before the handler runs) or for
+//     chunks that add up to more (while the handler reads them; the
+//     handler's response is then replaced unless it already sent its head
+//     or chose a 4xx/5xx status itself), 408 when a request has started but
+//     its head is not in within Limits.ReadHeaderTimeout.
+//
+// # Connections
+//
+// A connection waits Limits.ReadHeaderTimeout for its first request and
+// Limits.IdleTimeout between requests, then closes silently. Body reads wait
+// at most Limits.IdleTimeout each. To keep deadlines cheap, a deadline that
+// is already at least 3/4 of its timeout ahead is not moved, so an idle or
+// write timeout may strike up to a quarter early.
+//
+// Pipelined requests are answered in order, and their responses are
+// batched into one write until the server would block reading.
+//
+// # net/http handlers
+//
+// FromHTTP runs an http.Handler. Its ResponseWriter implements
+// http.Flusher, http.Hijacker and io.ReaderFrom, and http.ResponseController's
+// FlushError. It cannot do: HTTP/2 or http.Pusher; response trailers
+// (Trailer and TrailerPrefix fields are dropped); CloseNotifier; the
+// ResponseController deadline and full-duplex methods. The request context
+// is cancelled when the handler returns, not when the client disconnects;
+// it carries http.LocalAddrContextKey but not http.ServerContextKey. Request
+// trailers are filled into Request.Trailer when the body reaches EOF.
 package protocol
 
 import (

@@ -1,0 +1,623 @@
+#!/usr/bin/env bash
+# run.sh drives forkd, Go net/http, fasthttp (prefork) and nginx with wrk on
+# loopback and prints one markdown table of the results.
+#
+# Usage: bench/run.sh [options]     (bench/run.sh -h lists them)
+#
+# Every option also has an environment variable (shown in -h), so a remote run
+# can be configured either way. The script builds the Go binaries when `go` is
+# on PATH; otherwise it uses the prebuilt ones in bench/bin/ (see pack.sh).
+# wrk and nginx come from PATH, or from bench/.work/tools/ made by pack.sh.
+set -uo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+BIN="$BENCH_DIR/bin"
+TOOLS="$BENCH_DIR/.work/tools"
+
+ALL_TESTS="plaintext,static4k,static1m,scaling"
+ALL_SERVERS="forkd,nethttp,fasthttp,nginx"
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-1s}
+CONNS=${CONNS:-256}
+THREADS=${THREADS:-}
+SERVER_CPUS=${SERVER_CPUS:-}
+CLIENT_CPUS=${CLIENT_CPUS:-}
+WORKERS=${WORKERS:-}
+TESTS=${TESTS:-$ALL_TESTS}
+SERVERS=${SERVERS:-$ALL_SERVERS}
+SCALE=${SCALE:-1 2 4 8}
+OUT=${OUT:-}
+BUILD=${BUILD:-1}
+PACKED=${PACKED:-0}
+KEEP=${KEEP:-0}
+REPEAT=${REPEAT:-1}
+BUILD_ONLY=0
+
+usage() {
+	cat <<EOF
+Usage: bench/run.sh [options]
+
+  -d, --duration D       wrk duration per test (DURATION, default 10s)
+  -w, --warmup D         unmeasured wrk run before each test, 0 = none (WARMUP, default 1s)
+  -c, --connections N    keep-alive connections (CONNS, default 256)
+  -t, --threads N        wrk threads (THREADS, default: CPUs in the client set)
+  -s, --server-cpus L    taskset CPU list for the servers, e.g. 0-15 (SERVER_CPUS)
+  -l, --client-cpus L    taskset CPU list for wrk, e.g. 16-31 (CLIENT_CPUS)
+                         default: first half of the CPUs for servers, second half for wrk
+  -n, --workers N        server workers/processes (WORKERS, default: CPUs in the server set)
+  -T, --tests LIST       comma list of $ALL_TESTS (TESTS)
+  -S, --servers LIST     comma list of $ALL_SERVERS (SERVERS)
+      --scale "LIST"     forkd worker counts for the scaling test (SCALE, default "1 2 4 8")
+  -r, --repeat N         run each test N times, report the median req/s run (REPEAT, default 1)
+  -q, --quick            smoke mode: --duration 2s --warmup 0
+  -o, --out FILE         also write the table to FILE (OUT)
+      --no-build         use the binaries already in bench/bin (BUILD=0)
+      --packed           use wrk/nginx from bench/.work/tools even if installed (PACKED=1)
+      --keep             keep the temporary directory (configs, server logs) (KEEP=1)
+      --build-only       build bench/bin/{forkd,nethttp,fasthttp} and exit
+  -h, --help             this help
+EOF
+}
+
+while (($#)); do
+	case $1 in
+	-d | --duration) DURATION=$2; shift ;;
+	-w | --warmup) WARMUP=$2; shift ;;
+	-c | --connections) CONNS=$2; shift ;;
+	-t | --threads) THREADS=$2; shift ;;
+	-s | --server-cpus) SERVER_CPUS=$2; shift ;;
+	-l | --client-cpus) CLIENT_CPUS=$2; shift ;;
+	-n | --workers) WORKERS=$2; shift ;;
+	-T | --tests) TESTS=$2; shift ;;
+	-S | --servers) SERVERS=$2; shift ;;
+	--scale) SCALE=$2; shift ;;
+	-q | --quick) DURATION=2s; WARMUP=0 ;;
+	-r | --repeat) REPEAT=$2; shift ;;
+	-o | --out) OUT=$2; shift ;;
+	--no-build) BUILD=0 ;;
+	--packed) PACKED=1 ;;
+	--keep) KEEP=1 ;;
+	--build-only) BUILD_ONLY=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "run.sh: unknown option $1 (try -h)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'run.sh: %s\n' "$*" >&2; }
+die() { warn "$*"; exit 1; }
+
+# has reports whether the comma list $1 contains the word $2.
+has() { [[ ",$1," == *",$2,"* ]]; }
+
+# cpu_count prints how many CPUs a taskset list such as "0-3,8,10-11" names.
+cpu_count() {
+	local n=0 part lo hi
+	local IFS=,
+	for part in $1; do
+		if [[ $part == *-* ]]; then
+			lo=${part%-*} hi=${part#*-}
+			n=$((n + hi - lo + 1))
+		else
+			n=$((n + 1))
+		fi
+	done
+	echo "$n"
+}
+
+# secs prints a wrk duration ("10s", "2m", "1h", "30") in whole seconds.
+secs() {
+	case $1 in
+	*s) echo "${1%s}" ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*h) echo $((${1%h} * 3600)) ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# ---------------------------------------------------------------- binaries
+
+build() {
+	command -v go >/dev/null || {
+		warn "go is not on PATH; using the prebuilt binaries in $BIN"
+		return
+	}
+	mkdir -p "$BIN"
+	log "building peers (bench/bin/nethttp, bench/bin/fasthttp)"
+	(cd "$BENCH_DIR" &&
+		CGO_ENABLED=0 go build -trimpath -o bin/nethttp ./peers/nethttp &&
+		CGO_ENABLED=0 go build -trimpath -o bin/fasthttp ./peers/fasthttp) ||
+		die "building the peers failed"
+	log "building forkd (go build -o bench/bin/forkd ./cmd/forkd)"
+	# Build to a temporary name so that a failed build never leaves a stale
+	# binary that would be benchmarked by mistake.
+	if (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o bench/bin/forkd.new ./cmd/forkd) 2>"$BIN/forkd-build.log"; then
+		mv -f "$BIN/forkd.new" "$BIN/forkd"
+	else
+		rm -f "$BIN/forkd.new" "$BIN/forkd"
+		warn "building forkd failed; its rows are skipped. Compiler output:"
+		sed 's/^/    /' "$BIN/forkd-build.log" | head -20 >&2
+	fi
+}
+
+if ((BUILD)) || ((BUILD_ONLY)); then build; fi
+((BUILD_ONLY)) && exit 0
+
+# Packed tools are started through their own dynamic loader: a libc copied
+# from another system only works with the ld.so it came with, which
+# LD_LIBRARY_PATH alone cannot guarantee.
+packed() { [[ -x $TOOLS/ld.so && -x $TOOLS/bin/$1 ]]; }
+WRK=() NGINX=() MIME=""
+if ((!PACKED)) && command -v wrk >/dev/null; then
+	WRK=(wrk)
+elif packed wrk; then
+	WRK=("$TOOLS/ld.so" --library-path "$TOOLS/lib" "$TOOLS/bin/wrk")
+else
+	die "wrk not found. Install it with: apt-get install -y wrk   (or run bench/pack.sh on a machine that has it)"
+fi
+NGINX_BIN=$(command -v nginx || true)
+[[ -z $NGINX_BIN && -x /usr/sbin/nginx ]] && NGINX_BIN=/usr/sbin/nginx
+if ((!PACKED)) && [[ -n $NGINX_BIN ]]; then
+	NGINX=("$NGINX_BIN")
+	for m in /etc/nginx/mime.types /usr/local/nginx/conf/mime.types "$TOOLS/conf/mime.types"; do
+		[[ -r $m ]] && { MIME=$m; break; }
+	done
+elif packed nginx; then
+	NGINX=("$TOOLS/ld.so" --library-path "$TOOLS/lib" "$TOOLS/bin/nginx")
+	MIME="$TOOLS/conf/mime.types"
+elif has "$SERVERS" nginx; then
+	warn "nginx not found; its rows are skipped. Install it with: apt-get install -y nginx   (or use bench/pack.sh)"
+fi
+command -v taskset >/dev/null || die "taskset not found (util-linux)"
+command -v setsid >/dev/null || die "setsid not found (util-linux)"
+
+# ---------------------------------------------------------------- CPUs
+
+# expand prints one CPU number a line for a taskset list such as "0-3,8".
+expand() {
+	local part
+	local IFS=,
+	for part in $1; do
+		if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+	done
+}
+
+# default_split sets SERVER_CPUS and CLIENT_CPUS, if unset, to two halves of
+# the CPUs this script may use. It splits by physical core so that a server
+# and wrk never share one core's SMT threads (on Linux, CPU n and n+N/2 are
+# often siblings, so a plain "first half / second half" split would pair them).
+default_split() {
+	local allowed cpu sib c group cores=() cpus=()
+	local -A seen=() inset=()
+	allowed=$(awk '/^Cpus_allowed_list:/ {print $2}' /proc/self/status)
+	mapfile -t cpus < <(expand "${allowed:-0-$(($(nproc) - 1))}")
+	for cpu in "${cpus[@]}"; do inset[$cpu]=1; done
+	for cpu in "${cpus[@]}"; do
+		sib=$(cat "${CPU_SYSFS:-/sys/devices/system/cpu}/cpu$cpu/topology/thread_siblings_list" 2>/dev/null || echo "$cpu")
+		[[ -n ${seen[$sib]:-} ]] && continue
+		seen[$sib]=1
+		group=""
+		for c in $(expand "$sib"); do
+			[[ -n ${inset[$c]:-} ]] && group+=${group:+,}$c
+		done
+		cores+=("$group")
+	done
+	local n=${#cores[@]} half server="" client="" i
+	if ((n >= 2)); then
+		half=$((n / 2))
+		for ((i = 0; i < n; i++)); do
+			if ((i < half)); then server+=${server:+,}${cores[i]}; else client+=${client:+,}${cores[i]}; fi
+		done
+	elif ((${#cpus[@]} >= 2)); then
+		half=$((${#cpus[@]} / 2))
+		for ((i = 0; i < ${#cpus[@]}; i++)); do
+			if ((i < half)); then server+=${server:+,}${cpus[i]}; else client+=${client:+,}${cpus[i]}; fi
+		done
+	else
+		server=${cpus[0]} client=${cpus[0]}
+		warn "only one CPU: server and wrk share it; numbers mean little"
+	fi
+	SERVER_CPUS=${SERVER_CPUS:-$server}
+	CLIENT_CPUS=${CLIENT_CPUS:-$client}
+}
+
+NCPU=$(nproc --all 2>/dev/null || getconf _NPROCESSORS_ONLN)
+[[ -n $SERVER_CPUS && -n $CLIENT_CPUS ]] || default_split
+WORKERS=${WORKERS:-$(cpu_count "$SERVER_CPUS")}
+THREADS=${THREADS:-$(cpu_count "$CLIENT_CPUS")}
+((THREADS > CONNS)) && THREADS=$CONNS
+
+# ---------------------------------------------------------------- state
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/forkd-bench.XXXXXX")
+SERVER_PID="" WRK_PID=""
+
+cleanup() {
+	trap - EXIT INT TERM
+	[[ -n $WRK_PID ]] && kill -KILL -- "-$WRK_PID" 2>/dev/null
+	[[ -n $SERVER_PID ]] && stop_server
+	if ((KEEP)); then warn "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'warn interrupted; exit 130' INT TERM
+
+# Generate the static files once; the same directory serves forkd and nginx.
+mkdir -p "$TMP/www"
+head -c 4096 /dev/urandom >"$TMP/www/4k.bin"
+head -c 1048576 /dev/urandom >"$TMP/www/1m.bin"
+
+cat >"$TMP/report.lua" <<'EOF'
+-- done prints wrk's totals and exact latency percentiles on one line that
+-- run.sh parses; defining only done keeps wrk on its fast static-request path.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d bytes=%d errors=%d p50_us=%d p99_us=%d\n",
+    summary.requests, summary.duration, summary.bytes,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+EOF
+
+# free_port prints a loopback TCP port that nothing listens on.
+free_port() {
+	local p i
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# probe sends one GET for $2 to port $1 and succeeds on a 200 response.
+probe() {
+	local line
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+		IFS= read -r -t 2 line <&3 || exit 1
+		[[ $line == "HTTP/1."[01]" 200"* ]]
+	) 2>/dev/null
+}
+
+# children prints the PIDs whose parent is $1.
+children() {
+	local f stat rest ppid p
+	for f in /proc/[0-9]*/stat; do
+		read -r stat <"$f" 2>/dev/null || continue
+		rest=${stat##*) } # skip "pid (comm) "; comm may hold spaces
+		read -r _ ppid _ <<<"$rest"
+		if [[ $ppid == "$1" ]]; then
+			p=${f#/proc/}
+			echo "${p%/stat}"
+		fi
+	done
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+# start_server NAME PORT PATH NCHILD CMD... starts CMD pinned to the server
+# CPUs in its own session and waits (bounded) until PATH answers 200 and the
+# process has NCHILD children. On success it sets SERVER_PID and RSS_NOTE.
+start_server() {
+	local name=$1 port=$2 path=$3 nchild=$4
+	shift 4
+	setsid taskset -c "$SERVER_CPUS" "$@" >"$TMP/$name.log" 2>&1 </dev/null &
+	SERVER_PID=$!
+	local deadline=$((SECONDS + 20)) kids=()
+	while ((SECONDS < deadline)); do
+		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+			warn "$name exited during start-up; last lines of its log:"
+			tail -n 15 "$TMP/$name.log" | sed 's/^/    /' >&2
+			wait "$SERVER_PID" 2>/dev/null
+			SERVER_PID=""
+			return 1
+		fi
+		if probe "$port" "$path"; then
+			mapfile -t kids < <(children "$SERVER_PID")
+			((${#kids[@]} >= nchild)) && break
+		fi
+		sleep 0.05
+	done
+	if ((SECONDS >= deadline)); then
+		warn "$name did not become ready within 20s (want 200 on $path and $nchild children); log:"
+		tail -n 15 "$TMP/$name.log" | sed 's/^/    /' >&2
+		stop_server
+		return 1
+	fi
+	local master k r sum=0 n=0
+	master=$(rss_kib "$SERVER_PID")
+	for k in "${kids[@]}"; do
+		r=$(rss_kib "$k") && [[ -n $r ]] && { sum=$((sum + r)); n=$((n + 1)); }
+	done
+	if ((n)); then
+		RSS_NOTE=$(printf '%.1f / %.1f' "$(bc_div "$master" 1024)" "$(bc_div "$sum" $((n * 1024)))")
+	else
+		RSS_NOTE=$(printf '%.1f / —' "$(bc_div "$master" 1024)")
+	fi
+	return 0
+}
+
+bc_div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b ? a / b : 0) }'; }
+
+# stop_server sends SIGTERM to the server's whole session, waits up to 5s,
+# then SIGKILLs whatever is left.
+stop_server() {
+	local pid=$SERVER_PID deadline=$((SECONDS + 5))
+	SERVER_PID=""
+	kill -TERM -- "-$pid" 2>/dev/null
+	while kill -0 -- "-$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+	kill -KILL -- "-$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
+# ---------------------------------------------------------------- wrk
+
+TIMEOUT_S=$(($(secs "$DURATION") + 30))
+
+# wrk_run URL runs wrk pinned to the client CPUs and sets RESULT from the
+# report line. It runs in the background, in its own session, so that an
+# interrupt is handled at once and cleanup can kill it as a group.
+wrk_run() {
+	local url=$1 dur=$2 out=$TMP/wrk.out
+	setsid timeout --kill-after=5 "$TIMEOUT_S" taskset -c "$CLIENT_CPUS" "${WRK[@]}" \
+		-t "$THREADS" -c "$CONNS" -d "$dur" -s "$TMP/report.lua" "$url" >"$out" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID"
+	local rc=$?
+	WRK_PID=""
+	RESULT=$(grep '^BENCH ' "$out")
+	if [[ -z $RESULT ]]; then
+		warn "wrk failed (exit $rc):"
+		sed 's/^/    /' "$out" >&2
+		return 1
+	fi
+}
+
+# measure TEST SERVER WORKERS URL appends one table row for a wrk run on URL.
+measure() {
+	local test=$1 server=$2 workers=$3 url=$4
+	log "$test: $server ($workers workers) $url"
+	if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
+		wrk_run "$url" "$WARMUP" || true
+	fi
+	# With --repeat, keep the run with the median req/s.
+	local i runs=()
+	for ((i = 0; i < REPEAT; i++)); do
+		wrk_run "$url" "$DURATION" || continue
+		runs+=("$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] }' <<<"$RESULT") $RESULT")
+	done
+	if ((${#runs[@]} == 0)); then
+		row "$test" "$server" "$workers" "wrk failed" "" "" "" "" "$RSS_NOTE"
+		return
+	fi
+	RESULT=$(printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(((${#runs[@]} + 1) / 2))p")
+	RESULT=${RESULT#* }
+	local requests duration_us bytes errors p50_us p99_us kv
+	for kv in ${RESULT#BENCH }; do local "$kv"; done
+	row "$test" "$server" "$workers" \
+		"$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')" \
+		"$(awk -v b="$bytes" -v d="$duration_us" 'BEGIN { printf "%.1f", b / 1048576 / (d / 1e6) }')" \
+		"$(awk -v v="$p50_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
+		"$(awk -v v="$p99_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
+		"$errors" "$RSS_NOTE"
+}
+
+declare -A ROWS=()
+row() {
+	local line
+	line=$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$@")
+	ROWS[$1]+="$line"$'\n'
+	printf '%s\n' "$line" >&2
+}
+
+skip_rows() { # skip_rows SERVER REASON TEST...
+	local server=$1 reason=$2 t
+	shift 2
+	for t in "$@"; do has "$TESTS" "$t" && row "$t" "$server" "" "$reason" "" "" "" "" ""; done
+}
+
+# ---------------------------------------------------------------- servers
+
+forkd_config() { # forkd_config FILE PORT WORKERS ROUTE-BODY
+	cat >"$1" <<EOF
+workers = $3
+listen {
+  address = "127.0.0.1:$2"
+}
+log {
+  level = "warn"
+}
+site "bench" {
+  hosts = ["*"]
+  route "/" {
+    $4
+  }
+}
+EOF
+}
+
+# HELLO_ROUTE is the forkd route body for the plaintext hello. HCL allows only
+# one attribute in a single-line block, so it spans lines.
+HELLO_ROUTE='respond {
+      status = 200
+      body   = "Hello, World!"
+    }'
+
+run_forkd() {
+	if [[ ! -x $BIN/forkd ]]; then
+		skip_rows forkd "not built" plaintext static4k static1m
+		if has "$TESTS" scaling; then row scaling forkd "" "not built" "" "" "" "" ""; fi
+		return
+	fi
+	local port w
+	if has "$TESTS" plaintext; then
+		port=$(free_port)
+		forkd_config "$TMP/forkd.hcl" "$port" "$WORKERS" "$HELLO_ROUTE"
+		if start_server forkd "$port" / "$WORKERS" "$BIN/forkd" -c "$TMP/forkd.hcl"; then
+			measure plaintext forkd "$WORKERS" "http://127.0.0.1:$port/"
+			stop_server
+		else
+			skip_rows forkd "did not start" plaintext
+		fi
+	fi
+	if has "$TESTS" static4k || has "$TESTS" static1m; then
+		port=$(free_port)
+		forkd_config "$TMP/forkd-static.hcl" "$port" "$WORKERS" "static { root = \"$TMP/www\" }"
+		if start_server forkd-static "$port" /4k.bin "$WORKERS" "$BIN/forkd" -c "$TMP/forkd-static.hcl"; then
+			has "$TESTS" static4k && measure static4k forkd "$WORKERS" "http://127.0.0.1:$port/4k.bin"
+			has "$TESTS" static1m && measure static1m forkd "$WORKERS" "http://127.0.0.1:$port/1m.bin"
+			stop_server
+		else
+			skip_rows forkd "did not start" static4k static1m
+		fi
+	fi
+	if has "$TESTS" scaling; then
+		for w in $SCALE; do
+			port=$(free_port)
+			forkd_config "$TMP/forkd-$w.hcl" "$port" "$w" "$HELLO_ROUTE"
+			if start_server "forkd-$w" "$port" / "$w" "$BIN/forkd" -c "$TMP/forkd-$w.hcl"; then
+				measure scaling forkd "$w" "http://127.0.0.1:$port/"
+				stop_server
+			else
+				row scaling forkd "$w" "did not start" "" "" "" "" ""
+			fi
+		done
+	fi
+}
+
+run_nethttp() {
+	has "$TESTS" plaintext || return
+	[[ -x $BIN/nethttp ]] || { skip_rows "Go net/http" "not built" plaintext; return; }
+	local port
+	port=$(free_port)
+	if start_server nethttp "$port" / 0 env GOMAXPROCS="$WORKERS" "$BIN/nethttp" -addr "127.0.0.1:$port"; then
+		measure plaintext "Go net/http" "1 (GOMAXPROCS=$WORKERS)" "http://127.0.0.1:$port/"
+		stop_server
+	else
+		skip_rows "Go net/http" "did not start" plaintext
+	fi
+}
+
+run_fasthttp() {
+	has "$TESTS" plaintext || return
+	[[ -x $BIN/fasthttp ]] || { skip_rows "fasthttp prefork" "not built" plaintext; return; }
+	local port
+	port=$(free_port)
+	# prefork starts GOMAXPROCS children, each with GOMAXPROCS=1.
+	if start_server fasthttp "$port" / "$WORKERS" env GOMAXPROCS="$WORKERS" "$BIN/fasthttp" -addr "127.0.0.1:$port"; then
+		measure plaintext "fasthttp prefork" "$WORKERS" "http://127.0.0.1:$port/"
+		stop_server
+	else
+		skip_rows "fasthttp prefork" "did not start" plaintext
+	fi
+}
+
+run_nginx() {
+	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || return
+	if ((${#NGINX[@]} == 0)); then
+		skip_rows nginx "not installed" plaintext static4k static1m
+		return
+	fi
+	local port d=$TMP/nginx
+	port=$(free_port)
+	mkdir -p "$d/logs" "$d/tmp"
+	local mime="types { application/octet-stream bin; }"
+	[[ -n $MIME ]] && mime="include $MIME;"
+	cat >"$d/nginx.conf" <<EOF
+# Generated by bench/run.sh.
+user root;
+daemon off;
+master_process on;
+worker_processes $WORKERS;
+worker_rlimit_nofile 65536;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+
+events {
+    worker_connections 16384;
+}
+
+http {
+    $mime
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 10000000;
+    client_body_temp_path $d/tmp/client;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+
+    server {
+        listen 127.0.0.1:$port;
+        server_name _;
+        root $TMP/www;
+
+        location = / {
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }
+        location / {
+        }
+    }
+}
+EOF
+	if ! start_server nginx "$port" / "$WORKERS" "${NGINX[@]}" -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf"; then
+		skip_rows nginx "did not start" plaintext static4k static1m
+		return
+	fi
+	has "$TESTS" plaintext && measure plaintext nginx "$WORKERS" "http://127.0.0.1:$port/"
+	has "$TESTS" static4k && measure static4k nginx "$WORKERS" "http://127.0.0.1:$port/4k.bin"
+	has "$TESTS" static1m && measure static1m nginx "$WORKERS" "http://127.0.0.1:$port/1m.bin"
+	stop_server
+}
+
+# ---------------------------------------------------------------- main
+
+log "servers on CPUs $SERVER_CPUS ($WORKERS workers), wrk on CPUs $CLIENT_CPUS ($THREADS threads), $CONNS connections, $DURATION per test"
+RSS_NOTE=""
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+IFS=, read -ra server_list <<<"$SERVERS"
+for s in "${server_list[@]}"; do
+	RSS_NOTE=""
+	case $s in
+	forkd) run_forkd ;;
+	nethttp) run_nethttp ;;
+	fasthttp) run_fasthttp ;;
+	nginx) run_nginx ;;
+	*) warn "unknown server $s (want $ALL_SERVERS)" ;;
+	esac
+done
+
+report() {
+	local cpu kernel
+	cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+	kernel=$(uname -r)
+	echo "forkd bench — $(date -u +%Y-%m-%dT%H:%MZ), $cpu, $NCPU CPUs, Linux $kernel"
+	echo "load average before the run: $LOAD0"
+	echo "servers on CPUs $SERVER_CPUS, $WORKERS workers; wrk on CPUs $CLIENT_CPUS, $THREADS threads, $CONNS keep-alive connections, $DURATION per test, median of $REPEAT"
+	echo
+	echo "| test | server | workers | req/s | MiB/s | p50 ms | p99 ms | errors | idle RSS MiB (master / per worker) |"
+	echo "|---|---|---|---:|---:|---:|---:|---:|---|"
+	local t
+	IFS=, read -ra tl <<<"$ALL_TESTS"
+	for t in "${tl[@]}"; do printf '%s' "${ROWS[$t]:-}"; done
+}
+echo >&2
+if [[ -n $OUT ]]; then
+	mkdir -p "$(dirname "$OUT")"
+	report | tee "$OUT"
+else
+	report
+fi

@@ -1,0 +1,9 @@
+// Command forkd is the forkd daemon: a pre-fork HTTP/1.1 server configured
+// by config.hcl. It is a thin user of the embedding API in package forkd.
+package main
+
+import "github.com/forkd/forkd"
+
+func main() {
+	forkd.Main(nil, forkd.WithName("forkd"))
+}

@@ -1,0 +1,288 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if c.Workers != runtime.NumCPU() {
+		t.Errorf("Workers = %d, want NumCPU %d", c.Workers, runtime.NumCPU())
+	}
+	if want := []Listen{{Address: "127.0.0.1:8080"}}; !reflect.DeepEqual(c.Listen, want) {
+		t.Errorf("Listen = %+v, want %+v", c.Listen, want)
+	}
+	if c.WorkerTimeout != 30*time.Second || c.GracefulTimeout != 30*time.Second {
+		t.Errorf("timeouts = %v, %v", c.WorkerTimeout, c.GracefulTimeout)
+	}
+	if c.Log != (Log{Level: "info", Format: "text"}) {
+		t.Errorf("Log = %+v", c.Log)
+	}
+	wantLimits := Limits{
+		RequestLine: 8192, HeaderBytes: 65536, HeaderCount: 100, BodyBytes: 10485760,
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 75 * time.Second,
+		WriteTimeout: 60 * time.Second, MaxConnections: 10000,
+	}
+	if c.Limits != wantLimits {
+		t.Errorf("Limits = %+v, want %+v", c.Limits, wantLimits)
+	}
+	if c.Sites != nil || c.Metrics != nil || c.Path != "" {
+		t.Errorf("Sites, Metrics, Path = %v, %v, %q; want none", c.Sites, c.Metrics, c.Path)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+// An empty file is the built-in defaults.
+func TestParseEmpty(t *testing.T) {
+	c, err := Parse([]byte("# nothing\n"), "empty.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Path, _ = filepath.Abs("empty.hcl")
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+// TestLoadFull loads DESIGN.md's example with every key written out.
+func TestLoadFull(t *testing.T) {
+	c, err := Load("testdata/full.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := filepath.Abs("testdata")
+	want := Default()
+	want.Path = filepath.Join(dir, "full.hcl")
+	want.Sites = []Site{{
+		Name:  "example",
+		Hosts: []string{"*"},
+		Routes: []Route{
+			{Prefix: "/", Static: &Static{Root: filepath.Join(dir, "www"), Index: []string{"index.html"}, Gzip: true}},
+			{Prefix: "/api/", Proxy: &Proxy{
+				Upstreams: []string{"127.0.0.1:9000"}, ConnectTimeout: 5 * time.Second, ResponseTimeout: 60 * time.Second,
+			}},
+			{Prefix: "/healthz", Respond: &Respond{Status: 200, Body: "ok\n"}},
+		},
+	}}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %s\nwant %s", mustJSON(t, c), mustJSON(t, want))
+	}
+}
+
+func TestLoadRich(t *testing.T) {
+	c, err := Load("testdata/rich.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := filepath.Abs("testdata")
+	want := &Config{
+		Workers:           4,
+		WorkerTimeout:     45 * time.Second,
+		GracefulTimeout:   90 * time.Second,
+		MaxRequests:       100000,
+		MaxRequestsJitter: 500,
+		Pidfile:           filepath.Join(dir, "run/forkd.pid"),
+		User:              "www-data",
+		Group:             "www-data",
+		ControlSocket:     "/run/forkd/control.sock",
+		Listen: []Listen{
+			{Address: "0.0.0.0:80", ReusePort: true},
+			{Address: "[::1]:8443"},
+			{Address: "unix:" + filepath.Join(dir, "run/forkd.sock"), Mode: 0o660},
+		},
+		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "log/forkd.log"), Access: "-"},
+		Limits: Limits{
+			RequestLine: 4096, HeaderBytes: 32768, HeaderCount: 50, BodyBytes: 0,
+			ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
+			WriteTimeout: 500 * time.Millisecond, MaxConnections: 256,
+		},
+		Metrics: &Metrics{Address: "127.0.0.1:9200", Path: "/metrics"},
+		Sites: []Site{
+			{
+				Name:  "www",
+				Hosts: []string{"example.com", "*.example.com"},
+				Routes: []Route{
+					{Prefix: "/", Static: &Static{Root: "/srv/www", Index: []string{"index.html", "index.htm"}, Dotfiles: true}},
+					{Prefix: "/api/", Proxy: &Proxy{
+						Upstreams:      []string{"127.0.0.1:9000", "backend.internal:9001", "unix:" + filepath.Join(dir, "api.sock")},
+						ConnectTimeout: 250 * time.Millisecond, ResponseTimeout: 2 * time.Minute,
+					}},
+				},
+			},
+			{
+				Name:  "fallback",
+				Hosts: []string{"*"},
+				Routes: []Route{{Prefix: "/", Respond: &Respond{
+					Status: 404, Body: "not here\n",
+					Headers: map[string]string{"Content-Type": "text/plain; charset=utf-8", "X-Forkd": "yes"},
+				}}},
+			},
+		},
+		Path: filepath.Join(dir, "rich.hcl"),
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %s\nwant %s", mustJSON(t, c), mustJSON(t, want))
+	}
+	if got := c.ControlSocketPath(); got != "/run/forkd/control.sock" {
+		t.Errorf("ControlSocketPath = %q", got)
+	}
+}
+
+// The master sends the configuration to workers as JSON; it must arrive
+// unchanged.
+func TestJSONRoundTrip(t *testing.T) {
+	for _, name := range []string{"full.hcl", "rich.hcl", "paths.hcl"} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(filepath.Join("testdata", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back Config
+			if err := json.Unmarshal(mustJSON(t, c), &back); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c, &back) {
+				t.Errorf("round trip changed the config:\n got %s\nwant %s", mustJSON(t, &back), mustJSON(t, c))
+			}
+			if err := back.Validate(); err != nil {
+				t.Errorf("Validate after round trip: %v", err)
+			}
+		})
+	}
+	t.Run("default", func(t *testing.T) {
+		c := Default()
+		var back Config
+		if err := json.Unmarshal(mustJSON(t, c), &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(c, &back) {
+			t.Errorf("round trip changed the config: %+v", back)
+		}
+	})
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Relative paths are resolved against the file's directory, whatever the
+// working directory.
+func TestRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("testdata/paths.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "sub", "forkd.hcl")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "sub")
+	checks := []struct{ name, got, want string }{
+		{"path", c.Path, path},
+		{"pidfile", c.Pidfile, filepath.Join(base, "forkd.pid")},
+		{"control socket", c.ControlSocket, ""},
+		{"control socket path", c.ControlSocketPath(), filepath.Join(base, "forkd.sock")},
+		{"log file", c.Log.File, filepath.Join(dir, "log", "forkd.log")},
+		{"access log", c.Log.Access, filepath.Join(base, "access.log")},
+		{"unix listen", c.Listen[0].Address, "unix:" + filepath.Join(base, "forkd.sock")},
+		{"abstract listen", c.Listen[1].Address, "unix:@forkd"},
+		{"absolute listen", c.Listen[2].Address, "unix:/run/forkd.sock"},
+		{"metrics", c.Metrics.Address, "unix:" + filepath.Join(base, "metrics.sock")},
+		{"static root", c.Sites[0].Routes[0].Static.Root, filepath.Join(base, "www")},
+		{"static root dot", c.Sites[0].Routes[1].Static.Root, base},
+		{"absolute root", c.Sites[0].Routes[2].Static.Root, "/srv/www"},
+		{"tcp upstream", c.Sites[0].Routes[3].Proxy.Upstreams[0], "localhost:9000"},
+		{"unix upstream", c.Sites[0].Routes[3].Proxy.Upstreams[1], "unix:" + filepath.Join(base, "app.sock")},
+	}
+	for _, ck := range checks {
+		if ck.got != ck.want {
+			t.Errorf("%s = %q, want %q", ck.name, ck.got, ck.want)
+		}
+	}
+	if m := c.Listen[0].Mode; m != 0o666 {
+		t.Errorf("unix listen mode = %#o, want default 0666", m)
+	}
+	if m := c.Listen[1].Mode; m != 0o600 {
+		t.Errorf("mode = 600 gave %#o, want 0600", m)
+	}
+	if m := c.Listen[2].Mode; m != 0o640 {
+		t.Errorf("mode = \"0o640\" gave %#o, want 0640", m)
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load("testdata/no-such-file.hcl")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("err = %v, want fs.ErrNotExist", err)
+	}
+	if err := Check("testdata/full.hcl"); err != nil {
+		t.Errorf("Check(full.hcl) = %v", err)
+	}
+}
+
+// TestDesignOneLineBlocks documents that HCL allows a single argument in a
+// one-line block: DESIGN.md's `static { root = "./www"  index = [...] }`
+// must be written over several lines.
+func TestDesignOneLineBlocks(t *testing.T) {
+	err := Check("testdata/design_oneline.hcl")
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	if !strings.HasPrefix(err.Error(), "testdata/design_oneline.hcl:4:") {
+		t.Errorf("err = %q, want it at line 4", err)
+	}
+}
+
+// TestManyErrors checks that all problems are reported at once, in file
+// order, one per line.
+func TestManyErrors(t *testing.T) {
+	err := Check("testdata/errors.hcl")
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	want := []string{
+		"testdata/errors.hcl:1:18: Invalid workers;",
+		"testdata/errors.hcl:2:18: Invalid duration;",
+		"testdata/errors.hcl:5:13: Invalid listen address;",
+		"testdata/errors.hcl:9:11: Invalid log level;",
+		"testdata/errors.hcl:13:9: Invalid route prefix;",
+		"testdata/errors.hcl:14:24: Invalid status code;",
+		"testdata/errors.hcl:16:3: Missing route handler;",
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) || len(cerr.Diags) != len(want) {
+		t.Fatalf("got %d lines, %d diags, want %d:\n%s", len(lines), len(cerr.Diags), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d = %q, want prefix %q", i, lines[i], w)
+		}
+	}
+}

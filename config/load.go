@@ -1,0 +1,495 @@
+package config
+
+import (
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// Load reads, completes and validates the configuration file at path. A
+// file that cannot be read gives the *fs.PathError from os.ReadFile,
+// wrapped; a file with problems gives an *Error listing all of them.
+// Relative paths in the file are resolved against the file's directory.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(src, path)
+}
+
+// Check reports whether the file at path is a valid configuration, for
+// forkd -t. The error is the one Load returns.
+func Check(path string) error {
+	_, err := Load(path)
+	return err
+}
+
+// Parse does what Load does with src as the contents of the file named
+// filename. Diagnostics name filename as given; relative paths in src are
+// resolved against filename's directory, and Config.Path is filename made
+// absolute.
+func Parse(src []byte, filename string) (*Config, error) {
+	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if diags.HasErrors() {
+		// The body of a file with syntax errors is partial; decoding it
+		// would only add confusing follow-on errors.
+		return nil, errorOf(diags)
+	}
+	d := &decoder{pos: make(map[string]hcl.Range), bad: make(map[string]bool)}
+	c := d.decodeFile(file.Body)
+
+	abs, err := filepath.Abs(filename)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.Path = abs
+	// Workers 0 and no listen block are documented ways to ask for the
+	// default; other zero values are checked by validate as written.
+	c.setWorkersAndListen()
+	c.Normalize(filepath.Dir(abs))
+	v := &validator{pos: d.pos, skip: d.bad}
+	v.config(c)
+	d.diags = append(d.diags, v.diags...)
+	if err := errorOf(d.diags); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var (
+	rootSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "workers"},
+			{Name: "worker_timeout"},
+			{Name: "graceful_timeout"},
+			{Name: "max_requests"},
+			{Name: "max_requests_jitter"},
+			{Name: "pidfile"},
+			{Name: "user"},
+			{Name: "group"},
+			{Name: "control_socket"},
+		},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "listen"},
+			{Type: "log"},
+			{Type: "limits"},
+			{Type: "metrics"},
+			{Type: "site", LabelNames: []string{"name"}},
+		},
+	}
+	listenSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "address", Required: true},
+			{Name: "reuse_port"},
+			{Name: "mode"},
+		},
+	}
+	logSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "level"}, {Name: "format"}, {Name: "file"}, {Name: "access"},
+		},
+	}
+	limitsSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "request_line"},
+			{Name: "header_bytes"},
+			{Name: "header_count"},
+			{Name: "body_bytes"},
+			{Name: "read_header_timeout"},
+			{Name: "idle_timeout"},
+			{Name: "write_timeout"},
+			{Name: "max_connections"},
+		},
+	}
+	metricsSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "address"}, {Name: "path"}},
+	}
+	siteSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "hosts"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "route", LabelNames: []string{"prefix"}}},
+	}
+	routeSchema = &hcl.BodySchema{
+		Blocks: []hcl.BlockHeaderSchema{{Type: "static"}, {Type: "proxy"}, {Type: "respond"}},
+	}
+	staticSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "root", Required: true}, {Name: "index"}, {Name: "dotfiles"}, {Name: "gzip"},
+		},
+	}
+	proxySchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "upstreams", Required: true}, {Name: "connect_timeout"}, {Name: "response_timeout"},
+		},
+	}
+	respondSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "status"}, {Name: "body"}, {Name: "headers"}},
+	}
+)
+
+// decoder turns an HCL body into a Config, collecting diagnostics and the
+// source range of every value under its key path (as validator names them)
+// so that later checks can point at the line.
+type decoder struct {
+	diags hcl.Diagnostics
+	pos   map[string]hcl.Range
+	// bad holds the keys already reported, so that validation does not
+	// add a second complaint about the same value.
+	bad map[string]bool
+}
+
+// invalid reports a problem with the value at key.
+func (d *decoder) invalid(key string, rng hcl.Range, summary, detail string) {
+	d.bad[key] = true
+	d.errorAt(rng, summary, detail)
+}
+
+// required marks the required attributes missing from a so that validation
+// leaves their reporting to HCL's "Missing required argument".
+func (d *decoder) required(a hcl.Attributes, key string, names ...string) {
+	for _, n := range names {
+		if a[n] == nil {
+			d.bad[key+"."+n] = true
+		}
+	}
+}
+
+func (d *decoder) errorAt(rng hcl.Range, summary, detail string) {
+	d.diags = append(d.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: rng.Ptr(),
+	})
+}
+
+func (d *decoder) content(body hcl.Body, schema *hcl.BodySchema) *hcl.BodyContent {
+	content, diags := body.Content(schema)
+	d.diags = append(d.diags, diags...)
+	return content
+}
+
+// single returns the only block of type typ, reporting any further ones.
+func (d *decoder) single(blocks hcl.Blocks, typ string) *hcl.Block {
+	bs := blocks.OfType(typ)
+	for _, b := range bs[min(1, len(bs)):] {
+		d.errorAt(b.DefRange, "Duplicate "+typ+" block",
+			fmt.Sprintf("Only one %s block is allowed; the first is at line %d.", typ, bs[0].DefRange.Start.Line))
+	}
+	if len(bs) == 0 {
+		return nil
+	}
+	return bs[0]
+}
+
+func (d *decoder) decodeFile(body hcl.Body) *Config {
+	c := &Config{
+		WorkerTimeout:   DefaultWorkerTimeout,
+		GracefulTimeout: DefaultGracefulTimeout,
+		Log:             Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Limits:          defaultLimits(),
+	}
+	ct := d.content(body, rootSchema)
+	a := ct.Attributes
+	d.int(a["workers"], "workers", &c.Workers)
+	d.duration(a["worker_timeout"], "worker_timeout", &c.WorkerTimeout)
+	d.duration(a["graceful_timeout"], "graceful_timeout", &c.GracefulTimeout)
+	d.int(a["max_requests"], "max_requests", &c.MaxRequests)
+	d.int(a["max_requests_jitter"], "max_requests_jitter", &c.MaxRequestsJitter)
+	d.string(a["pidfile"], "pidfile", &c.Pidfile)
+	d.string(a["user"], "user", &c.User)
+	d.string(a["group"], "group", &c.Group)
+	d.string(a["control_socket"], "control_socket", &c.ControlSocket)
+
+	for i, b := range ct.Blocks.OfType("listen") {
+		key := fmt.Sprintf("listen[%d]", i)
+		d.pos[key] = b.DefRange
+		c.Listen = append(c.Listen, d.listen(b, key))
+	}
+	if b := d.single(ct.Blocks, "log"); b != nil {
+		d.pos["log"] = b.DefRange
+		la := d.content(b.Body, logSchema).Attributes
+		d.string(la["level"], "log.level", &c.Log.Level)
+		d.string(la["format"], "log.format", &c.Log.Format)
+		d.string(la["file"], "log.file", &c.Log.File)
+		d.string(la["access"], "log.access", &c.Log.Access)
+	}
+	if b := d.single(ct.Blocks, "limits"); b != nil {
+		d.pos["limits"] = b.DefRange
+		la := d.content(b.Body, limitsSchema).Attributes
+		l := &c.Limits
+		d.int(la["request_line"], "limits.request_line", &l.RequestLine)
+		d.int(la["header_bytes"], "limits.header_bytes", &l.HeaderBytes)
+		d.int(la["header_count"], "limits.header_count", &l.HeaderCount)
+		d.int64(la["body_bytes"], "limits.body_bytes", &l.BodyBytes)
+		d.duration(la["read_header_timeout"], "limits.read_header_timeout", &l.ReadHeaderTimeout)
+		d.duration(la["idle_timeout"], "limits.idle_timeout", &l.IdleTimeout)
+		d.duration(la["write_timeout"], "limits.write_timeout", &l.WriteTimeout)
+		d.int(la["max_connections"], "limits.max_connections", &l.MaxConnections)
+	}
+	if b := d.single(ct.Blocks, "metrics"); b != nil {
+		d.pos["metrics"] = b.DefRange
+		m := &Metrics{Address: DefaultMetricsAddress, Path: DefaultMetricsPath}
+		ma := d.content(b.Body, metricsSchema).Attributes
+		d.string(ma["address"], "metrics.address", &m.Address)
+		d.string(ma["path"], "metrics.path", &m.Path)
+		c.Metrics = m
+	}
+	for i, b := range ct.Blocks.OfType("site") {
+		key := fmt.Sprintf("sites[%d]", i)
+		c.Sites = append(c.Sites, d.site(b, key))
+	}
+	return c
+}
+
+func (d *decoder) listen(b *hcl.Block, key string) Listen {
+	var l Listen
+	a := d.content(b.Body, listenSchema).Attributes
+	d.required(a, key, "address")
+	d.string(a["address"], key+".address", &l.Address)
+	d.bool(a["reuse_port"], key+".reuse_port", &l.ReusePort)
+	if attr := a["mode"]; attr != nil {
+		d.mode(attr, key+".mode", &l.Mode)
+	} else if strings.HasPrefix(l.Address, unixPrefix) {
+		l.Mode = DefaultSocketMode
+	}
+	return l
+}
+
+func (d *decoder) site(b *hcl.Block, key string) Site {
+	s := Site{Name: b.Labels[0]}
+	d.pos[key] = b.DefRange
+	d.pos[key+".name"] = b.LabelRanges[0]
+	ct := d.content(b.Body, siteSchema)
+	s.Hosts = []string{"*"}
+	d.strings(ct.Attributes["hosts"], key+".hosts", &s.Hosts)
+	for i, rb := range ct.Blocks.OfType("route") {
+		rkey := fmt.Sprintf("%s.routes[%d]", key, i)
+		d.pos[rkey] = rb.DefRange
+		d.pos[rkey+".prefix"] = rb.LabelRanges[0]
+		r := Route{Prefix: rb.Labels[0]}
+		rct, diags := rb.Body.Content(routeSchema)
+		d.diags = append(d.diags, diags...)
+		if diags.HasErrors() {
+			// An unknown handler block: do not also call it missing.
+			d.bad[rkey] = true
+		}
+		seen := make(map[string]*hcl.Block)
+		for _, hb := range rct.Blocks {
+			if first := seen[hb.Type]; first != nil {
+				d.errorAt(hb.DefRange, "Duplicate "+hb.Type+" block",
+					fmt.Sprintf("Route %q already has a %s block at line %d; a route takes exactly one of static, proxy or respond.",
+						r.Prefix, hb.Type, first.DefRange.Start.Line))
+				continue
+			}
+			seen[hb.Type] = hb
+			hkey := rkey + "." + hb.Type
+			d.pos[hkey] = hb.DefRange
+			switch hb.Type {
+			case "static":
+				r.Static = d.static(hb, hkey)
+			case "proxy":
+				r.Proxy = d.proxy(hb, hkey)
+			case "respond":
+				r.Respond = d.respond(hb, hkey)
+			}
+		}
+		s.Routes = append(s.Routes, r)
+	}
+	return s
+}
+
+func (d *decoder) static(b *hcl.Block, key string) *Static {
+	st := &Static{Index: []string{DefaultIndex}, Gzip: true}
+	a := d.content(b.Body, staticSchema).Attributes
+	d.required(a, key, "root")
+	d.string(a["root"], key+".root", &st.Root)
+	d.strings(a["index"], key+".index", &st.Index)
+	d.bool(a["dotfiles"], key+".dotfiles", &st.Dotfiles)
+	d.bool(a["gzip"], key+".gzip", &st.Gzip)
+	return st
+}
+
+func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
+	p := &Proxy{ConnectTimeout: DefaultConnectTimeout, ResponseTimeout: DefaultResponseTimeout}
+	a := d.content(b.Body, proxySchema).Attributes
+	d.required(a, key, "upstreams")
+	d.strings(a["upstreams"], key+".upstreams", &p.Upstreams)
+	d.duration(a["connect_timeout"], key+".connect_timeout", &p.ConnectTimeout)
+	d.duration(a["response_timeout"], key+".response_timeout", &p.ResponseTimeout)
+	return p
+}
+
+func (d *decoder) respond(b *hcl.Block, key string) *Respond {
+	r := &Respond{Status: DefaultRespondStatus}
+	a := d.content(b.Body, respondSchema).Attributes
+	d.int(a["status"], key+".status", &r.Status)
+	d.string(a["body"], key+".body", &r.Body)
+	d.stringMap(a["headers"], key+".headers", &r.Headers)
+	return r
+}
+
+// value evaluates attr (no variables, no functions) and converts it to ty.
+// It returns false, having reported why when there was a problem, when the
+// attribute is absent, null or wrong.
+func (d *decoder) value(attr *hcl.Attribute, key string, ty cty.Type, want string) (cty.Value, bool) {
+	if attr == nil {
+		return cty.NilVal, false
+	}
+	d.pos[key] = attr.Expr.Range()
+	v, diags := attr.Expr.Value(nil)
+	d.diags = append(d.diags, diags...)
+	if diags.HasErrors() {
+		d.bad[key] = true
+	}
+	if diags.HasErrors() || v.IsNull() {
+		return cty.NilVal, false
+	}
+	cv, err := convert.Convert(v, ty)
+	if err != nil || !cv.IsWhollyKnown() {
+		d.invalid(key, attr.Expr.Range(), "Incorrect attribute value type",
+			fmt.Sprintf("Inappropriate value for attribute %q: %s is required.", attr.Name, want))
+		return cty.NilVal, false
+	}
+	return cv, true
+}
+
+func (d *decoder) string(attr *hcl.Attribute, key string, dst *string) {
+	if v, ok := d.value(attr, key, cty.String, "a string"); ok {
+		*dst = v.AsString()
+	}
+}
+
+func (d *decoder) bool(attr *hcl.Attribute, key string, dst *bool) {
+	if v, ok := d.value(attr, key, cty.Bool, "a bool"); ok {
+		*dst = v.True()
+	}
+}
+
+// integer returns attr as a whole number that fits an int64.
+func (d *decoder) integer(attr *hcl.Attribute, key string) (int64, bool) {
+	v, ok := d.value(attr, key, cty.Number, "a number")
+	if !ok {
+		return 0, false
+	}
+	f := v.AsBigFloat()
+	n, acc := f.Int64()
+	if !f.IsInt() || acc != big.Exact {
+		d.invalid(key, attr.Expr.Range(), "Invalid number",
+			fmt.Sprintf("The %q value must be a whole number that fits in 64 bits.", attr.Name))
+		return 0, false
+	}
+	return n, true
+}
+
+func (d *decoder) int(attr *hcl.Attribute, key string, dst *int) {
+	if n, ok := d.integer(attr, key); ok {
+		*dst = int(n) // int is 64 bits on every platform forkd runs on
+	}
+}
+
+func (d *decoder) int64(attr *hcl.Attribute, key string, dst *int64) {
+	if n, ok := d.integer(attr, key); ok {
+		*dst = n
+	}
+}
+
+func (d *decoder) duration(attr *hcl.Attribute, key string, dst *time.Duration) {
+	v, ok := d.value(attr, key, cty.DynamicPseudoType, "")
+	if !ok {
+		return
+	}
+	if v.Type() != cty.String {
+		d.invalid(key, attr.Expr.Range(), "Invalid duration",
+			fmt.Sprintf("The %q value must be a duration string such as \"30s\", \"1m30s\" or \"500ms\".", attr.Name))
+		return
+	}
+	dur, err := time.ParseDuration(v.AsString())
+	if err != nil {
+		d.invalid(key, attr.Expr.Range(), "Invalid duration",
+			fmt.Sprintf("The %q value %q is not a duration; use a number with a unit: ns, us, ms, s, m or h (\"30s\", \"1m30s\").", attr.Name, v.AsString()))
+		return
+	}
+	*dst = dur
+}
+
+// mode reads a unix socket's file mode: an octal string ("0660", "660",
+// "0o660") or a number whose decimal digits are read as octal (660 means
+// 0660, as chmod reads it; HCL has no octal literals).
+func (d *decoder) mode(attr *hcl.Attribute, key string, dst *uint32) {
+	v, ok := d.value(attr, key, cty.DynamicPseudoType, "")
+	if !ok {
+		return
+	}
+	var s string
+	switch v.Type() {
+	case cty.String:
+		s = strings.TrimPrefix(strings.TrimPrefix(v.AsString(), "0o"), "0O")
+	case cty.Number:
+		f := v.AsBigFloat()
+		// Bound the number before formatting it: 1e999999999 is a number.
+		if n, acc := f.Uint64(); f.IsInt() && acc == big.Exact && n <= 7777 {
+			s = strconv.FormatUint(n, 10)
+		}
+	}
+	m, err := strconv.ParseUint(s, 8, 32)
+	if s == "" || err != nil || m > 0o777 {
+		d.invalid(key, attr.Expr.Range(), "Invalid socket mode",
+			"The mode must be octal permission bits between 0 and 0777, such as \"0660\".")
+		return
+	}
+	*dst = uint32(m)
+}
+
+func (d *decoder) strings(attr *hcl.Attribute, key string, dst *[]string) {
+	v, ok := d.value(attr, key, cty.List(cty.String), "a list of strings")
+	if !ok {
+		return
+	}
+	items, _ := hcl.ExprList(attr.Expr)
+	out := make([]string, 0, v.LengthInt())
+	for i, it := 0, v.ElementIterator(); it.Next(); i++ {
+		_, ev := it.Element()
+		ekey := fmt.Sprintf("%s[%d]", key, i)
+		if i < len(items) {
+			d.pos[ekey] = items[i].Range()
+		}
+		if ev.IsNull() {
+			d.invalid(key, d.pos[ekey], "Invalid list element",
+				fmt.Sprintf("The %q list must not contain null.", attr.Name))
+			return
+		}
+		out = append(out, ev.AsString())
+	}
+	*dst = out
+}
+
+func (d *decoder) stringMap(attr *hcl.Attribute, key string, dst *map[string]string) {
+	v, ok := d.value(attr, key, cty.Map(cty.String), "a map of strings")
+	if !ok {
+		return
+	}
+	pairs, _ := hcl.ExprMap(attr.Expr)
+	for _, p := range pairs {
+		if k, diags := p.Key.Value(nil); !diags.HasErrors() && k.Type() == cty.String {
+			d.pos[fmt.Sprintf("%s[%q]", key, k.AsString())] = p.Key.Range()
+		}
+	}
+	out := make(map[string]string, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		k, ev := it.Element()
+		if ev.IsNull() {
+			d.invalid(key, attr.Expr.Range(), "Invalid map element",
+				fmt.Sprintf("The %q map must not contain null.", attr.Name))
+			return
+		}
+		out[k.AsString()] = ev.AsString()
+	}
+	*dst = out
+}

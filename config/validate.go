@@ -1,0 +1,470 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Validate reports every problem in c as an *Error, or returns nil. It
+// checks a complete configuration and changes nothing: build one in code
+// by starting from Default, or call SetDefaults and Normalize before
+// Validate. Load and Parse validate already, with file positions.
+func (c *Config) Validate() error {
+	v := &validator{}
+	v.config(c)
+	return errorOf(v.diags)
+}
+
+// validator checks a Config. pos maps key paths such as
+// "sites[0].routes[1].proxy.upstreams[0]" to where the value was written;
+// it is nil for a configuration built in code, and diagnostics then name
+// the key path instead of a line.
+type validator struct {
+	pos   map[string]hcl.Range
+	skip  map[string]bool // keys whose problem was reported while decoding
+	diags hcl.Diagnostics
+}
+
+// rangeOf finds where key, or failing that its nearest parent, was written.
+func (v *validator) rangeOf(key string) *hcl.Range {
+	for k := key; k != ""; k = parentKey(k) {
+		if r, ok := v.pos[k]; ok {
+			return r.Ptr()
+		}
+	}
+	return nil
+}
+
+// parentKey strips the last ".name" or "[index]" from a key path.
+func parentKey(k string) string {
+	if strings.HasSuffix(k, "]") {
+		if i := strings.LastIndexByte(k, '['); i >= 0 {
+			return k[:i]
+		}
+	}
+	if i := strings.LastIndexByte(k, '.'); i >= 0 {
+		return k[:i]
+	}
+	return ""
+}
+
+func (v *validator) errorf(key, summary, format string, args ...any) {
+	if v.skip[key] {
+		return
+	}
+	d := &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  v.rangeOf(key),
+	}
+	if d.Subject == nil {
+		d.Summary = key + ": " + summary
+	}
+	v.diags = append(v.diags, d)
+}
+
+// errorErr reports err, from one of the check functions, as the detail.
+func (v *validator) errorErr(key, summary string, err error) {
+	msg := err.Error()
+	v.errorf(key, summary, "%s%s.", strings.ToUpper(msg[:1]), msg[1:])
+}
+
+// where names the place key was written, for "first defined at" details.
+func (v *validator) where(key string) string {
+	if r := v.rangeOf(key); r != nil {
+		return fmt.Sprintf("line %d", r.Start.Line)
+	}
+	return key
+}
+
+func (v *validator) positive(key string, n int64) {
+	if n <= 0 {
+		v.errorf(key, "Invalid "+lastName(key), "The value must be greater than zero; got %d.", n)
+	}
+}
+
+func (v *validator) nonNegative(key string, n int64) {
+	if n < 0 {
+		v.errorf(key, "Invalid "+lastName(key), "The value must not be negative; got %d.", n)
+	}
+}
+
+func (v *validator) positiveDuration(key string, d time.Duration) {
+	if d <= 0 {
+		v.errorf(key, "Invalid "+lastName(key), "The duration must be greater than zero; got %q.", d.String())
+	}
+}
+
+func lastName(key string) string {
+	if i := strings.LastIndexByte(key, '.'); i >= 0 {
+		return key[i+1:]
+	}
+	return key
+}
+
+func (v *validator) config(c *Config) {
+	if c.Workers < 1 || c.Workers > MaxWorkers {
+		v.errorf("workers", "Invalid workers",
+			"The value must be 0 (one per CPU) or between 1 and %d; got %d.", MaxWorkers, c.Workers)
+	}
+	v.positiveDuration("worker_timeout", c.WorkerTimeout)
+	v.positiveDuration("graceful_timeout", c.GracefulTimeout)
+	v.nonNegative("max_requests", int64(c.MaxRequests))
+	v.nonNegative("max_requests_jitter", int64(c.MaxRequestsJitter))
+
+	if len(c.Listen) == 0 {
+		v.errorf("listen", "Missing listen block", "At least one listener is required.")
+	}
+	seen := make(map[string]string) // canonical address -> key
+	for i, l := range c.Listen {
+		key := fmt.Sprintf("listen[%d]", i)
+		v.listen(key, l, seen)
+	}
+
+	v.log(c.Log)
+	v.limits(c.Limits)
+
+	if m := c.Metrics; m != nil {
+		v.metrics(*m, seen)
+	}
+
+	siteNames := make(map[string]string)
+	hosts := make(map[string]string)
+	for i := range c.Sites {
+		v.site(fmt.Sprintf("sites[%d]", i), &c.Sites[i], siteNames, hosts)
+	}
+}
+
+func (v *validator) listen(key string, l Listen, seen map[string]string) {
+	akey := key + ".address"
+	canon, isUnix, err := checkAddress(l.Address, false)
+	if err != nil {
+		v.errorErr(akey, "Invalid listen address", err)
+		return
+	}
+	if prev, dup := seen[canon]; dup && !strings.HasSuffix(canon, ":0") {
+		v.errorf(akey, "Duplicate listen address",
+			"The address %q is already listened on at %s.", l.Address, v.where(prev))
+	} else {
+		seen[canon] = akey
+	}
+	if isUnix {
+		if l.Mode == 0 || l.Mode > 0o777 {
+			v.errorf(key+".mode", "Invalid socket mode",
+				"The mode must be octal permission bits between 01 and 0777; got %#o.", l.Mode)
+		}
+		if l.ReusePort {
+			v.errorf(key+".reuse_port", "Invalid reuse_port",
+				"reuse_port applies only to TCP listeners, not unix sockets.")
+		}
+	} else if l.Mode != 0 {
+		v.errorf(key+".mode", "Invalid socket mode", "mode applies only to unix sockets.")
+	}
+}
+
+func (v *validator) log(l Log) {
+	switch l.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		v.errorf("log.level", "Invalid log level",
+			"The level %q is not one of trace, debug, info, warn or error.", l.Level)
+	}
+	switch l.Format {
+	case "text", "json":
+	default:
+		v.errorf("log.format", "Invalid log format", "The format %q is not text or json.", l.Format)
+	}
+}
+
+func (v *validator) limits(l Limits) {
+	v.positive("limits.request_line", int64(l.RequestLine))
+	v.positive("limits.header_bytes", int64(l.HeaderBytes))
+	v.positive("limits.header_count", int64(l.HeaderCount))
+	v.nonNegative("limits.body_bytes", l.BodyBytes)
+	v.positiveDuration("limits.read_header_timeout", l.ReadHeaderTimeout)
+	v.positiveDuration("limits.idle_timeout", l.IdleTimeout)
+	v.positiveDuration("limits.write_timeout", l.WriteTimeout)
+	v.positive("limits.max_connections", int64(l.MaxConnections))
+}
+
+func (v *validator) metrics(m Metrics, listens map[string]string) {
+	canon, _, err := checkAddress(m.Address, false)
+	if err != nil {
+		v.errorErr("metrics.address", "Invalid metrics address", err)
+	} else if prev, dup := listens[canon]; dup {
+		v.errorf("metrics.address", "Duplicate listen address",
+			"The metrics address %q is already a listener at %s.", m.Address, v.where(prev))
+	}
+	if !strings.HasPrefix(m.Path, "/") {
+		v.errorf("metrics.path", "Invalid metrics path", "The path %q must start with \"/\".", m.Path)
+	}
+}
+
+func (v *validator) site(key string, s *Site, names, hosts map[string]string) {
+	nkey := key + ".name"
+	if s.Name == "" {
+		v.errorf(nkey, "Invalid site name", "The site name must not be empty.")
+	} else if prev, dup := names[s.Name]; dup {
+		v.errorf(nkey, "Duplicate site", "A site named %q is already defined at %s.", s.Name, v.where(prev))
+	} else {
+		names[s.Name] = nkey
+	}
+
+	if len(s.Hosts) == 0 {
+		v.errorf(key+".hosts", "Missing hosts", "Site %q matches no host; use [\"*\"] to match any.", s.Name)
+	}
+	for i, h := range s.Hosts {
+		hkey := fmt.Sprintf("%s.hosts[%d]", key, i)
+		if err := checkHost(h); err != nil {
+			v.errorErr(hkey, "Invalid host", err)
+			continue
+		}
+		norm := strings.ToLower(h)
+		if prev, dup := hosts[norm]; dup {
+			v.errorf(hkey, "Duplicate host", "The host %q is already matched at %s.", h, v.where(prev))
+			continue
+		}
+		hosts[norm] = hkey
+	}
+
+	if len(s.Routes) == 0 {
+		v.errorf(key, "Missing route", "Site %q has no route blocks.", s.Name)
+	}
+	prefixes := make(map[string]string)
+	for i := range s.Routes {
+		rkey := fmt.Sprintf("%s.routes[%d]", key, i)
+		r := &s.Routes[i]
+		pkey := rkey + ".prefix"
+		if err := checkPrefix(r.Prefix); err != nil {
+			v.errorErr(pkey, "Invalid route prefix", err)
+		} else if prev, dup := prefixes[r.Prefix]; dup {
+			v.errorf(pkey, "Duplicate route", "Site %q already has a route %q at %s.", s.Name, r.Prefix, v.where(prev))
+		} else {
+			prefixes[r.Prefix] = pkey
+		}
+		v.route(rkey, r)
+	}
+}
+
+func (v *validator) route(key string, r *Route) {
+	var kinds []string
+	if r.Static != nil {
+		kinds = append(kinds, "static")
+		v.static(key+".static", r.Static)
+	}
+	if r.Proxy != nil {
+		kinds = append(kinds, "proxy")
+		v.proxy(key+".proxy", r.Proxy)
+	}
+	if r.Respond != nil {
+		kinds = append(kinds, "respond")
+		v.respond(key+".respond", r.Respond)
+	}
+	// Report the conflict at the handler written last.
+	sort.SliceStable(kinds, func(i, j int) bool {
+		a, b := v.rangeOf(key+"."+kinds[i]), v.rangeOf(key+"."+kinds[j])
+		return a != nil && b != nil && a.Start.Byte < b.Start.Byte
+	})
+	switch len(kinds) {
+	case 0:
+		v.errorf(key, "Missing route handler", "Route %q needs one static, proxy or respond block.", r.Prefix)
+	case 1:
+	default:
+		v.errorf(key+"."+kinds[1], "Conflicting route handlers",
+			"Route %q already has a %s block at %s; a route takes exactly one of static, proxy or respond.",
+			r.Prefix, kinds[0], v.where(key+"."+kinds[0]))
+	}
+}
+
+func (v *validator) static(key string, s *Static) {
+	if s.Root == "" {
+		v.errorf(key+".root", "Invalid static root", "The root directory must not be empty.")
+	}
+	for i, name := range s.Index {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			v.errorf(fmt.Sprintf("%s.index[%d]", key, i), "Invalid index file",
+				"The index entry %q must be a plain file name, without \"/\".", name)
+		}
+	}
+}
+
+func (v *validator) proxy(key string, p *Proxy) {
+	if len(p.Upstreams) == 0 {
+		v.errorf(key+".upstreams", "Missing upstreams", "A proxy needs at least one upstream.")
+	}
+	for i, u := range p.Upstreams {
+		if _, _, err := checkAddress(u, true); err != nil {
+			v.errorErr(fmt.Sprintf("%s.upstreams[%d]", key, i), "Invalid upstream", err)
+		}
+	}
+	v.positiveDuration(key+".connect_timeout", p.ConnectTimeout)
+	v.positiveDuration(key+".response_timeout", p.ResponseTimeout)
+}
+
+func (v *validator) respond(key string, r *Respond) {
+	// A final response has a status from 200 to 599 (RFC 9110, section 15);
+	// 1xx are interim responses and cannot end an exchange.
+	if r.Status < 200 || r.Status > 599 {
+		v.errorf(key+".status", "Invalid status code",
+			"The status %d is not a final HTTP status code (200 to 599).", r.Status)
+	} else if r.Body != "" && (r.Status == 204 || r.Status == 304) {
+		// RFC 9110, sections 15.3.5 and 15.4.5: no content in 204 and 304.
+		v.errorf(key+".body", "Invalid body", "A %d response cannot have a body.", r.Status)
+	}
+	names := make([]string, 0, len(r.Headers))
+	for name := range r.Headers {
+		names = append(names, name)
+	}
+	// In file order where known, so that a duplicate is reported where it
+	// is written the second time.
+	sort.Slice(names, func(i, j int) bool {
+		a := v.rangeOf(fmt.Sprintf("%s.headers[%q]", key, names[i]))
+		b := v.rangeOf(fmt.Sprintf("%s.headers[%q]", key, names[j]))
+		if a != nil && b != nil && a.Start.Byte != b.Start.Byte {
+			return a.Start.Byte < b.Start.Byte
+		}
+		return names[i] < names[j]
+	})
+	folded := make(map[string]string, len(names))
+	for _, name := range names {
+		hkey := fmt.Sprintf("%s.headers[%q]", key, name)
+		prev, dup := folded[strings.ToLower(name)]
+		folded[strings.ToLower(name)] = name
+		switch {
+		case dup:
+			// Field names are case-insensitive (RFC 9110, section 5.1).
+			v.errorf(hkey, "Duplicate header", "The header %q is also set as %q.", name, prev)
+		case !isToken(name):
+			// RFC 9110, section 5.1: a field name is a token.
+			v.errorf(hkey, "Invalid header name", "The header name %q is not an HTTP token.", name)
+		case strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Transfer-Encoding"):
+			v.errorf(hkey, "Invalid header", "The server sets %s from the body; it cannot be configured.", name)
+		case strings.ContainsAny(r.Headers[name], "\r\n\x00"):
+			// RFC 9110, section 5.5: CR, LF and NUL are invalid in field values.
+			v.errorf(hkey, "Invalid header value", "The value of %q contains CR, LF or NUL.", name)
+		}
+	}
+}
+
+// checkAddress checks a listener or upstream address, "host:port" or
+// "unix:/path", and returns a canonical form for finding duplicates.
+// Upstreams need a host and a nonzero port; listeners may leave the host
+// empty (all interfaces) and use port 0 (any free port).
+func checkAddress(a string, upstream bool) (canon string, isUnix bool, err error) {
+	if p, ok := strings.CutPrefix(a, unixPrefix); ok {
+		switch {
+		case p == "" || p == "@":
+			return "", true, fmt.Errorf("the address %q names no socket path", a)
+		case len(p) > 107:
+			// sun_path holds 108 bytes with the terminating NUL (unix(7)).
+			return "", true, fmt.Errorf("the socket path in %q is longer than 107 bytes", a)
+		case strings.ContainsRune(p, 0):
+			return "", true, fmt.Errorf("the socket path in %q contains NUL", a)
+		}
+		return a, true, nil
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || strings.Contains(a, "://") {
+		return "", false, fmt.Errorf("the address %q is not \"host:port\", \"[ipv6]:port\" or \"unix:/path\"", a)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || (upstream && n == 0) {
+		return "", false, fmt.Errorf("the port %q in %q is not a number from 1 to 65535", port, a)
+	}
+	switch {
+	case host == "" && upstream:
+		return "", false, fmt.Errorf("the upstream %q names no host", a)
+	case host == "":
+	case strings.Contains(host, ":"):
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !ip.Is6() {
+			return "", false, fmt.Errorf("the host %q in %q is not an IPv6 address", host, a)
+		}
+		host = ip.String()
+	default:
+		if !isHostname(host) {
+			return "", false, fmt.Errorf("the host %q in %q is not an IP address or host name", host, a)
+		}
+		host = strings.ToLower(host)
+	}
+	return net.JoinHostPort(host, strconv.FormatUint(n, 10)), false, nil
+}
+
+// checkHost checks a site's host pattern: "*", "*.example.com", a host
+// name, an IPv4 address or a bracketed IPv6 address, without a port.
+func checkHost(h string) error {
+	if h == "*" {
+		return nil
+	}
+	if ip, ok := strings.CutPrefix(h, "["); ok {
+		if a, err := netip.ParseAddr(strings.TrimSuffix(ip, "]")); err == nil && a.Is6() && strings.HasSuffix(ip, "]") {
+			return nil
+		}
+		return fmt.Errorf("the host %q is not a bracketed IPv6 address", h)
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if !isHostname(strings.TrimSuffix(name, ".")) {
+		return fmt.Errorf("the host %q is not \"*\", \"*.domain\", a host name or an IP address (ports are not matched)", h)
+	}
+	return nil
+}
+
+// isHostname reports whether s is made of DNS labels: letters, digits,
+// '-' and '_' between dots (RFC 1123, section 2.1, with the underscore
+// seen in practice). IPv4 addresses pass too.
+func isHostname(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkPrefix checks a route prefix: an absolute path that a request
+// target's path can begin with.
+func checkPrefix(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("the prefix %q must start with \"/\"", p)
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f || c == '?' || c == '#' {
+			return fmt.Errorf("the prefix %q contains a space, control character, '?' or '#', which a path never holds", p)
+		}
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110, section 5.6.2).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}

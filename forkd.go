@@ -1,0 +1,115 @@
+// Package forkd runs a Go program's HTTP handler under forkd's pre-fork
+// process model: the same master (supervision, signals, reload, systemd) as
+// the forkd daemon, re-executing the program's own binary as workers.
+//
+//	func main() {
+//		forkd.Main(forkd.HTTP(mux),
+//			forkd.OnWorkerStart(func(w forkd.Worker) error { return openPool(w) }))
+//	}
+//
+// Main parses the usual command line (-c config.hcl, -t, -version, and the
+// status|reload|stop|scale control commands). In the master it never
+// returns; in a worker it serves until told to stop, then exits.
+//
+// The handler answers every request no `site` route of the configuration
+// matches, so an application can mix its own handler with static files and
+// proxies configured in config.hcl.
+package forkd
+
+import (
+	"net/http"
+	"os"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
+	"github.com/forkd/forkd/worker"
+)
+
+// Version is forkd's version, printed by -version.
+const Version = "0.1.0"
+
+// Handler is forkd's native, allocation-free handler API.
+type Handler = protocol.Handler
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc = protocol.HandlerFunc
+
+// ResponseWriter writes a native handler's response.
+type ResponseWriter = protocol.ResponseWriter
+
+// Request is a native handler's request; its byte slices are valid until the
+// handler returns.
+type Request = protocol.Request
+
+// Worker describes the worker process a hook runs in.
+type Worker = worker.Info
+
+// HTTP adapts a net/http handler; see protocol.FromHTTP for what it cannot do.
+func HTTP(h http.Handler) Handler { return protocol.FromHTTP(h) }
+
+// Option configures Main.
+type Option func(*options)
+
+type options struct {
+	name          string
+	defaultConfig func() *config.Config
+	defaultPath   string
+	onStart       func(Worker) error
+	onStop        func(Worker)
+	args          []string
+}
+
+// OnWorkerStart registers fn to run in each worker after it receives its
+// configuration and before it accepts connections (gunicorn's
+// post_worker_init): open per-worker resources here. An error fails the
+// worker's boot; at start-up that stops the master with exit code 3.
+func OnWorkerStart(fn func(Worker) error) Option {
+	return func(o *options) { o.onStart = fn }
+}
+
+// OnWorkerStop registers fn to run in each worker after it has drained and
+// before it exits (gunicorn's worker_exit): close per-worker resources here.
+func OnWorkerStop(fn func(Worker)) Option {
+	return func(o *options) { o.onStop = fn }
+}
+
+// WithDefaultConfig sets the configuration used when no -c flag is given and
+// ./config.hcl does not exist (default: config.Default()).
+func WithDefaultConfig(fn func() *config.Config) Option {
+	return func(o *options) { o.defaultConfig = fn }
+}
+
+// WithName sets the program name used in usage and error messages.
+func WithName(name string) Option {
+	return func(o *options) { o.name = name }
+}
+
+// WithArgs replaces os.Args[1:] as the command line Main parses (for tests).
+func WithArgs(args []string) Option {
+	return func(o *options) { o.args = args }
+}
+
+// Main runs h under forkd and exits the process with forkd's exit code.
+// h may be nil: the configuration's sites (or the built-in pages) serve.
+func Main(h Handler, opts ...Option) {
+	os.Exit(Run(h, opts...))
+}
+
+// Run is Main without the os.Exit: it returns the exit code.
+func Run(h Handler, opts ...Option) int {
+	o := options{name: "forkd", defaultConfig: config.Default, defaultPath: "config.hcl", args: os.Args[1:]}
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		o.name = baseName(os.Args[0])
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if IsWorker() {
+		return worker.Run(worker.Options{Handler: h, OnStart: o.onStart, OnStop: o.onStop})
+	}
+	return runCommand(&o)
+}
+
+// IsWorker tells whether this process is a forkd worker (re-executed by a
+// master), so a program can skip master-only set-up before calling Main.
+func IsWorker() bool { return isWorker() }

@@ -1,0 +1,95 @@
+// Package control implements the control socket through which the forkd
+// command line talks to a running master: `forkd status`, `forkd reload`,
+// `forkd stop` and `forkd scale N`.
+//
+// The master listens on a unix stream socket with mode 0600. A client
+// connects, writes one request as a single line of JSON, and reads one JSON
+// response; the master then closes the connection. The protocol carries no
+// version number: both ends are the same binary, and unknown JSON fields are
+// ignored in both directions.
+package control
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Commands understood by the master.
+const (
+	CmdStatus = "status" // report the worker table
+	CmdReload = "reload" // same as SIGHUP
+	CmdStop   = "stop"   // same as SIGTERM: graceful shutdown
+	CmdScale  = "scale"  // set the number of workers to Request.N
+)
+
+// maxWorkers bounds Request.N for CmdScale, a sanity limit against typos
+// such as "scale 10000".
+const maxWorkers = 1024
+
+// A Request is one command sent to the master.
+type Request struct {
+	Cmd string `json:"cmd"`
+	N   int    `json:"n,omitempty"` // worker count, for CmdScale
+}
+
+// Validate reports whether r is a command the master understands, with its
+// arguments in range. Server calls it before the handler, so a handler only
+// ever sees valid requests.
+func (r Request) Validate() error {
+	switch r.Cmd {
+	case CmdStatus, CmdReload, CmdStop:
+		return nil
+	case CmdScale:
+		if r.N < 1 || r.N > maxWorkers {
+			return fmt.Errorf("scale: worker count %d out of range [1, %d]", r.N, maxWorkers)
+		}
+		return nil
+	case "":
+		return errors.New("missing command")
+	default:
+		return fmt.Errorf("unknown command %q", r.Cmd)
+	}
+}
+
+// A Response is the master's answer to a Request. OK is false when the
+// master refused or failed the command, with the reason in Error. Status is
+// set for CmdStatus and, where the master chooses, after other commands.
+type Response struct {
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}
+
+// Err returns nil when r.OK is set and otherwise an error carrying r.Error.
+func (r Response) Err() error {
+	if r.OK {
+		return nil
+	}
+	if r.Error == "" {
+		return errors.New("master refused the command")
+	}
+	return errors.New(r.Error)
+}
+
+// Status describes a running master and its workers.
+type Status struct {
+	MasterPID  int            `json:"master_pid"`
+	Started    time.Time      `json:"started"`
+	Generation int            `json:"generation"`
+	Config     string         `json:"config"` // path of config.hcl; "" for built-in defaults
+	Workers    []WorkerStatus `json:"workers"`
+}
+
+// WorkerStatus is one row of the worker table, from the worker's latest
+// heartbeat.
+type WorkerStatus struct {
+	Slot       int       `json:"slot"`
+	PID        int       `json:"pid"`
+	Generation int       `json:"generation"`
+	Started    time.Time `json:"started"`
+	Requests   uint64    `json:"requests"`
+	OpenConns  int64     `json:"open_conns"`
+	RSS        uint64    `json:"rss"` // resident set size in bytes
+	State      string    `json:"state"`
+}

@@ -1,0 +1,864 @@
+// Package master is forkd's arbiter: it owns the listening sockets, starts
+// workers by re-executing its own binary, and supervises them. One goroutine
+// (the loop in Run) owns all state; signals, child exits, ipc messages,
+// control requests and timers reach it over channels.
+package master
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/control"
+	"github.com/forkd/forkd/internal/logging"
+	"github.com/forkd/forkd/internal/metrics"
+	"github.com/forkd/forkd/internal/sdnotify"
+	"github.com/forkd/forkd/ipc"
+)
+
+// Exit codes of the master.
+const (
+	ExitOK         = 0
+	ExitConfig     = 1 // bad configuration or start-up failure
+	ExitBootFailed = 3 // workers failed to boot
+)
+
+// Boot-loop policy: a worker that dies within bootWindow of its start (or
+// before it was ready) counts as a failed boot of its slot; the slot is
+// restarted after an exponential back-off, capped.
+const (
+	bootWindow      = 2 * time.Second
+	backoffBase     = 100 * time.Millisecond
+	backoffCap      = 10 * time.Second
+	startupAttempts = 5 // failed boots of one slot, before any worker was ready, that halt the master
+	quickStopWait   = 2 * time.Second
+)
+
+// Options configure a master.
+type Options struct {
+	// Config is the validated initial configuration.
+	Config *config.Config
+	// Load re-reads the configuration on HUP; nil means HUP keeps Config.
+	Load func() (*config.Config, error)
+	// Executable is the binary workers run; default /proc/self/exe.
+	Executable string
+	// Args is the worker's argv (Args[0] is its name); default os.Args[:1].
+	Args []string
+	// Stderr receives the start-up error lines; default os.Stderr.
+	Stderr io.Writer
+	// Version is printed in the status output.
+	Version string
+	// Binary and MasterArgs start a new master on USR2: the binary on disk
+	// (default: os.Executable at start-up) and its arguments (default
+	// os.Args[1:]).
+	Binary     string
+	MasterArgs []string
+}
+
+// Master is a running arbiter; build it with New, run it with Run.
+type Master struct {
+	opts    Options
+	cfg     *config.Config
+	log     hclog.Logger
+	logFile *logging.File
+	pid     int
+	started time.Time
+
+	gen       int
+	want      int
+	winched   bool
+	everReady bool
+	phase     phase
+	exitCode  int
+	pendingUp bool // READY=1 still owed to systemd for this generation
+
+	workers   map[int]*worker
+	slots     map[int]*slotState
+	listeners map[string]*listener
+
+	sigs  chan os.Signal
+	exits chan exitEvent
+	msgs  chan msgEvent
+
+	hooks hooks // optional integrations (systemd, control socket, upgrade)
+	stats counters
+
+	sd            *sdnotify.Notifier
+	extra         []string // socket-activated addresses no listen block names
+	ctl           chan ctlReq
+	ctlSrv        *control.Server
+	ctlErr        chan error
+	lastReloadErr string
+
+	upgrades   chan upgradeEvent
+	upgrading  *upgrade
+	handedOver bool     // a successor master took over
+	readyPipe  *os.File // set in a master started by USR2
+
+	metricsSrv *http.Server
+	snaps      chan chan metrics.Snapshot
+}
+
+type phase int
+
+const (
+	running phase = iota
+	stopping
+	quitting
+)
+
+type slotState struct {
+	failures int
+	next     time.Time
+}
+
+type counters struct {
+	restarts       map[string]uint64
+	reloads        uint64
+	reloadFailures uint64
+	retired        [4]uint64 // final status-class counts of exited workers (2xx..5xx)
+	retiredReqs    uint64
+}
+
+// hooks are the master's outward integrations; each may be nil.
+type hooks struct {
+	notify func(lines ...string) // systemd sd_notify
+}
+
+// New prepares a master: it opens the log file and binds every listener.
+func New(opts Options) (*Master, error) {
+	if opts.Config == nil {
+		return nil, errors.New("master: no configuration")
+	}
+	if opts.Executable == "" {
+		opts.Executable = "/proc/self/exe"
+	}
+	if len(opts.Args) == 0 {
+		opts.Args = os.Args[:1]
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Binary == "" {
+		if exe, err := os.Executable(); err == nil {
+			opts.Binary = exe
+		} else {
+			opts.Binary = os.Args[0]
+		}
+	}
+	if opts.MasterArgs == nil {
+		opts.MasterArgs = os.Args[1:]
+	}
+	m := &Master{
+		opts:      opts,
+		cfg:       opts.Config,
+		pid:       os.Getpid(),
+		started:   time.Now(),
+		gen:       1,
+		want:      opts.Config.Workers,
+		workers:   make(map[int]*worker),
+		slots:     make(map[int]*slotState),
+		listeners: make(map[string]*listener),
+		sigs:      make(chan os.Signal, 64),
+		exits:     make(chan exitEvent, 64),
+		msgs:      make(chan msgEvent, 256),
+		pendingUp: true,
+		stats:     counters{restarts: make(map[string]uint64)},
+		ctl:       make(chan ctlReq),
+		ctlErr:    make(chan error, 1),
+		upgrades:  make(chan upgradeEvent, 4),
+		snaps:     make(chan chan metrics.Snapshot),
+	}
+	lf, err := logging.OpenFile(m.cfg.Log.File)
+	if err != nil {
+		return nil, err
+	}
+	m.logFile = lf
+	m.log = m.newLogger(m.cfg)
+	if err := m.setupSystemd(); err != nil {
+		m.closeAll()
+		return nil, err
+	}
+	if err := m.adoptUpgrade(); err != nil {
+		m.closeAll()
+		return nil, err
+	}
+	if err := m.syncListeners(m.cfg); err != nil {
+		m.closeAll()
+		return nil, err
+	}
+	if err := m.listenControl(); err != nil {
+		m.closeAll()
+		return nil, err
+	}
+	if err := m.serveMetrics(); err != nil {
+		m.closeAll()
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Master) newLogger(cfg *config.Config) hclog.Logger {
+	return logging.New(cfg.Log, "forkd", m.logFile).With("role", "master", "pid", m.pid)
+}
+
+// syncListeners binds what cfg lists and we lack, and closes what cfg no
+// longer lists. Workers keep their own copies, so closing ours never cuts a
+// draining worker off.
+func (m *Master) syncListeners(cfg *config.Config) error {
+	var opened []*listener
+	for _, l := range cfg.Listen {
+		if _, ok := m.listeners[l.Address]; ok {
+			continue
+		}
+		ln, err := bind(l)
+		if err != nil {
+			for _, o := range opened {
+				o.close()
+			}
+			return err
+		}
+		opened = append(opened, ln)
+	}
+	for _, o := range opened {
+		m.listeners[o.address] = o
+	}
+	keep := make(map[string]bool, len(cfg.Listen))
+	for _, l := range cfg.Listen {
+		keep[l.Address] = true
+	}
+	for _, a := range m.extra {
+		keep[a] = true
+	}
+	for addr, l := range m.listeners {
+		if !keep[addr] && !l.activated {
+			l.close()
+			delete(m.listeners, addr)
+		}
+	}
+	return nil
+}
+
+// Run runs the master until it stops and returns its exit code.
+func (m *Master) Run() int {
+	// Pdeathsig is tied to the thread that forked the child: keep the loop,
+	// which spawns every worker, on one thread for its whole life.
+	runtime.LockOSThread()
+	signal.Notify(m.sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT,
+		syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+	defer signal.Stop(m.sigs)
+	signal.Ignore(syscall.SIGPIPE)
+
+	// A master started by USR2 takes the pidfile over only once it serves.
+	if m.readyPipe == nil {
+		if err := m.writePidfile(); err != nil {
+			m.log.Error("cannot write pidfile", "error", err)
+			m.closeAll()
+			return ExitConfig
+		}
+	}
+	m.prepareLogFiles()
+	m.log.Info("master started", "workers", m.want, "listen", m.addresses(), "config", m.cfg.Path)
+	m.notifyStatus()
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	wd, stopWD := m.watchdog()
+	defer stopWD()
+	for {
+		m.reconcile(time.Now())
+		if m.done() {
+			break
+		}
+		next := m.nextDeadline(time.Now())
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+		select {
+		case sig := <-m.sigs:
+			m.handleSignal(sig.(syscall.Signal))
+		case ev := <-m.exits:
+			m.reap(ev)
+		case ev := <-m.msgs:
+			m.handleMsg(ev)
+		case ev := <-m.upgrades:
+			m.handleUpgrade(ev)
+		case ch := <-m.snaps:
+			ch <- m.buildSnapshot()
+		case r := <-m.ctl:
+			m.handleControl(r)
+		case err := <-m.ctlErr:
+			m.log.Error("control socket failed", "error", err)
+		case <-wd:
+			m.notify("WATCHDOG=1")
+		case <-timer.C:
+		}
+		m.checkTimeouts(time.Now())
+	}
+	m.closeAll()
+	m.log.Info("master stopped", "exit_code", m.exitCode)
+	return m.exitCode
+}
+
+func (m *Master) done() bool {
+	return m.phase != running && len(m.workers) == 0
+}
+
+// nextDeadline is how long the loop may sleep before some timer is due.
+func (m *Master) nextDeadline(now time.Time) time.Duration {
+	next := now.Add(time.Second)
+	for _, w := range m.workers {
+		if w.stopping {
+			if w.stopDeadline.Before(next) {
+				next = w.stopDeadline
+			}
+			continue
+		}
+		if d := w.lastBeat.Add(m.cfg.WorkerTimeout); d.Before(next) {
+			next = d
+		}
+	}
+	for _, s := range m.slots {
+		if s.next.After(now) && s.next.Before(next) {
+			next = s.next
+		}
+	}
+	d := next.Sub(now)
+	if d < time.Millisecond {
+		d = time.Millisecond
+	}
+	return d
+}
+
+func (m *Master) handleSignal(sig syscall.Signal) {
+	m.log.Info("signal received", "signal", sig.String())
+	switch sig {
+	case syscall.SIGHUP:
+		_ = m.reload()
+	case syscall.SIGTERM:
+		m.shutdown(stopping)
+	case syscall.SIGINT, syscall.SIGQUIT:
+		m.shutdown(quitting)
+	case syscall.SIGTTIN:
+		m.want++
+		m.log.Info("scaling", "workers", m.want)
+	case syscall.SIGTTOU:
+		if m.want > 1 {
+			m.want--
+		}
+		m.log.Info("scaling", "workers", m.want)
+	case syscall.SIGUSR1:
+		m.reopenLogs()
+	case syscall.SIGUSR2:
+		m.startUpgrade()
+	case syscall.SIGWINCH:
+		m.winched = true
+		m.log.Info("stopping all workers gracefully; master stays (HUP starts them again)")
+	}
+}
+
+// reload re-reads the configuration; a valid one starts a new generation,
+// an invalid one is logged with file:line and changes nothing.
+func (m *Master) reload() bool {
+	m.notify("RELOADING=1", monotonicUsec())
+	m.lastReloadErr = ""
+	cfg := m.cfg
+	if m.opts.Load != nil {
+		c, err := m.opts.Load()
+		if err != nil {
+			m.stats.reloadFailures++
+			m.lastReloadErr = err.Error()
+			m.log.Error("reload refused: configuration invalid; old configuration keeps serving", "error", err.Error())
+			m.notify("READY=1", "STATUS=reload failed: "+firstLine(err.Error()))
+			return false
+		}
+		cfg = c
+	}
+	if err := m.syncListeners(cfg); err != nil {
+		m.stats.reloadFailures++
+		m.lastReloadErr = err.Error()
+		m.log.Error("reload refused: cannot open listeners; old configuration keeps serving", "error", err)
+		m.notify("READY=1", "STATUS=reload failed: "+firstLine(err.Error()))
+		return false
+	}
+	if cfg.Log.File != m.cfg.Log.File {
+		if lf, err := logging.OpenFile(cfg.Log.File); err != nil {
+			m.log.Error("reload: cannot open new log file; keeping the old one", "error", err)
+		} else {
+			m.logFile.Close()
+			m.logFile = lf
+		}
+	}
+	m.cfg = cfg
+	m.log = m.newLogger(cfg)
+	m.prepareLogFiles()
+	m.want = cfg.Workers
+	m.winched = false
+	m.gen++
+	m.stats.reloads++
+	m.pendingUp = true
+	for _, s := range m.slots {
+		s.failures, s.next = 0, time.Time{}
+	}
+	m.log.Info("reloading: starting a new generation", "generation", m.gen, "workers", m.want)
+	return true
+}
+
+func (m *Master) shutdown(p phase) {
+	if m.phase == quitting || m.phase == p {
+		return
+	}
+	m.phase = p
+	m.notify("STOPPING=1")
+	for _, w := range m.workers {
+		if p == quitting {
+			w.stopping = true
+			w.stopCause = "shutdown"
+			w.stopDeadline = time.Now().Add(quickStopWait)
+			w.signal(syscall.SIGQUIT)
+		} else if !w.stopping {
+			m.stopWorker(w, "shutdown")
+		}
+	}
+	// Stop accepting at once: workers keep their own copies until they drain.
+	m.closeListeners()
+}
+
+func (m *Master) reopenLogs() {
+	if err := m.logFile.Reopen(); err != nil {
+		m.log.Error("reopen log file", "error", err)
+	}
+	m.prepareLogFiles()
+	for _, w := range m.workers {
+		w.signal(syscall.SIGUSR1)
+	}
+	m.log.Info("log files reopened")
+}
+
+// active returns the worker serving slot in the current generation that is
+// neither retiring nor stopping.
+func (m *Master) active(slot int) *worker {
+	for _, w := range m.workers {
+		if w.slot == slot && w.gen == m.gen && !w.retiring && !w.stopping {
+			return w
+		}
+	}
+	return nil
+}
+
+func (m *Master) wanted() int {
+	if m.winched {
+		return 0
+	}
+	return m.want
+}
+
+// reconcile compares the wanted workers with the actual ones: it starts what
+// is missing by slot and retires what a ready successor has replaced.
+func (m *Master) reconcile(now time.Time) {
+	if m.phase != running {
+		return
+	}
+	want := m.wanted()
+	for slot := 0; slot < want; slot++ {
+		if m.active(slot) != nil {
+			continue
+		}
+		s := m.slot(slot)
+		if now.Before(s.next) {
+			continue
+		}
+		if err := m.spawn(slot); err != nil {
+			s.failures++
+			s.next = now.Add(backoff(s.failures))
+			m.log.Error("cannot start worker", "slot", slot, "error", err)
+		}
+	}
+	allReady := true
+	for slot := 0; slot < want; slot++ {
+		if a := m.active(slot); a == nil || !a.ready {
+			allReady = false
+		}
+	}
+	for _, w := range m.workers {
+		if w.stopping {
+			continue
+		}
+		var cause string
+		switch {
+		case w.slot >= want:
+			cause = "scale down"
+		case w.gen != m.gen:
+			cause = "reload"
+		case w.retiring:
+			cause = "max_requests"
+		default:
+			continue
+		}
+		// Keep serving until the successor in this slot is ready, so the
+		// listeners always have someone accepting.
+		if w.slot < want {
+			if a := m.active(w.slot); a == nil || !a.ready {
+				continue
+			}
+		}
+		m.stopWorker(w, cause)
+	}
+	if allReady && m.pendingUp && want > 0 {
+		m.pendingUp = false
+		m.log.Info("all workers ready", "generation", m.gen, "workers", want)
+		m.notify("READY=1", "STATUS="+m.statusLine())
+		m.signalUpgradeReady()
+	}
+}
+
+func (m *Master) slot(n int) *slotState {
+	s, ok := m.slots[n]
+	if !ok {
+		s = &slotState{}
+		m.slots[n] = s
+	}
+	return s
+}
+
+func backoff(failures int) time.Duration {
+	d := time.Duration(float64(backoffBase) * math.Pow(2, float64(failures-1)))
+	if d > backoffCap || d <= 0 {
+		d = backoffCap
+	}
+	return d
+}
+
+func (m *Master) stopWorker(w *worker, cause string) {
+	w.stopping = true
+	w.stopCause = cause
+	w.stopDeadline = time.Now().Add(m.cfg.GracefulTimeout)
+	m.log.Info("stopping worker gracefully", "worker_pid", w.pid, "slot", w.slot, "generation", w.gen, "cause", cause)
+	w.signal(syscall.SIGTERM)
+}
+
+// checkTimeouts kills workers silent for worker_timeout and stopping workers
+// past graceful_timeout.
+func (m *Master) checkTimeouts(now time.Time) {
+	for _, w := range m.workers {
+		if w.killedFor != "" {
+			continue
+		}
+		switch {
+		case w.stopping && now.After(w.stopDeadline):
+			w.killedFor = "graceful timeout"
+			m.log.Warn("worker did not stop in time; killing", "worker_pid", w.pid, "slot", w.slot)
+			w.signal(syscall.SIGKILL)
+		case !w.stopping && now.Sub(w.lastBeat) > m.cfg.WorkerTimeout:
+			w.killedFor = "timeout"
+			m.log.Error("worker timed out (no heartbeat); killing", "worker_pid", w.pid, "slot", w.slot,
+				"silent_for", now.Sub(w.lastBeat).Round(time.Millisecond).String())
+			w.signal(syscall.SIGKILL)
+		}
+	}
+}
+
+// spawn starts one worker for slot in the current generation.
+func (m *Master) spawn(slot int) error {
+	conn, theirs, err := ipc.Pair()
+	if err != nil {
+		return err
+	}
+	lns := make([]ipc.Listener, 0, len(m.cfg.Listen))
+	for _, l := range m.cfg.Listen {
+		lns = append(lns, ipc.Listener{Address: l.Address, File: m.listeners[l.Address].file})
+	}
+	for _, a := range m.extra {
+		lns = append(lns, ipc.Listener{Address: a, File: m.listeners[a].file})
+	}
+	files, env := ipc.ExtraFiles(theirs, lns, slot, m.gen)
+	cmd := exec.Command(m.opts.Executable)
+	cmd.Args = m.opts.Args
+	cmd.Env = append(workerEnv(m.cfg), env...)
+	cmd.ExtraFiles = files
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Pdeathsig: syscall.SIGKILL,
+		// Own process group: a terminal's ^C reaches the master only,
+		// which then stops the workers in order.
+		Setpgid: true,
+	}
+	if cred, err := m.credential(); err != nil {
+		conn.Close()
+		theirs.Close()
+		return err
+	} else if cred != nil {
+		cmd.SysProcAttr.Credential = cred
+	}
+	if err := cmd.Start(); err != nil {
+		conn.Close()
+		theirs.Close()
+		return fmt.Errorf("start worker: %w", err)
+	}
+	theirs.Close()
+	now := time.Now()
+	w := &worker{slot: slot, gen: m.gen, pid: cmd.Process.Pid, cmd: cmd, conn: conn, started: now, lastBeat: now}
+	m.workers[w.pid] = w
+	if err := conn.Send(&ipc.Message{Type: ipc.TypeConfig, Config: m.cfg, Slot: slot, Generation: m.gen}); err != nil {
+		m.log.Error("cannot send configuration to worker", "worker_pid", w.pid, "error", err)
+		w.killedFor = "ipc failure"
+		w.signal(syscall.SIGKILL)
+	}
+	go func(pid int) {
+		for {
+			msg, err := conn.Recv()
+			m.msgs <- msgEvent{pid: pid, msg: msg, err: err}
+			if err != nil {
+				return
+			}
+		}
+	}(w.pid)
+	go func(pid int) {
+		err := cmd.Wait()
+		m.exits <- exitEvent{pid: pid, state: cmd.ProcessState, err: err}
+	}(w.pid)
+	m.log.Debug("worker started", "worker_pid", w.pid, "slot", slot, "generation", m.gen)
+	return nil
+}
+
+// workerEnv is the environment a worker starts with: ours, minus systemd's
+// variables meant for the master alone, plus a GOMAXPROCS that shares the
+// CPUs between workers unless the operator chose one.
+func workerEnv(cfg *config.Config) []string {
+	env := make([]string, 0, len(os.Environ())+1)
+	hasProcs := false
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID":
+			continue
+		case "GOMAXPROCS":
+			hasProcs = true
+		}
+		if strings.HasPrefix(k, "FORKD_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	if !hasProcs && cfg.Workers > 0 {
+		n := (runtime.NumCPU() + cfg.Workers - 1) / cfg.Workers
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(n, 1)))
+	}
+	return env
+}
+
+func (m *Master) handleMsg(ev msgEvent) {
+	w, ok := m.workers[ev.pid]
+	if !ok {
+		return
+	}
+	if ev.err != nil {
+		return // the exit event follows
+	}
+	switch ev.msg.Type {
+	case ipc.TypeReady:
+		w.ready = true
+		w.lastBeat = time.Now()
+		m.everReady = true
+		m.slot(w.slot).failures = 0
+		m.log.Info("worker ready", "worker_pid", w.pid, "slot", w.slot, "generation", w.gen)
+	case ipc.TypeHeartbeat:
+		w.lastBeat = time.Now()
+		if ev.msg.Heartbeat != nil {
+			w.beat = *ev.msg.Heartbeat
+		}
+	case ipc.TypeBootError:
+		w.bootErr = ev.msg.Error
+	case ipc.TypeRetire:
+		if !w.retiring && !w.stopping {
+			w.retiring = true
+			m.log.Info("worker reached max_requests; replacing it", "worker_pid", w.pid, "slot", w.slot, "requests", w.beat.Requests)
+		}
+	}
+}
+
+// reap handles one exited worker: classify, count, and schedule a restart.
+func (m *Master) reap(ev exitEvent) {
+	w, ok := m.workers[ev.pid]
+	if !ok {
+		return
+	}
+	delete(m.workers, ev.pid)
+	w.conn.Close()
+	m.stats.retiredReqs += w.beat.Requests
+	m.stats.retired[0] += w.beat.Status2xx
+	m.stats.retired[1] += w.beat.Status3xx
+	m.stats.retired[2] += w.beat.Status4xx
+	m.stats.retired[3] += w.beat.Status5xx
+	cause := w.cause(ev.state)
+	now := time.Now()
+	if w.stopping && w.killedFor == "" {
+		m.log.Info("worker stopped", "worker_pid", w.pid, "slot", w.slot, "generation", w.gen, "cause", w.stopCause)
+		if w.stopCause != "shutdown" {
+			m.stats.restarts[w.stopCause]++
+		}
+		return
+	}
+	failedBoot := !w.ready || now.Sub(w.started) < bootWindow
+	args := []any{"worker_pid", w.pid, "slot", w.slot, "generation", w.gen, "cause", cause,
+		"uptime", now.Sub(w.started).Round(time.Millisecond).String()}
+	if w.bootErr != "" {
+		args = append(args, "error", w.bootErr)
+	}
+	m.log.Error("worker died", args...)
+	switch {
+	case w.killedFor == "timeout":
+		m.stats.restarts["timeout"]++
+	case failedBoot:
+		m.stats.restarts["boot failure"]++
+	default:
+		m.stats.restarts["crash"]++
+	}
+	if m.phase != running {
+		return
+	}
+	s := m.slot(w.slot)
+	if failedBoot && w.killedFor == "" {
+		s.failures++
+		s.next = now.Add(backoff(s.failures))
+		if !m.everReady && (w.bootErr != "" || s.failures >= startupAttempts) && w.gen == 1 {
+			msg := w.bootErr
+			if msg == "" {
+				msg = cause
+			}
+			m.log.Error("no worker could boot; stopping", "error", msg)
+			if m.cfg.Log.File != "" {
+				fmt.Fprintf(m.opts.Stderr, "forkd: workers failed to boot: %s\n", msg)
+			}
+			m.exitCode = ExitBootFailed
+			m.shutdown(quitting)
+		}
+		return
+	}
+	s.failures = 0
+	s.next = time.Time{}
+}
+
+func (m *Master) addresses() []string {
+	out := make([]string, 0, len(m.cfg.Listen))
+	for _, l := range m.cfg.Listen {
+		out = append(out, l.Address)
+	}
+	return out
+}
+
+func (m *Master) statusLine() string {
+	ready := 0
+	for _, w := range m.workers {
+		if w.ready && !w.stopping {
+			ready++
+		}
+	}
+	return fmt.Sprintf("generation %d: %d/%d workers ready", m.gen, ready, m.wanted())
+}
+
+func (m *Master) notifyStatus() {
+	m.notify("STATUS=" + m.statusLine())
+}
+
+func (m *Master) notify(lines ...string) {
+	if m.hooks.notify != nil {
+		m.hooks.notify(lines...)
+	}
+}
+
+func (m *Master) writePidfile() error {
+	p := m.cfg.Pidfile
+	if p == "" {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".forkd.pid.*")
+	if err != nil {
+		return fmt.Errorf("pidfile: %w", err)
+	}
+	_, err = tmp.WriteString(strconv.Itoa(m.pid) + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("pidfile: %w", err)
+	}
+	return nil
+}
+
+// removePidfile removes the pidfile if it still names us (a successor
+// master from USR2 may have replaced it).
+func (m *Master) removePidfile() {
+	p := m.cfg.Pidfile
+	if p == "" {
+		return
+	}
+	b, err := os.ReadFile(p)
+	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(m.pid) {
+		os.Remove(p)
+	}
+}
+
+// closeListeners closes the master's copies of the listeners; after a
+// hand-over the successor owns the unix socket files, so they stay.
+func (m *Master) closeListeners() {
+	for addr, l := range m.listeners {
+		if m.handedOver {
+			l.unix = ""
+		}
+		l.close()
+		delete(m.listeners, addr)
+	}
+}
+
+func (m *Master) closeAll() {
+	m.stopMetrics()
+	if m.ctlSrv != nil {
+		m.ctlSrv.Close()
+	}
+	m.sd.Close()
+	m.closeListeners()
+	m.removePidfile()
+	if m.logFile != nil {
+		defer m.logFile.Close()
+	}
+}
+
+func monotonicUsec() string {
+	var ts syscall.Timespec
+	_ = clockGettime(&ts)
+	return "MONOTONIC_USEC=" + strconv.FormatInt(ts.Nano()/1000, 10)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

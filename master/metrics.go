@@ -1,0 +1,88 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/forkd/forkd/internal/metrics"
+)
+
+// serveMetrics starts the optional Prometheus listener. The HTTP server runs
+// on its own goroutines; every scrape asks the loop for a snapshot, so the
+// loop stays the only owner of the worker table.
+func (m *Master) serveMetrics() error {
+	if m.cfg.Metrics == nil || m.cfg.Metrics.Address == "" {
+		return nil
+	}
+	network, addr := m.cfg.Metrics.Network()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener %s: %w", m.cfg.Metrics.Address, err)
+	}
+	path := m.cfg.Metrics.Path
+	if path == "" {
+		path = "/metrics"
+	}
+	mux := http.NewServeMux()
+	mux.Handle(path, metrics.Handler(m.snapshot))
+	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := m.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.ctlErr <- fmt.Errorf("metrics: %w", err)
+		}
+	}()
+	m.log.Info("serving metrics", "address", m.cfg.Metrics.Address, "path", path)
+	return nil
+}
+
+func (m *Master) stopMetrics() {
+	if m.metricsSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = m.metricsSrv.Shutdown(ctx)
+	}
+}
+
+// snapshot is called from scrape goroutines; the loop answers.
+func (m *Master) snapshot() metrics.Snapshot {
+	ch := make(chan metrics.Snapshot, 1)
+	select {
+	case m.snaps <- ch:
+	case <-time.After(5 * time.Second):
+		return metrics.Snapshot{}
+	}
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(5 * time.Second):
+		return metrics.Snapshot{}
+	}
+}
+
+// buildSnapshot runs in the loop.
+func (m *Master) buildSnapshot() metrics.Snapshot {
+	s := metrics.Snapshot{
+		Restarts:       make(map[string]uint64, len(m.stats.restarts)),
+		Reloads:        m.stats.reloads + m.stats.reloadFailures,
+		ReloadFailures: m.stats.reloadFailures,
+		Generation:     m.gen,
+		Started:        m.started,
+	}
+	for i, n := range m.stats.retired {
+		s.Retired[i+1] = n
+	}
+	for k, v := range m.stats.restarts {
+		s.Restarts[k] = v
+	}
+	for _, w := range m.workers {
+		s.Workers = append(s.Workers, metrics.Worker{
+			Slot: w.slot, PID: w.pid, RSS: w.beat.RSS, Requests: w.beat.Requests, OpenConns: w.beat.OpenConns,
+			Status: metrics.Classes{0, w.beat.Status2xx, w.beat.Status3xx, w.beat.Status4xx, w.beat.Status5xx},
+		})
+	}
+	return s
+}

@@ -1,0 +1,181 @@
+package master
+
+import (
+	"errors"
+	"net"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/control"
+	"github.com/forkd/forkd/internal/sdnotify"
+)
+
+// ctlReq is one control-socket command waiting for the loop's answer.
+type ctlReq struct {
+	req   control.Request
+	reply chan control.Response
+}
+
+// setupSystemd takes socket-activated listeners (when LISTEN_PID is ours)
+// and the notification socket. Activated sockets are matched to listen
+// blocks by address and kept for the master's life, across reloads.
+func (m *Master) setupSystemd() error {
+	m.sd = sdnotify.New()
+	m.hooks.notify = func(lines ...string) {
+		if err := m.sd.Send(lines...); err != nil {
+			m.log.Warn("sd_notify failed", "error", err)
+		}
+	}
+	files, err := sdnotify.ListenFDs()
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		addr, err := sdnotify.SocketAddr(f)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		key := addr
+		for _, l := range m.cfg.Listen {
+			if sameAddress(l.Address, addr) {
+				key = l.Address
+				break
+			}
+		}
+		if key == addr && !slices.ContainsFunc(m.cfg.Listen, func(l config.Listen) bool { return l.Address == addr }) {
+			m.extra = append(m.extra, addr)
+			m.log.Warn("socket from systemd matches no listen block; serving it anyway", "address", addr)
+		}
+		m.listeners[key] = &listener{address: key, file: f, activated: true}
+		m.log.Info("using socket from systemd", "address", key)
+	}
+	return nil
+}
+
+// sameAddress tells whether a configured address names the socket systemd
+// reports as actual (wildcards "", "0.0.0.0" and "::" match either form).
+func sameAddress(configured, actual string) bool {
+	if configured == actual {
+		return true
+	}
+	ch, cp, err1 := net.SplitHostPort(configured)
+	ah, ap, err2 := net.SplitHostPort(actual)
+	if err1 != nil || err2 != nil || cp != ap {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return wild(ch) && wild(ah)
+}
+
+// listenControl opens the control socket when the configuration names one.
+func (m *Master) listenControl() error {
+	path := m.cfg.ControlSocketPath()
+	if path == "" {
+		return nil
+	}
+	if m.ctlSrv == nil { // not inherited from an old master
+		srv, err := control.Listen(path)
+		if err != nil {
+			return err
+		}
+		m.ctlSrv = srv
+	}
+	srv := m.ctlSrv
+	go func() {
+		err := srv.Serve(func(req control.Request) control.Response {
+			r := ctlReq{req: req, reply: make(chan control.Response, 1)}
+			select {
+			case m.ctl <- r:
+			case <-time.After(5 * time.Second):
+				return control.Response{Error: "master busy"}
+			}
+			select {
+			case resp := <-r.reply:
+				return resp
+			case <-time.After(5 * time.Second):
+				return control.Response{Error: "master did not answer"}
+			}
+		})
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			m.ctlErr <- err
+		}
+	}()
+	return nil
+}
+
+// handleControl runs one control command in the loop.
+func (m *Master) handleControl(r ctlReq) {
+	var resp control.Response
+	switch r.req.Cmd {
+	case control.CmdStatus:
+		resp = control.Response{OK: true, Status: m.status()}
+	case control.CmdReload:
+		m.log.Info("reload requested over the control socket")
+		ok := m.reload()
+		resp = control.Response{OK: ok}
+		if !ok {
+			resp.Error = "configuration refused; the old one keeps serving (see the log)"
+			if m.lastReloadErr != "" {
+				resp.Error = m.lastReloadErr
+			}
+		}
+	case control.CmdStop:
+		m.log.Info("stop requested over the control socket")
+		m.shutdown(stopping)
+		resp = control.Response{OK: true}
+	case control.CmdScale:
+		m.want = r.req.N
+		m.log.Info("scaling", "workers", m.want)
+		resp = control.Response{OK: true}
+	default:
+		resp = control.Response{Error: "unknown command"}
+	}
+	r.reply <- resp
+}
+
+func (m *Master) status() *control.Status {
+	st := &control.Status{MasterPID: m.pid, Started: m.started, Generation: m.gen, Config: m.cfg.Path}
+	for _, w := range m.workers {
+		st.Workers = append(st.Workers, control.WorkerStatus{
+			Slot: w.slot, PID: w.pid, Generation: w.gen, Started: w.started,
+			Requests: w.beat.Requests, OpenConns: w.beat.OpenConns, RSS: w.beat.RSS,
+			State: w.state(),
+		})
+	}
+	sort.Slice(st.Workers, func(i, j int) bool {
+		a, b := st.Workers[i], st.Workers[j]
+		if a.Slot != b.Slot {
+			return a.Slot < b.Slot
+		}
+		return a.Generation > b.Generation
+	})
+	return st
+}
+
+func (w *worker) state() string {
+	switch {
+	case w.stopping:
+		return "stopping"
+	case w.retiring:
+		return "retiring"
+	case w.ready:
+		return "ready"
+	default:
+		return "booting"
+	}
+}
+
+// watchdog returns the channel that ticks when systemd's watchdog wants a
+// ping (nil when it doesn't). The ping comes from the loop itself, so a
+// wedged loop stops pinging and systemd restarts the service.
+func (m *Master) watchdog() (<-chan time.Time, func()) {
+	d, ok := m.sd.WatchdogInterval()
+	if !ok {
+		return nil, func() {}
+	}
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}

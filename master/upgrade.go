@@ -1,0 +1,210 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/forkd/forkd/internal/control"
+)
+
+// Environment of a master started by USR2 (binary upgrade).
+const (
+	envUpgradeFDs   = "FORKD_UPGRADE_FDS"   // "addr=fd,..." listeners handed over
+	envUpgradeCtl   = "FORKD_UPGRADE_CTL"   // fd of the control socket, if any
+	envUpgradeReady = "FORKD_UPGRADE_READY" // fd of the pipe to write one byte to when ready
+	envUpgradeFrom  = "FORKD_UPGRADE_FROM"  // pid of the old master
+)
+
+// upgradeEvent is the outcome of a binary upgrade: ready, or the new
+// master's failure.
+type upgradeEvent struct {
+	ready bool
+	err   error
+}
+
+// upgrade holds the state of a successor master while it boots.
+type upgrade struct {
+	cmd  *exec.Cmd
+	pid  int
+	done bool
+}
+
+// startUpgrade executes the binary on disk as a new master, handing it every
+// listener and the control socket. The old master keeps serving until the
+// new one writes its readiness byte; if the new one exits first, the upgrade
+// failed and nothing changes.
+func (m *Master) startUpgrade() {
+	if m.upgrading != nil {
+		m.log.Warn("binary upgrade already in progress", "new_master_pid", m.upgrading.pid)
+		return
+	}
+	if m.phase != running {
+		return
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		m.log.Error("binary upgrade: pipe", "error", err)
+		return
+	}
+	defer w.Close()
+	var files []*os.File
+	var parts []string
+	add := func(f *os.File) int {
+		files = append(files, f)
+		return 2 + len(files)
+	}
+	readyFD := add(w)
+	for addr, l := range m.listeners {
+		parts = append(parts, addr+"="+strconv.Itoa(add(l.file)))
+	}
+	env := append(os.Environ(),
+		envUpgradeFDs+"="+strings.Join(parts, ","),
+		envUpgradeReady+"="+strconv.Itoa(readyFD),
+		envUpgradeFrom+"="+strconv.Itoa(m.pid),
+	)
+	if m.ctlSrv != nil {
+		cf, err := m.ctlSrv.File()
+		if err != nil {
+			m.log.Error("binary upgrade: control socket", "error", err)
+		} else {
+			defer cf.Close()
+			env = append(env, envUpgradeCtl+"="+strconv.Itoa(add(cf)))
+		}
+	}
+	bin := m.opts.Binary
+	cmd := exec.Command(bin, m.opts.MasterArgs...)
+	cmd.Args[0] = m.opts.Args[0]
+	cmd.Env = env
+	cmd.ExtraFiles = files
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		m.log.Error("binary upgrade failed: cannot start the new binary; still serving", "binary", bin, "error", err)
+		return
+	}
+	m.upgrading = &upgrade{cmd: cmd, pid: cmd.Process.Pid}
+	m.log.Info("binary upgrade: new master started", "binary", bin, "new_master_pid", cmd.Process.Pid)
+	go func() {
+		defer r.Close()
+		b := make([]byte, 1)
+		n, err := r.Read(b)
+		if n == 1 {
+			m.upgrades <- upgradeEvent{ready: true}
+			return
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New("new master exited before it was ready")
+		}
+		m.upgrades <- upgradeEvent{err: err}
+	}()
+	go func() {
+		err := cmd.Wait()
+		if err == nil {
+			err = errors.New("exited")
+		}
+		m.upgrades <- upgradeEvent{err: fmt.Errorf("new master: %w", err)}
+	}()
+}
+
+// handleUpgrade acts on the successor's outcome: on success the old master
+// (us) hands over to it and stops gracefully; on failure it keeps serving.
+func (m *Master) handleUpgrade(ev upgradeEvent) {
+	u := m.upgrading
+	if u == nil || u.done {
+		return
+	}
+	if !ev.ready {
+		u.done = true
+		m.upgrading = nil
+		m.log.Error("binary upgrade failed; the old master keeps serving", "new_master_pid", u.pid, "error", ev.err)
+		return
+	}
+	u.done = true
+	m.log.Info("binary upgrade: new master is ready; stopping this master gracefully", "new_master_pid", u.pid)
+	// From now on the new master speaks to systemd; a STOPPING=1 from us
+	// would stop the service.
+	m.hooks.notify = nil
+	m.handedOver = true
+	m.shutdown(stopping)
+}
+
+// adoptUpgrade takes the listeners and control socket handed over by an old
+// master, when this master was started by USR2.
+func (m *Master) adoptUpgrade() error {
+	v, ok := os.LookupEnv(envUpgradeFDs)
+	if !ok {
+		return nil
+	}
+	defer func() {
+		for _, k := range []string{envUpgradeFDs, envUpgradeCtl, envUpgradeFrom} {
+			os.Unsetenv(k)
+		}
+	}()
+	if v != "" {
+		for _, p := range strings.Split(v, ",") {
+			i := strings.LastIndexByte(p, '=')
+			fd, err := strconv.Atoi(p[i+1:])
+			if i < 0 || err != nil {
+				return fmt.Errorf("%s: malformed entry %q", envUpgradeFDs, p)
+			}
+			syscall.CloseOnExec(fd)
+			addr := p[:i]
+			l := &listener{address: addr, file: os.NewFile(uintptr(fd), addr)}
+			if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+				var st syscall.Stat_t
+				if syscall.Stat(path, &st) == nil {
+					l.unix, l.ino = path, st.Ino
+				}
+			}
+			m.listeners[addr] = l
+		}
+	}
+	if s := os.Getenv(envUpgradeCtl); s != "" {
+		fd, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%s: %w", envUpgradeCtl, err)
+		}
+		syscall.CloseOnExec(fd)
+		f := os.NewFile(uintptr(fd), "control")
+		srv, err := control.FromFile(f, m.cfg.ControlSocketPath())
+		f.Close()
+		if err != nil {
+			return err
+		}
+		m.ctlSrv = srv
+	}
+	if s := os.Getenv(envUpgradeReady); s != "" {
+		fd, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%s: %w", envUpgradeReady, err)
+		}
+		syscall.CloseOnExec(fd)
+		m.readyPipe = os.NewFile(uintptr(fd), "upgrade-ready")
+	}
+	os.Unsetenv(envUpgradeReady)
+	m.log.Info("binary upgrade: took over listeners from the old master", "old_master_pid", os.Getenv(envUpgradeFrom))
+	return nil
+}
+
+// signalUpgradeReady tells the old master (if any) that we serve, and
+// systemd that we are its main process now.
+func (m *Master) signalUpgradeReady() {
+	if m.readyPipe == nil {
+		return
+	}
+	if err := m.writePidfile(); err != nil {
+		m.log.Error("binary upgrade: cannot write pidfile", "error", err)
+	}
+	m.notify("MAINPID=" + strconv.Itoa(m.pid))
+	if _, err := m.readyPipe.Write([]byte{1}); err != nil {
+		m.log.Warn("binary upgrade: cannot tell the old master we are ready", "error", err)
+	}
+	m.readyPipe.Close()
+	m.readyPipe = nil
+}

@@ -1,0 +1,534 @@
+package protocol
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// readBufferSize and writeBufferSize are the per-connection buffers.
+	// The read buffer grows up to the head limits only for big heads.
+	readBufferSize  = 4 << 10
+	writeBufferSize = 4 << 10
+	// minFill is the least free space a body read asks the buffer for.
+	minFill = 1 << 10
+	// lingerTimeout and maxLinger bound how long, and how much, a closing
+	// connection reads and discards after its last response, so that the
+	// client receives the response instead of a reset.
+	lingerTimeout = 500 * time.Millisecond
+	maxLinger     = 64 << 10
+)
+
+// Connection states, for Shutdown.
+const (
+	stateActive = iota
+	stateIdle
+)
+
+// conn is one client connection and all of its per-request state, reused
+// from request to request and from connection to connection.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	rbuf   []byte // read buffer; unread bytes are rbuf[r:w]
+	r, w   int
+	hdrEnd int // end of the current request head: body reads refill behind it
+	scan   int // where the search for the end of the head resumes
+	wbuf   []byte
+	bufArr [2][]byte
+	bufs   net.Buffers
+
+	req  Request
+	resp ResponseWriter
+	body bodyReader
+
+	state    atomic.Int32
+	mu       sync.Mutex    // orders deadline changes with Shutdown's
+	rdl, wdl time.Duration // deadlines set, on srv's clock; 0 when unknown
+	werr     error         // sticky write error
+	first    bool          // no request served yet
+	hijacked bool
+}
+
+func newConn(s *Server) *conn {
+	c := &conn{
+		srv:  s,
+		rbuf: make([]byte, readBufferSize),
+		wbuf: make([]byte, 0, writeBufferSize),
+	}
+	c.body.c = c
+	c.resp.c = c
+	c.req.Body = &c.body
+	return c
+}
+
+// init prepares a pooled conn for nc.
+func (c *conn) init(nc net.Conn) {
+	c.nc = nc
+	if len(c.rbuf) > readBufferSize {
+		c.rbuf = make([]byte, readBufferSize)
+	}
+	if cap(c.wbuf) > 4*writeBufferSize {
+		c.wbuf = make([]byte, 0, writeBufferSize)
+	}
+	c.wbuf = c.wbuf[:0]
+	c.r, c.w, c.hdrEnd, c.scan = 0, 0, 0, 0
+	c.rdl, c.wdl = 0, 0
+	c.werr = nil
+	c.first = true
+	c.hijacked = false
+	c.resp.hijacked = false
+	c.req.RemoteAddr = nc.RemoteAddr()
+	c.req.LocalAddr = nc.LocalAddr()
+	c.state.Store(stateActive)
+}
+
+// serve runs the connection: read a head, call the handler, finish the
+// response, decide whether the connection stays open; repeat.
+func (c *conn) serve() {
+	s := c.srv
+	defer c.release()
+	for {
+		st := c.readHead()
+		if st < 0 {
+			return
+		}
+		var start time.Time
+		if s.Log != nil {
+			start = time.Now()
+		}
+		if st > 0 {
+			c.writeError(st)
+			c.done(start)
+			c.closeLinger()
+			return
+		}
+		if s.draining.Load() {
+			c.req.Close = true
+		}
+		c.body.reset(&c.req)
+		c.resp.reset(&c.req)
+		c.req.Trailer.reset()
+
+		if !c.callHandler() {
+			if c.hijacked {
+				return
+			}
+			if c.resp.committed {
+				return // a torn response: cut the connection
+			}
+			c.writeError(http.StatusInternalServerError)
+			c.done(start)
+			c.closeLinger()
+			return
+		}
+		if c.hijacked {
+			return
+		}
+
+		w, b := &c.resp, &c.body
+		if b.status != 0 && !w.committed && w.status < 400 {
+			// The body was refused while the handler read it (413 for a
+			// chunked body over the limit, 400 for bad framing, 408).
+			c.writeError(b.status)
+		} else {
+			if !b.done && (b.expect || b.err != nil || b.mode == bodyLength && b.n > maxDrain) {
+				w.close = true
+			}
+			w.finish()
+		}
+		closing := w.close || c.werr != nil || b.err != nil
+		if !closing && !b.done {
+			// Answer first, then discard the rest of the body (bounded).
+			if c.flush() != nil || !b.drain() {
+				closing = true
+			}
+		}
+		c.done(start)
+		if closing {
+			c.closeLinger()
+			return
+		}
+		c.first = false
+	}
+}
+
+// callHandler runs the handler and reports whether it returned normally.
+func (c *conn) callHandler() (ok bool) {
+	defer func() {
+		if ok {
+			return
+		}
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			c.srv.logger.Error("handler panic", "remote", c.req.RemoteAddr, "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	c.srv.Handler.Serve(&c.resp, &c.req)
+	return true
+}
+
+// readHead reads until rbuf[r:w] starts with a complete request head and
+// parses it. It returns 0, an error status to answer with, or -1 to close
+// the connection silently (EOF, idle timeout, broken connection).
+func (c *conn) readHead() int {
+	s := c.srv
+	partial := false
+	for {
+		if c.r < c.w && (c.headComplete() || c.w-c.r >= s.maxHead) {
+			n, st := parseRequest(&c.req, c.rbuf[c.r:c.w], &s.lim)
+			if st == 0 {
+				c.r += n
+				c.hdrEnd, c.scan = c.r, c.r
+				return 0
+			}
+			if st != statusNeedMore {
+				return st
+			}
+			if c.w-c.r >= s.maxHead {
+				return http.StatusRequestHeaderFieldsTooLarge
+			}
+		}
+		// About to block: send the responses batched so far.
+		if len(c.wbuf) > 0 && c.flush() != nil {
+			return -1
+		}
+		switch {
+		case c.r == c.w:
+			c.r, c.w, c.scan = 0, 0, 0
+		case c.w == len(c.rbuf) && c.r > 0:
+			n := copy(c.rbuf, c.rbuf[c.r:c.w])
+			c.scan -= c.r
+			c.r, c.w = 0, n
+		case c.w == len(c.rbuf):
+			nb := make([]byte, min(2*len(c.rbuf), s.maxHead))
+			copy(nb, c.rbuf[c.r:c.w])
+			c.rbuf = nb
+		}
+		if c.r == c.w {
+			c.enterIdle()
+		} else if !partial {
+			// RFC 9112 has no number; ReadHeaderTimeout counts from the
+			// request's first byte.
+			partial = true
+			c.setReadDeadline(time.Now(), s.lim.ReadHeaderTimeout)
+		}
+		n, err := c.nc.Read(c.rbuf[c.w:])
+		if n > 0 {
+			if c.r == c.w {
+				c.becomeActive()
+			}
+			c.w += n
+			continue
+		}
+		if err == nil {
+			continue
+		}
+		if c.r < c.w && isTimeout(err) {
+			return http.StatusRequestTimeout
+		}
+		return -1
+	}
+}
+
+// headComplete reports whether rbuf[r:w] holds the empty line that ends a
+// head ("\n\r\n", or "\n\n" which the parser then refuses), resuming the
+// search where the last call stopped.
+func (c *conn) headComplete() bool {
+	b := c.rbuf[:c.w]
+	i := max(c.scan, c.r)
+	for {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			c.scan = c.w
+			return false
+		}
+		i += j
+		switch {
+		case i+1 >= len(b):
+		case b[i+1] == '\n':
+			return true
+		case b[i+1] != '\r':
+			i++
+			continue
+		case i+2 >= len(b):
+		case b[i+2] == '\n':
+			return true
+		default:
+			i++
+			continue
+		}
+		c.scan = i
+		return false
+	}
+}
+
+// enterIdle arms the read deadline for the wait for a next request: the
+// idle timeout, the read-header timeout before the first request, or the
+// drain grace once Shutdown has begun. The deadline is set before the state
+// changes, so a concurrent Shutdown's deadline always lands after it.
+func (c *conn) enterIdle() {
+	s := c.srv
+	if !s.draining.Load() {
+		d := s.lim.IdleTimeout
+		if c.first {
+			d = s.lim.ReadHeaderTimeout
+		}
+		c.extendReadDeadline(d)
+	}
+	c.state.Store(stateIdle)
+	if s.draining.Load() {
+		c.mu.Lock()
+		c.nc.SetReadDeadline(time.Now().Add(s.idleGrace))
+		c.mu.Unlock()
+		c.rdl = 0
+	}
+}
+
+// becomeActive marks the connection busy when a request's first bytes
+// arrive. Under Shutdown it waits out any deadline change Shutdown is making
+// and forgets the deadline it knew, so the next one is set in full.
+func (c *conn) becomeActive() {
+	c.state.Store(stateActive)
+	if c.srv.draining.Load() {
+		c.mu.Lock()
+		c.mu.Unlock() //nolint:staticcheck // an intentional barrier
+		c.rdl = 0
+	}
+}
+
+// drainIdle is Shutdown's call: an idle connection gets until dl for its
+// next request, which will be answered with Connection: close.
+func (c *conn) drainIdle(dl time.Time) {
+	c.mu.Lock()
+	if c.state.Load() == stateIdle {
+		c.nc.SetReadDeadline(dl)
+	}
+	c.mu.Unlock()
+}
+
+// extendReadDeadline makes the read deadline now+d. Deadlines cost a timer
+// update, so a deadline already between 3/4 d and d ahead (judged on the
+// server's once-a-second clock) is kept.
+func (c *conn) extendReadDeadline(d time.Duration) {
+	now := c.srv.coarseNow()
+	if left := c.rdl - now; c.rdl != 0 && left >= d*3/4+time.Second && left <= d {
+		return
+	}
+	c.setReadDeadline(time.Now(), d)
+}
+
+func (c *conn) setReadDeadline(now time.Time, d time.Duration) {
+	c.nc.SetReadDeadline(now.Add(d))
+	c.rdl = now.Sub(c.srv.epoch) + d
+}
+
+// extendWriteDeadline is extendReadDeadline for writes and WriteTimeout.
+func (c *conn) extendWriteDeadline() {
+	d := c.srv.lim.WriteTimeout
+	now := c.srv.coarseNow()
+	if left := c.wdl - now; c.wdl != 0 && left >= d*3/4+time.Second && left <= d {
+		return
+	}
+	t := time.Now()
+	c.nc.SetWriteDeadline(t.Add(d))
+	c.wdl = t.Sub(c.srv.epoch) + d
+}
+
+// fill reads more body bytes into the buffer behind the request head.
+func (c *conn) fill() error {
+	if c.r == c.w {
+		c.r, c.w = c.hdrEnd, c.hdrEnd
+	}
+	if len(c.rbuf)-c.w < minFill {
+		if c.r > c.hdrEnd {
+			n := copy(c.rbuf[c.hdrEnd:], c.rbuf[c.r:c.w])
+			c.r, c.w = c.hdrEnd, c.hdrEnd+n
+		}
+		if len(c.rbuf)-c.w < minFill {
+			// The request head still lives in the old buffer; only the
+			// connection moves on to the new one.
+			nb := make([]byte, 2*len(c.rbuf))
+			copy(nb, c.rbuf[:c.w])
+			c.rbuf = nb
+		}
+	}
+	for {
+		c.extendReadDeadline(c.srv.lim.IdleTimeout)
+		n, err := c.nc.Read(c.rbuf[c.w:])
+		c.w += n
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readDirect reads body bytes from the socket straight into p.
+func (c *conn) readDirect(p []byte) (int, error) {
+	for {
+		c.extendReadDeadline(c.srv.lim.IdleTimeout)
+		n, err := c.nc.Read(p)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// write queues p for the client, flushing when the buffer is full; large
+// writes go out together with the buffer in one writev(2).
+func (c *conn) write(p []byte) error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if len(c.wbuf)+len(p) <= cap(c.wbuf) {
+		c.wbuf = append(c.wbuf, p...)
+		return nil
+	}
+	if len(p) < cap(c.wbuf)/2 {
+		if err := c.flush(); err != nil {
+			return err
+		}
+		c.wbuf = append(c.wbuf, p...)
+		return nil
+	}
+	c.extendWriteDeadline()
+	c.bufArr[0], c.bufArr[1] = c.wbuf, p
+	c.bufs = c.bufArr[:]
+	_, err := c.bufs.WriteTo(c.nc)
+	c.bufArr[0], c.bufArr[1] = nil, nil
+	c.wbuf = c.wbuf[:0]
+	if err != nil {
+		c.werr = err
+	}
+	return err
+}
+
+// flush sends the write buffer.
+func (c *conn) flush() error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	c.extendWriteDeadline()
+	_, err := c.nc.Write(c.wbuf)
+	c.wbuf = c.wbuf[:0]
+	if err != nil {
+		c.werr = err
+	}
+	return err
+}
+
+// writeError queues a complete error response with a short fixed body and
+// Connection: close. Nothing from the request is echoed.
+func (c *conn) writeError(status int) {
+	w := &c.resp
+	w.reset(&c.req)
+	w.status = status
+	w.committed = true
+	w.close = true
+	text := http.StatusText(status)
+	n := len(text) + 5
+	b := appendStatusLine(c.wbuf, &c.req, status)
+	b = append(b, c.srv.dateLine()...)
+	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"...)
+	b = appendContentLength(b, int64(n))
+	b = append(b, "\r\n"...)
+	if !c.req.isHead() {
+		b = append(b, byte('0'+status/100), byte('0'+status/10%10), byte('0'+status%10), ' ')
+		b = append(b, text...)
+		b = append(b, '\n')
+	}
+	w.written = int64(n)
+	c.wbuf = b
+}
+
+// done counts a finished response and calls the hooks.
+func (c *conn) done(start time.Time) {
+	s := c.srv
+	s.requests.Add(1)
+	switch st := c.resp.status; {
+	case st >= 500:
+		s.status5xx.Add(1)
+	case st >= 400:
+		s.status4xx.Add(1)
+	case st >= 300:
+		s.status3xx.Add(1)
+	case st >= 200:
+		s.status2xx.Add(1)
+	}
+	if s.OnRequestDone != nil {
+		s.OnRequestDone()
+	}
+	if s.Log != nil {
+		s.Log(&c.req, &c.resp, start)
+	}
+}
+
+// closeLinger flushes, half-closes, and reads what the client still sends
+// for a short while, so that closing does not reset the connection before
+// the client has read the last response.
+func (c *conn) closeLinger() {
+	if c.flush() != nil {
+		return
+	}
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	for total := 0; total < maxLinger; {
+		n, err := c.nc.Read(c.rbuf)
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// hijack hands the connection to the handler.
+func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if err := c.flush(); err != nil {
+		return nil, nil, err
+	}
+	c.hijacked = true
+	c.resp.hijacked = true
+	rest := bytes.Clone(c.rbuf[c.r:c.w])
+	c.r = c.w
+	nc := c.nc
+	c.srv.forget(c)
+	var r io.Reader = nc
+	if len(rest) > 0 {
+		r = io.MultiReader(bytes.NewReader(rest), nc)
+	}
+	return nc, bufio.NewReadWriter(bufio.NewReader(r), bufio.NewWriter(nc)), nil
+}
+
+// release closes the connection (unless hijacked) and pools c.
+func (c *conn) release() {
+	if !c.hijacked {
+		c.nc.Close()
+		c.srv.forget(c)
+	}
+	c.nc = nil
+	c.req.reset()
+	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
+	c.resp.reset(&c.req)
+	c.srv.pool.Put(c)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,626 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func smallLimits(s *Server) { s.Limits = testLimits() }
+
+// checkRefused asserts a single error response with Connection: close and
+// a short fixed body, followed by the server closing the connection.
+func checkRefused(t *testing.T, out string, status int) {
+	t.Helper()
+	rs := readResponses(t, out, "GET")
+	r := rs[0]
+	if r.StatusCode != status {
+		t.Fatalf("status %d, want %d", r.StatusCode, status)
+	}
+	if !r.Close || !strings.Contains(out, "\r\nConnection: close\r\n") {
+		t.Errorf("no Connection: close: %q", out)
+	}
+	if want := fmt.Sprintf("%d %s\n", status, http.StatusText(status)); bodyOf(r) != want {
+		t.Errorf("body %q, want %q", bodyOf(r), want)
+	}
+}
+
+func TestRejectsOverTheWire(t *testing.T) {
+	_, addr := startServer(t, echo, smallLimits)
+	for _, tc := range badRequests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Whatever follows must not be served.
+			checkRefused(t, exchange(t, addr, tc.raw+"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), tc.status)
+		})
+	}
+}
+
+func TestBadChunkedBodies(t *testing.T) {
+	_, addr := startServer(t, echo, smallLimits)
+	head := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	for _, tc := range []struct {
+		name, body string
+		status     int
+	}{
+		{"bad size", "z\r\nabc\r\n0\r\n\r\n", 400},
+		{"bad ext", "3;=\r\nabc\r\n0\r\n\r\n", 400},
+		{"bare LF size", "3\nabc\r\n0\r\n\r\n", 400},
+		{"missing data CRLF", "3\r\nabcd\r\n0\r\n\r\n", 400},
+		{"bad trailer", "3\r\nabc\r\n0\r\nX : y\r\n\r\n", 400},
+		{"too large", "400\r\n" + strings.Repeat("a", 1024) + "\r\n1\r\na\r\n0\r\n\r\n", 413},
+		{"size overflow", "fffffffffffffffff\r\n", 400},
+		{"line too long", "1" + strings.Repeat(";a=b", 2000) + "\r\n", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkRefused(t, exchange(t, addr, head+tc.body), tc.status)
+		})
+	}
+}
+
+func TestKeepAliveAndPipelining(t *testing.T) {
+	s, addr := startServer(t, echo, nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	// Three pipelined requests in one write, then one more on the same conn.
+	io.WriteString(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"+
+		"POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1;x=y\r\nc\r\n0\r\nX-T: v\r\n\r\n")
+	want := []string{"GET /1 host=a body=", "POST /2 host=a body=hello", "POST /3 host=a body=abc trailer:X-T=v"}
+	for i, w := range want {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := bodyOf(resp); b != w || resp.Close {
+			t.Fatalf("response %d: %q close=%v", i, b, resp.Close)
+		}
+	}
+	io.WriteString(c, "GET /4 HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || bodyOf(resp) != "GET /4 host=a body=" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if st := s.Stats(); st.Requests != 4 || st.Status2xx != 4 || st.Accepted != 1 || st.OpenConns != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestPipelineBatching checks that pipelined responses go out in one write.
+func TestPipelineBatching(t *testing.T) {
+	_, addr := startServer(t, hello, nil)
+	c := dial(t, addr)
+	req := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+	io.WriteString(c, strings.Repeat(req, 10))
+	buf := make([]byte, 64<<10)
+	total := 0
+	for total == 0 || strings.Count(string(buf[:total]), "Hello, World!") < 10 {
+		n, err := c.Read(buf[total:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	readResponses(t, string(buf[:total]), strings.Split(strings.Repeat("GET,", 10), ",")[:10]...)
+}
+
+func TestHTTP10(t *testing.T) {
+	_, addr := startServer(t, echo, nil)
+	// Without keep-alive: Connection: close and the server closes.
+	out := exchange(t, addr, "GET /a HTTP/1.0\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || !strings.Contains(out, "Connection: close\r\n") {
+		t.Fatalf("%q", out)
+	}
+	// With keep-alive: answered with keep-alive, conn stays open.
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	for i := 0; i < 2; i++ {
+		io.WriteString(c, "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Header.Get("Connection") != "keep-alive" || bodyOf(resp) != "GET /b host= body=" {
+			t.Fatalf("%v", resp.Header)
+		}
+	}
+}
+
+func TestHTTP10Streaming(t *testing.T) {
+	big := strings.Repeat("x", maxBodyBuffer+10)
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.WriteString(big)
+	}), nil)
+	out := exchange(t, addr, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+	i := strings.Index(out, "\r\n\r\n")
+	head, body := out[:i], out[i+4:]
+	if strings.Contains(head, "Content-Length") || strings.Contains(head, "chunked") || !strings.Contains(head, "Connection: close") || body != big {
+		t.Fatalf("head %q, body %d bytes", head, len(body))
+	}
+}
+
+func TestChunkedResponse(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.WriteString("part1,")
+		w.Flush()
+		w.Write([]byte(strings.Repeat("y", maxBodyBuffer+1)))
+	}), nil)
+	c := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("TE %v", resp.TransferEncoding)
+	}
+	if b := bodyOf(resp); b != "part1,"+strings.Repeat("y", maxBodyBuffer+1) {
+		t.Fatalf("body %d bytes", len(b))
+	}
+}
+
+func TestContentLengthDeclared(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.SetContentLength(5)
+		w.WriteString("abc")
+		w.Flush()
+		w.WriteString("de")
+		if _, err := w.WriteString("f"); !errors.Is(err, ErrContentLength) {
+			panic("no ErrContentLength")
+		}
+	}), nil)
+	c := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.ContentLength != 5 || bodyOf(resp) != "abcde" {
+		t.Fatalf("%v %v", resp, err)
+	}
+}
+
+func TestHEAD(t *testing.T) {
+	_, addr := startServer(t, hello, nil)
+	c := dial(t, addr)
+	io.WriteString(c, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	out, _ := io.ReadAll(c)
+	rs := readResponses(t, string(out), "HEAD", "GET")
+	if rs[0].Header.Get("Content-Length") != "13" || bodyOf(rs[1]) != "Hello, World!" {
+		t.Fatalf("%v %q", rs[0].Header, out)
+	}
+	if strings.Count(string(out), "Hello") != 1 {
+		t.Fatalf("HEAD carried a body: %q", out)
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	_, addr := startServer(t, echo, nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	io.WriteString(c, "POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("%q %v", line, err)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("%q", blank)
+	}
+	io.WriteString(c, "abc")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || bodyOf(resp) != "POST /e host=a body=abc" || resp.Close {
+		t.Fatalf("%v %v", resp, err)
+	}
+}
+
+// TestExpectContinueUnread: a handler that answers without reading gets no
+// 100 Continue sent, and the connection closes.
+func TestExpectContinueUnread(t *testing.T) {
+	_, addr := startServer(t, hello, nil)
+	out := exchange(t, addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+	rs := readResponses(t, out, "POST")
+	if rs[0].StatusCode != 200 || !rs[0].Close || strings.Contains(out, "100 Continue") {
+		t.Fatalf("%q", out)
+	}
+}
+
+func TestUnreadBodyDrained(t *testing.T) {
+	_, addr := startServer(t, hello, nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789"+
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"+
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	for i := 0; i < 3; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.Close || bodyOf(resp) != "Hello, World!" {
+			t.Fatalf("%d: %v %v", i, resp, err)
+		}
+	}
+}
+
+func TestUnreadBodyTooLongCloses(t *testing.T) {
+	_, addr := startServer(t, hello, func(s *Server) { s.Limits.BodyBytes = 1 << 20 })
+	c := dial(t, addr)
+	io.WriteString(c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", maxDrain+1))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || !resp.Close {
+		t.Fatalf("%v %v", resp, err)
+	}
+}
+
+func TestConnectionCloseFromHandler(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.SetClose()
+		w.WriteString("bye")
+	}), nil)
+	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	rs := readResponses(t, out, "GET")
+	if !rs[0].Close {
+		t.Fatal("no close")
+	}
+}
+
+func TestResponseHeaderRules(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		h := w.Header()
+		h.Set("X-Split", "a\r\nInjected: yes")
+		h.Set("Bad Name", "v")
+		h.Add("X-Multi", "1")
+		h.Add("X-Multi", "2")
+		h.SetBytes("X-Bytes", []byte("bytes"))
+		h.Set("X-Gone", "1")
+		h.Del("x-gone")
+		h.Set("Transfer-Encoding", "gzip")
+		h.Set("Date", "Thu, 01 Jan 1970 00:00:00 GMT")
+		if h.Get("x-bytes") != "bytes" || h.Get("X-Multi") != "1" {
+			panic("Get")
+		}
+		w.WriteHeader(http.StatusTeapot)
+		w.WriteString("tea")
+	}), nil)
+	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	rs := readResponses(t, out, "GET")
+	h := rs[0].Header
+	if rs[0].StatusCode != 418 || h.Get("Injected") != "" || h.Get("X-Split") != "a  Injected: yes" ||
+		h.Get("Bad Name") != "" || len(h["X-Multi"]) != 2 || h.Get("X-Bytes") != "bytes" || h.Get("X-Gone") != "" ||
+		len(rs[0].TransferEncoding) != 0 || h.Get("Date") != "Thu, 01 Jan 1970 00:00:00 GMT" || len(h["Date"]) != 1 {
+		t.Fatalf("%q", out)
+	}
+}
+
+func TestNoBodyStatuses(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.WriteHeader(http.StatusNoContent)
+		if _, err := w.WriteString("x"); err != ErrBodyNotAllowed {
+			panic("body allowed")
+		}
+	}), nil)
+	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 204 No Content\r\n") || strings.Contains(out, "Content-Length") {
+		t.Fatalf("%q", out)
+	}
+}
+
+func TestInformational(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteString("ok")
+	}), nil)
+	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n") {
+		t.Fatalf("%q", out)
+	}
+}
+
+func TestPanicGives500(t *testing.T) {
+	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		panic("boom")
+	}), nil)
+	checkRefused(t, exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 500)
+	if s.Stats().Status5xx != 1 {
+		t.Fatal(s.Stats())
+	}
+}
+
+func TestHooks(t *testing.T) {
+	var done atomic.Int32
+	var mu sync.Mutex
+	var logged []string
+	_, addr := startServer(t, hello, func(s *Server) {
+		s.OnRequestDone = func() { done.Add(1) }
+		s.Log = func(r *Request, w *ResponseWriter, start time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			if start.IsZero() {
+				logged = append(logged, "zero start")
+			}
+			logged = append(logged, fmt.Sprintf("%s %s %d %d", r.Method, r.Path, w.Status(), w.BytesWritten()))
+		}
+	})
+	exchange(t, addr, "GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\n\r\n")
+	mu.Lock()
+	defer mu.Unlock()
+	if done.Load() != 2 || strings.Join(logged, ";") != "GET /x 200 13;GET /y 400 16" {
+		t.Fatalf("%d %q", done.Load(), logged)
+	}
+}
+
+func TestLargeHeadGrowsBuffer(t *testing.T) {
+	_, addr := startServer(t, echo, nil)
+	big := strings.Repeat("v", 20000)
+	c := dial(t, addr)
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: a\r\nX-Big: "+big+"\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []string{"GET /big host=a body=", "GET /next host=a body="} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || bodyOf(resp) != want {
+			t.Fatalf("%v %v", resp, err)
+		}
+	}
+}
+
+func TestLargeBodies(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			panic(err)
+		}
+		w.Write(b)
+	}), nil)
+	body := strings.Repeat("0123456789abcdef", 1<<14) // 256 KiB
+	var chunked strings.Builder
+	for i := 0; i < len(body); i += 10000 {
+		part := body[i:min(i+10000, len(body))]
+		fmt.Fprintf(&chunked, "%x\r\n%s\r\n", len(part), part)
+	}
+	chunked.WriteString("0\r\n\r\n")
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	go func() {
+		io.WriteString(c, fmt.Sprintf("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+		io.WriteString(c, "PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"+chunked.String())
+	}()
+	for i := 0; i < 2; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := bodyOf(resp); b != body {
+			t.Fatalf("%d: body %d bytes", i, len(b))
+		}
+	}
+}
+
+func TestReadHeaderTimeout(t *testing.T) {
+	_, addr := startServer(t, hello, func(s *Server) { s.Limits.ReadHeaderTimeout = 50 * time.Millisecond })
+	// Part of a request: 408.
+	checkRefused(t, exchange(t, addr, "GET / HTTP/1.1\r\nHost"), 408)
+	// Nothing at all: a silent close.
+	if out := exchange(t, addr, ""); out != "" {
+		t.Fatalf("%q", out)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	_, addr := startServer(t, hello, func(s *Server) { s.Limits.IdleTimeout = 50 * time.Millisecond })
+	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	rs := readResponses(t, out, "GET")
+	if rs[0].Close {
+		t.Fatal("first response closed")
+	}
+}
+
+func TestBodyReadTimeout(t *testing.T) {
+	var got atomic.Value
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		_, err := io.ReadAll(r.Body)
+		got.Store(fmt.Sprint(err))
+		w.WriteString("x")
+	}), func(s *Server) { s.Limits.IdleTimeout = 50 * time.Millisecond })
+	checkRefused(t, exchange(t, addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"), 408)
+	if !strings.Contains(got.Load().(string), "timeout") {
+		t.Fatal(got.Load())
+	}
+}
+
+func TestWriteTimeout(t *testing.T) {
+	errc := make(chan error, 1)
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		chunk := []byte(strings.Repeat("x", 1<<16))
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}), func(s *Server) { s.Limits.WriteTimeout = 50 * time.Millisecond })
+	c := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n") // and never read
+	select {
+	case err := <-errc:
+		if !isTimeout(err) {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("write never timed out")
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	s, addr := startServer(t, hello, func(s *Server) { s.Limits.MaxConnections = 1 })
+	c1 := dial(t, addr)
+	br1 := bufio.NewReader(c1)
+	io.WriteString(c1, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, err := http.ReadResponse(br1, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The second connection completes its TCP handshake in the backlog but
+	// is not accepted while the first is open.
+	c2 := dial(t, addr)
+	io.WriteString(c2, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c2.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := c2.Read(make([]byte, 1)); n != 0 || !isTimeout(err) {
+		t.Fatalf("second connection served: %d %v", n, err)
+	}
+	if s.Stats().Accepted != 1 {
+		t.Fatalf("%+v", s.Stats())
+	}
+	c1.Close()
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := http.ReadResponse(bufio.NewReader(c2), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeSeveralListeners(t *testing.T) {
+	s := &Server{Handler: hello}
+	var wg sync.WaitGroup
+	var addrs []string
+	for i := 0; i < 2; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Serve(ln); err != ErrServerClosed {
+				t.Errorf("Serve: %v", err)
+			}
+		}()
+	}
+	for _, a := range addrs {
+		rs := readResponses(t, exchange(t, a, "GET / HTTP/1.0\r\n\r\n"), "GET")
+		if bodyOf(rs[0]) != "Hello, World!" {
+			t.Fatal(rs)
+		}
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	if err := s.Serve(ln); err != ErrServerClosed {
+		t.Fatal(err)
+	}
+}
+
+// TestShutdownDrain covers the graceful drain: an in-flight request
+// finishes with Connection: close, and an idle keep-alive client that sends
+// its next request during the shutdown still gets an answer, with
+// Connection: close, instead of a cut connection.
+func TestShutdownDrain(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		if string(r.Path) == "/slow" {
+			close(entered)
+			<-release
+		}
+		w.WriteString("ok")
+	}), func(s *Server) { s.IdleGrace = 5 * time.Second })
+
+	idle := dial(t, addr)
+	idleR := bufio.NewReader(idle)
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(idleR, nil); err != nil || resp.Close || bodyOf(resp) != "ok" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	busy := dial(t, addr)
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-entered
+
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// Wait until Shutdown has begun (new connections are refused).
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	io.WriteString(idle, "GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(idleR, nil)
+	if err != nil || !resp.Close || bodyOf(resp) != "ok" {
+		t.Fatalf("idle client during shutdown: %v %v", resp, err)
+	}
+	close(release)
+	resp, err = http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil || !resp.Close || bodyOf(resp) != "ok" {
+		t.Fatalf("in-flight: %v %v", resp, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Stats().OpenConns; n != 0 {
+		t.Fatalf("open conns %d", n)
+	}
+}
+
+// TestShutdownClosesIdle: connections that stay idle past the grace close.
+func TestShutdownClosesIdle(t *testing.T) {
+	s, addr := startServer(t, hello, func(s *Server) { s.IdleGrace = 20 * time.Millisecond })
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || bodyOf(resp) == "" {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("want EOF, got %v", err)
+	}
+}
+
+func TestShutdownContextCloses(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) { <-block }), nil)
+	c := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	for s.Stats().OpenConns == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+}
+
+func TestHijack(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		nc, rw, err := w.Hijack()
+		if err != nil {
+			panic(err)
+		}
+		defer nc.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\n\r\n")
+		rw.Flush()
+		line, _ := rw.ReadString('\n')
+		rw.WriteString("echo:" + line)
+		rw.Flush()
+	}), nil)
+	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\nping\n")
+	if out != "HTTP/1.1 101 Switching Protocols\r\n\r\necho:ping\n" {
+		t.Fatalf("%q", out)
+	}
+}

@@ -1,0 +1,383 @@
+package protocol
+
+import "net/http"
+
+// statusNeedMore is the parse result for a head that is not complete yet.
+const statusNeedMore = -1
+
+// maxEmptyLines bounds the empty lines ignored before a request line
+// (RFC 9112 §2.2 asks servers to ignore at least one).
+const maxEmptyLines = 4
+
+// parseRequest parses the request head at the start of b into r: the request
+// line, the header fields and the empty line that ends them (RFC 9112 §2.1).
+// It returns the number of bytes consumed and 0, or an HTTP error status, or
+// statusNeedMore when b ends before the head does. r's slices alias b.
+func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
+	r.reset()
+	start := 0
+	for empty := 0; ; empty++ {
+		if len(b)-start < 2 {
+			if len(b) > start && b[start] != '\r' {
+				break
+			}
+			return 0, statusNeedMore
+		}
+		if b[start] != '\r' || b[start+1] != '\n' {
+			break
+		}
+		if empty == maxEmptyLines {
+			return 0, http.StatusBadRequest
+		}
+		start += 2
+	}
+	n, st := parseRequestLine(r, b[start:], lim.RequestLine)
+	if st != 0 {
+		return 0, st
+	}
+	pos := start + n
+
+	var (
+		hosts, teElems, chunkedCount int
+		clSeen, clTooBig, teSeen     bool
+		teLastChunked, teUnknown     bool
+		connClose, connKeepAlive     bool
+		expect, expectFailed         bool
+		cl                           int64
+	)
+	absolute := r.Host != nil
+	hs := pos
+	for {
+		name, value, next, st := parseFieldLine(b, pos)
+		if st != 0 {
+			if st == statusNeedMore && len(b)-hs > lim.HeaderBytes {
+				return 0, http.StatusRequestHeaderFieldsTooLarge
+			}
+			return 0, st
+		}
+		if name == nil {
+			pos = next
+			break
+		}
+		if next-hs > lim.HeaderBytes || len(r.Header.fields) >= lim.HeaderCount {
+			return 0, http.StatusRequestHeaderFieldsTooLarge
+		}
+		pos = next
+		r.Header.fields = append(r.Header.fields, Field{Name: name, Value: value})
+
+		switch len(name) {
+		case 4:
+			if !equalFold(name, "host") {
+				break
+			}
+			// RFC 9112 §3.2: more than one Host field is a 400.
+			hosts++
+			if hosts > 1 {
+				return 0, http.StatusBadRequest
+			}
+			for _, c := range value {
+				if !isHost(c) {
+					return 0, http.StatusBadRequest
+				}
+			}
+			if !absolute {
+				r.Host = value
+			}
+		case 6:
+			if !equalFold(name, "expect") {
+				break
+			}
+			if equalFold(value, "100-continue") {
+				expect = true
+			} else {
+				expectFailed = true
+			}
+		case 10:
+			if !equalFold(name, "connection") {
+				break
+			}
+			forEachElement(value, func(el []byte) {
+				if equalFold(el, "close") {
+					connClose = true
+				} else if equalFold(el, "keep-alive") {
+					connKeepAlive = true
+				}
+			})
+		case 14:
+			if !equalFold(name, "content-length") {
+				break
+			}
+			// RFC 9112 §6.3: an invalid Content-Length is unrecoverable.
+			// Repeats, even identical ones or lists, are refused too.
+			if clSeen || len(value) == 0 {
+				return 0, http.StatusBadRequest
+			}
+			clSeen = true
+			for _, c := range value {
+				if c < '0' || c > '9' {
+					return 0, http.StatusBadRequest
+				}
+				if cl > (1<<62)/10 {
+					clTooBig = true
+					continue
+				}
+				cl = cl*10 + int64(c-'0')
+			}
+		case 17:
+			if !equalFold(name, "transfer-encoding") {
+				break
+			}
+			teSeen = true
+			bad := false
+			forEachElement(value, func(el []byte) {
+				teElems++
+				if equalFold(el, "chunked") {
+					chunkedCount++
+					teLastChunked = true
+					return
+				}
+				teLastChunked = false
+				for _, c := range el {
+					if !isToken(c) && c != ';' && c != '=' && c != ' ' && c != '\t' && c != '"' {
+						bad = true
+					}
+				}
+				teUnknown = true
+			})
+			if bad {
+				return 0, http.StatusBadRequest
+			}
+		}
+	}
+
+	if r.ProtoMinor == 1 && hosts == 0 {
+		// RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+		return 0, http.StatusBadRequest
+	}
+	switch {
+	case teSeen:
+		// RFC 9112 §6.1: Transfer-Encoding with Content-Length is a smuggling
+		// vector; in an HTTP/1.0 request the framing is faulty.
+		if clSeen || r.ProtoMinor == 0 || teElems == 0 {
+			return 0, http.StatusBadRequest
+		}
+		if teUnknown {
+			// RFC 9112 §6.1: a transfer coding we do not understand.
+			return 0, http.StatusNotImplemented
+		}
+		if chunkedCount != 1 || !teLastChunked {
+			return 0, http.StatusBadRequest
+		}
+		r.chunked = true
+		r.ContentLength = -1
+	case clSeen:
+		if clTooBig || cl > lim.BodyBytes {
+			return 0, http.StatusRequestEntityTooLarge
+		}
+		r.ContentLength = cl
+	}
+	if expectFailed {
+		// RFC 9110 §10.1.1: an expectation other than 100-continue.
+		return 0, http.StatusExpectationFailed
+	}
+	// RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 is ignored.
+	r.expectContinue = expect && r.ProtoMinor == 1 && r.ContentLength != 0
+	if r.ProtoMinor == 1 {
+		r.Close = connClose
+	} else {
+		r.Close = connClose || !connKeepAlive
+	}
+	return pos, 0
+}
+
+// needMoreOr414 is the result for a request line that b ends inside.
+func needMoreOr414(n, limit int) (int, int) {
+	if n > limit {
+		return 0, http.StatusRequestURITooLong
+	}
+	return 0, statusNeedMore
+}
+
+// parseRequestLine parses "method SP request-target SP HTTP-version CRLF"
+// (RFC 9112 §3) with exactly one SP between the parts.
+func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
+	i := 0
+	for i < len(b) && isToken(b[i]) {
+		i++
+	}
+	if i == len(b) {
+		return needMoreOr414(len(b), limit)
+	}
+	if i == 0 || b[i] != ' ' {
+		return 0, http.StatusBadRequest
+	}
+	r.Method = b[:i]
+	ts := i + 1
+	j := ts
+	for j < len(b) && isTarget(b[j]) {
+		j++
+	}
+	if j == len(b) {
+		return needMoreOr414(len(b), limit)
+	}
+	// A control byte, '#', non-ASCII or a second SP inside the target.
+	if j == ts || b[j] != ' ' {
+		return 0, http.StatusBadRequest
+	}
+	r.Target = b[ts:j]
+	vs := j + 1
+	if len(b)-vs < 10 {
+		return needMoreOr414(len(b), limit)
+	}
+	if vs+8 > limit {
+		return 0, http.StatusRequestURITooLong
+	}
+	v := b[vs : vs+10]
+	if v[0] != 'H' || v[1] != 'T' || v[2] != 'T' || v[3] != 'P' || v[4] != '/' ||
+		v[5] < '0' || v[5] > '9' || v[6] != '.' || v[7] < '0' || v[7] > '9' ||
+		v[8] != '\r' || v[9] != '\n' {
+		return 0, http.StatusBadRequest
+	}
+	r.ProtoMajor, r.ProtoMinor = int(v[5]-'0'), int(v[7]-'0')
+	if r.ProtoMajor != 1 || r.ProtoMinor > 1 {
+		return 0, http.StatusHTTPVersionNotSupported
+	}
+	if string(r.Method) == "CONNECT" {
+		// forkd is not a proxy: no tunnels.
+		return 0, http.StatusNotImplemented
+	}
+	if st := parseTarget(r); st != 0 {
+		return 0, st
+	}
+	return vs + 10, 0
+}
+
+// parseTarget splits r.Target into Path, Query and, for the absolute form,
+// Host (RFC 9112 §3.2).
+func parseTarget(r *Request) int {
+	t := r.Target
+	switch {
+	case t[0] == '/':
+		// origin-form
+	case len(t) == 1 && t[0] == '*':
+		// asterisk-form, only for OPTIONS (RFC 9112 §3.2.4).
+		if string(r.Method) != "OPTIONS" {
+			return http.StatusBadRequest
+		}
+		r.Path = t
+		return 0
+	default:
+		// absolute-form: scheme "://" authority [path-abempty] ["?" query].
+		k := 0
+		for k < len(t) && (t[k] >= 'a' && t[k] <= 'z' || t[k] >= 'A' && t[k] <= 'Z' ||
+			k > 0 && (t[k] >= '0' && t[k] <= '9' || t[k] == '+' || t[k] == '-' || t[k] == '.')) {
+			k++
+		}
+		if k == 0 || len(t)-k < 3 || t[k] != ':' || t[k+1] != '/' || t[k+2] != '/' {
+			return http.StatusBadRequest
+		}
+		a := k + 3
+		e := a
+		for e < len(t) && t[e] != '/' && t[e] != '?' {
+			// userinfo ('@') is refused (RFC 9110 §4.2.4).
+			if !isHost(t[e]) {
+				return http.StatusBadRequest
+			}
+			e++
+		}
+		if e == a {
+			return http.StatusBadRequest
+		}
+		r.Host = t[a:e]
+		t = t[e:]
+		if len(t) == 0 || t[0] == '?' {
+			r.slash[0] = '/'
+			r.Path = r.slash[:]
+			if len(t) > 0 {
+				r.Query = t[1:]
+			}
+			return 0
+		}
+	}
+	for i, c := range t {
+		if c == '?' {
+			r.Path, r.Query = t[:i], t[i+1:]
+			return 0
+		}
+	}
+	r.Path = t
+	return 0
+}
+
+// parseFieldLine parses one field line at b[pos:] (RFC 9112 §5):
+// field-name ":" OWS field-value OWS CRLF. It returns a nil name and the
+// position after the CRLF at the empty line that ends a field section.
+// Whitespace before the colon, obs-fold, bare CR or LF and bytes outside
+// field-vchar are errors (400).
+func parseFieldLine(b []byte, pos int) (name, value []byte, next, status int) {
+	i := pos
+	if i >= len(b) {
+		return nil, nil, 0, statusNeedMore
+	}
+	switch b[i] {
+	case '\r':
+		if i+1 >= len(b) {
+			return nil, nil, 0, statusNeedMore
+		}
+		if b[i+1] != '\n' {
+			return nil, nil, 0, http.StatusBadRequest
+		}
+		return nil, nil, i + 2, 0
+	case ' ', '\t':
+		// obs-fold (RFC 9112 §5.2) or whitespace before the first field.
+		return nil, nil, 0, http.StatusBadRequest
+	}
+	for i < len(b) && isToken(b[i]) {
+		i++
+	}
+	if i == len(b) {
+		return nil, nil, 0, statusNeedMore
+	}
+	// RFC 9112 §5.1: no whitespace between the name and the colon.
+	if b[i] != ':' || i == pos {
+		return nil, nil, 0, http.StatusBadRequest
+	}
+	name = b[pos:i]
+	i++
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+		i++
+	}
+	vs := i
+	for i < len(b) && isValue(b[i]) {
+		i++
+	}
+	if i+1 >= len(b) {
+		return nil, nil, 0, statusNeedMore
+	}
+	if b[i] != '\r' || b[i+1] != '\n' {
+		return nil, nil, 0, http.StatusBadRequest
+	}
+	ve := i
+	for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+		ve--
+	}
+	return name, b[vs:ve:ve], i + 2, 0
+}
+
+// forEachElement calls f for every non-empty element of a comma-separated
+// list (RFC 9110 §5.6.1), trimmed of optional whitespace.
+func forEachElement(v []byte, f func(el []byte)) {
+	for len(v) > 0 {
+		i := 0
+		for i < len(v) && v[i] != ',' {
+			i++
+		}
+		if el := trimOWS(v[:i]); len(el) > 0 {
+			f(el)
+		}
+		if i == len(v) {
+			return
+		}
+		v = v[i+1:]
+	}
+}

@@ -1,0 +1,89 @@
+package protocol
+
+import (
+	"io"
+	"net"
+)
+
+// Field is one header field as received; Name and Value alias the read buffer.
+type Field struct {
+	Name  []byte
+	Value []byte
+}
+
+// Header is the ordered list of request header fields.
+type Header struct{ fields []Field }
+
+// Get returns the value of the first field named name (ASCII case-insensitive), or nil.
+func (h *Header) Get(name string) []byte {
+	for i := range h.fields {
+		f := &h.fields[i]
+		if len(f.Name) == len(name) && equalFoldBytesString(f.Name, name) {
+			return f.Value
+		}
+	}
+	return nil
+}
+
+// Len returns the number of fields.
+func (h *Header) Len() int { return len(h.fields) }
+
+// At returns field i.
+func (h *Header) At(i int) Field { return h.fields[i] }
+
+func (h *Header) reset() {
+	clear(h.fields)
+	h.fields = h.fields[:0]
+}
+
+// equalFoldBytesString reports whether b and s are equal ignoring ASCII case.
+func equalFoldBytesString(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Request is one parsed request. Byte slices alias connection buffers and are
+// valid only until the handler returns.
+type Request struct {
+	Method        []byte
+	Target        []byte // the request-target exactly as received
+	Path          []byte // path part of the target, still percent-encoded ("*" for OPTIONS *)
+	Query         []byte // after '?', without it; nil when absent
+	Host          []byte // Host header (or authority of an absolute-form target)
+	ProtoMajor    int
+	ProtoMinor    int
+	Header        Header
+	ContentLength int64 // -1 when the body is chunked; 0 when there is none
+	Close         bool  // the connection closes after this response
+	Body          io.Reader
+	RemoteAddr    net.Addr
+	LocalAddr     net.Addr
+	TLS           bool // always false today; reserved
+
+	// Trailer holds the trailer fields of a chunked body once Body has
+	// returned io.EOF (RFC 9112 §7.1.2). It is empty before that.
+	Trailer Header
+
+	chunked        bool // Transfer-Encoding: chunked
+	expectContinue bool // Expect: 100-continue on an HTTP/1.1 request
+	slash          [1]byte
+}
+
+// reset clears r for the next request, keeping its slices' capacity.
+func (r *Request) reset() {
+	r.Method, r.Target, r.Path, r.Query, r.Host = nil, nil, nil, nil, nil
+	r.ProtoMajor, r.ProtoMinor = 0, 0
+	r.Header.reset()
+	r.Trailer.reset()
+	r.ContentLength = 0
+	r.Close = false
+	r.chunked = false
+	r.expectContinue = false
+}

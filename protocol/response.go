@@ -1,0 +1,415 @@
+package protocol
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxBodyBuffer is how much body a ResponseWriter buffers before it commits
+// the header (chunked on HTTP/1.1, close-delimited on 1.0) and streams.
+const maxBodyBuffer = 16 << 10
+
+var (
+	// ErrBodyNotAllowed is returned by Write for HEAD-less statuses that
+	// cannot have a body (1xx, 204, 304).
+	ErrBodyNotAllowed = http.ErrBodyNotAllowed
+	// ErrContentLength is returned by Write past the declared Content-Length.
+	ErrContentLength = http.ErrContentLength
+	// ErrHijacked is returned by writes after Hijack.
+	ErrHijacked = http.ErrHijacked
+	// ErrCommitted is returned by Hijack and SendFile when they come too late.
+	ErrCommitted = errors.New("protocol: response header already written")
+)
+
+// ResponseWriter writes one response. Without an explicit Content-Length the
+// body is buffered; if the handler returns with the whole body in the buffer,
+// Content-Length is set, otherwise HTTP/1.1 gets chunked encoding and 1.0 is
+// close-delimited. HEAD responses carry headers only.
+type ResponseWriter struct {
+	c           *conn
+	req         *Request
+	hdr         ResponseHeader
+	status      int
+	body        []byte // buffered body, before the head is committed
+	written     int64  // body bytes accepted from the handler
+	wroteHeader bool   // the status is fixed
+	committed   bool   // the head is in the write buffer or sent
+	chunked     bool
+	close       bool
+	hijacked    bool
+}
+
+func (w *ResponseWriter) reset(r *Request) {
+	w.req = r
+	w.hdr.reset()
+	w.status = http.StatusOK
+	w.body = w.body[:0]
+	w.written = 0
+	w.wroteHeader = false
+	w.committed = false
+	w.chunked = false
+	w.close = false
+}
+
+// Header returns the header fields to send; changes after the first body byte
+// is flushed have no effect.
+func (w *ResponseWriter) Header() *ResponseHeader { return &w.hdr }
+
+// WriteHeader sets the status code (default 200). An informational status
+// (1xx other than 101) is sent at once with the current header fields, and
+// the final status can still be set afterwards. Codes outside 100-999 and
+// calls after the first are ignored.
+func (w *ResponseWriter) WriteHeader(status int) {
+	if w.wroteHeader || w.committed || w.hijacked || status < 100 || status > 999 {
+		return
+	}
+	if status < 200 && status != http.StatusSwitchingProtocols {
+		if w.req.ProtoMinor == 0 {
+			return // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients.
+		}
+		c := w.c
+		c.wbuf = appendStatusLine(c.wbuf, w.req, status)
+		c.wbuf = w.hdr.appendTo(c.wbuf)
+		c.wbuf = append(c.wbuf, "\r\n"...)
+		c.flush()
+		return
+	}
+	w.status = status
+	w.wroteHeader = true
+}
+
+// SetContentLength declares the body length up front (for streaming).
+func (w *ResponseWriter) SetContentLength(n int64) {
+	if !w.committed && n >= 0 {
+		w.hdr.contentLength = n
+	}
+}
+
+// bodyAllowed reports whether the status may carry a body (RFC 9110 §6.4.1).
+func (w *ResponseWriter) bodyAllowed() bool {
+	return w.status >= 200 && w.status != http.StatusNoContent && w.status != http.StatusNotModified
+}
+
+// Write appends to the body.
+func (w *ResponseWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, ErrHijacked
+	}
+	if !w.bodyAllowed() {
+		return 0, ErrBodyNotAllowed
+	}
+	if cl := w.hdr.contentLength; cl >= 0 && w.written+int64(len(p)) > cl {
+		return 0, ErrContentLength
+	}
+	w.written += int64(len(p))
+	if w.req.isHead() {
+		return len(p), nil
+	}
+	if !w.committed {
+		if len(w.body)+len(p) <= maxBodyBuffer {
+			w.body = append(w.body, p...)
+			return len(p), nil
+		}
+		w.commit(false)
+		if err := w.writeBody(w.body); err != nil {
+			return 0, err
+		}
+		w.body = w.body[:0]
+	}
+	if err := w.writeBody(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteString appends to the body.
+func (w *ResponseWriter) WriteString(s string) (int, error) {
+	if !w.committed && !w.hijacked && w.bodyAllowed() && len(w.body)+len(s) <= maxBodyBuffer &&
+		(w.hdr.contentLength < 0 || w.written+int64(len(s)) <= w.hdr.contentLength) {
+		// The common case without the string conversion.
+		w.written += int64(len(s))
+		if !w.req.isHead() {
+			w.body = append(w.body, s...)
+		}
+		return len(s), nil
+	}
+	return w.Write([]byte(s))
+}
+
+// writeBody sends p with the committed framing.
+func (w *ResponseWriter) writeBody(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	c := w.c
+	if w.chunked {
+		var hb [20]byte
+		h := strconv.AppendInt(hb[:0], int64(len(p)), 16)
+		h = append(h, '\r', '\n')
+		if err := c.write(h); err != nil {
+			return err
+		}
+		if err := c.write(p); err != nil {
+			return err
+		}
+		return c.write(crlf)
+	}
+	return c.write(p)
+}
+
+var crlf = []byte("\r\n")
+
+// ReadFrom copies r to the body; an *os.File with a declared Content-Length
+// goes out with sendfile(2).
+func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.hdr.contentLength >= 0 && w.bodyAllowed() && !w.req.isHead() && !w.hijacked && isFile(r) {
+		w.commit(false)
+		if err := w.c.flush(); err != nil {
+			return 0, err
+		}
+		if rf, ok := w.c.nc.(io.ReaderFrom); ok {
+			w.c.extendWriteDeadline()
+			n, err := rf.ReadFrom(io.LimitReader(r, w.hdr.contentLength-w.written))
+			w.written += n
+			if err != nil {
+				w.c.werr = err
+			}
+			return n, err
+		}
+	}
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+func isFile(r io.Reader) bool {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		r = lr.R
+	}
+	_, ok := r.(*os.File)
+	return ok
+}
+
+// SendFile sends n bytes of f from offset with sendfile(2) (zero-copy).
+// SetContentLength must have been called for the full body length.
+func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) error {
+	if w.hijacked {
+		return ErrHijacked
+	}
+	if w.hdr.contentLength < 0 || w.written+n > w.hdr.contentLength {
+		return ErrContentLength
+	}
+	if !w.bodyAllowed() {
+		return ErrBodyNotAllowed
+	}
+	if w.req.isHead() {
+		w.written += n
+		return nil
+	}
+	w.commit(false)
+	c := w.c
+	if err := c.flush(); err != nil {
+		return err
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		ra, ok := f.(io.ReaderAt)
+		if !ok {
+			return errors.New("protocol: SendFile needs a socket or an io.ReaderAt")
+		}
+		_, err := w.ReadFrom(io.NewSectionReader(ra, offset, n))
+		return err
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	c.extendWriteDeadline()
+	src := int(f.Fd())
+	var serr error
+	for n > 0 && serr == nil {
+		werr := rc.Write(func(fd uintptr) bool {
+			for {
+				chunk := n
+				if chunk > 1<<30 {
+					chunk = 1 << 30
+				}
+				m, err := unix.Sendfile(int(fd), src, &offset, int(chunk))
+				if m > 0 {
+					n -= int64(m)
+					w.written += int64(m)
+				}
+				switch {
+				case err == unix.EINTR:
+					continue
+				case err == unix.EAGAIN:
+					return false // wait for the poller
+				case err != nil:
+					serr = err
+				case m == 0:
+					serr = io.ErrUnexpectedEOF // the file is shorter
+				}
+				return true
+			}
+		})
+		if werr != nil {
+			serr = werr
+		}
+	}
+	if serr != nil {
+		c.werr = serr
+		return serr
+	}
+	return nil
+}
+
+// Flush sends the status line, headers and buffered body now.
+func (w *ResponseWriter) Flush() error {
+	if w.hijacked {
+		return ErrHijacked
+	}
+	if !w.committed {
+		w.commit(false)
+		if err := w.writeBody(w.body); err != nil {
+			return err
+		}
+		w.body = w.body[:0]
+	}
+	return w.c.flush()
+}
+
+// Status returns the status code sent or to be sent.
+func (w *ResponseWriter) Status() int { return w.status }
+
+// BytesWritten returns the body bytes written so far.
+func (w *ResponseWriter) BytesWritten() int64 { return w.written }
+
+// SetClose marks the connection to close after this response (Connection: close).
+func (w *ResponseWriter) SetClose() { w.close = true }
+
+// Hijack hands the connection over to the caller: the server writes no
+// response and forgets the connection. The bufio.Reader holds any bytes the
+// server had read past the request head. It fails once the response head
+// has been sent.
+func (w *ResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, ErrHijacked
+	}
+	if w.committed {
+		return nil, nil, ErrCommitted
+	}
+	return w.c.hijack()
+}
+
+// commit writes the status line and header fields into the write buffer.
+// final means the handler is done and w.body is the whole body.
+func (w *ResponseWriter) commit(final bool) {
+	if w.committed {
+		return
+	}
+	w.committed = true
+	c := w.c
+	r := w.req
+	b := appendStatusLine(c.wbuf, r, w.status)
+	if !w.hdr.hasDate {
+		b = append(b, c.srv.dateLine()...)
+	}
+	cl := w.hdr.contentLength
+	switch {
+	case !w.bodyAllowed():
+		if w.status == http.StatusNotModified && cl >= 0 {
+			b = appendContentLength(b, cl)
+		}
+	case cl >= 0:
+		b = appendContentLength(b, cl)
+	case final && r.isHead() && w.written == 0:
+		// Unknown for HEAD: say nothing rather than a wrong 0.
+	case final:
+		b = appendContentLength(b, w.written)
+	case r.ProtoMinor >= 1:
+		w.chunked = true
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	default:
+		w.close = true // HTTP/1.0: the body ends when the connection does.
+	}
+	if w.close || w.hdr.close || r.Close || c.srv.draining.Load() {
+		w.close = true
+		b = append(b, "Connection: close\r\n"...)
+	} else if r.ProtoMinor == 0 {
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	b = w.hdr.appendTo(b)
+	b = append(b, "\r\n"...)
+	c.wbuf = b
+}
+
+// finish completes the response after the handler returned.
+func (w *ResponseWriter) finish() {
+	if !w.committed {
+		w.commit(true)
+		if len(w.body) > 0 {
+			w.c.write(w.body)
+		}
+		return
+	}
+	if w.chunked {
+		w.c.write(lastChunk)
+		return
+	}
+	if cl := w.hdr.contentLength; cl >= 0 && w.written < cl && w.bodyAllowed() && !w.req.isHead() {
+		// The body is shorter than declared: the client can only notice
+		// if the connection ends.
+		w.close = true
+	}
+}
+
+var lastChunk = []byte("0\r\n\r\n")
+
+// appendStatusLine writes the status line; the version mirrors the request's.
+func appendStatusLine(b []byte, r *Request, status int) []byte {
+	if r.ProtoMinor == 0 && r.ProtoMajor == 1 {
+		b = append(b, "HTTP/1.0 "...)
+	} else {
+		b = append(b, "HTTP/1.1 "...)
+	}
+	if status == http.StatusOK {
+		return append(b, "200 OK\r\n"...)
+	}
+	b = append(b, byte('0'+status/100), byte('0'+status/10%10), byte('0'+status%10), ' ')
+	text := http.StatusText(status)
+	if text == "" {
+		text = "Unknown"
+	}
+	b = append(b, text...)
+	return append(b, "\r\n"...)
+}
+
+func appendContentLength(b []byte, n int64) []byte {
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, "\r\n"...)
+}
+
+func (r *Request) isHead() bool { return string(r.Method) == "HEAD" }

@@ -1,0 +1,317 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// DefaultIdleGrace is Server.IdleGrace when it is zero.
+const DefaultIdleGrace = time.Second
+
+// Stats are a Server's counters, read atomically.
+type Stats struct {
+	Requests  uint64 // responses completed since start
+	OpenConns int64
+	Status2xx uint64
+	Status3xx uint64
+	Status4xx uint64
+	Status5xx uint64
+	Accepted  uint64
+}
+
+// Server serves a Handler on listeners. Its exported fields must be set
+// before the first call to Serve and not changed afterwards.
+type Server struct {
+	Handler Handler
+	Limits  Limits
+	Logger  hclog.Logger
+	Log     LogFunc // optional, called after each request
+	// OnRequestDone is called after each completed response; the worker uses it
+	// for max_requests. Optional.
+	OnRequestDone func()
+	// IdleGrace is how long, once Shutdown has begun, a keep-alive
+	// connection may stay idle before it is closed; a request that arrives
+	// within it is answered (with Connection: close). Zero means
+	// DefaultIdleGrace.
+	IdleGrace time.Duration
+
+	initOnce  sync.Once
+	lim       Limits // Limits with defaults filled in
+	maxHead   int    // the read buffer's largest size for a request head
+	idleGrace time.Duration
+	logger    hclog.Logger
+	epoch     time.Time
+	clock     atomic.Int64 // time since epoch, updated every second
+	date      atomic.Pointer[dateLine]
+	sem       chan struct{} // one token per open connection
+	done      chan struct{} // closed by Shutdown and Close
+	stopOnce  sync.Once
+	draining  atomic.Bool
+	pool      sync.Pool
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[*conn]struct{}
+	loops     int  // running Serve calls
+	closed    bool // Close was called
+
+	requests  atomic.Uint64
+	accepted  atomic.Uint64
+	status2xx atomic.Uint64
+	status3xx atomic.Uint64
+	status4xx atomic.Uint64
+	status5xx atomic.Uint64
+	open      atomic.Int64
+}
+
+// dateLine is a complete "Date: ...\r\n" field line (RFC 9110 §6.6.1).
+type dateLine [37]byte
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.lim = withDefaults(s.Limits)
+		s.maxHead = s.lim.RequestLine + s.lim.HeaderBytes + 2*maxEmptyLines + 4
+		s.idleGrace = s.IdleGrace
+		if s.idleGrace <= 0 {
+			s.idleGrace = DefaultIdleGrace
+		}
+		s.logger = s.Logger
+		if s.logger == nil {
+			s.logger = hclog.NewNullLogger()
+		}
+		s.epoch = time.Now()
+		s.tick(s.epoch)
+		s.sem = make(chan struct{}, s.lim.MaxConnections)
+		s.done = make(chan struct{})
+		s.listeners = make(map[*net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+		s.pool.New = func() any { return newConn(s) }
+		go s.runClock()
+	})
+}
+
+// withDefaults fills the zero fields of l from DefaultLimits.
+func withDefaults(l Limits) Limits {
+	d := DefaultLimits()
+	if l.RequestLine <= 0 {
+		l.RequestLine = d.RequestLine
+	}
+	if l.HeaderBytes <= 0 {
+		l.HeaderBytes = d.HeaderBytes
+	}
+	if l.HeaderCount <= 0 {
+		l.HeaderCount = d.HeaderCount
+	}
+	if l.BodyBytes <= 0 {
+		l.BodyBytes = d.BodyBytes
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = d.WriteTimeout
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = d.MaxConnections
+	}
+	return l
+}
+
+// runClock updates the cached Date line and the coarse clock at every
+// second boundary until the server stops.
+func (s *Server) runClock() {
+	t := time.NewTimer(time.Second - time.Duration(time.Now().Nanosecond()))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.tick(now)
+			t.Reset(time.Second - time.Duration(now.Nanosecond()))
+		}
+	}
+}
+
+func (s *Server) tick(now time.Time) {
+	s.clock.Store(int64(now.Sub(s.epoch)))
+	l := new(dateLine)
+	copy(l[:], "Date: ")
+	now.UTC().AppendFormat(l[6:6], http.TimeFormat)
+	copy(l[35:], "\r\n")
+	s.date.Store(l)
+}
+
+func (s *Server) dateLine() []byte         { return s.date.Load()[:] }
+func (s *Server) coarseNow() time.Duration { return time.Duration(s.clock.Load()) }
+
+// Serve accepts connections on ln until Shutdown or Close; it returns
+// ErrServerClosed after a Shutdown/Close. Several Serve calls may run at once
+// on one Server. When MaxConnections are open, Serve stops accepting until
+// one closes. Serve closes ln when it returns.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("protocol: Server.Handler is nil")
+	}
+	s.init()
+	s.mu.Lock()
+	if s.isDone() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[&ln] = struct{}{}
+	s.loops++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, &ln)
+		s.loops--
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.done:
+			return ErrServerClosed
+		}
+		nc, err := ln.Accept()
+		if err != nil {
+			<-s.sem
+			if s.isDone() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("protocol: accept: %w", err)
+			}
+			// EMFILE and friends: back off rather than spin, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger.Warn("accept failed; retrying", "error", err, "delay", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.accepted.Add(1)
+		c := s.pool.Get().(*conn)
+		c.init(nc)
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		if s.closed {
+			nc.Close() // Close raced with this accept
+		}
+		s.mu.Unlock()
+		s.open.Add(1)
+		go c.serve()
+	}
+}
+
+// forget removes c from the server's books.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.open.Add(-1)
+	<-s.sem
+}
+
+func (s *Server) isDone() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop closes done and the listeners; s.mu must be held.
+func (s *Server) stop() {
+	s.stopOnce.Do(func() { close(s.done) })
+	for ln := range s.listeners {
+		(*ln).Close()
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests finish (their responses
+// get Connection: close), closes connections that stay idle past a short grace,
+// and returns when all are gone or ctx ends (then it closes the rest).
+//
+// An idle keep-alive connection is not cut at once: a client may be sending
+// its next request just then. It gets IdleGrace to send one, which is
+// answered with Connection: close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.draining.Store(true)
+	dl := time.Now().Add(s.idleGrace)
+	s.mu.Lock()
+	s.stop()
+	for c := range s.conns {
+		c.drainIdle(dl)
+	}
+	s.mu.Unlock()
+
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		left := len(s.conns) + s.loops
+		s.mu.Unlock()
+		if left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Close closes listeners and every connection now.
+func (s *Server) Close() error {
+	s.init()
+	s.draining.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.stop()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Requests:  s.requests.Load(),
+		OpenConns: s.open.Load(),
+		Status2xx: s.status2xx.Load(),
+		Status3xx: s.status3xx.Load(),
+		Status4xx: s.status4xx.Load(),
+		Status5xx: s.status5xx.Load(),
+		Accepted:  s.accepted.Load(),
+	}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = http.ErrServerClosed

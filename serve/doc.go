@@ -1,0 +1,109 @@
+// Package serve is what workers serve: sites chosen by Host, routes by the
+// longest prefix, and per route static files, a reverse proxy or a fixed
+// response; plus the access log.
+//
+// # Routing
+//
+// A request first selects a site by its Host header, with any port removed
+// and compared case-insensitively: an exact host name wins, then the longest
+// matching wildcard ("*.example.com" matches "a.example.com" and
+// "a.b.example.com" but not "example.com"), then a site listing "*". A site
+// with no hosts is treated as listing "*".
+//
+// Within the site the longest matching route prefix wins. Prefixes match on
+// segment boundaries: a prefix that ends in "/" ("/api/") matches every path
+// that starts with it ("/api/", "/api/x") but not "/api"; any other prefix
+// ("/healthz") matches the path equal to it and the paths below it
+// ("/healthz/", "/healthz/x") but not "/healthzz". The prefix "/" matches
+// every path.
+//
+// Routing uses the request path percent-decoded (an encoded slash %2F counts
+// as a separator here) with "." and ".." segments and repeated slashes
+// resolved (RFC 3986 section 5.2.4), so that what is routed is what an
+// upstream or the file system will see. A path with a bad percent-escape or
+// a NUL byte is answered 400. The tables are built once by New; routing a
+// request allocates nothing.
+//
+// Requests no route matches go to Options.Fallback; without one they get the
+// built-in welcome page and /healthz when the configuration has no sites,
+// else 404.
+//
+// # Static files
+//
+// The cleaned request path is appended to the root as it is, the way
+// nginx's "root" works: with route "/assets/" and root "/srv/www",
+// "/assets/app.css" is "/srv/www/assets/app.css". Files are opened relative
+// to a descriptor of the root with openat2(2) and
+// RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS, so no "..", absolute symlink or
+// symlink climbing out of the root is ever followed (symlinks that stay
+// inside are); where the kernel lacks openat2 (before Linux 5.6) os.Root
+// does the same walk in user space. Paths with an encoded slash (%2F) or a
+// backslash are refused, and so are dotfiles (any segment starting with '.',
+// ".well-known" included) unless dotfiles = true. Refused paths and missing
+// files are both 404, so that a client cannot tell them apart; unreadable
+// files are 403. Only GET and HEAD are served; other methods get 405 with
+// Allow.
+//
+// There are no directory listings: a directory is served through its first
+// existing index file, else 404; a directory named without its trailing
+// slash is redirected (301) to the name with one.
+//
+// Validators are a strong ETag built from the file's modification time and
+// size, and Last-Modified; conditional requests follow RFC 9110 section
+// 13.2.2 (If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since).
+// A single byte range (RFC 9110 section 14) is served as 206 with
+// Content-Range, honouring If-Range; an unsatisfiable one is 416 with
+// "Content-Range: bytes */size". A request for several ranges gets the whole
+// file with 200, which RFC 9110 section 14.2 allows and which spares building
+// multipart/byteranges bodies; malformed ranges are ignored the same way.
+// Bodies go out with sendfile(2).
+//
+// With gzip = true, a client whose Accept-Encoding accepts gzip gets
+// "name.gz" instead of "name" when that file exists, with
+// Content-Encoding: gzip, the type of "name", and its own ETag; every
+// response then carries Vary: Accept-Encoding.
+//
+// # Reverse proxy
+//
+// Each proxy route owns a net/http Transport whose dialer picks the upstream
+// ("host:port" or "unix:/path"): round robin per new connection, trying the
+// next upstream when a connect fails (refused, unreachable, connect
+// timeout). Connections are kept alive and pooled, so the balance is per
+// connection rather than per request. A failed connect to every upstream is
+// 502; no response header within the response timeout is 504; any other
+// failure before the response header (a reset, a malformed response) is 502,
+// each with a short plain-text body. Once the response header has been
+// forwarded, a failure can only cut the connection, so that the client sees
+// a truncated response rather than a complete one.
+//
+// Hop-by-hop fields (RFC 9110 section 7.6.1) are removed in both directions:
+// Connection and the fields it names, Keep-Alive, Proxy-*, TE, Trailer,
+// Transfer-Encoding and Upgrade (so protocol upgrades such as WebSocket are
+// not proxied). The original Host is passed on; X-Forwarded-For gets the
+// client address appended, and X-Forwarded-Proto and X-Forwarded-Host are
+// set, replacing what the client sent. The request target is passed on as
+// received when its path was already in canonical form, else the cleaned
+// path that was routed, re-encoded, so that the upstream sees the path the
+// route matched. Bodies are streamed both ways, request bodies chunked when
+// their length is unknown; response bytes are flushed to the client as they
+// arrive. A request with a body that cannot be replayed is not retried on a
+// stale pooled connection: it gets 502.
+//
+// # Access log
+//
+// "text" is the combined log format with the pid and the duration in
+// milliseconds appended:
+//
+//	127.0.0.1 - - [02/Jan/2006:15:04:05 -0700] "GET /path?q HTTP/1.1" 200 1234 "referer" "user-agent" pid=123 dur_ms=0.123
+//
+// "json" is one object per line:
+//
+//	{"time":"2006-01-02T15:04:05.000-07:00","remote":"127.0.0.1","host":"example.com","method":"GET","path":"/path?q","proto":"HTTP/1.1","status":200,"bytes":1234,"duration":0.000123,"pid":123,"referer":"","ua":"curl/8"}
+//
+// The time is when the request started; "path" is the request-target as
+// received; "bytes" counts body bytes sent; "duration" is in seconds. Bytes
+// from the request are never written raw: in text lines every byte outside
+// printable ASCII, and '"' and '\', is written as \xHH; in JSON every byte
+// outside printable ASCII is written as \u00HH (so non-ASCII text appears
+// byte by byte). Each field from the request is cut at 4096 bytes.
+package serve

@@ -1,0 +1,109 @@
+package serve
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
+	"github.com/hashicorp/go-hclog"
+)
+
+// testTimeout bounds every wait in these tests; it is a deadline against
+// hangs, not a timing assertion.
+const testTimeout = 20 * time.Second
+
+// startServer serves h on a loopback listener with forkd's protocol and
+// returns the address.
+func startServer(t testing.TB, h protocol.Handler, logf protocol.LogFunc) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := protocol.DefaultLimits()
+	lim.BodyBytes = 256 << 20
+	srv := &protocol.Server{Handler: h, Limits: lim, Logger: hclog.NewNullLogger(), Log: logf}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// newHandler builds the serve handler for sites and closes it after the test.
+func newHandler(t testing.TB, sites []config.Site, opts Options) protocol.Handler {
+	t.Helper()
+	h, err := New(&config.Config{Sites: sites}, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if c, ok := h.(io.Closer); ok {
+			_ = c.Close()
+		}
+	})
+	return h
+}
+
+// rawResponse is a response read off a raw connection.
+type rawResponse struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// rawRequest sends req byte for byte (no client cleans anything) and reads
+// one response; method tells the reader whether a body follows.
+func rawRequest(t testing.TB, addr, method, req string) rawResponse {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("reading response to %q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading body of response to %q: %v", req, err)
+	}
+	return rawResponse{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+// get sends "METHOD target" with extra header lines over a raw connection.
+func get(t testing.TB, addr, method, target string, headers ...string) rawResponse {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n")
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return rawRequest(t, addr, method, b.String())
+}
+
+// httpClient is a client with its own transport, closed after the test.
+func httpClient(t testing.TB) *http.Client {
+	tr := &http.Transport{DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: testTimeout * 3,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}

@@ -1,0 +1,183 @@
+package serve
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/forkd/forkd/config"
+)
+
+// maxHostLen bounds the Host values the router lowercases on the stack; a
+// longer Host (DNS names stop at 253 bytes) can only match the "*" site.
+const maxHostLen = 255
+
+// router maps (Host, path) to a route handler. It is built once by New and
+// read concurrently afterwards.
+type router struct {
+	exact    map[string]*site // "www.example.com"
+	wildcard map[string]*site // ".example.com" for "*.example.com"
+	any      *site            // "*"
+}
+
+// site is one site block's routes, longest prefix first.
+type site struct {
+	name   string
+	routes []route
+}
+
+// route is one prefix and what serves it.
+type route struct {
+	prefix string
+	slash  bool // prefix ends in '/': plain prefix match
+	h      routeHandler
+}
+
+// build fills the router from the site blocks, calling mk for each route.
+func (rt *router) build(sites []config.Site, mk func(site string, r config.Route) (routeHandler, error)) error {
+	rt.exact = make(map[string]*site)
+	rt.wildcard = make(map[string]*site)
+	for _, cs := range sites {
+		s := &site{name: cs.Name}
+		seen := make(map[string]bool)
+		for _, cr := range cs.Routes {
+			if !strings.HasPrefix(cr.Prefix, "/") {
+				return fmt.Errorf("site %q: route %q: prefix must start with /", cs.Name, cr.Prefix)
+			}
+			if seen[cr.Prefix] {
+				return fmt.Errorf("site %q: route %q: duplicate prefix", cs.Name, cr.Prefix)
+			}
+			seen[cr.Prefix] = true
+			h, err := mk(cs.Name, cr)
+			if err != nil {
+				return err
+			}
+			s.routes = append(s.routes, route{prefix: cr.Prefix, slash: strings.HasSuffix(cr.Prefix, "/"), h: h})
+		}
+		// Longest first, so that the first match is the longest.
+		sort.SliceStable(s.routes, func(i, j int) bool { return len(s.routes[i].prefix) > len(s.routes[j].prefix) })
+
+		hosts := cs.Hosts
+		if len(hosts) == 0 {
+			hosts = []string{"*"}
+		}
+		for _, host := range hosts {
+			host = strings.TrimSuffix(strings.ToLower(host), ".")
+			switch {
+			case host == "*":
+				if rt.any != nil {
+					return fmt.Errorf("site %q: host \"*\" already used by site %q", cs.Name, rt.any.name)
+				}
+				rt.any = s
+			case strings.HasPrefix(host, "*."):
+				key := host[1:]
+				if strings.Contains(key[1:], "*") || len(key) < 2 {
+					return fmt.Errorf("site %q: host %q: bad wildcard", cs.Name, host)
+				}
+				if prev := rt.wildcard[key]; prev != nil {
+					return fmt.Errorf("site %q: host %q already used by site %q", cs.Name, host, prev.name)
+				}
+				rt.wildcard[key] = s
+			case host == "" || strings.Contains(host, "*") || len(host) > maxHostLen:
+				return fmt.Errorf("site %q: bad host %q", cs.Name, host)
+			case host[0] != '[' && strings.Contains(host, ":"):
+				return fmt.Errorf("site %q: host %q: ports are not matched", cs.Name, host)
+			default:
+				if prev := rt.exact[host]; prev != nil {
+					return fmt.Errorf("site %q: host %q already used by site %q", cs.Name, host, prev.name)
+				}
+				rt.exact[host] = s
+			}
+		}
+	}
+	return nil
+}
+
+// empty reports whether no site is configured.
+func (rt *router) empty() bool {
+	return rt.any == nil && len(rt.exact) == 0 && len(rt.wildcard) == 0
+}
+
+// lookup returns the handler for the route matching host and the cleaned
+// path, or nil. It does not allocate.
+func (rt *router) lookup(host, path []byte) routeHandler {
+	s := rt.site(host)
+	if s == nil {
+		return nil
+	}
+	for i := range s.routes {
+		r := &s.routes[i]
+		if matchPrefix(r, path) {
+			return r.h
+		}
+	}
+	return nil
+}
+
+// matchPrefix reports whether path is under r's prefix, on a segment
+// boundary (see the package documentation).
+func matchPrefix(r *route, path []byte) bool {
+	n := len(r.prefix)
+	if len(path) < n || string(path[:n]) != r.prefix {
+		return false
+	}
+	return r.slash || len(path) == n || path[n] == '/'
+}
+
+// site selects the site for a Host header value: exact name, then the
+// longest wildcard, then "*".
+func (rt *router) site(host []byte) *site {
+	host = stripPort(host)
+	if n := len(host); n > 0 && host[n-1] == '.' {
+		host = host[:n-1]
+	}
+	if len(host) == 0 || len(host) > maxHostLen {
+		return rt.any
+	}
+	var buf [maxHostLen]byte
+	lower := buf[:len(host)]
+	for i, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	if s, ok := rt.exact[string(lower)]; ok {
+		return s
+	}
+	if len(rt.wildcard) > 0 {
+		// Try ".b.example.com", ".example.com", ".com" for "a.b.example.com";
+		// the first hit is the longest wildcard. The leading label must be
+		// non-empty, so start after the first byte.
+		for i := 1; i < len(lower); i++ {
+			if lower[i] == '.' {
+				if s, ok := rt.wildcard[string(lower[i:])]; ok {
+					return s
+				}
+			}
+		}
+	}
+	return rt.any
+}
+
+// stripPort removes a ":port" suffix from a Host value, keeping the brackets
+// of an IPv6 literal ("[::1]:8080" -> "[::1]").
+func stripPort(host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		for i := 1; i < len(host); i++ {
+			if host[i] == ']' {
+				return host[:i+1]
+			}
+		}
+		return host
+	}
+	for i := len(host) - 1; i >= 0; i-- {
+		switch c := host[i]; {
+		case c == ':':
+			return host[:i]
+		case c < '0' || c > '9':
+			return host
+		}
+	}
+	return host
+}

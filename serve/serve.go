@@ -1,0 +1,138 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	Logger hclog.Logger
+	// Fallback serves requests no site route matches (the embedding
+	// application's handler). Nil: the built-in welcome page and /healthz when
+	// the configuration has no sites, else 404.
+	Fallback protocol.Handler
+}
+
+// routeHandler serves the requests of one route. p is the cleaned request
+// path and its flags; it aliases a per-request buffer valid until the call
+// returns.
+type routeHandler interface {
+	serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *reqPath)
+}
+
+// handler is what New returns: the router in front of the routes.
+type handler struct {
+	router   router
+	fallback protocol.Handler
+	logger   hclog.Logger
+	closers  []io.Closer
+	paths    sync.Pool // *reqPath
+}
+
+// New builds the handler for cfg.Sites. It validates what config could not
+// (static roots exist, upstream addresses parse) and returns wrapped errors.
+// The handler also implements io.Closer; Close releases what New opened
+// (open directories, upstream connection pools).
+func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	h := &handler{
+		fallback: opts.Fallback,
+		logger:   logger,
+	}
+	h.paths.New = func() any { return &reqPath{buf: make([]byte, 0, 256)} }
+	var sites []config.Site
+	if cfg != nil {
+		sites = cfg.Sites
+	}
+	if len(sites) == 0 && h.fallback == nil {
+		h.fallback = welcomeHandler()
+	}
+	if err := h.router.build(sites, h.newRoute); err != nil {
+		_ = h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// newRoute builds the handler of one route.
+func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
+	n := 0
+	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond is required", site, rt.Prefix)
+	}
+	lg := h.logger.With("site", site, "route", rt.Prefix)
+	switch {
+	case rt.Static != nil:
+		s, err := newStatic(rt.Static, lg.Named("static"))
+		if err != nil {
+			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
+		}
+		h.closers = append(h.closers, s)
+		return s, nil
+	case rt.Proxy != nil:
+		p, err := newProxy(rt.Proxy, lg.Named("proxy"))
+		if err != nil {
+			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
+		}
+		h.closers = append(h.closers, p)
+		return p, nil
+	default:
+		return newRespond(rt.Respond), nil
+	}
+}
+
+// Serve routes r to its site and route.
+func (h *handler) Serve(w *protocol.ResponseWriter, r *protocol.Request) {
+	if h.router.empty() {
+		h.fallback.Serve(w, r)
+		return
+	}
+	p := h.paths.Get().(*reqPath)
+	defer h.paths.Put(p)
+	if !p.clean(r.Path) {
+		if len(r.Path) == 1 && r.Path[0] == '*' && h.fallback != nil {
+			h.fallback.Serve(w, r)
+			return
+		}
+		writeError(w, 400)
+		return
+	}
+	rh := h.router.lookup(r.Host, p.path)
+	if rh == nil {
+		if h.fallback != nil {
+			h.fallback.Serve(w, r)
+			return
+		}
+		writeError(w, 404)
+		return
+	}
+	rh.serveRoute(w, r, p)
+}
+
+// Close releases what New opened: open directories and idle upstream
+// connections.
+func (h *handler) Close() error {
+	var errs []error
+	for _, c := range h.closers {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h.closers = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,587 @@
+package serve
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+)
+
+// staticMaxRetries bounds retries of openat2 after EAGAIN (a concurrent
+// rename during resolution) or EINTR.
+const staticMaxRetries = 16
+
+// static serves files below one root directory.
+type static struct {
+	rootPath string
+	dirfd    int      // O_PATH descriptor of the root; -1 when closed
+	root     *os.Root // set when openat2 is unavailable
+	index    []string
+	dotfiles bool
+	gzip     bool
+	logger   hclog.Logger
+}
+
+// openFile is a file opened below the root.
+type openFile struct {
+	fd int
+	f  *os.File // the os.Root fallback's file; nil with openat2
+	st unix.Stat_t
+}
+
+// Fd returns the descriptor, for ResponseWriter.SendFile.
+func (f *openFile) Fd() uintptr { return uintptr(f.fd) }
+
+func (f *openFile) close() {
+	if f.f != nil {
+		_ = f.f.Close()
+		return
+	}
+	_ = unix.Close(f.fd) // close(2) is not retried on EINTR on Linux: the fd is gone
+}
+
+func (f *openFile) isRegular() bool { return f.st.Mode&unix.S_IFMT == unix.S_IFREG }
+func (f *openFile) isDir() bool     { return f.st.Mode&unix.S_IFMT == unix.S_IFDIR }
+
+// newStatic opens the root directory of c.
+func newStatic(c *config.Static, logger hclog.Logger) (*static, error) {
+	if c.Root == "" {
+		return nil, errors.New("static: root is required")
+	}
+	root, err := filepath.Abs(c.Root)
+	if err != nil {
+		return nil, fmt.Errorf("static: root %q: %w", c.Root, err)
+	}
+	for _, idx := range c.Index {
+		if idx == "" || strings.ContainsAny(idx, "/\\\x00") || idx == "." || idx == ".." {
+			return nil, fmt.Errorf("static: bad index name %q", idx)
+		}
+	}
+	s := &static{
+		rootPath: root,
+		dirfd:    -1,
+		index:    c.Index,
+		dotfiles: c.Dotfiles,
+		gzip:     c.Gzip,
+		logger:   logger,
+	}
+	if s.index == nil {
+		s.index = []string{"index.html"}
+	}
+	var fd int
+	for {
+		fd, err = unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("static: root %q: %w", root, err)
+	}
+	s.dirfd = fd
+	// Probe openat2: missing before Linux 5.6 (ENOSYS), or refused by a
+	// seccomp filter (EPERM).
+	probe, err := s.openat2(".")
+	switch {
+	case err == nil:
+		_ = unix.Close(probe)
+	case errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.E2BIG):
+		r, rerr := os.OpenRoot(root)
+		if rerr != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("static: root %q: %w", root, rerr)
+		}
+		s.root = r
+		logger.Debug("openat2 unavailable; using os.Root", "error", err)
+	default:
+		_ = s.Close()
+		return nil, fmt.Errorf("static: root %q: %w", root, err)
+	}
+	return s, nil
+}
+
+// Close closes the root directory.
+func (s *static) Close() error {
+	var err error
+	if s.root != nil {
+		err = s.root.Close()
+		s.root = nil
+	}
+	if s.dirfd >= 0 {
+		_ = unix.Close(s.dirfd)
+		s.dirfd = -1
+	}
+	return err
+}
+
+// openat2 opens rel (relative, cleaned) beneath the root.
+func (s *static) openat2(rel string) (int, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	var err error
+	for range staticMaxRetries {
+		var fd int
+		fd, err = unix.Openat2(s.dirfd, rel, &how)
+		if err == nil {
+			return fd, nil
+		}
+		if err != unix.EINTR && err != unix.EAGAIN {
+			break
+		}
+	}
+	return -1, err
+}
+
+// open opens rel beneath the root and stats it.
+func (s *static) open(rel string) (*openFile, error) {
+	f := &openFile{fd: -1}
+	if s.root != nil {
+		of, err := s.root.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+		if err != nil {
+			return nil, err
+		}
+		f.f = of
+		f.fd = int(of.Fd())
+	} else {
+		fd, err := s.openat2(rel)
+		if err != nil {
+			return nil, err
+		}
+		f.fd = fd
+	}
+	for {
+		err := unix.Fstat(f.fd, &f.st)
+		if err == nil {
+			return f, nil
+		}
+		if err != unix.EINTR {
+			f.close()
+			return nil, err
+		}
+	}
+}
+
+// serveRoute serves the file named by the cleaned path.
+func (s *static) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *reqPath) {
+	head := string(r.Method) == "HEAD"
+	if !head && string(r.Method) != "GET" {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, 405)
+		return
+	}
+	if p.flags&(pathEncSlash|pathBackslash) != 0 || (p.flags&pathDotfile != 0 && !s.dotfiles) {
+		writeError(w, 404)
+		return
+	}
+	rel := string(p.path[1:])
+	if rel == "" || rel[len(rel)-1] == '/' {
+		for _, idx := range s.index {
+			f, err := s.open(rel + idx)
+			if err != nil {
+				if status := s.openErrorStatus(err); status != 404 {
+					writeError(w, status)
+					return
+				}
+				continue
+			}
+			if f.isRegular() {
+				s.serveFile(w, r, f, rel+idx, head)
+				return
+			}
+			f.close()
+		}
+		writeError(w, 404)
+		return
+	}
+	f, err := s.open(rel)
+	if err != nil {
+		writeError(w, s.openErrorStatus(err))
+		return
+	}
+	switch {
+	case f.isDir():
+		f.close()
+		s.redirectDir(w, r, p)
+	case f.isRegular():
+		s.serveFile(w, r, f, rel, head)
+	default:
+		f.close()
+		writeError(w, 404)
+	}
+}
+
+// openErrorStatus maps an open error to a status: 403 for permissions, 500
+// for what should not happen, 404 for the rest (missing files and every
+// refused path alike).
+func (s *static) openErrorStatus(err error) int {
+	switch {
+	case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
+		return 403
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EXDEV),
+		errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENAMETOOLONG), errors.Is(err, unix.ENXIO):
+		return 404
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Err != nil && strings.Contains(pe.Err.Error(), "escapes") {
+		return 404 // os.Root: "path escapes from parent"
+	}
+	s.logger.Warn("open failed", "root", s.rootPath, "error", err)
+	return 500
+}
+
+// redirectDir answers a directory named without its trailing slash with a
+// redirect to the name with one (RFC 9110 section 15.4.2).
+func (s *static) redirectDir(w *protocol.ResponseWriter, r *protocol.Request, p *reqPath) {
+	loc := make([]byte, 0, len(p.path)+len(r.Query)+8)
+	loc = appendEscapedPath(loc, p.path)
+	loc = append(loc, '/')
+	if len(r.Query) > 0 && visibleASCII(r.Query) {
+		loc = append(loc, '?')
+		loc = append(loc, r.Query...)
+	}
+	w.Header().SetBytes("Location", loc)
+	writeError(w, 301)
+}
+
+// serveFile answers with the file f (named name below the root), or with its
+// gzip variant, honouring conditional and range requests.
+func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *openFile, name string, head bool) {
+	defer func() { f.close() }()
+	hdr := w.Header()
+	ctype := contentType(name)
+	gz := false
+	if s.gzip && !strings.HasSuffix(name, ".gz") {
+		// The response depends on Accept-Encoding whether or not this
+		// client gets the variant (RFC 9110 section 12.5.5).
+		hdr.Set("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			if zf, err := s.open(name + ".gz"); err == nil {
+				if zf.isRegular() {
+					f.close()
+					f, gz = zf, true
+				} else {
+					zf.close()
+				}
+			}
+		}
+	}
+
+	size := f.st.Size
+	mtime := time.Unix(int64(f.st.Mtim.Sec), int64(f.st.Mtim.Nsec))
+	var tagBuf [48]byte
+	etag := appendETag(tagBuf[:0], mtime, size, gz)
+	var lmBuf [len(http.TimeFormat) + 4]byte
+	lastMod := mtime.UTC().AppendFormat(lmBuf[:0], http.TimeFormat)
+	hdr.SetBytes("ETag", etag)
+	hdr.SetBytes("Last-Modified", lastMod)
+
+	switch checkConditions(r, etag, mtime) {
+	case 304:
+		w.WriteHeader(304)
+		return
+	case 412:
+		writeError(w, 412)
+		return
+	}
+
+	hdr.Set("Content-Type", ctype)
+	if gz {
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	hdr.Set("Accept-Ranges", "bytes")
+	status, start, length := 200, int64(0), size
+	if rng := r.Header.Get("Range"); rng != nil && ifRangeMatches(r.Header.Get("If-Range"), etag, mtime) {
+		switch a, n, res := parseRange(rng, size); res {
+		case rangeOK:
+			status, start, length = 206, a, n
+			var crBuf [64]byte
+			cr := append(crBuf[:0], "bytes "...)
+			cr = strconv.AppendInt(cr, a, 10)
+			cr = append(cr, '-')
+			cr = strconv.AppendInt(cr, a+n-1, 10)
+			cr = append(cr, '/')
+			cr = strconv.AppendInt(cr, size, 10)
+			hdr.SetBytes("Content-Range", cr)
+		case rangeUnsatisfiable:
+			hdr.Del("Content-Encoding")
+			var crBuf [32]byte
+			cr := strconv.AppendInt(append(crBuf[:0], "bytes */"...), size, 10)
+			hdr.SetBytes("Content-Range", cr)
+			writeError(w, 416)
+			return
+		}
+	}
+	w.SetContentLength(length)
+	w.WriteHeader(status)
+	if head || length == 0 {
+		return
+	}
+	if err := w.SendFile(f, start, length); err != nil {
+		s.logger.Debug("sendfile failed", "error", err)
+	}
+}
+
+// appendETag appends a strong entity tag (RFC 9110 section 8.8.3) made of
+// the modification time and size, and a suffix for the gzip variant.
+func appendETag(dst []byte, mtime time.Time, size int64, gz bool) []byte {
+	dst = append(dst, '"')
+	dst = strconv.AppendInt(dst, mtime.UnixNano(), 36)
+	dst = append(dst, '-')
+	dst = strconv.AppendInt(dst, size, 36)
+	if gz {
+		dst = append(dst, "-gz"...)
+	}
+	return append(dst, '"')
+}
+
+// checkConditions evaluates the preconditions of a GET or HEAD in the order
+// of RFC 9110 section 13.2.2 and returns 304, 412, or 0 to go on.
+func checkConditions(r *protocol.Request, etag []byte, mtime time.Time) int {
+	mtime = mtime.Truncate(time.Second) // HTTP dates have one-second resolution
+	if im := r.Header.Get("If-Match"); im != nil {
+		if !etagListMatches(im, etag, true) {
+			return 412
+		}
+	} else if ius := r.Header.Get("If-Unmodified-Since"); ius != nil {
+		if t, err := http.ParseTime(string(ius)); err == nil && mtime.After(t) {
+			return 412
+		}
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != nil {
+		if etagListMatches(inm, etag, false) {
+			return 304
+		}
+	} else if ims := r.Header.Get("If-Modified-Since"); ims != nil {
+		if t, err := http.ParseTime(string(ims)); err == nil && !mtime.After(t) {
+			return 304
+		}
+	}
+	return 0
+}
+
+// etagListMatches reports whether the If-Match / If-None-Match value list
+// ("*" or a comma-separated list of entity tags) matches etag, with the
+// strong or the weak comparison (RFC 9110 section 8.8.3.2).
+func etagListMatches(list, etag []byte, strong bool) bool {
+	list = trimOWS(list)
+	if len(list) == 1 && list[0] == '*' {
+		return true
+	}
+	for len(list) > 0 {
+		var tag []byte
+		if i := bytes.IndexByte(list, ','); i >= 0 {
+			tag, list = trimOWS(list[:i]), list[i+1:]
+		} else {
+			tag, list = trimOWS(list), nil
+		}
+		weak := len(tag) > 2 && tag[0] == 'W' && tag[1] == '/'
+		if weak {
+			if strong {
+				continue
+			}
+			tag = tag[2:]
+		}
+		if string(tag) == string(etag) {
+			return true
+		}
+	}
+	return false
+}
+
+// ifRangeMatches reports whether a Range may be honoured given If-Range
+// (RFC 9110 section 13.1.5): absent, or a strong match of the entity tag, or
+// exactly the Last-Modified date.
+func ifRangeMatches(v, etag []byte, mtime time.Time) bool {
+	if v == nil {
+		return true
+	}
+	v = trimOWS(v)
+	if len(v) > 0 && (v[0] == '"' || v[0] == 'W') {
+		return string(v) == string(etag)
+	}
+	t, err := http.ParseTime(string(v))
+	return err == nil && t.Equal(mtime.Truncate(time.Second))
+}
+
+// Results of parseRange.
+const (
+	rangeIgnore = iota
+	rangeOK
+	rangeUnsatisfiable
+)
+
+// parseRange parses a Range value (RFC 9110 section 14.1.1) against a
+// representation of size bytes. It returns rangeOK with the first byte and
+// the length of a single satisfiable range; rangeUnsatisfiable; or
+// rangeIgnore for anything else — malformed, another unit, several ranges,
+// an empty file — which is then served whole.
+func parseRange(v []byte, size int64) (start, length int64, result int) {
+	v = trimOWS(v)
+	const unit = "bytes="
+	if size <= 0 || len(v) < len(unit) || !equalFold(v[:len(unit)], unit) {
+		return 0, 0, rangeIgnore
+	}
+	spec := trimOWS(v[len(unit):])
+	if bytes.IndexByte(spec, ',') >= 0 {
+		return 0, 0, rangeIgnore
+	}
+	dash := bytes.IndexByte(spec, '-')
+	if dash < 0 {
+		return 0, 0, rangeIgnore
+	}
+	a, b := trimOWS(spec[:dash]), trimOWS(spec[dash+1:])
+	if len(a) == 0 {
+		n, ok := parseDigits(b)
+		if !ok {
+			return 0, 0, rangeIgnore
+		}
+		if n == 0 {
+			return 0, 0, rangeUnsatisfiable
+		}
+		n = min(n, size)
+		return size - n, n, rangeOK
+	}
+	first, ok := parseDigits(a)
+	if !ok {
+		return 0, 0, rangeIgnore
+	}
+	last := size - 1
+	if len(b) > 0 {
+		if last, ok = parseDigits(b); !ok || last < first {
+			return 0, 0, rangeIgnore
+		}
+	}
+	if first >= size {
+		return 0, 0, rangeUnsatisfiable
+	}
+	last = min(last, size-1)
+	return first, last - first + 1, rangeOK
+}
+
+// parseDigits parses a non-empty string of decimal digits that fits int64.
+func parseDigits(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// acceptsGzip reports whether an Accept-Encoding value (RFC 9110 section
+// 12.5.3) accepts gzip: listed, or covered by "*", without q=0.
+func acceptsGzip(v []byte) bool {
+	gzip, star := -1, -1 // -1 not listed, 0 refused, 1 accepted
+	for len(v) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			item, v = v[:i], v[i+1:]
+		} else {
+			item, v = v, nil
+		}
+		name, params := item, []byte(nil)
+		if i := bytes.IndexByte(item, ';'); i >= 0 {
+			name, params = item[:i], item[i+1:]
+		}
+		name = trimOWS(name)
+		ok := 1
+		if qZero(params) {
+			ok = 0
+		}
+		switch {
+		case equalFold(name, "gzip"), equalFold(name, "x-gzip"):
+			gzip = ok
+		case len(name) == 1 && name[0] == '*':
+			star = ok
+		}
+	}
+	if gzip >= 0 {
+		return gzip == 1
+	}
+	return star == 1
+}
+
+// qZero reports whether the parameters of a list item carry a zero weight
+// ("q=0", "q=0.0", "q=0.000").
+func qZero(params []byte) bool {
+	for len(params) > 0 {
+		var p []byte
+		if i := bytes.IndexByte(params, ';'); i >= 0 {
+			p, params = params[:i], params[i+1:]
+		} else {
+			p, params = params, nil
+		}
+		p = trimOWS(p)
+		if len(p) >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=' {
+			q := p[2:]
+			if len(q) == 0 || q[0] != '0' {
+				return false
+			}
+			for _, c := range q[1:] {
+				if c != '.' && c != '0' {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// trimOWS trims optional whitespace (spaces and tabs).
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// equalFold compares ASCII case-insensitively.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// visibleASCII reports whether b holds only visible ASCII characters.
+func visibleASCII(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,86 @@
+package test
+
+import (
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestEmbedExamples builds each embedding example, serves requests, reloads
+// it with HUP and kills a worker, as an application developer would.
+func TestEmbedExamples(t *testing.T) {
+	cases := []struct {
+		bin, path, want string
+	}{
+		{"hello", "/", "Hello, World!\n"},
+		{"nethttp", "/", "Hello from net/http under forkd\n"},
+		{"nethttp", "/hello/gopher", `"hello":"gopher"`},
+	}
+	for _, c := range cases {
+		t.Run(c.bin+c.path, func(t *testing.T) {
+			s := start(t, opts{workers: 2, bin: filepath.Join(binDir, c.bin), noSites: true})
+			check := func() {
+				t.Helper()
+				code, body, err := get(s.addr, c.path)
+				if err != nil || code != 200 || !strings.Contains(body, c.want) {
+					t.Fatalf("GET %s = %d %q %v, want %q", c.path, code, body, err, c.want)
+				}
+			}
+			check()
+			gen1 := s.workers()
+			s.signal(syscall.SIGHUP)
+			s.waitLog(`all workers ready.*generation=2`, 15*time.Second)
+			check()
+			eventually(t, 10*time.Second, "generation 1 to drain", func() bool {
+				for _, pid := range gen1 {
+					if alive(pid) {
+						return false
+					}
+				}
+				return true
+			})
+			victim := s.workers()[0]
+			syscall.Kill(victim, syscall.SIGKILL)
+			s.waitLog(`worker died`, 5*time.Second)
+			s.waitLog(`worker ready`, 5*time.Second)
+			check()
+			s.signal(syscall.SIGTERM)
+			if code := s.waitExit(15 * time.Second); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+		})
+	}
+}
+
+// TestEmbedHooks checks the worker start/stop hooks run with slot and
+// generation.
+func TestEmbedHooks(t *testing.T) {
+	s := start(t, opts{workers: 1, bin: filepath.Join(binDir, "hello"), noSites: true})
+	s.seen(`hello worker starting.*slot=0.*generation=1`, 5*time.Second)
+	code, body, err := get(s.addr, "/worker")
+	if err != nil || code != 200 || body != "slot 0 generation 1\n" {
+		t.Fatalf("GET /worker = %d %q %v", code, body, err)
+	}
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`hello worker starting.*slot=0.*generation=2`, 10*time.Second)
+	s.waitLog(`hello worker stopping.*slot=0.*generation=1`, 10*time.Second)
+}
+
+// TestEmbedNetHTTPEcho streams a request body through the net/http adapter.
+func TestEmbedNetHTTPEcho(t *testing.T) {
+	s := start(t, opts{workers: 1, bin: filepath.Join(binDir, "nethttp"), noSites: true})
+	payload := strings.Repeat("forkd ", 50000)
+	resp, err := http.Post("http://"+s.addr+"/echo", "text/plain", strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != payload {
+		t.Fatalf("echo: status %d, %d bytes back of %d", resp.StatusCode, len(b), len(payload))
+	}
+}

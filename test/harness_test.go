@@ -1,0 +1,386 @@
+// Package test holds forkd's integration tests: they build the real binary,
+// start a master on a free loopback port, and drive it with real signals,
+// sockets and clients.
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the forkd daemon built once for the whole package; binDir
+// holds it and the examples.
+var binary, binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "forkd-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	binary = filepath.Join(dir, "forkd")
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/forkd/forkd/cmd/forkd",
+		"github.com/forkd/forkd/examples/hello", "github.com/forkd/forkd/examples/nethttp")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building forkd:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// server is one running forkd master under test.
+type server struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	dir  string
+	cfg  string
+	addr string // host:port of the first listener
+	logs *logWatcher
+
+	exitOnce sync.Once
+	exited   chan struct{}
+	exitErr  error
+}
+
+type opts struct {
+	workers int
+	extra   string // more top-level HCL
+	sites   string // site blocks; default a respond route on "/"
+	args    []string
+	env     []string
+	noWait  bool   // don't wait for readiness
+	bin     string // binary to run; default the forkd daemon
+	noSites bool   // write no site block (an embedding app serves everything)
+}
+
+// start writes a config.hcl into a temp dir and starts a master on it.
+func start(t testing.TB, o opts) *server {
+	t.Helper()
+	dir := t.TempDir()
+	s := &server{t: t, dir: dir, exited: make(chan struct{})}
+	s.addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if o.workers == 0 {
+		o.workers = 2
+	}
+	if o.noSites {
+		o.sites = " "
+	}
+	if o.sites == "" {
+		o.sites = `site "test" {
+  hosts = ["*"]
+  route "/" {
+    respond {
+      status = 200
+      body = "hello\n"
+    }
+  }
+}`
+	}
+	// Base settings, unless the test's extra HCL sets them itself.
+	base := ""
+	if !strings.Contains(o.extra, "worker_timeout") {
+		base += "worker_timeout = \"5s\"\n"
+	}
+	if !strings.Contains(o.extra, "log {") {
+		base += "log {\n  level = \"debug\"\n}\n"
+	}
+	cfg := fmt.Sprintf(`workers = %d
+graceful_timeout = "10s"
+pidfile = "%s/forkd.pid"
+listen {
+  address = "%s"
+}
+%s
+%s
+%s
+`, o.workers, dir, s.addr, base, o.extra, o.sites)
+	s.cfg = filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(s.cfg, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-c", s.cfg}, o.args...)
+	bin := binary
+	if o.bin != "" {
+		bin = o.bin
+	}
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Dir = dir
+	s.cmd.Env = append(os.Environ(), o.env...)
+	s.logs = newLogWatcher()
+	// Our own pipe, not exec's copying goroutine: Wait must return when the
+	// master exits even if a successor master (USR2) still holds the pipe.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stdout = pw
+	s.cmd.Stderr = pw
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	go func() {
+		io.Copy(s.logs, pr)
+		pr.Close()
+	}()
+	go func() {
+		s.exitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-s.exited:
+		default:
+			_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-s.exited:
+			case <-time.After(5 * time.Second):
+				_ = s.cmd.Process.Kill()
+				<-s.exited
+			}
+		}
+		if t.Failed() {
+			t.Logf("forkd output:\n%s", s.logs.String())
+		}
+	})
+	if !o.noWait {
+		s.waitLog(`all workers ready.*generation=1`, 15*time.Second)
+	}
+	return s
+}
+
+// rewrite replaces the config file (for reload tests) keeping its listen.
+func (s *server) rewrite(content string) {
+	s.t.Helper()
+	if err := os.WriteFile(s.cfg, []byte(content), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// waitExit waits for the master to exit and returns its exit code.
+func (s *server) waitExit(d time.Duration) int {
+	s.t.Helper()
+	select {
+	case <-s.exited:
+	case <-time.After(d):
+		s.t.Fatalf("master did not exit within %v", d)
+	}
+	if s.exitErr == nil {
+		return 0
+	}
+	if ee, ok := s.exitErr.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	s.t.Fatalf("wait: %v", s.exitErr)
+	return -1
+}
+
+// waitLog waits for a log line matching pattern (after the lines already
+// consumed by earlier waits) and returns its submatches.
+func (s *server) waitLog(pattern string, d time.Duration) []string {
+	s.t.Helper()
+	m, err := s.logs.wait(regexp.MustCompile(pattern), d)
+	if err != nil {
+		s.t.Fatalf("waiting for log %q: %v", pattern, err)
+	}
+	return m
+}
+
+// workers returns the pids of the master's live children.
+func (s *server) workers() []int {
+	return children(s.cmd.Process.Pid)
+}
+
+func children(ppid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 || f[0] == "Z" {
+			continue
+		}
+		if p, _ := strconv.Atoi(f[1]); p == ppid {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// get does one request with a fresh connection and returns status and body.
+func get(addr, path string) (int, string, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// logWatcher collects process output and lets tests wait for lines.
+type logWatcher struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	lines []string
+	part  []byte
+	next  int // first line not yet consumed by wait
+	cond  chan struct{}
+}
+
+func newLogWatcher() *logWatcher { return &logWatcher{cond: make(chan struct{})} }
+
+func (l *logWatcher) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	l.part = append(l.part, p...)
+	consumed := 0
+	for {
+		i := bytes.IndexByte(l.part[consumed:], '\n')
+		if i < 0 {
+			break
+		}
+		l.lines = append(l.lines, string(l.part[consumed:consumed+i]))
+		consumed += i + 1
+	}
+	l.part = append(l.part[:0], l.part[consumed:]...)
+	close(l.cond)
+	l.cond = make(chan struct{})
+	return len(p), nil
+}
+
+func (l *logWatcher) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logWatcher) wait(re *regexp.Regexp, d time.Duration) ([]string, error) {
+	deadline := time.After(d)
+	for {
+		l.mu.Lock()
+		for i := l.next; i < len(l.lines); i++ {
+			if m := re.FindStringSubmatch(l.lines[i]); m != nil {
+				l.next = i + 1
+				l.mu.Unlock()
+				return m, nil
+			}
+		}
+		ch := l.cond
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			return nil, fmt.Errorf("not seen within %v", d)
+		}
+	}
+}
+
+// seen waits for a line matching pattern anywhere in the output, also
+// before the lines earlier waits consumed; it does not move the cursor.
+func (s *server) seen(pattern string, d time.Duration) []string {
+	s.t.Helper()
+	re := regexp.MustCompile(pattern)
+	deadline := time.After(d)
+	for {
+		l := s.logs
+		l.mu.Lock()
+		for _, line := range l.lines {
+			if m := re.FindStringSubmatch(line); m != nil {
+				l.mu.Unlock()
+				return m
+			}
+		}
+		ch := l.cond
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			s.t.Fatalf("waiting for log %q: not seen within %v", pattern, d)
+			return nil
+		}
+	}
+}
+
+// has reports whether any line so far matches pattern.
+func (l *logWatcher) has(pattern string) bool {
+	re := regexp.MustCompile(pattern)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if re.MatchString(line) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,389 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// notifyListener is a fake systemd NOTIFY_SOCKET.
+type notifyListener struct {
+	path string
+	msgs chan string
+}
+
+func newNotifyListener(t *testing.T) *notifyListener {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	n := &notifyListener{path: filepath.Join(dir, "notify.sock"), msgs: make(chan string, 100)}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				close(n.msgs)
+				return
+			}
+			n.msgs <- string(buf[:k])
+		}
+	}()
+	return n
+}
+
+// next returns the next datagram that is not a bare STATUS= update.
+func (n *notifyListener) next(t *testing.T) string {
+	t.Helper()
+	for {
+		select {
+		case m, ok := <-n.msgs:
+			if !ok {
+				t.Fatal("notify socket closed")
+			}
+			if strings.HasPrefix(m, "STATUS=") && !strings.Contains(m, "\n") {
+				continue
+			}
+			return m
+		case <-time.After(15 * time.Second):
+			t.Fatal("no sd_notify message within 15s")
+			return ""
+		}
+	}
+}
+
+func TestSystemdNotifySequence(t *testing.T) {
+	n := newNotifyListener(t)
+	s := start(t, opts{workers: 2, env: []string{"NOTIFY_SOCKET=" + n.path}})
+	expect := func(re string) string {
+		t.Helper()
+		m := n.next(t)
+		if !regexp.MustCompile(re).MatchString(m) {
+			t.Fatalf("sd_notify message %q does not match %q", m, re)
+		}
+		return m
+	}
+	expect(`^READY=1\nSTATUS=generation 1: 2/2 workers ready$`)
+
+	s.signal(syscall.SIGHUP)
+	expect(`^RELOADING=1\nMONOTONIC_USEC=\d+$`)
+	expect(`^READY=1\nSTATUS=generation 2: \d/2 workers ready$`)
+
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\nworkers = \"x\"\n")
+	s.signal(syscall.SIGHUP)
+	expect(`^RELOADING=1\nMONOTONIC_USEC=\d+$`)
+	expect(`^READY=1\nSTATUS=reload failed: .*config\.hcl:\d+`)
+
+	s.signal(syscall.SIGTERM)
+	expect(`^STOPPING=1$`)
+	if code := s.waitExit(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	// Workers must not inherit NOTIFY_SOCKET: nothing but the master spoke.
+}
+
+func TestSocketActivation(t *testing.T) {
+	sa, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("systemd-socket-activate not installed (Debian package systemd)")
+	}
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := filepath.Join(dir, "config.hcl")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`workers = 2
+listen { address = "%s" }
+site "x" {
+  hosts = ["*"]
+  route "/" {
+    respond { body = "activated\n" }
+  }
+}
+`, addr)), 0o644)
+	logs := newLogWatcher()
+	cmd := exec.Command(sa, "-l", addr, binary, "-c", cfg)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("output:\n%s", logs.String())
+		}
+	})
+	// systemd-socket-activate binds first and starts forkd on the first
+	// connection; that connection is served by forkd's workers.
+	eventually(t, 10*time.Second, "the socket to be bound", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	code, body, err := get(addr, "/")
+	if err != nil || code != 200 || body != "activated\n" {
+		t.Fatalf("GET = %d %q %v", code, body, err)
+	}
+	if _, err := logs.wait(regexp.MustCompile(`using socket from systemd.*address=`+regexp.QuoteMeta(addr)), 5*time.Second); err != nil {
+		t.Fatalf("forkd did not take the activated socket: %v", err)
+	}
+	// A reload keeps the activated socket.
+	cmd.Process.Signal(syscall.SIGHUP)
+	if _, err := logs.wait(regexp.MustCompile(`all workers ready.*generation=2`), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := get(addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after HUP = %d %v", code, err)
+	}
+}
+
+// loadLoop sends requests from several clients until stopped and counts
+// failures.
+type loadLoop struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(addr string, clients int) *loadLoop {
+	l := &loadLoop{stop: make(chan struct{})}
+	for i := 0; i < clients; i++ {
+		l.wg.Add(1)
+		go func(i int) {
+			defer l.wg.Done()
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableKeepAlives: i%4 == 3}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://" + addr + "/")
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				l.ok.Add(1)
+			}
+		}(i)
+	}
+	return l
+}
+
+func (l *loadLoop) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	t.Logf("requests: %d ok, %d failed", l.ok.Load(), l.failed.Load())
+	if l.failed.Load() != 0 {
+		t.Fatalf("%d requests failed (first: %v)", l.failed.Load(), l.firstErr.Load())
+	}
+	if l.ok.Load() == 0 {
+		t.Fatal("no request succeeded")
+	}
+}
+
+func TestUSR2BinaryUpgradeUnderLoad(t *testing.T) {
+	s := start(t, opts{workers: 2})
+	oldPid := s.cmd.Process.Pid
+	pidfile := filepath.Join(s.dir, "forkd.pid")
+	var newPid int
+	t.Cleanup(func() {
+		if newPid > 0 {
+			syscall.Kill(newPid, syscall.SIGQUIT)
+			eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
+		}
+	})
+	load := startLoad(s.addr, 8)
+	s.signal(syscall.SIGUSR2)
+	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, 20*time.Second)
+	newPid, _ = strconv.Atoi(m[1])
+	if code := s.waitExit(20 * time.Second); code != 0 {
+		t.Fatalf("old master exit %d", code)
+	}
+	eventually(t, 5*time.Second, "pidfile to name the new master", func() bool {
+		b, _ := os.ReadFile(pidfile)
+		return strings.TrimSpace(string(b)) == strconv.Itoa(newPid)
+	})
+	load.finish(t)
+	if newPid == oldPid || !alive(newPid) {
+		t.Fatalf("new master %d not running", newPid)
+	}
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET from the new master: %d %v", code, err)
+	}
+	if n := len(children(newPid)); n != 2 {
+		t.Fatalf("new master has %d workers, want 2", n)
+	}
+}
+
+func TestUSR2FailedUpgradeKeepsServing(t *testing.T) {
+	s := start(t, opts{workers: 1})
+	// Break the configuration: the new master refuses to start, the old one
+	// stays.
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\nnonsense = true\n")
+	s.signal(syscall.SIGUSR2)
+	s.waitLog(`binary upgrade failed; the old master keeps serving`, 20*time.Second)
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after a failed upgrade: %d %v", code, err)
+	}
+}
+
+func TestPrivilegeDrop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	s := start(t, opts{workers: 2, extra: `user = "nobody"`})
+	for _, pid := range s.workers() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := string(b)
+		uid := regexp.MustCompile(`(?m)^Uid:\s+(\d+)\s+(\d+)\s+(\d+)`).FindStringSubmatch(st)
+		if uid == nil || uid[1] != "65534" || uid[2] != "65534" || uid[3] != "65534" {
+			t.Fatalf("worker %d uids %v, want nobody (65534)", pid, uid)
+		}
+		groups := regexp.MustCompile(`(?m)^Groups:[ \t]*(.*)$`).FindStringSubmatch(st)
+		if groups == nil || strings.TrimSpace(groups[1]) != "" {
+			t.Fatalf("worker %d supplementary groups %q, want none", pid, groups)
+		}
+	}
+	if os.Geteuid() == 0 {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+		if !regexp.MustCompile(`(?m)^Uid:\s+0\s`).Match(b) {
+			t.Fatal("master lost root")
+		}
+	}
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET: %d %v", code, err)
+	}
+}
+
+func runCLI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(binary, args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func TestControlCLI(t *testing.T) {
+	s := start(t, opts{workers: 2})
+	out, code := runCLI(t, "status", "-c", s.cfg)
+	if code != 0 || !strings.Contains(out, strconv.Itoa(s.cmd.Process.Pid)) {
+		t.Fatalf("status exit %d:\n%s", code, out)
+	}
+	for _, pid := range s.workers() {
+		if !strings.Contains(out, strconv.Itoa(pid)) {
+			t.Fatalf("status lacks worker %d:\n%s", pid, out)
+		}
+	}
+	out, code = runCLI(t, "status", "-c", s.cfg, "-json")
+	var resp struct {
+		OK     bool
+		Status struct {
+			MasterPID int `json:"master_pid"`
+			Workers   []struct {
+				Slot  int
+				PID   int
+				State string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || code != 0 || !resp.OK {
+		t.Fatalf("status -json exit %d, %v:\n%s", code, err, out)
+	}
+	if resp.Status.MasterPID != s.cmd.Process.Pid || len(resp.Status.Workers) != 2 {
+		t.Fatalf("status -json: %+v", resp)
+	}
+	if out, code = runCLI(t, "scale", "3", "-c", s.cfg); code != 0 {
+		t.Fatalf("scale: %d %s", code, out)
+	}
+	eventually(t, 10*time.Second, "3 workers", func() bool { return len(s.workers()) == 3 })
+	if out, code = runCLI(t, "reload", "-c", s.cfg); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	s.waitLog(`all workers ready.*generation=2`, 15*time.Second)
+	if out, code = runCLI(t, "stop", "-c", s.cfg); code != 0 {
+		t.Fatalf("stop: %d %s", code, out)
+	}
+	if code := s.waitExit(15 * time.Second); code != 0 {
+		t.Fatalf("master exit %d after stop", code)
+	}
+	out, code = runCLI(t, "status", "-c", s.cfg)
+	if code != 1 || !strings.Contains(out, "no forkd master is running") {
+		t.Fatalf("status with no master: exit %d:\n%s", code, out)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := start(t, opts{workers: 2, extra: fmt.Sprintf(`metrics { address = "%s" }`, maddr)})
+	for i := 0; i < 10; i++ {
+		if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+			t.Fatalf("GET: %d %v", code, err)
+		}
+	}
+	var body string
+	eventually(t, 10*time.Second, "metrics to count the requests", func() bool {
+		_, b, err := get(maddr, "/metrics")
+		body = b
+		m := regexp.MustCompile(`forkd_requests_total\{class="2xx"\} (\d+)`).FindStringSubmatch(b)
+		if err != nil || m == nil {
+			return false
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n >= 10
+	})
+	for _, want := range []string{"forkd_workers 2", "forkd_worker_rss_bytes{", "forkd_generation 1", "# TYPE forkd_requests_total counter"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+}

@@ -1,0 +1,330 @@
+// Package worker is the runtime of one forkd worker process: it takes the
+// listeners and ipc socket its master passed it, receives the configuration,
+// serves HTTP with the protocol package, reports heartbeats, and drains
+// gracefully when told to stop.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/logging"
+	"github.com/forkd/forkd/ipc"
+	"github.com/forkd/forkd/protocol"
+	"github.com/forkd/forkd/serve"
+)
+
+// Exit codes of a worker process.
+const (
+	ExitOK        = 0
+	ExitFailure   = 1
+	ExitBootError = 3 // the worker could not boot; the master treats it as a configuration problem
+)
+
+// Info describes the running worker to hooks.
+type Info struct {
+	Slot       int
+	Generation int
+	PID        int
+	Config     *config.Config
+	Logger     hclog.Logger
+}
+
+// Options are what a worker serves beyond its configuration.
+type Options struct {
+	// Handler serves requests no configured route matches; nil = built-in pages.
+	Handler protocol.Handler
+	// OnStart runs after the configuration arrives and before the worker
+	// accepts; an error fails the boot (the master sees a boot error).
+	OnStart func(Info) error
+	// OnStop runs after the worker has drained, before it exits.
+	OnStop func(Info)
+}
+
+// Run is the whole life of a worker process; it returns the exit code.
+func Run(opts Options) int {
+	in, err := ipc.WorkerEnv()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "forkd worker: %v\n", err)
+		return ExitFailure
+	}
+	conn, err := ipc.FromFile(in.IPC)
+	in.IPC.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "forkd worker: %v\n", err)
+		return ExitFailure
+	}
+	// Signals first: a TERM that arrives while booting must not kill us
+	// before the master can see why.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
+
+	msg, err := conn.Recv()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "forkd worker: waiting for configuration: %v\n", err)
+		return ExitFailure
+	}
+	if msg.Type != ipc.TypeConfig || msg.Config == nil {
+		fmt.Fprintf(os.Stderr, "forkd worker: first ipc message is %q, want config\n", msg.Type)
+		return ExitFailure
+	}
+	w := &runtime{opts: opts, conn: conn, cfg: msg.Config, slot: in.Slot, gen: in.Generation, pid: os.Getpid()}
+	code := w.run(in.Listeners, sigs)
+	conn.Close()
+	return code
+}
+
+type runtime struct {
+	opts Options
+	conn *ipc.Conn
+	cfg  *config.Config
+	slot int
+	gen  int
+	pid  int
+
+	log     hclog.Logger
+	logFile *logging.File
+	access  *serve.AccessLog
+	srv     *protocol.Server
+	sendMu  sync.Mutex
+}
+
+func (w *runtime) send(m *ipc.Message) error {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	return w.conn.Send(m)
+}
+
+// bootFail reports err to the master and returns the boot-error exit code.
+func (w *runtime) bootFail(err error) int {
+	if w.log != nil {
+		w.log.Error("worker failed to boot", "error", err)
+	} else {
+		fmt.Fprintf(os.Stderr, "forkd worker: %v\n", err)
+	}
+	_ = w.send(&ipc.Message{Type: ipc.TypeBootError, Error: err.Error()})
+	return ExitBootError
+}
+
+func (w *runtime) info() Info {
+	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log}
+}
+
+func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
+	lf, err := logging.OpenFile(w.cfg.Log.File)
+	if err != nil {
+		return w.bootFail(err)
+	}
+	w.logFile = lf
+	defer lf.Close()
+	w.log = logging.New(w.cfg.Log, "forkd", lf).With("role", "worker", "pid", w.pid, "slot", w.slot, "generation", w.gen)
+
+	if w.cfg.Log.Access != "" {
+		a, err := serve.OpenAccessLog(w.cfg.Log.Access, w.cfg.Log.Format, w.pid)
+		if err != nil {
+			return w.bootFail(fmt.Errorf("access log: %w", err))
+		}
+		w.access = a
+		defer a.Close()
+	}
+	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler})
+	if err != nil {
+		return w.bootFail(err)
+	}
+	if c, ok := h.(io.Closer); ok {
+		defer c.Close()
+	}
+	if w.opts.OnStart != nil {
+		if err := w.opts.OnStart(w.info()); err != nil {
+			return w.bootFail(fmt.Errorf("worker start hook: %w", err))
+		}
+	}
+
+	retire := make(chan struct{}, 1)
+	w.srv = &protocol.Server{
+		Handler: h,
+		Limits:  limits(w.cfg.Limits),
+		Logger:  w.log,
+	}
+	if w.access != nil {
+		w.srv.Log = w.access.Log
+	}
+	if n := w.cfg.MaxRequests; n > 0 {
+		if j := w.cfg.MaxRequestsJitter; j > 0 {
+			n += rand.IntN(j + 1)
+		}
+		var served atomic.Int64
+		limit := int64(n)
+		w.srv.OnRequestDone = func() {
+			if served.Add(1) == limit {
+				retire <- struct{}{}
+			}
+		}
+	}
+
+	lns := make([]net.Listener, 0, len(inherited))
+	for _, l := range inherited {
+		ln, err := net.FileListener(l.File)
+		l.File.Close()
+		if err != nil {
+			return w.bootFail(fmt.Errorf("listener %s: %w", l.Address, err))
+		}
+		lns = append(lns, ln)
+	}
+	serveErr := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { serveErr <- w.srv.Serve(ln) }()
+	}
+	if err := w.send(&ipc.Message{Type: ipc.TypeReady}); err != nil {
+		w.log.Error("cannot report ready; master gone", "error", err)
+		w.srv.Close()
+		return ExitFailure
+	}
+	w.log.Debug("worker ready", "listeners", len(lns))
+
+	// The master's end closing (it died) reads as EOF here.
+	masterGone := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := w.conn.Recv(); err != nil {
+				masterGone <- err
+				return
+			}
+		}
+	}()
+
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	w.heartbeat()
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGUSR1:
+				w.reopen()
+			case syscall.SIGTERM:
+				return w.drain()
+			default: // INT, QUIT: quick
+				w.log.Info("quick stop", "signal", sig.String())
+				w.srv.Close()
+				w.stopHook()
+				return ExitOK
+			}
+		case <-beat.C:
+			w.heartbeat()
+		case <-retire:
+			w.log.Info("max_requests reached; asking for a replacement")
+			_ = w.send(&ipc.Message{Type: ipc.TypeRetire})
+		case err := <-masterGone:
+			w.log.Warn("master gone; exiting", "error", err)
+			w.srv.Close()
+			return ExitFailure
+		case err := <-serveErr:
+			if errors.Is(err, protocol.ErrServerClosed) {
+				continue
+			}
+			w.log.Error("accept loop failed", "error", err)
+			w.srv.Close()
+			return ExitFailure
+		}
+	}
+}
+
+// drain stops accepting and lets in-flight requests finish within
+// graceful_timeout; heartbeats continue so the master sees progress.
+func (w *runtime) drain() int {
+	w.log.Info("graceful stop", "timeout", w.cfg.GracefulTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.GracefulTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.srv.Shutdown(ctx) }()
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				w.log.Warn("graceful stop cut short", "error", err)
+			}
+			w.stopHook()
+			return ExitOK
+		case <-beat.C:
+			w.heartbeat()
+		}
+	}
+}
+
+func (w *runtime) stopHook() {
+	if w.opts.OnStop != nil {
+		w.opts.OnStop(w.info())
+	}
+}
+
+func (w *runtime) reopen() {
+	if err := w.logFile.Reopen(); err != nil {
+		w.log.Error("reopen log file", "error", err)
+	}
+	if w.access != nil {
+		if err := w.access.Reopen(); err != nil {
+			w.log.Error("reopen access log", "error", err)
+		}
+	}
+	w.log.Info("log files reopened")
+}
+
+func (w *runtime) heartbeat() {
+	st := w.srv.Stats()
+	hb := &ipc.Heartbeat{
+		Requests:  st.Requests,
+		OpenConns: st.OpenConns,
+		RSS:       rss(),
+		Status2xx: st.Status2xx,
+		Status3xx: st.Status3xx,
+		Status4xx: st.Status4xx,
+		Status5xx: st.Status5xx,
+	}
+	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
+}
+
+func limits(l config.Limits) protocol.Limits {
+	return protocol.Limits{
+		RequestLine:       l.RequestLine,
+		HeaderBytes:       l.HeaderBytes,
+		HeaderCount:       l.HeaderCount,
+		BodyBytes:         l.BodyBytes,
+		ReadHeaderTimeout: l.ReadHeaderTimeout,
+		IdleTimeout:       l.IdleTimeout,
+		WriteTimeout:      l.WriteTimeout,
+		MaxConnections:    l.MaxConnections,
+	}
+}
+
+// rss reads this process's resident set size from /proc/self/statm.
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
