@@ -50,6 +50,9 @@ func bind(l config.Listen) (*listener, error) {
 	}
 	defer ln.Close()
 	f, err := ln.(*net.TCPListener).File()
+	if err == nil {
+		f, err = inheritable(f)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 	}
@@ -85,6 +88,9 @@ func bindUnix(l config.Listen, path string) (*listener, error) {
 		return nil, fmt.Errorf("listen %s: chmod: %w", l.Address, err)
 	}
 	f, err := ln.File()
+	if err == nil {
+		f, err = inheritable(f)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", l.Address, err)
 	}
@@ -109,4 +115,27 @@ func (l *listener) close() {
 			_ = err // best effort at exit
 		}
 	}
+}
+
+// inheritable prepares a listening socket's file for ExtraFiles. os/exec
+// calls File.Fd for every extra file, and Fd switches a file that os opened
+// as nonblocking to blocking mode, each time. O_NONBLOCK belongs to the open
+// file description, which every worker shares: a worker that enters
+// accept(2) while the socket is blocking sleeps in the kernel, and closing
+// its listener cannot wake it, so its graceful stop would hang. So the file
+// is re-made while the socket is blocking (os then treats it as a plain
+// blocking file whose Fd leaves the flag alone), and the flag is set back
+// once for good.
+func inheritable(f *os.File) (*os.File, error) {
+	defer f.Close()
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0) // Fd: blocking now
+	if err != nil {
+		return nil, fmt.Errorf("dup listener: %w", err)
+	}
+	nf := os.NewFile(uintptr(fd), f.Name())
+	if err := unix.SetNonblock(fd, true); err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("set nonblocking: %w", err)
+	}
+	return nf, nil
 }

@@ -33,6 +33,10 @@ func (m *Master) setupSystemd() error {
 		return err
 	}
 	for _, f := range files {
+		f, err := inheritable(f)
+		if err != nil {
+			return err
+		}
 		addr, err := sdnotify.SocketAddr(f)
 		if err != nil {
 			f.Close()

@@ -70,6 +70,9 @@ func (m *Master) startUpgrade() {
 	)
 	if m.ctlSrv != nil {
 		cf, err := m.ctlSrv.File()
+		if err == nil {
+			cf, err = inheritable(cf)
+		}
 		if err != nil {
 			m.log.Error("binary upgrade: control socket", "error", err)
 		} else {
@@ -155,7 +158,11 @@ func (m *Master) adoptUpgrade() error {
 			}
 			syscall.CloseOnExec(fd)
 			addr := p[:i]
-			l := &listener{address: addr, file: os.NewFile(uintptr(fd), addr)}
+			f, err := inheritable(os.NewFile(uintptr(fd), addr))
+			if err != nil {
+				return fmt.Errorf("inherited listener %s: %w", addr, err)
+			}
+			l := &listener{address: addr, file: f}
 			if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 				var st syscall.Stat_t
 				if syscall.Stat(path, &st) == nil {

@@ -243,10 +243,15 @@ func (s *Server) isDone() bool {
 }
 
 // stop closes done and the listeners; s.mu must be held.
+//
+// Listeners are closed on their own goroutines: a listening socket shared
+// with other processes can be switched to blocking mode by one of them (Go's
+// os.File.Fd does that), and a Close then waits for an accept(2) sleeping in
+// the kernel. Shutdown must not hang on that, nor hold s.mu meanwhile.
 func (s *Server) stop() {
 	s.stopOnce.Do(func() { close(s.done) })
 	for ln := range s.listeners {
-		(*ln).Close()
+		go (*ln).Close()
 	}
 }
 
@@ -271,8 +276,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
+		// Accept loops are not waited for: one may sleep in a blocking
+		// accept(2) (see stop); once done is closed it serves nothing new.
 		s.mu.Lock()
-		left := len(s.conns) + s.loops
+		left := len(s.conns)
 		s.mu.Unlock()
 		if left == 0 {
 			return nil

@@ -210,6 +210,13 @@ func startLoad(addr string, clients int) *loadLoop {
 	return l
 }
 
+// progress waits until n more requests have succeeded.
+func (l *loadLoop) progress(t *testing.T, n int64) {
+	t.Helper()
+	want := l.ok.Load() + n
+	eventually(t, 20*time.Second, fmt.Sprintf("%d more successful requests", n), func() bool { return l.ok.Load() >= want })
+}
+
 func (l *loadLoop) finish(t *testing.T) {
 	t.Helper()
 	close(l.stop)
@@ -235,6 +242,7 @@ func TestUSR2BinaryUpgradeUnderLoad(t *testing.T) {
 		}
 	})
 	load := startLoad(s.addr, 8)
+	load.progress(t, 200)
 	s.signal(syscall.SIGUSR2)
 	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, 20*time.Second)
 	newPid, _ = strconv.Atoi(m[1])
@@ -245,6 +253,7 @@ func TestUSR2BinaryUpgradeUnderLoad(t *testing.T) {
 		b, _ := os.ReadFile(pidfile)
 		return strings.TrimSpace(string(b)) == strconv.Itoa(newPid)
 	})
+	load.progress(t, 200)
 	load.finish(t)
 	if newPid == oldPid || !alive(newPid) {
 		t.Fatalf("new master %d not running", newPid)
