@@ -213,7 +213,7 @@ func New(opts Options) (*Master, error) {
 }
 
 func (m *Master) newLogger(cfg *config.Config) hclog.Logger {
-	return logging.New(cfg.Log, "forkd", m.logFile).With("role", "master", "pid", m.pid)
+	return logging.New(cfg.Log, "forkd", m.logFile).With("role", "master", "pid", m.pid, "generation", m.gen)
 }
 
 // syncListeners binds what cfg lists and we lack, and closes what cfg no
@@ -408,17 +408,17 @@ func (m *Master) reload() bool {
 		}
 	}
 	m.cfg = cfg
-	m.log = m.newLogger(cfg)
-	m.prepareLogFiles()
 	m.want = cfg.Workers
 	m.winched = false
 	m.gen++
+	m.log = m.newLogger(cfg)
+	m.prepareLogFiles()
 	m.stats.reloads++
 	m.pendingUp = true
 	for _, s := range m.slots {
 		s.failures, s.next = 0, time.Time{}
 	}
-	m.log.Info("reloading: starting a new generation", "generation", m.gen, "workers", m.want)
+	m.log.Info("reloading: starting a new generation", "workers", m.want)
 	return true
 }
 
@@ -524,7 +524,7 @@ func (m *Master) reconcile(now time.Time) {
 	}
 	if allReady && m.pendingUp && want > 0 {
 		m.pendingUp = false
-		m.log.Info("all workers ready", "generation", m.gen, "workers", want)
+		m.log.Info("all workers ready", "workers", want)
 		m.notify("READY=1", "STATUS="+m.statusLine())
 		m.signalUpgradeReady()
 	}
@@ -551,7 +551,7 @@ func (m *Master) stopWorker(w *worker, cause string) {
 	w.stopping = true
 	w.stopCause = cause
 	w.stopDeadline = time.Now().Add(m.cfg.GracefulTimeout)
-	m.log.Info("stopping worker gracefully", "worker_pid", w.pid, "slot", w.slot, "generation", w.gen, "cause", cause)
+	m.log.Info("stopping worker gracefully", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", cause)
 	w.signal(syscall.SIGTERM)
 }
 
@@ -636,7 +636,7 @@ func (m *Master) spawn(slot int) error {
 		err := cmd.Wait()
 		m.exits <- exitEvent{pid: pid, state: cmd.ProcessState, err: err}
 	}(w.pid)
-	m.log.Debug("worker started", "worker_pid", w.pid, "slot", slot, "generation", m.gen)
+	m.log.Debug("worker started", "worker_pid", w.pid, "slot", slot, "worker_generation", m.gen)
 	return nil
 }
 
@@ -680,7 +680,7 @@ func (m *Master) handleMsg(ev msgEvent) {
 		w.lastBeat = time.Now()
 		m.everReady = true
 		m.slot(w.slot).failures = 0
-		m.log.Info("worker ready", "worker_pid", w.pid, "slot", w.slot, "generation", w.gen)
+		m.log.Info("worker ready", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen)
 	case ipc.TypeHeartbeat:
 		w.lastBeat = time.Now()
 		if ev.msg.Heartbeat != nil {
@@ -712,19 +712,13 @@ func (m *Master) reap(ev exitEvent) {
 	cause := w.cause(ev.state)
 	now := time.Now()
 	if w.stopping && w.killedFor == "" {
-		m.log.Info("worker stopped", "worker_pid", w.pid, "slot", w.slot, "generation", w.gen, "cause", w.stopCause)
+		m.log.Info("worker stopped", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", w.stopCause)
 		if w.stopCause != "shutdown" {
 			m.stats.restarts[w.stopCause]++
 		}
 		return
 	}
 	failedBoot := !w.ready || now.Sub(w.started) < bootWindow
-	args := []any{"worker_pid", w.pid, "slot", w.slot, "generation", w.gen, "cause", cause,
-		"uptime", now.Sub(w.started).Round(time.Millisecond).String()}
-	if w.bootErr != "" {
-		args = append(args, "error", w.bootErr)
-	}
-	m.log.Error("worker died", args...)
 	switch {
 	case w.killedFor == "timeout":
 		m.stats.restarts["timeout"]++
@@ -733,29 +727,38 @@ func (m *Master) reap(ev exitEvent) {
 	default:
 		m.stats.restarts["crash"]++
 	}
-	if m.phase != running {
-		return
-	}
 	s := m.slot(w.slot)
 	if failedBoot && w.killedFor == "" {
 		s.failures++
 		s.next = now.Add(backoff(s.failures))
-		if !m.everReady && (w.bootErr != "" || s.failures >= startupAttempts) && w.gen == 1 {
-			msg := w.bootErr
-			if msg == "" {
-				msg = cause
-			}
-			m.log.Error("no worker could boot; stopping", "error", msg)
-			if m.cfg.Log.File != "" {
-				fmt.Fprintf(m.opts.Stderr, "forkd: workers failed to boot: %s\n", msg)
-			}
-			m.exitCode = ExitBootFailed
-			m.shutdown(quitting)
-		}
+	} else {
+		s.failures = 0
+		s.next = time.Time{}
+	}
+	args := []any{"worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", cause,
+		"uptime", now.Sub(w.started).Round(time.Millisecond).String()}
+	if w.bootErr != "" {
+		args = append(args, "error", w.bootErr)
+	}
+	if m.phase == running && s.failures > 0 {
+		args = append(args, "failed_boots", s.failures, "restart_in", backoff(s.failures).String())
+	}
+	m.log.Error("worker died", args...)
+	if m.phase != running || !failedBoot || w.killedFor != "" {
 		return
 	}
-	s.failures = 0
-	s.next = time.Time{}
+	if !m.everReady && (w.bootErr != "" || s.failures >= startupAttempts) && w.gen == 1 {
+		msg := w.bootErr
+		if msg == "" {
+			msg = cause
+		}
+		m.log.Error("no worker could boot; stopping", "error", msg)
+		if m.cfg.Log.File != "" {
+			fmt.Fprintf(m.opts.Stderr, "forkd: workers failed to boot: %s\n", msg)
+		}
+		m.exitCode = ExitBootFailed
+		m.shutdown(quitting)
+	}
 }
 
 func (m *Master) addresses() []string {

@@ -200,7 +200,7 @@ func TestHUPUnderLoadLosesNothing(t *testing.T) {
 		s.waitLog(fmt.Sprintf(`all workers ready.*generation=%d`, gen), 15*time.Second)
 	}
 	// Let the last generation's predecessors drain under load too.
-	s.waitLog(`worker stopped.*generation=10`, 15*time.Second)
+	s.waitLog(`worker stopped.*worker_generation=10`, 15*time.Second)
 	load.progress(t, 200)
 	load.finish(t)
 }

@@ -34,7 +34,8 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	binary = filepath.Join(dir, "forkd")
 	build := exec.Command("go", "build", "-o", dir+"/", "github.com/forkd/forkd/cmd/forkd",
-		"github.com/forkd/forkd/examples/hello", "github.com/forkd/forkd/examples/nethttp")
+		"github.com/forkd/forkd/examples/hello", "github.com/forkd/forkd/examples/nethttp",
+		"github.com/forkd/forkd/test/testdata/crashy")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building forkd:", err)
@@ -106,6 +107,9 @@ func start(t testing.TB, o opts) *server {
 	}
 	// Base settings, unless the test's extra HCL sets them itself.
 	base := ""
+	if !strings.Contains(o.extra, "graceful_timeout") {
+		base += "graceful_timeout = \"10s\"\n"
+	}
 	if !strings.Contains(o.extra, "worker_timeout") {
 		base += "worker_timeout = \"5s\"\n"
 	}
@@ -113,7 +117,6 @@ func start(t testing.TB, o opts) *server {
 		base += "log {\n  level = \"debug\"\n}\n"
 	}
 	cfg := fmt.Sprintf(`workers = %d
-graceful_timeout = "10s"
 pidfile = "%s/forkd.pid"
 listen {
   address = "%s"
@@ -135,6 +138,22 @@ listen {
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), o.env...)
 	s.logs = newLogWatcher()
+	s.run()
+	if !o.noWait {
+		s.waitLog(`all workers ready.*generation=1`, 15*time.Second)
+	}
+	return s
+}
+
+func execIn(dir, bin string, args ...string) *exec.Cmd {
+	c := exec.Command(bin, args...)
+	c.Dir = dir
+	return c
+}
+
+// run starts s.cmd with its output going to s.logs and arranges cleanup.
+func (s *server) run() {
+	t := s.t
 	// Our own pipe, not exec's copying goroutine: Wait must return when the
 	// master exits even if a successor master (USR2) still holds the pipe.
 	pr, pw, err := os.Pipe()
@@ -171,10 +190,6 @@ listen {
 			t.Logf("forkd output:\n%s", s.logs.String())
 		}
 	})
-	if !o.noWait {
-		s.waitLog(`all workers ready.*generation=1`, 15*time.Second)
-	}
-	return s
 }
 
 // rewrite replaces the config file (for reload tests) keeping its listen.

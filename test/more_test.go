@@ -1,0 +1,252 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCrashLoopBackoff makes every new worker die right after boot: the
+// master restarts the slot with doubling delays, and recovers once the cause
+// is gone.
+func TestCrashLoopBackoff(t *testing.T) {
+	sw := filepath.Join(t.TempDir(), "crash")
+	s := start(t, opts{workers: 1, bin: filepath.Join(binDir, "crashy"), noSites: true, env: []string{"CRASHY_SWITCH=" + sw}})
+	if err := os.WriteFile(sw, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(s.workers()[0], syscall.SIGKILL)
+	s.waitLog(`worker died.*cause="?killed by SIGKILL`, 5*time.Second)
+	var prev time.Duration
+	for i := 0; i < 3; i++ {
+		m := s.waitLog(`worker died.*cause="exited with status 1".*failed_boots=\d+ restart_in=(\S+)`, 10*time.Second)
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev != 0 && d != 2*prev {
+			t.Fatalf("back-off went from %v to %v, want doubling", prev, d)
+		}
+		prev = d
+	}
+	os.Remove(sw)
+	s.waitLog(`worker ready`, 10*time.Second)
+	if code, body, err := get(s.addr, "/"); err != nil || code != 200 || body != "alive\n" {
+		t.Fatalf("GET after recovery = %d %q %v", code, body, err)
+	}
+	select {
+	case <-s.exited:
+		t.Fatal("master exited during a crash loop after start-up")
+	default:
+	}
+}
+
+// TestCrashAtStartExitsThree: workers that crash at every boot before any
+// was ready stop the master with exit code 3.
+func TestCrashAtStartExitsThree(t *testing.T) {
+	sw := filepath.Join(t.TempDir(), "crash")
+	os.WriteFile(sw, nil, 0o644)
+	s := start(t, opts{workers: 2, bin: filepath.Join(binDir, "crashy"), noSites: true, noWait: true, env: []string{"CRASHY_SWITCH=" + sw}})
+	if code := s.waitExit(30 * time.Second); code != 3 {
+		t.Fatalf("exit code %d, want 3", code)
+	}
+	if !s.logs.has(`no worker could boot`) {
+		t.Fatal("no explanation in the log")
+	}
+}
+
+// TestGracefulTimeoutBoundsTERM: a request longer than graceful_timeout
+// does not hold the shutdown.
+func TestGracefulTimeoutBoundsTERM(t *testing.T) {
+	up := newSlowUpstream(t, 20*time.Second)
+	s := start(t, opts{workers: 1, extra: `graceful_timeout = "1s"`, sites: fmt.Sprintf(`site "x" {
+  hosts = ["*"]
+  route "/" {
+    proxy { upstreams = ["%s"] }
+  }
+}`, up.addr)})
+	go get(s.addr, "/slow")
+	<-up.started
+	begin := time.Now()
+	s.signal(syscall.SIGTERM)
+	if code := s.waitExit(10 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("shutdown took %v with graceful_timeout 1s", d)
+	}
+}
+
+// TestMaxRequestsReplacementFirst checks the order: the replacement is
+// ready before the recycled worker stops accepting.
+func TestMaxRequestsReplacementFirst(t *testing.T) {
+	s := start(t, opts{workers: 1, extra: "max_requests = 5"})
+	for i := 0; i < 5; i++ {
+		if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+			t.Fatalf("GET %d: %d %v", i, code, err)
+		}
+	}
+	m := s.waitLog(`worker reached max_requests.*worker_pid=(\d+)`, 5*time.Second)
+	old := m[1]
+	ready := s.waitLog(`worker ready: .*worker_pid=(\d+)`, 5*time.Second)
+	if ready[1] == old {
+		t.Fatalf("the recycled worker %s reported ready again", old)
+	}
+	s.waitLog(`stopping worker gracefully.*worker_pid=`+old+`.*cause=max_requests`, 5*time.Second)
+}
+
+func TestConfigCheckFlag(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hcl")
+	bad := filepath.Join(dir, "bad.hcl")
+	os.WriteFile(good, []byte("workers = 2\n"), 0o644)
+	os.WriteFile(bad, []byte("workers = 2\nlimits {\n  idle_timeout = \"soon\"\n}\n"), 0o644)
+	if out, code := runCLI(t, "-t", "-c", good); code != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("-t on a good file: exit %d\n%s", code, out)
+	}
+	out, code := runCLI(t, "-t", "-c", bad)
+	if code != 1 || !regexp.MustCompile(`bad\.hcl:3`).MatchString(out) {
+		t.Fatalf("-t on a bad file: exit %d, want 1 and bad.hcl:3\n%s", code, out)
+	}
+	if _, code := runCLI(t, "-t", "-c", filepath.Join(dir, "missing.hcl")); code != 1 {
+		t.Fatalf("-t on a missing file: exit %d", code)
+	}
+	if out, code := runCLI(t, "-version"); code != 0 || !strings.Contains(out, "forkd") {
+		t.Fatalf("-version: %d %s", code, out)
+	}
+}
+
+// TestNoConfigDefaults runs forkd with no configuration at all: it must
+// serve the welcome page and /healthz on 127.0.0.1:8080.
+func TestNoConfigDefaults(t *testing.T) {
+	if ln, err := net.Listen("tcp", "127.0.0.1:8080"); err != nil {
+		t.Skipf("127.0.0.1:8080 is busy: %v", err)
+	} else {
+		ln.Close()
+	}
+	dir := t.TempDir()
+	s := &server{t: t, dir: dir, exited: make(chan struct{}), addr: "127.0.0.1:8080", logs: newLogWatcher()}
+	s.cmd = execIn(dir, binary)
+	s.run()
+	s.waitLog(`all workers ready`, 15*time.Second)
+	code, body, err := get(s.addr, "/healthz")
+	if err != nil || code != 200 || body != "ok\n" {
+		t.Fatalf("GET /healthz = %d %q %v", code, body, err)
+	}
+	code, body, err = get(s.addr, "/")
+	if err != nil || code != 200 || !strings.Contains(body, "forkd") {
+		t.Fatalf("GET / = %d %q %v", code, body, err)
+	}
+	s.signal(syscall.SIGTERM)
+	if code := s.waitExit(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// TestListenIPv6AndUnix binds an IPv6 loopback address and a unix socket
+// whose path holds a stale socket file.
+func TestListenIPv6AndUnix(t *testing.T) {
+	dir, err := os.MkdirTemp("", "fk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "forkd.sock")
+	// A stale socket file: bound, then the listener is gone.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+
+	extra := fmt.Sprintf("listen {\n  address = \"unix:%s\"\n  mode = \"0660\"\n}\n", sock)
+	v6 := ""
+	if ln, err := net.Listen("tcp6", "[::1]:0"); err == nil {
+		v6 = ln.Addr().String()
+		ln.Close()
+		extra += fmt.Sprintf("listen {\n  address = \"%s\"\n}\n", v6)
+	}
+	s := start(t, opts{workers: 2, extra: extra})
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket file mode %v, want a socket with 0660", fi.Mode())
+	}
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	resp, err := c.Get("http://unix/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "hello\n" {
+		t.Fatalf("over unix socket: %d %q", resp.StatusCode, b)
+	}
+	if v6 != "" {
+		if code, body, err := get(v6, "/"); err != nil || code != 200 || body != "hello\n" {
+			t.Fatalf("over IPv6: %d %q %v", code, body, err)
+		}
+	} else {
+		t.Log("no IPv6 loopback here; IPv6 part skipped")
+	}
+	s.signal(syscall.SIGTERM)
+	s.waitExit(15 * time.Second)
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("socket file left behind after exit: %v", err)
+	}
+}
+
+func TestSystemdWatchdogAndMainPID(t *testing.T) {
+	n := newNotifyListener(t)
+	s := start(t, opts{workers: 1, env: []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000"}})
+	var newPid int
+	t.Cleanup(func() {
+		if newPid > 0 {
+			syscall.Kill(newPid, syscall.SIGQUIT)
+			eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
+		}
+	})
+	seen := func(re string) string {
+		t.Helper()
+		r := regexp.MustCompile(re)
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case m := <-n.msgs:
+				if r.MatchString(m) {
+					return m
+				}
+			case <-deadline:
+				t.Fatalf("no sd_notify message matching %q", re)
+			}
+		}
+	}
+	seen(`^WATCHDOG=1$`)
+	seen(`^WATCHDOG=1$`)
+	s.signal(syscall.SIGUSR2)
+	m := seen(`^MAINPID=\d+`)
+	newPid, _ = strconv.Atoi(strings.TrimPrefix(strings.SplitN(m, "\n", 2)[0], "MAINPID="))
+	if newPid == s.cmd.Process.Pid || newPid == 0 {
+		t.Fatalf("MAINPID=%d, old master %d", newPid, s.cmd.Process.Pid)
+	}
+	if code := s.waitExit(20 * time.Second); code != 0 {
+		t.Fatalf("old master exit %d", code)
+	}
+}
