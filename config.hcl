@@ -4,6 +4,8 @@
 
 workers          = 0     # one worker per CPU
 graceful_timeout = "30s"
+pidfile          = "forkd.pid"  # beside this file; `forkd status -c config.hcl` talks
+                                # to the master over forkd.sock next to it
 
 listen {
   address = "127.0.0.1:8080"
