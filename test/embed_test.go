@@ -1,8 +1,10 @@
 package test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -82,5 +84,38 @@ func TestEmbedNetHTTPEcho(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || string(b) != payload {
 		t.Fatalf("echo: status %d, %d bytes back of %d", resp.StatusCode, len(b), len(payload))
+	}
+}
+
+// TestEmbedWithSites mixes the application's handler with config.hcl
+// routes: the site's routes answer first, the app answers the rest.
+func TestEmbedWithSites(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "assets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "assets", "app.css"), []byte("body{}\n"), 0o644)
+	s := start(t, opts{workers: 1, bin: filepath.Join(binDir, "hello"), sites: fmt.Sprintf(`site "app" {
+  hosts = ["*"]
+  route "/assets/" {
+    static {
+      root = "%s"
+    }
+  }
+  route "/healthz" {
+    respond {
+      body = "healthy\n"
+    }
+  }
+}`, root)})
+	for path, want := range map[string]string{
+		"/":               "Hello, World!\n",
+		"/assets/app.css": "body{}\n",
+		"/healthz":        "healthy\n",
+	} {
+		code, body, err := get(s.addr, path)
+		if err != nil || code != 200 || body != want {
+			t.Errorf("GET %s = %d %q %v, want %q", path, code, body, err, want)
+		}
 	}
 }

@@ -434,3 +434,28 @@ func TestHUPUnderWrk(t *testing.T) {
 		t.Fatalf("unexpected wrk output:\n%s", out)
 	}
 }
+
+// TestWorkersInheritOnlyWhatIsPassed checks close-on-exec: a worker holds
+// its listeners and its ipc socket, and none of the master's other sockets
+// (control socket, metrics listener, other workers' ipc ends).
+func TestWorkersInheritOnlyWhatIsPassed(t *testing.T) {
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := start(t, opts{workers: 3, extra: fmt.Sprintf("metrics {\n  address = \"%s\"\n}\n", maddr)})
+	for _, pid := range s.workers() {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sockets []string
+		for _, e := range ents {
+			l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+			if strings.HasPrefix(l, "socket:") {
+				sockets = append(sockets, e.Name()+"="+l)
+			}
+		}
+		// One listener and one ipc socket.
+		if len(sockets) != 2 {
+			t.Errorf("worker %d holds %d sockets, want 2 (listener, ipc): %v", pid, len(sockets), sockets)
+		}
+	}
+}
