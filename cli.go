@@ -89,9 +89,11 @@ func runCommand(o *options) int {
 		return control1(o, cfg, cmd, n, *asJSON)
 	}
 	path := cfg.Path
+	// A reload re-reads the file the master started with, or rebuilds the
+	// built-in configuration when it started without one.
 	load := func() (*config.Config, error) {
 		if path == "" {
-			return o.defaultConfig(), nil
+			return builtinConfig(o)
 		}
 		return config.Load(path)
 	}
@@ -103,6 +105,8 @@ func runCommand(o *options) int {
 	return m.Run()
 }
 
+// loadConfig loads path; with no path, ./config.hcl if present, else the
+// built-in configuration.
 func loadConfig(o *options, path string) (*config.Config, error) {
 	if path == "" {
 		if _, err := os.Stat(o.defaultPath); err == nil {
@@ -110,13 +114,24 @@ func loadConfig(o *options, path string) (*config.Config, error) {
 		}
 	}
 	if path == "" {
-		cfg := o.defaultConfig()
-		if err := cfg.Validate(); err != nil {
-			return nil, fmt.Errorf("built-in configuration: %w", err)
-		}
-		return cfg, nil
+		return builtinConfig(o)
 	}
 	return config.Load(path)
+}
+
+// builtinConfig is the configuration without a file. One built in code gets
+// the same defaults and path resolution (against the working directory) as
+// a file.
+func builtinConfig(o *options) (*config.Config, error) {
+	cfg := o.defaultConfig()
+	cfg.SetDefaults()
+	if wd, err := os.Getwd(); err == nil {
+		cfg.Normalize(wd)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("built-in configuration: %w", err)
+	}
+	return cfg, nil
 }
 
 // control1 sends one control command to the running master.
