@@ -1,0 +1,92 @@
+package test
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawRequest sends raw bytes on a fresh connection and returns the status
+// code of the first response.
+func rawRequest(t *testing.T, addr, req string) int {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestConfiguredLimits checks that the limits block of config.hcl reaches
+// the workers' protocol engine.
+func TestConfiguredLimits(t *testing.T) {
+	s := start(t, opts{workers: 1, extra: `limits {
+  request_line        = 64
+  header_bytes        = 200
+  header_count        = 4
+  body_bytes          = 10
+  read_header_timeout = "300ms"
+  max_connections     = 2
+}`})
+	cases := []struct {
+		name, req string
+		want      int
+	}{
+		{"ok", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"request_line", "GET /" + strings.Repeat("a", 80) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"header_count", "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", 431},
+		{"header_bytes", "GET / HTTP/1.1\r\nHost: x\r\nA: " + strings.Repeat("b", 300) + "\r\n\r\n", 431},
+		{"body_bytes", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", 413},
+		{"read_header_timeout", "GET / HTTP/1.1\r\nHost: x\r\n", 408},
+	}
+	for _, c := range cases {
+		if got := rawRequest(t, s.addr, c.req); got != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+		}
+	}
+
+	// max_connections = 2: a third connection is not served while two are open.
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	third, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	third.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	br := bufio.NewReader(third)
+	if _, err := br.Peek(1); err == nil {
+		t.Fatal("a third connection was served with max_connections = 2")
+	}
+	held[0].Close()
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("third connection after one closed: %v %v", resp, err)
+	}
+}
