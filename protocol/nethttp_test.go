@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -125,5 +126,50 @@ func TestFromHTTPSendFileNative(t *testing.T) {
 	rs := readResponses(t, exchange(t, addr, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"), "GET")
 	if bodyOf(rs[0]) != "3456" {
 		t.Fatal(bodyOf(rs[0]))
+	}
+}
+
+// TestSendFilePipelined sends file bodies between buffered responses on one
+// pipelined connection: the batched responses and each head go out ahead of
+// the file in order, large files included (sendfile then waits for the
+// socket to drain).
+func TestSendFilePipelined(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "f")
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
+	if err := os.WriteFile(name, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		if string(r.Path) == "/small" {
+			w.WriteString("small")
+			return
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		w.SetContentLength(int64(len(big)) - 7)
+		if err := w.SendFile(f, 7, int64(len(big))-7); err != nil {
+			panic(err)
+		}
+	}), nil)
+	req := "GET /small HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /file HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /small HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"HEAD /file HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /file HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+	rs := readResponses(t, exchange(t, addr, req), "GET", "GET", "GET", "HEAD", "GET")
+	for i, want := range []string{"small", string(big[7:]), "small", "", string(big[7:])} {
+		if got := bodyOf(rs[i]); got != want {
+			t.Errorf("response %d: %d body bytes, want %d", i, len(got), len(want))
+		}
+	}
+	if cl := rs[3].Header.Get("Content-Length"); cl != strconv.Itoa(len(big)-7) {
+		t.Errorf("HEAD Content-Length = %q", cl)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -230,11 +231,14 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 	}
 	w.commit(false)
 	c := w.c
-	if err := c.flush(); err != nil {
-		return err
+	if c.werr != nil {
+		return c.werr
 	}
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
+		if err := c.flush(); err != nil {
+			return err
+		}
 		ra, ok := f.(io.ReaderAt)
 		if !ok {
 			return errors.New("protocol: SendFile needs a socket or an io.ReaderAt")
@@ -244,45 +248,88 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
+		if ferr := c.flush(); ferr != nil {
+			return ferr
+		}
 		return err
 	}
 	c.extendWriteDeadline()
 	src := int(f.Fd())
+	// The head (and any responses batched before it) goes out with MSG_MORE,
+	// so that the kernel sends it in the same segments as the file's first
+	// bytes instead of as a small packet of its own.
+	pending := c.wbuf
 	var serr error
-	for n > 0 && serr == nil {
-		werr := rc.Write(func(fd uintptr) bool {
-			for {
-				chunk := n
-				if chunk > 1<<30 {
-					chunk = 1 << 30
-				}
-				m, err := unix.Sendfile(int(fd), src, &offset, int(chunk))
-				if m > 0 {
-					n -= int64(m)
-					w.written += int64(m)
-				}
-				switch {
-				case err == unix.EINTR:
-					continue
-				case err == unix.EAGAIN:
-					return false // wait for the poller
-				case err != nil:
-					serr = err
-				case m == 0:
-					serr = io.ErrUnexpectedEOF // the file is shorter
-				}
+	werr := rc.Write(func(fd uintptr) bool {
+		for len(pending) > 0 {
+			m, err := send(int(fd), pending, n > 0)
+			if m > 0 {
+				pending = pending[m:]
+			}
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false // wait for the poller
+			case err != nil:
+				serr = err
 				return true
 			}
-		})
-		if werr != nil {
-			serr = werr
 		}
+		for n > 0 {
+			m, err := sendfile(int(fd), src, &offset, min(n, maxSendfileChunk))
+			if m > 0 {
+				n -= int64(m)
+				w.written += int64(m)
+			}
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false // wait for the poller
+			case err != nil:
+				serr = err
+			case m == 0:
+				serr = io.ErrUnexpectedEOF // the file is shorter
+			default:
+				continue
+			}
+			return true
+		}
+		return true
+	})
+	c.wbuf = c.wbuf[:0]
+	if werr != nil && serr == nil {
+		serr = werr
 	}
 	if serr != nil {
 		c.werr = serr
 		return serr
 	}
 	return nil
+}
+
+// maxSendfileChunk bounds one sendfile(2) call.
+const maxSendfileChunk = 1 << 30
+
+// send sends p on the socket fd, with MSG_MORE when more data follows at
+// once (an empty file body must not leave the head corked).
+func send(fd int, p []byte, more bool) (int, error) {
+	flags := unix.MSG_NOSIGNAL
+	if more {
+		flags |= unix.MSG_MORE
+	}
+	r, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		uintptr(flags), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// sendfile is sendfile(2).
+func sendfile(out, in int, offset *int64, n int64) (int, error) {
+	return unix.Sendfile(out, in, offset, int(n))
 }
 
 // Flush sends the status line, headers and buffered body now.

@@ -37,6 +37,14 @@ func startServer(t testing.TB, h protocol.Handler, logf protocol.LogFunc) string
 	t.Cleanup(func() {
 		_ = srv.Close()
 		<-done
+		// Close cuts the connections but does not wait for their
+		// goroutines; wait until every one has left the handler, so that
+		// a handler closed after this (Cleanup runs last-in first-out)
+		// does not race with a request still in it.
+		deadline := time.Now().Add(testTimeout)
+		for srv.Stats().OpenConns > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 	})
 	return ln.Addr().String()
 }

@@ -22,7 +22,9 @@ func TestSampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	defer h.(io.Closer).Close()
+	// Registered before startServer's, so that it runs after the server
+	// has stopped.
+	t.Cleanup(func() { _ = h.(io.Closer).Close() })
 	addr := startServer(t, h, nil)
 
 	if r := get(t, addr, "GET", "/"); r.status != 200 || !strings.Contains(r.body, "forkd") {

@@ -30,6 +30,7 @@ type static struct {
 	dotfiles bool
 	gzip     bool
 	logger   hclog.Logger
+	cache    *fileCache // nil with the os.Root fallback
 }
 
 // openFile is a file opened below the root.
@@ -37,12 +38,27 @@ type openFile struct {
 	fd int
 	f  *os.File // the os.Root fallback's file; nil with openat2
 	st unix.Stat_t
+
+	// cache is set once the file is in a fileCache; refs and used then
+	// belong to the cache's mutex.
+	cache *fileCache
+	refs  int
+	used  time.Time
 }
 
 // Fd returns the descriptor, for ResponseWriter.SendFile.
 func (f *openFile) Fd() uintptr { return uintptr(f.fd) }
 
 func (f *openFile) close() {
+	if f.cache != nil {
+		f.cache.release(f)
+		return
+	}
+	f.closeFd()
+}
+
+// closeFd closes the descriptor.
+func (f *openFile) closeFd() {
 	if f.f != nil {
 		_ = f.f.Close()
 		return
@@ -95,6 +111,7 @@ func newStatic(c *config.Static, logger hclog.Logger) (*static, error) {
 	switch {
 	case err == nil:
 		_ = unix.Close(probe)
+		s.cache = newFileCache()
 	case errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.E2BIG):
 		r, rerr := os.OpenRoot(root)
 		if rerr != nil {
@@ -113,6 +130,9 @@ func newStatic(c *config.Static, logger hclog.Logger) (*static, error) {
 // Close closes the root directory.
 func (s *static) Close() error {
 	var err error
+	if s.cache != nil {
+		s.cache.close()
+	}
 	if s.root != nil {
 		err = s.root.Close()
 		s.root = nil
@@ -144,8 +164,26 @@ func (s *static) openat2(rel string) (int, error) {
 	return -1, err
 }
 
-// open opens rel beneath the root and stats it.
+// open opens rel beneath the root and stats it, or takes it from the cache.
 func (s *static) open(rel string) (*openFile, error) {
+	cache := s.cache
+	if s.root != nil {
+		cache = nil
+	}
+	if cache != nil {
+		if f := cache.get(s.dirfd, rel); f != nil {
+			return f, nil
+		}
+	}
+	f, err := s.openFresh(rel)
+	if err == nil && cache != nil && f.isRegular() {
+		cache.put(rel, f)
+	}
+	return f, err
+}
+
+// openFresh opens rel beneath the root and stats it.
+func (s *static) openFresh(rel string) (*openFile, error) {
 	f := &openFile{fd: -1}
 	if s.root != nil {
 		of, err := s.root.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/forkd/forkd/config"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 const secret = "TOP-SECRET-8f2c1d"
@@ -448,5 +449,115 @@ func TestStaticNewErrors(t *testing.T) {
 		if err == nil {
 			t.Errorf("New accepted static %+v", st)
 		}
+	}
+}
+
+// TestStaticCacheFollowsChanges serves a file from the open-file cache and
+// then changes it every way a deployment does: each request must see the
+// file as it is now, and a name turned into a way out of the root must not
+// keep serving the descriptor opened before.
+func TestStaticCacheFollowsChanges(t *testing.T) {
+	f := newStaticFixture(t)
+	addr := f.serve(t, config.Static{})
+	path := filepath.Join(f.root, "c.txt")
+	want := func(step, body string, status int) {
+		t.Helper()
+		for range 2 { // the second request is a cache hit when nothing changed
+			r := get(t, addr, "GET", "/c.txt")
+			if r.status != status || (status == 200 && r.body != body) {
+				t.Fatalf("%s: %d %q, want %d %q", step, r.status, r.body, status, body)
+			}
+		}
+	}
+	if err := os.WriteFile(path, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want("new file", "one", 200)
+
+	// Rewritten in place, longer.
+	if err := os.WriteFile(path, []byte("two two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want("rewritten", "two two", 200)
+
+	// Replaced by rename, same size.
+	tmp := filepath.Join(f.root, "c.tmp")
+	if err := os.WriteFile(tmp, []byte("3hree 3"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	want("renamed over", "3hree 3", 200)
+
+	// Turned into a symlink out of the root.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../secret.txt", path); err != nil {
+		t.Fatal(err)
+	}
+	want("symlink out", "", 404)
+
+	// Back to a file, then removed.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("four"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want("file again", "four", 200)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	want("removed", "", 404)
+}
+
+// TestFileCacheBounds fills the cache past its size and closes it while a
+// file is still in use: descriptors close with their last user.
+func TestFileCacheBounds(t *testing.T) {
+	dir := t.TempDir()
+	for i := range fileCacheSize + 8 {
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := newStatic(&config.Static{Root: dir}, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cache == nil {
+		t.Skip("openat2 unavailable: no cache")
+	}
+	var held *openFile
+	for i := range fileCacheSize + 8 {
+		of, err := s.open(strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			held = of
+			continue
+		}
+		of.close()
+	}
+	if n := len(s.cache.files); n > fileCacheSize {
+		t.Errorf("cache holds %d files, want at most %d", n, fileCacheSize)
+	}
+	again, err := s.open("1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(held.fd, &st); err != nil || !sameFile(&st, &held.st) {
+		t.Fatalf("a file in use was closed under its request: %v", err)
+	}
+	held.close()
+	if held.refs != 0 {
+		t.Errorf("refs = %d after the last close, want 0", held.refs)
 	}
 }
