@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"github.com/forkd/forkd/internal/httplex"
+
 	"strconv"
 	"unsafe"
 )
@@ -138,8 +140,8 @@ func (h *ResponseHeader) special(name, value string) bool {
 	case 10:
 		if equalFoldString(name, "Connection") {
 			b := unsafe.Slice(unsafe.StringData(value), len(value))
-			forEachElement(b, func(el []byte) {
-				if equalFold(el, "close") {
+			httplex.ForEachElement(b, func(el []byte) {
+				if httplex.EqualFold(el, "close") {
 					h.close = true
 				}
 			})

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"github.com/forkd/forkd/internal/httplex"
+
 	"bufio"
 	"context"
 	"io"
@@ -65,7 +67,7 @@ func newHTTPRequest(r *Request) (*http.Request, bool) {
 		case "Trailer":
 			// Announced trailers are keys with no values until the body's
 			// EOF, as in net/http.
-			forEachElement(f.Value, func(el []byte) {
+			httplex.ForEachElement(f.Value, func(el []byte) {
 				if trailer == nil {
 					trailer = make(http.Header)
 				}

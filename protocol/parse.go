@@ -1,6 +1,9 @@
 package protocol
 
-import "net/http"
+import (
+	"github.com/forkd/forkd/internal/httplex"
+	"net/http"
+)
 
 // statusNeedMore is the parse result for a head that is not complete yet.
 const statusNeedMore = -1
@@ -67,7 +70,7 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 
 		switch len(name) {
 		case 4:
-			if !equalFold(name, "host") {
+			if !httplex.EqualFold(name, "host") {
 				break
 			}
 			// RFC 9112 §3.2: more than one Host field is a 400.
@@ -84,27 +87,27 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 				r.Host = value
 			}
 		case 6:
-			if !equalFold(name, "expect") {
+			if !httplex.EqualFold(name, "expect") {
 				break
 			}
-			if equalFold(value, "100-continue") {
+			if httplex.EqualFold(value, "100-continue") {
 				expect = true
 			} else {
 				expectFailed = true
 			}
 		case 10:
-			if !equalFold(name, "connection") {
+			if !httplex.EqualFold(name, "connection") {
 				break
 			}
-			forEachElement(value, func(el []byte) {
-				if equalFold(el, "close") {
+			httplex.ForEachElement(value, func(el []byte) {
+				if httplex.EqualFold(el, "close") {
 					connClose = true
-				} else if equalFold(el, "keep-alive") {
+				} else if httplex.EqualFold(el, "keep-alive") {
 					connKeepAlive = true
 				}
 			})
 		case 14:
-			if !equalFold(name, "content-length") {
+			if !httplex.EqualFold(name, "content-length") {
 				break
 			}
 			// RFC 9112 §6.3: an invalid Content-Length is unrecoverable.
@@ -124,14 +127,14 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 				cl = cl*10 + int64(c-'0')
 			}
 		case 17:
-			if !equalFold(name, "transfer-encoding") {
+			if !httplex.EqualFold(name, "transfer-encoding") {
 				break
 			}
 			teSeen = true
 			bad := false
-			forEachElement(value, func(el []byte) {
+			httplex.ForEachElement(value, func(el []byte) {
 				teElems++
-				if equalFold(el, "chunked") {
+				if httplex.EqualFold(el, "chunked") {
 					chunkedCount++
 					teLastChunked = true
 					return
@@ -362,22 +365,4 @@ func parseFieldLine(b []byte, pos int) (name, value []byte, next, status int) {
 		ve--
 	}
 	return name, b[vs:ve:ve], i + 2, 0
-}
-
-// forEachElement calls f for every non-empty element of a comma-separated
-// list (RFC 9110 §5.6.1), trimmed of optional whitespace.
-func forEachElement(v []byte, f func(el []byte)) {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		if el := trimOWS(v[:i]); len(el) > 0 {
-			f(el)
-		}
-		if i == len(v) {
-			return
-		}
-		v = v[i+1:]
-	}
 }

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"github.com/forkd/forkd/internal/httplex"
+
 	"io"
 	"net"
 )
@@ -42,7 +44,7 @@ func equalFoldBytesString(b []byte, s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if lower(b[i]) != lower(s[i]) {
+		if httplex.Lower(b[i]) != httplex.Lower(s[i]) {
 			return false
 		}
 	}

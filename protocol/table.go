@@ -1,5 +1,7 @@
 package protocol
 
+import "github.com/forkd/forkd/internal/httplex"
+
 // Byte classes for the parser, one bit per class. The table is a constant
 // string so that it cannot be modified; index it with a byte.
 const (
@@ -37,48 +39,15 @@ func isHost(c byte) bool   { return byteClass[c]&classHost != 0 }
 func isHex(c byte) bool    { return byteClass[c]&classHex != 0 }
 func isQdtext(c byte) bool { return byteClass[c]&classQdtext != 0 }
 
-// lower returns c with ASCII upper case folded to lower case.
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + ('a' - 'A')
-	}
-	return c
-}
-
-// equalFold reports whether b equals the lower-case ASCII string s, ignoring
-// ASCII case in b.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if lower(b[i]) != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // equalFoldString reports whether a and b are equal ignoring ASCII case.
 func equalFoldString(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
-		if lower(a[i]) != lower(b[i]) {
+		if httplex.Lower(a[i]) != httplex.Lower(b[i]) {
 			return false
 		}
 	}
 	return true
-}
-
-// trimOWS removes optional whitespace (SP, HTAB) from both ends of b.
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

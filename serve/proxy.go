@@ -1,7 +1,8 @@
 package serve
 
 import (
-	"bytes"
+	"github.com/forkd/forkd/internal/httplex"
+
 	"context"
 	"errors"
 	"fmt"
@@ -264,7 +265,7 @@ func (p *proxy) outRequest(r *protocol.Request, rp *reqPath) (*http.Request, *pr
 	}
 	var connVals [][]byte
 	for i := 0; i < r.Header.Len(); i++ {
-		if f := r.Header.At(i); equalFold(f.Name, "Connection") {
+		if f := r.Header.At(i); httplex.EqualFold(f.Name, "Connection") {
 			connVals = append(connVals, f.Value)
 		}
 	}
@@ -279,7 +280,7 @@ func (p *proxy) outRequest(r *protocol.Request, rp *reqPath) (*http.Request, *pr
 			// 100-continue is the protocol's business with the client.
 			continue
 		case "X-Forwarded-For":
-			xff = append(xff, string(trimOWS(f.Value)))
+			xff = append(xff, string(httplex.TrimOWS(f.Value)))
 			continue
 		case "X-Forwarded-Proto", "X-Forwarded-Host":
 			continue
@@ -339,7 +340,7 @@ func isHopByHop(key string) bool {
 // Connection field values.
 func namedInConnection(vals []string, name string) bool {
 	for _, v := range vals {
-		if listHasToken([]byte(v), name) {
+		if httplex.HasToken([]byte(v), name) {
 			return true
 		}
 	}
@@ -349,24 +350,7 @@ func namedInConnection(vals []string, name string) bool {
 // namedInConnectionBytes is namedInConnection for request field values.
 func namedInConnectionBytes(vals [][]byte, name string) bool {
 	for _, v := range vals {
-		if listHasToken(v, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// listHasToken reports whether the comma-separated list v holds tok
-// (ASCII case-insensitive).
-func listHasToken(v []byte, tok string) bool {
-	for len(v) > 0 {
-		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		if equalFold(trimOWS(item), tok) {
+		if httplex.HasToken(v, name) {
 			return true
 		}
 	}

@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"github.com/forkd/forkd/internal/httplex"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -413,16 +415,16 @@ func checkConditions(r *protocol.Request, etag []byte, mtime time.Time) int {
 // ("*" or a comma-separated list of entity tags) matches etag, with the
 // strong or the weak comparison (RFC 9110 section 8.8.3.2).
 func etagListMatches(list, etag []byte, strong bool) bool {
-	list = trimOWS(list)
+	list = httplex.TrimOWS(list)
 	if len(list) == 1 && list[0] == '*' {
 		return true
 	}
 	for len(list) > 0 {
 		var tag []byte
 		if i := bytes.IndexByte(list, ','); i >= 0 {
-			tag, list = trimOWS(list[:i]), list[i+1:]
+			tag, list = httplex.TrimOWS(list[:i]), list[i+1:]
 		} else {
-			tag, list = trimOWS(list), nil
+			tag, list = httplex.TrimOWS(list), nil
 		}
 		weak := len(tag) > 2 && tag[0] == 'W' && tag[1] == '/'
 		if weak {
@@ -445,7 +447,7 @@ func ifRangeMatches(v, etag []byte, mtime time.Time) bool {
 	if v == nil {
 		return true
 	}
-	v = trimOWS(v)
+	v = httplex.TrimOWS(v)
 	if len(v) > 0 && (v[0] == '"' || v[0] == 'W') {
 		return string(v) == string(etag)
 	}
@@ -466,12 +468,12 @@ const (
 // rangeIgnore for anything else — malformed, another unit, several ranges,
 // an empty file — which is then served whole.
 func parseRange(v []byte, size int64) (start, length int64, result int) {
-	v = trimOWS(v)
+	v = httplex.TrimOWS(v)
 	const unit = "bytes="
-	if size <= 0 || len(v) < len(unit) || !equalFold(v[:len(unit)], unit) {
+	if size <= 0 || len(v) < len(unit) || !httplex.EqualFold(v[:len(unit)], unit) {
 		return 0, 0, rangeIgnore
 	}
-	spec := trimOWS(v[len(unit):])
+	spec := httplex.TrimOWS(v[len(unit):])
 	if bytes.IndexByte(spec, ',') >= 0 {
 		return 0, 0, rangeIgnore
 	}
@@ -479,7 +481,7 @@ func parseRange(v []byte, size int64) (start, length int64, result int) {
 	if dash < 0 {
 		return 0, 0, rangeIgnore
 	}
-	a, b := trimOWS(spec[:dash]), trimOWS(spec[dash+1:])
+	a, b := httplex.TrimOWS(spec[:dash]), httplex.TrimOWS(spec[dash+1:])
 	if len(a) == 0 {
 		n, ok := parseDigits(b)
 		if !ok {
@@ -538,13 +540,13 @@ func acceptsGzip(v []byte) bool {
 		if i := bytes.IndexByte(item, ';'); i >= 0 {
 			name, params = item[:i], item[i+1:]
 		}
-		name = trimOWS(name)
+		name = httplex.TrimOWS(name)
 		ok := 1
 		if qZero(params) {
 			ok = 0
 		}
 		switch {
-		case equalFold(name, "gzip"), equalFold(name, "x-gzip"):
+		case httplex.EqualFold(name, "gzip"), httplex.EqualFold(name, "x-gzip"):
 			gzip = ok
 		case len(name) == 1 && name[0] == '*':
 			star = ok
@@ -566,7 +568,7 @@ func qZero(params []byte) bool {
 		} else {
 			p, params = params, nil
 		}
-		p = trimOWS(p)
+		p = httplex.TrimOWS(p)
 		if len(p) >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=' {
 			q := p[2:]
 			if len(q) == 0 || q[0] != '0' {
@@ -581,37 +583,6 @@ func qZero(params []byte) bool {
 		}
 	}
 	return false
-}
-
-// trimOWS trims optional whitespace (spaces and tabs).
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalFold compares ASCII case-insensitively.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // visibleASCII reports whether b holds only visible ASCII characters.
