@@ -1,10 +1,11 @@
 package protocol
 
 import (
-	"github.com/forkd/forkd/internal/httplex"
 
 	"strconv"
 	"unsafe"
+
+	"github.com/forkd/forkd/internal/httplex"
 )
 
 // respField is one response header field. A value set from a []byte, or one

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"github.com/forkd/forkd/internal/httplex"
 
 	"bufio"
 	"context"
@@ -11,6 +10,8 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+
+	"github.com/forkd/forkd/internal/httplex"
 )
 
 // FromHTTP adapts a net/http Handler to the native API. See the package

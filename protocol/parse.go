@@ -1,8 +1,9 @@
 package protocol
 
 import (
-	"github.com/forkd/forkd/internal/httplex"
 	"net/http"
+
+	"github.com/forkd/forkd/internal/httplex"
 )
 
 // statusNeedMore is the parse result for a head that is not complete yet.

@@ -1,10 +1,11 @@
 package protocol
 
 import (
-	"github.com/forkd/forkd/internal/httplex"
 
 	"io"
 	"net"
+
+	"github.com/forkd/forkd/internal/httplex"
 )
 
 // Field is one header field as received; Name and Value alias the read buffer.

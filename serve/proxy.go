@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"github.com/forkd/forkd/internal/httplex"
 
 	"context"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/httplex"
 	"github.com/forkd/forkd/protocol"
 	"github.com/hashicorp/go-hclog"
 )

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"github.com/forkd/forkd/internal/httplex"
 
 	"bytes"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/httplex"
 	"github.com/forkd/forkd/protocol"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
