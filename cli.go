@@ -97,7 +97,7 @@ func runCommand(o *options) int {
 		}
 		return config.Load(path)
 	}
-	m, err := master.New(master.Options{Config: cfg, Load: load, Version: Version})
+	m, err := master.New(master.Options{Config: cfg, Load: load})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", o.name, err)
 		return 1

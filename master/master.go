@@ -60,8 +60,6 @@ type Options struct {
 	Args []string
 	// Stderr receives the start-up error lines; default os.Stderr.
 	Stderr io.Writer
-	// Version is printed in the status output.
-	Version string
 	// Binary and MasterArgs start a new master on USR2: the binary on disk
 	// (default: os.Executable at start-up) and its arguments (default
 	// os.Args[1:]).
@@ -94,14 +92,13 @@ type Master struct {
 	exits chan exitEvent
 	msgs  chan msgEvent
 
-	hooks hooks // optional integrations (systemd, control socket, upgrade)
 	stats counters
 
 	sd            *sdnotify.Notifier
 	extra         []string // socket-activated addresses no listen block names
 	ctl           chan ctlReq
 	ctlSrv        *control.Server
-	ctlErr        chan error
+	bgErr         chan error
 	lastReloadErr string
 
 	upgrades   chan upgradeEvent
@@ -132,11 +129,6 @@ type counters struct {
 	reloadFailures uint64
 	retired        [4]uint64 // final status-class counts of exited workers (2xx..5xx)
 	retiredReqs    uint64
-}
-
-// hooks are the master's outward integrations; each may be nil.
-type hooks struct {
-	notify func(lines ...string) // systemd sd_notify
 }
 
 // New prepares a master: it opens the log file and binds every listener.
@@ -179,7 +171,7 @@ func New(opts Options) (*Master, error) {
 		pendingUp: true,
 		stats:     counters{restarts: make(map[string]uint64)},
 		ctl:       make(chan ctlReq),
-		ctlErr:    make(chan error, 1),
+		bgErr:     make(chan error, 1),
 		upgrades:  make(chan upgradeEvent, 4),
 		snaps:     make(chan chan metrics.Snapshot),
 	}
@@ -305,8 +297,8 @@ func (m *Master) Run() int {
 			ch <- m.buildSnapshot()
 		case r := <-m.ctl:
 			m.handleControl(r)
-		case err := <-m.ctlErr:
-			m.log.Error("control socket failed", "error", err)
+		case err := <-m.bgErr:
+			m.log.Error("background server failed", "error", err)
 		case <-wd:
 			m.notify("WATCHDOG=1")
 		case <-timer.C:
@@ -783,9 +775,15 @@ func (m *Master) notifyStatus() {
 	m.notify("STATUS=" + m.statusLine())
 }
 
+// notify sends one sd_notify datagram (nothing without NOTIFY_SOCKET). After
+// a binary upgrade handed over, the new master speaks to systemd: a
+// STOPPING=1 from the old one would stop the service.
 func (m *Master) notify(lines ...string) {
-	if m.hooks.notify != nil {
-		m.hooks.notify(lines...)
+	if m.handedOver {
+		return
+	}
+	if err := m.sd.Send(lines...); err != nil {
+		m.log.Warn("sd_notify failed", "error", err)
 	}
 }
 

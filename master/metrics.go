@@ -32,7 +32,7 @@ func (m *Master) serveMetrics() error {
 	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := m.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.ctlErr <- fmt.Errorf("metrics: %w", err)
+			m.bgErr <- fmt.Errorf("metrics: %w", err)
 		}
 	}()
 	m.log.Info("serving metrics", "address", m.cfg.Metrics.Address, "path", path)

@@ -23,11 +23,6 @@ type ctlReq struct {
 // blocks by address and kept for the master's life, across reloads.
 func (m *Master) setupSystemd() error {
 	m.sd = sdnotify.New()
-	m.hooks.notify = func(lines ...string) {
-		if err := m.sd.Send(lines...); err != nil {
-			m.log.Warn("sd_notify failed", "error", err)
-		}
-	}
 	files, err := sdnotify.ListenFDs()
 	if err != nil {
 		return err
@@ -104,7 +99,7 @@ func (m *Master) listenControl() error {
 			}
 		})
 		if err != nil && !errors.Is(err, net.ErrClosed) {
-			m.ctlErr <- err
+			m.bgErr <- err
 		}
 	}()
 	return nil

@@ -130,10 +130,7 @@ func (m *Master) handleUpgrade(ev upgradeEvent) {
 	}
 	u.done = true
 	m.log.Info("binary upgrade: new master is ready; stopping this master gracefully", "new_master_pid", u.pid)
-	// From now on the new master speaks to systemd; a STOPPING=1 from us
-	// would stop the service.
-	m.hooks.notify = nil
-	m.handedOver = true
+	m.handedOver = true // from now on the new master speaks to systemd
 	m.shutdown(stopping)
 }
 
