@@ -359,6 +359,22 @@ func TestControlCLI(t *testing.T) {
 		t.Fatalf("reload: %d %s", code, out)
 	}
 	s.waitLog(`all workers ready.*generation=2`, 15*time.Second)
+	// A broken file: the command fails with file:line, the master keeps serving.
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\nworker_timeout = \"never\"\n")
+	out, code = runCLI(t, "reload", "-c", s.cfg+".missing")
+	if code != 1 {
+		t.Fatalf("reload with a missing -c file: exit %d\n%s", code, out)
+	}
+	sock := strings.TrimSuffix(filepath.Join(s.dir, "forkd.pid"), ".pid") + ".sock"
+	rr, err := controlCall(sock, "reload")
+	if err != nil || rr.OK || !regexp.MustCompile(`config\.hcl:\d+`).MatchString(rr.Error) {
+		t.Fatalf("reload of a broken config over the socket: %+v %v", rr, err)
+	}
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after a refused reload: %d %v", code, err)
+	}
+	s.rewrite(string(good))
 	if out, code = runCLI(t, "stop", "-c", s.cfg); code != 0 {
 		t.Fatalf("stop: %d %s", code, out)
 	}
@@ -413,10 +429,10 @@ func TestHUPUnderWrk(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	for gen := 2; gen <= 6; gen++ {
-		// Spread the reloads over wrk's run.
+	for gen := 2; gen <= 21; gen++ {
+		// Spread 20 reloads over wrk's run.
 		select {
-		case <-time.After(700 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		case err := <-done:
 			t.Fatalf("wrk ended early: %v\n%s", err, out)
 		}
@@ -458,4 +474,27 @@ func TestWorkersInheritOnlyWhatIsPassed(t *testing.T) {
 			t.Errorf("worker %d holds %d sockets, want 2 (listener, ipc): %v", pid, len(sockets), sockets)
 		}
 	}
+}
+
+// controlCall speaks the control protocol directly (the CLI reads the same
+// config file as the master, which a test may have just broken).
+func controlCall(sock, cmd string) (struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error"`
+}, error) {
+	var resp struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return resp, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "{\"cmd\":%q}\n", cmd); err != nil {
+		return resp, err
+	}
+	err = json.NewDecoder(c).Decode(&resp)
+	return resp, err
 }
