@@ -46,6 +46,7 @@ const (
 	backoffCap      = 10 * time.Second
 	startupAttempts = 5 // failed boots of one slot, before any worker was ready, that halt the master
 	quickStopWait   = 2 * time.Second
+	killGrace       = time.Second // after graceful_timeout, before SIGKILL
 )
 
 // Options configure a master.
@@ -542,7 +543,9 @@ func backoff(failures int) time.Duration {
 func (m *Master) stopWorker(w *worker, cause string) {
 	w.stopping = true
 	w.stopCause = cause
-	w.stopDeadline = time.Now().Add(m.cfg.GracefulTimeout)
+	// The worker ends its own drain at graceful_timeout and closes what is
+	// left; SIGKILL follows only if it cannot.
+	w.stopDeadline = time.Now().Add(m.cfg.GracefulTimeout + killGrace)
 	m.log.Info("stopping worker gracefully", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", cause)
 	w.signal(syscall.SIGTERM)
 }
