@@ -58,15 +58,18 @@ type Options struct {
 
 // Run is the whole life of a worker process; it returns the exit code.
 func Run(opts Options) int {
+	// Until the configuration (and with it the log settings) arrives,
+	// problems go to stderr.
+	early := hclog.New(&hclog.LoggerOptions{Name: "forkd", Output: os.Stderr}).With("role", "worker", "pid", os.Getpid())
 	in, err := ipc.WorkerEnv()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "forkd worker: %v\n", err)
+		early.Error("not started by a forkd master", "error", err)
 		return ExitFailure
 	}
 	conn, err := ipc.FromFile(in.IPC)
 	in.IPC.Close()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "forkd worker: %v\n", err)
+		early.Error("ipc socket unusable", "error", err)
 		return ExitFailure
 	}
 	// Signals first: a TERM that arrives while booting must not kill us
@@ -77,14 +80,15 @@ func Run(opts Options) int {
 
 	msg, err := conn.Recv()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "forkd worker: waiting for configuration: %v\n", err)
+		early.Error("no configuration from the master", "error", err)
 		return ExitFailure
 	}
 	if msg.Type != ipc.TypeConfig || msg.Config == nil {
-		fmt.Fprintf(os.Stderr, "forkd worker: first ipc message is %q, want config\n", msg.Type)
+		early.Error("first ipc message is not the configuration", "type", msg.Type)
 		return ExitFailure
 	}
-	w := &runtime{opts: opts, conn: conn, cfg: msg.Config, slot: in.Slot, gen: in.Generation, pid: os.Getpid()}
+	w := &runtime{opts: opts, conn: conn, cfg: msg.Config, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
+		log: early.With("slot", in.Slot, "generation", in.Generation)}
 	code := w.run(in.Listeners, sigs)
 	conn.Close()
 	return code
@@ -113,11 +117,7 @@ func (w *runtime) send(m *ipc.Message) error {
 
 // bootFail reports err to the master and returns the boot-error exit code.
 func (w *runtime) bootFail(err error) int {
-	if w.log != nil {
-		w.log.Error("worker failed to boot", "error", err)
-	} else {
-		fmt.Fprintf(os.Stderr, "forkd worker: %v\n", err)
-	}
+	w.log.Error("worker failed to boot", "error", err)
 	_ = w.send(&ipc.Message{Type: ipc.TypeBootError, Error: err.Error()})
 	return ExitBootError
 }
