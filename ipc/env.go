@@ -3,13 +3,10 @@ package ipc
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 )
-
-var errEOF = io.EOF
 
 // Environment variables a master sets for the worker it executes.
 const (

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 
@@ -33,8 +34,10 @@ const (
 	TypeRetire = "retire"
 )
 
-// maxPacket bounds one message; a configuration larger than this is refused
-// at boot rather than truncated.
+// maxPacket bounds one message. The socket's send buffer (net.core.wmem_max,
+// about 208 KiB by default) is the practical bound: a larger configuration
+// fails to send with EMSGSIZE, which the master reports, rather than arriving
+// truncated.
 const maxPacket = 4 << 20
 
 // Heartbeat is a worker's periodic report.
@@ -123,7 +126,7 @@ func (c *Conn) Recv() (*Message, error) {
 	}
 	if n == 0 {
 		// A zero-length read on seqpacket is the peer's orderly shutdown.
-		return nil, errEOF
+		return nil, io.EOF
 	}
 	m := new(Message)
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {
@@ -134,10 +137,3 @@ func (c *Conn) Recv() (*Message, error) {
 
 // Close closes this end.
 func (c *Conn) Close() error { return c.c.Close() }
-
-// SetBuffer raises the socket send/receive buffers so a large configuration
-// fits in one packet.
-func (c *Conn) SetBuffer(n int) {
-	_ = c.c.SetReadBuffer(n)
-	_ = c.c.SetWriteBuffer(n)
-}
