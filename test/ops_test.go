@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -283,6 +284,10 @@ func TestPrivilegeDrop(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
 	s := start(t, opts{workers: 2, extra: `user = "nobody"`})
 	for _, pid := range s.workers() {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -291,8 +296,8 @@ func TestPrivilegeDrop(t *testing.T) {
 		}
 		st := string(b)
 		uid := regexp.MustCompile(`(?m)^Uid:\s+(\d+)\s+(\d+)\s+(\d+)`).FindStringSubmatch(st)
-		if uid == nil || uid[1] != "65534" || uid[2] != "65534" || uid[3] != "65534" {
-			t.Fatalf("worker %d uids %v, want nobody (65534)", pid, uid)
+		if uid == nil || uid[1] != nobody.Uid || uid[2] != nobody.Uid || uid[3] != nobody.Uid {
+			t.Fatalf("worker %d uids %v, want nobody (%s)", pid, uid, nobody.Uid)
 		}
 		groups := regexp.MustCompile(`(?m)^Groups:[ \t]*(.*)$`).FindStringSubmatch(st)
 		if groups == nil || strings.TrimSpace(groups[1]) != "" {
