@@ -440,7 +440,7 @@ func (c *conn) writeError(status int) {
 	w.close = true
 	text := http.StatusText(status)
 	n := len(text) + 5
-	b := appendStatusLine(c.wbuf, &c.req, status)
+	b := appendStatusLine(c.wbuf, status)
 	b = append(b, c.srv.dateLine()...)
 	b = append(b, "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"...)
 	b = appendContentLength(b, int64(n))

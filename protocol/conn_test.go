@@ -116,7 +116,7 @@ func TestHTTP10(t *testing.T) {
 	_, addr := startServer(t, echo, nil)
 	// Without keep-alive: Connection: close and the server closes.
 	out := exchange(t, addr, "GET /a HTTP/1.0\r\n\r\n")
-	if !strings.HasPrefix(out, "HTTP/1.0 200 OK\r\n") || !strings.Contains(out, "Connection: close\r\n") {
+	if !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") || !strings.Contains(out, "Connection: close\r\n") {
 		t.Fatalf("%q", out)
 	}
 	// With keep-alive: answered with keep-alive, conn stays open.

@@ -77,7 +77,7 @@ func (w *ResponseWriter) WriteHeader(status int) {
 			return // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients.
 		}
 		c := w.c
-		c.wbuf = appendStatusLine(c.wbuf, w.req, status)
+		c.wbuf = appendStatusLine(c.wbuf, status)
 		c.wbuf = w.hdr.appendTo(c.wbuf)
 		c.wbuf = append(c.wbuf, "\r\n"...)
 		c.flush()
@@ -379,7 +379,7 @@ func (w *ResponseWriter) commit(final bool) {
 	w.committed = true
 	c := w.c
 	r := w.req
-	b := appendStatusLine(c.wbuf, r, w.status)
+	b := appendStatusLine(c.wbuf, w.status)
 	if !w.hdr.hasDate {
 		b = append(b, c.srv.dateLine()...)
 	}
@@ -434,13 +434,12 @@ func (w *ResponseWriter) finish() {
 
 var lastChunk = []byte("0\r\n\r\n")
 
-// appendStatusLine writes the status line; the version mirrors the request's.
-func appendStatusLine(b []byte, r *Request, status int) []byte {
-	if r.ProtoMinor == 0 && r.ProtoMajor == 1 {
-		b = append(b, "HTTP/1.0 "...)
-	} else {
-		b = append(b, "HTTP/1.1 "...)
-	}
+// appendStatusLine writes the status line. The version is always
+// HTTP/1.1, also to HTTP/1.0 clients: RFC 9110 §6.2 asks a server to send the
+// highest minor version it conforms to; how the body is framed still follows
+// the request's version.
+func appendStatusLine(b []byte, status int) []byte {
+	b = append(b, "HTTP/1.1 "...)
 	if status == http.StatusOK {
 		return append(b, "200 OK\r\n"...)
 	}
