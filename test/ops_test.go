@@ -418,41 +418,53 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// TestHUPUnderWrk reloads repeatedly while wrk drives keep-alive load; wrk
-// must report no socket errors and no non-2xx responses.
+// TestHUPUnderWrk reloads repeatedly while wrk drives load, over keep-alive
+// connections and with a new connection per request; wrk must report no
+// socket errors and no non-2xx responses.
 func TestHUPUnderWrk(t *testing.T) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		t.Skip("wrk not installed (Debian package wrk; .ci/run installs it)")
 	}
-	s := start(t, opts{workers: 2})
-	cmd := exec.Command(wrk, "-t2", "-c64", "-d6s", "http://"+s.addr+"/")
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	for gen := 2; gen <= 21; gen++ {
-		// Spread 20 reloads over wrk's run.
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case err := <-done:
-			t.Fatalf("wrk ended early: %v\n%s", err, out)
-		}
-		s.signal(syscall.SIGHUP)
-		s.waitLog(fmt.Sprintf(`all workers ready.*generation=%d`, gen), 15*time.Second)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("wrk: %v\n%s", err, out)
-	}
-	t.Logf("wrk:\n%s", out)
-	if strings.Contains(out.String(), "Socket errors") || strings.Contains(out.String(), "Non-2xx") {
-		t.Fatalf("wrk saw failures across reloads:\n%s", out)
-	}
-	if !regexp.MustCompile(`\d+ requests in`).MatchString(out.String()) {
-		t.Fatalf("unexpected wrk output:\n%s", out)
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{
+		{"keep-alive", nil},
+		{"connection-close", []string{"-H", "Connection: close"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := start(t, opts{workers: 2})
+			args := append([]string{"-t2", "-c64", "-d5s"}, mode.args...)
+			cmd := exec.Command(wrk, append(args, "http://"+s.addr+"/")...)
+			out := &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			for gen := 2; gen <= 21; gen++ {
+				// Spread 20 reloads over wrk's run.
+				select {
+				case <-time.After(150 * time.Millisecond):
+				case err := <-done:
+					t.Fatalf("wrk ended early: %v\n%s", err, out)
+				}
+				s.signal(syscall.SIGHUP)
+				s.waitLog(fmt.Sprintf(`all workers ready.*generation=%d`, gen), 15*time.Second)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("wrk: %v\n%s", err, out)
+			}
+			t.Logf("wrk:\n%s", out)
+			if strings.Contains(out.String(), "Socket errors") || strings.Contains(out.String(), "Non-2xx") {
+				t.Fatalf("wrk saw failures across reloads:\n%s", out)
+			}
+			if !regexp.MustCompile(`\d+ requests in`).MatchString(out.String()) {
+				t.Fatalf("unexpected wrk output:\n%s", out)
+			}
+		})
 	}
 }
 
