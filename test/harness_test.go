@@ -111,7 +111,7 @@ func start(t testing.TB, o opts) *server {
 		base += "graceful_timeout = \"10s\"\n"
 	}
 	if !strings.Contains(o.extra, "worker_timeout") {
-		base += "worker_timeout = \"5s\"\n"
+		base += "worker_timeout = \"30s\"\n"
 	}
 	if !strings.Contains(o.extra, "log {") {
 		base += "log {\n  level = \"debug\"\n}\n"
