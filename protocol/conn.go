@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -56,6 +59,16 @@ type conn struct {
 	werr     error         // sticky write error
 	first    bool          // no request served yet
 	hijacked bool
+	partial  bool // a head has begun to arrive; its deadline is set
+
+	// The raw keep-alive loop (serveRaw); rc is nil for connections that
+	// are not sockets.
+	rc        syscall.RawConn
+	readFn    func(uintptr) bool // c.onReadable, made once
+	act       int                // why the callback returned
+	skipRead  bool               // the socket is empty: wait before reading
+	inRaw     bool               // a handler runs inside the callback
+	hijackDup bool               // hijacked via a duplicate descriptor
 }
 
 func newConn(s *Server) *conn {
@@ -66,6 +79,7 @@ func newConn(s *Server) *conn {
 	}
 	c.body.c = c
 	c.resp.c = c
+	c.readFn = c.onReadable
 	c.req.Body = &c.body
 	return c
 }
@@ -84,81 +98,179 @@ func (c *conn) init(nc net.Conn) {
 	c.rdl, c.wdl = 0, 0
 	c.werr = nil
 	c.first = true
+	c.partial = false
 	c.hijacked = false
+	c.hijackDup = false
+	c.rc = nil
+	if sc, ok := nc.(syscall.Conn); ok && !c.srv.noRaw {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
+	}
 	c.resp.hijacked = false
 	c.req.RemoteAddr = nc.RemoteAddr()
 	c.req.LocalAddr = nc.LocalAddr()
 	c.state.Store(stateActive)
 }
 
+// Actions that serveRequest and the keep-alive loops hand back.
+const (
+	actNext    = iota // keep the connection for the next request
+	actClose          // close it now (silently, or it was hijacked)
+	actLinger         // lingering close after the last response
+	actOutside        // raw loop: serve this request outside the read callback
+)
+
+// stWait is readHeadRaw's answer when it must wait for the socket to become
+// readable.
+const stWait = -2
+
 // serve runs the connection: read a head, call the handler, finish the
 // response, decide whether the connection stays open; repeat.
 func (c *conn) serve() {
-	s := c.srv
 	defer c.release()
-	for {
-		st := c.readHead()
-		if st < 0 {
-			return
+	var act int
+	if c.rc != nil {
+		act = c.serveRaw()
+	} else {
+		for act = actNext; act == actNext; {
+			act = c.serveRequest(c.readHead())
 		}
-		var start time.Time
-		if s.Log != nil {
-			start = time.Now()
-		}
-		if st > 0 {
-			c.writeError(st)
-			c.done(start)
-			c.closeLinger()
-			return
-		}
-		if s.draining.Load() {
-			c.req.Close = true
-		}
-		c.body.reset(&c.req)
-		c.resp.reset(&c.req)
-		c.req.Trailer.reset()
-
-		if !c.callHandler() {
-			if c.hijacked {
-				return
-			}
-			if c.resp.committed {
-				return // a torn response: cut the connection
-			}
-			c.writeError(http.StatusInternalServerError)
-			c.done(start)
-			c.closeLinger()
-			return
-		}
-		if c.hijacked {
-			return
-		}
-
-		w, b := &c.resp, &c.body
-		if b.status != 0 && !w.committed && w.status < 400 {
-			// The body was refused while the handler read it (413 for a
-			// chunked body over the limit, 400 for bad framing, 408).
-			c.writeError(b.status)
-		} else {
-			if !b.done && (b.expect || b.err != nil || b.mode == bodyLength && b.n > maxDrain) {
-				w.close = true
-			}
-			w.finish()
-		}
-		closing := w.close || c.werr != nil || b.err != nil
-		if !closing && !b.done {
-			// Answer first, then discard the rest of the body (bounded).
-			if c.flush() != nil || !b.drain() {
-				closing = true
-			}
-		}
-		c.done(start)
-		if closing {
-			c.closeLinger()
-			return
-		}
-		c.first = false
 	}
+	if act == actLinger {
+		c.closeLinger()
+	}
+}
+
+// serveRaw is serve's loop for sockets. It runs the keep-alive loop inside
+// one syscall.RawConn.Read callback, reading with read(2) itself: after a
+// read that came back short the socket is known to be empty, so the next
+// wait goes straight to the poller instead of first making a read(2) that
+// fails with EAGAIN. Go resets a descriptor's readiness only when RawRead
+// begins, so data that arrives while a handler runs inside the callback is
+// never missed. Requests whose body is not yet buffered are served outside
+// the callback, where the body can block on the socket; so are lingering
+// closes. Hijack inside the callback hands out a duplicate descriptor.
+func (c *conn) serveRaw() int {
+	for {
+		c.skipRead = false
+		c.act = actClose
+		if err := c.rc.Read(c.readFn); err != nil {
+			if c.r < c.w && isTimeout(err) {
+				return c.serveRequest(http.StatusRequestTimeout)
+			}
+			return actClose
+		}
+		act := c.act
+		if act == actOutside {
+			act = c.serveRequest(0)
+		}
+		if act != actNext {
+			return act
+		}
+	}
+}
+
+// onReadable is the RawRead callback: it serves requests until it must wait
+// for the socket (false) or the connection leaves the callback (true, with
+// c.act saying why).
+func (c *conn) onReadable(fd uintptr) bool {
+	for {
+		st := c.readHeadRaw(int(fd))
+		switch {
+		case st == stWait:
+			return false
+		case st < 0:
+			c.act = actClose
+			return true
+		case st == 0 && !c.bodyBuffered():
+			c.act = actOutside
+			return true
+		}
+		c.inRaw = true
+		act := c.serveRequest(st)
+		c.inRaw = false
+		if act != actNext {
+			c.act = act
+			return true
+		}
+	}
+}
+
+// bodyBuffered reports whether the parsed request's body is entirely in the
+// read buffer already (or there is none), so that serving it cannot block on
+// a socket read.
+func (c *conn) bodyBuffered() bool {
+	r := &c.req
+	switch {
+	case r.expectContinue || r.chunked:
+		return false
+	case r.ContentLength > 0:
+		return int64(c.w-c.r) >= r.ContentLength
+	}
+	return true
+}
+
+// serveRequest answers one request whose head readHead parsed (st == 0),
+// or the error status st, and says what happens to the connection next;
+// st < 0 closes it silently.
+func (c *conn) serveRequest(st int) int {
+	if st < 0 {
+		return actClose
+	}
+	s := c.srv
+	var start time.Time
+	if s.Log != nil {
+		start = time.Now()
+	}
+	if st > 0 {
+		c.writeError(st)
+		c.done(start)
+		return actLinger
+	}
+	if s.draining.Load() {
+		c.req.Close = true
+	}
+	c.body.reset(&c.req)
+	c.resp.reset(&c.req)
+	c.req.Trailer.reset()
+
+	if !c.callHandler() {
+		if c.hijacked || c.resp.committed {
+			return actClose // hijacked, or a torn response: cut the connection
+		}
+		c.writeError(http.StatusInternalServerError)
+		c.done(start)
+		return actLinger
+	}
+	if c.hijacked {
+		return actClose
+	}
+
+	w, b := &c.resp, &c.body
+	if b.status != 0 && !w.committed && w.status < 400 {
+		// The body was refused while the handler read it (413 for a
+		// chunked body over the limit, 400 for bad framing, 408).
+		c.writeError(b.status)
+	} else {
+		if !b.done && (b.expect || b.err != nil || b.mode == bodyLength && b.n > maxDrain) {
+			w.close = true
+		}
+		w.finish()
+	}
+	closing := w.close || c.werr != nil || b.err != nil
+	if !closing && !b.done {
+		// Answer first, then discard the rest of the body (bounded).
+		if c.flush() != nil || !b.drain() {
+			closing = true
+		}
+	}
+	c.done(start)
+	if closing {
+		return actLinger
+	}
+	c.first = false
+	return actNext
 }
 
 // callHandler runs the handler and reports whether it returned normally.
@@ -179,53 +291,16 @@ func (c *conn) callHandler() (ok bool) {
 // parses it. It returns 0, an error status to answer with, or -1 to close
 // the connection silently (EOF, idle timeout, broken connection).
 func (c *conn) readHead() int {
-	s := c.srv
-	partial := false
 	for {
-		if c.r < c.w && (c.headComplete() || c.w-c.r >= s.maxHead) {
-			n, st := parseRequest(&c.req, c.rbuf[c.r:c.w], &s.lim)
-			if st == 0 {
-				c.r += n
-				c.hdrEnd, c.scan = c.r, c.r
-				return 0
-			}
-			if st != statusNeedMore {
-				return st
-			}
-			if c.w-c.r >= s.maxHead {
-				return http.StatusRequestHeaderFieldsTooLarge
-			}
+		if st, ok := c.parseHead(); ok {
+			return st
 		}
-		// About to block: send the responses batched so far.
-		if len(c.wbuf) > 0 && c.flush() != nil {
+		if !c.prepareRead() {
 			return -1
-		}
-		switch {
-		case c.r == c.w:
-			c.r, c.w, c.scan = 0, 0, 0
-		case c.w == len(c.rbuf) && c.r > 0:
-			n := copy(c.rbuf, c.rbuf[c.r:c.w])
-			c.scan -= c.r
-			c.r, c.w = 0, n
-		case c.w == len(c.rbuf):
-			nb := make([]byte, min(2*len(c.rbuf), s.maxHead))
-			copy(nb, c.rbuf[c.r:c.w])
-			c.rbuf = nb
-		}
-		if c.r == c.w {
-			c.enterIdle()
-		} else if !partial {
-			// RFC 9112 has no number; ReadHeaderTimeout counts from the
-			// request's first byte.
-			partial = true
-			c.setReadDeadline(time.Now(), s.lim.ReadHeaderTimeout)
 		}
 		n, err := c.nc.Read(c.rbuf[c.w:])
 		if n > 0 {
-			if c.r == c.w {
-				c.becomeActive()
-			}
-			c.w += n
+			c.got(n)
 			continue
 		}
 		if err == nil {
@@ -236,6 +311,99 @@ func (c *conn) readHead() int {
 		}
 		return -1
 	}
+}
+
+// readHeadRaw is readHead inside the RawRead callback, reading from fd
+// itself; it returns stWait when the socket has nothing to read.
+func (c *conn) readHeadRaw(fd int) int {
+	for {
+		if st, ok := c.parseHead(); ok {
+			return st
+		}
+		if !c.prepareRead() {
+			return -1
+		}
+		if c.skipRead {
+			// The last read drained the socket: wait for the poller.
+			c.skipRead = false
+			return stWait
+		}
+		p := c.rbuf[c.w:]
+		n, err := syscall.Read(fd, p)
+		switch {
+		case n > 0:
+			c.skipRead = n < len(p)
+			c.got(n)
+		case err == syscall.EAGAIN:
+			return stWait
+		case err == syscall.EINTR:
+		default:
+			return -1 // EOF or a broken connection
+		}
+	}
+}
+
+// parseHead parses the head at rbuf[r:w] once it is complete (or too
+// large), reporting ok with readHead's result; !ok means more bytes are
+// needed.
+func (c *conn) parseHead() (st int, ok bool) {
+	s := c.srv
+	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead {
+		return 0, false
+	}
+	n, st := parseRequest(&c.req, c.rbuf[c.r:c.w], &s.lim)
+	if st == 0 {
+		c.r += n
+		c.hdrEnd, c.scan = c.r, c.r
+		c.partial = false
+		return 0, true
+	}
+	if st != statusNeedMore {
+		return st, true
+	}
+	if c.w-c.r >= s.maxHead {
+		return http.StatusRequestHeaderFieldsTooLarge, true
+	}
+	return 0, false
+}
+
+// prepareRead gets ready to read more of a head: it sends the responses
+// batched so far (the read may block), makes room in the buffer, and arms
+// the read deadline. It reports false when the flush failed.
+func (c *conn) prepareRead() bool {
+	s := c.srv
+	if len(c.wbuf) > 0 && c.flush() != nil {
+		return false
+	}
+	switch {
+	case c.r == c.w:
+		c.r, c.w, c.scan = 0, 0, 0
+	case c.w == len(c.rbuf) && c.r > 0:
+		n := copy(c.rbuf, c.rbuf[c.r:c.w])
+		c.scan -= c.r
+		c.r, c.w = 0, n
+	case c.w == len(c.rbuf):
+		nb := make([]byte, min(2*len(c.rbuf), s.maxHead))
+		copy(nb, c.rbuf[c.r:c.w])
+		c.rbuf = nb
+	}
+	if c.r == c.w {
+		c.enterIdle()
+	} else if !c.partial {
+		// RFC 9112 has no number; ReadHeaderTimeout counts from the
+		// request's first byte.
+		c.partial = true
+		c.setReadDeadline(time.Now(), s.lim.ReadHeaderTimeout)
+	}
+	return true
+}
+
+// got accounts for n bytes read into the buffer.
+func (c *conn) got(n int) {
+	if c.r == c.w {
+		c.becomeActive()
+	}
+	c.w += n
 }
 
 // headComplete reports whether rbuf[r:w] holds the empty line that ends a
@@ -344,6 +512,9 @@ func (c *conn) extendWriteDeadline() {
 
 // fill reads more body bytes into the buffer behind the request head.
 func (c *conn) fill() error {
+	if c.inRaw {
+		return errInRaw
+	}
 	if c.r == c.w {
 		c.r, c.w = c.hdrEnd, c.hdrEnd
 	}
@@ -375,6 +546,9 @@ func (c *conn) fill() error {
 
 // readDirect reads body bytes from the socket straight into p.
 func (c *conn) readDirect(p []byte) (int, error) {
+	if c.inRaw {
+		return 0, errInRaw
+	}
 	for {
 		c.extendReadDeadline(c.srv.lim.IdleTimeout)
 		n, err := c.nc.Read(p)
@@ -497,16 +671,27 @@ func (c *conn) closeLinger() {
 	}
 }
 
-// hijack hands the connection to the handler.
+// hijack hands the connection to the handler. Inside the raw loop's read
+// callback the connection's descriptor stays locked until the handler
+// returns, so the handler gets a duplicate of it instead, and the original
+// is closed when the handler returns (the socket lives on in the duplicate).
 func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err := c.flush(); err != nil {
 		return nil, nil, err
+	}
+	nc := c.nc
+	if c.inRaw {
+		dc, err := dupConn(nc)
+		if err != nil {
+			return nil, nil, err
+		}
+		nc = dc
+		c.hijackDup = true
 	}
 	c.hijacked = true
 	c.resp.hijacked = true
 	rest := bytes.Clone(c.rbuf[c.r:c.w])
 	c.r = c.w
-	nc := c.nc
 	c.srv.forget(c)
 	var r io.Reader = nc
 	if len(rest) > 0 {
@@ -515,18 +700,46 @@ func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return nc, bufio.NewReadWriter(bufio.NewReader(r), bufio.NewWriter(nc)), nil
 }
 
-// release closes the connection (unless hijacked) and pools c.
+// dupConn makes a second net.Conn on nc's socket with a descriptor of its
+// own.
+func dupConn(nc net.Conn) (net.Conn, error) {
+	fc, ok := nc.(interface{ File() (*os.File, error) })
+	if !ok {
+		return nil, fmt.Errorf("protocol: hijack: cannot duplicate a %T", nc)
+	}
+	f, err := fc.File()
+	if err != nil {
+		return nil, fmt.Errorf("protocol: hijack: %w", err)
+	}
+	defer f.Close()
+	dc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: hijack: %w", err)
+	}
+	return dc, nil
+}
+
+// release closes the connection (unless it was handed over whole by
+// hijack) and pools c.
 func (c *conn) release() {
-	if !c.hijacked {
+	if !c.hijacked || c.hijackDup {
 		c.nc.Close()
+	}
+	if !c.hijacked {
 		c.srv.forget(c)
 	}
 	c.nc = nil
+	c.rc = nil
 	c.req.reset()
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.resp.reset(&c.req)
 	c.srv.pool.Put(c)
 }
+
+// errInRaw would be a bug: serveRaw serves a request inside its read
+// callback only when the body is already buffered, because a socket read
+// there would wait on a lock the callback holds.
+var errInRaw = errors.New("protocol: internal error: body read inside the read callback")
 
 func isTimeout(err error) bool {
 	var ne net.Error

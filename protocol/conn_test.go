@@ -624,3 +624,104 @@ func TestHijack(t *testing.T) {
 		t.Fatalf("%q", out)
 	}
 }
+
+// TestRequestArrivesDuringHandler sends a second request, in a write of its
+// own, while the handler of the first still runs. The keep-alive loop must
+// answer it without waiting for more input (serveRaw skips the read after a
+// short one and relies on the poller's readiness to wake it).
+func TestRequestArrivesDuringHandler(t *testing.T) {
+	sent := make(chan struct{})
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		if string(r.Target) == "/wait" {
+			<-sent
+			time.Sleep(20 * time.Millisecond) // let the bytes land in the socket
+		}
+		w.WriteString(string(r.Target))
+	}), nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	for i := 0; i < 3; i++ {
+		io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+		time.Sleep(10 * time.Millisecond) // the server reads the first request on its own
+		io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+		sent <- struct{}{}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for _, want := range []string{"/wait", "/next"} {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", i, want, err)
+			}
+			if b := bodyOf(resp); b != want {
+				t.Fatalf("round %d: got %q, want %q", i, b, want)
+			}
+		}
+	}
+}
+
+// TestBodiesInAndOutOfCallback mixes requests whose body arrives with the
+// head (served inside serveRaw's callback) with ones whose body comes
+// later, chunked, or after 100-continue (served outside it) on one
+// connection.
+func TestBodiesInAndOutOfCallback(t *testing.T) {
+	_, addr := startServer(t, echo, nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	expect := func(want string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := bodyOf(resp); b != want {
+			t.Fatalf("got %q, want %q", b, want)
+		}
+	}
+	io.WriteString(c, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+	expect("POST /a host=a body=abc")
+	io.WriteString(c, "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nde")
+	time.Sleep(10 * time.Millisecond)
+	io.WriteString(c, "fghi")
+	expect("POST /b host=a body=defghi")
+	io.WriteString(c, "POST /c HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+	line, _ := br.ReadString('\n')
+	br.ReadString('\n')
+	if line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("interim %q", line)
+	}
+	io.WriteString(c, "jk")
+	expect("POST /c host=a body=jk")
+	io.WriteString(c, "GET /d HTTP/1.1\r\nHost: a\r\n\r\n")
+	expect("GET /d host=a body=")
+}
+
+// TestCloseDuringHandler closes the server while a handler runs and then
+// hijacks: Close must return at once, and the handler must not deadlock.
+func TestCloseDuringHandler(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	finished := make(chan error, 1)
+	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		close(entered)
+		<-release
+		nc, _, err := w.Hijack()
+		if err == nil {
+			nc.Close()
+		}
+		finished <- err
+	}), nil)
+	c := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-entered
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a running handler")
+	}
+	close(release)
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler stuck after Close")
+	}
+}

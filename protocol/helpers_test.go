@@ -5,10 +5,24 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 )
+
+// testNoRaw makes startServer's servers use the plain keep-alive loop
+// instead of serveRaw; TestMain runs every test both ways.
+var testNoRaw bool
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		testNoRaw = true
+		code = m.Run()
+	}
+	os.Exit(code)
+}
 
 // startServer serves h on a loopback listener until the test ends.
 func startServer(t testing.TB, h Handler, mod func(*Server)) (*Server, string) {
@@ -17,7 +31,7 @@ func startServer(t testing.TB, h Handler, mod func(*Server)) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Handler: h}
+	s := &Server{Handler: h, noRaw: testNoRaw}
 	if mod != nil {
 		mod(s)
 	}

@@ -43,6 +43,8 @@ type Server struct {
 	// DefaultIdleGrace.
 	IdleGrace time.Duration
 
+	noRaw bool // tests: serve sockets like other connections (no serveRaw)
+
 	initOnce  sync.Once
 	lim       Limits // Limits with defaults filled in
 	maxHead   int    // the read buffer's largest size for a request head
@@ -302,7 +304,11 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.stop()
 	for c := range s.conns {
-		c.nc.Close()
+		// A connection's Close waits for a read callback in progress
+		// (serveRaw), which may be running a handler: close them on
+		// their own goroutines so that Close neither waits for handlers
+		// nor holds s.mu while a hijacking handler needs it.
+		go c.nc.Close()
 	}
 	return nil
 }
