@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -65,6 +66,7 @@ type conn struct {
 	// are not sockets.
 	rc        syscall.RawConn
 	readFn    func(uintptr) bool // c.onReadable, made once
+	fd        int                // the socket while inside the callback, else -1
 	act       int                // why the callback returned
 	skipRead  bool               // the socket is empty: wait before reading
 	inRaw     bool               // a handler runs inside the callback
@@ -80,6 +82,7 @@ func newConn(s *Server) *conn {
 	c.body.c = c
 	c.resp.c = c
 	c.readFn = c.onReadable
+	c.fd = -1
 	c.req.Body = &c.body
 	return c
 }
@@ -175,8 +178,10 @@ func (c *conn) serveRaw() int {
 // for the socket (false) or the connection leaves the callback (true, with
 // c.act saying why).
 func (c *conn) onReadable(fd uintptr) bool {
+	c.fd = int(fd)
+	defer func() { c.fd = -1 }()
 	for {
-		st := c.readHeadRaw(int(fd))
+		st := c.readHeadRaw(c.fd)
 		switch {
 		case st == stWait:
 			return false
@@ -195,6 +200,27 @@ func (c *conn) onReadable(fd uintptr) bool {
 			return true
 		}
 	}
+}
+
+// rawRead and rawWrite are read(2) and send(2) (without SIGPIPE) on a
+// nonblocking socket,
+// made without the runtime's blocking-syscall bookkeeping: they return at
+// once, with EAGAIN when they would block. n is 0 on error.
+func rawRead(fd int, p []byte) (int, error) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func rawWrite(fd int, p []byte) (int, error) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+		syscall.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // bodyBuffered reports whether the parsed request's body is entirely in the
@@ -329,7 +355,7 @@ func (c *conn) readHeadRaw(fd int) int {
 			return stWait
 		}
 		p := c.rbuf[c.w:]
-		n, err := syscall.Read(fd, p)
+		n, err := rawRead(fd, p)
 		switch {
 		case n > 0:
 			c.skipRead = n < len(p)
@@ -595,8 +621,29 @@ func (c *conn) flush() error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
+	p := c.wbuf
+	if c.fd >= 0 {
+		// Inside serveRaw's callback: try a plain write(2) first. The
+		// socket is nonblocking, so this cannot block and needs neither
+		// the scheduler's syscall bookkeeping nor a write deadline; what
+		// the socket does not take goes through the poller below.
+		for len(p) > 0 {
+			n, err := rawWrite(c.fd, p)
+			if n > 0 {
+				p = p[n:]
+				continue
+			}
+			if err != syscall.EINTR {
+				break
+			}
+		}
+		if len(p) == 0 {
+			c.wbuf = c.wbuf[:0]
+			return nil
+		}
+	}
 	c.extendWriteDeadline()
-	_, err := c.nc.Write(c.wbuf)
+	_, err := c.nc.Write(p)
 	c.wbuf = c.wbuf[:0]
 	if err != nil {
 		c.werr = err

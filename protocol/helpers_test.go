@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bufio"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,9 @@ var testNoRaw bool
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
+		// The second pass runs the tests only.
+		flag.Set("test.bench", "")
+		flag.Set("test.fuzz", "")
 		testNoRaw = true
 		code = m.Run()
 	}
