@@ -50,6 +50,15 @@
 // Pipelined requests are answered in order, and their responses are
 // batched into one write until the server would block reading.
 //
+// On sockets the keep-alive loop runs inside one syscall.RawConn read
+// callback and reads and writes with nonblocking raw syscalls: after a read
+// that came back short it waits for the poller rather than first making a
+// read that would fail with EAGAIN, which saves a third of the syscalls of
+// a keep-alive request. A handler then runs inside the callback only when
+// its request body is already buffered; otherwise the request is served
+// outside it, like connections that are not sockets. A Hijack inside the
+// callback returns a duplicate descriptor of the socket.
+//
 // # net/http handlers
 //
 // FromHTTP runs an http.Handler. Its ResponseWriter implements
