@@ -50,7 +50,7 @@ Usage: bench/run.sh [options]
   -T, --tests LIST       comma list of $ALL_TESTS (TESTS)
   -S, --servers LIST     comma list of $ALL_SERVERS (SERVERS)
       --scale "LIST"     forkd worker counts for the scaling test (SCALE, default "1 2 4 8")
-  -r, --repeat N         run each test N times, report the median req/s run (REPEAT, default 1)
+  -r, --repeat N         N interleaved rounds of every test, report the median (REPEAT, default 1)
   -q, --quick            smoke mode: --duration 2s --warmup 0
   -o, --out FILE         also write the table to FILE (OUT)
       --no-build         use the binaries already in bench/bin (BUILD=0)
@@ -234,11 +234,12 @@ THREADS=${THREADS:-$(cpu_count "$CLIENT_CPUS")}
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/forkd-bench.XXXXXX")
 SERVER_PID="" WRK_PID=""
+RUNNING=() # PIDs (session leaders) of the servers that are up
 
 cleanup() {
 	trap - EXIT INT TERM
 	[[ -n $WRK_PID ]] && kill -KILL -- "-$WRK_PID" 2>/dev/null
-	[[ -n $SERVER_PID ]] && stop_server
+	stop_all
 	if ((KEEP)); then warn "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
@@ -304,7 +305,8 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 
 # start_server NAME PORT PATH NCHILD CMD... starts CMD pinned to the server
 # CPUs in its own session and waits (bounded) until PATH answers 200 and the
-# process has NCHILD children. On success it sets SERVER_PID and RSS_NOTE.
+# process has NCHILD children. On success it sets SERVER_PID and RSS_NOTE (the
+# idle RSS, measured before any load) and adds the server to RUNNING.
 start_server() {
 	local name=$1 port=$2 path=$3 nchild=$4
 	shift 4
@@ -328,9 +330,11 @@ start_server() {
 	if ((SECONDS >= deadline)); then
 		warn "$name did not become ready within 20s (want 200 on $path and $nchild children); log:"
 		tail -n 15 "$TMP/$name.log" | sed 's/^/    /' >&2
-		stop_server
+		stop_server "$SERVER_PID"
+		SERVER_PID=""
 		return 1
 	fi
+	RUNNING+=("$SERVER_PID")
 	local master k r sum=0 n=0
 	master=$(rss_kib "$SERVER_PID")
 	for k in "${kids[@]}"; do
@@ -346,15 +350,22 @@ start_server() {
 
 bc_div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b ? a / b : 0) }'; }
 
-# stop_server sends SIGTERM to the server's whole session, waits up to 5s,
+# stop_server PID sends SIGTERM to the server's whole session, waits up to 5s,
 # then SIGKILLs whatever is left.
 stop_server() {
-	local pid=$SERVER_PID deadline=$((SECONDS + 5))
-	SERVER_PID=""
+	local pid=$1 deadline=$((SECONDS + 5))
 	kill -TERM -- "-$pid" 2>/dev/null
 	while kill -0 -- "-$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
 	kill -KILL -- "-$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
+}
+
+# stop_all stops every server in RUNNING, all at once.
+stop_all() {
+	local pid
+	for pid in "${RUNNING[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+	for pid in "${RUNNING[@]}"; do stop_server "$pid"; done
+	RUNNING=()
 }
 
 # ---------------------------------------------------------------- wrk
@@ -380,47 +391,76 @@ wrk_run() {
 	fi
 }
 
-# measure TEST SERVER WORKERS URL appends one table row for a wrk run on URL.
-measure() {
-	local test=$1 server=$2 workers=$3 url=$4
-	log "$test: $server ($workers workers) $url"
-	if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
-		wrk_run "$url" "$WARMUP" || true
-	fi
-	# With --repeat, keep the run with the median req/s.
-	local i runs=()
-	for ((i = 0; i < REPEAT; i++)); do
-		wrk_run "$url" "$DURATION" || continue
-		runs+=("$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] }' <<<"$RESULT") $RESULT")
-	done
-	if ((${#runs[@]} == 0)); then
-		row "$test" "$server" "$workers" "wrk failed" "" "" "" "" "$RSS_NOTE"
-		return
-	fi
-	RESULT=$(printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(((${#runs[@]} + 1) / 2))p")
-	RESULT=${RESULT#* }
-	local requests duration_us bytes errors p50_us p99_us kv
-	for kv in ${RESULT#BENCH }; do local "$kv"; done
-	row "$test" "$server" "$workers" \
-		"$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')" \
-		"$(awk -v b="$bytes" -v d="$duration_us" 'BEGIN { printf "%.1f", b / 1048576 / (d / 1e6) }')" \
-		"$(awk -v v="$p50_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
-		"$(awk -v v="$p99_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
-		"$errors" "$RSS_NOTE"
+# ---------------------------------------------------------------- targets
+
+# Every server is started first and stays up; then the runs are interleaved:
+# round 1 measures every target once, round 2 again, and so on, and each row
+# reports the median round. A machine whose speed drifts (a noisy VM, a CPU
+# that heats up) then shifts every server alike instead of favouring whichever
+# ran first. Idle servers wait in epoll and cost the running one nothing.
+T_TEST=() T_SERVER=() T_WORKERS=() T_URL=() T_RSS=() T_RUNS=()
+
+# target TEST SERVER WORKERS URL registers a measurement; an URL that is not
+# http://... is the reason the row has no figures ("not built", ...).
+target() {
+	T_TEST+=("$1") T_SERVER+=("$2") T_WORKERS+=("$3") T_URL+=("$4") T_RSS+=("$RSS_NOTE") T_RUNS+=("")
 }
 
-declare -A ROWS=()
-row() {
-	local line
-	line=$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$@")
-	ROWS[$1]+="$line"$'\n'
-	printf '%s\n' "$line" >&2
-}
-
-skip_rows() { # skip_rows SERVER REASON TEST...
+# skip_targets SERVER REASON TEST... registers rows without figures.
+skip_targets() {
 	local server=$1 reason=$2 t
 	shift 2
-	for t in "$@"; do has "$TESTS" "$t" && row "$t" "$server" "" "$reason" "" "" "" "" ""; done
+	for t in "$@"; do has "$TESTS" "$t" && RSS_NOTE="" target "$t" "$server" "" "$reason"; done
+}
+
+warmup() { [[ $WARMUP != 0 && $WARMUP != 0s ]]; }
+
+# measure_round R runs wrk once against every target, starting at a different
+# target each round, and appends "REQ_PER_S BENCH..." to the target's runs.
+measure_round() {
+	local r=$1 n=${#T_TEST[@]} j i rate
+	for ((j = 0; j < n; j++)); do
+		i=$(((j + r) % n))
+		[[ ${T_URL[i]} == http://* ]] || continue
+		log "round $((r + 1))/$REPEAT: ${T_TEST[i]}: ${T_SERVER[i]} (${T_WORKERS[i]} workers) ${T_URL[i]}"
+		warmup && { wrk_run "${T_URL[i]}" "$WARMUP" || true; }
+		wrk_run "${T_URL[i]}" "$DURATION" || continue
+		rate=$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] * 1e6 }' <<<"$RESULT")
+		T_RUNS[i]+="$rate $RESULT"$'\n'
+		awk -v r="$rate" '{ printf "    %.0f req/s, %s %s\n", r, $6, $7 }' <<<"$RESULT" >&2
+	done
+}
+
+declare -A ROWS=() RATE=() P99=()
+
+# rows turns every target into a table row, from its median run.
+rows() {
+	local i n med requests duration_us bytes errors p50_us p99_us kv
+	for ((i = 0; i < ${#T_TEST[@]}; i++)); do
+		if [[ ${T_URL[i]} != http://* ]]; then
+			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "${T_URL[i]}" "" "" "" "" ""
+			continue
+		fi
+		n=$(grep -c . <<<"${T_RUNS[i]}")
+		if ((n == 0)); then
+			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "wrk failed" "" "" "" "" "${T_RSS[i]}"
+			continue
+		fi
+		med=$(grep . <<<"${T_RUNS[i]}" | sort -n | sed -n "$(((n + 1) / 2))p")
+		for kv in ${med#* BENCH }; do local "$kv"; done
+		RATE[${T_TEST[i]}:${T_SERVER[i]}]=${med%% *}
+		P99[${T_TEST[i]}:${T_SERVER[i]}]=$p99_us
+		row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" \
+			"$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')" \
+			"$(awk -v b="$bytes" -v d="$duration_us" 'BEGIN { printf "%.1f", b / 1048576 / (d / 1e6) }')" \
+			"$(awk -v v="$p50_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
+			"$(awk -v v="$p99_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
+			"$errors" "${T_RSS[i]}"
+	done
+}
+
+row() {
+	ROWS[$1]+=$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$@")$'\n'
 }
 
 # ---------------------------------------------------------------- servers
@@ -450,10 +490,10 @@ HELLO_ROUTE='respond {
       body   = "Hello, World!"
     }'
 
-run_forkd() {
+start_forkd() {
 	if [[ ! -x $BIN/forkd ]]; then
-		skip_rows forkd "not built" plaintext static4k static1m
-		if has "$TESTS" scaling; then row scaling forkd "" "not built" "" "" "" "" ""; fi
+		skip_targets forkd "not built" plaintext static4k static1m
+		if has "$TESTS" scaling; then RSS_NOTE="" target scaling forkd "" "not built"; fi
 		return
 	fi
 	local port w
@@ -461,21 +501,19 @@ run_forkd() {
 		port=$(free_port)
 		forkd_config "$TMP/forkd.hcl" "$port" "$WORKERS" "$HELLO_ROUTE"
 		if start_server forkd "$port" / "$WORKERS" "$BIN/forkd" -c "$TMP/forkd.hcl"; then
-			measure plaintext forkd "$WORKERS" "http://127.0.0.1:$port/"
-			stop_server
+			target plaintext forkd "$WORKERS" "http://127.0.0.1:$port/"
 		else
-			skip_rows forkd "did not start" plaintext
+			skip_targets forkd "did not start" plaintext
 		fi
 	fi
 	if has "$TESTS" static4k || has "$TESTS" static1m; then
 		port=$(free_port)
 		forkd_config "$TMP/forkd-static.hcl" "$port" "$WORKERS" "static { root = \"$TMP/www\" }"
 		if start_server forkd-static "$port" /4k.bin "$WORKERS" "$BIN/forkd" -c "$TMP/forkd-static.hcl"; then
-			has "$TESTS" static4k && measure static4k forkd "$WORKERS" "http://127.0.0.1:$port/4k.bin"
-			has "$TESTS" static1m && measure static1m forkd "$WORKERS" "http://127.0.0.1:$port/1m.bin"
-			stop_server
+			has "$TESTS" static4k && target static4k forkd "$WORKERS" "http://127.0.0.1:$port/4k.bin"
+			has "$TESTS" static1m && target static1m forkd "$WORKERS" "http://127.0.0.1:$port/1m.bin"
 		else
-			skip_rows forkd "did not start" static4k static1m
+			skip_targets forkd "did not start" static4k static1m
 		fi
 	fi
 	if has "$TESTS" scaling; then
@@ -483,46 +521,43 @@ run_forkd() {
 			port=$(free_port)
 			forkd_config "$TMP/forkd-$w.hcl" "$port" "$w" "$HELLO_ROUTE"
 			if start_server "forkd-$w" "$port" / "$w" "$BIN/forkd" -c "$TMP/forkd-$w.hcl"; then
-				measure scaling forkd "$w" "http://127.0.0.1:$port/"
-				stop_server
+				target scaling forkd "$w" "http://127.0.0.1:$port/"
 			else
-				row scaling forkd "$w" "did not start" "" "" "" "" ""
+				RSS_NOTE="" target scaling forkd "$w" "did not start"
 			fi
 		done
 	fi
 }
 
-run_nethttp() {
+start_nethttp() {
 	has "$TESTS" plaintext || return
-	[[ -x $BIN/nethttp ]] || { skip_rows "Go net/http" "not built" plaintext; return; }
+	[[ -x $BIN/nethttp ]] || { skip_targets "Go net/http" "not built" plaintext; return; }
 	local port
 	port=$(free_port)
 	if start_server nethttp "$port" / 0 env GOMAXPROCS="$WORKERS" "$BIN/nethttp" -addr "127.0.0.1:$port"; then
-		measure plaintext "Go net/http" "1 (GOMAXPROCS=$WORKERS)" "http://127.0.0.1:$port/"
-		stop_server
+		target plaintext "Go net/http" "1 (GOMAXPROCS=$WORKERS)" "http://127.0.0.1:$port/"
 	else
-		skip_rows "Go net/http" "did not start" plaintext
+		skip_targets "Go net/http" "did not start" plaintext
 	fi
 }
 
-run_fasthttp() {
+start_fasthttp() {
 	has "$TESTS" plaintext || return
-	[[ -x $BIN/fasthttp ]] || { skip_rows "fasthttp prefork" "not built" plaintext; return; }
+	[[ -x $BIN/fasthttp ]] || { skip_targets "fasthttp prefork" "not built" plaintext; return; }
 	local port
 	port=$(free_port)
 	# prefork starts GOMAXPROCS children, each with GOMAXPROCS=1.
 	if start_server fasthttp "$port" / "$WORKERS" env GOMAXPROCS="$WORKERS" "$BIN/fasthttp" -addr "127.0.0.1:$port"; then
-		measure plaintext "fasthttp prefork" "$WORKERS" "http://127.0.0.1:$port/"
-		stop_server
+		target plaintext "fasthttp prefork" "$WORKERS" "http://127.0.0.1:$port/"
 	else
-		skip_rows "fasthttp prefork" "did not start" plaintext
+		skip_targets "fasthttp prefork" "did not start" plaintext
 	fi
 }
 
-run_nginx() {
+start_nginx() {
 	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || return
 	if ((${#NGINX[@]} == 0)); then
-		skip_rows nginx "not installed" plaintext static4k static1m
+		skip_targets nginx "not installed" plaintext static4k static1m
 		return
 	fi
 	local port d=$TMP/nginx
@@ -574,31 +609,35 @@ http {
 }
 EOF
 	if ! start_server nginx "$port" / "$WORKERS" "${NGINX[@]}" -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf"; then
-		skip_rows nginx "did not start" plaintext static4k static1m
+		skip_targets nginx "did not start" plaintext static4k static1m
 		return
 	fi
-	has "$TESTS" plaintext && measure plaintext nginx "$WORKERS" "http://127.0.0.1:$port/"
-	has "$TESTS" static4k && measure static4k nginx "$WORKERS" "http://127.0.0.1:$port/4k.bin"
-	has "$TESTS" static1m && measure static1m nginx "$WORKERS" "http://127.0.0.1:$port/1m.bin"
-	stop_server
+	has "$TESTS" plaintext && target plaintext nginx "$WORKERS" "http://127.0.0.1:$port/"
+	has "$TESTS" static4k && target static4k nginx "$WORKERS" "http://127.0.0.1:$port/4k.bin"
+	has "$TESTS" static1m && target static1m nginx "$WORKERS" "http://127.0.0.1:$port/1m.bin"
 }
 
 # ---------------------------------------------------------------- main
 
-log "servers on CPUs $SERVER_CPUS ($WORKERS workers), wrk on CPUs $CLIENT_CPUS ($THREADS threads), $CONNS connections, $DURATION per test"
-RSS_NOTE=""
+log "servers on CPUs $SERVER_CPUS ($WORKERS workers), wrk on CPUs $CLIENT_CPUS ($THREADS threads), $CONNS connections, $DURATION per run, $REPEAT round(s)"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 IFS=, read -ra server_list <<<"$SERVERS"
 for s in "${server_list[@]}"; do
 	RSS_NOTE=""
 	case $s in
-	forkd) run_forkd ;;
-	nethttp) run_nethttp ;;
-	fasthttp) run_fasthttp ;;
-	nginx) run_nginx ;;
+	forkd) start_forkd ;;
+	nethttp) start_nethttp ;;
+	fasthttp) start_fasthttp ;;
+	nginx) start_nginx ;;
 	*) warn "unknown server $s (want $ALL_SERVERS)" ;;
 	esac
 done
+for ((round = 0; round < REPEAT; round++)); do measure_round "$round"; done
+stop_all
+rows
+
+# ratio A B prints A/B with two decimals, or "—" when either is missing.
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f", a / b }'; }
 
 report() {
 	local cpu kernel
@@ -606,13 +645,25 @@ report() {
 	kernel=$(uname -r)
 	echo "forkd bench — $(date -u +%Y-%m-%dT%H:%MZ), $cpu, $NCPU CPUs, Linux $kernel"
 	echo "load average before the run: $LOAD0"
-	echo "servers on CPUs $SERVER_CPUS, $WORKERS workers; wrk on CPUs $CLIENT_CPUS, $THREADS threads, $CONNS keep-alive connections, $DURATION per test, median of $REPEAT"
+	echo "servers on CPUs $SERVER_CPUS, $WORKERS workers; wrk on CPUs $CLIENT_CPUS, $THREADS threads, $CONNS keep-alive connections, $DURATION per run, median of $REPEAT interleaved round(s)"
 	echo
 	echo "| test | server | workers | req/s | MiB/s | p50 ms | p99 ms | errors | idle RSS MiB (master / per worker) |"
 	echo "|---|---|---|---:|---:|---:|---:|---:|---|"
 	local t
 	IFS=, read -ra tl <<<"$ALL_TESTS"
 	for t in "${tl[@]}"; do printf '%s' "${ROWS[$t]:-}"; done
+	echo
+	echo "| forkd ÷ peer | req/s | p99 |"
+	echo "|---|---:|---:|"
+	local peer
+	for peer in nginx "fasthttp prefork" "Go net/http"; do
+		[[ -n ${RATE[plaintext:$peer]:-} ]] || continue
+		echo "| plaintext ÷ $peer | $(ratio "${RATE[plaintext:forkd]:-}" "${RATE[plaintext:$peer]}") | $(ratio "${P99[plaintext:forkd]:-}" "${P99[plaintext:$peer]}") |"
+	done
+	for t in static4k static1m; do
+		[[ -n ${RATE[$t:nginx]:-} ]] || continue
+		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") |"
+	done
 }
 echo >&2
 if [[ -n $OUT ]]; then

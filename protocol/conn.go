@@ -71,6 +71,16 @@ type conn struct {
 	skipRead  bool               // the socket is empty: wait before reading
 	inRaw     bool               // a handler runs inside the callback
 	hijackDup bool               // hijacked via a duplicate descriptor
+
+	// The event loop (loop.go): the loop holding c and c's descriptor
+	// there; onLoop while the loop serves c; moved once c left the loop
+	// mid-request for the goroutine that ran it.
+	loop    *eventLoop
+	loopFd  int
+	onLoop  bool
+	moved   bool
+	loopFn  func(uintptr) // the event loop's Control callback, made once
+	loopRet bool          // what onReadable returned in loopFn
 }
 
 func newConn(s *Server) *conn {
@@ -82,6 +92,7 @@ func newConn(s *Server) *conn {
 	c.body.c = c
 	c.resp.c = c
 	c.readFn = c.onReadable
+	c.loopFn = func(fd uintptr) { c.loopRet = c.onReadable(fd) }
 	c.fd = -1
 	c.req.Body = &c.body
 	return c
@@ -105,6 +116,8 @@ func (c *conn) init(nc net.Conn) {
 	c.hijacked = false
 	c.hijackDup = false
 	c.rc = nil
+	c.loop, c.onLoop, c.moved = nil, false, false
+	c.skipRead = false
 	if sc, ok := nc.(syscall.Conn); ok && !c.srv.noRaw {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
@@ -130,14 +143,22 @@ const stWait = -2
 
 // serve runs the connection: read a head, call the handler, finish the
 // response, decide whether the connection stays open; repeat.
-func (c *conn) serve() {
+func (c *conn) serve() { c.serveFrom(actNext) }
+
+// serveFrom is serve for a connection whose last request ended with act;
+// event loops hand connections over with it.
+func (c *conn) serveFrom(act int) {
 	defer c.release()
-	var act int
-	if c.rc != nil {
-		act = c.serveRaw()
-	} else {
-		for act = actNext; act == actNext; {
-			act = c.serveRequest(c.readHead())
+	if act == actOutside {
+		act = c.serveRequest(0)
+	}
+	if act == actNext {
+		if c.rc != nil {
+			act = c.serveRaw()
+		} else {
+			for act == actNext {
+				act = c.serveRequest(c.readHead())
+			}
 		}
 	}
 	if act == actLinger {
@@ -601,6 +622,7 @@ func (c *conn) write(p []byte) error {
 		c.wbuf = append(c.wbuf, p...)
 		return nil
 	}
+	c.leaveLoop()
 	c.extendWriteDeadline()
 	c.bufArr[0], c.bufArr[1] = c.wbuf, p
 	c.bufs = c.bufArr[:]
@@ -641,6 +663,7 @@ func (c *conn) flush() error {
 			c.wbuf = c.wbuf[:0]
 			return nil
 		}
+		c.leaveLoop() // the rest waits for the socket
 	}
 	c.extendWriteDeadline()
 	_, err := c.nc.Write(p)
@@ -727,6 +750,7 @@ func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	nc := c.nc
+	c.leaveLoop() // the handler goes on with the connection as it likes
 	if c.inRaw {
 		dc, err := dupConn(nc)
 		if err != nil {

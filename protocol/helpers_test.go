@@ -7,25 +7,66 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
 // testNoRaw makes startServer's servers use the plain keep-alive loop
-// instead of serveRaw; TestMain runs every test both ways.
-var testNoRaw bool
+// instead of serveRaw; testLoop runs them on event loops, with handlers
+// inline (loopInline) or moving off the loop at once (loopMove). TestMain
+// runs every test in each of these ways.
+var (
+	testNoRaw bool
+	testLoop  int
+)
+
+const (
+	loopInline = 1
+	loopMove   = 2
+)
 
 func TestMain(m *testing.M) {
+	if v := os.Getenv("FORKD_TEST_LOOP"); v != "" {
+		// One pass in one mode: 1 inline, 2 move, 3 no raw loop.
+		testLoop, _ = strconv.Atoi(v)
+		if testLoop == 3 {
+			testLoop, testNoRaw = 0, true
+		}
+		os.Exit(m.Run())
+	}
 	code := m.Run()
+	// The later passes run the tests only.
+	flag.Set("test.bench", "")
+	flag.Set("test.fuzz", "")
+	for _, mode := range []int{loopInline, loopMove} {
+		if code == 0 {
+			testLoop = mode
+			code = m.Run()
+		}
+	}
 	if code == 0 {
-		// The second pass runs the tests only.
-		flag.Set("test.bench", "")
-		flag.Set("test.fuzz", "")
+		testLoop = 0
 		testNoRaw = true
 		code = m.Run()
 	}
 	os.Exit(code)
+}
+
+// loopHandler runs a test handler on the event loops.
+type loopHandler struct {
+	h    Handler
+	move bool
+}
+
+func (l loopHandler) LoopSafe() bool { return true }
+
+func (l loopHandler) Serve(w *ResponseWriter, r *Request) {
+	if l.move {
+		w.WillBlock()
+	}
+	l.h.Serve(w, r)
 }
 
 // startServer serves h on a loopback listener until the test ends.
@@ -38,6 +79,9 @@ func startServer(t testing.TB, h Handler, mod func(*Server)) (*Server, string) {
 	s := &Server{Handler: h, noRaw: testNoRaw}
 	if mod != nil {
 		mod(s)
+	}
+	if testLoop != 0 {
+		s.Handler = loopHandler{h: s.Handler, move: testLoop == loopMove}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()

@@ -177,6 +177,7 @@ func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
 			return 0, err
 		}
 		if rf, ok := w.c.nc.(io.ReaderFrom); ok {
+			w.c.leaveLoop()
 			w.c.extendWriteDeadline()
 			n, err := rf.ReadFrom(io.LimitReader(r, w.hdr.contentLength-w.written))
 			w.written += n
@@ -253,14 +254,13 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		}
 		return err
 	}
-	c.extendWriteDeadline()
 	src := int(f.Fd())
 	// The head (and any responses batched before it) goes out with MSG_MORE,
 	// so that the kernel sends it in the same segments as the file's first
 	// bytes instead of as a small packet of its own.
 	pending := c.wbuf
 	var serr error
-	werr := rc.Write(func(fd uintptr) bool {
+	step := func(fd uintptr) bool {
 		for len(pending) > 0 {
 			m, err := send(int(fd), pending, n > 0)
 			if m > 0 {
@@ -297,7 +297,16 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 			return true
 		}
 		return true
-	})
+	}
+	var werr error
+	// Inside the raw loop or an event loop the descriptor is at hand: try
+	// at once, and wait (off the event loop) only for what the socket did
+	// not take.
+	if c.fd < 0 || !step(uintptr(c.fd)) {
+		c.leaveLoop()
+		c.extendWriteDeadline()
+		werr = rc.Write(step)
+	}
 	c.wbuf = c.wbuf[:0]
 	if werr != nil && serr == nil {
 		serr = werr
@@ -355,6 +364,13 @@ func (w *ResponseWriter) BytesWritten() int64 { return w.written }
 
 // SetClose marks the connection to close after this response (Connection: close).
 func (w *ResponseWriter) SetClose() { w.close = true }
+
+// WillBlock tells the server that the handler is about to wait for
+// something other than this connection: an upstream, a lock, a timer. On an
+// event loop (see LoopSafe) the connection then moves to a goroutine of its
+// own, for good, so that the loop's other connections do not wait with it;
+// elsewhere it does nothing. It is cheap to call when in doubt.
+func (w *ResponseWriter) WillBlock() { w.c.leaveLoop() }
 
 // Hijack hands the connection over to the caller: the server writes no
 // response and forgets the connection. The bufio.Reader holds any bytes the

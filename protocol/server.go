@@ -45,6 +45,10 @@ type Server struct {
 
 	noRaw bool // tests: serve sockets like other connections (no serveRaw)
 
+	loopOnce sync.Once
+	evloops  []*eventLoop // nil: a goroutine per connection
+	nextLoop atomic.Uint32
+
 	initOnce  sync.Once
 	lim       Limits // Limits with defaults filled in
 	maxHead   int    // the read buffer's largest size for a request head
@@ -167,6 +171,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		return errors.New("protocol: Server.Handler is nil")
 	}
 	s.init()
+	s.loopOnce.Do(func() {
+		if ls, ok := s.Handler.(LoopSafe); ok && ls.LoopSafe() && !s.noRaw {
+			s.startLoops()
+		}
+	})
 	s.mu.Lock()
 	if s.isDone() {
 		s.mu.Unlock()
@@ -222,8 +231,27 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		s.mu.Unlock()
 		s.open.Add(1)
-		go c.serve()
+		if !s.toLoop(c) {
+			go c.serve()
+		}
 	}
+}
+
+// toLoop hands c to an event loop, if the server has them and c is a socket.
+func (s *Server) toLoop(c *conn) bool {
+	s.mu.Lock()
+	loops := s.evloops
+	s.mu.Unlock()
+	if len(loops) == 0 || c.rc == nil {
+		return false
+	}
+	fd := -1
+	if c.rc.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return false
+	}
+	l := loops[int(s.nextLoop.Add(1))%len(loops)]
+	c.enterIdle() // the read-header timeout runs from now
+	return l.add(c, fd)
 }
 
 // forget removes c from the server's books.
@@ -273,6 +301,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		c.drainIdle(dl)
 	}
+	s.wakeLoops()
 	s.mu.Unlock()
 
 	t := time.NewTicker(5 * time.Millisecond)
@@ -303,6 +332,7 @@ func (s *Server) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.stop()
+	s.wakeLoops()
 	for c := range s.conns {
 		// A connection's Close waits for a read callback in progress
 		// (serveRaw), which may be running a handler: close them on

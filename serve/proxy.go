@@ -137,6 +137,7 @@ func (p *proxy) Close() error {
 
 // serveRoute forwards r and streams the response back.
 func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *reqPath) {
+	w.WillBlock() // the upstream makes us wait
 	out, body := p.outRequest(r, rp)
 	if body != nil {
 		// The Transport may still read the body from its own goroutine

@@ -31,9 +31,12 @@ type routeHandler interface {
 type handler struct {
 	router   router
 	fallback protocol.Handler
-	logger   hclog.Logger
-	closers  []io.Closer
-	paths    sync.Pool // *reqPath
+	// fallbackSafe: the fallback may run on an event loop; otherwise the
+	// connection leaves the loop first (WillBlock).
+	fallbackSafe bool
+	logger       hclog.Logger
+	closers      []io.Closer
+	paths        sync.Pool // *reqPath
 }
 
 // New builds the handler for cfg.Sites. It validates what config could not
@@ -56,6 +59,9 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 	}
 	if len(sites) == 0 && h.fallback == nil {
 		h.fallback = welcomeHandler()
+	}
+	if ls, ok := h.fallback.(protocol.LoopSafe); ok && ls.LoopSafe() {
+		h.fallbackSafe = true
 	}
 	if err := h.router.build(sites, h.newRoute); err != nil {
 		_ = h.Close()
@@ -96,17 +102,32 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 	}
 }
 
+// LoopSafe reports that the handler may run on the server's event loops:
+// the routes that wait for anything but the client (proxy, and a fallback
+// that is not LoopSafe itself) move their connection off the loop first.
+// Static files are read inline, as nginx reads them without its thread pool.
+func (h *handler) LoopSafe() bool { return true }
+
+// serveFallback runs the embedding application's handler (or the welcome
+// page).
+func (h *handler) serveFallback(w *protocol.ResponseWriter, r *protocol.Request) {
+	if !h.fallbackSafe {
+		w.WillBlock()
+	}
+	h.fallback.Serve(w, r)
+}
+
 // Serve routes r to its site and route.
 func (h *handler) Serve(w *protocol.ResponseWriter, r *protocol.Request) {
 	if h.router.empty() {
-		h.fallback.Serve(w, r)
+		h.serveFallback(w, r)
 		return
 	}
 	p := h.paths.Get().(*reqPath)
 	defer h.paths.Put(p)
 	if !p.clean(r.Path) {
 		if len(r.Path) == 1 && r.Path[0] == '*' && h.fallback != nil {
-			h.fallback.Serve(w, r)
+			h.serveFallback(w, r)
 			return
 		}
 		writeError(w, 400)
@@ -115,7 +136,7 @@ func (h *handler) Serve(w *protocol.ResponseWriter, r *protocol.Request) {
 	rh := h.router.lookup(r.Host, p.path)
 	if rh == nil {
 		if h.fallback != nil {
-			h.fallback.Serve(w, r)
+			h.serveFallback(w, r)
 			return
 		}
 		writeError(w, 404)

@@ -1,0 +1,311 @@
+package protocol
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// LoopSafe is implemented by handlers that may run on the Server's event
+// loops: their Serve waits for nothing but this connection's ResponseWriter
+// (no upstream I/O, sleeps, or locks held across such waits) unless it first
+// calls ResponseWriter.WillBlock. A Server whose Handler reports LoopSafe
+// serves its sockets from one event loop per GOMAXPROCS, like nginx's
+// workers; any other Handler gets a goroutine per connection.
+type LoopSafe interface {
+	LoopSafe() bool
+}
+
+// loopEvents is how many readiness events one epoll_wait returns at most.
+const loopEvents = 512
+
+// eventLoop serves idle and ready keep-alive connections without a
+// goroutine each. It owns an epoll instance of its own, in which every
+// connection it holds is registered edge-triggered, and handles the ready
+// ones in the order the kernel reports them: each request is served inline,
+// from its first byte to its response, as in the raw loop. The runtime's
+// poller reports connections to the goroutines that wait on them in reverse
+// order, which widens the latency spread under load; a loop keeps it FIFO.
+//
+// A connection leaves the loop for a goroutine of its own whenever serving
+// it could wait: a body that is not buffered yet, a response the socket
+// does not take at once, a handler that calls WillBlock, a lingering close,
+// a timeout or Shutdown. If that happens while its handler runs, the
+// goroutine running the loop stays with the connection and a new goroutine
+// carries on with the loop's remaining events, so the other connections
+// never wait for one that blocks. A connection that left never returns.
+//
+// Only the goroutine currently running the loop touches the events and
+// removes connections; the accept loop adds them under mu.
+type eventLoop struct {
+	s    *Server
+	epfd int
+	file *os.File // epfd, registered with the runtime's poller for waiting
+	rc   syscall.RawConn
+
+	mu     sync.Mutex
+	conns  []*conn // by descriptor
+	closed bool    // the loop ended: add must not register more
+
+	events [loopEvents]unix.EpollEvent
+	batch  [loopEvents]*conn // the connections of events[next:ready]
+	next   int
+	ready  int
+
+	sweepAt  time.Duration // next timeout sweep, on the server's clock
+	waitDL   time.Duration // the deadline set on file, on the server's clock
+	timedOut bool          // the last wait ended at the deadline: sweep
+	waitFn   func(uintptr) bool
+}
+
+// startLoops makes one event loop per GOMAXPROCS; it reports false (and
+// the server keeps a goroutine per connection) if epoll is not available.
+func (s *Server) startLoops() bool {
+	n := runtime.GOMAXPROCS(0)
+	loops := make([]*eventLoop, 0, n)
+	for range n {
+		l, err := newEventLoop(s)
+		if err != nil {
+			s.logger.Warn("event loop unavailable; serving a goroutine per connection", "error", err)
+			for _, l := range loops {
+				l.file.Close()
+			}
+			return false
+		}
+		loops = append(loops, l)
+	}
+	s.mu.Lock()
+	s.evloops = loops
+	s.mu.Unlock()
+	for _, l := range loops {
+		go l.run()
+	}
+	return true
+}
+
+func newEventLoop(s *Server) (*eventLoop, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: epoll_create1: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("protocol: epoll nonblocking: %w", err)
+	}
+	l := &eventLoop{s: s, epfd: fd, file: os.NewFile(uintptr(fd), "epoll")}
+	rc, err := l.file.SyscallConn()
+	if err != nil {
+		l.file.Close()
+		return nil, fmt.Errorf("protocol: epoll: %w", err)
+	}
+	l.rc = rc
+	l.waitFn = l.pollReady
+	l.sweepAt = s.coarseNow() + time.Second
+	return l, nil
+}
+
+// add registers c, whose socket is fd, with the loop; it reports false when
+// the loop has ended.
+func (l *eventLoop) add(c *conn, fd int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	if fd >= len(l.conns) {
+		n := make([]*conn, max(2*len(l.conns), fd+64))
+		copy(n, l.conns)
+		l.conns = n
+	}
+	l.conns[fd] = c
+	c.loop, c.loopFd = l, fd
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.conns[fd] = nil
+		c.loop = nil
+		return false
+	}
+	return true
+}
+
+// remove takes c off the loop.
+func (l *eventLoop) remove(c *conn) {
+	if c.loop != l {
+		return
+	}
+	l.mu.Lock()
+	l.conns[c.loopFd] = nil
+	l.mu.Unlock()
+	// The descriptor is still open (the conn holds it), so this cannot
+	// hit a reused number.
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.loopFd, nil)
+	c.loop = nil
+}
+
+// run is the loop. It returns when the loop ends, or when the calling
+// goroutine stays with a connection that left the loop mid-request (a new
+// goroutine then runs the loop).
+func (l *eventLoop) run() {
+	for {
+		for l.next < l.ready {
+			i := l.next
+			l.next++
+			c := l.batch[i]
+			l.batch[i] = nil
+			if c != nil && c.loop == l && l.serve(c) {
+				return
+			}
+		}
+		if l.timedOut || l.s.coarseNow() >= l.sweepAt || l.s.draining.Load() {
+			l.timedOut = false
+			if l.sweep() {
+				return
+			}
+		}
+		l.wait()
+	}
+}
+
+// serve handles the readiness of c, reporting whether the calling goroutine
+// now belongs to c.
+func (l *eventLoop) serve(c *conn) bool {
+	c.onLoop = true
+	c.skipRead = false // an event: there is something to read
+	c.loopRet = false
+	// Control holds a reference on the descriptor, so a concurrent Close
+	// waits until the callback returns instead of freeing the number.
+	err := c.rc.Control(c.loopFn)
+	c.onLoop = false
+	done := c.loopRet
+	if c.moved {
+		c.moved = false
+		act := actNext
+		if done {
+			act = c.act
+		}
+		c.serveFrom(act)
+		return true
+	}
+	switch {
+	case err != nil:
+		l.remove(c)
+		c.release()
+	case !done:
+		// Wait for the next event.
+	case c.act == actClose:
+		l.remove(c)
+		c.release()
+	default:
+		l.remove(c)
+		go c.serveFrom(c.act)
+	}
+	return false
+}
+
+// leaveLoop moves c, which is being served on its loop, to the calling
+// goroutine before it waits; the loop goes on in a new goroutine.
+func (c *conn) leaveLoop() {
+	l := c.loop
+	if l == nil || !c.onLoop {
+		return
+	}
+	l.remove(c)
+	c.onLoop = false
+	c.moved = true
+	go l.run()
+}
+
+// sweep hands the connections whose read deadline has passed to goroutines
+// of their own, where the deadline takes effect (408 or close); under
+// Shutdown it hands over all of them and ends the loop, reporting true.
+func (l *eventLoop) sweep() bool {
+	now := time.Since(l.s.epoch)
+	l.sweepAt = now + time.Second
+	draining := l.s.draining.Load()
+	var out []*conn
+	l.mu.Lock()
+	for _, c := range l.conns {
+		if c != nil && (draining || c.rdl != 0 && c.rdl <= now) {
+			out = append(out, c)
+		}
+	}
+	if draining {
+		l.closed = true
+	}
+	l.mu.Unlock()
+	for _, c := range out {
+		l.remove(c)
+		go c.serveFrom(actNext)
+	}
+	if draining {
+		// Events still queued belong to connections that just left.
+		l.next, l.ready = 0, 0
+		clear(l.batch[:])
+		l.file.Close()
+	}
+	return draining
+}
+
+// wait fetches the next events, waiting on the runtime's poller (not in
+// the kernel) when there are none, and at most until the next sweep.
+func (l *eventLoop) wait() {
+	if l.pollReady(0) {
+		l.resolve()
+		return
+	}
+	if l.waitDL != l.sweepAt {
+		l.waitDL = l.sweepAt
+		l.file.SetReadDeadline(l.s.epoch.Add(l.sweepAt))
+	}
+	if l.s.draining.Load() {
+		return // Shutdown's wake-up may have come before the deadline above
+	}
+	if err := l.rc.Read(l.waitFn); err == nil {
+		l.resolve()
+	} else {
+		l.timedOut = true
+	}
+}
+
+// pollReady is epoll_wait without a timeout, made without the runtime's
+// syscall bookkeeping; as a RawConn.Read callback it reports whether events
+// came.
+func (l *eventLoop) pollReady(uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd),
+			uintptr(unsafe.Pointer(&l.events[0])), loopEvents, 0, 0, 0)
+		if e == syscall.EINTR {
+			continue
+		}
+		l.next, l.ready = 0, int(r)
+		if e != 0 {
+			l.ready = 0
+		}
+		return l.ready > 0
+	}
+}
+
+// resolve looks up the connections of the events just fetched.
+func (l *eventLoop) resolve() {
+	l.mu.Lock()
+	for i := range l.ready {
+		if fd := int(l.events[i].Fd); fd < len(l.conns) {
+			l.batch[i] = l.conns[fd]
+		}
+	}
+	l.mu.Unlock()
+}
+
+// wakeLoops makes every loop sweep now; Shutdown and Close call it, with
+// s.mu held, after setting draining.
+func (s *Server) wakeLoops() {
+	for _, l := range s.evloops {
+		l.file.SetReadDeadline(time.Unix(1, 0))
+	}
+}
