@@ -256,6 +256,11 @@ func (l *eventLoop) sweep() bool {
 // the kernel) when there are none, and at most until the next sweep.
 func (l *eventLoop) wait() {
 	if l.pollReady(0) {
+		// A busy loop never parks: yield between batches, so that the
+		// runtime sees it make progress (else sysmon preempts it, and
+		// takes its P away in the middle of syscalls) and the goroutines
+		// of connections that left the loop get their turn.
+		runtime.Gosched()
 		l.resolve()
 		return
 	}

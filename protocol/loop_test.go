@@ -1,0 +1,130 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// get sends one GET for path on a new connection and returns the status
+// and body.
+func get(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	c := dial(t, addr)
+	defer c.Close()
+	io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s body: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// On an event loop, a handler that calls WillBlock takes its connection
+// off the loop: the loop's other connections are served while it waits.
+func TestLoopWillBlockDoesNotStall(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		if string(r.Path) == "/block" {
+			w.WillBlock()
+			entered <- struct{}{}
+			<-release
+		}
+		w.WriteString("ok " + string(r.Path))
+	})}
+	s, addr := startServer(t, h, nil)
+	blocked := dial(t, addr)
+	io.WriteString(blocked, "GET /block HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-entered
+	// Every new connection may land on the blocked handler's loop.
+	for i := range 8 {
+		if st, body := get(t, addr, "/fast"); st != 200 || body != "ok /fast" {
+			t.Fatalf("request %d while a handler blocks: %d %q", i, st, body)
+		}
+	}
+	close(release)
+	br := bufio.NewReader(blocked)
+	for _, path := range []string{"/block", "/again"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "ok "+path {
+			t.Fatalf("%s: %q", path, b)
+		}
+		// The connection that left the loop keeps serving.
+		io.WriteString(blocked, "GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
+	}
+	blocked.Close()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A response the client does not read fills the socket; the connection
+// then leaves the loop instead of holding it up, and the response arrives
+// whole once the client reads.
+func TestLoopBigResponseDoesNotStall(t *testing.T) {
+	const size = 16 << 20
+	chunk := strings.Repeat("x", 64<<10)
+	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		if string(r.Path) == "/big" {
+			w.SetContentLength(size)
+			for n := 0; n < size; n += len(chunk) {
+				if _, err := w.WriteString(chunk); err != nil {
+					return
+				}
+			}
+			return
+		}
+		w.WriteString("ok")
+	})}
+	_, addr := startServer(t, h, nil)
+	big := dial(t, addr)
+	io.WriteString(big, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+	for i := range 8 {
+		if st, body := get(t, addr, "/small"); st != 200 || body != "ok" {
+			t.Fatalf("request %d during a big response: %d %q", i, st, body)
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(big), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != size {
+		t.Fatalf("big body: %d bytes, %v", n, err)
+	}
+}
+
+// Idle connections on a loop honour IdleTimeout (the loop's sweep hands
+// them to a goroutine, where the deadline closes them).
+func TestLoopIdleTimeoutCloses(t *testing.T) {
+	_, addr := startServer(t, loopHandler{h: hello}, func(s *Server) { s.Limits.IdleTimeout = 50 * time.Millisecond })
+	c := dial(t, addr)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	// The server closes the idle connection: EOF, well before dial's 10 s.
+	start := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+}
