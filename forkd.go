@@ -41,6 +41,19 @@ type ResponseWriter = protocol.ResponseWriter
 // handler returns.
 type Request = protocol.Request
 
+// LoopSafe is implemented by handlers that may run inline on a worker's
+// event loops (see the protocol package's "Event loops").
+type LoopSafe = protocol.LoopSafe
+
+// Nonblocking marks h LoopSafe: a worker serves its requests inline on its
+// event loops, as it serves config.hcl's respond and static routes, instead
+// of moving each connection to a goroutine of its own first. Use it only for
+// handlers that wait for nothing but the client (no database, upstream,
+// sleep or contended lock), or that call ResponseWriter.WillBlock before
+// they wait; a LoopSafe handler that blocks holds up its loop's other
+// connections.
+func Nonblocking(h Handler) Handler { return protocol.Nonblocking(h) }
+
 // Worker describes the worker process a hook runs in.
 type Worker = worker.Info
 

@@ -263,11 +263,21 @@ done = function(summary, latency, requests)
 end
 EOF
 
-# free_port prints a loopback TCP port that nothing listens on.
+# free_port prints a loopback TCP port that nothing listens on, below the
+# ephemeral range: a port wrk or a probe holds as its local end would make
+# the server's bind fail.
+read -r EPH_LO EPH_HI </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || EPH_LO=32768 EPH_HI=60999
+if ((EPH_LO - 10000 >= 1000)); then
+	PORT_LO=10000 PORT_SPAN=$((EPH_LO - 10000))
+elif ((65535 - EPH_HI >= 1000)); then
+	PORT_LO=$((EPH_HI + 1)) PORT_SPAN=$((65535 - EPH_HI))
+else
+	PORT_LO=20000 PORT_SPAN=40000 # no room outside: rely on the probe
+fi
 free_port() {
 	local p i
 	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((PORT_LO + RANDOM % PORT_SPAN))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
@@ -418,49 +428,62 @@ warmup() { [[ $WARMUP != 0 && $WARMUP != 0s ]]; }
 # measure_round R runs wrk once against every target, starting at a different
 # target each round, and appends "REQ_PER_S BENCH..." to the target's runs.
 measure_round() {
-	local r=$1 n=${#T_TEST[@]} j i rate
+	local r=$1 n=${#T_TEST[@]} j i rate t0
 	for ((j = 0; j < n; j++)); do
 		i=$(((j + r) % n))
 		[[ ${T_URL[i]} == http://* ]] || continue
 		log "round $((r + 1))/$REPEAT: ${T_TEST[i]}: ${T_SERVER[i]} (${T_WORKERS[i]} workers) ${T_URL[i]}"
 		warmup && { wrk_run "${T_URL[i]}" "$WARMUP" || true; }
+		t0=$(server_ticks)
 		wrk_run "${T_URL[i]}" "$DURATION" || continue
+		RESULT+=" cpu_ticks=$(($(server_ticks) - t0))"
 		rate=$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] * 1e6 }' <<<"$RESULT")
 		T_RUNS[i]+="$rate $RESULT"$'\n'
 		awk -v r="$rate" '{ printf "    %.0f req/s, %s %s\n", r, $6, $7 }' <<<"$RESULT" >&2
 	done
 }
 
-declare -A ROWS=() RATE=() P99=()
+# server_ticks prints the CPU time (USER_HZ ticks, all but idle and iowait)
+# spent so far on the server CPUs, so that a run's CPU per request shows what
+# each server costs even when wrk, not the server, is the bottleneck.
+SERVER_CPU_RE="^cpu($(expand "$SERVER_CPUS" | paste -sd'|'))\$"
+server_ticks() {
+	awk -v re="$SERVER_CPU_RE" '$1 ~ re { t += $2 + $3 + $4 + $7 + $8 + $9 } END { print t + 0 }' /proc/stat
+}
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+declare -A ROWS=() RATE=() P99=() CPU=()
 
 # rows turns every target into a table row, from its median run.
 rows() {
-	local i n med requests duration_us bytes errors p50_us p99_us kv
+	local i n med requests duration_us bytes errors p50_us p99_us cpu_ticks kv
 	for ((i = 0; i < ${#T_TEST[@]}; i++)); do
 		if [[ ${T_URL[i]} != http://* ]]; then
-			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "${T_URL[i]}" "" "" "" "" ""
+			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "${T_URL[i]}" "" "" "" "" "" ""
 			continue
 		fi
 		n=$(grep -c . <<<"${T_RUNS[i]}")
 		if ((n == 0)); then
-			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "wrk failed" "" "" "" "" "${T_RSS[i]}"
+			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "wrk failed" "" "" "" "" "" "${T_RSS[i]}"
 			continue
 		fi
 		med=$(grep . <<<"${T_RUNS[i]}" | sort -n | sed -n "$(((n + 1) / 2))p")
 		for kv in ${med#* BENCH }; do local "$kv"; done
 		RATE[${T_TEST[i]}:${T_SERVER[i]}]=${med%% *}
 		P99[${T_TEST[i]}:${T_SERVER[i]}]=$p99_us
+		CPU[${T_TEST[i]}:${T_SERVER[i]}]=$(awk -v t="$cpu_ticks" -v r="$requests" 'BEGIN { printf "%.6f", r ? t / r : 0 }')
 		row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" \
 			"$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')" \
 			"$(awk -v b="$bytes" -v d="$duration_us" 'BEGIN { printf "%.1f", b / 1048576 / (d / 1e6) }')" \
 			"$(awk -v v="$p50_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
 			"$(awk -v v="$p99_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
+			"$(awk -v t="$cpu_ticks" -v r="$requests" -v hz="$HZ" 'BEGIN { printf "%.2f", r ? t * 1e6 / hz / r : 0 }')" \
 			"$errors" "${T_RSS[i]}"
 	done
 }
 
 row() {
-	ROWS[$1]+=$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$@")$'\n'
+	ROWS[$1]+=$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$@")$'\n'
 }
 
 # ---------------------------------------------------------------- servers
@@ -647,23 +670,27 @@ report() {
 	echo "load average before the run: $LOAD0"
 	echo "servers on CPUs $SERVER_CPUS, $WORKERS workers; wrk on CPUs $CLIENT_CPUS, $THREADS threads, $CONNS keep-alive connections, $DURATION per run, median of $REPEAT interleaved round(s)"
 	echo
-	echo "| test | server | workers | req/s | MiB/s | p50 ms | p99 ms | errors | idle RSS MiB (master / per worker) |"
-	echo "|---|---|---|---:|---:|---:|---:|---:|---|"
+	echo "| test | server | workers | req/s | MiB/s | p50 ms | p99 ms | server CPU µs/req | errors | idle RSS MiB (master / per worker) |"
+	echo "|---|---|---|---:|---:|---:|---:|---:|---:|---|"
 	local t
 	IFS=, read -ra tl <<<"$ALL_TESTS"
 	for t in "${tl[@]}"; do printf '%s' "${ROWS[$t]:-}"; done
 	echo
-	echo "| forkd ÷ peer | req/s | p99 |"
-	echo "|---|---:|---:|"
+	echo "| forkd ÷ peer | req/s | p99 | server CPU per request |"
+	echo "|---|---:|---:|---:|"
 	local peer
 	for peer in nginx "fasthttp prefork" "Go net/http"; do
 		[[ -n ${RATE[plaintext:$peer]:-} ]] || continue
-		echo "| plaintext ÷ $peer | $(ratio "${RATE[plaintext:forkd]:-}" "${RATE[plaintext:$peer]}") | $(ratio "${P99[plaintext:forkd]:-}" "${P99[plaintext:$peer]}") |"
+		echo "| plaintext ÷ $peer | $(ratio "${RATE[plaintext:forkd]:-}" "${RATE[plaintext:$peer]}") | $(ratio "${P99[plaintext:forkd]:-}" "${P99[plaintext:$peer]}") | $(ratio "${CPU[plaintext:forkd]:-}" "${CPU[plaintext:$peer]}") |"
 	done
 	for t in static4k static1m; do
 		[[ -n ${RATE[$t:nginx]:-} ]] || continue
-		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") |"
+		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") | $(ratio "${CPU[$t:forkd]:-}" "${CPU[$t:nginx]}") |"
 	done
+	echo
+	echo "Server CPU is all non-idle time on the server CPUs during the measured runs (kernel and"
+	echo "softirq included), divided by the requests. When wrk saturates its own CPUs, req/s"
+	echo "tie and this column still tells the servers apart."
 }
 echo >&2
 if [[ -n $OUT ]]; then

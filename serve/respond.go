@@ -91,7 +91,7 @@ func welcomeHandler() protocol.Handler {
 		headers: [][2]string{{"Content-Type", "text/html; charset=utf-8"}}}
 	health := &respond{status: 200, body: []byte("ok\n"), length: 3,
 		headers: [][2]string{{"Content-Type", "text/plain; charset=utf-8"}}}
-	return loopSafeFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
+	return protocol.Nonblocking(protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
 		var rs *respond
 		switch string(r.Path) {
 		case "/":
@@ -108,12 +108,5 @@ func welcomeHandler() protocol.Handler {
 			return
 		}
 		rs.serveRoute(w, r, nil)
-	})
+	}))
 }
-
-// loopSafeFunc is a HandlerFunc that never waits, so it may run on an event
-// loop.
-type loopSafeFunc func(w *protocol.ResponseWriter, r *protocol.Request)
-
-func (f loopSafeFunc) Serve(w *protocol.ResponseWriter, r *protocol.Request) { f(w, r) }
-func (f loopSafeFunc) LoopSafe() bool                                        { return true }

@@ -14,6 +14,8 @@ import (
 
 func main() {
 	var slot []byte
+	// The handler waits for nothing, so it may run inline on the workers'
+	// event loops (forkd.Nonblocking below).
 	hello := forkd.HandlerFunc(func(w *forkd.ResponseWriter, r *forkd.Request) {
 		switch string(r.Path) {
 		case "/":
@@ -27,7 +29,7 @@ func main() {
 			w.WriteString("not found\n")
 		}
 	})
-	forkd.Main(hello,
+	forkd.Main(forkd.Nonblocking(hello),
 		forkd.OnWorkerStart(func(wk forkd.Worker) error {
 			// Open per-worker resources (database pools, caches) here.
 			slot = []byte("slot " + strconv.Itoa(wk.Slot) + " generation " + strconv.Itoa(wk.Generation) + "\n")
