@@ -69,6 +69,10 @@
 // requests wait two rounds and others none; a loop keeps service FIFO, which
 // on one core cut the p99 latency of 256 keep-alive clients by about a
 // quarter, to nginx's. A loop that stays busy yields between batches.
+// Sockets for the loops are accepted with accept4(2) rather than as
+// net.Conns, so the runtime's poller does not watch them a second time; a
+// connection gets its net.Conn (a duplicate descriptor) only when it
+// leaves its loop.
 //
 // A connection leaves its loop, for a goroutine of its own and for good,
 // whenever serving it could wait: its request body is not buffered yet, the

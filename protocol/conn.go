@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -77,6 +79,7 @@ type conn struct {
 	// mid-request for the goroutine that ran it.
 	loop    *eventLoop
 	loopFd  int
+	rawFd   int // the socket of a conn accepted for a loop, until attach; else -1
 	onLoop  bool
 	moved   bool
 	loopFn  func(uintptr) // the event loop's Control callback, made once
@@ -93,14 +96,36 @@ func newConn(s *Server) *conn {
 	c.resp.c = c
 	c.readFn = c.onReadable
 	c.loopFn = func(fd uintptr) { c.loopRet = c.onReadable(fd) }
-	c.fd = -1
+	c.fd, c.rawFd = -1, -1
 	c.req.Body = &c.body
 	return c
 }
 
 // init prepares a pooled conn for nc.
 func (c *conn) init(nc net.Conn) {
+	c.reset()
 	c.nc = nc
+	if sc, ok := nc.(syscall.Conn); ok && !c.srv.noRaw {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
+	}
+	c.req.RemoteAddr = nc.RemoteAddr()
+	c.req.LocalAddr = nc.LocalAddr()
+}
+
+// initRaw prepares a pooled conn for a socket accepted for an event loop;
+// it gets a net.Conn (attach) only if it leaves the loop.
+func (c *conn) initRaw(fd int, remote, local net.Addr) {
+	c.reset()
+	c.rawFd = fd
+	c.req.RemoteAddr = remote
+	c.req.LocalAddr = local
+}
+
+// reset clears what the last connection left in a pooled conn.
+func (c *conn) reset() {
+	c.nc, c.rawFd = nil, -1
 	if len(c.rbuf) > readBufferSize {
 		c.rbuf = make([]byte, readBufferSize)
 	}
@@ -118,14 +143,7 @@ func (c *conn) init(nc net.Conn) {
 	c.rc = nil
 	c.loop, c.onLoop, c.moved = nil, false, false
 	c.skipRead = false
-	if sc, ok := nc.(syscall.Conn); ok && !c.srv.noRaw {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-		}
-	}
 	c.resp.hijacked = false
-	c.req.RemoteAddr = nc.RemoteAddr()
-	c.req.LocalAddr = nc.LocalAddr()
 	c.state.Store(stateActive)
 }
 
@@ -149,6 +167,9 @@ func (c *conn) serve() { c.serveFrom(actNext) }
 // event loops hand connections over with it.
 func (c *conn) serveFrom(act int) {
 	defer c.release()
+	if c.nc == nil {
+		return // attach failed (werr says why); release closes the socket
+	}
 	if act == actOutside {
 		act = c.serveRequest(0)
 	}
@@ -501,7 +522,9 @@ func (c *conn) enterIdle() {
 	c.state.Store(stateIdle)
 	if s.draining.Load() {
 		c.mu.Lock()
-		c.nc.SetReadDeadline(time.Now().Add(s.idleGrace))
+		if c.nc != nil {
+			c.nc.SetReadDeadline(time.Now().Add(s.idleGrace))
+		}
 		c.mu.Unlock()
 		c.rdl = 0
 	}
@@ -523,7 +546,9 @@ func (c *conn) becomeActive() {
 // next request, which will be answered with Connection: close.
 func (c *conn) drainIdle(dl time.Time) {
 	c.mu.Lock()
-	if c.state.Load() == stateIdle {
+	if c.state.Load() == stateIdle && c.nc != nil {
+		// (Connections still on an event loop have no net.Conn: the
+		// loop hands them over when it sees Shutdown.)
 		c.nc.SetReadDeadline(dl)
 	}
 	c.mu.Unlock()
@@ -541,7 +566,9 @@ func (c *conn) extendReadDeadline(d time.Duration) {
 }
 
 func (c *conn) setReadDeadline(now time.Time, d time.Duration) {
-	c.nc.SetReadDeadline(now.Add(d))
+	if c.nc != nil {
+		c.nc.SetReadDeadline(now.Add(d))
+	} // else the event loop's sweep enforces c.rdl
 	c.rdl = now.Sub(c.srv.epoch) + d
 }
 
@@ -553,7 +580,9 @@ func (c *conn) extendWriteDeadline() {
 		return
 	}
 	t := time.Now()
-	c.nc.SetWriteDeadline(t.Add(d))
+	if c.nc != nil {
+		c.nc.SetWriteDeadline(t.Add(d))
+	}
 	c.wdl = t.Sub(c.srv.epoch) + d
 }
 
@@ -623,6 +652,9 @@ func (c *conn) write(p []byte) error {
 		return nil
 	}
 	c.leaveLoop()
+	if c.werr != nil {
+		return c.werr
+	}
 	c.extendWriteDeadline()
 	c.bufArr[0], c.bufArr[1] = c.wbuf, p
 	c.bufs = c.bufArr[:]
@@ -664,6 +696,9 @@ func (c *conn) flush() error {
 			return nil
 		}
 		c.leaveLoop() // the rest waits for the socket
+		if c.werr != nil {
+			return c.werr
+		}
 	}
 	c.extendWriteDeadline()
 	_, err := c.nc.Write(p)
@@ -749,8 +784,11 @@ func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err := c.flush(); err != nil {
 		return nil, nil, err
 	}
-	nc := c.nc
 	c.leaveLoop() // the handler goes on with the connection as it likes
+	if c.werr != nil {
+		return nil, nil, c.werr
+	}
+	nc := c.nc
 	if c.inRaw {
 		dc, err := dupConn(nc)
 		if err != nil {
@@ -794,8 +832,13 @@ func dupConn(nc net.Conn) (net.Conn, error) {
 // hijack) and pools c.
 func (c *conn) release() {
 	if !c.hijacked || c.hijackDup {
-		c.nc.Close()
+		if c.nc != nil {
+			c.nc.Close()
+		} else if c.rawFd >= 0 {
+			unix.Close(c.rawFd)
+		}
 	}
+	c.rawFd = -1
 	if !c.hijacked {
 		c.srv.forget(c)
 	}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -187,9 +188,16 @@ func (l *eventLoop) serve(c *conn) bool {
 	c.onLoop = true
 	c.skipRead = false // an event: there is something to read
 	c.loopRet = false
-	// Control holds a reference on the descriptor, so a concurrent Close
-	// waits until the callback returns instead of freeing the number.
-	err := c.rc.Control(c.loopFn)
+	var err error
+	if c.nc == nil {
+		// The loop owns the raw socket: nothing else can close it.
+		c.loopFn(uintptr(c.rawFd))
+	} else {
+		// Control holds a reference on the descriptor, so a concurrent
+		// Close waits until the callback returns instead of freeing the
+		// number.
+		err = c.rc.Control(c.loopFn)
+	}
 	c.onLoop = false
 	done := c.loopRet
 	if c.moved {
@@ -212,9 +220,56 @@ func (l *eventLoop) serve(c *conn) bool {
 		c.release()
 	default:
 		l.remove(c)
-		go c.serveFrom(c.act)
+		go c.handOff(c.act)
 	}
 	return false
+}
+
+// handOff serves c, which left its loop, on the calling goroutine.
+func (c *conn) handOff(act int) {
+	c.attach()
+	c.serveFrom(act)
+}
+
+// attach gives a connection accepted for an event loop the net.Conn that
+// serving it off the loop needs. It takes over the socket (the raw
+// descriptor is replaced by the net.Conn's), so c must be off its loop.
+// On failure c.werr is set and serveFrom only releases c.
+func (c *conn) attach() {
+	if c.nc != nil || c.rawFd < 0 {
+		return
+	}
+	f := os.NewFile(uintptr(c.rawFd), "")
+	nc, err := net.FileConn(f) // a duplicate; f's descriptor closes below
+	f.Close()
+	c.rawFd = -1
+	if err != nil {
+		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
+		c.srv.logger.Warn("connection lost leaving the event loop", "remote", c.req.RemoteAddr, "error", err)
+		return
+	}
+	rc, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		nc.Close()
+		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
+		return
+	}
+	if c.fd >= 0 {
+		// Inside onReadable: it goes on with the new descriptor.
+		rc.Control(func(fd uintptr) { c.fd = int(fd) })
+	}
+	s := c.srv
+	s.mu.Lock()
+	c.nc, c.rc = nc, rc
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		nc.Close() // Close has passed over c while it had no net.Conn
+	}
+	if c.rdl != 0 {
+		// The deadline the loop's sweep kept for it.
+		nc.SetReadDeadline(s.epoch.Add(c.rdl))
+	}
 }
 
 // leaveLoop moves c, which is being served on its loop, to the calling
@@ -228,6 +283,7 @@ func (c *conn) leaveLoop() {
 	c.onLoop = false
 	c.moved = true
 	go l.run()
+	c.attach()
 }
 
 // sweep hands the connections whose read deadline has passed to goroutines
@@ -250,7 +306,7 @@ func (l *eventLoop) sweep() bool {
 	l.mu.Unlock()
 	for _, c := range out {
 		l.remove(c)
-		go c.serveFrom(actNext)
+		go c.handOff(actNext)
 	}
 	if draining {
 		// Events still queued belong to connections that just left.
@@ -321,5 +377,106 @@ func (l *eventLoop) resolve() {
 func (s *Server) wakeLoops() {
 	for _, l := range s.evloops {
 		l.file.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// rawAcceptor accepts sockets for the event loops without giving them a
+// net.Conn. A net.Listener's RawConn cannot wait for readability, so the
+// acceptor waits on an epoll instance of its own that holds only the
+// listening socket, registered with the runtime's poller like a loop's.
+type rawAcceptor struct {
+	s     *Server
+	lrc   syscall.RawConn // the listener's, for its descriptor
+	laddr net.Addr
+	file  *os.File // the epoll instance
+	rc    syscall.RawConn
+
+	fd    int // what the last accept4 returned
+	sa    unix.Sockaddr
+	err   error
+	acc   func(uintptr)      // accept4 on the listener, made once
+	ready func(uintptr) bool // rc.Read's callback, made once
+}
+
+// newRawAcceptor returns nil when ln is not a socket the acceptor can watch;
+// Serve then uses ln.Accept.
+func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	lrc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	lfd := -1
+	if lrc.Control(func(fd uintptr) { lfd = int(fd) }) != nil {
+		return nil
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	// Level-triggered, never waited on here: every connection that arrives
+	// wakes the runtime's poller through ep.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}
+	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &ev) != nil || unix.SetNonblock(ep, true) != nil {
+		unix.Close(ep)
+		return nil
+	}
+	a := &rawAcceptor{s: s, lrc: lrc, laddr: ln.Addr(), file: os.NewFile(uintptr(ep), "epoll-accept")}
+	if a.rc, err = a.file.SyscallConn(); err != nil {
+		a.file.Close()
+		return nil
+	}
+	a.acc = func(lfd uintptr) {
+		for {
+			a.fd, a.sa, a.err = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if a.err != unix.EINTR && a.err != unix.ECONNABORTED {
+				return
+			}
+		}
+	}
+	a.ready = func(uintptr) bool {
+		// Control holds the listener open while accept4 runs, so a
+		// concurrent Close cannot free its number.
+		if err := a.lrc.Control(a.acc); err != nil {
+			a.err = err
+		}
+		return a.err != unix.EAGAIN
+	}
+	return a
+}
+
+// accept returns the next connection, as a pooled conn holding the raw
+// socket.
+func (a *rawAcceptor) accept() (*conn, error) {
+	// accept4 runs inside Read's callback: Read resets the readiness it
+	// waits for before it calls it, so no arrival is missed.
+	if err := a.rc.Read(a.ready); err != nil {
+		return nil, err // woken by stop, or closed
+	}
+	if a.err != nil {
+		if errno, ok := a.err.(syscall.Errno); ok {
+			return nil, os.NewSyscallError("accept4", errno)
+		}
+		return nil, a.err // the listener was closed
+	}
+	network := a.laddr.Network()
+	laddr := a.laddr
+	if lsa, err := unix.Getsockname(a.fd); err == nil {
+		laddr = sockaddrAddr(lsa, network)
+	}
+	c := a.s.pool.Get().(*conn)
+	c.initRaw(a.fd, sockaddrAddr(a.sa, network), laddr)
+	return c, nil
+}
+
+// wake makes a waiting accept return; stop calls it, with s.mu held.
+func (a *rawAcceptor) wake() { a.file.SetReadDeadline(time.Unix(1, 0)) }
+
+func (a *rawAcceptor) close() {
+	if a != nil {
+		a.file.Close()
 	}
 }

@@ -176,8 +176,11 @@ func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err := w.c.flush(); err != nil {
 			return 0, err
 		}
+		w.c.leaveLoop()
+		if w.c.werr != nil {
+			return 0, w.c.werr
+		}
 		if rf, ok := w.c.nc.(io.ReaderFrom); ok {
-			w.c.leaveLoop()
 			w.c.extendWriteDeadline()
 			n, err := rf.ReadFrom(io.LimitReader(r, w.hdr.contentLength-w.written))
 			w.written += n
@@ -235,25 +238,6 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 	if c.werr != nil {
 		return c.werr
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		if err := c.flush(); err != nil {
-			return err
-		}
-		ra, ok := f.(io.ReaderAt)
-		if !ok {
-			return errors.New("protocol: SendFile needs a socket or an io.ReaderAt")
-		}
-		_, err := w.ReadFrom(io.NewSectionReader(ra, offset, n))
-		return err
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		if ferr := c.flush(); ferr != nil {
-			return ferr
-		}
-		return err
-	}
 	src := int(f.Fd())
 	// The head (and any responses batched before it) goes out with MSG_MORE,
 	// so that the kernel sends it in the same segments as the file's first
@@ -298,19 +282,39 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		}
 		return true
 	}
-	var werr error
 	// Inside the raw loop or an event loop the descriptor is at hand: try
 	// at once, and wait (off the event loop) only for what the socket did
 	// not take.
 	if c.fd < 0 || !step(uintptr(c.fd)) {
 		c.leaveLoop()
+		if c.werr != nil {
+			return c.werr
+		}
+		sc, ok := c.nc.(syscall.Conn)
+		if !ok {
+			if err := c.flush(); err != nil {
+				return err
+			}
+			ra, ok := f.(io.ReaderAt)
+			if !ok {
+				return errors.New("protocol: SendFile needs a socket or an io.ReaderAt")
+			}
+			_, err := w.ReadFrom(io.NewSectionReader(ra, offset, n))
+			return err
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			if ferr := c.flush(); ferr != nil {
+				return ferr
+			}
+			return err
+		}
 		c.extendWriteDeadline()
-		werr = rc.Write(step)
+		if werr := rc.Write(step); werr != nil && serr == nil {
+			serr = werr
+		}
 	}
 	c.wbuf = c.wbuf[:0]
-	if werr != nil && serr == nil {
-		serr = werr
-	}
 	if serr != nil {
 		c.werr = serr
 		return serr

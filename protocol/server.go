@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultIdleGrace is Server.IdleGrace when it is zero.
@@ -65,6 +66,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
+	acceptors map[*rawAcceptor]struct{}
 	conns     map[*conn]struct{}
 	loops     int  // running Serve calls
 	closed    bool // Close was called
@@ -98,6 +100,7 @@ func (s *Server) init() {
 		s.sem = make(chan struct{}, s.lim.MaxConnections)
 		s.done = make(chan struct{})
 		s.listeners = make(map[*net.Listener]struct{})
+		s.acceptors = make(map[*rawAcceptor]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.pool.New = func() any { return newConn(s) }
 		go s.runClock()
@@ -176,20 +179,33 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.startLoops()
 		}
 	})
+	// With event loops, sockets are accepted raw: a net.Conn would register
+	// each one with the runtime's poller too, which would then do all of
+	// the loops' readiness work a second time.
+	var acc *rawAcceptor
+	if s.hasLoops() {
+		acc = newRawAcceptor(s, ln)
+	}
 	s.mu.Lock()
 	if s.isDone() {
 		s.mu.Unlock()
+		acc.close()
 		return ErrServerClosed
 	}
 	s.listeners[&ln] = struct{}{}
+	if acc != nil {
+		s.acceptors[acc] = struct{}{}
+	}
 	s.loops++
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, &ln)
+		delete(s.acceptors, acc)
 		s.loops--
 		s.mu.Unlock()
 		ln.Close()
+		acc.close()
 	}()
 
 	var backoff time.Duration
@@ -199,7 +215,14 @@ func (s *Server) Serve(ln net.Listener) error {
 		case <-s.done:
 			return ErrServerClosed
 		}
-		nc, err := ln.Accept()
+		var nc net.Conn
+		var c *conn
+		var err error
+		if acc != nil {
+			c, err = acc.accept()
+		} else {
+			nc, err = ln.Accept()
+		}
 		if err != nil {
 			<-s.sem
 			if s.isDone() {
@@ -222,31 +245,65 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		backoff = 0
 		s.accepted.Add(1)
-		c := s.pool.Get().(*conn)
-		c.init(nc)
+		if c == nil {
+			c = s.pool.Get().(*conn)
+			c.init(nc)
+		}
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
-		if s.closed {
-			nc.Close() // Close raced with this accept
-		}
+		closed := s.closed
 		s.mu.Unlock()
 		s.open.Add(1)
-		if !s.toLoop(c) {
+		switch {
+		case closed: // Close raced with this accept
+			go c.release()
+		case c.nc == nil:
+			if !s.toLoop(c) {
+				go c.handOff(actNext)
+			}
+		default:
 			go c.serve()
 		}
 	}
 }
 
-// toLoop hands c to an event loop, if the server has them and c is a socket.
+// hasLoops reports whether the server runs event loops.
+func (s *Server) hasLoops() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.evloops) > 0
+}
+
+// sockaddrAddr converts an accepted socket's address for Request.RemoteAddr
+// and LocalAddr.
+func sockaddrAddr(sa unix.Sockaddr, network string) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		var zone string
+		if a.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
+				zone = ifi.Name
+			}
+		}
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port, Zone: zone}
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: a.Name, Net: network}
+	}
+	if network == "unix" {
+		return &net.UnixAddr{Net: network}
+	}
+	return &net.TCPAddr{}
+}
+
+// toLoop hands c, accepted raw, to an event loop.
 func (s *Server) toLoop(c *conn) bool {
 	s.mu.Lock()
 	loops := s.evloops
 	s.mu.Unlock()
-	if len(loops) == 0 || c.rc == nil {
-		return false
-	}
-	fd := -1
-	if c.rc.Control(func(f uintptr) { fd = int(f) }) != nil {
+	fd := c.rawFd
+	if len(loops) == 0 || fd < 0 {
 		return false
 	}
 	l := loops[int(s.nextLoop.Add(1))%len(loops)]
@@ -282,6 +339,9 @@ func (s *Server) stop() {
 	s.stopOnce.Do(func() { close(s.done) })
 	for ln := range s.listeners {
 		go (*ln).Close()
+	}
+	for a := range s.acceptors {
+		a.wake()
 	}
 }
 
@@ -338,7 +398,9 @@ func (s *Server) Close() error {
 		// (serveRaw), which may be running a handler: close them on
 		// their own goroutines so that Close neither waits for handlers
 		// nor holds s.mu while a hijacking handler needs it.
-		go c.nc.Close()
+		if c.nc != nil {
+			go c.nc.Close()
+		} // else an event loop holds it; wakeLoops has it closed
 	}
 	return nil
 }
