@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +128,61 @@ func TestLoopIdleTimeoutCloses(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("closed after %v", d)
+	}
+}
+
+// Connections accepted for the loops report the same addresses a net.Conn
+// would.
+func TestLoopAddresses(t *testing.T) {
+	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.WriteString(r.RemoteAddr.String() + " " + r.LocalAddr.String())
+	})}
+	_, addr := startServer(t, h, nil)
+	c := dial(t, addr)
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if want := c.LocalAddr().String() + " " + c.RemoteAddr().String(); string(b) != want {
+		t.Fatalf("addresses %q, want %q", b, want)
+	}
+}
+
+// Unix-domain listeners work on the loops too.
+func TestLoopUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: loopHandler{h: hello}, noRaw: testNoRaw}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ln) }()
+	defer func() {
+		s.Close()
+		if err := <-errc; err != ErrServerClosed {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
 	}
 }
