@@ -463,6 +463,9 @@ func (a *rawAcceptor) accept() (*conn, error) {
 		return nil, a.err // the listener was closed
 	}
 	network := a.laddr.Network()
+	if network != "unix" {
+		tcpOptions(a.fd)
+	}
 	laddr := a.laddr
 	if lsa, err := unix.Getsockname(a.fd); err == nil {
 		laddr = sockaddrAddr(lsa, network)
@@ -479,4 +482,15 @@ func (a *rawAcceptor) close() {
 	if a != nil {
 		a.file.Close()
 	}
+}
+
+// tcpOptions gives an accepted TCP socket the options Go's Accept would:
+// no Nagle delay (a response's last partial segment must not wait for the
+// client's delayed ACK) and keep-alive probes after 15 s idle.
+func tcpOptions(fd int) {
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
 }

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // get sends one GET for path on a new connection and returns the status
@@ -184,5 +187,34 @@ func TestLoopUnixSocket(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d: %d", i, resp.StatusCode)
 		}
+	}
+}
+
+// Sockets accepted for the loops get the options Go's Accept sets: without
+// TCP_NODELAY a large response's last segment waits for a delayed ACK.
+func TestLoopSocketOptions(t *testing.T) {
+	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
+		fd := w.c.rawFd
+		if fd < 0 {
+			w.WriteString("not raw")
+			return
+		}
+		nodelay, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		keepalive, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		fmt.Fprintf(w, "nodelay=%d keepalive=%d", nodelay, keepalive)
+	})}
+	_, addr := startServer(t, h, nil)
+	st, body := get(t, addr, "/")
+	if st != 200 {
+		t.Fatal(st)
+	}
+	if body == "not raw" {
+		if !testNoRaw && testLoop != loopMove {
+			t.Fatal("a LoopSafe handler's connection was not accepted for a loop")
+		}
+		return
+	}
+	if body != "nodelay=1 keepalive=1" {
+		t.Fatal(body)
 	}
 }
