@@ -70,9 +70,13 @@ func TestZeroAllocs(t *testing.T) {
 }
 
 func benchServer(b *testing.B, pipeline int, native bool) {
+	benchServerHandler(b, pipeline, native, hello)
+}
+
+func benchServerHandler(b *testing.B, pipeline int, native bool, h Handler) {
 	var addr string
 	if native {
-		_, addr = startServer(b, hello, nil)
+		_, addr = startServer(b, h, nil)
 	} else {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -98,6 +102,7 @@ func benchServer(b *testing.B, pipeline int, native bool) {
 // hello over loopback keep-alive connections; one op is one request.
 func BenchmarkHelloNative(b *testing.B)            { benchServer(b, 1, true) }
 func BenchmarkHelloNetHTTP(b *testing.B)           { benchServer(b, 1, false) }
+func BenchmarkHelloLoop(b *testing.B)              { benchServerHandler(b, 1, true, Nonblocking(hello)) }
 func BenchmarkHelloNativePipelined(b *testing.B)   { benchServer(b, 16, true) }
 func BenchmarkHelloNetHTTPPipelined(b *testing.B)  { benchServer(b, 16, false) }
 func BenchmarkHelloFromHTTP(b *testing.B)          { benchAdapter(b, 1) }
