@@ -430,11 +430,22 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 		return nil
 	}
 	a.acc = func(lfd uintptr) {
+		// Held from accept4 until Serve has counted the connection; see
+		// Shutdown.
+		s.acceptMu.RLock()
+		if s.isDone() {
+			s.acceptMu.RUnlock()
+			a.err = ErrServerClosed
+			return
+		}
 		for {
 			a.fd, a.sa, a.err = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 			if a.err != unix.EINTR && a.err != unix.ECONNABORTED {
-				return
+				break
 			}
+		}
+		if a.err != nil {
+			s.acceptMu.RUnlock()
 		}
 	}
 	a.ready = func(uintptr) bool {

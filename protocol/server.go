@@ -47,6 +47,7 @@ type Server struct {
 	noRaw bool // tests: serve sockets like other connections (no serveRaw)
 
 	loopOnce sync.Once
+	acceptMu sync.RWMutex // see Shutdown
 	evloops  []*eventLoop // nil: a goroutine per connection
 	nextLoop atomic.Uint32
 
@@ -253,6 +254,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = struct{}{}
 		closed := s.closed
 		s.mu.Unlock()
+		if acc != nil {
+			s.acceptMu.RUnlock() // taken by the acceptor for this accept
+		}
 		s.open.Add(1)
 		switch {
 		case closed: // Close raced with this accept
@@ -366,13 +370,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
+	barrier := false
 	for {
 		// Accept loops are not waited for: one may sleep in a blocking
 		// accept(2) (see stop); once done is closed it serves nothing new.
+		// But a socket a raw acceptor has just taken from the kernel is not
+		// in s.conns yet: the acceptors hold acceptMu from accept4 until
+		// it is, and check done under it, so once Shutdown has had it
+		// once, every accepted connection is counted.
+		if !barrier && s.acceptMu.TryLock() {
+			s.acceptMu.Unlock()
+			barrier = true
+		}
 		s.mu.Lock()
 		left := len(s.conns)
 		s.mu.Unlock()
-		if left == 0 {
+		if left == 0 && barrier {
 			return nil
 		}
 		select {
