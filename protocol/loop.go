@@ -215,7 +215,7 @@ func (l *eventLoop) serve(c *conn) bool {
 		c.release()
 	case !done:
 		// Wait for the next event.
-	case c.act == actClose:
+	case c.act == actClose, c.act == actLinger && c.closeNow():
 		l.remove(c)
 		c.release()
 	default:
@@ -223,6 +223,34 @@ func (l *eventLoop) serve(c *conn) bool {
 		go c.handOff(c.act)
 	}
 	return false
+}
+
+// closeNow finishes a loop connection whose client asked to close it
+// without the lingering close, when closing cannot reset it: the response
+// went out whole and the client sent nothing more, so close(2) sends a FIN.
+// Otherwise (and under Shutdown, when the close may be ours) it reports
+// false and the connection lingers off the loop.
+func (c *conn) closeNow() bool {
+	if c.nc != nil || !c.req.Close || c.srv.draining.Load() || c.r < c.w || c.werr != nil || c.hijacked {
+		return false
+	}
+	p := c.wbuf
+	for len(p) > 0 {
+		n, err := rawWrite(c.rawFd, p)
+		if n > 0 {
+			p = p[n:]
+		} else if err != syscall.EINTR {
+			break
+		}
+	}
+	c.wbuf = c.wbuf[:copy(c.wbuf, p)]
+	if len(c.wbuf) > 0 {
+		return false
+	}
+	unix.Shutdown(c.rawFd, unix.SHUT_WR)
+	var b [1]byte
+	n, _ := rawRead(c.rawFd, b[:])
+	return n == 0 // EOF or nothing yet; a byte more means linger
 }
 
 // handOff serves c, which left its loop, on the calling goroutine.

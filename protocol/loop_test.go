@@ -218,3 +218,22 @@ func TestLoopSocketOptions(t *testing.T) {
 		t.Fatal(body)
 	}
 }
+
+// A client that asks to close gets its whole response and a clean EOF,
+// whether the loop closes at once or lingers because more bytes followed.
+func TestLoopConnectionClose(t *testing.T) {
+	_, addr := startServer(t, loopHandler{h: echo}, nil)
+	for _, tc := range []struct{ name, raw string }{
+		{"alone", "GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"},
+		{"more follows", "GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"},
+		{"HTTP/1.0", "GET /a HTTP/1.0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := exchange(t, addr, tc.raw)
+			rs := readResponses(t, out, "GET")
+			if body := bodyOf(rs[0]); !strings.HasPrefix(body, "GET /a") {
+				t.Fatalf("body %q", body)
+			}
+		})
+	}
+}
