@@ -71,6 +71,7 @@ type eventLoop struct {
 	sweepAt  time.Duration // next timeout sweep, on the server's clock
 	waitDL   time.Duration // the deadline set on file, on the server's clock
 	timedOut bool          // the last wait ended at the deadline: sweep
+	polls    int           // pollReady calls in this wait
 	waitFn   func(uintptr) bool
 }
 
@@ -348,15 +349,6 @@ func (l *eventLoop) sweep() bool {
 // wait fetches the next events, waiting on the runtime's poller (not in
 // the kernel) when there are none, and at most until the next sweep.
 func (l *eventLoop) wait() {
-	if l.pollReady(0) {
-		// A busy loop never parks: yield between batches, so that the
-		// runtime sees it make progress (else sysmon preempts it, and
-		// takes its P away in the middle of syscalls) and the goroutines
-		// of connections that left the loop get their turn.
-		runtime.Gosched()
-		l.resolve()
-		return
-	}
 	if l.waitDL != l.sweepAt {
 		l.waitDL = l.sweepAt
 		l.file.SetReadDeadline(l.s.epoch.Add(l.sweepAt))
@@ -364,17 +356,29 @@ func (l *eventLoop) wait() {
 	if l.s.draining.Load() {
 		return // Shutdown's wake-up may have come before the deadline above
 	}
-	if err := l.rc.Read(l.waitFn); err == nil {
-		l.resolve()
-	} else {
+	// Read calls waitFn (epoll_wait without a timeout) before it parks:
+	// events that are already there come without a wait.
+	l.polls = 0
+	err := l.rc.Read(l.waitFn)
+	if err != nil {
 		l.timedOut = true
+		return
 	}
+	if l.polls == 1 {
+		// A busy loop never parks: yield between batches, so that the
+		// runtime sees it make progress (else sysmon preempts it, and
+		// takes its P away in the middle of syscalls) and the goroutines
+		// of connections that left the loop get their turn.
+		runtime.Gosched()
+	}
+	l.resolve()
 }
 
 // pollReady is epoll_wait without a timeout, made without the runtime's
 // syscall bookkeeping; as a RawConn.Read callback it reports whether events
 // came.
 func (l *eventLoop) pollReady(uintptr) bool {
+	l.polls++
 	for {
 		r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd),
 			uintptr(unsafe.Pointer(&l.events[0])), loopEvents, 0, 0, 0)
