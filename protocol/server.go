@@ -371,6 +371,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	barrier := false
+	// An acceptor asleep in a blocking accept(2) (see stop) would hold the
+	// barrier until a client comes: give up on it after a while.
+	giveUp := time.Now().Add(time.Second)
 	for {
 		// Accept loops are not waited for: one may sleep in a blocking
 		// accept(2) (see stop); once done is closed it serves nothing new.
@@ -385,7 +388,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		left := len(s.conns)
 		s.mu.Unlock()
-		if left == 0 && barrier {
+		if left == 0 && (barrier || time.Now().After(giveUp)) {
 			return nil
 		}
 		select {
