@@ -82,7 +82,8 @@
 // running the loop stays with the connection and a new goroutine carries on
 // with the loop, so other connections never wait for it. What a loop cannot
 // see is a LoopSafe handler that blocks without calling WillBlock: that
-// holds up every connection on its loop. Timeouts of connections idling on
+// holds up every connection on its loop, and a watchdog logs a warning when
+// a loop makes no progress for a second. Timeouts of connections idling on
 // a loop are checked once a second, so they strike up to a second late.
 //
 // # net/http handlers

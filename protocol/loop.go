@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -72,7 +73,15 @@ type eventLoop struct {
 	waitDL   time.Duration // the deadline set on file, on the server's clock
 	timedOut bool          // the last wait ended at the deadline: sweep
 	polls    int           // pollReady calls in this wait
-	waitFn   func(uintptr) bool
+
+	// For the watchdog (Server.watchLoops): turns counts waits, parked
+	// is set while the loop waits for the poller; seen and stalled belong
+	// to the watchdog.
+	turns   atomic.Uint64
+	parked  atomic.Bool
+	seen    uint64
+	stalled bool
+	waitFn  func(uintptr) bool
 }
 
 // startLoops makes one event loop per GOMAXPROCS; it reports false (and
@@ -359,7 +368,10 @@ func (l *eventLoop) wait() {
 	// Read calls waitFn (epoll_wait without a timeout) before it parks:
 	// events that are already there come without a wait.
 	l.polls = 0
+	l.turns.Add(1)
+	l.parked.Store(true)
 	err := l.rc.Read(l.waitFn)
+	l.parked.Store(false)
 	if err != nil {
 		l.timedOut = true
 		return
@@ -402,6 +414,25 @@ func (l *eventLoop) resolve() {
 		}
 	}
 	l.mu.Unlock()
+}
+
+// watchLoops, called every second, warns about each event loop that has
+// not finished a batch since the last call: a LoopSafe handler is blocking
+// without WillBlock, and every other connection of its loop waits.
+func (s *Server) watchLoops() {
+	s.mu.Lock()
+	loops := s.evloops
+	s.mu.Unlock()
+	for i, l := range loops {
+		t := l.turns.Load()
+		stuck := t == l.seen && !l.parked.Load()
+		if stuck && !l.stalled {
+			s.logger.Warn("event loop stalled for a second: a handler on it may be blocking the loop's other connections (a handler that waits must call ResponseWriter.WillBlock first), or the worker is starved of CPU",
+				"loop", i)
+		}
+		l.stalled = stuck
+		l.seen = t
+	}
 }
 
 // wakeLoops makes every loop sweep now; Shutdown and Close call it, with

@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
 
@@ -235,5 +237,62 @@ func TestLoopConnectionClose(t *testing.T) {
 				t.Fatalf("body %q", body)
 			}
 		})
+	}
+}
+
+// lineWaiter is a log output that reports when a line containing want has
+// been written.
+type lineWaiter struct {
+	mu   sync.Mutex
+	want string
+	seen chan struct{}
+	buf  strings.Builder
+}
+
+func (lw *lineWaiter) Write(p []byte) (int, error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	lw.buf.Write(p)
+	if strings.Contains(lw.buf.String(), lw.want) {
+		select {
+		case <-lw.seen:
+		default:
+			close(lw.seen)
+		}
+	}
+	return len(p), nil
+}
+
+// A LoopSafe handler that blocks without WillBlock holds up its loop; the
+// watchdog says so in the log.
+func TestLoopStallWarning(t *testing.T) {
+	if testNoRaw || testLoop == loopMove {
+		t.Skip("no event loops, or handlers leave them first, in this pass")
+	}
+	lw := &lineWaiter{want: "event loop stalled", seen: make(chan struct{})}
+	release := make(chan struct{})
+	h := Nonblocking(HandlerFunc(func(w *ResponseWriter, r *Request) {
+		<-release // wrong on a loop: it should call w.WillBlock first
+		w.WriteString("late")
+	}))
+	_, addr := startServer(t, h, func(s *Server) {
+		s.Logger = hclog.New(&hclog.LoggerOptions{Output: lw, Level: hclog.Warn})
+	})
+	c := dial(t, addr)
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	select {
+	case <-lw.seen:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("no stall warning within 10 s")
+	}
+	close(release)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != "late" {
+		t.Fatalf("%q", b)
 	}
 }

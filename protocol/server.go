@@ -149,6 +149,7 @@ func (s *Server) runClock() {
 			return
 		case now := <-t.C:
 			s.tick(now)
+			s.watchLoops()
 			t.Reset(time.Second - time.Duration(now.Nanosecond()))
 		}
 	}
