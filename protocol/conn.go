@@ -77,13 +77,17 @@ type conn struct {
 	// The event loop (loop.go): the loop holding c and c's descriptor
 	// there; onLoop while the loop serves c; moved once c left the loop
 	// mid-request for the goroutine that ran it.
-	loop    *eventLoop
-	loopFd  int
-	rawFd   int // the socket of a conn accepted for a loop, until attach; else -1
-	onLoop  bool
-	moved   bool
-	loopFn  func(uintptr) // the event loop's Control callback, made once
-	loopRet bool          // what onReadable returned in loopFn
+	loop   *eventLoop
+	loopFd int
+	rawFd  int // the socket of a conn accepted for a loop, until attach; else -1
+	// lingering: the loop discards what the client still sends before it
+	// closes (lingerOnLoop); lingered counts it.
+	lingering bool
+	lingered  int
+	onLoop    bool
+	moved     bool
+	loopFn    func(uintptr) // the event loop's Control callback, made once
+	loopRet   bool          // what onReadable returned in loopFn
 }
 
 func newConn(s *Server) *conn {
@@ -126,6 +130,7 @@ func (c *conn) initRaw(fd int, remote, local net.Addr) {
 // reset clears what the last connection left in a pooled conn.
 func (c *conn) reset() {
 	c.nc, c.rawFd = nil, -1
+	c.lingering, c.lingered = false, 0
 	if len(c.rbuf) > readBufferSize {
 		c.rbuf = make([]byte, readBufferSize)
 	}

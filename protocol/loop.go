@@ -195,6 +195,13 @@ func (l *eventLoop) run() {
 // serve handles the readiness of c, reporting whether the calling goroutine
 // now belongs to c.
 func (l *eventLoop) serve(c *conn) bool {
+	if c.lingering {
+		if c.discard() != lingerWait {
+			l.remove(c)
+			c.release()
+		}
+		return false
+	}
 	c.onLoop = true
 	c.skipRead = false // an event: there is something to read
 	c.loopRet = false
@@ -225,9 +232,18 @@ func (l *eventLoop) serve(c *conn) bool {
 		c.release()
 	case !done:
 		// Wait for the next event.
-	case c.act == actClose, c.act == actLinger && c.closeNow():
+	case c.act == actClose:
 		l.remove(c)
 		c.release()
+	case c.act == actLinger && c.nc == nil:
+		switch c.lingerOnLoop() {
+		case lingerDone:
+			l.remove(c)
+			c.release()
+		case lingerOff:
+			l.remove(c)
+			go c.handOff(actLinger)
+		}
 	default:
 		l.remove(c)
 		go c.handOff(c.act)
@@ -235,17 +251,22 @@ func (l *eventLoop) serve(c *conn) bool {
 	return false
 }
 
-// closeNow finishes a loop connection whose client asked to close it
-// without the lingering close, when closing cannot reset it: the response
-// went out whole and the client sent nothing more, so close(2) sends a FIN.
-// Otherwise (and under Shutdown, when the close may be ours) it reports
-// false and the connection lingers off the loop.
-func (c *conn) closeNow() bool {
-	if c.nc != nil || !c.req.Close || c.srv.draining.Load() || c.r < c.w || c.werr != nil || c.hijacked {
-		return false
-	}
+// Outcomes of lingerOnLoop and discard.
+const (
+	lingerDone = iota // close the connection now
+	lingerWait        // keep lingering on the loop
+	lingerOff         // linger off the loop (the response did not fit the socket)
+)
+
+// lingerOnLoop is closeLinger for a connection on its loop: it sends the
+// last response, half-closes, and discards what the client still sends
+// until EOF, maxLinger bytes or lingerTimeout (the sweep), so that the close
+// does not reset the connection before the client has read the response. A
+// client that asked to close and has sent nothing more is closed at once:
+// close(2) then sends a FIN, not a reset.
+func (c *conn) lingerOnLoop() int {
 	p := c.wbuf
-	for len(p) > 0 {
+	for len(p) > 0 && c.werr == nil {
 		n, err := rawWrite(c.rawFd, p)
 		if n > 0 {
 			p = p[n:]
@@ -254,13 +275,44 @@ func (c *conn) closeNow() bool {
 		}
 	}
 	c.wbuf = c.wbuf[:copy(c.wbuf, p)]
+	if c.werr != nil {
+		return lingerDone
+	}
 	if len(c.wbuf) > 0 {
-		return false
+		return lingerOff
 	}
 	unix.Shutdown(c.rawFd, unix.SHUT_WR)
-	var b [1]byte
-	n, _ := rawRead(c.rawFd, b[:])
-	return n == 0 // EOF or nothing yet; a byte more means linger
+	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
+	c.lingered = 0
+	st := c.discard()
+	if st == lingerWait && quiet && c.lingered == 0 {
+		return lingerDone
+	}
+	if st == lingerWait {
+		c.lingering = true
+		c.rdl = time.Since(c.srv.epoch) + lingerTimeout
+		if l := c.loop; l != nil && c.rdl < l.sweepAt {
+			l.sweepAt = c.rdl // sweep when the linger ends, not a second later
+		}
+	}
+	return st
+}
+
+// discard reads and drops what a lingering connection's client sends.
+func (c *conn) discard() int {
+	for c.lingered < maxLinger {
+		n, err := rawRead(c.rawFd, c.rbuf)
+		switch {
+		case n > 0:
+			c.lingered += n
+		case err == syscall.EAGAIN:
+			return lingerWait
+		case err == syscall.EINTR:
+		default:
+			return lingerDone // EOF, or the connection broke
+		}
+	}
+	return lingerDone
 }
 
 // handOff serves c, which left its loop, on the calling goroutine.
@@ -344,7 +396,14 @@ func (l *eventLoop) sweep() bool {
 	l.mu.Unlock()
 	for _, c := range out {
 		l.remove(c)
-		go c.handOff(actNext)
+		switch {
+		case c.lingering && !draining:
+			c.release() // its linger is over
+		case c.lingering:
+			go c.handOff(actLinger)
+		default:
+			go c.handOff(actNext)
+		}
 	}
 	if draining {
 		// Events still queued belong to connections that just left.

@@ -296,3 +296,23 @@ func TestLoopStallWarning(t *testing.T) {
 		t.Fatalf("%q", b)
 	}
 }
+
+// A connection lingering after an error response is closed once the linger
+// time is up, even if the client never closes its side.
+func TestLoopLingerEnds(t *testing.T) {
+	s, addr := startServer(t, loopHandler{h: hello}, nil)
+	c := dial(t, addr)
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\n\r\n") // no Host: 400, then close
+	out, err := io.ReadAll(c)                   // the server half-closes at once
+	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 400 ") {
+		t.Fatalf("%q %v", out, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().OpenConns != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the lingering connection is still open after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
