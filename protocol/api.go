@@ -76,9 +76,9 @@
 //
 // A connection leaves its loop, for a goroutine of its own and for good,
 // whenever serving it could wait: its request body is not buffered yet, the
-// socket does not take a response at once (a large body, sendfile), the
-// handler calls ResponseWriter.WillBlock or Hijack, or the connection
-// closes with a linger. If that happens inside the handler, the goroutine
+// socket does not take a response at once (a large body, sendfile), or the
+// handler calls ResponseWriter.WillBlock or Hijack; lingering closes stay on
+// the loop. If that happens inside the handler, the goroutine
 // running the loop stays with the connection and a new goroutine carries on
 // with the loop, so other connections never wait for it. What a loop cannot
 // see is a LoopSafe handler that blocks without calling WillBlock: that
