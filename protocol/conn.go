@@ -86,7 +86,7 @@ type conn struct {
 	lingered  int
 	onLoop    bool
 	moved     bool
-	loopFn    func(uintptr) // the event loop's Control callback, made once
+	loopFn    func(uintptr) // onReadable for the event loop, made once
 	loopRet   bool          // what onReadable returned in loopFn
 }
 
@@ -259,6 +259,21 @@ func rawRead(fd int, p []byte) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// sendNow sends what the nonblocking socket fd takes of p at once and
+// returns the rest (empty when all went, or an error stopped it: a later
+// write through the net.Conn reports the error).
+func sendNow(fd int, p []byte) []byte {
+	for len(p) > 0 {
+		n, err := rawWrite(fd, p)
+		if n > 0 {
+			p = p[n:]
+		} else if err != syscall.EINTR {
+			break
+		}
+	}
+	return p
 }
 
 func rawWrite(fd int, p []byte) (int, error) {
@@ -682,21 +697,11 @@ func (c *conn) flush() error {
 	}
 	p := c.wbuf
 	if c.fd >= 0 {
-		// Inside serveRaw's callback: try a plain write(2) first. The
+		// Inside serveRaw's callback or on an event loop: try a plain write(2) first. The
 		// socket is nonblocking, so this cannot block and needs neither
 		// the scheduler's syscall bookkeeping nor a write deadline; what
 		// the socket does not take goes through the poller below.
-		for len(p) > 0 {
-			n, err := rawWrite(c.fd, p)
-			if n > 0 {
-				p = p[n:]
-				continue
-			}
-			if err != syscall.EINTR {
-				break
-			}
-		}
-		if len(p) == 0 {
+		if p = sendNow(c.fd, p); len(p) == 0 {
 			c.wbuf = c.wbuf[:0]
 			return nil
 		}

@@ -46,8 +46,8 @@ const loopEvents = 512
 //
 // A connection leaves the loop for a goroutine of its own whenever serving
 // it could wait: a body that is not buffered yet, a response the socket
-// does not take at once, a handler that calls WillBlock, a lingering close,
-// a timeout or Shutdown. If that happens while its handler runs, the
+// does not take at once, a handler that calls WillBlock or Hijack, a
+// timeout or Shutdown. If that happens while its handler runs, the
 // goroutine running the loop stays with the connection and a new goroutine
 // carries on with the loop's remaining events, so the other connections
 // never wait for one that blocks. A connection that left never returns.
@@ -73,6 +73,7 @@ type eventLoop struct {
 	waitDL   time.Duration // the deadline set on file, on the server's clock
 	timedOut bool          // the last wait ended at the deadline: sweep
 	polls    int           // pollReady calls in this wait
+	waitFn   func(uintptr) bool
 
 	// For the watchdog (Server.watchLoops): turns counts waits, parked
 	// is set while the loop waits for the poller; seen and stalled belong
@@ -81,12 +82,11 @@ type eventLoop struct {
 	parked  atomic.Bool
 	seen    uint64
 	stalled bool
-	waitFn  func(uintptr) bool
 }
 
-// startLoops makes one event loop per GOMAXPROCS; it reports false (and
-// the server keeps a goroutine per connection) if epoll is not available.
-func (s *Server) startLoops() bool {
+// startLoops makes one event loop per GOMAXPROCS; if epoll is not
+// available, the server keeps a goroutine per connection.
+func (s *Server) startLoops() {
 	n := runtime.GOMAXPROCS(0)
 	loops := make([]*eventLoop, 0, n)
 	for range n {
@@ -96,7 +96,7 @@ func (s *Server) startLoops() bool {
 			for _, l := range loops {
 				l.file.Close()
 			}
-			return false
+			return
 		}
 		loops = append(loops, l)
 	}
@@ -106,7 +106,6 @@ func (s *Server) startLoops() bool {
 	for _, l := range loops {
 		go l.run()
 	}
-	return true
 }
 
 func newEventLoop(s *Server) (*eventLoop, error) {
@@ -205,16 +204,9 @@ func (l *eventLoop) serve(c *conn) bool {
 	c.onLoop = true
 	c.skipRead = false // an event: there is something to read
 	c.loopRet = false
-	var err error
-	if c.nc == nil {
-		// The loop owns the raw socket: nothing else can close it.
-		c.loopFn(uintptr(c.rawFd))
-	} else {
-		// Control holds a reference on the descriptor, so a concurrent
-		// Close waits until the callback returns instead of freeing the
-		// number.
-		err = c.rc.Control(c.loopFn)
-	}
+	// A loop's connections are raw sockets (see rawAcceptor) that only the
+	// loop closes, so the descriptor needs no reference held.
+	c.loopFn(uintptr(c.rawFd))
 	c.onLoop = false
 	done := c.loopRet
 	if c.moved {
@@ -227,15 +219,12 @@ func (l *eventLoop) serve(c *conn) bool {
 		return true
 	}
 	switch {
-	case err != nil:
-		l.remove(c)
-		c.release()
 	case !done:
 		// Wait for the next event.
 	case c.act == actClose:
 		l.remove(c)
 		c.release()
-	case c.act == actLinger && c.nc == nil:
+	case c.act == actLinger:
 		switch c.lingerOnLoop() {
 		case lingerDone:
 			l.remove(c)
@@ -265,22 +254,14 @@ const (
 // client that asked to close and has sent nothing more is closed at once:
 // close(2) then sends a FIN, not a reset.
 func (c *conn) lingerOnLoop() int {
-	p := c.wbuf
-	for len(p) > 0 && c.werr == nil {
-		n, err := rawWrite(c.rawFd, p)
-		if n > 0 {
-			p = p[n:]
-		} else if err != syscall.EINTR {
-			break
-		}
-	}
-	c.wbuf = c.wbuf[:copy(c.wbuf, p)]
 	if c.werr != nil {
 		return lingerDone
 	}
-	if len(c.wbuf) > 0 {
+	if p := sendNow(c.rawFd, c.wbuf); len(p) > 0 {
+		c.wbuf = c.wbuf[:copy(c.wbuf, p)]
 		return lingerOff
 	}
+	c.wbuf = c.wbuf[:0]
 	unix.Shutdown(c.rawFd, unix.SHUT_WR)
 	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
 	c.lingered = 0
