@@ -697,10 +697,11 @@ func (c *conn) flush() error {
 	}
 	p := c.wbuf
 	if c.fd >= 0 {
-		// Inside serveRaw's callback or on an event loop: try a plain write(2) first. The
-		// socket is nonblocking, so this cannot block and needs neither
-		// the scheduler's syscall bookkeeping nor a write deadline; what
-		// the socket does not take goes through the poller below.
+		// Inside serveRaw's callback or on an event loop: try a plain
+		// write(2) first. The socket is nonblocking, so this cannot block
+		// and needs neither the scheduler's syscall bookkeeping nor a
+		// write deadline; what the socket does not take goes through the
+		// poller below (off the loop).
 		if p = sendNow(c.fd, p); len(p) == 0 {
 			c.wbuf = c.wbuf[:0]
 			return nil
