@@ -276,3 +276,30 @@ func TestStripPort(t *testing.T) {
 		}
 	}
 }
+
+// The handler runs on event loops unless every request would have to leave
+// them: no sites, and a fallback that is not LoopSafe.
+func TestHandlerLoopSafe(t *testing.T) {
+	site := []config.Site{{Name: "s", Hosts: []string{"*"}, Routes: []config.Route{{Prefix: "/", Respond: &config.Respond{Status: 200}}}}}
+	blocking := protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {})
+	for _, tc := range []struct {
+		name     string
+		sites    []config.Site
+		fallback protocol.Handler
+		want     bool
+	}{
+		{"welcome page", nil, nil, true},
+		{"sites", site, nil, true},
+		{"sites and a net/http fallback", site, blocking, true},
+		{"only a net/http fallback", nil, blocking, false},
+		{"only a Nonblocking fallback", nil, protocol.Nonblocking(blocking), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(t, tc.sites, Options{Fallback: tc.fallback})
+			ls, ok := h.(protocol.LoopSafe)
+			if got := ok && ls.LoopSafe(); got != tc.want {
+				t.Fatalf("LoopSafe = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -102,11 +102,13 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 	}
 }
 
-// LoopSafe reports that the handler may run on the server's event loops:
+// LoopSafe reports whether the handler may run on the server's event loops:
 // the routes that wait for anything but the client (proxy, and a fallback
 // that is not LoopSafe itself) move their connection off the loop first.
 // Static files are read inline, as nginx reads them without its thread pool.
-func (h *handler) LoopSafe() bool { return true }
+// With no sites and such a fallback (an application embedding forkd with a
+// net/http handler), every request would leave the loop: no loops then.
+func (h *handler) LoopSafe() bool { return h.fallbackSafe || !h.router.empty() }
 
 // serveFallback runs the embedding application's handler (or the welcome
 // page).
