@@ -74,12 +74,11 @@ type conn struct {
 	inRaw     bool               // a handler runs inside the callback
 	hijackDup bool               // hijacked via a duplicate descriptor
 
-	// The event loop (loop.go): the loop holding c and c's descriptor
-	// there; onLoop while the loop serves c; moved once c left the loop
+	// The event loop (loop.go): the loop holding c (registered there by
+	// rawFd); onLoop while the loop serves c; moved once c left the loop
 	// mid-request for the goroutine that ran it.
-	loop   *eventLoop
-	loopFd int
-	rawFd  int // the socket of a conn accepted for a loop, until attach; else -1
+	loop  *eventLoop
+	rawFd int // the socket of a conn accepted for a loop, until attach; else -1
 	// lingering: the loop discards what the client still sends before it
 	// closes (lingerOnLoop); lingered counts it.
 	lingering bool

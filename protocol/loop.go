@@ -129,9 +129,10 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	return l, nil
 }
 
-// add registers c, whose socket is fd, with the loop; it reports false when
-// the loop has ended.
-func (l *eventLoop) add(c *conn, fd int) bool {
+// add registers c, accepted raw, with the loop; it reports false when the
+// loop has ended.
+func (l *eventLoop) add(c *conn) bool {
+	fd := c.rawFd
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -143,7 +144,7 @@ func (l *eventLoop) add(c *conn, fd int) bool {
 		l.conns = n
 	}
 	l.conns[fd] = c
-	c.loop, c.loopFd = l, fd
+	c.loop = l
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.conns[fd] = nil
@@ -159,11 +160,11 @@ func (l *eventLoop) remove(c *conn) {
 		return
 	}
 	l.mu.Lock()
-	l.conns[c.loopFd] = nil
+	l.conns[c.rawFd] = nil
 	l.mu.Unlock()
-	// The descriptor is still open (the conn holds it), so this cannot
-	// hit a reused number.
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.loopFd, nil)
+	// The descriptor is still open (attach replaces it only after this),
+	// so this cannot hit a reused number.
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.rawFd, nil)
 	c.loop = nil
 }
 

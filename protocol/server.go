@@ -307,13 +307,12 @@ func (s *Server) toLoop(c *conn) bool {
 	s.mu.Lock()
 	loops := s.evloops
 	s.mu.Unlock()
-	fd := c.rawFd
-	if len(loops) == 0 || fd < 0 {
+	if len(loops) == 0 || c.rawFd < 0 {
 		return false
 	}
 	l := loops[int(s.nextLoop.Add(1))%len(loops)]
 	c.enterIdle() // the read-header timeout runs from now
-	return l.add(c, fd)
+	return l.add(c)
 }
 
 // forget removes c from the server's books.
