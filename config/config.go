@@ -64,6 +64,9 @@ type Config struct {
 	Group             string        `json:"group"`
 	ControlSocket     string        `json:"control_socket"`
 
+	MaxWorkerMemory       uint64        `json:"max_worker_memory"`
+	MaxWorkerMemoryWindow time.Duration `json:"max_worker_memory_window"`
+
 	Listen  []Listen `json:"listen"`
 	Log     Log      `json:"log"`
 	Limits  Limits   `json:"limits"`

@@ -1,18 +1,25 @@
 package ipc
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/forkd/forkd/config"
 )
 
 // Environment variables a master sets for the worker it executes.
 const (
 	EnvRole       = "FORKD_ROLE"       // "worker"
 	EnvIPCFD      = "FORKD_IPC_FD"     // fd number of the ipc socket
-	EnvListenFDs  = "FORKD_LISTEN_FDS" // "addr=fd,addr=fd" for each listener
+	EnvConfigFD   = "FORKD_CONFIG_FD"  // fd number of the configuration (see ConfigFile)
+	EnvListenFDs  = "FORKD_LISTEN_FDS" // "addr=fd,addr=fd" for each listener (see EncodeFDs)
 	EnvSlot       = "FORKD_SLOT"
 	EnvGeneration = "FORKD_GENERATION"
 )
@@ -26,6 +33,7 @@ var ErrNotWorker = errors.New("not a forkd worker")
 // Inherited is what a worker receives from its master.
 type Inherited struct {
 	IPC        *os.File
+	Config     *os.File
 	Listeners  []Listener
 	Slot       int
 	Generation int
@@ -37,19 +45,100 @@ type Listener struct {
 	File    *os.File
 }
 
-// ExtraFiles lays out the ipc socket and listeners for exec.Cmd.ExtraFiles and
-// returns the matching environment entries. Child fd n is ExtraFiles[n-3].
-func ExtraFiles(ipcFile *os.File, lns []Listener, slot, gen int) ([]*os.File, []string) {
-	files := []*os.File{ipcFile}
-	parts := make([]string, 0, len(lns))
+// NamedFD is one entry of a descriptor list passed in the environment.
+type NamedFD struct {
+	Name string
+	FD   int
+}
+
+// EncodeFDs writes a descriptor list as "name=fd,name=fd". Names are listen
+// addresses: they never contain ',' in forms forkd accepts, and may contain
+// '=' only in unix paths, which DecodeFDs allows by splitting on the last '='.
+func EncodeFDs(fds []NamedFD) string {
+	parts := make([]string, 0, len(fds))
+	for _, f := range fds {
+		parts = append(parts, f.Name+"="+strconv.Itoa(f.FD))
+	}
+	return strings.Join(parts, ",")
+}
+
+// DecodeFDs reads what EncodeFDs wrote; key names the variable in errors.
+func DecodeFDs(key, v string) ([]NamedFD, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var out []NamedFD
+	for _, p := range strings.Split(v, ",") {
+		i := strings.LastIndexByte(p, '=')
+		if i < 0 {
+			return nil, fmt.Errorf("%s: malformed entry %q", key, p)
+		}
+		n, err := strconv.Atoi(p[i+1:])
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%s: malformed entry %q", key, p)
+		}
+		out = append(out, NamedFD{Name: p[:i], FD: n})
+	}
+	return out, nil
+}
+
+// ConfigFile writes cfg, as JSON, into a sealed memory file for workers to
+// inherit. A configuration of any size the loader accepts reaches a worker
+// this way: nothing is sent over the ipc socket, whose packets are bounded
+// by the socket buffer, and one file serves every worker of a generation.
+// The seals make the content immutable, so a worker reads exactly what the
+// master wrote. The file is close-on-exec; exec.Cmd passes a copy.
+func ConfigFile(cfg *config.Config) (*os.File, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode configuration: %w", err)
+	}
+	fd, err := unix.MemfdCreate("forkd-config", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("configuration memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "forkd-config")
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write configuration memfd: %w", err)
+	}
+	seals := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal configuration memfd: %w", err)
+	}
+	return f, nil
+}
+
+// ReadConfig reads the configuration a master wrote with ConfigFile. It
+// reads from offset 0 with pread, since every worker shares the file offset.
+func ReadConfig(f *os.File) (*config.Config, error) {
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<40))
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	cfg := new(config.Config)
+	if err := json.Unmarshal(b, cfg); err != nil {
+		return nil, fmt.Errorf("decode configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// ExtraFiles lays out the ipc socket, the configuration file and the
+// listeners for exec.Cmd.ExtraFiles and returns the matching environment
+// entries. Child fd n is ExtraFiles[n-3].
+func ExtraFiles(ipcFile, configFile *os.File, lns []Listener, slot, gen int) ([]*os.File, []string) {
+	files := []*os.File{ipcFile, configFile}
+	fds := make([]NamedFD, 0, len(lns))
 	for _, l := range lns {
-		parts = append(parts, l.Address+"="+strconv.Itoa(3+len(files)))
+		fds = append(fds, NamedFD{Name: l.Address, FD: 3 + len(files)})
 		files = append(files, l.File)
 	}
 	env := []string{
 		EnvRole + "=" + RoleWorker,
 		EnvIPCFD + "=3",
-		EnvListenFDs + "=" + strings.Join(parts, ","),
+		EnvConfigFD + "=4",
+		EnvListenFDs + "=" + EncodeFDs(fds),
 		EnvSlot + "=" + strconv.Itoa(slot),
 		EnvGeneration + "=" + strconv.Itoa(gen),
 	}
@@ -60,14 +149,13 @@ func ExtraFiles(ipcFile *os.File, lns []Listener, slot, gen int) ([]*os.File, []
 func IsWorker() bool { return os.Getenv(EnvRole) == RoleWorker }
 
 // WorkerEnv reads and clears the FORKD_* variables, returning the inherited
-// files. Addresses never contain '=' or ',' in forms forkd accepts except unix
-// paths; the split is on the last '=' so unix paths with '=' survive.
+// files.
 func WorkerEnv() (*Inherited, error) {
 	if !IsWorker() {
 		return nil, ErrNotWorker
 	}
 	defer func() {
-		for _, k := range []string{EnvRole, EnvIPCFD, EnvListenFDs, EnvSlot, EnvGeneration} {
+		for _, k := range []string{EnvRole, EnvIPCFD, EnvConfigFD, EnvListenFDs, EnvSlot, EnvGeneration} {
 			os.Unsetenv(k)
 		}
 	}()
@@ -83,19 +171,18 @@ func WorkerEnv() (*Inherited, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvIPCFD, err)
 	}
+	cfd, err := strconv.Atoi(os.Getenv(EnvConfigFD))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", EnvConfigFD, err)
+	}
+	lns, err := DecodeFDs(EnvListenFDs, os.Getenv(EnvListenFDs))
+	if err != nil {
+		return nil, err
+	}
 	in.IPC = os.NewFile(uintptr(fd), "ipc")
-	if v := os.Getenv(EnvListenFDs); v != "" {
-		for _, p := range strings.Split(v, ",") {
-			i := strings.LastIndexByte(p, '=')
-			if i < 0 {
-				return nil, fmt.Errorf("%s: malformed entry %q", EnvListenFDs, p)
-			}
-			n, err := strconv.Atoi(p[i+1:])
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", EnvListenFDs, err)
-			}
-			in.Listeners = append(in.Listeners, Listener{Address: p[:i], File: os.NewFile(uintptr(n), p[:i])})
-		}
+	in.Config = os.NewFile(uintptr(cfd), "forkd-config")
+	for _, l := range lns {
+		in.Listeners = append(in.Listeners, Listener{Address: l.Name, File: os.NewFile(uintptr(l.FD), l.Name)})
 	}
 	return in, nil
 }

@@ -1,10 +1,14 @@
 // Package ipc carries messages between the master and its workers over a
-// SOCK_SEQPACKET socketpair, and hands listeners and the ipc socket to a
-// re-executed worker through ExtraFiles and FORKD_* environment variables.
+// SOCK_SEQPACKET socketpair, and hands listeners, the configuration and the
+// ipc socket to a re-executed worker through ExtraFiles and FORKD_*
+// environment variables.
 //
 // A seqpacket socket keeps message boundaries, so every message is one JSON
 // document in one packet; no framing is needed. EOF on the worker's end means
-// the master is gone, and the worker exits.
+// the master is gone, and the worker exits. Messages are small (a heartbeat
+// is about 150 bytes): the configuration, which may be megabytes, does not
+// travel over the socket but in a sealed memfd the worker inherits (see
+// ConfigFile), so no send can fail or block for its size.
 package ipc
 
 import (
@@ -14,16 +18,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/metrics"
 )
 
 // Message types.
 const (
-	// TypeConfig (master -> worker) carries the validated configuration at boot.
-	TypeConfig = "config"
 	// TypeReady (worker -> master) says the worker serves every listener.
 	TypeReady = "ready"
 	// TypeBootError (worker -> master) says the worker cannot boot, and why.
@@ -34,37 +37,38 @@ const (
 	TypeRetire = "retire"
 )
 
-// maxPacket bounds one message. The socket's send buffer (net.core.wmem_max,
-// about 208 KiB by default) is the practical bound: a larger configuration
-// fails to send with EMSGSIZE, which the master reports, rather than arriving
-// truncated.
-const maxPacket = 4 << 20
+// Receive buffer sizes. A Conn starts with a buffer that fits every message
+// forkd sends and grows it, to the size of the next packet, only when a
+// bigger one arrives; maxPacket bounds that growth.
+const (
+	initialBuffer = 1 << 10
+	maxPacket     = 1 << 20
+)
+
+// ErrTooBig is returned by Recv for a packet over maxPacket (it is dropped).
+var ErrTooBig = errors.New("ipc message too big")
 
 // Heartbeat is a worker's periodic report.
 type Heartbeat struct {
 	Requests  uint64 `json:"requests"`
 	OpenConns int64  `json:"open_conns"`
 	RSS       uint64 `json:"rss"`
-	Status2xx uint64 `json:"s2xx"`
-	Status3xx uint64 `json:"s3xx"`
-	Status4xx uint64 `json:"s4xx"`
-	Status5xx uint64 `json:"s5xx"`
+	Status    metrics.Classes `json:"status"` // responses by status class
 }
 
 // Message is one packet.
 type Message struct {
-	Type       string         `json:"type"`
-	Config     *config.Config `json:"config,omitempty"`
-	Slot       int            `json:"slot,omitempty"`
-	Generation int            `json:"generation,omitempty"`
-	Heartbeat  *Heartbeat     `json:"heartbeat,omitempty"`
-	Error      string         `json:"error,omitempty"`
+	Type      string     `json:"type"`
+	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
+	Error     string     `json:"error,omitempty"`
 }
 
 // Conn is one end of the socketpair.
 type Conn struct {
 	c   *net.UnixConn
+	rc  syscall.RawConn
 	buf []byte
+	max int // bound on one packet: maxPacket, smaller in tests
 }
 
 // Pair returns a connected SOCK_SEQPACKET pair: the master's end as a Conn and
@@ -97,7 +101,12 @@ func FromFile(f *os.File) (*Conn, error) {
 		fc.Close()
 		return nil, errors.New("ipc socket: not a unix socket")
 	}
-	return &Conn{c: uc}, nil
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("ipc socket: %w", err)
+	}
+	return &Conn{c: uc, rc: rc, max: maxPacket}, nil
 }
 
 // Send writes one message.
@@ -107,7 +116,7 @@ func (c *Conn) Send(m *Message) error {
 		return fmt.Errorf("ipc encode %s: %w", m.Type, err)
 	}
 	if len(b) > maxPacket {
-		return fmt.Errorf("ipc %s message is %d bytes, over the %d limit", m.Type, len(b), maxPacket)
+		return fmt.Errorf("ipc %s message is %d bytes, over the %d limit: %w", m.Type, len(b), maxPacket, ErrTooBig)
 	}
 	if _, err := c.c.Write(b); err != nil {
 		return fmt.Errorf("ipc send %s: %w", m.Type, err)
@@ -115,12 +124,46 @@ func (c *Conn) Send(m *Message) error {
 	return nil
 }
 
-// Recv reads one message; io.EOF when the peer closed its end.
+// Recv reads one message; io.EOF when the peer closed its end. It peeks at
+// the next packet's length first (MSG_PEEK|MSG_TRUNC returns a seqpacket's
+// real length), so the buffer only grows when a message needs it.
 func (c *Conn) Recv() (*Message, error) {
 	if c.buf == nil {
-		c.buf = make([]byte, maxPacket)
+		c.buf = make([]byte, initialBuffer)
 	}
-	n, err := c.c.Read(c.buf)
+	var n int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, rerr = unix.Recvfrom(int(fd), c.buf[:1], unix.MSG_PEEK|unix.MSG_TRUNC)
+			if rerr == unix.EINTR {
+				continue
+			}
+			if rerr == unix.EAGAIN {
+				return false
+			}
+			if rerr != nil || n == 0 {
+				return true
+			}
+			if n > c.max {
+				// Drop it; the next Recv reads the following packet.
+				_, _, rerr = unix.Recvfrom(int(fd), c.buf[:1], 0)
+				rerr = fmt.Errorf("ipc: %d-byte packet: %w", n, ErrTooBig)
+				return true
+			}
+			if n > len(c.buf) {
+				c.buf = make([]byte, n)
+			}
+			n, _, rerr = unix.Recvfrom(int(fd), c.buf, 0)
+			if rerr == unix.EINTR {
+				continue
+			}
+			return true
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +177,21 @@ func (c *Conn) Recv() (*Message, error) {
 	}
 	return m, nil
 }
+
+// Pending tells whether a message waits unread in the socket's receive
+// queue (FIONREAD). The master asks before it judges a silent worker.
+func (c *Conn) Pending() bool {
+	var n int
+	var ierr error
+	err := c.rc.Control(func(fd uintptr) {
+		n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return err == nil && ierr == nil && n > 0
+}
+
+// BufferSize is the receive buffer's current size, for tests of the
+// master's memory.
+func (c *Conn) BufferSize() int { return len(c.buf) }
 
 // Close closes this end.
 func (c *Conn) Close() error { return c.c.Close() }

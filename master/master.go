@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -77,13 +77,17 @@ type Master struct {
 	pid     int
 	started time.Time
 
+	env       env
 	gen       int
+	cfgFile   *os.File // the current generation's configuration, for its workers
 	want      int
 	winched   bool
 	everReady bool
 	phase     phase
 	exitCode  int
-	pendingUp bool // READY=1 still owed to systemd for this generation
+	pendingUp bool       // READY=1 still owed to systemd for the first generation
+	pending   *reloadTxn // a new generation booting, not yet current
+	wake      time.Time  // when the loop's timer is due: later means the master was not running
 
 	workers   map[int]*worker
 	slots     map[int]*slotState
@@ -95,20 +99,22 @@ type Master struct {
 
 	stats counters
 
-	sd            *sdnotify.Notifier
-	extra         []string // socket-activated addresses no listen block names
-	ctl           chan ctlReq
-	ctlSrv        *control.Server
-	bgErr         chan error
-	lastReloadErr string
+	sd         *sdnotify.Notifier
+	extra      []string // socket-activated addresses no listen block names
+	ctl        chan ctlReq
+	ctlSrv     *control.Server
+	bgErr      chan error
+	lastReload *control.ReloadOutcome
 
 	upgrades   chan upgradeEvent
 	upgrading  *upgrade
 	handedOver bool     // a successor master took over
 	readyPipe  *os.File // set in a master started by USR2
 
-	metricsSrv *http.Server
-	snaps      chan chan metrics.Snapshot
+	metricsSrv       *http.Server
+	metricsFile      *os.File  // an inheritable copy of the metrics socket, for USR2
+	inheritedMetrics *listener // the metrics socket an old master handed over
+	snaps            chan chan metrics.Snapshot
 }
 
 type phase int
@@ -128,9 +134,14 @@ type counters struct {
 	restarts       map[string]uint64
 	reloads        uint64
 	reloadFailures uint64
-	retired        [4]uint64 // final status-class counts of exited workers (2xx..5xx)
+	retired        metrics.Classes // final status-class counts of exited workers
 	retiredReqs    uint64
 }
+
+// stallGrace is how late the loop may wake before it counts the delay as a
+// stretch in which the master itself was not running (SIGSTOP, a VM pause,
+// swapping) and credits it to every worker's heartbeat clock.
+const stallGrace = 100 * time.Millisecond
 
 // New prepares a master: it opens the log file and binds every listener.
 func New(opts Options) (*Master, error) {
@@ -160,7 +171,6 @@ func New(opts Options) (*Master, error) {
 		opts:      opts,
 		cfg:       opts.Config,
 		pid:       os.Getpid(),
-		started:   time.Now(),
 		gen:       1,
 		want:      opts.Config.Workers,
 		workers:   make(map[int]*worker),
@@ -176,8 +186,21 @@ func New(opts Options) (*Master, error) {
 		upgrades:  make(chan upgradeEvent, 4),
 		snaps:     make(chan chan metrics.Snapshot),
 	}
+	m.env = m.osEnv()
+	m.started = m.env.now()
+	// A user or group that does not exist would make every worker fail to
+	// start: refuse at once, before binding anything.
+	if _, err := credential(m.cfg); err != nil {
+		return nil, err
+	}
+	cf, err := ipc.ConfigFile(m.cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.cfgFile = cf
 	lf, err := logging.OpenFile(m.cfg.Log.File)
 	if err != nil {
+		m.cfgFile.Close()
 		return nil, err
 	}
 	m.logFile = lf
@@ -190,7 +213,7 @@ func New(opts Options) (*Master, error) {
 		m.closeAll()
 		return nil, err
 	}
-	if err := m.syncListeners(m.cfg); err != nil {
+	if _, err := m.openListeners(m.cfg); err != nil {
 		m.closeAll()
 		return nil, err
 	}
@@ -209,10 +232,9 @@ func (m *Master) newLogger(cfg *config.Config) hclog.Logger {
 	return logging.New(cfg.Log, "forkd", m.logFile).With("role", "master", "pid", m.pid, "generation", m.gen)
 }
 
-// syncListeners binds what cfg lists and we lack, and closes what cfg no
-// longer lists. Workers keep their own copies, so closing ours never cuts a
-// draining worker off.
-func (m *Master) syncListeners(cfg *config.Config) error {
+// openListeners binds what cfg lists and we lack, and returns the addresses
+// it opened; on error it closes them again and nothing changed.
+func (m *Master) openListeners(cfg *config.Config) ([]string, error) {
 	var opened []*listener
 	for _, l := range cfg.Listen {
 		if _, ok := m.listeners[l.Address]; ok {
@@ -223,13 +245,21 @@ func (m *Master) syncListeners(cfg *config.Config) error {
 			for _, o := range opened {
 				o.close()
 			}
-			return err
+			return nil, err
 		}
 		opened = append(opened, ln)
 	}
+	addrs := make([]string, 0, len(opened))
 	for _, o := range opened {
 		m.listeners[o.address] = o
+		addrs = append(addrs, o.address)
 	}
+	return addrs, nil
+}
+
+// closeUnlisted closes the listeners cfg no longer lists. Workers keep
+// their own copies, so closing ours never cuts a draining worker off.
+func (m *Master) closeUnlisted(cfg *config.Config) {
 	keep := make(map[string]bool, len(cfg.Listen))
 	for _, l := range cfg.Listen {
 		keep[l.Address] = true
@@ -243,7 +273,6 @@ func (m *Master) syncListeners(cfg *config.Config) error {
 			delete(m.listeners, addr)
 		}
 	}
-	return nil
 }
 
 // Run runs the master until it stops and returns its exit code.
@@ -253,8 +282,13 @@ func (m *Master) Run() int {
 	runtime.LockOSThread()
 	signal.Notify(m.sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT,
 		syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+	if m.pid == 1 {
+		// In a container forkd is init: orphans are reparented to it.
+		signal.Notify(m.sigs, syscall.SIGCHLD)
+	}
 	defer signal.Stop(m.sigs)
 	signal.Ignore(syscall.SIGPIPE)
+	m.setProcName(programName(m.opts.Args[0]) + ": master")
 
 	// A master started by USR2 takes the pidfile over only once it serves.
 	if m.readyPipe == nil {
@@ -266,6 +300,7 @@ func (m *Master) Run() int {
 	}
 	m.prepareLogFiles()
 	m.log.Info("master started", "workers", m.want, "listen", m.addresses(), "config", m.cfg.Path)
+	m.checkFileLimit(m.cfg)
 	m.notifyStatus()
 
 	timer := time.NewTimer(0)
@@ -273,11 +308,13 @@ func (m *Master) Run() int {
 	wd, stopWD := m.watchdog()
 	defer stopWD()
 	for {
-		m.reconcile(time.Now())
+		m.reconcile(m.env.now())
 		if m.done() {
 			break
 		}
-		next := m.nextDeadline(time.Now())
+		now := m.env.now()
+		next := m.nextDeadline(now)
+		m.wake = now.Add(next)
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -304,11 +341,46 @@ func (m *Master) Run() int {
 			m.notify("WATCHDOG=1")
 		case <-timer.C:
 		}
-		m.checkTimeouts(time.Now())
+		m.afterWake(m.env.now())
 	}
-	m.closeAll()
 	m.log.Info("master stopped", "exit_code", m.exitCode)
+	m.closeAll()
 	return m.exitCode
+}
+
+// afterWake runs the checks that judge workers by time. Liveness is judged
+// only after every message already received is handled, and a stretch in
+// which the master itself did not run is not counted against anyone.
+func (m *Master) afterWake(now time.Time) {
+	if late := now.Sub(m.wake); late > stallGrace {
+		m.creditStall(late)
+	}
+	for drained := false; !drained; {
+		select {
+		case ev := <-m.msgs:
+			m.handleMsg(ev)
+		default:
+			drained = true
+		}
+	}
+	m.checkTimeouts(now)
+	m.checkMemory(now)
+}
+
+// creditStall moves every worker's clocks forward by d: the master was not
+// running (stopped, paused, starved) for that long, so heartbeats could not
+// be read and deadlines could not be acted on; the workers were not silent.
+func (m *Master) creditStall(d time.Duration) {
+	m.log.Warn("master was not running; not counting the gap against workers", "gap", d.Round(time.Millisecond).String())
+	for _, w := range m.workers {
+		w.lastBeat = w.lastBeat.Add(d)
+		if w.stopping {
+			w.stopDeadline = w.stopDeadline.Add(d)
+		}
+		if !w.overMemory.IsZero() {
+			w.overMemory = w.overMemory.Add(d)
+		}
+	}
 }
 
 func (m *Master) done() bool {
@@ -325,7 +397,7 @@ func (m *Master) nextDeadline(now time.Time) time.Duration {
 			}
 			continue
 		}
-		if d := w.lastBeat.Add(m.cfg.WorkerTimeout); d.Before(next) {
+		if d := w.lastBeat.Add(m.timeoutOf(w)); d.Before(next) {
 			next = d
 		}
 	}
@@ -341,11 +413,31 @@ func (m *Master) nextDeadline(now time.Time) time.Duration {
 	return d
 }
 
+// timeoutOf is the heartbeat timeout that applies to w: its own
+// generation's worker_timeout.
+func (m *Master) timeoutOf(w *worker) time.Duration {
+	if w.txn != nil {
+		return w.txn.cfg.WorkerTimeout
+	}
+	return m.cfg.WorkerTimeout
+}
+
 func (m *Master) handleSignal(sig syscall.Signal) {
+	if sig == syscall.SIGCHLD {
+		m.reapOrphans()
+		return
+	}
 	m.log.Info("signal received", "signal", sig.String())
+	if m.phase != running {
+		switch sig {
+		case syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2, syscall.SIGWINCH:
+			m.log.Warn("ignoring signal: the master is stopping", "signal", sig.String())
+			return
+		}
+	}
 	switch sig {
 	case syscall.SIGHUP:
-		_ = m.reload()
+		m.reload(nil)
 	case syscall.SIGTERM:
 		m.shutdown(stopping)
 	case syscall.SIGINT, syscall.SIGQUIT:
@@ -368,67 +460,23 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 	}
 }
 
-// reload re-reads the configuration; a valid one starts a new generation,
-// an invalid one is logged with file:line and changes nothing.
-func (m *Master) reload() bool {
-	m.notify("RELOADING=1", monotonicUsec())
-	m.lastReloadErr = ""
-	cfg := m.cfg
-	if m.opts.Load != nil {
-		c, err := m.opts.Load()
-		if err != nil {
-			m.stats.reloadFailures++
-			m.lastReloadErr = err.Error()
-			m.log.Error("reload refused: configuration invalid; old configuration keeps serving", "error", err.Error())
-			m.notify("READY=1", "STATUS=reload failed: "+firstLine(err.Error()))
-			return false
-		}
-		cfg = c
-	}
-	if err := m.syncListeners(cfg); err != nil {
-		m.stats.reloadFailures++
-		m.lastReloadErr = err.Error()
-		m.log.Error("reload refused: cannot open listeners; old configuration keeps serving", "error", err)
-		m.notify("READY=1", "STATUS=reload failed: "+firstLine(err.Error()))
-		return false
-	}
-	if cfg.Log.File != m.cfg.Log.File {
-		if lf, err := logging.OpenFile(cfg.Log.File); err != nil {
-			m.log.Error("reload: cannot open new log file; keeping the old one", "error", err)
-		} else {
-			m.logFile.Close()
-			m.logFile = lf
-		}
-	}
-	m.cfg = cfg
-	m.want = cfg.Workers
-	m.winched = false
-	m.gen++
-	m.log = m.newLogger(cfg)
-	m.prepareLogFiles()
-	m.stats.reloads++
-	m.pendingUp = true
-	for _, s := range m.slots {
-		s.failures, s.next = 0, time.Time{}
-	}
-	m.log.Info("reloading: starting a new generation", "workers", m.want)
-	return true
-}
-
 func (m *Master) shutdown(p phase) {
 	if m.phase == quitting || m.phase == p {
 		return
 	}
 	m.phase = p
 	m.notify("STOPPING=1")
+	if m.pending != nil {
+		m.endReload(m.pending, errors.New("the master is stopping"), false)
+	}
 	for _, w := range m.workers {
 		if p == quitting {
 			w.stopping = true
-			w.stopCause = "shutdown"
-			w.stopDeadline = time.Now().Add(quickStopWait)
-			w.signal(syscall.SIGQUIT)
+			w.stopCause = stopShutdown
+			w.stopDeadline = m.env.now().Add(quickStopWait)
+			m.signal(w, syscall.SIGQUIT)
 		} else if !w.stopping {
-			m.stopWorker(w, "shutdown")
+			m.stopWorker(w, stopShutdown)
 		}
 	}
 	// Stop accepting at once: workers keep their own copies until they drain.
@@ -438,10 +486,12 @@ func (m *Master) shutdown(p phase) {
 func (m *Master) reopenLogs() {
 	if err := m.logFile.Reopen(); err != nil {
 		m.log.Error("reopen log file", "error", err)
+		// The error may have gone only to the old, perhaps deleted, file.
+		fmt.Fprintf(m.opts.Stderr, "forkd: reopening log file %s failed: %v\n", m.cfg.Log.File, err)
 	}
 	m.prepareLogFiles()
 	for _, w := range m.workers {
-		w.signal(syscall.SIGUSR1)
+		m.signal(w, syscall.SIGUSR1)
 	}
 	m.log.Info("log files reopened")
 }
@@ -450,7 +500,7 @@ func (m *Master) reopenLogs() {
 // neither retiring nor stopping.
 func (m *Master) active(slot int) *worker {
 	for _, w := range m.workers {
-		if w.slot == slot && w.gen == m.gen && !w.retiring && !w.stopping {
+		if w.slot == slot && w.gen == m.gen && w.txn == nil && w.retiring == stopNone && !w.stopping {
 			return w
 		}
 	}
@@ -465,7 +515,8 @@ func (m *Master) wanted() int {
 }
 
 // reconcile compares the wanted workers with the actual ones: it starts what
-// is missing by slot and retires what a ready successor has replaced.
+// is missing by slot, drives a pending reload, and retires what a ready
+// successor has replaced.
 func (m *Master) reconcile(now time.Time) {
 	if m.phase != running {
 		return
@@ -479,11 +530,14 @@ func (m *Master) reconcile(now time.Time) {
 		if now.Before(s.next) {
 			continue
 		}
-		if err := m.spawn(slot); err != nil {
+		if err := m.spawn(workerSpec{slot: slot, gen: m.gen, cfg: m.cfg, cfgFile: m.cfgFile}, nil); err != nil {
 			s.failures++
 			s.next = now.Add(backoff(s.failures))
 			m.log.Error("cannot start worker", "slot", slot, "error", err)
 		}
+	}
+	if m.pending != nil {
+		m.advanceReload(m.pending)
 	}
 	allReady := true
 	for slot := 0; slot < want; slot++ {
@@ -492,17 +546,20 @@ func (m *Master) reconcile(now time.Time) {
 		}
 	}
 	for _, w := range m.workers {
-		if w.stopping {
+		if w.stopping || w.txn != nil {
 			continue
 		}
-		var cause string
+		var cause stopCause
 		switch {
 		case w.slot >= want:
-			cause = "scale down"
+			cause = stopScaleDown
+			if m.winched {
+				cause = stopWinch
+			}
 		case w.gen != m.gen:
-			cause = "reload"
-		case w.retiring:
-			cause = "max_requests"
+			cause = stopReload
+		case w.retiring != stopNone:
+			cause = w.retiring
 		default:
 			continue
 		}
@@ -540,98 +597,59 @@ func backoff(failures int) time.Duration {
 	return d
 }
 
-func (m *Master) stopWorker(w *worker, cause string) {
+func (m *Master) signal(w *worker, sig syscall.Signal) {
+	_ = m.env.kill(w.pid, sig)
+}
+
+func (m *Master) stopWorker(w *worker, cause stopCause) {
 	w.stopping = true
 	w.stopCause = cause
 	// The worker ends its own drain at graceful_timeout and closes what is
 	// left; SIGKILL follows only if it cannot.
-	w.stopDeadline = time.Now().Add(m.cfg.GracefulTimeout + killGrace)
-	m.log.Info("stopping worker gracefully", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", cause)
-	w.signal(syscall.SIGTERM)
+	w.stopDeadline = m.env.now().Add(m.cfg.GracefulTimeout + killGrace)
+	m.log.Info("stopping worker gracefully", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", cause.String())
+	m.signal(w, syscall.SIGTERM)
 }
 
 // checkTimeouts kills workers silent for worker_timeout and stopping workers
-// past graceful_timeout.
+// past graceful_timeout. A worker whose message waits unread in its socket
+// is not silent.
 func (m *Master) checkTimeouts(now time.Time) {
 	for _, w := range m.workers {
-		if w.killedFor != "" {
+		if w.killedFor != notKilled {
 			continue
 		}
 		switch {
 		case w.stopping && now.After(w.stopDeadline):
-			w.killedFor = "graceful timeout"
+			m.kill(w, killStopTimeout)
 			m.log.Warn("worker did not stop in time; killing", "worker_pid", w.pid, "slot", w.slot)
-			w.signal(syscall.SIGKILL)
-		case !w.stopping && now.Sub(w.lastBeat) > m.cfg.WorkerTimeout:
-			w.killedFor = "timeout"
+		case !w.stopping && now.Sub(w.lastBeat) > m.timeoutOf(w):
+			if w.conn != nil && w.conn.Pending() {
+				continue // read on the next turn
+			}
+			m.kill(w, killTimeout)
 			m.log.Error("worker timed out (no heartbeat); killing", "worker_pid", w.pid, "slot", w.slot,
 				"silent_for", now.Sub(w.lastBeat).Round(time.Millisecond).String())
-			w.signal(syscall.SIGKILL)
 		}
 	}
 }
 
-// spawn starts one worker for slot in the current generation.
-func (m *Master) spawn(slot int) error {
-	conn, theirs, err := ipc.Pair()
+func (m *Master) kill(w *worker, why killReason) {
+	w.killedFor = why
+	m.signal(w, syscall.SIGKILL)
+}
+
+// spawn starts one worker; txn is the reload it boots for (nil: it joins
+// the current generation).
+func (m *Master) spawn(spec workerSpec, txn *reloadTxn) error {
+	pid, conn, err := m.env.start(spec)
 	if err != nil {
 		return err
 	}
-	lns := make([]ipc.Listener, 0, len(m.cfg.Listen))
-	for _, l := range m.cfg.Listen {
-		lns = append(lns, ipc.Listener{Address: l.Address, File: m.listeners[l.Address].file})
-	}
-	for _, a := range m.extra {
-		lns = append(lns, ipc.Listener{Address: a, File: m.listeners[a].file})
-	}
-	files, env := ipc.ExtraFiles(theirs, lns, slot, m.gen)
-	cmd := exec.Command(m.opts.Executable)
-	cmd.Args = m.opts.Args
-	cmd.Env = append(workerEnv(m.cfg), env...)
-	cmd.ExtraFiles = files
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Pdeathsig: syscall.SIGKILL,
-		// Own process group: a terminal's ^C reaches the master only,
-		// which then stops the workers in order.
-		Setpgid: true,
-	}
-	if cred, err := m.credential(); err != nil {
-		conn.Close()
-		theirs.Close()
-		return err
-	} else if cred != nil {
-		cmd.SysProcAttr.Credential = cred
-	}
-	if err := cmd.Start(); err != nil {
-		conn.Close()
-		theirs.Close()
-		return fmt.Errorf("start worker: %w", err)
-	}
-	theirs.Close()
-	now := time.Now()
-	w := &worker{slot: slot, gen: m.gen, pid: cmd.Process.Pid, cmd: cmd, conn: conn, started: now, lastBeat: now}
-	m.workers[w.pid] = w
-	if err := conn.Send(&ipc.Message{Type: ipc.TypeConfig, Config: m.cfg, Slot: slot, Generation: m.gen}); err != nil {
-		m.log.Error("cannot send configuration to worker", "worker_pid", w.pid, "error", err)
-		w.killedFor = "ipc failure"
-		w.signal(syscall.SIGKILL)
-	}
-	go func(pid int) {
-		for {
-			msg, err := conn.Recv()
-			m.msgs <- msgEvent{pid: pid, msg: msg, err: err}
-			if err != nil {
-				return
-			}
-		}
-	}(w.pid)
-	go func(pid int) {
-		err := cmd.Wait()
-		m.exits <- exitEvent{pid: pid, state: cmd.ProcessState, err: err}
-	}(w.pid)
-	m.log.Debug("worker started", "worker_pid", w.pid, "slot", slot, "worker_generation", m.gen)
+	now := m.env.now()
+	w := &worker{slot: spec.slot, gen: spec.gen, pid: pid, conn: conn, txn: txn, started: now, lastBeat: now}
+	m.workers[pid] = w
+	m.log.Debug("worker started", "worker_pid", pid, "slot", spec.slot, "worker_generation", spec.gen)
 	return nil
 }
 
@@ -667,25 +685,35 @@ func (m *Master) handleMsg(ev msgEvent) {
 		return
 	}
 	if ev.err != nil {
+		if !errors.Is(ev.err, io.EOF) && !errors.Is(ev.err, net.ErrClosed) && !errors.Is(ev.err, ipc.ErrTooBig) &&
+			!w.ready && !w.stopping && w.killedFor == notKilled {
+			// A worker we cannot hear from cannot boot.
+			m.log.Error("ipc failure; killing worker", "worker_pid", w.pid, "error", ev.err)
+			m.kill(w, killIPC)
+		}
 		return // the exit event follows
 	}
+	now := m.env.now()
 	switch ev.msg.Type {
 	case ipc.TypeReady:
 		w.ready = true
-		w.lastBeat = time.Now()
-		m.everReady = true
-		m.slot(w.slot).failures = 0
+		w.lastBeat = now
+		if w.txn == nil {
+			m.everReady = true
+			m.slot(w.slot).failures = 0
+		}
 		m.log.Info("worker ready", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen)
 	case ipc.TypeHeartbeat:
-		w.lastBeat = time.Now()
+		w.lastBeat = now
 		if ev.msg.Heartbeat != nil {
 			w.beat = *ev.msg.Heartbeat
+			m.noteMemory(w, now)
 		}
 	case ipc.TypeBootError:
 		w.bootErr = ev.msg.Error
 	case ipc.TypeRetire:
-		if !w.retiring && !w.stopping {
-			w.retiring = true
+		if w.retiring == stopNone && !w.stopping {
+			w.retiring = stopMaxRequests
 			m.log.Info("worker reached max_requests; replacing it", "worker_pid", w.pid, "slot", w.slot, "requests", w.beat.Requests)
 		}
 	}
@@ -698,39 +726,56 @@ func (m *Master) reap(ev exitEvent) {
 		return
 	}
 	delete(m.workers, ev.pid)
-	w.conn.Close()
+	if w.conn != nil {
+		w.conn.Close()
+	}
 	m.stats.retiredReqs += w.beat.Requests
-	m.stats.retired[0] += w.beat.Status2xx
-	m.stats.retired[1] += w.beat.Status3xx
-	m.stats.retired[2] += w.beat.Status4xx
-	m.stats.retired[3] += w.beat.Status5xx
-	cause := w.cause(ev.state)
-	now := time.Now()
-	if w.stopping && w.killedFor == "" {
-		m.log.Info("worker stopped", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", w.stopCause)
-		if w.stopCause != "shutdown" {
-			m.stats.restarts[w.stopCause]++
+	m.stats.retired = m.stats.retired.Plus(w.beat.Status)
+	cause := classify(ev.state, w.killedFor)
+	now := m.env.now()
+	if w.stopping && w.killedFor == notKilled {
+		m.log.Info("worker stopped", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", w.stopCause.String())
+		switch w.stopCause {
+		case stopShutdown, stopRefused, stopWinch:
+		default:
+			m.stats.restarts[w.stopCause.String()]++
 		}
 		return
 	}
+	if w.txn != nil {
+		// A worker of a new generation died before that generation
+		// became current: the reload is refused, nothing is restarted.
+		msg := w.bootErr
+		if msg == "" {
+			msg = "worker " + cause.String()
+		}
+		m.log.Error("worker of the new generation died", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen,
+			"cause", cause.String(), "uptime", now.Sub(w.started).Round(time.Millisecond).String())
+		if w.txn == m.pending {
+			m.endReload(w.txn, errors.New(msg), true)
+		}
+		return
+	}
+	// Whatever ends a worker before it is ready, the master's SIGKILL
+	// included, is a failed boot: back-off, and exit 3 at start.
 	failedBoot := !w.ready || now.Sub(w.started) < bootWindow
 	switch {
-	case w.killedFor == "timeout":
-		m.stats.restarts["timeout"]++
 	case failedBoot:
 		m.stats.restarts["boot failure"]++
+	case w.killedFor == killTimeout:
+		m.stats.restarts["timeout"]++
 	default:
 		m.stats.restarts["crash"]++
 	}
 	s := m.slot(w.slot)
-	if failedBoot && w.killedFor == "" {
+	if failedBoot {
 		s.failures++
 		s.next = now.Add(backoff(s.failures))
 	} else {
 		s.failures = 0
 		s.next = time.Time{}
 	}
-	args := []any{"worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", cause,
+	args := []any{"worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", cause.String(),
 		"uptime", now.Sub(w.started).Round(time.Millisecond).String()}
 	if w.bootErr != "" {
 		args = append(args, "error", w.bootErr)
@@ -739,13 +784,13 @@ func (m *Master) reap(ev exitEvent) {
 		args = append(args, "failed_boots", s.failures, "restart_in", backoff(s.failures).String())
 	}
 	m.log.Error("worker died", args...)
-	if m.phase != running || !failedBoot || w.killedFor != "" {
+	if m.phase != running || !failedBoot {
 		return
 	}
 	if !m.everReady && (w.bootErr != "" || s.failures >= startupAttempts) && w.gen == 1 {
 		msg := w.bootErr
 		if msg == "" {
-			msg = cause
+			msg = cause.String()
 		}
 		m.log.Error("no worker could boot; stopping", "error", msg)
 		if m.cfg.Log.File != "" {
@@ -849,8 +894,15 @@ func (m *Master) closeAll() {
 	m.sd.Close()
 	m.closeListeners()
 	m.removePidfile()
+	if m.pending != nil {
+		m.pending.close(m)
+		m.pending = nil
+	}
+	if m.cfgFile != nil {
+		m.cfgFile.Close()
+	}
 	if m.logFile != nil {
-		defer m.logFile.Close()
+		m.logFile.Close() // last: everything above may log
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/forkd/forkd/internal/metrics"
@@ -18,8 +19,7 @@ func (m *Master) serveMetrics() error {
 	if m.cfg.Metrics == nil || m.cfg.Metrics.Address == "" {
 		return nil
 	}
-	network, addr := m.cfg.Metrics.Network()
-	ln, err := net.Listen(network, addr)
+	ln, err := m.metricsListener()
 	if err != nil {
 		return fmt.Errorf("metrics listener %s: %w", m.cfg.Metrics.Address, err)
 	}
@@ -39,7 +39,54 @@ func (m *Master) serveMetrics() error {
 	return nil
 }
 
+// metricsListener returns the metrics socket: the one an old master handed
+// over on USR2 when it is for the same address, else a new one. The master
+// keeps an inheritable copy to hand to its own successor.
+func (m *Master) metricsListener() (net.Listener, error) {
+	var f *os.File
+	if in := m.inheritedMetrics; in != nil {
+		m.inheritedMetrics = nil
+		if in.address == m.cfg.Metrics.Address {
+			f = in.file
+		} else {
+			in.file.Close()
+		}
+	}
+	if f == nil {
+		network, addr := m.cfg.Metrics.Network()
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		lf, err := ln.(interface{ File() (*os.File, error) }).File()
+		ln.Close()
+		if err != nil {
+			return nil, err
+		}
+		f = lf
+	}
+	f, err := inheritable(f)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.FileListener(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m.metricsFile = f
+	return ln, nil
+}
+
 func (m *Master) stopMetrics() {
+	if m.inheritedMetrics != nil {
+		m.inheritedMetrics.file.Close()
+		m.inheritedMetrics = nil
+	}
+	if m.metricsFile != nil {
+		m.metricsFile.Close()
+		m.metricsFile = nil
+	}
 	if m.metricsSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -72,16 +119,14 @@ func (m *Master) buildSnapshot() metrics.Snapshot {
 		Generation:     m.gen,
 		Started:        m.started,
 	}
-	for i, n := range m.stats.retired {
-		s.Retired[i+1] = n
-	}
+	s.Retired = m.stats.retired
 	for k, v := range m.stats.restarts {
 		s.Restarts[k] = v
 	}
 	for _, w := range m.workers {
 		s.Workers = append(s.Workers, metrics.Worker{
 			Slot: w.slot, PID: w.pid, RSS: w.beat.RSS, Requests: w.beat.Requests, OpenConns: w.beat.OpenConns,
-			Status: metrics.Classes{0, w.beat.Status2xx, w.beat.Status3xx, w.beat.Status4xx, w.beat.Status5xx},
+			Status: w.beat.Status,
 		})
 	}
 	return s

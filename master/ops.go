@@ -91,10 +91,15 @@ func (m *Master) listenControl() error {
 			case <-time.After(5 * time.Second):
 				return control.Response{Error: "master busy"}
 			}
+			wait := 5 * time.Second
+			if req.Cmd == control.CmdReload {
+				// Answered when the new generation is ready or refused.
+				wait = control.ReloadTimeout - 5*time.Second
+			}
 			select {
 			case resp := <-r.reply:
 				return resp
-			case <-time.After(5 * time.Second):
+			case <-time.After(wait):
 				return control.Response{Error: "master did not answer"}
 			}
 		})
@@ -113,19 +118,18 @@ func (m *Master) handleControl(r ctlReq) {
 		resp = control.Response{OK: true, Status: m.status()}
 	case control.CmdReload:
 		m.log.Info("reload requested over the control socket")
-		ok := m.reload()
-		resp = control.Response{OK: ok}
-		if !ok {
-			resp.Error = "configuration refused; the old one keeps serving (see the log)"
-			if m.lastReloadErr != "" {
-				resp.Error = m.lastReloadErr
-			}
-		}
+		// The answer comes when the new generation serves or is refused.
+		m.reload(r.reply)
+		return
 	case control.CmdStop:
 		m.log.Info("stop requested over the control socket")
 		m.shutdown(stopping)
 		resp = control.Response{OK: true}
 	case control.CmdScale:
+		if m.phase != running {
+			resp = control.Response{Error: "the master is stopping"}
+			break
+		}
 		m.want = r.req.N
 		m.log.Info("scaling", "workers", m.want)
 		resp = control.Response{OK: true}
@@ -136,7 +140,8 @@ func (m *Master) handleControl(r ctlReq) {
 }
 
 func (m *Master) status() *control.Status {
-	st := &control.Status{MasterPID: m.pid, Started: m.started, Generation: m.gen, Config: m.cfg.Path}
+	st := &control.Status{MasterPID: m.pid, Started: m.started, Generation: m.gen, Config: m.cfg.Path,
+		Reloading: m.pending != nil, LastReload: m.lastReload}
 	for _, w := range m.workers {
 		st.Workers = append(st.Workers, control.WorkerStatus{
 			Slot: w.slot, PID: w.pid, Generation: w.gen, Started: w.started,
@@ -158,8 +163,10 @@ func (w *worker) state() string {
 	switch {
 	case w.stopping:
 		return "stopping"
-	case w.retiring:
+	case w.retiring != stopNone:
 		return "retiring"
+	case w.txn != nil && w.ready:
+		return "ready (new generation)"
 	case w.ready:
 		return "ready"
 	default:

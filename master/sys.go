@@ -1,13 +1,18 @@
 package master
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/procname"
 )
 
 func clockGettime(ts *syscall.Timespec) error {
@@ -22,11 +27,11 @@ func clockGettime(ts *syscall.Timespec) error {
 // credential returns the user and group workers run as: set only when the
 // master runs as root and the configuration names a user. Supplementary
 // groups are cleared.
-func (m *Master) credential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 || m.cfg.User == "" {
+func credential(cfg *config.Config) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 || cfg.User == "" {
 		return nil, nil
 	}
-	uid, gid, err := lookupIDs(m.cfg.User, m.cfg.Group)
+	uid, gid, err := lookupIDs(cfg.User, cfg.Group)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +71,7 @@ func lookupIDs(userName, groupName string) (uint32, uint32, error) {
 // drop privileges, hands them to the worker user, so a worker can open them
 // at boot and after USR1 even in a directory it cannot write.
 func (m *Master) prepareLogFiles() {
-	cred, err := m.credential()
+	cred, err := credential(m.cfg)
 	if err != nil || cred == nil {
 		return
 	}
@@ -84,4 +89,83 @@ func (m *Master) prepareLogFiles() {
 		}
 		f.Close()
 	}
+}
+
+// setProcName names the master for ps, top and pgrep ("forkd: master").
+func (m *Master) setProcName(name string) {
+	if err := procname.Set(name); err != nil {
+		m.log.Debug("cannot set the process name", "error", err)
+	}
+}
+
+// checkFileLimit warns, as nginx does, when limits.max_connections exceeds
+// what RLIMIT_NOFILE lets a worker open: each connection is a descriptor,
+// and a worker would fail to accept (EMFILE) long before the limit. Go
+// raises a process's soft limit to the hard one at start, so the hard limit
+// is what a worker gets.
+func (m *Master) checkFileLimit(cfg *config.Config) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	// Listeners, log files, the ipc socket, upstream connections: leave
+	// room for the worker's own descriptors.
+	const reserve = 64
+	need := uint64(cfg.Limits.MaxConnections) + reserve
+	if rl.Max != unix.RLIM_INFINITY && need > rl.Max {
+		m.log.Warn("limits.max_connections exceeds the open file limit (RLIMIT_NOFILE); workers will fail to accept before reaching it",
+			"max_connections", cfg.Limits.MaxConnections, "nofile_limit", rl.Max)
+	}
+}
+
+// reapOrphans waits for the zombies that are not our workers or our
+// successor: when forkd runs as PID 1 (a container's init), every orphan in
+// the container is reparented to it and must be reaped, as gunicorn's
+// arbiter does. Our own children are reaped by their exec.Cmd.Wait, so only
+// the pids the loop does not know are waited for here.
+func (m *Master) reapOrphans() {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || m.ownChild(pid) {
+			continue
+		}
+		ppid, state, ok := procStat(pid)
+		if !ok || ppid != m.pid || state != 'Z' {
+			continue
+		}
+		var ws unix.WaitStatus
+		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+			m.log.Debug("reaped an orphan", "orphan_pid", pid)
+		}
+	}
+}
+
+func (m *Master) ownChild(pid int) bool {
+	if _, ok := m.workers[pid]; ok {
+		return true
+	}
+	return m.upgrading != nil && m.upgrading.pid == pid
+}
+
+// procStat reads a process's parent and state from /proc/pid/stat.
+func procStat(pid int) (ppid int, state byte, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// "pid (comm) S ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+4 > len(b) {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 2 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return ppid, f[0][0], err == nil
 }

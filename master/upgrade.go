@@ -11,14 +11,16 @@ import (
 	"syscall"
 
 	"github.com/forkd/forkd/internal/control"
+	"github.com/forkd/forkd/ipc"
 )
 
 // Environment of a master started by USR2 (binary upgrade).
 const (
-	envUpgradeFDs   = "FORKD_UPGRADE_FDS"   // "addr=fd,..." listeners handed over
-	envUpgradeCtl   = "FORKD_UPGRADE_CTL"   // fd of the control socket, if any
-	envUpgradeReady = "FORKD_UPGRADE_READY" // fd of the pipe to write one byte to when ready
-	envUpgradeFrom  = "FORKD_UPGRADE_FROM"  // pid of the old master
+	envUpgradeFDs     = "FORKD_UPGRADE_FDS"     // "addr=fd,..." listeners handed over (ipc.EncodeFDs)
+	envUpgradeMetrics = "FORKD_UPGRADE_METRICS" // "addr=fd" of the metrics listener, if any
+	envUpgradeCtl     = "FORKD_UPGRADE_CTL"     // fd of the control socket, if any
+	envUpgradeReady   = "FORKD_UPGRADE_READY"   // fd of the pipe to write one byte to when ready
+	envUpgradeFrom    = "FORKD_UPGRADE_FROM"    // pid of the old master
 )
 
 // upgradeEvent is the outcome of a binary upgrade: ready, or the new
@@ -54,20 +56,23 @@ func (m *Master) startUpgrade() {
 	}
 	defer w.Close()
 	var files []*os.File
-	var parts []string
 	add := func(f *os.File) int {
 		files = append(files, f)
 		return 2 + len(files)
 	}
 	readyFD := add(w)
+	var fds []ipc.NamedFD
 	for addr, l := range m.listeners {
-		parts = append(parts, addr+"="+strconv.Itoa(add(l.file)))
+		fds = append(fds, ipc.NamedFD{Name: addr, FD: add(l.file)})
 	}
 	env := append(os.Environ(),
-		envUpgradeFDs+"="+strings.Join(parts, ","),
+		envUpgradeFDs+"="+ipc.EncodeFDs(fds),
 		envUpgradeReady+"="+strconv.Itoa(readyFD),
 		envUpgradeFrom+"="+strconv.Itoa(m.pid),
 	)
+	if m.metricsFile != nil {
+		env = append(env, envUpgradeMetrics+"="+ipc.EncodeFDs([]ipc.NamedFD{{Name: m.cfg.Metrics.Address, FD: add(m.metricsFile)}}))
+	}
 	if m.ctlSrv != nil {
 		cf, err := m.ctlSrv.File()
 		if err == nil {
@@ -125,6 +130,9 @@ func (m *Master) handleUpgrade(ev upgradeEvent) {
 	if !ev.ready {
 		u.done = true
 		m.upgrading = nil
+		if m.ctlSrv != nil {
+			m.ctlSrv.KeepFile(false) // ours again: remove it when we stop
+		}
 		m.log.Error("binary upgrade failed; the old master keeps serving", "new_master_pid", u.pid, "error", ev.err)
 		return
 	}
@@ -142,32 +150,36 @@ func (m *Master) adoptUpgrade() error {
 		return nil
 	}
 	defer func() {
-		for _, k := range []string{envUpgradeFDs, envUpgradeCtl, envUpgradeFrom} {
+		for _, k := range []string{envUpgradeFDs, envUpgradeMetrics, envUpgradeCtl, envUpgradeFrom} {
 			os.Unsetenv(k)
 		}
 	}()
-	if v != "" {
-		for _, p := range strings.Split(v, ",") {
-			i := strings.LastIndexByte(p, '=')
-			fd, err := strconv.Atoi(p[i+1:])
-			if i < 0 || err != nil {
-				return fmt.Errorf("%s: malformed entry %q", envUpgradeFDs, p)
-			}
-			syscall.CloseOnExec(fd)
-			addr := p[:i]
-			f, err := inheritable(os.NewFile(uintptr(fd), addr))
-			if err != nil {
-				return fmt.Errorf("inherited listener %s: %w", addr, err)
-			}
-			l := &listener{address: addr, file: f}
-			if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-				var st syscall.Stat_t
-				if syscall.Stat(path, &st) == nil {
-					l.unix, l.ino = path, st.Ino
-				}
-			}
-			m.listeners[addr] = l
+	fds, err := ipc.DecodeFDs(envUpgradeFDs, v)
+	if err != nil {
+		return err
+	}
+	for _, e := range fds {
+		syscall.CloseOnExec(e.FD)
+		f, err := inheritable(os.NewFile(uintptr(e.FD), e.Name))
+		if err != nil {
+			return fmt.Errorf("inherited listener %s: %w", e.Name, err)
 		}
+		l := &listener{address: e.Name, file: f}
+		if path, ok := strings.CutPrefix(e.Name, "unix:"); ok {
+			var st syscall.Stat_t
+			if syscall.Stat(path, &st) == nil {
+				l.unix, l.ino = path, st.Ino
+			}
+		}
+		m.listeners[e.Name] = l
+	}
+	mfds, err := ipc.DecodeFDs(envUpgradeMetrics, os.Getenv(envUpgradeMetrics))
+	if err != nil {
+		return err
+	}
+	for _, e := range mfds {
+		syscall.CloseOnExec(e.FD)
+		m.inheritedMetrics = &listener{address: e.Name, file: os.NewFile(uintptr(e.FD), "metrics")}
 	}
 	if s := os.Getenv(envUpgradeCtl); s != "" {
 		fd, err := strconv.Atoi(s)
@@ -181,6 +193,9 @@ func (m *Master) adoptUpgrade() error {
 		if err != nil {
 			return err
 		}
+		// The file stays the old master's until we serve: if we fail, it
+		// must still find its socket where it was.
+		srv.KeepFile(true)
 		m.ctlSrv = srv
 	}
 	if s := os.Getenv(envUpgradeReady); s != "" {
@@ -203,7 +218,17 @@ func (m *Master) signalUpgradeReady() {
 		return
 	}
 	if err := m.writePidfile(); err != nil {
-		m.log.Error("binary upgrade: cannot write pidfile", "error", err)
+		// Without a pidfile nobody could find us: fail the upgrade, so the
+		// old master keeps serving with its own.
+		m.log.Error("binary upgrade failed: cannot write pidfile; stopping this new master", "error", err)
+		m.readyPipe.Close()
+		m.readyPipe = nil
+		m.exitCode = ExitConfig
+		m.shutdown(quitting)
+		return
+	}
+	if m.ctlSrv != nil {
+		m.ctlSrv.KeepFile(false)
 	}
 	m.notify("MAINPID=" + strconv.Itoa(m.pid))
 	if _, err := m.readyPipe.Write([]byte{1}); err != nil {

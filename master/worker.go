@@ -3,36 +3,160 @@ package master
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"syscall"
 	"time"
 
 	"github.com/forkd/forkd/ipc"
+	workerpkg "github.com/forkd/forkd/worker"
 )
 
 // worker is the master's record of one worker process. Only the master loop
 // touches it.
 type worker struct {
 	slot, gen, pid int
-	cmd            *exec.Cmd
-	conn           *ipc.Conn
+	conn           *ipc.Conn  // nil in unit tests
+	txn            *reloadTxn // the reload this worker boots for; nil once current
 	started        time.Time
 	lastBeat       time.Time
 	ready          bool
-	retiring       bool      // asked for a replacement (max_requests)
+	retiring       stopCause // asked for a replacement (max_requests, memory)
 	stopping       bool      // TERM (or QUIT) sent
 	stopDeadline   time.Time // SIGKILL after this while stopping
-	killedFor      string    // why the master sent SIGKILL, if it did
-	stopCause      string    // why the master stopped it (reload, scale, ...)
+	killedFor      killReason
+	stopCause      stopCause // why the master stopped it
 	bootErr        string
 	beat           ipc.Heartbeat
+	overMemory     time.Time // since when RSS stays above max_worker_memory
+}
+
+// stopCause says why the master stopped (or is replacing) a worker.
+type stopCause int
+
+const (
+	stopNone        stopCause = iota
+	stopShutdown              // the master stops
+	stopReload                // replaced by a new generation
+	stopScaleDown             // TTOU or scale
+	stopMaxRequests           // max_requests reached
+	stopMemory                // RSS above max_worker_memory for the window
+	stopRefused               // its generation's reload was refused
+	stopWinch                 // WINCH: all workers stop, the master stays
+)
+
+func (c stopCause) String() string {
+	switch c {
+	case stopShutdown:
+		return "shutdown"
+	case stopReload:
+		return "reload"
+	case stopScaleDown:
+		return "scale down"
+	case stopMaxRequests:
+		return "max_requests"
+	case stopMemory:
+		return "max_worker_memory"
+	case stopRefused:
+		return "reload refused"
+	case stopWinch:
+		return "winch"
+	default:
+		return "none"
+	}
+}
+
+// killReason says why the master sent SIGKILL, if it did.
+type killReason int
+
+const (
+	notKilled       killReason = iota
+	killTimeout                // no heartbeat for worker_timeout
+	killStopTimeout            // did not stop within graceful_timeout
+	killIPC                    // its ipc socket failed before it was ready
+)
+
+func (k killReason) String() string {
+	switch k {
+	case killTimeout:
+		return "timeout"
+	case killStopTimeout:
+		return "graceful timeout"
+	case killIPC:
+		return "ipc failure"
+	default:
+		return "not killed"
+	}
+}
+
+// exitKind classifies how a worker process ended, the way gunicorn's
+// reaper does.
+type exitKind int
+
+const (
+	exitUnknown    exitKind = iota
+	exitClean               // status 0
+	exitStatus              // another status
+	exitBootFailed          // workerpkg.ExitBootError
+	exitSignal              // a signal other than SIGKILL
+	exitSIGKILL             // SIGKILL not sent by the master: perhaps the OOM killer
+	exitKilled              // SIGKILL the master sent (see killReason)
+)
+
+// exitCause is one classified exit.
+type exitCause struct {
+	kind   exitKind
+	status int
+	sig    syscall.Signal
+	killed killReason
+}
+
+func classify(st *os.ProcessState, killed killReason) exitCause {
+	if killed != notKilled {
+		return exitCause{kind: exitKilled, killed: killed}
+	}
+	if st == nil {
+		return exitCause{kind: exitUnknown}
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if !ok {
+		return exitCause{kind: exitUnknown}
+	}
+	switch {
+	case ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		return exitCause{kind: exitSIGKILL, sig: syscall.SIGKILL}
+	case ws.Signaled():
+		return exitCause{kind: exitSignal, sig: ws.Signal()}
+	case ws.ExitStatus() == workerpkg.ExitBootError:
+		return exitCause{kind: exitBootFailed, status: workerpkg.ExitBootError}
+	case ws.ExitStatus() != 0:
+		return exitCause{kind: exitStatus, status: ws.ExitStatus()}
+	default:
+		return exitCause{kind: exitClean}
+	}
+}
+
+func (c exitCause) String() string {
+	switch c.kind {
+	case exitClean:
+		return "exited"
+	case exitStatus:
+		return fmt.Sprintf("exited with status %d", c.status)
+	case exitBootFailed:
+		return "failed to boot"
+	case exitSignal:
+		return fmt.Sprintf("killed by signal %s", c.sig)
+	case exitSIGKILL:
+		return "killed by SIGKILL (perhaps out of memory?)"
+	case exitKilled:
+		return c.killed.String()
+	default:
+		return "unknown"
+	}
 }
 
 // exitEvent is a reaped child.
 type exitEvent struct {
 	pid   int
 	state *os.ProcessState
-	err   error
 }
 
 // msgEvent is one ipc message (or the end of the stream) from a worker.
@@ -40,34 +164,4 @@ type msgEvent struct {
 	pid int
 	msg *ipc.Message
 	err error
-}
-
-// cause classifies a worker's exit the way gunicorn's reaper does.
-func (w *worker) cause(st *os.ProcessState) string {
-	if w.killedFor != "" {
-		return w.killedFor
-	}
-	if st == nil {
-		return "unknown"
-	}
-	ws, ok := st.Sys().(syscall.WaitStatus)
-	if !ok {
-		return st.String()
-	}
-	switch {
-	case ws.Signaled() && ws.Signal() == syscall.SIGKILL:
-		return "killed by SIGKILL (perhaps out of memory?)"
-	case ws.Signaled():
-		return fmt.Sprintf("killed by signal %s", ws.Signal())
-	case ws.ExitStatus() == 3:
-		return "failed to boot"
-	case ws.ExitStatus() != 0:
-		return fmt.Sprintf("exited with status %d", ws.ExitStatus())
-	default:
-		return "exited"
-	}
-}
-
-func (w *worker) signal(sig syscall.Signal) {
-	_ = syscall.Kill(w.pid, sig)
 }

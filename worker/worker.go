@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/logging"
+	"github.com/forkd/forkd/internal/metrics"
+	"github.com/forkd/forkd/internal/procname"
 	"github.com/forkd/forkd/ipc"
 	"github.com/forkd/forkd/protocol"
 	"github.com/forkd/forkd/serve"
@@ -66,6 +69,12 @@ func Run(opts Options) int {
 		early.Error("not started by a forkd master", "error", err)
 		return ExitFailure
 	}
+	// The master named us in argv[0] ("forkd: worker gen 3 slot 1"); the
+	// short name top and pgrep show says the role.
+	prog, _, _ := strings.Cut(filepath.Base(os.Args[0]), ":")
+	if err := procname.Set(prog + ": worker"); err != nil {
+		early.Debug("cannot set the process name", "error", err)
+	}
 	conn, err := ipc.FromFile(in.IPC)
 	in.IPC.Close()
 	if err != nil {
@@ -78,16 +87,14 @@ func Run(opts Options) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
 
-	msg, err := conn.Recv()
+	cfg, err := ipc.ReadConfig(in.Config)
+	in.Config.Close()
 	if err != nil {
 		early.Error("no configuration from the master", "error", err)
-		return ExitFailure
+		_ = conn.Send(&ipc.Message{Type: ipc.TypeBootError, Error: err.Error()})
+		return ExitBootError
 	}
-	if msg.Type != ipc.TypeConfig || msg.Config == nil {
-		early.Error("first ipc message is not the configuration", "type", msg.Type)
-		return ExitFailure
-	}
-	w := &runtime{opts: opts, conn: conn, cfg: msg.Config, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
+	w := &runtime{opts: opts, conn: conn, cfg: cfg, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
 		log: early.With("slot", in.Slot, "generation", in.Generation)}
 	code := w.run(in.Listeners, sigs)
 	conn.Close()
@@ -294,10 +301,7 @@ func (w *runtime) heartbeat() {
 		Requests:  st.Requests,
 		OpenConns: st.OpenConns,
 		RSS:       rss(),
-		Status2xx: st.Status2xx,
-		Status3xx: st.Status3xx,
-		Status4xx: st.Status4xx,
-		Status5xx: st.Status5xx,
+		Status:    metrics.Classes{0, st.Status2xx, st.Status3xx, st.Status4xx, st.Status5xx},
 	}
 	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
 }

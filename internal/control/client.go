@@ -15,6 +15,10 @@ import (
 // timeout of zero.
 const DefaultTimeout = 10 * time.Second
 
+// ReloadTimeout is Call's default for CmdReload: the master answers a reload
+// only once the new generation's workers are all ready, or it was refused.
+const ReloadTimeout = 2 * time.Minute
+
 // maxResponseBytes bounds a response; a status of a thousand workers is
 // well under it.
 const maxResponseBytes = 16 << 20
@@ -25,12 +29,15 @@ var ErrNoMaster = errors.New("no forkd master is running")
 
 // Call sends req to the master listening on the control socket at path and
 // returns its response. The timeout bounds the whole exchange; zero means
-// DefaultTimeout. A non-nil error means the exchange failed; a master that
+// DefaultTimeout (ReloadTimeout for a reload). A non-nil error means the exchange failed; a master that
 // refused the command answers with Response.OK unset, see Response.Err.
 // When nothing listens on path the error wraps ErrNoMaster.
 func Call(path string, req Request, timeout time.Duration) (Response, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
+		if req.Cmd == CmdReload {
+			timeout = ReloadTimeout
+		}
 	}
 	deadline := time.Now().Add(timeout)
 	d := net.Dialer{Deadline: deadline}

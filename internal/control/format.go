@@ -21,6 +21,16 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	fmt.Fprintf(tw, "uptime:\t%s\n", FormatAge(s.Started, now))
 	fmt.Fprintf(tw, "generation:\t%d\n", s.Generation)
 	fmt.Fprintf(tw, "config:\t%s\n", config)
+	if s.Reloading {
+		fmt.Fprintf(tw, "reload:\tin progress (new generation booting)\n")
+	}
+	if r := s.LastReload; r != nil {
+		if r.OK {
+			fmt.Fprintf(tw, "last reload:\tapplied %s ago\n", FormatAge(r.At, now))
+		} else {
+			fmt.Fprintf(tw, "last reload:\tFAILED %s ago: %s\n", FormatAge(r.At, now), r.Error)
+		}
+	}
 	fmt.Fprintf(tw, "workers:\t%d\n", len(s.Workers))
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("control: writing status: %w", err)

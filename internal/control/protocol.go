@@ -79,6 +79,20 @@ type Status struct {
 	Generation int            `json:"generation"`
 	Config     string         `json:"config"` // path of config.hcl; "" for built-in defaults
 	Workers    []WorkerStatus `json:"workers"`
+	// Reloading is set while a new generation boots; it becomes current
+	// only once all its workers are ready.
+	Reloading bool `json:"reloading,omitempty"`
+	// LastReload is the outcome of the latest reload, if any.
+	LastReload *ReloadOutcome `json:"last_reload,omitempty"`
+}
+
+// ReloadOutcome is how a reload ended: applied whole, or refused with the
+// cause (an invalid configuration, or a worker of the new generation that
+// could not boot) while the old configuration kept serving.
+type ReloadOutcome struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
 }
 
 // WorkerStatus is one row of the worker table, from the worker's latest

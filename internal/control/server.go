@@ -258,6 +258,16 @@ func (s *Server) File() (*os.File, error) {
 	return f, nil
 }
 
+// KeepFile decides whether Close leaves the socket file in place. A master
+// started by a binary upgrade keeps it until it serves, so a successor that
+// fails never removes the file its predecessor still answers on; an old
+// master whose successor failed takes the file back with KeepFile(false).
+func (s *Server) KeepFile(keep bool) {
+	s.mu.Lock()
+	s.keepFile = keep
+	s.mu.Unlock()
+}
+
 // Close stops Serve and removes the socket file, unless it was handed to a
 // successor with File or has since been replaced by another socket.
 // Connections already accepted are still answered.
