@@ -19,9 +19,10 @@ import (
 // the supervisor's logic (reconcile, reap, back-off, timeouts, the reload
 // transaction) without processes, the way tableflip's env struct does.
 type env struct {
-	now   func() time.Time
-	start func(spec workerSpec) (pid int, conn *ipc.Conn, err error)
-	kill  func(pid int, sig syscall.Signal) error
+	now    func() time.Time
+	start  func(spec workerSpec) (pid int, conn *ipc.Conn, err error)
+	kill   func(pid int, sig syscall.Signal) error
+	notify func(lines ...string) error // sd_notify
 }
 
 // workerSpec is what one worker process starts with.
@@ -39,6 +40,9 @@ func (m *Master) osEnv() env {
 		now:   time.Now,
 		start: m.startProcess,
 		kill:  syscall.Kill,
+		notify: func(lines ...string) error {
+			return m.sd.Send(lines...)
+		},
 	}
 }
 
@@ -94,7 +98,11 @@ func (m *Master) startProcess(spec workerSpec) (int, *ipc.Conn, error) {
 	}()
 	go func() {
 		_ = cmd.Wait()
-		m.exits <- exitEvent{pid: pid, state: cmd.ProcessState}
+		ev := exitEvent{pid: pid}
+		if cmd.ProcessState != nil {
+			ev.status, ev.known = cmd.ProcessState.Sys().(syscall.WaitStatus)
+		}
+		m.exits <- ev
 	}()
 	return pid, conn, nil
 }

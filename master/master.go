@@ -521,6 +521,10 @@ func (m *Master) reconcile(now time.Time) {
 	if m.phase != running {
 		return
 	}
+	if m.pending != nil {
+		// First: committing it changes what is wanted.
+		m.advanceReload(m.pending)
+	}
 	want := m.wanted()
 	for slot := 0; slot < want; slot++ {
 		if m.active(slot) != nil {
@@ -535,9 +539,6 @@ func (m *Master) reconcile(now time.Time) {
 			s.next = now.Add(backoff(s.failures))
 			m.log.Error("cannot start worker", "slot", slot, "error", err)
 		}
-	}
-	if m.pending != nil {
-		m.advanceReload(m.pending)
 	}
 	allReady := true
 	for slot := 0; slot < want; slot++ {
@@ -731,7 +732,7 @@ func (m *Master) reap(ev exitEvent) {
 	}
 	m.stats.retiredReqs += w.beat.Requests
 	m.stats.retired = m.stats.retired.Plus(w.beat.Status)
-	cause := classify(ev.state, w.killedFor)
+	cause := classify(ev, w.killedFor)
 	now := m.env.now()
 	if w.stopping && w.killedFor == notKilled {
 		m.log.Info("worker stopped", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", w.stopCause.String())
@@ -812,7 +813,7 @@ func (m *Master) addresses() []string {
 func (m *Master) statusLine() string {
 	ready := 0
 	for _, w := range m.workers {
-		if w.ready && !w.stopping {
+		if w.gen == m.gen && w.txn == nil && w.ready && !w.stopping {
 			ready++
 		}
 	}
@@ -830,7 +831,7 @@ func (m *Master) notify(lines ...string) {
 	if m.handedOver {
 		return
 	}
-	if err := m.sd.Send(lines...); err != nil {
+	if err := m.env.notify(lines...); err != nil {
 		m.log.Warn("sd_notify failed", "error", err)
 	}
 }

@@ -2,7 +2,6 @@ package master
 
 import (
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
@@ -109,17 +108,14 @@ type exitCause struct {
 	killed killReason
 }
 
-func classify(st *os.ProcessState, killed killReason) exitCause {
+func classify(ev exitEvent, killed killReason) exitCause {
 	if killed != notKilled {
 		return exitCause{kind: exitKilled, killed: killed}
 	}
-	if st == nil {
+	if !ev.known {
 		return exitCause{kind: exitUnknown}
 	}
-	ws, ok := st.Sys().(syscall.WaitStatus)
-	if !ok {
-		return exitCause{kind: exitUnknown}
-	}
+	ws := ev.status
 	switch {
 	case ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		return exitCause{kind: exitSIGKILL, sig: syscall.SIGKILL}
@@ -155,8 +151,9 @@ func (c exitCause) String() string {
 
 // exitEvent is a reaped child.
 type exitEvent struct {
-	pid   int
-	state *os.ProcessState
+	pid    int
+	status syscall.WaitStatus
+	known  bool // false when wait(2) gave no status
 }
 
 // msgEvent is one ipc message (or the end of the stream) from a worker.
