@@ -7,6 +7,10 @@
 // every relative path made absolute and every problem reported, each with
 // the file position it comes from (see Error).
 //
+// The built-in defaults apply only when there is no file. A file that sets
+// nothing (empty, blank or only comments) is an error, so that truncating
+// config.hcl and reloading cannot quietly switch a running server to them.
+//
 // Relative paths in a file (static roots, pidfile, control_socket, log
 // files, unix socket paths of listeners and upstreams) are resolved against
 // the directory that holds the file, not the working directory, because the

@@ -43,14 +43,36 @@ func TestDefault(t *testing.T) {
 	}
 }
 
-// An empty file is the built-in defaults.
+// A file that sets nothing is an error at its first line: built-in
+// defaults apply only when there is no file.
 func TestParseEmpty(t *testing.T) {
-	c, err := Parse([]byte("# nothing\n"), "empty.hcl")
+	for _, src := range []string{"", "\n", " \t\r\n\n", "# nothing\n", "// c\n/* block\n*/\n", "# no newline"} {
+		c, err := Parse([]byte(src), "empty.hcl")
+		var cerr *Error
+		if !errors.As(err, &cerr) {
+			t.Fatalf("Parse(%q) = %+v, %v; want *Error", src, c, err)
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, "empty.hcl:1:1: Empty configuration;") {
+			t.Errorf("Parse(%q): %q, want empty.hcl:1:1: Empty configuration", src, msg)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(path, []byte("\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.HasPrefix(err.Error(), path+":1:1: ") {
+		t.Errorf("Load(empty file) = %v, want %s:1:1", err, path)
+	}
+}
+
+// A file with one setting at its default is the built-in defaults.
+func TestParseMinimal(t *testing.T) {
+	c, err := Parse([]byte("workers = 0 # one per CPU\n"), "min.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Default()
-	want.Path, _ = filepath.Abs("empty.hcl")
+	want.Path, _ = filepath.Abs("min.hcl")
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}

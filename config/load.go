@@ -37,13 +37,26 @@ func Check(path string) error {
 // Parse does what Load does with src as the contents of the file named
 // filename. Diagnostics name filename as given; relative paths in src are
 // resolved against filename's directory, and Config.Path is filename made
-// absolute.
+// absolute. A src that sets nothing (empty, blank or only comments) is an
+// error at filename:1:1.
 func Parse(src []byte, filename string) (*Config, error) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		// The body of a file with syntax errors is partial; decoding it
 		// would only add confusing follow-on errors.
 		return nil, errorOf(diags)
+	}
+	if body, ok := file.Body.(*hclsyntax.Body); ok && len(body.Attributes) == 0 && len(body.Blocks) == 0 {
+		// Built-in defaults apply only when there is no file: an emptied
+		// config.hcl followed by a reload must not switch a running server
+		// to them.
+		start := hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos}
+		return nil, errorOf(hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Empty configuration",
+			Detail:   "The file sets nothing (it is empty, blank or only comments). Built-in defaults apply only when there is no configuration file; write at least one setting, such as workers = 0.",
+			Subject:  &start,
+		}})
 	}
 	d := &decoder{pos: make(map[string]hcl.Range), bad: make(map[string]bool)}
 	c := d.decodeFile(file.Body)
