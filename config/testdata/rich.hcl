@@ -6,8 +6,8 @@ graceful_timeout    = "1m30s"
 max_requests        = 100000
 max_requests_jitter = 500
 pidfile             = "run/forkd.pid"
-user                = "www-data"
-group               = "www-data"
+user                = "root"
+group               = "0"
 control_socket      = "/run/forkd/control.sock"
 
 listen {
@@ -27,7 +27,7 @@ listen {
 log {
   level  = "DEBUG"
   format = "json"
-  file   = "log/forkd.log"
+  file   = "forkd.log"
   access = "-"
 }
 
@@ -51,7 +51,7 @@ site "www" {
 
   route "/" {
     static {
-      root     = "/srv/www"
+      root     = "www"
       index    = ["index.html", "index.htm"]
       dotfiles = true
       gzip     = false
