@@ -52,6 +52,10 @@ const (
 	DefaultMetricsAddress    = "127.0.0.1:9100"
 	DefaultMetricsPath       = "/metrics"
 
+	// DefaultMaxWorkerMemory (0) turns the worker memory limit off.
+	DefaultMaxWorkerMemory       = 0
+	DefaultMaxWorkerMemoryWindow = 30 * time.Second
+
 	// MaxWorkers bounds the workers key; more is a typo, not a plan.
 	MaxWorkers = 1024
 )
@@ -67,6 +71,12 @@ type Config struct {
 	User              string        `json:"user"`
 	Group             string        `json:"group"`
 	ControlSocket     string        `json:"control_socket"`
+
+	// MaxWorkerMemory is the resident set size, in bytes, above which a
+	// worker is recycled once it has stayed there for
+	// MaxWorkerMemoryWindow; 0 = no limit.
+	MaxWorkerMemory       uint64        `json:"max_worker_memory"`
+	MaxWorkerMemoryWindow time.Duration `json:"max_worker_memory_window"`
 
 	Listen  []Listen `json:"listen"`
 	Log     Log      `json:"log"`
@@ -153,14 +163,23 @@ type Metrics struct {
 // Default returns the built-in configuration: one listener on
 // 127.0.0.1:8080, one worker per CPU, no sites.
 func Default() *Config {
-	c := &Config{
-		WorkerTimeout:   DefaultWorkerTimeout,
-		GracefulTimeout: DefaultGracefulTimeout,
-		Log:             Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Limits:          defaultLimits(),
-	}
+	c := defaults()
 	c.SetDefaults()
 	return c
+}
+
+// defaults returns the keys' defaults, before the ones that depend on the
+// machine or on other keys (workers, listen): the start of both Default and
+// a file's decoding.
+func defaults() *Config {
+	return &Config{
+		WorkerTimeout:         DefaultWorkerTimeout,
+		GracefulTimeout:       DefaultGracefulTimeout,
+		MaxWorkerMemory:       DefaultMaxWorkerMemory,
+		MaxWorkerMemoryWindow: DefaultMaxWorkerMemoryWindow,
+		Log:                   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Limits:                defaultLimits(),
+	}
 }
 
 func defaultLimits() Limits {
@@ -178,7 +197,8 @@ func defaultLimits() Limits {
 
 // SetDefaults replaces zero values that cannot be meant literally with their
 // defaults: workers 0 becomes runtime.NumCPU(), no listeners becomes one on
-// 127.0.0.1:8080, a unix listener's mode 0 becomes 0666, and zero timeouts,
+// 127.0.0.1:8080, a unix listener's mode 0 becomes 0666, and zero timeouts
+// (max_worker_memory_window among them),
 // limits, log level and format, static index, proxy timeouts, respond status,
 // site hosts and metrics address and path take the documented defaults.
 // Booleans are left alone (a zero Static.Gzip stays false). It is meant for
@@ -192,6 +212,7 @@ func (c *Config) SetDefaults() {
 	if c.GracefulTimeout == 0 {
 		c.GracefulTimeout = DefaultGracefulTimeout
 	}
+	setDuration(&c.MaxWorkerMemoryWindow, DefaultMaxWorkerMemoryWindow)
 	if c.Log.Level == "" {
 		c.Log.Level = DefaultLogLevel
 	}

@@ -24,6 +24,9 @@ func TestDefault(t *testing.T) {
 	if c.WorkerTimeout != 30*time.Second || c.GracefulTimeout != 30*time.Second {
 		t.Errorf("timeouts = %v, %v", c.WorkerTimeout, c.GracefulTimeout)
 	}
+	if c.MaxWorkerMemory != 0 || c.MaxWorkerMemoryWindow != 30*time.Second {
+		t.Errorf("max_worker_memory = %d, window %v; want 0 (off), 30s", c.MaxWorkerMemory, c.MaxWorkerMemoryWindow)
+	}
 	if c.Log != (Log{Level: "info", Format: "text"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
@@ -110,15 +113,17 @@ func TestLoadRich(t *testing.T) {
 	}
 	dir, _ := filepath.Abs("testdata")
 	want := &Config{
-		Workers:           4,
-		WorkerTimeout:     45 * time.Second,
-		GracefulTimeout:   90 * time.Second,
-		MaxRequests:       100000,
-		MaxRequestsJitter: 500,
-		Pidfile:           filepath.Join(dir, "run/forkd.pid"),
-		User:              "root",
-		Group:             "0",
-		ControlSocket:     "/run/forkd/control.sock",
+		Workers:               4,
+		WorkerTimeout:         45 * time.Second,
+		GracefulTimeout:       90 * time.Second,
+		MaxRequests:           100000,
+		MaxRequestsJitter:     500,
+		Pidfile:               filepath.Join(dir, "run/forkd.pid"),
+		User:                  "root",
+		Group:                 "0",
+		ControlSocket:         "/run/forkd/control.sock",
+		MaxWorkerMemory:       512 << 20,
+		MaxWorkerMemoryWindow: time.Minute,
 		Listen: []Listen{
 			{Address: "0.0.0.0:80", ReusePort: true},
 			{Address: "[::1]:8443"},

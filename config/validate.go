@@ -125,6 +125,7 @@ func (v *validator) config(c *Config) {
 	v.positiveDuration("graceful_timeout", c.GracefulTimeout)
 	v.nonNegative("max_requests", int64(c.MaxRequests))
 	v.nonNegative("max_requests_jitter", int64(c.MaxRequestsJitter))
+	v.positiveDuration("max_worker_memory_window", c.MaxWorkerMemoryWindow)
 	if err := checkUser(c.User); err != nil {
 		v.errorErr("user", "Unknown user", err)
 	}

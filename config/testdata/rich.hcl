@@ -9,6 +9,8 @@ pidfile             = "run/forkd.pid"
 user                = "root"
 group               = "0"
 control_socket      = "/run/forkd/control.sock"
+max_worker_memory   = "512MiB"
+max_worker_memory_window = "1m"
 
 listen {
   address    = "0.0.0.0:80"
