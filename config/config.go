@@ -52,7 +52,8 @@ const (
 	DefaultMetricsAddress    = "127.0.0.1:9100"
 	DefaultMetricsPath       = "/metrics"
 
-	// DefaultMaxWorkerMemory (0) turns the worker memory limit off.
+	// The worker memory limit is off (0) by default; when set, a worker
+	// is recycled after its RSS stays above it for the window.
 	DefaultMaxWorkerMemory       = 0
 	DefaultMaxWorkerMemoryWindow = 30 * time.Second
 
@@ -198,9 +199,9 @@ func defaultLimits() Limits {
 // SetDefaults replaces zero values that cannot be meant literally with their
 // defaults: workers 0 becomes runtime.NumCPU(), no listeners becomes one on
 // 127.0.0.1:8080, a unix listener's mode 0 becomes 0666, and zero timeouts
-// (max_worker_memory_window among them),
-// limits, log level and format, static index, proxy timeouts, respond status,
-// site hosts and metrics address and path take the documented defaults.
+// (max_worker_memory_window among them), limits, log level and format,
+// static index, proxy timeouts, respond status, site hosts and metrics
+// address and path take the documented defaults.
 // Booleans are left alone (a zero Static.Gzip stays false). It is meant for
 // configurations built in code; Load calls it for the workers and listen
 // keys only, so that an explicit zero in a file is reported, not replaced.
