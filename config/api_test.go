@@ -2,6 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,10 @@ import (
 // TestValidateBuilt checks a configuration built in code, as the embedding
 // API does: no file positions, so diagnostics name the key path.
 func TestValidateBuilt(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "public"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c := &Config{
 		Sites: []Site{{
 			Name: "app",
@@ -22,7 +29,7 @@ func TestValidateBuilt(t *testing.T) {
 		Listen: []Listen{{Address: "unix:forkd.sock"}},
 	}
 	c.SetDefaults()
-	c.Normalize("/srv/app")
+	c.Normalize(dir)
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
@@ -30,13 +37,13 @@ func TestValidateBuilt(t *testing.T) {
 	if r[0].Proxy.ConnectTimeout != 5*time.Second || r[0].Proxy.ResponseTimeout != 60*time.Second {
 		t.Errorf("proxy timeouts = %v, %v", r[0].Proxy.ConnectTimeout, r[0].Proxy.ResponseTimeout)
 	}
-	if r[1].Static.Root != "/srv/app/public" || len(r[1].Static.Index) != 1 || r[1].Static.Index[0] != "index.html" {
+	if r[1].Static.Root != filepath.Join(dir, "public") || len(r[1].Static.Index) != 1 || r[1].Static.Index[0] != "index.html" {
 		t.Errorf("static = %+v", r[1].Static)
 	}
 	if r[2].Respond.Status != 200 {
 		t.Errorf("respond status = %d", r[2].Respond.Status)
 	}
-	if c.Listen[0] != (Listen{Address: "unix:/srv/app/forkd.sock", Mode: 0o666}) {
+	if c.Listen[0] != (Listen{Address: "unix:" + filepath.Join(dir, "forkd.sock"), Mode: 0o666}) {
 		t.Errorf("listen = %+v", c.Listen[0])
 	}
 	if len(c.Sites[0].Hosts) != 1 || c.Sites[0].Hosts[0] != "*" {
@@ -45,8 +52,8 @@ func TestValidateBuilt(t *testing.T) {
 
 	c.Workers = 0
 	c.Sites[0].Routes[0].Prefix = "api"
-	c.Sites[0].Routes[2].Static = &Static{Root: "x", Index: []string{"index.html"}}
-	c.Metrics = &Metrics{Address: "unix:/srv/app/forkd.sock", Path: "/metrics"}
+	c.Sites[0].Routes[2].Static = &Static{Root: dir, Index: []string{"index.html"}}
+	c.Metrics = &Metrics{Address: c.Listen[0].Address, Path: "/metrics"}
 	err := c.Validate()
 	var cerr *Error
 	if !errors.As(err, &cerr) {
@@ -54,7 +61,7 @@ func TestValidateBuilt(t *testing.T) {
 	}
 	want := []string{
 		"workers: Invalid workers; The value must be 0 (one per CPU) or between 1 and 1024; got 0.",
-		`metrics.address: Duplicate listen address; The metrics address "unix:/srv/app/forkd.sock" is already a listener at listen[0].address.`,
+		fmt.Sprintf(`metrics.address: Duplicate listen address; The metrics address %q is already a listener at listen[0].address.`, c.Listen[0].Address),
 		`sites[0].routes[0].prefix: Invalid route prefix; The prefix "api" must start with "/".`,
 		`sites[0].routes[2].respond: Conflicting route handlers; Route "/ping" already has a static block at sites[0].routes[2].static; a route takes exactly one of static, proxy or respond.`,
 	}

@@ -7,6 +7,10 @@
 // every relative path made absolute and every problem reported, each with
 // the file position it comes from (see Error).
 //
+// The built-in defaults apply only when there is no file. A file that sets
+// nothing (empty, blank or only comments) is an error, so that truncating
+// config.hcl and reloading cannot quietly switch a running server to them.
+//
 // Relative paths in a file (static roots, pidfile, control_socket, log
 // files, unix socket paths of listeners and upstreams) are resolved against
 // the directory that holds the file, not the working directory, because the
@@ -48,6 +52,11 @@ const (
 	DefaultMetricsAddress    = "127.0.0.1:9100"
 	DefaultMetricsPath       = "/metrics"
 
+	// The worker memory limit is off (0) by default; when set, a worker
+	// is recycled after its RSS stays above it for the window.
+	DefaultMaxWorkerMemory       = 0
+	DefaultMaxWorkerMemoryWindow = 30 * time.Second
+
 	// MaxWorkers bounds the workers key; more is a typo, not a plan.
 	MaxWorkers = 1024
 )
@@ -64,6 +73,9 @@ type Config struct {
 	Group             string        `json:"group"`
 	ControlSocket     string        `json:"control_socket"`
 
+	// MaxWorkerMemory is the resident set size, in bytes, above which a
+	// worker is recycled once it has stayed there for
+	// MaxWorkerMemoryWindow; 0 = no limit.
 	MaxWorkerMemory       uint64        `json:"max_worker_memory"`
 	MaxWorkerMemoryWindow time.Duration `json:"max_worker_memory_window"`
 
@@ -152,14 +164,23 @@ type Metrics struct {
 // Default returns the built-in configuration: one listener on
 // 127.0.0.1:8080, one worker per CPU, no sites.
 func Default() *Config {
-	c := &Config{
-		WorkerTimeout:   DefaultWorkerTimeout,
-		GracefulTimeout: DefaultGracefulTimeout,
-		Log:             Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Limits:          defaultLimits(),
-	}
+	c := defaults()
 	c.SetDefaults()
 	return c
+}
+
+// defaults returns the keys' defaults, before the ones that depend on the
+// machine or on other keys (workers, listen): the start of both Default and
+// a file's decoding.
+func defaults() *Config {
+	return &Config{
+		WorkerTimeout:         DefaultWorkerTimeout,
+		GracefulTimeout:       DefaultGracefulTimeout,
+		MaxWorkerMemory:       DefaultMaxWorkerMemory,
+		MaxWorkerMemoryWindow: DefaultMaxWorkerMemoryWindow,
+		Log:                   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Limits:                defaultLimits(),
+	}
 }
 
 func defaultLimits() Limits {
@@ -177,9 +198,10 @@ func defaultLimits() Limits {
 
 // SetDefaults replaces zero values that cannot be meant literally with their
 // defaults: workers 0 becomes runtime.NumCPU(), no listeners becomes one on
-// 127.0.0.1:8080, a unix listener's mode 0 becomes 0666, and zero timeouts,
-// limits, log level and format, static index, proxy timeouts, respond status,
-// site hosts and metrics address and path take the documented defaults.
+// 127.0.0.1:8080, a unix listener's mode 0 becomes 0666, and zero timeouts
+// (max_worker_memory_window among them), limits, log level and format,
+// static index, proxy timeouts, respond status, site hosts and metrics
+// address and path take the documented defaults.
 // Booleans are left alone (a zero Static.Gzip stays false). It is meant for
 // configurations built in code; Load calls it for the workers and listen
 // keys only, so that an explicit zero in a file is reported, not replaced.
@@ -191,6 +213,7 @@ func (c *Config) SetDefaults() {
 	if c.GracefulTimeout == 0 {
 		c.GracefulTimeout = DefaultGracefulTimeout
 	}
+	setDuration(&c.MaxWorkerMemoryWindow, DefaultMaxWorkerMemoryWindow)
 	if c.Log.Level == "" {
 		c.Log.Level = DefaultLogLevel
 	}

@@ -24,6 +24,9 @@ func TestDefault(t *testing.T) {
 	if c.WorkerTimeout != 30*time.Second || c.GracefulTimeout != 30*time.Second {
 		t.Errorf("timeouts = %v, %v", c.WorkerTimeout, c.GracefulTimeout)
 	}
+	if c.MaxWorkerMemory != 0 || c.MaxWorkerMemoryWindow != 30*time.Second {
+		t.Errorf("max_worker_memory = %d, window %v; want 0 (off), 30s", c.MaxWorkerMemory, c.MaxWorkerMemoryWindow)
+	}
 	if c.Log != (Log{Level: "info", Format: "text"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
@@ -43,14 +46,36 @@ func TestDefault(t *testing.T) {
 	}
 }
 
-// An empty file is the built-in defaults.
+// A file that sets nothing is an error at its first line: built-in
+// defaults apply only when there is no file.
 func TestParseEmpty(t *testing.T) {
-	c, err := Parse([]byte("# nothing\n"), "empty.hcl")
+	for _, src := range []string{"", "\n", " \t\r\n\n", "# nothing\n", "// c\n/* block\n*/\n", "# no newline"} {
+		c, err := Parse([]byte(src), "empty.hcl")
+		var cerr *Error
+		if !errors.As(err, &cerr) {
+			t.Fatalf("Parse(%q) = %+v, %v; want *Error", src, c, err)
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, "empty.hcl:1:1: Empty configuration;") {
+			t.Errorf("Parse(%q): %q, want empty.hcl:1:1: Empty configuration", src, msg)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(path, []byte("\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.HasPrefix(err.Error(), path+":1:1: ") {
+		t.Errorf("Load(empty file) = %v, want %s:1:1", err, path)
+	}
+}
+
+// A file with one setting at its default is the built-in defaults.
+func TestParseMinimal(t *testing.T) {
+	c, err := Parse([]byte("workers = 0 # one per CPU\n"), "min.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Default()
-	want.Path, _ = filepath.Abs("empty.hcl")
+	want.Path, _ = filepath.Abs("min.hcl")
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}
@@ -88,21 +113,23 @@ func TestLoadRich(t *testing.T) {
 	}
 	dir, _ := filepath.Abs("testdata")
 	want := &Config{
-		Workers:           4,
-		WorkerTimeout:     45 * time.Second,
-		GracefulTimeout:   90 * time.Second,
-		MaxRequests:       100000,
-		MaxRequestsJitter: 500,
-		Pidfile:           filepath.Join(dir, "run/forkd.pid"),
-		User:              "www-data",
-		Group:             "www-data",
-		ControlSocket:     "/run/forkd/control.sock",
+		Workers:               4,
+		WorkerTimeout:         45 * time.Second,
+		GracefulTimeout:       90 * time.Second,
+		MaxRequests:           100000,
+		MaxRequestsJitter:     500,
+		Pidfile:               filepath.Join(dir, "run/forkd.pid"),
+		User:                  "root",
+		Group:                 "0",
+		ControlSocket:         "/run/forkd/control.sock",
+		MaxWorkerMemory:       512 << 20,
+		MaxWorkerMemoryWindow: time.Minute,
 		Listen: []Listen{
 			{Address: "0.0.0.0:80", ReusePort: true},
 			{Address: "[::1]:8443"},
 			{Address: "unix:" + filepath.Join(dir, "run/forkd.sock"), Mode: 0o660},
 		},
-		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "log/forkd.log"), Access: "-"},
+		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "forkd.log"), Access: "-"},
 		Limits: Limits{
 			RequestLine: 4096, HeaderBytes: 32768, HeaderCount: 50, BodyBytes: 0,
 			ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -114,7 +141,7 @@ func TestLoadRich(t *testing.T) {
 				Name:  "www",
 				Hosts: []string{"example.com", "*.example.com"},
 				Routes: []Route{
-					{Prefix: "/", Static: &Static{Root: "/srv/www", Index: []string{"index.html", "index.htm"}, Dotfiles: true}},
+					{Prefix: "/", Static: &Static{Root: filepath.Join(dir, "www"), Index: []string{"index.html", "index.htm"}, Dotfiles: true}},
 					{Prefix: "/api/", Proxy: &Proxy{
 						Upstreams:      []string{"127.0.0.1:9000", "backend.internal:9001", "unix:" + filepath.Join(dir, "api.sock")},
 						ConnectTimeout: 250 * time.Millisecond, ResponseTimeout: 2 * time.Minute,
@@ -145,7 +172,11 @@ func TestLoadRich(t *testing.T) {
 func TestJSONRoundTrip(t *testing.T) {
 	for _, name := range []string{"full.hcl", "rich.hcl", "paths.hcl"} {
 		t.Run(name, func(t *testing.T) {
-			c, err := Load(filepath.Join("testdata", name))
+			path := filepath.Join("testdata", name)
+			if name == "paths.hcl" {
+				path, _ = pathsLayout(t)
+			}
+			c, err := Load(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,21 +213,32 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-// Relative paths are resolved against the file's directory, whatever the
-// working directory.
-func TestRelativePaths(t *testing.T) {
-	dir := t.TempDir()
+// pathsLayout copies testdata/paths.hcl to dir/sub/forkd.hcl and makes the
+// directories its relative paths name (sub/www for a static root, log for
+// the log file), so that it loads.
+func pathsLayout(t *testing.T) (path, dir string) {
+	t.Helper()
+	dir = t.TempDir()
 	src, err := os.ReadFile("testdata/paths.hcl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "sub", "forkd.hcl")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
+	path = filepath.Join(dir, "sub", "forkd.hcl")
+	for _, d := range []string{filepath.Join(dir, "sub", "www"), filepath.Join(dir, "log")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(path, src, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return path, dir
+}
+
+// Relative paths are resolved against the file's directory, whatever the
+// working directory.
+func TestRelativePaths(t *testing.T) {
+	path, dir := pathsLayout(t)
 	c, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +257,7 @@ func TestRelativePaths(t *testing.T) {
 		{"metrics", c.Metrics.Address, "unix:" + filepath.Join(base, "metrics.sock")},
 		{"static root", c.Sites[0].Routes[0].Static.Root, filepath.Join(base, "www")},
 		{"static root dot", c.Sites[0].Routes[1].Static.Root, base},
-		{"absolute root", c.Sites[0].Routes[2].Static.Root, "/srv/www"},
+		{"absolute root", c.Sites[0].Routes[2].Static.Root, "/"},
 		{"tcp upstream", c.Sites[0].Routes[3].Proxy.Upstreams[0], "localhost:9000"},
 		{"unix upstream", c.Sites[0].Routes[3].Proxy.Upstreams[1], "unix:" + filepath.Join(base, "app.sock")},
 	}

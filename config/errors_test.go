@@ -107,7 +107,7 @@ func TestErrors(t *testing.T) {
 		{"unknown handler", site("  route \"/\" {\n    redirect {}\n  }\n"), 3, "Unsupported block type"},
 		{"static without root", site("  route \"/\" {\n    static {\n    }\n  }\n"), 3, `The argument "root" is required`},
 		{"static empty root", site("  route \"/\" {\n    static {\n      root = \"\"\n    }\n  }\n"), 4, "Invalid static root"},
-		{"static bad index", site("  route \"/\" {\n    static {\n      root = \"/srv\"\n      index = [\"index.html\",\n        \"a/b.html\"]\n    }\n  }\n"), 6,
+		{"static bad index", site("  route \"/\" {\n    static {\n      root = \"/\"\n      index = [\"index.html\",\n        \"a/b.html\"]\n    }\n  }\n"), 6,
 			`Invalid index file; The index entry "a/b.html"`},
 		{"proxy without upstreams", site("  route \"/\" {\n    proxy {\n    }\n  }\n"), 3, `The argument "upstreams" is required`},
 		{"proxy empty upstreams", site("  route \"/\" {\n    proxy {\n      upstreams = []\n    }\n  }\n"), 4, "Missing upstreams"},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -37,13 +38,26 @@ func Check(path string) error {
 // Parse does what Load does with src as the contents of the file named
 // filename. Diagnostics name filename as given; relative paths in src are
 // resolved against filename's directory, and Config.Path is filename made
-// absolute.
+// absolute. A src that sets nothing (empty, blank or only comments) is an
+// error at filename:1:1.
 func Parse(src []byte, filename string) (*Config, error) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		// The body of a file with syntax errors is partial; decoding it
 		// would only add confusing follow-on errors.
 		return nil, errorOf(diags)
+	}
+	if body, ok := file.Body.(*hclsyntax.Body); ok && len(body.Attributes) == 0 && len(body.Blocks) == 0 {
+		// Built-in defaults apply only when there is no file: an emptied
+		// config.hcl followed by a reload must not switch a running server
+		// to them.
+		start := hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos}
+		return nil, errorOf(hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Empty configuration",
+			Detail:   "The file sets nothing (it is empty, blank or only comments). Built-in defaults apply only when there is no configuration file; write at least one setting, such as workers = 0.",
+			Subject:  &start,
+		}})
 	}
 	d := &decoder{pos: make(map[string]hcl.Range), bad: make(map[string]bool)}
 	c := d.decodeFile(file.Body)
@@ -78,6 +92,8 @@ var (
 			{Name: "user"},
 			{Name: "group"},
 			{Name: "control_socket"},
+			{Name: "max_worker_memory"},
+			{Name: "max_worker_memory_window"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "listen"},
@@ -189,12 +205,7 @@ func (d *decoder) single(blocks hcl.Blocks, typ string) *hcl.Block {
 }
 
 func (d *decoder) decodeFile(body hcl.Body) *Config {
-	c := &Config{
-		WorkerTimeout:   DefaultWorkerTimeout,
-		GracefulTimeout: DefaultGracefulTimeout,
-		Log:             Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Limits:          defaultLimits(),
-	}
+	c := defaults()
 	ct := d.content(body, rootSchema)
 	a := ct.Attributes
 	d.int(a["workers"], "workers", &c.Workers)
@@ -206,6 +217,8 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 	d.string(a["user"], "user", &c.User)
 	d.string(a["group"], "group", &c.Group)
 	d.string(a["control_socket"], "control_socket", &c.ControlSocket)
+	d.size(a["max_worker_memory"], "max_worker_memory", &c.MaxWorkerMemory)
+	d.duration(a["max_worker_memory_window"], "max_worker_memory_window", &c.MaxWorkerMemoryWindow)
 
 	for i, b := range ct.Blocks.OfType("listen") {
 		key := fmt.Sprintf("listen[%d]", i)
@@ -417,6 +430,60 @@ func (d *decoder) duration(attr *hcl.Attribute, key string, dst *time.Duration) 
 		return
 	}
 	*dst = dur
+}
+
+// size reads a number of bytes: a string with an optional unit ("512MiB",
+// "300MB", "1048576", "0") or a whole number of bytes.
+func (d *decoder) size(attr *hcl.Attribute, key string, dst *uint64) {
+	v, ok := d.value(attr, key, cty.DynamicPseudoType, "")
+	if !ok {
+		return
+	}
+	var n uint64
+	switch v.Type() {
+	case cty.String:
+		n, ok = parseSize(v.AsString())
+	case cty.Number:
+		f := v.AsBigFloat()
+		var acc big.Accuracy
+		n, acc = f.Uint64()
+		ok = f.IsInt() && acc == big.Exact
+	default:
+		ok = false
+	}
+	if !ok {
+		d.invalid(key, attr.Expr.Range(), "Invalid size",
+			fmt.Sprintf("The %q value must be a whole number of bytes, optionally with a unit: B, kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), such as \"512MiB\"; \"0\" means no limit.", attr.Name))
+		return
+	}
+	*dst = n
+}
+
+// sizeUnits are the units parseSize knows, in lower case.
+var sizeUnits = map[string]uint64{
+	"": 1, "b": 1,
+	"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
+	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+
+// parseSize reads a whole number of bytes with an optional unit from
+// sizeUnits, in any case and optionally after a space: "512MiB", "300 MB",
+// "1048576". It reports false for anything else, negative numbers and
+// fractions included, and for sizes that do not fit in 64 bits.
+func parseSize(s string) (uint64, bool) {
+	i := 0
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseUint(s[:i], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	unit, ok := sizeUnits[strings.ToLower(strings.TrimPrefix(s[i:], " "))]
+	if !ok || n > math.MaxUint64/unit {
+		return 0, false
+	}
+	return n * unit, true
 }
 
 // mode reads a unix socket's file mode: an octal string ("0660", "660",

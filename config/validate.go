@@ -16,6 +16,12 @@ import (
 // checks a complete configuration and changes nothing: build one in code
 // by starting from Default, or call SetDefaults and Normalize before
 // Validate. Load and Parse validate already, with file positions.
+//
+// Besides the values themselves it checks what they ask of this machine
+// and that would stop workers from booting: each static root is an existing
+// directory, the directories of the log and access log files exist, and
+// user and group, when set, are known to the system (user.Lookup, or a
+// numeric id).
 func (c *Config) Validate() error {
 	v := &validator{}
 	v.config(c)
@@ -119,6 +125,13 @@ func (v *validator) config(c *Config) {
 	v.positiveDuration("graceful_timeout", c.GracefulTimeout)
 	v.nonNegative("max_requests", int64(c.MaxRequests))
 	v.nonNegative("max_requests_jitter", int64(c.MaxRequestsJitter))
+	v.positiveDuration("max_worker_memory_window", c.MaxWorkerMemoryWindow)
+	if err := checkUser(c.User); err != nil {
+		v.errorErr("user", "Unknown user", err)
+	}
+	if err := checkGroup(c.Group); err != nil {
+		v.errorErr("group", "Unknown group", err)
+	}
 
 	if len(c.Listen) == 0 {
 		v.errorf("listen", "Missing listen block", "At least one listener is required.")
@@ -181,6 +194,12 @@ func (v *validator) log(l Log) {
 	case "text", "json":
 	default:
 		v.errorf("log.format", "Invalid log format", "The format %q is not text or json.", l.Format)
+	}
+	if err := checkLogPath(l.File); err != nil {
+		v.errorErr("log.file", "Invalid log file", err)
+	}
+	if err := checkLogPath(l.Access); err != nil {
+		v.errorErr("log.access", "Invalid access log", err)
 	}
 }
 
@@ -287,6 +306,8 @@ func (v *validator) route(key string, r *Route) {
 func (v *validator) static(key string, s *Static) {
 	if s.Root == "" {
 		v.errorf(key+".root", "Invalid static root", "The root directory must not be empty.")
+	} else if err := checkStaticRoot(s.Root); err != nil {
+		v.errorErr(key+".root", "Invalid static root", err)
 	}
 	for i, name := range s.Index {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {

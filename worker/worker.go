@@ -145,7 +145,8 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	if w.cfg.Log.Access != "" {
 		a, err := serve.OpenAccessLog(w.cfg.Log.Access, w.cfg.Log.Format, w.pid)
 		if err != nil {
-			return w.bootFail(fmt.Errorf("access log: %w", err))
+			// OpenAccessLog's errors already begin with "access log: ".
+			return w.bootFail(err)
 		}
 		w.access = a
 		defer a.Close()

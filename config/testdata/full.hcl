@@ -10,6 +10,8 @@ pidfile             = ""
 user                = ""
 group               = ""
 control_socket      = ""
+max_worker_memory   = "0"
+max_worker_memory_window = "30s"
 
 listen {
   address    = "127.0.0.1:8080"

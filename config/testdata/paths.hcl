@@ -37,7 +37,7 @@ site "local" {
   }
   route "/abs/" {
     static {
-      root = "/srv/www"
+      root = "/"
     }
   }
   route "/app/" {

@@ -6,9 +6,11 @@ graceful_timeout    = "1m30s"
 max_requests        = 100000
 max_requests_jitter = 500
 pidfile             = "run/forkd.pid"
-user                = "www-data"
-group               = "www-data"
+user                = "root"
+group               = "0"
 control_socket      = "/run/forkd/control.sock"
+max_worker_memory   = "512MiB"
+max_worker_memory_window = "1m"
 
 listen {
   address    = "0.0.0.0:80"
@@ -27,7 +29,7 @@ listen {
 log {
   level  = "DEBUG"
   format = "json"
-  file   = "log/forkd.log"
+  file   = "forkd.log"
   access = "-"
 }
 
@@ -51,7 +53,7 @@ site "www" {
 
   route "/" {
     static {
-      root     = "/srv/www"
+      root     = "www"
       index    = ["index.html", "index.htm"]
       dotfiles = true
       gzip     = false
