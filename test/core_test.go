@@ -111,17 +111,33 @@ func TestTTINTTOU(t *testing.T) {
 }
 
 func TestBootFailureExitsThree(t *testing.T) {
-	s := start(t, opts{workers: 2, noWait: true, sites: `site "x" {
-  hosts = ["*"]
-  route "/" {
-    static { root = "./does-not-exist" }
-  }
-}`})
+	// The configuration is valid (forkd -t cannot know what the start hook
+	// will say), but every worker's OnWorkerStart hook fails.
+	s := start(t, opts{workers: 2, noWait: true, bin: filepath.Join(binDir, "crashy"), sites: hookFailsSite})
 	if code := s.waitExit(15 * time.Second); code != 3 {
 		t.Fatalf("exit code %d, want 3\n%s", code, s.logs.String())
 	}
-	if !s.logs.has(`does-not-exist`) {
+	if !s.logs.has(`hook refuses site hook-fails`) {
 		t.Fatalf("the worker's error is not in the output:\n%s", s.logs.String())
+	}
+}
+
+// TestMissingStaticRootExitsOne: what forkd -t can see is refused before
+// any worker starts, with file:line.
+func TestMissingStaticRootExitsOne(t *testing.T) {
+	s := start(t, opts{workers: 2, noWait: true, sites: `site "x" {
+  hosts = ["*"]
+  route "/" {
+    static {
+      root = "./does-not-exist"
+    }
+  }
+}`})
+	if code := s.waitExit(15 * time.Second); code != 1 {
+		t.Fatalf("exit code %d, want 1\n%s", code, s.logs.String())
+	}
+	if !s.logs.has(`config\.hcl:\d+.*does-not-exist`) {
+		t.Fatalf("no file:line error naming the root:\n%s", s.logs.String())
 	}
 }
 
