@@ -33,8 +33,8 @@ type workerSpec struct {
 }
 
 // osEnv is the real environment: workers are re-executions of the binary,
-// each with an ipc socket whose messages, and whose exit, reach the loop
-// over m.msgs and m.exits.
+// each with an ipc socket whose messages reach the loop over m.msgs; their
+// exits reach it as SIGCHLD.
 func (m *Master) osEnv() env {
 	return env{
 		now:   time.Now,
@@ -46,8 +46,8 @@ func (m *Master) osEnv() env {
 	}
 }
 
-// startProcess executes one worker and starts the two goroutines that
-// forward its messages and its exit to the loop.
+// startProcess executes one worker and starts the goroutine that forwards
+// its messages to the loop.
 func (m *Master) startProcess(spec workerSpec) (int, *ipc.Conn, error) {
 	conn, theirs, err := ipc.Pair()
 	if err != nil {
@@ -96,14 +96,10 @@ func (m *Master) startProcess(spec workerSpec) (int, *ipc.Conn, error) {
 			}
 		}
 	}()
-	go func() {
-		_ = cmd.Wait()
-		ev := exitEvent{pid: pid}
-		if cmd.ProcessState != nil {
-			ev.status, ev.known = cmd.ProcessState.Sys().(syscall.WaitStatus)
-		}
-		m.exits <- ev
-	}()
+	// The loop reaps every child itself on SIGCHLD (reapChildren): no
+	// goroutine blocks in wait4 for each worker, which would cost the
+	// master a thread per worker. Release drops os's handle (a pidfd) now.
+	_ = cmd.Process.Release()
 	return pid, conn, nil
 }
 

@@ -93,9 +93,8 @@ type Master struct {
 	slots     map[int]*slotState
 	listeners map[string]*listener
 
-	sigs  chan os.Signal
-	exits chan exitEvent
-	msgs  chan msgEvent
+	sigs chan os.Signal
+	msgs chan msgEvent
 
 	stats counters
 
@@ -177,7 +176,6 @@ func New(opts Options) (*Master, error) {
 		slots:     make(map[int]*slotState),
 		listeners: make(map[string]*listener),
 		sigs:      make(chan os.Signal, 64),
-		exits:     make(chan exitEvent, 64),
 		msgs:      make(chan msgEvent, 256),
 		pendingUp: true,
 		stats:     counters{restarts: make(map[string]uint64)},
@@ -281,11 +279,7 @@ func (m *Master) Run() int {
 	// which spawns every worker, on one thread for its whole life.
 	runtime.LockOSThread()
 	signal.Notify(m.sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT,
-		syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
-	if m.pid == 1 {
-		// In a container forkd is init: orphans are reparented to it.
-		signal.Notify(m.sigs, syscall.SIGCHLD)
-	}
+		syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCHLD)
 	defer signal.Stop(m.sigs)
 	signal.Ignore(syscall.SIGPIPE)
 	m.setProcName(programName(m.opts.Args[0]) + ": master")
@@ -325,8 +319,6 @@ func (m *Master) Run() int {
 		select {
 		case sig := <-m.sigs:
 			m.handleSignal(sig.(syscall.Signal))
-		case ev := <-m.exits:
-			m.reap(ev)
 		case ev := <-m.msgs:
 			m.handleMsg(ev)
 		case ev := <-m.upgrades:
@@ -424,7 +416,7 @@ func (m *Master) timeoutOf(w *worker) time.Duration {
 
 func (m *Master) handleSignal(sig syscall.Signal) {
 	if sig == syscall.SIGCHLD {
-		m.reapOrphans()
+		m.reapChildren()
 		return
 	}
 	m.log.Info("signal received", "signal", sig.String())

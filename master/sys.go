@@ -1,12 +1,10 @@
 package master
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/user"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -118,54 +116,27 @@ func (m *Master) checkFileLimit(cfg *config.Config) {
 	}
 }
 
-// reapOrphans waits for the zombies that are not our workers or our
-// successor: when forkd runs as PID 1 (a container's init), every orphan in
-// the container is reparented to it and must be reaped, as gunicorn's
-// arbiter does. Our own children are reaped by their exec.Cmd.Wait, so only
-// the pids the loop does not know are waited for here.
-func (m *Master) reapOrphans() {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || m.ownChild(pid) {
-			continue
-		}
-		ppid, state, ok := procStat(pid)
-		if !ok || ppid != m.pid || state != 'Z' {
-			continue
-		}
+// reapChildren waits for every child that has exited: workers, a
+// successor master that failed, and, when forkd runs as PID 1 (a
+// container's init), the orphans reparented to it, which gunicorn's arbiter
+// reaps too. This is the one place the master waits for children.
+func (m *Master) reapChildren() {
+	for {
 		var ws unix.WaitStatus
-		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return // ECHILD: no children; 0: none has exited
+		}
+		switch {
+		case m.workers[pid] != nil:
+			m.reap(exitEvent{pid: pid, status: syscall.WaitStatus(ws), known: true})
+		case m.upgrading != nil && m.upgrading.pid == pid:
+			m.handleUpgrade(upgradeEvent{err: fmt.Errorf("new master %s", causeOf(syscall.WaitStatus(ws)))})
+		default:
 			m.log.Debug("reaped an orphan", "orphan_pid", pid)
 		}
 	}
-}
-
-func (m *Master) ownChild(pid int) bool {
-	if _, ok := m.workers[pid]; ok {
-		return true
-	}
-	return m.upgrading != nil && m.upgrading.pid == pid
-}
-
-// procStat reads a process's parent and state from /proc/pid/stat.
-func procStat(pid int) (ppid int, state byte, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	// "pid (comm) S ppid ...": comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+4 > len(b) {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+2:]))
-	if len(f) < 2 {
-		return 0, 0, false
-	}
-	ppid, err = strconv.Atoi(f[1])
-	return ppid, f[0][0], err == nil
 }

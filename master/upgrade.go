@@ -111,13 +111,8 @@ func (m *Master) startUpgrade() {
 		}
 		m.upgrades <- upgradeEvent{err: err}
 	}()
-	go func() {
-		err := cmd.Wait()
-		if err == nil {
-			err = errors.New("exited")
-		}
-		m.upgrades <- upgradeEvent{err: fmt.Errorf("new master: %w", err)}
-	}()
+	// Its exit, if it fails, reaches the loop as SIGCHLD (reapChildren).
+	_ = cmd.Process.Release()
 }
 
 // handleUpgrade acts on the successor's outcome: on success the old master

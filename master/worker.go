@@ -115,7 +115,11 @@ func classify(ev exitEvent, killed killReason) exitCause {
 	if !ev.known {
 		return exitCause{kind: exitUnknown}
 	}
-	ws := ev.status
+	return causeOf(ev.status)
+}
+
+// causeOf classifies a wait status.
+func causeOf(ws syscall.WaitStatus) exitCause {
 	switch {
 	case ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		return exitCause{kind: exitSIGKILL, sig: syscall.SIGKILL}
