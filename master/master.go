@@ -278,6 +278,7 @@ func (m *Master) Run() int {
 	// Pdeathsig is tied to the thread that forked the child: keep the loop,
 	// which spawns every worker, on one thread for its whole life.
 	runtime.LockOSThread()
+	fixThreads()
 	signal.Notify(m.sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT,
 		syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGCHLD)
 	defer signal.Stop(m.sigs)
@@ -435,6 +436,10 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 	case syscall.SIGINT, syscall.SIGQUIT:
 		m.shutdown(quitting)
 	case syscall.SIGTTIN:
+		if ok, why := m.canGrow(1); !ok {
+			m.log.Warn("not scaling up: a task limit would be reached", "workers", m.want, "reason", why)
+			return
+		}
 		m.want++
 		m.log.Info("scaling", "workers", m.want)
 	case syscall.SIGTTOU:

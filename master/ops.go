@@ -130,6 +130,13 @@ func (m *Master) handleControl(r ctlReq) {
 			resp = control.Response{Error: "the master is stopping"}
 			break
 		}
+		if r.req.N > m.want {
+			if ok, why := m.canGrow(r.req.N - m.want); !ok {
+				m.log.Warn("not scaling up: a task limit would be reached", "workers", m.want, "wanted", r.req.N, "reason", why)
+				resp = control.Response{Error: "not scaling up: " + why}
+				break
+			}
+		}
 		m.want = r.req.N
 		m.log.Info("scaling", "workers", m.want)
 		resp = control.Response{OK: true}

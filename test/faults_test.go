@@ -480,3 +480,63 @@ func TestPID1ReapsOrphans(t *testing.T) {
 		return zombies() == 0 && s.logs.has(`reaped an orphan`)
 	})
 }
+
+// TestTaskLimitMasterSurvives: under RLIMIT_NPROC (a master running as
+// nobody, like systemd's TasksMax), TTIN stops at the limit with a log line
+// and the master keeps serving instead of aborting for want of a thread.
+func TestTaskLimitMasterSurvives(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root, to run the master as nobody")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatal("setpriv (util-linux) is required")
+	}
+	// nobody must reach the binary and the test's directory.
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(binDir, "forkd-nproc")
+	script := `#!/bin/bash
+dir=$(dirname "$2")
+chmod 0777 "$dir" && chmod 0755 "$(dirname "$dir")" || exit 9
+ulimit -u 40 || exit 9
+exec ` + setpriv + ` --reuid=nobody --regid=nogroup --clear-groups ` + binary + ` "$@"
+`
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, opts{workers: 2, bin: wrapper})
+	for i := 0; i < 6; i++ {
+		s.signal(syscall.SIGTTIN)
+		if m := s.waitLog(`(not scaling up|scaling): .*workers=(\d+)`, 10*time.Second); m[1] == "not scaling up" {
+			break
+		}
+		s.waitLog(`worker ready.*role=master`, 15*time.Second)
+	}
+	s.seen(`not scaling up: a task limit would be reached.*RLIMIT_NPROC \(40\)`, 10*time.Second)
+	// More TTINs at the limit change nothing and hurt nothing.
+	for i := 0; i < 3; i++ {
+		s.signal(syscall.SIGTTIN)
+		s.waitLog(`not scaling up`, 10*time.Second)
+	}
+	out, code := runCLI(t, "scale", "30", "-c", s.cfg)
+	if code == 0 || !strings.Contains(out, "not scaling up") {
+		t.Fatalf("scale 30 at the task limit: exit %d\n%s", code, out)
+	}
+	for i := 0; i < 20; i++ {
+		if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+			t.Fatalf("GET at the task limit: %d %v", code, err)
+		}
+	}
+	select {
+	case <-s.exited:
+		t.Fatalf("the master died at the task limit:\n%s", s.logs.String())
+	default:
+	}
+
+	s.signal(syscall.SIGTERM)
+	if code := s.waitExit(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
