@@ -102,6 +102,16 @@ func bindUnix(l config.Listen, path string) (*listener, error) {
 	return &listener{address: l.Address, file: f, unix: path, ino: st.Ino}, nil
 }
 
+// gone tells whether this is a unix socket whose file was removed or
+// replaced since we created it.
+func (l *listener) gone() bool {
+	if l.unix == "" {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat(l.unix, &st) != nil || st.Ino != l.ino
+}
+
 // close closes the master's copy and removes a unix socket file that is
 // still the one we created (a successor master may have replaced it).
 func (l *listener) close() {

@@ -231,11 +231,25 @@ func (m *Master) newLogger(cfg *config.Config) hclog.Logger {
 }
 
 // openListeners binds what cfg lists and we lack, and returns the addresses
-// it opened; on error it closes them again and nothing changed.
+// it opened; on error it closes them again. A unix socket whose file was
+// removed is bound anew in passing (that repair is kept even if the reload
+// that made it is refused).
 func (m *Master) openListeners(cfg *config.Config) ([]string, error) {
 	var opened []*listener
 	for _, l := range cfg.Listen {
-		if _, ok := m.listeners[l.Address]; ok {
+		if have, ok := m.listeners[l.Address]; ok {
+			if !have.gone() {
+				continue
+			}
+			// Someone removed the socket file: nobody can connect. Make a
+			// new socket there; workers still holding the old one drain.
+			ln, err := bind(l)
+			if err != nil {
+				return nil, err
+			}
+			m.log.Warn("unix socket file was removed; listening on a new one", "address", l.Address)
+			have.close()
+			m.listeners[l.Address] = ln
 			continue
 		}
 		ln, err := bind(l)
@@ -834,7 +848,10 @@ func (m *Master) notify(lines ...string) {
 }
 
 func (m *Master) writePidfile() error {
-	p := m.cfg.Pidfile
+	return m.writePidfileAt(m.cfg.Pidfile)
+}
+
+func (m *Master) writePidfileAt(p string) error {
 	if p == "" {
 		return nil
 	}
@@ -862,7 +879,10 @@ func (m *Master) writePidfile() error {
 // removePidfile removes the pidfile if it still names us (a successor
 // master from USR2 may have replaced it).
 func (m *Master) removePidfile() {
-	p := m.cfg.Pidfile
+	m.removePidfileAt(m.cfg.Pidfile)
+}
+
+func (m *Master) removePidfileAt(p string) {
 	if p == "" {
 		return
 	}

@@ -82,7 +82,12 @@ func (m *Master) listenControl() error {
 		}
 		m.ctlSrv = srv
 	}
-	srv := m.ctlSrv
+	m.serveControl(m.ctlSrv)
+	return nil
+}
+
+// serveControl answers srv's requests from the loop until srv closes.
+func (m *Master) serveControl(srv *control.Server) {
 	go func() {
 		err := srv.Serve(func(req control.Request) control.Response {
 			r := ctlReq{req: req, reply: make(chan control.Response, 1)}
@@ -107,7 +112,6 @@ func (m *Master) listenControl() error {
 			m.bgErr <- err
 		}
 	}()
-	return nil
 }
 
 // handleControl runs one control command in the loop.

@@ -26,6 +26,10 @@ type reloadTxn struct {
 	opened  []string      // listeners bound for this reload alone
 	spawned map[int]bool  // slots started (each once: a failure refuses the reload)
 	replies []chan control.Response
+
+	pidfile bool            // cfg.Pidfile is new and written
+	ctl     *control.Server // a new control socket (path changed or file gone); nil: keep
+	ctlOff  bool            // the new configuration has no control socket
 }
 
 // reload re-reads the configuration and starts a new generation from it. An
@@ -94,7 +98,42 @@ func (m *Master) prepareReload() (*reloadTxn, error) {
 		txn.close(m)
 		return nil, err
 	}
+	if err := m.prepareOwnFiles(txn); err != nil {
+		txn.close(m)
+		return nil, err
+	}
 	return txn, nil
+}
+
+// prepareOwnFiles applies, in advance, a change of the master's own files:
+// a new pidfile is written (it names this same process), a new control
+// socket is opened, and a control socket whose file was removed is made
+// again. The old ones go at commit; on refusal the new ones do.
+func (m *Master) prepareOwnFiles(txn *reloadTxn) error {
+	if m.readyPipe != nil {
+		return nil // a successor of USR2 takes these over once it serves
+	}
+	if p := txn.cfg.Pidfile; p != "" && p != m.cfg.Pidfile {
+		if err := m.writePidfileAt(p); err != nil {
+			return fmt.Errorf("cannot write the new pidfile: %w", err)
+		}
+		txn.pidfile = true
+	}
+	path := txn.cfg.ControlSocketPath()
+	switch {
+	case path == "":
+		txn.ctlOff = m.ctlSrv != nil
+	case m.ctlSrv == nil || path != m.ctlSrv.Path() || !m.ctlSrv.Present():
+		if m.ctlSrv != nil && path == m.ctlSrv.Path() {
+			m.log.Warn("control socket file is gone; making it again", "path", path)
+		}
+		srv, err := control.Listen(path)
+		if err != nil {
+			return fmt.Errorf("cannot open the new control socket: %w", err)
+		}
+		txn.ctl = srv
+	}
+	return nil
 }
 
 // checkLogFile tells whether a log file can be opened for appending (it is
@@ -138,6 +177,7 @@ func (m *Master) advanceReload(txn *reloadTxn) {
 // retired by reconcile, each once its slot's successor serves.
 func (m *Master) commitReload(txn *reloadTxn) {
 	m.pending = nil
+	oldPidfile := m.cfg.Pidfile
 	m.cfg = txn.cfg
 	m.gen = txn.gen
 	m.want = txn.cfg.Workers
@@ -155,6 +195,18 @@ func (m *Master) commitReload(txn *reloadTxn) {
 		}
 	}
 	m.closeUnlisted(txn.cfg)
+	if txn.pidfile {
+		m.removePidfileAt(oldPidfile)
+	}
+	if txn.ctl != nil || txn.ctlOff {
+		if m.ctlSrv != nil {
+			m.ctlSrv.Close()
+		}
+		m.ctlSrv = txn.ctl
+		if m.ctlSrv != nil {
+			m.serveControl(m.ctlSrv)
+		}
+	}
 	m.log = m.newLogger(txn.cfg)
 	m.prepareLogFiles()
 	m.checkFileLimit(txn.cfg)
@@ -203,6 +255,12 @@ func (m *Master) endReload(txn *reloadTxn, cause error, report bool) {
 // close releases what prepareReload opened for a reload that will not
 // become current.
 func (txn *reloadTxn) close(m *Master) {
+	if txn.pidfile {
+		m.removePidfileAt(txn.cfg.Pidfile)
+	}
+	if txn.ctl != nil {
+		txn.ctl.Close()
+	}
 	if txn.cfgFile != nil {
 		txn.cfgFile.Close()
 	}

@@ -258,6 +258,13 @@ func (s *Server) File() (*os.File, error) {
 	return f, nil
 }
 
+// Present tells whether the socket file is still the one this server
+// listens on (it may have been removed, or replaced by another socket).
+func (s *Server) Present() bool {
+	var st unix.Stat_t
+	return unix.Stat(s.path, &st) == nil && st.Dev == s.dev && st.Ino == s.ino
+}
+
 // KeepFile decides whether Close leaves the socket file in place. A master
 // started by a binary upgrade keeps it until it serves, so a successor that
 // fails never removes the file its predecessor still answers on; an old
