@@ -214,7 +214,7 @@ func TestMasterMemoryFlat(t *testing.T) {
 		workers, reloads, limitMiB int
 	}{
 		{8, 20, 25},
-		{64, 2, 40},
+		{64, 20, 40},
 	} {
 		t.Run(fmt.Sprintf("%d-workers", tc.workers), func(t *testing.T) {
 			s := start(t, opts{workers: tc.workers, extra: `log {
