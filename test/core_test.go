@@ -275,9 +275,10 @@ func TestMaxRequestsRecycles(t *testing.T) {
 }
 
 // TestTERMFinishesRequestInFlight starts a slow proxied request, sends TERM,
-// and checks the response arrives complete and the master exits 0.
+// lets the upstream answer once the worker is draining, and checks the
+// response arrives complete and the master exits 0.
 func TestTERMFinishesRequestInFlight(t *testing.T) {
-	up := newSlowUpstream(t, 1500*time.Millisecond)
+	up := newHeldUpstream(t)
 	s := start(t, opts{workers: 1, sites: fmt.Sprintf(`site "x" {
   hosts = ["*"]
   route "/" {
@@ -296,6 +297,8 @@ func TestTERMFinishesRequestInFlight(t *testing.T) {
 	}()
 	<-up.started // the request is in the worker and at the upstream
 	s.signal(syscall.SIGTERM)
+	s.waitLog(`graceful stop`, 10*time.Second)
+	up.answer()
 	r := <-done
 	if r.err != nil || r.code != 200 || r.body != "slow done\n" {
 		t.Fatalf("in-flight request: %d %q %v", r.code, r.body, r.err)
