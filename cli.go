@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/forkd/forkd/config"
@@ -21,55 +23,74 @@ func isWorker() bool { return ipc.IsWorker() }
 
 func baseName(p string) string { return filepath.Base(p) }
 
+// exitUsage is the exit code for a command line forkd cannot parse.
+const exitUsage = 2
+
+// usageExit is the exit code for an error from flag.FlagSet.Parse, which
+// has already printed the problem and the usage.
+func usageExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return exitUsage
+}
+
 // runCommand parses the command line and runs the master, the config check
 // or a control command.
 func runCommand(o *options) int {
 	fs := flag.NewFlagSet(o.name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
-	cfgPath := fs.String("c", "", "configuration file (default ./config.hcl if present, else built-in defaults)")
+	cfgHelp := "configuration file (default: built-in defaults)"
+	if o.configFile != "" {
+		cfgHelp = fmt.Sprintf("configuration file (default ./%s if present, else built-in defaults)", o.configFile)
+	}
+	cfgPath := fs.String("c", "", cfgHelp)
 	check := fs.Bool("t", false, "check the configuration and exit 0 (valid) or 1")
 	version := fs.Bool("version", false, "print the version and exit")
 	asJSON := fs.Bool("json", false, "control commands: print JSON")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage:\n  %[1]s [-c config.hcl]\n  %[1]s -t [-c config.hcl]\n  %[1]s -version\n  %[1]s status|reload|stop|scale N [-c config.hcl] [-json]\n\nflags:\n", o.name)
+		fmt.Fprintf(fs.Output(), "usage:\n  %[1]s [-c config.hcl]\n  %[1]s -t [-c config.hcl]\n  %[1]s -version\n  %[1]s status|reload|stop|scale N [-c config.hcl] [-json]   (flags before or after the command)\n\nexit codes: 0 ok, 1 bad configuration or failure, 2 bad command line, 3 no worker could boot\n\nflags:\n", o.name)
 		fs.PrintDefaults()
 	}
-	args := o.args
+	// Flags may come before the command, after it, or both:
+	// "forkd -c x.hcl status" and "forkd status -c x.hcl" are the same.
+	if err := fs.Parse(o.args); err != nil {
+		return usageExit(err)
+	}
+	rest := fs.Args()
 	cmd := ""
 	n := 0
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
 		switch cmd {
 		case "status", "reload", "stop":
 		case "scale":
-			if len(args) == 0 {
+			if len(rest) == 0 {
 				fmt.Fprintf(os.Stderr, "%s scale: missing the number of workers\n", o.name)
-				return 2
+				return exitUsage
 			}
-			v, err := strconv.Atoi(args[0])
+			v, err := strconv.Atoi(rest[0])
 			if err != nil || v < 1 {
-				fmt.Fprintf(os.Stderr, "%s scale: %q is not a number of workers >= 1\n", o.name, args[0])
-				return 2
+				fmt.Fprintf(os.Stderr, "%s scale: %q is not a number of workers >= 1\n", o.name, rest[0])
+				return exitUsage
 			}
-			n, args = v, args[1:]
+			n, rest = v, rest[1:]
 		default:
 			fmt.Fprintf(os.Stderr, "%s: unknown command %q\n", o.name, cmd)
 			fs.Usage()
-			return 2
+			return exitUsage
 		}
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+		if err := fs.Parse(rest); err != nil {
+			return usageExit(err)
 		}
-		return 2
+		rest = fs.Args()
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", o.name, fs.Arg(0))
-		return 2
+	if len(rest) > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", o.name, rest[0])
+		return exitUsage
 	}
 	if *version {
-		fmt.Printf("%s %s (forkd %s)\n", o.name, Version, Version)
+		printVersion(os.Stdout, o.name)
 		return 0
 	}
 	cfg, err := loadConfig(o, *cfgPath)
@@ -105,12 +126,12 @@ func runCommand(o *options) int {
 	return m.Run()
 }
 
-// loadConfig loads path; with no path, ./config.hcl if present, else the
-// built-in configuration.
+// loadConfig loads path; with no path, the WithConfigFile file if there is
+// one and it exists, else the built-in configuration.
 func loadConfig(o *options, path string) (*config.Config, error) {
-	if path == "" {
-		if _, err := os.Stat(o.defaultPath); err == nil {
-			path = o.defaultPath
+	if path == "" && o.configFile != "" {
+		if _, err := os.Stat(o.configFile); err == nil {
+			path = o.configFile
 		}
 	}
 	if path == "" {
@@ -125,6 +146,13 @@ func loadConfig(o *options, path string) (*config.Config, error) {
 func builtinConfig(o *options) (*config.Config, error) {
 	cfg := o.defaultConfig()
 	cfg.SetDefaults()
+	if a := os.Getenv(testAddressEnv); a != "" {
+		for i := range cfg.Listen {
+			if cfg.Listen[i].Address == config.DefaultAddress {
+				cfg.Listen[i].Address = a
+			}
+		}
+	}
 	if wd, err := os.Getwd(); err == nil {
 		cfg.Normalize(wd)
 	}
@@ -132,6 +160,37 @@ func builtinConfig(o *options) (*config.Config, error) {
 		return nil, fmt.Errorf("built-in configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// testAddressEnv is a hook for forkd's own tests, not a setting: it moves
+// the built-in configuration's listener off config.DefaultAddress, so that
+// a test of the no-configuration start-up can pick a free port.
+const testAddressEnv = "FORKD_TEST_DEFAULT_ADDRESS"
+
+// printVersion prints forkd's version and, like "go version -m", the Go
+// version, module and VCS revision the binary was built from.
+func printVersion(w io.Writer, name string) {
+	if name == "forkd" {
+		fmt.Fprintf(w, "forkd %s\n", Version)
+	} else {
+		fmt.Fprintf(w, "%s (forkd %s)\n", name, Version)
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	fmt.Fprintf(w, "\tgo\t%s\n", bi.GoVersion)
+	if bi.Path != "" {
+		fmt.Fprintf(w, "\tpath\t%s\n", bi.Path)
+	}
+	if bi.Main.Path != "" {
+		fmt.Fprintf(w, "\tmod\t%s\t%s\n", bi.Main.Path, bi.Main.Version)
+	}
+	for _, s := range bi.Settings {
+		if strings.HasPrefix(s.Key, "vcs") {
+			fmt.Fprintf(w, "\tbuild\t%s=%s\n", s.Key, s.Value)
+		}
+	}
 }
 
 // control1 sends one control command to the running master.

@@ -9,7 +9,10 @@
 //
 // Main parses the usual command line (-c config.hcl, -t, -version, and the
 // status|reload|stop|scale control commands). In the master it never
-// returns; in a worker it serves until told to stop, then exits.
+// returns; in a worker it serves until told to stop, then exits. Unlike the
+// forkd daemon, a program reads a configuration file only when it is named
+// with -c (or with WithConfigFile): a config.hcl that happens to be in the
+// working directory does not change what the program serves.
 //
 // The handler answers every request no `site` route of the configuration
 // matches, so an application can mix its own handler with static files and
@@ -66,7 +69,7 @@ type Option func(*options)
 type options struct {
 	name          string
 	defaultConfig func() *config.Config
-	defaultPath   string
+	configFile    string
 	onStart       func(Worker) error
 	onStop        func(Worker)
 	args          []string
@@ -87,9 +90,16 @@ func OnWorkerStop(fn func(Worker)) Option {
 }
 
 // WithDefaultConfig sets the configuration used when no -c flag is given and
-// ./config.hcl does not exist (default: config.Default()).
+// no WithConfigFile file exists (default: config.Default()).
 func WithDefaultConfig(fn func() *config.Config) Option {
 	return func(o *options) { o.defaultConfig = fn }
+}
+
+// WithConfigFile makes Main read the file name, relative to the working
+// directory, when no -c flag is given and the file exists, as the forkd
+// daemon does with config.DefaultFile. Without it, only -c names a file.
+func WithConfigFile(name string) Option {
+	return func(o *options) { o.configFile = name }
 }
 
 // WithName sets the program name used in usage and error messages.
@@ -110,7 +120,7 @@ func Main(h Handler, opts ...Option) {
 
 // Run is Main without the os.Exit: it returns the exit code.
 func Run(h Handler, opts ...Option) int {
-	o := options{name: "forkd", defaultConfig: config.Default, defaultPath: "config.hcl", args: os.Args[1:]}
+	o := options{name: "forkd", defaultConfig: config.Default, args: os.Args[1:]}
 	if len(os.Args) > 0 && os.Args[0] != "" {
 		o.name = baseName(os.Args[0])
 	}

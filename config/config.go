@@ -23,34 +23,30 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/forkd/forkd/protocol"
 )
 
 // DefaultFile is the configuration file forkd reads when none is named and
 // the file exists in the working directory.
 const DefaultFile = "config.hcl"
 
-// Built-in defaults. A key left out of config.hcl takes the value below.
+// Built-in defaults. A key left out of config.hcl takes the value below;
+// the limits block's defaults are protocol.DefaultLimits.
 const (
-	DefaultAddress           = "127.0.0.1:8080"
-	DefaultWorkerTimeout     = 30 * time.Second
-	DefaultGracefulTimeout   = 30 * time.Second
-	DefaultLogLevel          = "info"
-	DefaultLogFormat         = "text"
-	DefaultRequestLine       = 8192
-	DefaultHeaderBytes       = 65536
-	DefaultHeaderCount       = 100
-	DefaultBodyBytes         = 10 << 20
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout       = 75 * time.Second
-	DefaultWriteTimeout      = 60 * time.Second
-	DefaultMaxConnections    = 10000
-	DefaultSocketMode        = 0o666
-	DefaultConnectTimeout    = 5 * time.Second
-	DefaultResponseTimeout   = 60 * time.Second
-	DefaultIndex             = "index.html"
-	DefaultRespondStatus     = 200
-	DefaultMetricsAddress    = "127.0.0.1:9100"
-	DefaultMetricsPath       = "/metrics"
+	DefaultAddress         = "127.0.0.1:8080"
+	DefaultWorkerTimeout   = 30 * time.Second
+	DefaultGracefulTimeout = 30 * time.Second
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "text"
+	DefaultAccessFormat    = "combined"
+	DefaultSocketMode      = 0o666
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultResponseTimeout = 60 * time.Second
+	DefaultIndex           = "index.html"
+	DefaultRespondStatus   = 200
+	DefaultMetricsAddress  = "127.0.0.1:9100"
+	DefaultMetricsPath     = "/metrics"
 
 	// The worker memory limit is off (0) by default; when set, a worker
 	// is recycled after its RSS stays above it for the window.
@@ -103,19 +99,15 @@ type Log struct {
 	Format string `json:"format"` // text or json
 	File   string `json:"file"`   // "" or "-" = stderr
 	Access string `json:"access"` // "" = off, "-" = stderr
+	// AccessFormat is the access log's format: "combined" (the combined
+	// log format, then pid and duration) or "json"; it does not follow
+	// Format.
+	AccessFormat string `json:"access_format"`
 }
 
-// Limits is the limits block.
-type Limits struct {
-	RequestLine       int           `json:"request_line"`
-	HeaderBytes       int           `json:"header_bytes"`
-	HeaderCount       int           `json:"header_count"`
-	BodyBytes         int64         `json:"body_bytes"`
-	ReadHeaderTimeout time.Duration `json:"read_header_timeout"`
-	IdleTimeout       time.Duration `json:"idle_timeout"`
-	WriteTimeout      time.Duration `json:"write_timeout"`
-	MaxConnections    int           `json:"max_connections"`
-}
+// Limits is the limits block: protocol.Limits, whose DefaultLimits are the
+// block's defaults.
+type Limits = protocol.Limits
 
 // Site is one site block.
 type Site struct {
@@ -164,35 +156,21 @@ type Metrics struct {
 // Default returns the built-in configuration: one listener on
 // 127.0.0.1:8080, one worker per CPU, no sites.
 func Default() *Config {
-	c := defaults()
+	c := base()
 	c.SetDefaults()
 	return c
 }
 
-// defaults returns the keys' defaults, before the ones that depend on the
-// machine or on other keys (workers, listen): the start of both Default and
-// a file's decoding.
-func defaults() *Config {
+// base is a configuration with every default that a file's decoding starts
+// from: what a key left out of the file stays.
+func base() *Config {
 	return &Config{
 		WorkerTimeout:         DefaultWorkerTimeout,
 		GracefulTimeout:       DefaultGracefulTimeout,
 		MaxWorkerMemory:       DefaultMaxWorkerMemory,
 		MaxWorkerMemoryWindow: DefaultMaxWorkerMemoryWindow,
-		Log:                   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Limits:                defaultLimits(),
-	}
-}
-
-func defaultLimits() Limits {
-	return Limits{
-		RequestLine:       DefaultRequestLine,
-		HeaderBytes:       DefaultHeaderBytes,
-		HeaderCount:       DefaultHeaderCount,
-		BodyBytes:         DefaultBodyBytes,
-		ReadHeaderTimeout: DefaultReadHeaderTimeout,
-		IdleTimeout:       DefaultIdleTimeout,
-		WriteTimeout:      DefaultWriteTimeout,
-		MaxConnections:    DefaultMaxConnections,
+		Log:                   Log{Level: DefaultLogLevel, Format: DefaultLogFormat, AccessFormat: DefaultAccessFormat},
+		Limits:                protocol.DefaultLimits(),
 	}
 }
 
@@ -220,7 +198,10 @@ func (c *Config) SetDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat
 	}
-	l, d := &c.Limits, defaultLimits()
+	if c.Log.AccessFormat == "" {
+		c.Log.AccessFormat = DefaultAccessFormat
+	}
+	l, d := &c.Limits, protocol.DefaultLimits()
 	setInt(&l.RequestLine, d.RequestLine)
 	setInt(&l.HeaderBytes, d.HeaderBytes)
 	setInt(&l.HeaderCount, d.HeaderCount)
@@ -319,6 +300,7 @@ func (c *Config) Normalize(dir string) {
 	c.Log.Access = abs(c.Log.Access)
 	c.Log.Level = strings.ToLower(c.Log.Level)
 	c.Log.Format = strings.ToLower(c.Log.Format)
+	c.Log.AccessFormat = strings.ToLower(c.Log.AccessFormat)
 	for i := range c.Listen {
 		c.Listen[i].Address = absAddr(c.Listen[i].Address)
 	}

@@ -27,7 +27,7 @@ func TestDefault(t *testing.T) {
 	if c.MaxWorkerMemory != 0 || c.MaxWorkerMemoryWindow != 30*time.Second {
 		t.Errorf("max_worker_memory = %d, window %v; want 0 (off), 30s", c.MaxWorkerMemory, c.MaxWorkerMemoryWindow)
 	}
-	if c.Log != (Log{Level: "info", Format: "text"}) {
+	if c.Log != (Log{Level: "info", Format: "text", AccessFormat: "combined"}) {
 		t.Errorf("Log = %+v", c.Log)
 	}
 	wantLimits := Limits{
@@ -43,6 +43,24 @@ func TestDefault(t *testing.T) {
 	}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestAccessFormat: the access log has a format of its own, whatever the
+// error log's is.
+func TestAccessFormat(t *testing.T) {
+	for _, c := range []struct{ src, format, access string }{
+		{"workers = 1\n", "text", "combined"},
+		{"log {\n  format = \"json\"\n}\n", "json", "combined"},
+		{"log {\n  access_format = \"JSON\"\n}\n", "text", "json"},
+	} {
+		cfg, err := Parse([]byte(c.src), "a.hcl")
+		if err != nil {
+			t.Fatalf("%q: %v", c.src, err)
+		}
+		if cfg.Log.Format != c.format || cfg.Log.AccessFormat != c.access {
+			t.Errorf("%q: format %q, access_format %q; want %q, %q", c.src, cfg.Log.Format, cfg.Log.AccessFormat, c.format, c.access)
+		}
 	}
 }
 
@@ -129,7 +147,7 @@ func TestLoadRich(t *testing.T) {
 			{Address: "[::1]:8443"},
 			{Address: "unix:" + filepath.Join(dir, "run/forkd.sock"), Mode: 0o660},
 		},
-		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "forkd.log"), Access: "-"},
+		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "forkd.log"), Access: "-", AccessFormat: "combined"},
 		Limits: Limits{
 			RequestLine: 4096, HeaderBytes: 32768, HeaderCount: 50, BodyBytes: 0,
 			ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -282,8 +300,8 @@ func TestLoadMissing(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("err = %v, want fs.ErrNotExist", err)
 	}
-	if err := Check("testdata/full.hcl"); err != nil {
-		t.Errorf("Check(full.hcl) = %v", err)
+	if _, err := Load("testdata/full.hcl"); err != nil {
+		t.Errorf("Load(full.hcl) = %v", err)
 	}
 }
 
@@ -291,7 +309,7 @@ func TestLoadMissing(t *testing.T) {
 // one-line block: DESIGN.md's `static { root = "./www"  index = [...] }`
 // must be written over several lines.
 func TestDesignOneLineBlocks(t *testing.T) {
-	err := Check("testdata/design_oneline.hcl")
+	_, err := Load("testdata/design_oneline.hcl")
 	var cerr *Error
 	if !errors.As(err, &cerr) {
 		t.Fatalf("err = %v, want *Error", err)
@@ -304,7 +322,7 @@ func TestDesignOneLineBlocks(t *testing.T) {
 // TestManyErrors checks that all problems are reported at once, in file
 // order, one per line.
 func TestManyErrors(t *testing.T) {
-	err := Check("testdata/errors.hcl")
+	_, err := Load("testdata/errors.hcl")
 	var cerr *Error
 	if !errors.As(err, &cerr) {
 		t.Fatalf("err = %v, want *Error", err)

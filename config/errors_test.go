@@ -73,6 +73,7 @@ func TestErrors(t *testing.T) {
 		// Log and limits.
 		{"log level", "log {\n  level = \"loud\"\n}\n", 2, `Invalid log level; The level "loud" is not one of trace, debug, info, warn or error.`},
 		{"log format", "log {\n  format = \"xml\"\n}\n", 2, `Invalid log format`},
+		{"access format", "log {\n  format = \"json\"\n  access_format = \"text\"\n}\n", 3, `Invalid access log format; The format "text" is not combined or json.`},
 		{"negative limit", "limits {\n  header_count = -1\n}\n", 2, "Invalid header_count; The value must be greater than zero; got -1."},
 		{"zero limit", "limits {\n\n  request_line = 0\n}\n", 3, "Invalid request_line"},
 		{"negative body", "limits {\n  body_bytes = -1\n}\n", 2, "Invalid body_bytes; The value must not be negative"},

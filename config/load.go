@@ -28,13 +28,6 @@ func Load(path string) (*Config, error) {
 	return Parse(src, path)
 }
 
-// Check reports whether the file at path is a valid configuration, for
-// forkd -t. The error is the one Load returns.
-func Check(path string) error {
-	_, err := Load(path)
-	return err
-}
-
 // Parse does what Load does with src as the contents of the file named
 // filename. Diagnostics name filename as given; relative paths in src are
 // resolved against filename's directory, and Config.Path is filename made
@@ -112,7 +105,7 @@ var (
 	}
 	logSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: "level"}, {Name: "format"}, {Name: "file"}, {Name: "access"},
+			{Name: "level"}, {Name: "format"}, {Name: "file"}, {Name: "access"}, {Name: "access_format"},
 		},
 	}
 	limitsSchema = &hcl.BodySchema{
@@ -205,7 +198,7 @@ func (d *decoder) single(blocks hcl.Blocks, typ string) *hcl.Block {
 }
 
 func (d *decoder) decodeFile(body hcl.Body) *Config {
-	c := defaults()
+	c := base()
 	ct := d.content(body, rootSchema)
 	a := ct.Attributes
 	d.int(a["workers"], "workers", &c.Workers)
@@ -232,6 +225,7 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 		d.string(la["format"], "log.format", &c.Log.Format)
 		d.string(la["file"], "log.file", &c.Log.File)
 		d.string(la["access"], "log.access", &c.Log.Access)
+		d.accessFormat(la["access_format"], "log.access_format", &c.Log.AccessFormat)
 	}
 	if b := d.single(ct.Blocks, "limits"); b != nil {
 		d.pos["limits"] = b.DefRange
@@ -376,6 +370,22 @@ func (d *decoder) value(attr *hcl.Attribute, key string, ty cty.Type, want strin
 func (d *decoder) string(attr *hcl.Attribute, key string, dst *string) {
 	if v, ok := d.value(attr, key, cty.String, "a string"); ok {
 		*dst = v.AsString()
+	}
+}
+
+// accessFormat decodes log.access_format: "combined" or "json". The log
+// block's other values are checked by validate; this one is checked here.
+func (d *decoder) accessFormat(attr *hcl.Attribute, key string, dst *string) {
+	v, ok := d.value(attr, key, cty.String, "a string")
+	if !ok {
+		return
+	}
+	switch f := v.AsString(); strings.ToLower(f) {
+	case "combined", "json":
+		*dst = f
+	default:
+		d.invalid(key, attr.Expr.Range(), "Invalid access log format",
+			fmt.Sprintf("The format %q is not combined or json.", f))
 	}
 }
 

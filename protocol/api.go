@@ -116,19 +116,21 @@ type HandlerFunc func(w *ResponseWriter, r *Request)
 func (f HandlerFunc) Serve(w *ResponseWriter, r *Request) { f(w, r) }
 
 // Limits bounds what one client may make a worker do. Zero values mean the
-// defaults in DefaultLimits.
+// defaults in DefaultLimits. It is also config.hcl's limits block
+// (config.Limits is this type), and the JSON names are that block's keys.
 type Limits struct {
-	RequestLine       int           // bytes in the request line; over it: 414
-	HeaderBytes       int           // bytes in all header fields; over it: 431
-	HeaderCount       int           // header fields; over it: 431
-	BodyBytes         int64         // request body bytes; over it: 413
-	ReadHeaderTimeout time.Duration // from the first byte of a request to the end of its headers; 408
-	IdleTimeout       time.Duration // keep-alive wait for the next request
-	WriteTimeout      time.Duration // bound on writing one response
-	MaxConnections    int           // open connections per Server; further accepts wait
+	RequestLine       int           `json:"request_line"`        // bytes in the request line; over it: 414
+	HeaderBytes       int           `json:"header_bytes"`        // bytes in all header fields; over it: 431
+	HeaderCount       int           `json:"header_count"`        // header fields; over it: 431
+	BodyBytes         int64         `json:"body_bytes"`          // request body bytes; over it: 413
+	ReadHeaderTimeout time.Duration `json:"read_header_timeout"` // from the first byte of a request to the end of its headers; 408
+	IdleTimeout       time.Duration `json:"idle_timeout"`        // keep-alive wait for the next request
+	WriteTimeout      time.Duration `json:"write_timeout"`       // bound on writing one response
+	MaxConnections    int           `json:"max_connections"`     // open connections per Server; further accepts wait
 }
 
-// DefaultLimits returns the limits documented in DESIGN.md.
+// DefaultLimits returns the limits documented in DESIGN.md. It is the one
+// place they are written: config.hcl's defaults are these.
 func DefaultLimits() Limits {
 	return Limits{
 		RequestLine:       8192,

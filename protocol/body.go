@@ -124,7 +124,7 @@ func (b *bodyReader) read(p []byte, max int) (int, error) {
 	}
 	c := b.c
 	if c.r == c.w {
-		if p != nil && len(p) >= directRead {
+		if len(p) >= directRead {
 			n, err := c.readDirect(p[:min(int64(len(p)), b.n)])
 			if n == 0 {
 				return b.readErr(err)
@@ -184,7 +184,7 @@ func (b *bodyReader) readChunked(p []byte, max int) (int, error) {
 			b.state = chunkData
 		case chunkData:
 			if c.r == c.w {
-				if p != nil && len(p) >= directRead && b.n >= directRead {
+				if len(p) >= directRead && b.n >= directRead {
 					n, err := c.readDirect(p[:min(int64(len(p)), b.n)])
 					if n == 0 {
 						return b.readErr(err)

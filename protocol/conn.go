@@ -556,7 +556,8 @@ func (c *conn) becomeActive() {
 	c.state.Store(stateActive)
 	if c.srv.draining.Load() {
 		c.mu.Lock()
-		c.mu.Unlock() //nolint:staticcheck // an intentional barrier
+		//lint:ignore SA2001 an intentional barrier: wait out Shutdown's deadline change
+		c.mu.Unlock()
 		c.rdl = 0
 	}
 }

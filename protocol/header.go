@@ -76,18 +76,18 @@ func (h *ResponseHeader) SetBytes(name string, value []byte) {
 // Del removes every field named name.
 func (h *ResponseHeader) Del(name string) {
 	switch {
-	case equalFoldString(name, "Content-Length"):
+	case httplex.EqualFold(name, "Content-Length"):
 		h.contentLength = -1
 		return
-	case equalFoldString(name, "Connection"):
+	case httplex.EqualFold(name, "Connection"):
 		h.close = false
 		return
-	case equalFoldString(name, "Date"):
+	case httplex.EqualFold(name, "Date"):
 		h.hasDate = false
 	}
 	j := 0
 	for _, f := range h.fields {
-		if !equalFoldString(f.name, name) {
+		if !httplex.EqualFold(f.name, name) {
 			h.fields[j] = f
 			j++
 		}
@@ -99,19 +99,19 @@ func (h *ResponseHeader) Del(name string) {
 // Get returns the first value of name, or "".
 func (h *ResponseHeader) Get(name string) string {
 	switch {
-	case equalFoldString(name, "Content-Length"):
+	case httplex.EqualFold(name, "Content-Length"):
 		if h.contentLength < 0 {
 			return ""
 		}
 		return strconv.FormatInt(h.contentLength, 10)
-	case equalFoldString(name, "Connection"):
+	case httplex.EqualFold(name, "Connection"):
 		if h.close {
 			return "close"
 		}
 		return ""
 	}
 	for _, f := range h.fields {
-		if equalFoldString(f.name, name) {
+		if httplex.EqualFold(f.name, name) {
 			if f.inArena {
 				return string(h.arena[f.off : f.off+f.n])
 			}
@@ -134,11 +134,11 @@ func (h *ResponseHeader) special(name, value string) bool {
 	}
 	switch len(name) {
 	case 4:
-		if equalFoldString(name, "Date") {
+		if httplex.EqualFold(name, "Date") {
 			h.hasDate = true
 		}
 	case 10:
-		if equalFoldString(name, "Connection") {
+		if httplex.EqualFold(name, "Connection") {
 			b := unsafe.Slice(unsafe.StringData(value), len(value))
 			httplex.ForEachElement(b, func(el []byte) {
 				if httplex.EqualFold(el, "close") {
@@ -148,14 +148,14 @@ func (h *ResponseHeader) special(name, value string) bool {
 			return false
 		}
 	case 14:
-		if equalFoldString(name, "Content-Length") {
+		if httplex.EqualFold(name, "Content-Length") {
 			if n, ok := parseDecimal(value); ok {
 				h.contentLength = n
 			}
 			return false
 		}
 	case 17:
-		if equalFoldString(name, "Transfer-Encoding") {
+		if httplex.EqualFold(name, "Transfer-Encoding") {
 			return false
 		}
 	}

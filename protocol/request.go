@@ -20,7 +20,7 @@ type Header struct{ fields []Field }
 func (h *Header) Get(name string) []byte {
 	for i := range h.fields {
 		f := &h.fields[i]
-		if len(f.Name) == len(name) && equalFoldBytesString(f.Name, name) {
+		if len(f.Name) == len(name) && httplex.EqualFold(f.Name, name) {
 			return f.Value
 		}
 	}
@@ -36,19 +36,6 @@ func (h *Header) At(i int) Field { return h.fields[i] }
 func (h *Header) reset() {
 	clear(h.fields)
 	h.fields = h.fields[:0]
-}
-
-// equalFoldBytesString reports whether b and s are equal ignoring ASCII case.
-func equalFoldBytesString(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if httplex.Lower(b[i]) != httplex.Lower(s[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // Request is one parsed request. Byte slices alias connection buffers and are
@@ -67,7 +54,6 @@ type Request struct {
 	Body          io.Reader
 	RemoteAddr    net.Addr
 	LocalAddr     net.Addr
-	TLS           bool // always false today; reserved
 
 	// Trailer holds the trailer fields of a chunked body once Body has
 	// returned io.EOF (RFC 9112 §7.1.2). It is empty before that.

@@ -25,7 +25,6 @@ type Stats struct {
 	Status3xx uint64
 	Status4xx uint64
 	Status5xx uint64
-	Accepted  uint64
 }
 
 // Server serves a Handler on listeners. Its exported fields must be set
@@ -69,11 +68,9 @@ type Server struct {
 	listeners map[*net.Listener]struct{}
 	acceptors map[*rawAcceptor]struct{}
 	conns     map[*conn]struct{}
-	loops     int  // running Serve calls
 	closed    bool // Close was called
 
 	requests  atomic.Uint64
-	accepted  atomic.Uint64
 	status2xx atomic.Uint64
 	status3xx atomic.Uint64
 	status4xx atomic.Uint64
@@ -198,13 +195,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	if acc != nil {
 		s.acceptors[acc] = struct{}{}
 	}
-	s.loops++
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, &ln)
 		delete(s.acceptors, acc)
-		s.loops--
 		s.mu.Unlock()
 		ln.Close()
 		acc.close()
@@ -246,7 +241,6 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		s.accepted.Add(1)
 		if c == nil {
 			c = s.pool.Get().(*conn)
 			c.init(nc)
@@ -430,7 +424,6 @@ func (s *Server) Stats() Stats {
 		Status3xx: s.status3xx.Load(),
 		Status4xx: s.status4xx.Load(),
 		Status5xx: s.status5xx.Load(),
-		Accepted:  s.accepted.Load(),
 	}
 }
 

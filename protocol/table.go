@@ -1,7 +1,5 @@
 package protocol
 
-import "github.com/forkd/forkd/internal/httplex"
-
 // Byte classes for the parser, one bit per class. The table is a constant
 // string so that it cannot be modified; index it with a byte.
 const (
@@ -38,16 +36,3 @@ func isTarget(c byte) bool { return byteClass[c]&classTarget != 0 }
 func isHost(c byte) bool   { return byteClass[c]&classHost != 0 }
 func isHex(c byte) bool    { return byteClass[c]&classHex != 0 }
 func isQdtext(c byte) bool { return byteClass[c]&classQdtext != 0 }
-
-// equalFoldString reports whether a and b are equal ignoring ASCII case.
-func equalFoldString(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if httplex.Lower(a[i]) != httplex.Lower(b[i]) {
-			return false
-		}
-	}
-	return true
-}

@@ -34,12 +34,13 @@ type AccessLog struct {
 	bufs   sync.Pool  // *[]byte
 }
 
-// OpenAccessLog opens path ("-" = stderr) in the given format ("text" =
-// combined log format with pid and duration appended, "json" = one object per line).
+// OpenAccessLog opens path ("-" = stderr) in the given format: "combined"
+// (the combined log format with pid and duration appended; "text" and ""
+// mean the same) or "json" (one object per line).
 func OpenAccessLog(path, format string, pid int) (*AccessLog, error) {
 	a := &AccessLog{path: path, pid: pid}
 	switch format {
-	case "", "text":
+	case "", "combined", "text":
 	case "json":
 		a.json = true
 	default:

@@ -55,8 +55,16 @@ func readLines(t *testing.T, path string) []string {
 }
 
 func TestAccessLogText(t *testing.T) {
+	for _, format := range []string{"combined", "text"} {
+		t.Run(format, func(t *testing.T) { testAccessLogCombined(t, format) })
+	}
+}
+
+// testAccessLogCombined checks a line in the combined log format, which
+// log.access_format = "combined" (the default) selects.
+func testAccessLogCombined(t *testing.T, format string) {
 	path := filepath.Join(t.TempDir(), "access.log")
-	al, err := OpenAccessLog(path, "text", 4242)
+	al, err := OpenAccessLog(path, format, 4242)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package serve
 import (
 	"mime"
 	"strings"
+
+	"github.com/forkd/forkd/internal/httplex"
 )
 
 // contentType returns the media type for a file name by its extension: the
@@ -19,11 +21,7 @@ func contentType(name string) string {
 	if len(ext) <= len(buf) {
 		lower := buf[:len(ext)]
 		for i := 0; i < len(ext); i++ {
-			c := ext[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			lower[i] = c
+			lower[i] = httplex.Lower(ext[i])
 		}
 		if t := builtinType(string(lower)); t != "" {
 			return t

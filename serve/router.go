@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/httplex"
 )
 
 // maxHostLen bounds the Host values the router lowercases on the stack; a
@@ -137,10 +138,7 @@ func (rt *router) site(host []byte) *site {
 	var buf [maxHostLen]byte
 	lower := buf[:len(host)]
 	for i, c := range host {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		lower[i] = c
+		lower[i] = httplex.Lower(c)
 	}
 	if s, ok := rt.exact[string(lower)]; ok {
 		return s

@@ -66,9 +66,8 @@ type server struct {
 	addr string // host:port of the first listener
 	logs *logWatcher
 
-	exitOnce sync.Once
-	exited   chan struct{}
-	exitErr  error
+	exited  chan struct{}
+	exitErr error
 }
 
 type opts struct {

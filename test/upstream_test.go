@@ -3,29 +3,42 @@ package test
 import (
 	"net"
 	"net/http"
+	"sync"
 	"testing"
-	"time"
 )
 
-// slowUpstream is a real HTTP server on loopback that answers after a delay.
-type slowUpstream struct {
-	addr    string
-	started chan struct{}
+// heldUpstream is a real HTTP server on loopback whose answers wait until
+// the test releases them: a request that is "slow" for exactly as long as
+// the test needs, whatever the machine's speed.
+type heldUpstream struct {
+	addr        string
+	started     chan struct{}
+	release     chan struct{}
+	releaseOnce sync.Once
 }
 
-func newSlowUpstream(t testing.TB, delay time.Duration) *slowUpstream {
+func newHeldUpstream(t testing.TB) *heldUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &slowUpstream{addr: ln.Addr().String(), started: make(chan struct{}, 16)}
+	u := &heldUpstream{addr: ln.Addr().String(), started: make(chan struct{}, 16), release: make(chan struct{})}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.started <- struct{}{}
-		time.Sleep(delay) // the upstream is slow by design: it is what the test is about
-		w.Write([]byte("slow done\n"))
+		select {
+		case <-u.release:
+			w.Write([]byte("slow done\n"))
+		case <-r.Context().Done():
+		}
 	})}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() {
+		u.answer()
+		srv.Close()
+	})
 	return u
 }
+
+// answer lets every held request, and every later one, finish.
+func (u *heldUpstream) answer() { u.releaseOnce.Do(func() { close(u.release) }) }

@@ -2,8 +2,11 @@
 // by config.hcl. It is a thin user of the embedding API in package forkd.
 package main
 
-import "github.com/forkd/forkd"
+import (
+	"github.com/forkd/forkd"
+	"github.com/forkd/forkd/config"
+)
 
 func main() {
-	forkd.Main(nil, forkd.WithName("forkd"))
+	forkd.Main(nil, forkd.WithName("forkd"), forkd.WithConfigFile(config.DefaultFile))
 }

@@ -12,8 +12,10 @@ func Lower(c byte) byte {
 	return c
 }
 
-// EqualFold reports whether b and s are equal ignoring ASCII case.
-func EqualFold(b []byte, s string) bool {
+// EqualFold reports whether b and s are equal ignoring ASCII case. It is
+// the one case-insensitive comparison of field names and tokens in forkd,
+// for header bytes as received ([]byte) and for names held as strings.
+func EqualFold[T []byte | string](b T, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}

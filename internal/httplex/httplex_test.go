@@ -14,6 +14,9 @@ func TestEqualFold(t *testing.T) {
 		{"", "", true},
 	} {
 		if got := EqualFold([]byte(c.b), c.s); got != c.want {
+			t.Errorf("EqualFold([]byte(%q), %q) = %v", c.b, c.s, got)
+		}
+		if got := EqualFold(c.b, c.s); got != c.want {
 			t.Errorf("EqualFold(%q, %q) = %v", c.b, c.s, got)
 		}
 	}
