@@ -50,9 +50,9 @@ var ErrTooBig = errors.New("ipc message too big")
 
 // Heartbeat is a worker's periodic report.
 type Heartbeat struct {
-	Requests  uint64 `json:"requests"`
-	OpenConns int64  `json:"open_conns"`
-	RSS       uint64 `json:"rss"`
+	Requests  uint64          `json:"requests"`
+	OpenConns int64           `json:"open_conns"`
+	RSS       uint64          `json:"rss"`
 	Status    metrics.Classes `json:"status"` // responses by status class
 }
 

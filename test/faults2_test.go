@@ -15,7 +15,7 @@ import (
 // TestHUPDuringShutdownIsIgnored: once TERM closed the listeners, a HUP (or
 // TTIN, USR2, `forkd reload|scale`) must not open them again.
 func TestHUPDuringShutdownIsIgnored(t *testing.T) {
-	up := newSlowUpstream(t, 3*time.Second)
+	up := newHeldUpstream(t)
 	s := start(t, opts{workers: 1, extra: `control_socket = "forkd.sock"`, sites: fmt.Sprintf(`site "test" {
   hosts = ["*"]
   route "/slow" {
@@ -59,6 +59,7 @@ func TestHUPDuringShutdownIsIgnored(t *testing.T) {
 		c.Close()
 		t.Fatal("the listener accepts connections during the graceful stop")
 	}
+	up.answer()
 	if err := <-done; err != nil {
 		t.Fatalf("the request in flight: %v", err)
 	}
