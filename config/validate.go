@@ -195,6 +195,11 @@ func (v *validator) log(l Log) {
 	default:
 		v.errorf("log.format", "Invalid log format", "The format %q is not text or json.", l.Format)
 	}
+	switch l.AccessFormat {
+	case "combined", "json":
+	default:
+		v.errorf("log.access_format", "Invalid access log format", "The format %q is not combined or json.", l.AccessFormat)
+	}
 	if err := checkLogPath(l.File); err != nil {
 		v.errorErr("log.file", "Invalid log file", err)
 	}

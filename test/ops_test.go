@@ -110,7 +110,7 @@ func TestSystemdNotifySequence(t *testing.T) {
 func TestSocketActivation(t *testing.T) {
 	sa, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
-		t.Skip("systemd-socket-activate not installed (Debian package systemd)")
+		t.Fatal("systemd-socket-activate not installed (Debian package systemd; .ci/run installs it)")
 	}
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -285,11 +285,11 @@ func TestUSR2FailedUpgradeKeepsServing(t *testing.T) {
 
 func TestPrivilegeDrop(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		t.Fatal("needs root (CI runs as root)")
 	}
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skipf("no user nobody: %v", err)
+		t.Fatalf("no user nobody: %v", err)
 	}
 	s := start(t, opts{workers: 2, extra: `user = "nobody"`})
 	for _, pid := range s.workers() {
@@ -434,7 +434,7 @@ func TestMetrics(t *testing.T) {
 func TestHUPUnderWrk(t *testing.T) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
-		t.Skip("wrk not installed (Debian package wrk; .ci/run installs it)")
+		t.Fatal("wrk not installed (Debian package wrk; .ci/run installs it)")
 	}
 	for _, mode := range []struct {
 		name string

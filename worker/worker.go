@@ -143,7 +143,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	w.log = logging.New(w.cfg.Log, "forkd", lf).With("role", "worker", "pid", w.pid, "slot", w.slot, "generation", w.gen)
 
 	if w.cfg.Log.Access != "" {
-		a, err := serve.OpenAccessLog(w.cfg.Log.Access, w.cfg.Log.Format, w.pid)
+		a, err := serve.OpenAccessLog(w.cfg.Log.Access, w.cfg.Log.AccessFormat, w.pid)
 		if err != nil {
 			// OpenAccessLog's errors already begin with "access log: ".
 			return w.bootFail(err)
@@ -167,7 +167,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	retire := make(chan struct{}, 1)
 	w.srv = &protocol.Server{
 		Handler: h,
-		Limits:  limits(w.cfg.Limits),
+		Limits:  w.cfg.Limits,
 		Logger:  w.log,
 	}
 	if w.access != nil {
@@ -307,18 +307,6 @@ func (w *runtime) heartbeat() {
 	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
 }
 
-func limits(l config.Limits) protocol.Limits {
-	return protocol.Limits{
-		RequestLine:       l.RequestLine,
-		HeaderBytes:       l.HeaderBytes,
-		HeaderCount:       l.HeaderCount,
-		BodyBytes:         l.BodyBytes,
-		ReadHeaderTimeout: l.ReadHeaderTimeout,
-		IdleTimeout:       l.IdleTimeout,
-		WriteTimeout:      l.WriteTimeout,
-		MaxConnections:    l.MaxConnections,
-	}
-}
 
 // rss reads this process's resident set size from /proc/self/statm.
 func rss() uint64 {
