@@ -135,6 +135,9 @@ func (m *Master) reapChildren() {
 			m.reap(exitEvent{pid: pid, status: syscall.WaitStatus(ws), known: true})
 		case m.upgrading != nil && m.upgrading.pid == pid:
 			m.handleUpgrade(upgradeEvent{err: fmt.Errorf("new master %s", causeOf(syscall.WaitStatus(ws)))})
+			if m.upgrading.done && !m.handedOver {
+				m.upgrading = nil
+			}
 		default:
 			m.log.Debug("reaped an orphan", "orphan_pid", pid)
 		}

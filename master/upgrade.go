@@ -42,7 +42,7 @@ type upgrade struct {
 // new one writes its readiness byte; if the new one exits first, the upgrade
 // failed and nothing changes.
 func (m *Master) startUpgrade() {
-	if m.upgrading != nil {
+	if m.upgrading != nil && !m.upgrading.done {
 		m.log.Warn("binary upgrade already in progress", "new_master_pid", m.upgrading.pid)
 		return
 	}
@@ -123,8 +123,7 @@ func (m *Master) handleUpgrade(ev upgradeEvent) {
 		return
 	}
 	if !ev.ready {
-		u.done = true
-		m.upgrading = nil
+		u.done = true // kept until reaped, so its exit is known as its own
 		if m.ctlSrv != nil {
 			m.ctlSrv.KeepFile(false) // ours again: remove it when we stop
 		}

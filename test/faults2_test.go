@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -146,4 +147,34 @@ func TestReloadRemakesRemovedUnixListener(t *testing.T) {
 	s.waitLog(`unix socket file was removed; listening on a new one`, 10*time.Second)
 	s.waitLog(`all workers ready.*generation=2`, 15*time.Second)
 	eventually(t, 10*time.Second, "the re-made unix socket to answer", func() bool { return get() == nil })
+}
+
+// TestUSR2NewMasterWithoutPidfileFails: a new master that cannot write the
+// pidfile (disk full, read-only; here an immutable directory, which stops
+// root too) fails the upgrade, and the old one keeps serving with its
+// pidfile and control socket.
+func TestUSR2NewMasterWithoutPidfileFails(t *testing.T) {
+	s := start(t, opts{workers: 1, extra: `control_socket = "forkd.sock"`})
+	pidfile := filepath.Join(s.dir, "forkd.pid")
+	if out, err := exec.Command("chattr", "+i", s.dir).CombinedOutput(); err != nil {
+		t.Fatalf("chattr +i (e2fsprogs): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", s.dir).Run() })
+	s.signal(syscall.SIGUSR2)
+	s.waitLog(`binary upgrade failed; the old master keeps serving`, 20*time.Second)
+	if !s.logs.has(`cannot write pidfile`) {
+		t.Fatalf("the new master did not fail on its pidfile:\n%s", s.logs.String())
+	}
+	if b, _ := os.ReadFile(pidfile); strings.TrimSpace(string(b)) != strconv.Itoa(s.cmd.Process.Pid) {
+		t.Fatalf("pidfile after the failed upgrade: %q", b)
+	}
+	if st := status(t, s.cfg); st.Status.MasterPID != s.cmd.Process.Pid {
+		t.Fatalf("status after the failed upgrade: %+v", st.Status)
+	}
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after the failed upgrade: %d %v", code, err)
+	}
+	if s.logs.has(`reaped an orphan`) {
+		t.Fatal("the failed successor was taken for an orphan")
+	}
 }
