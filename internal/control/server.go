@@ -24,8 +24,9 @@ const (
 	writeTimeout = 10 * time.Second
 	// probeTimeout bounds the check for a live master on an existing socket.
 	probeTimeout = time.Second
-	// backlog is the listen(2) queue length; control traffic is rare.
-	backlog = 16
+	// backlog is the listen(2) queue length: control traffic is rare, but
+	// a burst of clients (monitoring, scripts) must not be refused.
+	backlog = 128
 )
 
 // ErrInUse is returned by Listen when another process, presumably a running
