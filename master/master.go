@@ -378,7 +378,11 @@ func (m *Master) afterWake(now time.Time) {
 // running (stopped, paused, starved) for that long, so heartbeats could not
 // be read and deadlines could not be acted on; the workers were not silent.
 func (m *Master) creditStall(d time.Duration) {
-	m.log.Warn("master was not running; not counting the gap against workers", "gap", d.Round(time.Millisecond).String())
+	lvl := hclog.Debug // a busy machine wakes the loop a little late
+	if d >= time.Second {
+		lvl = hclog.Warn
+	}
+	m.log.Log(lvl, "master was not running; not counting the gap against workers", "gap", d.Round(time.Millisecond).String())
 	for _, w := range m.workers {
 		w.lastBeat = w.lastBeat.Add(d)
 		if w.stopping {
