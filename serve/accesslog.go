@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/forkd/forkd/internal/logging"
 	"github.com/forkd/forkd/protocol"
 )
 
@@ -32,13 +35,22 @@ type AccessLog struct {
 	file   atomic.Pointer[os.File]
 	mu     sync.Mutex // serialises Reopen and Close
 	bufs   sync.Pool  // *[]byte
+
+	// Logger, if set, hears of failed writes (a full disk), at most once
+	// per errEvery, with the count of lines lost since.
+	Logger  hclog.Logger
+	errRate logging.Limiter
+	lost    atomic.Uint64
 }
+
+// errEvery is how often a failing access log may say so.
+const errEvery = 10 * time.Second
 
 // OpenAccessLog opens path ("-" = stderr) in the given format: "combined"
 // (the combined log format with pid and duration appended; "text" and ""
 // mean the same) or "json" (one object per line).
 func OpenAccessLog(path, format string, pid int) (*AccessLog, error) {
-	a := &AccessLog{path: path, pid: pid}
+	a := &AccessLog{path: path, pid: pid, errRate: logging.Limiter{Every: errEvery}}
 	switch format {
 	case "", "combined", "text":
 	case "json":
@@ -96,7 +108,11 @@ func (a *AccessLog) Log(r *protocol.Request, w *protocol.ResponseWriter, start t
 func (a *AccessLog) write(b []byte) {
 	f := a.file.Load()
 	for f != nil {
-		if _, err := f.Write(b); !errors.Is(err, os.ErrClosed) {
+		_, err := f.Write(b)
+		if !errors.Is(err, os.ErrClosed) {
+			if err != nil {
+				a.writeFailed(err)
+			}
 			return
 		}
 		next := a.file.Load()
@@ -104,6 +120,19 @@ func (a *AccessLog) write(b []byte) {
 			return
 		}
 		f = next
+	}
+}
+
+// writeFailed counts a lost line and says so, rate-limited: the request
+// itself was answered, only its log line is gone.
+func (a *AccessLog) writeFailed(err error) {
+	a.lost.Add(1)
+	if a.Logger == nil {
+		return
+	}
+	if ok, _ := a.errRate.Allow(time.Now()); ok {
+		a.Logger.Error("access log write failed; lines are lost until it recovers",
+			"path", a.path, "error", err, "lines_lost", a.lost.Swap(0))
 	}
 }
 

@@ -148,6 +148,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 			// OpenAccessLog's errors already begin with "access log: ".
 			return w.bootFail(err)
 		}
+		a.Logger = w.log
 		w.access = a
 		defer a.Close()
 	}
@@ -306,7 +307,6 @@ func (w *runtime) heartbeat() {
 	}
 	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
 }
-
 
 // rss reads this process's resident set size from /proc/self/statm.
 func rss() uint64 {
