@@ -178,3 +178,27 @@ func TestUSR2NewMasterWithoutPidfileFails(t *testing.T) {
 		t.Fatal("the failed successor was taken for an orphan")
 	}
 }
+
+// TestReloadWithUnopenableLogRefusedBeforeWorkers: a new log file the
+// master cannot open refuses the reload before any worker starts.
+func TestReloadWithUnopenableLogRefusedBeforeWorkers(t *testing.T) {
+	n := newNotifyListener(t)
+	s := start(t, opts{workers: 2, env: []string{"NOTIFY_SOCKET=" + n.path}})
+	n.next(t) // READY=1
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(strings.Replace(string(good), "log {\n  level = \"debug\"\n}", "log {\n  level = \"debug\"\n  file = \"missing-dir/forkd.log\"\n}", 1))
+	s.signal(syscall.SIGHUP)
+	if m := n.next(t); !strings.HasPrefix(m, "RELOADING=1") {
+		t.Fatalf("sd_notify %q", m)
+	}
+	if m := n.next(t); !strings.HasPrefix(m, "READY=1\nSTATUS=reload failed: ") || !strings.Contains(m, "missing-dir") {
+		t.Fatalf("sd_notify %q", m)
+	}
+	s.waitLog(`reload refused`, 10*time.Second)
+	if s.logs.has(`worker started.*worker_generation=2`) {
+		t.Fatal("a worker started for a reload the master could not open the log of")
+	}
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after the refused reload: %d %v", code, err)
+	}
+}
