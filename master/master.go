@@ -402,6 +402,12 @@ func (m *Master) done() bool {
 func (m *Master) nextDeadline(now time.Time) time.Duration {
 	next := now.Add(time.Second)
 	for _, w := range m.workers {
+		if w.exit != nil {
+			if d := w.exitAt.Add(exitGrace); d.Before(next) {
+				next = d
+			}
+			continue
+		}
 		if w.stopping {
 			if w.stopDeadline.Before(next) {
 				next = w.stopDeadline
@@ -613,7 +619,12 @@ func backoff(failures int) time.Duration {
 	return d
 }
 
+// signal sends sig to w, unless w has exited: its pid, already waited
+// for, may belong to another process by now.
 func (m *Master) signal(w *worker, sig syscall.Signal) {
+	if w.exit != nil {
+		return
+	}
 	_ = m.env.kill(w.pid, sig)
 }
 
@@ -632,6 +643,12 @@ func (m *Master) stopWorker(w *worker, cause stopCause) {
 // is not silent.
 func (m *Master) checkTimeouts(now time.Time) {
 	for _, w := range m.workers {
+		if w.exit != nil {
+			if now.Sub(w.exitAt) >= exitGrace {
+				m.reap(*w.exit) // its stream never ended: handle it anyway
+			}
+			continue
+		}
 		if w.killedFor != notKilled {
 			continue
 		}
@@ -701,6 +718,11 @@ func (m *Master) handleMsg(ev msgEvent) {
 		return
 	}
 	if ev.err != nil {
+		w.streamDone = true
+		if w.exit != nil {
+			m.reap(*w.exit)
+			return
+		}
 		if !errors.Is(ev.err, io.EOF) && !errors.Is(ev.err, net.ErrClosed) && !errors.Is(ev.err, ipc.ErrTooBig) &&
 			!w.ready && !w.stopping && w.killedFor == notKilled {
 			// A worker we cannot hear from cannot boot.
@@ -732,6 +754,17 @@ func (m *Master) handleMsg(ev msgEvent) {
 			w.retiring = stopMaxRequests
 			m.log.Info("worker reached max_requests; replacing it", "worker_pid", w.pid, "slot", w.slot, "requests", w.beat.Requests)
 		}
+	}
+}
+
+// exited records a worker's exit; it is handled (reap) once every message
+// the worker sent has been read, so that a boot error sent just before the
+// exit is known when the exit is classified.
+func (m *Master) exited(w *worker, ev exitEvent) {
+	w.exit = &ev
+	w.exitAt = m.env.now()
+	if w.conn == nil || w.streamDone {
+		m.reap(ev)
 	}
 }
 

@@ -132,7 +132,7 @@ func (m *Master) reapChildren() {
 		}
 		switch {
 		case m.workers[pid] != nil:
-			m.reap(exitEvent{pid: pid, status: syscall.WaitStatus(ws), known: true})
+			m.exited(m.workers[pid], exitEvent{pid: pid, status: syscall.WaitStatus(ws), known: true})
 		case m.upgrading != nil && m.upgrading.pid == pid:
 			m.handleUpgrade(upgradeEvent{err: fmt.Errorf("new master %s", causeOf(syscall.WaitStatus(ws)))})
 			if m.upgrading.done && !m.handedOver {

@@ -26,7 +26,18 @@ type worker struct {
 	bootErr        string
 	beat           ipc.Heartbeat
 	overMemory     time.Time // since when RSS stays above max_worker_memory
+
+	// A worker's last messages (its boot error) may still be on their way
+	// when wait4 reports its exit: the exit is handled once its message
+	// stream has ended too, or after exitGrace.
+	exit       *exitEvent
+	exitAt     time.Time
+	streamDone bool
 }
+
+// exitGrace bounds how long an exited worker's message stream may take to
+// end before its exit is handled anyway.
+const exitGrace = time.Second
 
 // stopCause says why the master stopped (or is replacing) a worker.
 type stopCause int
