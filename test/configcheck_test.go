@@ -101,7 +101,7 @@ func TestStartUnknownUser(t *testing.T) {
 	}
 	where := lineOf(t, s.cfg, "user =")
 	// The output is copied from a pipe: wait for the line.
-	s.seen(regexp.QuoteMeta(where) + `.*Unknown user`, 10*time.Second)
+	s.seen(regexp.QuoteMeta(where)+`.*Unknown user`, 10*time.Second)
 }
 
 // An empty configuration file is not the built-in defaults: the master
@@ -116,7 +116,7 @@ func TestStartEmptyFile(t *testing.T) {
 		t.Fatalf("exit code %d, want 1", code)
 	}
 	// The output is copied from a pipe: wait for the line.
-	s.seen(regexp.QuoteMeta(path+":1:1:") + ` Empty configuration`, 10*time.Second)
+	s.seen(regexp.QuoteMeta(path+":1:1:")+` Empty configuration`, 10*time.Second)
 }
 
 // A reload refuses an emptied file and a static root that does not exist,

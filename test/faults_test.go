@@ -100,7 +100,9 @@ func TestRefusedReloadIsWholeAndDeadWorkersAreReplaced(t *testing.T) {
 	expect(`^RELOADING=1\nMONOTONIC_USEC=\d+$`)
 	expect(`^READY=1\nSTATUS=reload failed: `)
 	// Logged once per refused reload (the output arrives through a pipe).
-	refusals := func() int { return strings.Count(s.logs.String(), "reload refused; the old configuration keeps serving") }
+	refusals := func() int {
+		return strings.Count(s.logs.String(), "reload refused; the old configuration keeps serving")
+	}
 	eventually(t, 10*time.Second, "two refusals logged", func() bool { return refusals() >= 2 })
 	if c := refusals(); c != 2 {
 		t.Fatalf("%d \"reload refused\" lines for two refused reloads", c)
