@@ -96,6 +96,7 @@ func Run(opts Options) int {
 	}
 	w := &runtime{opts: opts, conn: conn, cfg: cfg, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
 		log: early.With("slot", in.Slot, "generation", in.Generation)}
+	w.draining.Store(in.Draining)
 	code := w.run(in.Listeners, sigs)
 	conn.Close()
 	return code
@@ -114,6 +115,9 @@ type runtime struct {
 	access  *serve.AccessLog
 	srv     *protocol.Server
 	sendMu  sync.Mutex
+	// draining is set when the master drains (ipc.TypeDrain, or
+	// ipc.EnvDraining at start): health routes answer 503.
+	draining atomic.Bool
 }
 
 func (w *runtime) send(m *ipc.Message) error {
@@ -151,7 +155,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		w.access = a
 		defer a.Close()
 	}
-	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler})
+	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler, Draining: &w.draining})
 	if err != nil {
 		return w.bootFail(err)
 	}
@@ -210,9 +214,13 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	masterGone := make(chan error, 1)
 	go func() {
 		for {
-			if _, err := w.conn.Recv(); err != nil {
+			msg, err := w.conn.Recv()
+			if err != nil {
 				masterGone <- err
 				return
+			}
+			if msg.Type == ipc.TypeDrain && !w.draining.Swap(true) {
+				w.log.Info("draining: health routes answer 503")
 			}
 		}
 	}()
