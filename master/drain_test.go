@@ -95,6 +95,7 @@ func TestDrainQuitAndHandover(t *testing.T) {
 		{"quit while draining", time.Second, false, []syscall.Signal{syscall.SIGTERM, syscall.SIGQUIT}, quitting},
 		{"no delay", 0, false, []syscall.Signal{syscall.SIGTERM}, stopping},
 		{"handed over", time.Second, true, []syscall.Signal{syscall.SIGTERM}, stopping},
+		{"handed over while draining", time.Second, false, []syscall.Signal{syscall.SIGTERM, 0}, stopping},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(1)
@@ -105,6 +106,12 @@ func TestDrainQuitAndHandover(t *testing.T) {
 			pid := m.pids(1)[0]
 			m.send(pid, ipc.TypeReady)
 			for _, s := range tc.sigs {
+				if s == 0 {
+					// A USR2 successor became ready: handleUpgrade.
+					m.handedOver = true
+					m.shutdown(stopping)
+					continue
+				}
 				m.handleSignal(s)
 			}
 			if m.phase != tc.want || len(m.listeners) != 0 {

@@ -487,10 +487,11 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 // for drain_delay while everything else is served, and only then do the
 // listeners close (reconcile ends the drain). A second TERM while draining
 // changes nothing; INT or QUIT stops at once. After a binary upgrade handed
-// over there is no drain: the successor serves the same sockets, and its
-// health routes must not be mixed with ours answering 503.
+// over there is no drain, and one under way ends: the successor serves the
+// same sockets, and its health routes must not be mixed with ours answering
+// 503.
 func (m *Master) shutdown(p phase) {
-	if m.phase == quitting || m.phase == p || (p == stopping && m.phase == draining) {
+	if m.phase == quitting || m.phase == p || (p == stopping && m.phase == draining && !m.handedOver) {
 		return
 	}
 	if p == stopping && m.phase == running && m.cfg.DrainDelay > 0 && !m.handedOver {

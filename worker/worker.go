@@ -199,18 +199,9 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 		lns = append(lns, ln)
 	}
-	serveErr := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { serveErr <- w.srv.Serve(ln) }()
-	}
-	if err := w.send(&ipc.Message{Type: ipc.TypeReady}); err != nil {
-		w.log.Error("cannot report ready; master gone", "error", err)
-		w.srv.Close()
-		return ExitFailure
-	}
-	w.log.Debug("worker ready", "listeners", len(lns))
-
-	// The master's end closing (it died) reads as EOF here.
+	// The master's end closing (it died) reads as EOF here. Read before
+	// serving: a drain message sent while this worker booted then takes
+	// effect before the first request or right after.
 	masterGone := make(chan error, 1)
 	go func() {
 		for {
@@ -224,6 +215,16 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 			}
 		}
 	}()
+	serveErr := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { serveErr <- w.srv.Serve(ln) }()
+	}
+	if err := w.send(&ipc.Message{Type: ipc.TypeReady}); err != nil {
+		w.log.Error("cannot report ready; master gone", "error", err)
+		w.srv.Close()
+		return ExitFailure
+	}
+	w.log.Debug("worker ready", "listeners", len(lns))
 
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
