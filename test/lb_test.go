@@ -35,6 +35,21 @@ type haproxyRun struct {
 // forkd's listen blocks once connections read the PROXY header.
 func startHAProxy(t testing.TB, servers ...string) *haproxyRun {
 	t.Helper()
+	var backend strings.Builder
+	backend.WriteString(`  balance roundrobin
+  option httpchk GET /ready
+  http-check expect status 200
+  default-server inter 200ms fall 1 rise 1
+`)
+	for i, s := range servers {
+		fmt.Fprintf(&backend, "  server s%d %s check\n", i+1, s)
+	}
+	return startHAProxyBackend(t, backend.String())
+}
+
+// startHAProxyBackend runs haproxy with the given body of backend "be".
+func startHAProxyBackend(t testing.TB, backend string) *haproxyRun {
+	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		t.Fatalf("haproxy not found (Debian package haproxy; .ci/run installs it): %v", err)
@@ -42,10 +57,6 @@ func startHAProxy(t testing.TB, servers ...string) *haproxyRun {
 	dir := t.TempDir()
 	h := &haproxyRun{t: t, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), stats: filepath.Join(dir, "admin.sock"),
 		out: &syncBuffer{}, done: make(chan struct{})}
-	var backends strings.Builder
-	for i, s := range servers {
-		fmt.Fprintf(&backends, "  server s%d %s check\n", i+1, s)
-	}
 	cfg := fmt.Sprintf(`global
   nbthread 1
   maxconn 4096
@@ -63,11 +74,7 @@ frontend fe
   default_backend be
 
 backend be
-  balance roundrobin
-  option httpchk GET /ready
-  http-check expect status 200
-  default-server inter 200ms fall 1 rise 1
-%s`, h.stats, h.addr, backends.String())
+%s`, h.stats, h.addr, backend)
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
