@@ -39,3 +39,20 @@ func TestHealth(t *testing.T) {
 		t.Errorf("GET /ready without a flag: %d", r.status)
 	}
 }
+
+// TestWelcomeHealthDrains: the built-in /healthz (no sites) is a health
+// route too.
+func TestWelcomeHealthDrains(t *testing.T) {
+	var draining atomic.Bool
+	addr := startServer(t, newHandler(t, nil, Options{Draining: &draining}), nil)
+	if r := get(t, addr, "GET", "/healthz"); r.status != 200 || r.body != "ok\n" {
+		t.Errorf("GET /healthz: %d %q", r.status, r.body)
+	}
+	draining.Store(true)
+	if r := get(t, addr, "GET", "/healthz"); r.status != 503 {
+		t.Errorf("GET /healthz while draining: %d", r.status)
+	}
+	if r := get(t, addr, "GET", "/"); r.status != 200 {
+		t.Errorf("GET / while draining: %d", r.status)
+	}
+}

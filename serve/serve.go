@@ -64,7 +64,7 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		sites = cfg.Sites
 	}
 	if len(sites) == 0 && h.fallback == nil {
-		h.fallback = welcomeHandler()
+		h.fallback = welcomeHandler(opts.Draining)
 	}
 	if ls, ok := h.fallback.(protocol.LoopSafe); ok && ls.LoopSafe() {
 		h.fallbackSafe = true

@@ -46,6 +46,10 @@ type Info struct {
 	PID        int
 	Config     *config.Config
 	Logger     hclog.Logger
+	// Draining reports whether the instance is draining (drain_delay
+	// after TERM): a handler's own health check should then fail, as
+	// health routes answer 503, while everything else is served.
+	Draining func() bool
 }
 
 // Options are what a worker serves beyond its configuration.
@@ -134,7 +138,7 @@ func (w *runtime) bootFail(err error) int {
 }
 
 func (w *runtime) info() Info {
-	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log}
+	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log, Draining: w.draining.Load}
 }
 
 func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
