@@ -23,8 +23,9 @@ const drainSites = `site "lb" {
 
 // TestDrainDelay: on TERM with drain_delay the health route answers 503
 // while "/" is still served over new connections, a worker that crashes
-// meanwhile is replaced by one that answers 503 too, `forkd status` says
-// draining; then the listener closes and the master exits 0.
+// meanwhile is replaced by one that answers 503 too, HUP is ignored,
+// `forkd status` says draining; then the listener closes and the master
+// exits 0.
 func TestDrainDelay(t *testing.T) {
 	s := start(t, opts{workers: 1, extra: `drain_delay = "6s"`, sites: drainSites})
 	if code, body, err := get(s.addr, "/ready"); err != nil || code != 200 || body != "ok\n" {
@@ -39,6 +40,10 @@ func TestDrainDelay(t *testing.T) {
 	if code, body, err := get(s.addr, "/"); err != nil || code != 200 || body != "hello\n" {
 		t.Fatalf("GET / while draining: %d %q %v", code, body, err)
 	}
+
+	// A reload while draining is ignored, as during any stop.
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`ignoring signal: the master is stopping.*signal=hangup`, 10*time.Second)
 
 	out, code := runCLI(t, "status", "-json", "-c", s.cfg)
 	var resp struct {
