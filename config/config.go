@@ -19,6 +19,8 @@
 package config
 
 import (
+	"fmt"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -47,6 +49,7 @@ const (
 	DefaultRespondStatus   = 200
 	DefaultMetricsAddress  = "127.0.0.1:9100"
 	DefaultMetricsPath     = "/metrics"
+	DefaultDrainDelay      = 0 // TERM drains at once
 
 	// The worker memory limit is off (0) by default; when set, a worker
 	// is recycled after its RSS stays above it for the window.
@@ -68,6 +71,10 @@ type Config struct {
 	User              string        `json:"user"`
 	Group             string        `json:"group"`
 	ControlSocket     string        `json:"control_socket"`
+	// DrainDelay is how long, on TERM, health routes answer 503 while
+	// everything else is served as usual, before the listeners close and
+	// workers drain: the time a load balancer needs to notice.
+	DrainDelay time.Duration `json:"drain_delay"`
 
 	// MaxWorkerMemory is the resident set size, in bytes, above which a
 	// worker is recycled once it has stayed there for
@@ -91,6 +98,45 @@ type Listen struct {
 	Address   string `json:"address"` // "host:port", "[::1]:port" or "unix:/path"
 	ReusePort bool   `json:"reuse_port"`
 	Mode      uint32 `json:"mode"` // unix sockets: file mode, default 0666; 0 for TCP
+	// ProxyProtocol requires a PROXY protocol header (v1 or v2) at the
+	// start of every connection; its source address becomes the client's.
+	ProxyProtocol bool `json:"proxy_protocol"`
+	// Trusted are the networks ("127.0.0.1/32", "10.0.0.0/8"; a bare
+	// address means just it) that may send the header; connections from
+	// elsewhere are refused. Unix listeners trust every peer.
+	Trusted []string `json:"trusted,omitempty"`
+}
+
+// TrustedPrefixes returns Trusted parsed, for protocol.ProxyTrusted. The
+// entries of a validated configuration all parse; others are left out.
+func (l Listen) TrustedPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(l.Trusted))
+	for _, s := range l.Trusted {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix reads a trusted network: a CIDR prefix without host bits,
+// or a bare address standing for itself.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a network such as \"10.0.0.0/8\"", s)
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a network such as \"10.0.0.0/8\" or \"fd00::/8\"", s)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%q has bits set past its /%d; write %q, or the address alone", s, p.Bits(), p.Masked().String())
+	}
+	return p, nil
 }
 
 // Log is the log block.
@@ -117,13 +163,19 @@ type Site struct {
 }
 
 // Route is one route block inside a site; exactly one of Static, Proxy,
-// Respond is set.
+// Respond, Health is set.
 type Route struct {
 	Prefix  string   `json:"prefix"`
 	Static  *Static  `json:"static,omitempty"`
 	Proxy   *Proxy   `json:"proxy,omitempty"`
 	Respond *Respond `json:"respond,omitempty"`
+	Health  *Health  `json:"health,omitempty"`
 }
+
+// Health answers 200 "ok" while the instance serves and 503 while it is
+// draining (drain_delay), so that a load balancer takes it out of rotation
+// before its listeners close. It has no settings.
+type Health struct{}
 
 // Static serves files from Root.
 type Static struct {
@@ -169,6 +221,7 @@ func base() *Config {
 		GracefulTimeout:       DefaultGracefulTimeout,
 		MaxWorkerMemory:       DefaultMaxWorkerMemory,
 		MaxWorkerMemoryWindow: DefaultMaxWorkerMemoryWindow,
+		DrainDelay:            DefaultDrainDelay,
 		Log:                   Log{Level: DefaultLogLevel, Format: DefaultLogFormat, AccessFormat: DefaultAccessFormat},
 		Limits:                protocol.DefaultLimits(),
 	}

@@ -113,6 +113,7 @@ func TestDocsListEveryKey(t *testing.T) {
 		"static":  staticSchema,
 		"proxy":   proxySchema,
 		"respond": respondSchema,
+		"health":  healthSchema,
 	}
 	for _, doc := range docs {
 		var all strings.Builder

@@ -53,6 +53,17 @@ func TestErrors(t *testing.T) {
 		{"negative max_requests", "max_requests = -5\n", 1, "Invalid max_requests; The value must not be negative; got -5."},
 		{"negative jitter", "max_requests_jitter = -1\n", 1, "Invalid max_requests_jitter"},
 
+		// Load-balancer keys.
+		{"negative drain_delay", "\ndrain_delay = \"-1s\"\n", 2, "Invalid drain_delay; The duration must not be negative"},
+		{"drain_delay number", "drain_delay = 2\n", 1, "must be a duration string"},
+		{"health with a key", site("  route \"/h\" {\n    health {\n      status = 200\n    }\n  }\n"), 4, `Unsupported argument; An argument named "status"`},
+		{"health and respond", site("  route \"/h\" {\n    respond {}\n    health {}\n  }\n"), 4, `Conflicting route handlers; Route "/h" already has a respond block at line 3`},
+		{"trusted not a list", "listen {\n  address = \":80\"\n  trusted = \"10.0.0.0/8\"\n}\n", 3, "a list of strings is required"},
+		{"trusted bad network", "listen {\n  address = \":80\"\n  trusted = [\"10.0.0.0/8\",\n    \"10.0.0.0/33\"]\n}\n", 4, `Invalid trusted network; "10.0.0.0/33" is not a network`},
+		{"trusted host bits", "listen {\n  address = \":80\"\n  trusted = [\"10.0.0.1/8\"]\n}\n", 3, `has bits set past its /8; write "10.0.0.0/8"`},
+		{"trusted hostname", "listen {\n  address = \":80\"\n  trusted = [\"lb.example\"]\n}\n", 3, `"lb.example" is not an IP address`},
+		{"proxy_protocol not bool", "listen {\n  address = \":80\"\n  proxy_protocol = \"v2\"\n}\n", 3, "a bool is required"},
+
 		// Listeners.
 		{"address without port", "listen {\n  address = \"localhost\"\n}\n", 2, `Invalid listen address; The address "localhost" is not "host:port"`},
 		{"bad port", "listen {\n  address = \"127.0.0.1:99999\"\n}\n", 2, `The port "99999"`},
@@ -100,7 +111,7 @@ func TestErrors(t *testing.T) {
 		{"prefix with query", site("  route \"/a?b\" {\n    respond {}\n  }\n"), 2, "Invalid route prefix"},
 		{"duplicate prefix", site("  route \"/a\" {\n    respond {}\n  }\n  route \"/a\" {\n    respond {}\n  }\n"), 5,
 			`Duplicate route; Site "s" already has a route "/a" at line 2.`},
-		{"no handler", site("  route \"/\" {\n  }\n"), 2, `Missing route handler; Route "/" needs one static, proxy or respond block.`},
+		{"no handler", site("  route \"/\" {\n  }\n"), 2, `Missing route handler; Route "/" needs one static, proxy, respond or health block.`},
 		{"two handlers", site("  route \"/\" {\n    respond {}\n    static {\n      root = \".\"\n    }\n  }\n"), 4,
 			`Conflicting route handlers; Route "/" already has a respond block at line 3`},
 		{"same handler twice", site("  route \"/\" {\n    respond {}\n    respond {}\n  }\n"), 4,

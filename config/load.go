@@ -87,6 +87,7 @@ var (
 			{Name: "control_socket"},
 			{Name: "max_worker_memory"},
 			{Name: "max_worker_memory_window"},
+			{Name: "drain_delay"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "listen"},
@@ -101,6 +102,8 @@ var (
 			{Name: "address", Required: true},
 			{Name: "reuse_port"},
 			{Name: "mode"},
+			{Name: "proxy_protocol"},
+			{Name: "trusted"},
 		},
 	}
 	logSchema = &hcl.BodySchema{
@@ -128,7 +131,7 @@ var (
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "route", LabelNames: []string{"prefix"}}},
 	}
 	routeSchema = &hcl.BodySchema{
-		Blocks: []hcl.BlockHeaderSchema{{Type: "static"}, {Type: "proxy"}, {Type: "respond"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}},
 	}
 	staticSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
@@ -140,6 +143,7 @@ var (
 			{Name: "upstreams", Required: true}, {Name: "connect_timeout"}, {Name: "response_timeout"},
 		},
 	}
+	healthSchema  = &hcl.BodySchema{}
 	respondSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "status"}, {Name: "body"}, {Name: "headers"}},
 	}
@@ -212,6 +216,7 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 	d.string(a["control_socket"], "control_socket", &c.ControlSocket)
 	d.size(a["max_worker_memory"], "max_worker_memory", &c.MaxWorkerMemory)
 	d.duration(a["max_worker_memory_window"], "max_worker_memory_window", &c.MaxWorkerMemoryWindow)
+	d.duration(a["drain_delay"], "drain_delay", &c.DrainDelay)
 
 	for i, b := range ct.Blocks.OfType("listen") {
 		key := fmt.Sprintf("listen[%d]", i)
@@ -261,6 +266,8 @@ func (d *decoder) listen(b *hcl.Block, key string) Listen {
 	d.required(a, key, "address")
 	d.string(a["address"], key+".address", &l.Address)
 	d.bool(a["reuse_port"], key+".reuse_port", &l.ReusePort)
+	d.bool(a["proxy_protocol"], key+".proxy_protocol", &l.ProxyProtocol)
+	d.strings(a["trusted"], key+".trusted", &l.Trusted)
 	if attr := a["mode"]; attr != nil {
 		d.mode(attr, key+".mode", &l.Mode)
 	} else if strings.HasPrefix(l.Address, unixPrefix) {
@@ -291,7 +298,7 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 		for _, hb := range rct.Blocks {
 			if first := seen[hb.Type]; first != nil {
 				d.errorAt(hb.DefRange, "Duplicate "+hb.Type+" block",
-					fmt.Sprintf("Route %q already has a %s block at line %d; a route takes exactly one of static, proxy or respond.",
+					fmt.Sprintf("Route %q already has a %s block at line %d; a route takes exactly one of static, proxy, respond or health.",
 						r.Prefix, hb.Type, first.DefRange.Start.Line))
 				continue
 			}
@@ -305,6 +312,9 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 				r.Proxy = d.proxy(hb, hkey)
 			case "respond":
 				r.Respond = d.respond(hb, hkey)
+			case "health":
+				d.content(hb.Body, healthSchema)
+				r.Health = &Health{}
 			}
 		}
 		s.Routes = append(s.Routes, r)

@@ -126,6 +126,9 @@ func (v *validator) config(c *Config) {
 	v.nonNegative("max_requests", int64(c.MaxRequests))
 	v.nonNegative("max_requests_jitter", int64(c.MaxRequestsJitter))
 	v.positiveDuration("max_worker_memory_window", c.MaxWorkerMemoryWindow)
+	if c.DrainDelay < 0 {
+		v.errorf("drain_delay", "Invalid drain_delay", "The duration must not be negative; got %q.", c.DrainDelay.String())
+	}
 	if err := checkUser(c.User); err != nil {
 		v.errorErr("user", "Unknown user", err)
 	}
@@ -181,7 +184,34 @@ func (v *validator) listen(key string, l Listen, seen map[string]string) {
 	} else if l.Mode != 0 {
 		v.errorf(key+".mode", "Invalid socket mode", "mode applies only to unix sockets.")
 	}
+	v.proxyProtocol(key, l, isUnix)
 }
+
+// proxyProtocol checks a listener's proxy_protocol and trusted keys.
+func (v *validator) proxyProtocol(key string, l Listen, isUnix bool) {
+	for i, s := range l.Trusted {
+		if _, err := parsePrefix(s); err != nil {
+			v.errorErr(fmt.Sprintf("%s.trusted[%d]", key, i), "Invalid trusted network", err)
+		}
+	}
+	switch {
+	case !l.ProxyProtocol:
+	case isUnix && len(l.Trusted) > 0:
+		v.errorf(key+".trusted", "Invalid trusted",
+			"A unix socket's peers have no IP address; file permissions (mode) decide who may connect, and every connection must send the PROXY header.")
+	case !isUnix && len(l.Trusted) == 0:
+		v.errorf(key+".proxy_protocol", "Missing trusted",
+			"With proxy_protocol = true, trusted must list the load balancers' addresses or networks, such as [\"127.0.0.1/32\", \"10.0.0.0/8\"]; every other client is refused.")
+	}
+	if l.ProxyProtocol && !proxyProtocolServed {
+		v.errorf(key+".proxy_protocol", "Unsupported proxy_protocol",
+			"This build parses PROXY headers but does not read them from connections yet; proxy_protocol = true would make every request fail.")
+	}
+}
+
+// proxyProtocolServed is set once the connection code reads PROXY headers
+// (protocol.ParseProxyHeader); until then proxy_protocol = true is refused.
+const proxyProtocolServed = false
 
 func (v *validator) log(l Log) {
 	switch l.Level {
@@ -292,6 +322,9 @@ func (v *validator) route(key string, r *Route) {
 		kinds = append(kinds, "respond")
 		v.respond(key+".respond", r.Respond)
 	}
+	if r.Health != nil {
+		kinds = append(kinds, "health")
+	}
 	// Report the conflict at the handler written last.
 	sort.SliceStable(kinds, func(i, j int) bool {
 		a, b := v.rangeOf(key+"."+kinds[i]), v.rangeOf(key+"."+kinds[j])
@@ -299,11 +332,11 @@ func (v *validator) route(key string, r *Route) {
 	})
 	switch len(kinds) {
 	case 0:
-		v.errorf(key, "Missing route handler", "Route %q needs one static, proxy or respond block.", r.Prefix)
+		v.errorf(key, "Missing route handler", "Route %q needs one static, proxy, respond or health block.", r.Prefix)
 	case 1:
 	default:
 		v.errorf(key+"."+kinds[1], "Conflicting route handlers",
-			"Route %q already has a %s block at %s; a route takes exactly one of static, proxy or respond.",
+			"Route %q already has a %s block at %s; a route takes exactly one of static, proxy, respond or health.",
 			r.Prefix, kinds[0], v.where(key+"."+kinds[0]))
 	}
 }

@@ -22,6 +22,7 @@ const (
 	EnvListenFDs  = "FORKD_LISTEN_FDS" // "addr=fd,addr=fd" for each listener (see EncodeFDs)
 	EnvSlot       = "FORKD_SLOT"
 	EnvGeneration = "FORKD_GENERATION"
+	EnvDraining   = "FORKD_DRAINING" // "1" when the worker starts while its master drains (see TypeDrain)
 )
 
 // RoleWorker is EnvRole's value in a worker.
@@ -37,6 +38,9 @@ type Inherited struct {
 	Listeners  []Listener
 	Slot       int
 	Generation int
+	// Draining is set for a worker started while its master drains: its
+	// health routes answer 503 from the first request.
+	Draining bool
 }
 
 // Listener is one inherited listening socket and the address it was bound for.
@@ -155,11 +159,11 @@ func WorkerEnv() (*Inherited, error) {
 		return nil, ErrNotWorker
 	}
 	defer func() {
-		for _, k := range []string{EnvRole, EnvIPCFD, EnvConfigFD, EnvListenFDs, EnvSlot, EnvGeneration} {
+		for _, k := range []string{EnvRole, EnvIPCFD, EnvConfigFD, EnvListenFDs, EnvSlot, EnvGeneration, EnvDraining} {
 			os.Unsetenv(k)
 		}
 	}()
-	in := &Inherited{}
+	in := &Inherited{Draining: os.Getenv(EnvDraining) == "1"}
 	var err error
 	if in.Slot, err = strconv.Atoi(os.Getenv(EnvSlot)); err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvSlot, err)

@@ -35,6 +35,11 @@ const (
 	TypeHeartbeat = "heartbeat"
 	// TypeRetire (worker -> master) asks for a replacement: max_requests reached.
 	TypeRetire = "retire"
+	// TypeDrain (master -> worker) says the instance is draining
+	// (drain_delay after TERM): health routes answer 503 from now on,
+	// everything else is served as before. Workers started while the
+	// instance drains learn it from EnvDraining instead.
+	TypeDrain = "drain"
 )
 
 // Receive buffer sizes. A Conn starts with a buffer that fits every message

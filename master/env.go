@@ -30,6 +30,7 @@ type workerSpec struct {
 	slot, gen int
 	cfg       *config.Config
 	cfgFile   *os.File // the generation's configuration (ipc.ConfigFile)
+	draining  bool     // started while the master drains: health routes answer 503
 }
 
 // osEnv is the real environment: workers are re-executions of the binary,
@@ -65,6 +66,9 @@ func (m *Master) startProcess(spec workerSpec) (int, *ipc.Conn, error) {
 	cmd := exec.Command(m.opts.Executable)
 	cmd.Args = append([]string{workerName(m.opts.Args[0], spec.gen, spec.slot)}, m.opts.Args[1:]...)
 	cmd.Env = append(workerEnv(spec.cfg), envv...)
+	if spec.draining {
+		cmd.Env = append(cmd.Env, ipc.EnvDraining+"=1")
+	}
 	cmd.ExtraFiles = files
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr

@@ -87,6 +87,7 @@ type Master struct {
 	exitCode  int
 	pendingUp bool       // READY=1 still owed to systemd for the first generation
 	pending   *reloadTxn // a new generation booting, not yet current
+	drainEnd  time.Time  // while draining: when the listeners close and workers drain
 	wake      time.Time  // when the loop's timer is due: later means the master was not running
 
 	workers   map[int]*worker
@@ -119,7 +120,8 @@ type Master struct {
 type phase int
 
 const (
-	running phase = iota
+	running  phase = iota
+	draining       // TERM with drain_delay: health routes answer 503, listeners stay open, workers are replaced
 	stopping
 	quitting
 )
@@ -395,12 +397,21 @@ func (m *Master) creditStall(d time.Duration) {
 }
 
 func (m *Master) done() bool {
-	return m.phase != running && len(m.workers) == 0
+	return m.phase >= stopping && len(m.workers) == 0
+}
+
+// serving tells whether workers are kept at the wanted count: while running
+// and while draining (a crashed worker is replaced then too).
+func (m *Master) serving() bool {
+	return m.phase == running || m.phase == draining
 }
 
 // nextDeadline is how long the loop may sleep before some timer is due.
 func (m *Master) nextDeadline(now time.Time) time.Duration {
 	next := now.Add(time.Second)
+	if m.phase == draining && m.drainEnd.Before(next) {
+		next = m.drainEnd
+	}
 	for _, w := range m.workers {
 		if w.exit != nil {
 			if d := w.exitAt.Add(exitGrace); d.Before(next) {
@@ -481,12 +492,57 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 	}
 }
 
+// shutdown stops the master: gracefully (stopping) or quickly (quitting).
+// A graceful stop with drain_delay drains first: health routes answer 503
+// for drain_delay while everything else is served, and only then do the
+// listeners close (reconcile ends the drain). A second TERM while draining
+// changes nothing; INT or QUIT stops at once. After a binary upgrade handed
+// over there is no drain, and one under way ends: the successor serves the
+// same sockets, and its health routes must not be mixed with ours answering
+// 503.
 func (m *Master) shutdown(p phase) {
-	if m.phase == quitting || m.phase == p {
+	if m.phase == quitting || m.phase == p || (p == stopping && m.phase == draining && !m.handedOver) {
 		return
 	}
+	if p == stopping && m.phase == running && m.cfg.DrainDelay > 0 && !m.handedOver {
+		m.startDrain()
+		return
+	}
+	m.stop(p)
+}
+
+// startDrain enters the drain period: every worker, and every worker
+// started until it ends, answers 503 on health routes.
+func (m *Master) startDrain() {
+	m.phase = draining
+	m.drainEnd = m.env.now().Add(m.cfg.DrainDelay)
+	m.notify("STOPPING=1", "STATUS=draining: health routes answer 503 for "+m.cfg.DrainDelay.String())
+	if m.pending != nil {
+		m.endReload(m.pending, errors.New("the master is stopping"), false)
+	}
+	m.log.Info("draining: health routes answer 503; listeners close after drain_delay", "drain_delay", m.cfg.DrainDelay.String())
+	for _, w := range m.workers {
+		m.tellDrain(w)
+	}
+}
+
+// tellDrain tells a running worker that the instance drains. A worker that
+// cannot hear it is on its way out anyway (its exit follows).
+func (m *Master) tellDrain(w *worker) {
+	if w.conn == nil || w.stopping {
+		return
+	}
+	if err := w.conn.Send(&ipc.Message{Type: ipc.TypeDrain}); err != nil {
+		m.log.Warn("cannot tell worker to drain", "worker_pid", w.pid, "error", err)
+	}
+}
+
+// stop closes the listeners and stops every worker, gracefully or quickly.
+func (m *Master) stop(p phase) {
+	if m.phase == running {
+		m.notify("STOPPING=1")
+	}
 	m.phase = p
-	m.notify("STOPPING=1")
 	if m.pending != nil {
 		m.endReload(m.pending, errors.New("the master is stopping"), false)
 	}
@@ -539,7 +595,11 @@ func (m *Master) wanted() int {
 // is missing by slot, drives a pending reload, and retires what a ready
 // successor has replaced.
 func (m *Master) reconcile(now time.Time) {
-	if m.phase != running {
+	if m.phase == draining && !now.Before(m.drainEnd) {
+		m.log.Info("drain_delay over; stopping gracefully")
+		m.stop(stopping)
+	}
+	if !m.serving() {
 		return
 	}
 	if m.pending != nil {
@@ -555,7 +615,7 @@ func (m *Master) reconcile(now time.Time) {
 		if now.Before(s.next) {
 			continue
 		}
-		if err := m.spawn(workerSpec{slot: slot, gen: m.gen, cfg: m.cfg, cfgFile: m.cfgFile}, nil); err != nil {
+		if err := m.spawn(workerSpec{slot: slot, gen: m.gen, cfg: m.cfg, cfgFile: m.cfgFile, draining: m.phase == draining}, nil); err != nil {
 			s.failures++
 			s.next = now.Add(backoff(s.failures))
 			m.log.Error("cannot start worker", "slot", slot, "error", err)
@@ -829,11 +889,11 @@ func (m *Master) reap(ev exitEvent) {
 	if w.bootErr != "" {
 		args = append(args, "error", w.bootErr)
 	}
-	if m.phase == running && s.failures > 0 {
+	if m.serving() && s.failures > 0 {
 		args = append(args, "failed_boots", s.failures, "restart_in", backoff(s.failures).String())
 	}
 	m.log.Error("worker died", args...)
-	if m.phase != running || !failedBoot {
+	if !m.serving() || !failedBoot {
 		return
 	}
 	if !m.everReady && (w.bootErr != "" || s.failures >= startupAttempts) && w.gen == 1 {

@@ -153,6 +153,14 @@ func (m *Master) handleControl(r ctlReq) {
 func (m *Master) status() *control.Status {
 	st := &control.Status{MasterPID: m.pid, Started: m.started, Generation: m.gen, Config: m.cfg.Path,
 		Reloading: m.pending != nil, LastReload: m.lastReload}
+	switch m.phase {
+	case running:
+		st.State = control.StateRunning
+	case draining:
+		st.State, st.DrainEnds = control.StateDraining, m.drainEnd
+	default:
+		st.State = control.StateStopping
+	}
 	for _, w := range m.workers {
 		st.Workers = append(st.Workers, control.WorkerStatus{
 			Slot: w.slot, PID: w.pid, Generation: w.gen, Started: w.started,

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/forkd/forkd/internal/logging"
+	"github.com/forkd/forkd/internal/lograte"
 	"github.com/forkd/forkd/protocol"
 )
 
@@ -39,7 +39,7 @@ type AccessLog struct {
 	// Logger, if set, hears of failed writes (a full disk), at most once
 	// per errEvery, with the count of lines lost since.
 	Logger  hclog.Logger
-	errRate logging.Limiter
+	errRate *lograte.Limiter
 	lost    atomic.Uint64
 }
 
@@ -50,7 +50,7 @@ const errEvery = 10 * time.Second
 // (the combined log format with pid and duration appended; "text" and ""
 // mean the same) or "json" (one object per line).
 func OpenAccessLog(path, format string, pid int) (*AccessLog, error) {
-	a := &AccessLog{path: path, pid: pid, errRate: logging.Limiter{Every: errEvery}}
+	a := &AccessLog{path: path, pid: pid, errRate: lograte.New(errEvery)}
 	switch format {
 	case "", "combined", "text":
 	case "json":

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/protocol"
@@ -84,15 +85,15 @@ const welcomePage = `<!DOCTYPE html>
 </html>
 `
 
-// welcomeHandler serves the welcome page at "/" and "ok" at /healthz; other
-// paths are 404 and methods other than GET and HEAD 405.
-func welcomeHandler() protocol.Handler {
+// welcomeHandler serves the welcome page at "/" and a health route at
+// /healthz ("ok", 503 while draining); other paths are 404 and methods
+// other than GET and HEAD 405.
+func welcomeHandler(draining *atomic.Bool) protocol.Handler {
 	page := &respond{status: 200, body: []byte(welcomePage), length: int64(len(welcomePage)),
 		headers: [][2]string{{"Content-Type", "text/html; charset=utf-8"}}}
-	health := &respond{status: 200, body: []byte("ok\n"), length: 3,
-		headers: [][2]string{{"Content-Type", "text/plain; charset=utf-8"}}}
+	health := newHealth(draining)
 	return protocol.Nonblocking(protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
-		var rs *respond
+		var rs routeHandler
 		switch string(r.Path) {
 		case "/":
 			rs = page

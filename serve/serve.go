@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/protocol"
@@ -18,6 +19,9 @@ type Options struct {
 	// application's handler). Nil: the built-in welcome page and /healthz when
 	// the configuration has no sites, else 404.
 	Fallback protocol.Handler
+	// Draining, once set, makes health routes answer 503; nil: they always
+	// answer 200. The worker sets it when its master starts draining.
+	Draining *atomic.Bool
 }
 
 // routeHandler serves the requests of one route. p is the cleaned request
@@ -35,6 +39,7 @@ type handler struct {
 	// connection leaves the loop first (WillBlock).
 	fallbackSafe bool
 	logger       hclog.Logger
+	draining     *atomic.Bool
 	closers      []io.Closer
 	paths        sync.Pool // *reqPath
 }
@@ -51,6 +56,7 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 	h := &handler{
 		fallback: opts.Fallback,
 		logger:   logger,
+		draining: opts.Draining,
 	}
 	h.paths.New = func() any { return &reqPath{buf: make([]byte, 0, 256)} }
 	var sites []config.Site
@@ -58,7 +64,7 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		sites = cfg.Sites
 	}
 	if len(sites) == 0 && h.fallback == nil {
-		h.fallback = welcomeHandler()
+		h.fallback = welcomeHandler(opts.Draining)
 	}
 	if ls, ok := h.fallback.(protocol.LoopSafe); ok && ls.LoopSafe() {
 		h.fallbackSafe = true
@@ -73,13 +79,13 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 // newRoute builds the handler of one route.
 func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 	n := 0
-	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil} {
+	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil, rt.Health != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond is required", site, rt.Prefix)
+		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond, health is required", site, rt.Prefix)
 	}
 	lg := h.logger.With("site", site, "route", rt.Prefix)
 	switch {
@@ -97,6 +103,8 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 		}
 		h.closers = append(h.closers, p)
 		return p, nil
+	case rt.Health != nil:
+		return newHealth(h.draining), nil
 	default:
 		return newRespond(rt.Respond), nil
 	}

@@ -46,6 +46,10 @@ type Info struct {
 	PID        int
 	Config     *config.Config
 	Logger     hclog.Logger
+	// Draining reports whether the instance is draining (drain_delay
+	// after TERM): a handler's own health check should then fail, as
+	// health routes answer 503, while everything else is served.
+	Draining func() bool
 }
 
 // Options are what a worker serves beyond its configuration.
@@ -96,6 +100,7 @@ func Run(opts Options) int {
 	}
 	w := &runtime{opts: opts, conn: conn, cfg: cfg, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
 		log: early.With("slot", in.Slot, "generation", in.Generation)}
+	w.draining.Store(in.Draining)
 	code := w.run(in.Listeners, sigs)
 	conn.Close()
 	return code
@@ -114,6 +119,9 @@ type runtime struct {
 	access  *serve.AccessLog
 	srv     *protocol.Server
 	sendMu  sync.Mutex
+	// draining is set when the master drains (ipc.TypeDrain, or
+	// ipc.EnvDraining at start): health routes answer 503.
+	draining atomic.Bool
 }
 
 func (w *runtime) send(m *ipc.Message) error {
@@ -130,7 +138,7 @@ func (w *runtime) bootFail(err error) int {
 }
 
 func (w *runtime) info() Info {
-	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log}
+	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log, Draining: w.draining.Load}
 }
 
 func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
@@ -152,7 +160,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		w.access = a
 		defer a.Close()
 	}
-	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler})
+	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler, Draining: &w.draining})
 	if err != nil {
 		return w.bootFail(err)
 	}
@@ -196,6 +204,22 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 		lns = append(lns, ln)
 	}
+	// The master's end closing (it died) reads as EOF here. Read before
+	// serving: a drain message sent while this worker booted then takes
+	// effect before the first request or right after.
+	masterGone := make(chan error, 1)
+	go func() {
+		for {
+			msg, err := w.conn.Recv()
+			if err != nil {
+				masterGone <- err
+				return
+			}
+			if msg.Type == ipc.TypeDrain && !w.draining.Swap(true) {
+				w.log.Info("draining: health routes answer 503")
+			}
+		}
+	}()
 	serveErr := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { serveErr <- w.srv.Serve(ln) }()
@@ -206,17 +230,6 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		return ExitFailure
 	}
 	w.log.Debug("worker ready", "listeners", len(lns))
-
-	// The master's end closing (it died) reads as EOF here.
-	masterGone := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := w.conn.Recv(); err != nil {
-				masterGone <- err
-				return
-			}
-		}
-	}()
 
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()

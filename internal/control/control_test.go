@@ -307,3 +307,21 @@ func TestFormatAgeAndBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatStatusDraining(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for state, want := range map[string]string{
+		StateDraining: "state:       draining (health routes answer 503; listeners close in 1.5s)\n",
+		StateStopping: "state:       stopping\n",
+		StateRunning:  "state:       running\n",
+	} {
+		var b strings.Builder
+		s := &Status{MasterPID: 1, Started: now, State: state, DrainEnds: now.Add(1500 * time.Millisecond)}
+		if err := FormatStatus(&b, s, now); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%s:\n%s\nwant a line %q", state, b.String(), want)
+		}
+	}
+}

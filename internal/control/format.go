@@ -21,6 +21,17 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	fmt.Fprintf(tw, "uptime:\t%s\n", FormatAge(s.Started, now))
 	fmt.Fprintf(tw, "generation:\t%d\n", s.Generation)
 	fmt.Fprintf(tw, "config:\t%s\n", config)
+	switch s.State {
+	case "":
+	case StateDraining:
+		left := "now"
+		if d := s.DrainEnds.Sub(now); d > 0 {
+			left = "in " + d.Round(100*time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "state:\tdraining (health routes answer 503; listeners close %s)\n", left)
+	default:
+		fmt.Fprintf(tw, "state:\t%s\n", s.State)
+	}
 	if s.Reloading {
 		fmt.Fprintf(tw, "reload:\tin progress (new generation booting)\n")
 	}

@@ -15,6 +15,13 @@ import (
 	"time"
 )
 
+// Master states in Status.State.
+const (
+	StateRunning  = "running"
+	StateDraining = "draining"
+	StateStopping = "stopping"
+)
+
 // Commands understood by the master.
 const (
 	CmdStatus = "status" // report the worker table
@@ -74,11 +81,17 @@ func (r Response) Err() error {
 
 // Status describes a running master and its workers.
 type Status struct {
-	MasterPID  int            `json:"master_pid"`
-	Started    time.Time      `json:"started"`
-	Generation int            `json:"generation"`
-	Config     string         `json:"config"` // path of config.hcl; "" for built-in defaults
-	Workers    []WorkerStatus `json:"workers"`
+	MasterPID  int       `json:"master_pid"`
+	Started    time.Time `json:"started"`
+	Generation int       `json:"generation"`
+	Config     string    `json:"config"` // path of config.hcl; "" for built-in defaults
+	// State is the master's: StateRunning, StateDraining (drain_delay
+	// after TERM: health routes answer 503, listeners still open) or
+	// StateStopping. Empty from a master that predates it.
+	State string `json:"state,omitempty"`
+	// DrainEnds is when the listeners close, while State is StateDraining.
+	DrainEnds time.Time      `json:"drain_ends,omitzero"`
+	Workers   []WorkerStatus `json:"workers"`
 	// Reloading is set while a new generation boots; it becomes current
 	// only once all its workers are ready.
 	Reloading bool `json:"reloading,omitempty"`

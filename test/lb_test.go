@@ -1,0 +1,260 @@
+package test
+
+import (
+	"bufio"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// haproxyRun is a haproxy process in front of forkd instances.
+type haproxyRun struct {
+	t     testing.TB
+	addr  string // the frontend
+	stats string // the admin socket
+	out   *syncBuffer
+	done  chan struct{}
+}
+
+// startHAProxy runs haproxy in the foreground with one frontend on a free
+// loopback port and a backend with the given servers, each checked with
+// GET /ready every 200ms; one failed check takes a server out of rotation
+// and one good check puts it back.
+//
+// TODO(issue 16): add send-proxy-v2 to the servers and proxy_protocol to
+// forkd's listen blocks once connections read the PROXY header.
+func startHAProxy(t testing.TB, servers ...string) *haproxyRun {
+	t.Helper()
+	var backend strings.Builder
+	backend.WriteString(`  balance roundrobin
+  option httpchk GET /ready
+  http-check expect status 200
+  default-server inter 200ms fall 1 rise 1
+`)
+	for i, s := range servers {
+		fmt.Fprintf(&backend, "  server s%d %s check\n", i+1, s)
+	}
+	return startHAProxyBackend(t, backend.String())
+}
+
+// startHAProxyBackend runs haproxy with the given body of backend "be".
+func startHAProxyBackend(t testing.TB, backend string) *haproxyRun {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy not found (Debian package haproxy; .ci/run installs it): %v", err)
+	}
+	dir := t.TempDir()
+	h := &haproxyRun{t: t, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), stats: filepath.Join(dir, "admin.sock"),
+		out: &syncBuffer{}, done: make(chan struct{})}
+	cfg := fmt.Sprintf(`global
+  nbthread 1
+  maxconn 4096
+  stats socket %s mode 600 level admin
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout check 5s
+
+frontend fe
+  bind %s
+  default_backend be
+
+backend be
+%s`, h.stats, h.addr, backend)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	cmd.Stdout, cmd.Stderr = h.out, h.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(h.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-h.done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-h.done
+		}
+		if t.Failed() {
+			t.Logf("haproxy output:\n%s", h.out)
+		}
+	})
+	return h
+}
+
+// serverStatus asks haproxy's admin socket for the check status of each
+// server of the backend ("UP", "DOWN", ...), by name.
+func (h *haproxyRun) serverStatus() (map[string]string, error) {
+	c, err := net.DialTimeout("unix", h.stats, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "show stat\n"); err != nil {
+		return nil, err
+	}
+	// "# pxname,svname,...": the header names the columns.
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	cols, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(head, "# "))).Read()
+	if err != nil {
+		return nil, err
+	}
+	idx := map[string]int{}
+	for i, c := range cols {
+		idx[c] = i
+	}
+	rows, err := csv.NewReader(r).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, row := range rows {
+		if len(row) > idx["status"] && row[idx["pxname"]] == "be" {
+			out[row[idx["svname"]]] = row[idx["status"]]
+		}
+	}
+	return out, nil
+}
+
+// waitServer waits until haproxy reports server name in state want.
+func (h *haproxyRun) waitServer(name, want string, d time.Duration) {
+	h.t.Helper()
+	var last map[string]string
+	deadline := time.Now().Add(d)
+	for {
+		st, err := h.serverStatus()
+		if err == nil {
+			last = st
+			// "UP 1/2" and "DOWN 1/2" are transitions under way.
+			if st[name] == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("haproxy did not see %s %s within %v (last: %v, error %v)", name, want, d, last, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// restart starts a master again on s's configuration (same address and
+// directory) after s has exited, and waits until its workers are ready.
+func restart(s *server) *server {
+	s.t.Helper()
+	n := &server{t: s.t, dir: s.dir, cfg: s.cfg, addr: s.addr, exited: make(chan struct{})}
+	n.cmd = exec.Command(binary, "-c", s.cfg)
+	n.cmd.Dir = s.dir
+	n.logs = newLogWatcher()
+	n.run()
+	n.waitLog(`all workers ready.*generation=1`, 20*time.Second)
+	return n
+}
+
+// upgrade sends USR2 to s's master, waits for the new master to take over
+// and the old one to exit 0, and returns the new master's pid (stopped at
+// the end of the test).
+func upgrade(t *testing.T, s *server) int {
+	t.Helper()
+	s.signal(syscall.SIGUSR2)
+	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, 30*time.Second)
+	pid, _ := strconv.Atoi(m[1])
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGQUIT)
+		eventually(t, 10*time.Second, "the upgraded master to exit", func() bool { return !alive(pid) })
+	})
+	if code := s.waitExit(30 * time.Second); code != 0 {
+		t.Fatalf("old master exit %d", code)
+	}
+	return pid
+}
+
+// TestRollingRestartBehindHAProxy puts haproxy in front of two forkd
+// instances and drives wrk through it while each instance in turn is
+// stopped with TERM (drain_delay = "1s": haproxy's health check sees 503
+// and takes it out of rotation before its listener closes) and started
+// again, and then while each gets a USR2 binary upgrade. wrk must see no
+// socket error and no non-2xx response.
+func TestRollingRestartBehindHAProxy(t *testing.T) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		t.Fatalf("wrk not found (Debian package wrk; .ci/run installs it): %v", err)
+	}
+	inst := []*server{
+		start(t, opts{workers: 2, extra: `drain_delay = "1s"`, sites: drainSites}),
+		start(t, opts{workers: 2, extra: `drain_delay = "1s"`, sites: drainSites}),
+	}
+	h := startHAProxy(t, inst[0].addr, inst[1].addr)
+	h.waitServer("s1", "UP", 20*time.Second)
+	h.waitServer("s2", "UP", 20*time.Second)
+
+	w := startWrk(t, wrk, "-t2", "-c16", "-d1h", "--timeout", "10s", "http://"+h.addr+"/")
+	// served waits until instance i has served requests (from its
+	// heartbeats): the load goes through it.
+	served := func(i int) {
+		t.Helper()
+		eventually(t, 20*time.Second, fmt.Sprintf("instance %d to serve requests", i+1), func() bool {
+			return servedRequests(t, inst[i]) > 0
+		})
+		if w.exited() {
+			t.Fatalf("wrk ended early:\n%s", w.out)
+		}
+	}
+	served(0)
+	served(1)
+
+	for i, s := range inst {
+		name := fmt.Sprintf("s%d", i+1)
+		s.signal(syscall.SIGTERM)
+		h.waitServer(name, "DOWN", 20*time.Second)
+		if code := s.waitExit(40 * time.Second); code != 0 {
+			t.Fatalf("instance %d exit %d", i+1, code)
+		}
+		inst[i] = restart(s)
+		h.waitServer(name, "UP", 20*time.Second)
+		served(i)
+	}
+
+	for i, s := range inst {
+		upgrade(t, s)
+		// The successor serves the same sockets; the health check never
+		// failed, so haproxy kept the server in rotation.
+		h.waitServer(fmt.Sprintf("s%d", i+1), "UP", 20*time.Second)
+		eventually(t, 20*time.Second, fmt.Sprintf("upgraded instance %d to serve requests", i+1), func() bool {
+			return servedRequests(t, s) > 0
+		})
+	}
+	out := w.stop(20 * time.Second)
+	t.Logf("wrk:\n%s", out)
+	if strings.Contains(out, "Socket errors") || strings.Contains(out, "Non-2xx") {
+		t.Fatalf("wrk saw failures across the rolling restart:\n%s", out)
+	}
+	if m := regexp.MustCompile(`(\d+) requests in`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+		t.Fatalf("unexpected wrk output:\n%s", out)
+	}
+}
