@@ -155,3 +155,65 @@ func TestFullLogDiskLosesNoRequest(t *testing.T) {
 		t.Fatalf("%d log lines for a full disk in a few seconds: not rate-limited", n)
 	}
 }
+
+// TestUSR2KillOldMasterMidHandOver: SIGKILL of the old master while its
+// successor boots leaves the successor serving, with the pidfile naming it
+// and no orphans of the old one.
+func TestUSR2KillOldMasterMidHandOver(t *testing.T) {
+	s := start(t, opts{workers: 2, extra: `control_socket = "forkd.sock"`})
+	oldWorkers := s.workers()
+	pidfile := filepath.Join(s.dir, "forkd.pid")
+	s.signal(syscall.SIGUSR2)
+	m := s.waitLog(`binary upgrade: new master started.*new_master_pid=(\d+)`, 20*time.Second)
+	newPid, _ := strconv.Atoi(m[1])
+	t.Cleanup(func() {
+		syscall.Kill(newPid, syscall.SIGQUIT)
+		eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
+	})
+	s.signal(syscall.SIGKILL)
+	s.waitExit(10 * time.Second)
+	eventually(t, 20*time.Second, "the pidfile to name the new master", func() bool {
+		b, _ := os.ReadFile(pidfile)
+		return strings.TrimSpace(string(b)) == strconv.Itoa(newPid)
+	})
+	eventually(t, 10*time.Second, "the old master's workers to be gone", func() bool {
+		for _, pid := range oldWorkers {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, 10*time.Second, "the new master to serve", func() bool {
+		code, _, err := get(s.addr, "/")
+		return err == nil && code == 200
+	})
+	if st := status(t, s.cfg); st.Status.MasterPID != newPid {
+		t.Fatalf("status from master %d, want %d", st.Status.MasterPID, newPid)
+	}
+}
+
+// TestUSR2KillNewMaster: SIGKILL of the successor leaves the old master
+// serving and controllable, with its pidfile.
+func TestUSR2KillNewMaster(t *testing.T) {
+	s := start(t, opts{workers: 2, extra: `control_socket = "forkd.sock"`})
+	pidfile := filepath.Join(s.dir, "forkd.pid")
+	load := startLoad(s.addr, 4)
+	load.progress(t, 100)
+	s.signal(syscall.SIGUSR2)
+	m := s.waitLog(`binary upgrade: new master started.*new_master_pid=(\d+)`, 20*time.Second)
+	newPid, _ := strconv.Atoi(m[1])
+	syscall.Kill(newPid, syscall.SIGKILL)
+	s.waitLog(`binary upgrade failed; the old master keeps serving`, 20*time.Second)
+	load.progress(t, 100)
+	load.finish(t)
+	if st := status(t, s.cfg); st.Status.MasterPID != s.cmd.Process.Pid {
+		t.Fatalf("status from master %d, want the old one", st.Status.MasterPID)
+	}
+	if b, _ := os.ReadFile(pidfile); strings.TrimSpace(string(b)) != strconv.Itoa(s.cmd.Process.Pid) {
+		t.Fatalf("pidfile %q", b)
+	}
+	eventually(t, 10*time.Second, "the new master's workers to be gone", func() bool {
+		return len(children(newPid)) == 0
+	})
+}
