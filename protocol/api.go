@@ -17,8 +17,9 @@
 //     Origin-form, absolute-form (its authority becomes Host; userinfo is
 //     refused) and "*" for OPTIONS are accepted. CONNECT is answered with
 //     501: forkd is not a proxy.
-//   - HTTP/1.0 and HTTP/1.1 only; any other version, HTTP/1.2 included, is a
-//     505.
+//   - HTTP/1.x only: a later 1.x (HTTP/1.2) is served as HTTP/1.1 (RFC 9112
+//     §2.3); any other major version is a 505. A version that cannot be
+//     "HTTP/d.d" is a 400 as soon as the line shows it.
 //   - Up to four empty lines before a request line are ignored (RFC 9112 §2.2).
 //   - Header names are tokens; whitespace before the colon, obs-fold, and
 //     control bytes other than HTAB in values are 400s.
@@ -26,8 +27,9 @@
 //   - Content-Length must be one decimal number in one field: repeats, even
 //     identical ones, and lists ("5, 5") are 400s.
 //   - Transfer-Encoding with Content-Length, or in an HTTP/1.0 request, is a
-//     400. The only transfer coding is a single, final "chunked"; any other
-//     coding is a 501, "chunked" twice or not last a 400.
+//     400. The only transfer coding is a single, final "chunked": a list
+//     without it last, or with it twice, is a 400 (RFC 9112 §6.3: the body
+//     length is unknown); another coding before it is a 501.
 //   - Chunk sizes are hex, extensions must be well formed (and are ignored),
 //     and trailers follow the header rules.
 //   - An Expect other than 100-continue is a 417.
