@@ -50,7 +50,9 @@
 // write timeout may strike up to a quarter early.
 //
 // Pipelined requests are answered in order, and their responses are
-// batched into one write until the server would block reading.
+// batched into one write until the server would block: before every read
+// that can wait (a head, or a request body not yet in) and when a handler
+// calls ResponseWriter.WillBlock, what is queued goes out.
 //
 // On sockets the keep-alive loop runs inside one syscall.RawConn read
 // callback and reads and writes with nonblocking raw syscalls: after a read

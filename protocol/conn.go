@@ -627,6 +627,9 @@ func (c *conn) fill() error {
 			c.rbuf = nb
 		}
 	}
+	if err := c.flushBeforeRead(); err != nil {
+		return err
+	}
 	for {
 		c.extendReadDeadline(c.srv.lim.IdleTimeout)
 		n, err := c.nc.Read(c.rbuf[c.w:])
@@ -645,6 +648,9 @@ func (c *conn) readDirect(p []byte) (int, error) {
 	if c.inRaw {
 		return 0, errInRaw
 	}
+	if err := c.flushBeforeRead(); err != nil {
+		return 0, err
+	}
 	for {
 		c.extendReadDeadline(c.srv.lim.IdleTimeout)
 		n, err := c.nc.Read(p)
@@ -652,6 +658,17 @@ func (c *conn) readDirect(p []byte) (int, error) {
 			return n, err
 		}
 	}
+}
+
+// flushBeforeRead sends what is queued (the responses to earlier
+// pipelined requests, and whatever the handler has written) before a body
+// read that may block: a client that waits for an answer before it sends
+// more must not wait for us.
+func (c *conn) flushBeforeRead() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	return c.flush()
 }
 
 // write queues p for the client, flushing when the buffer is full; large

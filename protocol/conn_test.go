@@ -112,6 +112,42 @@ func TestPipelineBatching(t *testing.T) {
 	readResponses(t, string(buf[:total]), strings.Split(strings.Repeat("GET,", 10), ",")[:10]...)
 }
 
+// TestPipelinedResponseNotHeldBack pipelines a complete request with one
+// whose body has not fully arrived: the first response must go out before
+// the server waits for the rest of the second body.
+func TestPipelinedResponseNotHeldBack(t *testing.T) {
+	for _, second := range []string{
+		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabcd",
+		"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcd",
+	} {
+		_, addr := startServer(t, echo, nil)
+		c := dial(t, addr)
+		br := bufio.NewReader(c)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"+second)
+		// The rest of the body is sent only once the first response is
+		// in: a server that holds it back fails at the client's deadline.
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("first response: %v", err)
+		}
+		if b := bodyOf(resp); b != "GET / host=a body=" {
+			t.Fatalf("first response %q", b)
+		}
+		rest := "e"
+		if strings.Contains(second, "chunked") {
+			rest = "e\r\n0\r\n\r\n"
+		}
+		io.WriteString(c, rest)
+		resp, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("second response: %v", err)
+		}
+		if b := bodyOf(resp); b != "POST /echo host=a body=abcde" {
+			t.Fatalf("second response %q", b)
+		}
+	}
+}
+
 func TestHTTP10(t *testing.T) {
 	_, addr := startServer(t, echo, nil)
 	// Without keep-alive: Connection: close and the server closes.

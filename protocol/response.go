@@ -373,9 +373,14 @@ func (w *ResponseWriter) SetClose() { w.close = true }
 // WillBlock tells the server that the handler is about to wait for
 // something other than this connection: an upstream, a lock, a timer. On an
 // event loop (see LoopSafe) the connection then moves to a goroutine of its
-// own, for good, so that the loop's other connections do not wait with it;
-// elsewhere it does nothing. It is cheap to call when in doubt.
-func (w *ResponseWriter) WillBlock() { w.c.leaveLoop() }
+// own, for good, so that the loop's other connections do not wait with it.
+// Responses to earlier pipelined requests that are still queued go out
+// first, so that their clients do not wait for this one. It is cheap to
+// call when in doubt.
+func (w *ResponseWriter) WillBlock() {
+	w.c.leaveLoop()
+	w.c.flushBeforeRead()
+}
 
 // Hijack hands the connection over to the caller: the server writes no
 // response and forgets the connection. The bufio.Reader holds any bytes the
