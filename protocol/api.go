@@ -15,7 +15,8 @@
 //   - The request line has exactly one SP between its three parts; the
 //     target is visible ASCII without '#' (no control bytes, no non-ASCII).
 //     Origin-form, absolute-form (its authority becomes Host; userinfo is
-//     refused) and "*" for OPTIONS are accepted. CONNECT is answered with
+//     refused) and "*" for OPTIONS are accepted; OPTIONS * is answered by
+//     the server (200 with Allow), never by the Handler. CONNECT is answered with
 //     501: forkd is not a proxy.
 //   - HTTP/1.x only: a later 1.x (HTTP/1.2) is served as HTTP/1.1 (RFC 9112
 //     §2.3); any other major version is a 505. A version that cannot be

@@ -322,7 +322,11 @@ func (c *conn) serveRequest(st int) int {
 	c.resp.reset(&c.req)
 	c.req.Trailer.reset()
 
-	if !c.callHandler() {
+	if len(c.req.Target) == 1 && c.req.Target[0] == '*' {
+		// OPTIONS * (the parser allows "*" for OPTIONS only) asks about
+		// the server, not a resource: no site is asked (RFC 9110 §9.3.7).
+		c.resp.hdr.Set("Allow", serverMethods)
+	} else if !c.callHandler() {
 		if c.hijacked || c.resp.committed {
 			return actClose // hijacked, or a torn response: cut the connection
 		}
@@ -359,6 +363,10 @@ func (c *conn) serveRequest(st int) int {
 	c.first = false
 	return actNext
 }
+
+// serverMethods is the Allow value of the answer to OPTIONS *: the methods
+// a handler may be asked to serve.
+const serverMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 // callHandler runs the handler and reports whether it returned normally.
 func (c *conn) callHandler() (ok bool) {

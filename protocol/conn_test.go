@@ -148,6 +148,20 @@ func TestPipelinedResponseNotHeldBack(t *testing.T) {
 	}
 }
 
+// TestOptionsStar checks that the server answers OPTIONS * itself.
+func TestOptionsStar(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		t.Errorf("handler called for %s %s", r.Method, r.Target)
+	}), nil)
+	out := exchange(t, addr, "OPTIONS * HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab"+
+		"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	for i, r := range readResponses(t, out, "OPTIONS", "OPTIONS") {
+		if r.StatusCode != 200 && r.StatusCode != 204 || r.Header.Get("Allow") == "" || bodyOf(r) != "" {
+			t.Errorf("response %d: %d Allow=%q in %q", i, r.StatusCode, r.Header.Get("Allow"), out)
+		}
+	}
+}
+
 func TestHTTP10(t *testing.T) {
 	_, addr := startServer(t, echo, nil)
 	// Without keep-alive: Connection: close and the server closes.
