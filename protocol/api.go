@@ -130,7 +130,7 @@ type Limits struct {
 	BodyBytes         int64         `json:"body_bytes"`          // request body bytes; over it: 413
 	ReadHeaderTimeout time.Duration `json:"read_header_timeout"` // from the first byte of a request to the end of its headers; 408
 	IdleTimeout       time.Duration `json:"idle_timeout"`        // keep-alive wait for the next request
-	WriteTimeout      time.Duration `json:"write_timeout"`       // bound on writing one response
+	WriteTimeout      time.Duration `json:"write_timeout"`       // longest wait without progress while sending a response
 	MaxConnections    int           `json:"max_connections"`     // open connections per Server; further accepts wait
 }
 

@@ -2,15 +2,19 @@ package protocol
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -501,6 +505,113 @@ func TestWriteTimeout(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("write never timed out")
 	}
+}
+
+// smallSendBuffer gives the sockets accepted on ln a small fixed send
+// buffer (accepted sockets inherit it), so that a large response waits for
+// the client many times instead of filling the kernel's buffers.
+func smallSendBuffer(t *testing.T, ln net.Listener) {
+	t.Helper()
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWriteTimeoutIsProgress checks that WriteTimeout bounds the time
+// without progress, not the whole response: a client reading a large body
+// slowly but steadily for more than 5 write timeouts gets all of it, with
+// the body written in one Write and sent with SendFile.
+func TestWriteTimeoutIsProgress(t *testing.T) {
+	const size = 3 << 20
+	const wt = 200 * time.Millisecond
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte('a' + i%26)
+	}
+	path := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	werr := make(chan error, 1)
+	h := HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.SetContentLength(size)
+		var err error
+		if string(r.Path) == "/file" {
+			var f *os.File
+			if f, err = os.Open(path); err == nil {
+				err = w.SendFile(f, 0, size)
+				f.Close()
+			}
+		} else {
+			_, err = w.Write(body)
+		}
+		werr <- err
+	})
+	_, addr := startServerOn(t, h, func(s *Server) { s.Limits.WriteTimeout = wt }, smallSendBuffer)
+	for _, path := range []string{"/write", "/file"} {
+		t.Run(path[1:], func(t *testing.T) {
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) {
+					syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+				})
+			}}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+			start := time.Now()
+			br := bufio.NewReaderSize(c, 16<<10)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Read at a steady pace: 16 KiB, then a pause.
+			buf := make([]byte, 16<<10)
+			got := 0
+			for {
+				n, err := resp.Body.Read(buf)
+				if !bytes.Equal(buf[:n], body[got:got+n]) {
+					t.Fatalf("body differs at %d", got)
+				}
+				got += n
+				if err != nil {
+					break
+				}
+				time.Sleep(6 * time.Millisecond)
+			}
+			if got != size {
+				t.Fatalf("got %d of %d bytes", got, size)
+			}
+			if err := <-werr; err != nil {
+				t.Fatalf("handler: %v", err)
+			}
+			if el := time.Since(start); el < 5*wt {
+				t.Fatalf("read in %v, not slower than 5 write timeouts: the test proves nothing", el)
+			}
+		})
+	}
+	t.Run("stalled file", func(t *testing.T) {
+		c := dial(t, addr)
+		io.WriteString(c, "GET /file HTTP/1.1\r\nHost: a\r\n\r\n") // and never read
+		select {
+		case err := <-werr:
+			if !isTimeout(err) {
+				t.Fatalf("SendFile to a client that stopped reading: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("SendFile never timed out")
+		}
+	})
 }
 
 func TestMaxConnections(t *testing.T) {

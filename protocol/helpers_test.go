@@ -72,9 +72,18 @@ func (l loopHandler) Serve(w *ResponseWriter, r *Request) {
 // startServer serves h on a loopback listener until the test ends.
 func startServer(t testing.TB, h Handler, mod func(*Server)) (*Server, string) {
 	t.Helper()
+	return startServerOn(t, h, mod, nil)
+}
+
+// startServerOn is startServer with prep called on the listener first.
+func startServerOn[T testing.TB](t T, h Handler, mod func(*Server), prep func(T, net.Listener)) (*Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prep != nil {
+		prep(t, ln)
 	}
 	s := &Server{Handler: h, noRaw: testNoRaw}
 	if mod != nil {
