@@ -48,6 +48,17 @@ func TestRejectsOverTheWire(t *testing.T) {
 	}
 }
 
+// TestShortBadRequestLineAnsweredAtOnce sends request lines that have
+// ended too short to hold a version, and nothing more: the answer must not
+// wait for bytes that never come (the client's deadline is far beyond the
+// read-header timeout's 408 only in a broken server).
+func TestShortBadRequestLineAnsweredAtOnce(t *testing.T) {
+	_, addr := startServer(t, echo, func(s *Server) { s.Limits.ReadHeaderTimeout = time.Minute })
+	for _, raw := range []string{"GET / \r\n\r\n", "GET / HTTP\r\n\r\n", "GET / X\r\n\r\n"} {
+		checkRefused(t, exchange(t, addr, raw), 400)
+	}
+}
+
 func TestBadChunkedBodies(t *testing.T) {
 	_, addr := startServer(t, echo, smallLimits)
 	head := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
