@@ -49,9 +49,9 @@ func TestRejectsOverTheWire(t *testing.T) {
 }
 
 // TestShortBadRequestLineAnsweredAtOnce sends request lines that have
-// ended too short to hold a version, and nothing more: the answer must not
-// wait for bytes that never come (the client's deadline is far beyond the
-// read-header timeout's 408 only in a broken server).
+// ended too short to hold a version, and nothing more: the 400 must not
+// wait for bytes that never come (a server that waits answers 408 after
+// ReadHeaderTimeout, a minute here, and fails at the client's deadline).
 func TestShortBadRequestLineAnsweredAtOnce(t *testing.T) {
 	_, addr := startServer(t, echo, func(s *Server) { s.Limits.ReadHeaderTimeout = time.Minute })
 	for _, raw := range []string{"GET / \r\n\r\n", "GET / HTTP\r\n\r\n", "GET / X\r\n\r\n"} {
