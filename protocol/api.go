@@ -77,7 +77,9 @@
 // Sockets for the loops are accepted with accept4(2) rather than as
 // net.Conns, so the runtime's poller does not watch them a second time; a
 // connection gets its net.Conn (a duplicate descriptor) only when it
-// leaves its loop.
+// leaves its loop. The acceptor sleeps in epoll_wait(2) on the listener
+// with EPOLLEXCLUSIVE, so a new connection wakes one of the processes
+// sharing the listener, not all of them, and the acceptors take turns.
 //
 // A connection leaves its loop, for a goroutine of its own and for good,
 // whenever serving it could wait: its request body is not buffered yet, the

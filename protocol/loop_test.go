@@ -316,3 +316,64 @@ func TestLoopLingerEnds(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLoopAcceptorsTakeTurns serves one listening socket from several
+// Servers, as the worker processes share one, and connects clients one
+// after another: each connection must wake one acceptor (EPOLLEXCLUSIVE),
+// not all of them, and the acceptors must take connections in turn.
+func TestLoopAcceptorsTakeTurns(t *testing.T) {
+	if testLoop != 0 || testNoRaw {
+		t.Skip("the acceptor does not depend on the serving mode: tested in the first pass")
+	}
+	const servers, conns = 4, 200
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var srvs []*Server
+	for range servers {
+		dl, err := net.FileListener(f) // a descriptor of its own, one socket
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{Handler: Nonblocking(hello)}
+		srvs = append(srvs, s)
+		errc := make(chan error, 1)
+		go func() { errc <- s.Serve(dl) }()
+		t.Cleanup(func() {
+			s.Close()
+			if err := <-errc; err != ErrServerClosed {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	addr := ln.Addr().String()
+	for i := range conns {
+		if st, body := get(t, addr, "/"); st != 200 || body != "Hello, World!" {
+			t.Fatalf("request %d: %d %q", i, st, body)
+		}
+	}
+	var misses uint64
+	shares := make([]uint64, servers)
+	for i, s := range srvs {
+		misses += s.acceptMisses.Load()
+		shares[i] = s.Stats().Requests
+	}
+	t.Logf("shares %v, wake-ups without a connection %d", shares, misses)
+	// One at a time, a connection wakes exactly one acceptor; allow for a
+	// few wake-ups that lose a race with another acceptor.
+	if misses > conns/50 {
+		t.Errorf("%d wake-ups without a connection for %d connections: the acceptors are woken as a herd", misses, conns)
+	}
+	for i, n := range shares {
+		if n < conns/servers/2 {
+			t.Errorf("server %d served %d of %d connections (shares %v): the acceptors do not take turns", i, n, conns, shares)
+		}
+	}
+}
