@@ -167,7 +167,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	retire := make(chan struct{}, 1)
 	w.srv = &protocol.Server{
 		Handler: h,
-		Limits:  limits(w.cfg.Limits),
+		Limits:  w.cfg.Limits, // config.Limits is protocol.Limits
 		Logger:  w.log,
 	}
 	if w.access != nil {
@@ -305,19 +305,6 @@ func (w *runtime) heartbeat() {
 		Status:    metrics.Classes{0, st.Status2xx, st.Status3xx, st.Status4xx, st.Status5xx},
 	}
 	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
-}
-
-func limits(l config.Limits) protocol.Limits {
-	return protocol.Limits{
-		RequestLine:       l.RequestLine,
-		HeaderBytes:       l.HeaderBytes,
-		HeaderCount:       l.HeaderCount,
-		BodyBytes:         l.BodyBytes,
-		ReadHeaderTimeout: l.ReadHeaderTimeout,
-		IdleTimeout:       l.IdleTimeout,
-		WriteTimeout:      l.WriteTimeout,
-		MaxConnections:    l.MaxConnections,
-	}
 }
 
 // rss reads this process's resident set size from /proc/self/statm.
