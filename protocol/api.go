@@ -15,10 +15,12 @@
 //   - The request line has exactly one SP between its three parts; the
 //     target is visible ASCII without '#' (no control bytes, no non-ASCII).
 //     Origin-form, absolute-form (its authority becomes Host; userinfo is
-//     refused) and "*" for OPTIONS are accepted. CONNECT is answered with
+//     refused) and "*" for OPTIONS are accepted; OPTIONS * is answered by
+//     the server (200 with Allow), never by the Handler. CONNECT is answered with
 //     501: forkd is not a proxy.
-//   - HTTP/1.0 and HTTP/1.1 only; any other version, HTTP/1.2 included, is a
-//     505.
+//   - HTTP/1.x only: a later 1.x (HTTP/1.2) is served as HTTP/1.1 (RFC 9112
+//     §2.3); any other major version is a 505. A version that cannot be
+//     "HTTP/d.d" is a 400 as soon as the line shows it.
 //   - Up to four empty lines before a request line are ignored (RFC 9112 §2.2).
 //   - Header names are tokens; whitespace before the colon, obs-fold, and
 //     control bytes other than HTAB in values are 400s.
@@ -26,8 +28,9 @@
 //   - Content-Length must be one decimal number in one field: repeats, even
 //     identical ones, and lists ("5, 5") are 400s.
 //   - Transfer-Encoding with Content-Length, or in an HTTP/1.0 request, is a
-//     400. The only transfer coding is a single, final "chunked"; any other
-//     coding is a 501, "chunked" twice or not last a 400.
+//     400. The only transfer coding is a single, final "chunked": a list
+//     without it last, or with it twice, is a 400 (RFC 9112 §6.3: the body
+//     length is unknown); another coding before it is a 501.
 //   - Chunk sizes are hex, extensions must be well formed (and are ignored),
 //     and trailers follow the header rules.
 //   - An Expect other than 100-continue is a 417.
@@ -48,7 +51,9 @@
 // write timeout may strike up to a quarter early.
 //
 // Pipelined requests are answered in order, and their responses are
-// batched into one write until the server would block reading.
+// batched into one write until the server would block: before every read
+// that can wait (a head, or a request body not yet in) and when a handler
+// calls ResponseWriter.WillBlock, what is queued goes out.
 //
 // On sockets the keep-alive loop runs inside one syscall.RawConn read
 // callback and reads and writes with nonblocking raw syscalls: after a read
@@ -72,7 +77,9 @@
 // Sockets for the loops are accepted with accept4(2) rather than as
 // net.Conns, so the runtime's poller does not watch them a second time; a
 // connection gets its net.Conn (a duplicate descriptor) only when it
-// leaves its loop.
+// leaves its loop. The acceptor sleeps in epoll_wait(2) on the listener
+// with EPOLLEXCLUSIVE, so a new connection wakes one of the processes
+// sharing the listener, not all of them, and the acceptors take turns.
 //
 // A connection leaves its loop, for a goroutine of its own and for good,
 // whenever serving it could wait: its request body is not buffered yet, the
@@ -125,7 +132,7 @@ type Limits struct {
 	BodyBytes         int64         `json:"body_bytes"`          // request body bytes; over it: 413
 	ReadHeaderTimeout time.Duration `json:"read_header_timeout"` // from the first byte of a request to the end of its headers; 408
 	IdleTimeout       time.Duration `json:"idle_timeout"`        // keep-alive wait for the next request
-	WriteTimeout      time.Duration `json:"write_timeout"`       // bound on writing one response
+	WriteTimeout      time.Duration `json:"write_timeout"`       // longest wait without progress while sending a response
 	MaxConnections    int           `json:"max_connections"`     // open connections per Server; further accepts wait
 }
 

@@ -49,8 +49,12 @@ type conn struct {
 	hdrEnd int // end of the current request head: body reads refill behind it
 	scan   int // where the search for the end of the head resumes
 	wbuf   []byte
-	bufArr [2][]byte
-	bufs   net.Buffers
+	// The write in progress off the loop (writeAll): what is left of its
+	// two parts, and the error that stopped it.
+	wa, wb  []byte
+	wfErr   error
+	iov     [2]unix.Iovec
+	writeFn func(uintptr) bool // c.onWritable, made once
 
 	req  Request
 	resp ResponseWriter
@@ -98,6 +102,7 @@ func newConn(s *Server) *conn {
 	c.body.c = c
 	c.resp.c = c
 	c.readFn = c.onReadable
+	c.writeFn = c.onWritable
 	c.loopFn = func(fd uintptr) { c.loopRet = c.onReadable(fd) }
 	c.fd, c.rawFd = -1, -1
 	c.req.Body = &c.body
@@ -108,7 +113,7 @@ func newConn(s *Server) *conn {
 func (c *conn) init(nc net.Conn) {
 	c.reset()
 	c.nc = nc
-	if sc, ok := nc.(syscall.Conn); ok && !c.srv.noRaw {
+	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
 		}
@@ -178,7 +183,7 @@ func (c *conn) serveFrom(act int) {
 		act = c.serveRequest(0)
 	}
 	if act == actNext {
-		if c.rc != nil {
+		if c.rc != nil && !c.srv.noRaw {
 			act = c.serveRaw()
 		} else {
 			for act == actNext {
@@ -322,7 +327,11 @@ func (c *conn) serveRequest(st int) int {
 	c.resp.reset(&c.req)
 	c.req.Trailer.reset()
 
-	if !c.callHandler() {
+	if len(c.req.Target) == 1 && c.req.Target[0] == '*' {
+		// OPTIONS * (the parser allows "*" for OPTIONS only) asks about
+		// the server, not a resource: no site is asked (RFC 9110 §9.3.7).
+		c.resp.hdr.Set("Allow", serverMethods)
+	} else if !c.callHandler() {
 		if c.hijacked || c.resp.committed {
 			return actClose // hijacked, or a torn response: cut the connection
 		}
@@ -359,6 +368,10 @@ func (c *conn) serveRequest(st int) int {
 	c.first = false
 	return actNext
 }
+
+// serverMethods is the Allow value of the answer to OPTIONS *: the methods
+// a handler may be asked to serve.
+const serverMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 // callHandler runs the handler and reports whether it returned normally.
 func (c *conn) callHandler() (ok bool) {
@@ -627,6 +640,9 @@ func (c *conn) fill() error {
 			c.rbuf = nb
 		}
 	}
+	if err := c.flushBeforeRead(); err != nil {
+		return err
+	}
 	for {
 		c.extendReadDeadline(c.srv.lim.IdleTimeout)
 		n, err := c.nc.Read(c.rbuf[c.w:])
@@ -645,6 +661,9 @@ func (c *conn) readDirect(p []byte) (int, error) {
 	if c.inRaw {
 		return 0, errInRaw
 	}
+	if err := c.flushBeforeRead(); err != nil {
+		return 0, err
+	}
 	for {
 		c.extendReadDeadline(c.srv.lim.IdleTimeout)
 		n, err := c.nc.Read(p)
@@ -652,6 +671,17 @@ func (c *conn) readDirect(p []byte) (int, error) {
 			return n, err
 		}
 	}
+}
+
+// flushBeforeRead sends what is queued (the responses to earlier
+// pipelined requests, and whatever the handler has written) before a body
+// read that may block: a client that waits for an answer before it sends
+// more must not wait for us.
+func (c *conn) flushBeforeRead() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	return c.flush()
 }
 
 // write queues p for the client, flushing when the buffer is full; large
@@ -675,16 +705,99 @@ func (c *conn) write(p []byte) error {
 	if c.werr != nil {
 		return c.werr
 	}
-	c.extendWriteDeadline()
-	c.bufArr[0], c.bufArr[1] = c.wbuf, p
-	c.bufs = c.bufArr[:]
-	_, err := c.bufs.WriteTo(c.nc)
-	c.bufArr[0], c.bufArr[1] = nil, nil
+	err := c.writeAll(c.wbuf, p)
 	c.wbuf = c.wbuf[:0]
+	return err
+}
+
+// writeAll sends a and then b (one writev(2) where it can) off the event
+// loop, waiting for the socket as long as it takes them. WriteTimeout
+// bounds the time without progress, like nginx's send_timeout, not the
+// whole write: a client that reads a large response steadily gets all of
+// it, one that stops reading is cut after WriteTimeout. The error is
+// sticky (c.werr).
+func (c *conn) writeAll(a, b []byte) error {
+	var err error
+	if c.rc == nil {
+		err = c.writeChunks(a, b)
+	} else {
+		c.wa, c.wb, c.wfErr = a, b, nil
+		c.extendWriteDeadline()
+		// Inside the callback the descriptor is held open by rc.
+		err = c.rc.Write(c.writeFn)
+		if err == nil {
+			err = c.wfErr
+		}
+		c.wa, c.wb, c.wfErr = nil, nil, nil
+	}
 	if err != nil {
 		c.werr = err
 	}
 	return err
+}
+
+// onWritable is writeAll's RawConn.Write callback: it writes until the
+// socket is full (false: wait for the poller, with the deadline moved on
+// if anything went) or everything went or failed (true).
+func (c *conn) onWritable(fd uintptr) bool {
+	progressed := false
+	for len(c.wa)+len(c.wb) > 0 {
+		n, err := c.writev(int(fd))
+		switch {
+		case n > 0:
+			progressed = true
+			k := min(n, len(c.wa))
+			c.wa = c.wa[k:]
+			c.wb = c.wb[n-k:]
+		case err == syscall.EINTR:
+		case err == syscall.EAGAIN:
+			if progressed {
+				c.extendWriteDeadline()
+			}
+			return false
+		default:
+			c.wfErr = os.NewSyscallError("writev", err)
+			return true
+		}
+	}
+	return true
+}
+
+// writev is writev(2) of c.wa and c.wb on the nonblocking socket fd; n is
+// 0 on error. (The runtime ignores SIGPIPE for sockets, as for net.Conn's
+// own writes.)
+func (c *conn) writev(fd int) (int, error) {
+	cnt := 0
+	for _, p := range [2][]byte{c.wa, c.wb} {
+		if len(p) > 0 {
+			c.iov[cnt].Base = unsafe.SliceData(p)
+			c.iov[cnt].SetLen(len(p))
+			cnt++
+		}
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&c.iov[0])), uintptr(cnt))
+	c.iov = [2]unix.Iovec{}
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// writeChunks is writeAll for connections that are not sockets: the
+// deadline moves on before each chunk, so it bounds the time per chunk.
+func (c *conn) writeChunks(a, b []byte) error {
+	const chunk = 64 << 10
+	for _, p := range [2][]byte{a, b} {
+		for len(p) > 0 {
+			n := min(len(p), chunk)
+			c.extendWriteDeadline()
+			if _, err := c.nc.Write(p[:n]); err != nil {
+				return err
+			}
+			p = p[n:]
+		}
+	}
+	return nil
 }
 
 // flush sends the write buffer.
@@ -711,12 +824,8 @@ func (c *conn) flush() error {
 			return c.werr
 		}
 	}
-	c.extendWriteDeadline()
-	_, err := c.nc.Write(p)
+	err := c.writeAll(p, nil)
 	c.wbuf = c.wbuf[:0]
-	if err != nil {
-		c.werr = err
-	}
 	return err
 }
 

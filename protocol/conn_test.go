@@ -2,15 +2,19 @@ package protocol
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -34,7 +38,9 @@ func checkRefused(t *testing.T, out string, status int) {
 	}
 }
 
-func TestRejectsOverTheWire(t *testing.T) {
+func TestRejectsOverTheWire(t *testing.T) { inModes(t, testRejectsOverTheWire) }
+
+func testRejectsOverTheWire(t *testing.T) {
 	_, addr := startServer(t, echo, smallLimits)
 	for _, tc := range badRequests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,7 +50,24 @@ func TestRejectsOverTheWire(t *testing.T) {
 	}
 }
 
-func TestBadChunkedBodies(t *testing.T) {
+// TestShortBadRequestLineAnsweredAtOnce sends request lines that have
+// ended too short to hold a version, and nothing more: the 400 must not
+// wait for bytes that never come (a server that waits answers 408 after
+// ReadHeaderTimeout, a minute here, and fails at the client's deadline).
+func TestShortBadRequestLineAnsweredAtOnce(t *testing.T) {
+	inModes(t, testShortBadRequestLineAnsweredAtOnce)
+}
+
+func testShortBadRequestLineAnsweredAtOnce(t *testing.T) {
+	_, addr := startServer(t, echo, func(s *Server) { s.Limits.ReadHeaderTimeout = time.Minute })
+	for _, raw := range []string{"GET / \r\n\r\n", "GET / HTTP\r\n\r\n", "GET / X\r\n\r\n"} {
+		checkRefused(t, exchange(t, addr, raw), 400)
+	}
+}
+
+func TestBadChunkedBodies(t *testing.T) { inModes(t, testBadChunkedBodies) }
+
+func testBadChunkedBodies(t *testing.T) {
 	_, addr := startServer(t, echo, smallLimits)
 	head := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
 	for _, tc := range []struct {
@@ -66,7 +89,9 @@ func TestBadChunkedBodies(t *testing.T) {
 	}
 }
 
-func TestKeepAliveAndPipelining(t *testing.T) {
+func TestKeepAliveAndPipelining(t *testing.T) { inModes(t, testKeepAliveAndPipelining) }
+
+func testKeepAliveAndPipelining(t *testing.T) {
 	s, addr := startServer(t, echo, nil)
 	c := dial(t, addr)
 	br := bufio.NewReader(c)
@@ -95,7 +120,9 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 // TestPipelineBatching checks that pipelined responses go out in one write.
-func TestPipelineBatching(t *testing.T) {
+func TestPipelineBatching(t *testing.T) { inModes(t, testPipelineBatching) }
+
+func testPipelineBatching(t *testing.T) {
 	_, addr := startServer(t, hello, nil)
 	c := dial(t, addr)
 	req := "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -112,7 +139,63 @@ func TestPipelineBatching(t *testing.T) {
 	readResponses(t, string(buf[:total]), strings.Split(strings.Repeat("GET,", 10), ",")[:10]...)
 }
 
-func TestHTTP10(t *testing.T) {
+// TestPipelinedResponseNotHeldBack pipelines a complete request with one
+// whose body has not fully arrived: the first response must go out before
+// the server waits for the rest of the second body.
+func TestPipelinedResponseNotHeldBack(t *testing.T) { inModes(t, testPipelinedResponseNotHeldBack) }
+
+func testPipelinedResponseNotHeldBack(t *testing.T) {
+	for _, second := range []string{
+		"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nabcd",
+		"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcd",
+	} {
+		_, addr := startServer(t, echo, nil)
+		c := dial(t, addr)
+		br := bufio.NewReader(c)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"+second)
+		// The rest of the body is sent only once the first response is
+		// in: a server that holds it back fails at the client's deadline.
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("first response: %v", err)
+		}
+		if b := bodyOf(resp); b != "GET / host=a body=" {
+			t.Fatalf("first response %q", b)
+		}
+		rest := "e"
+		if strings.Contains(second, "chunked") {
+			rest = "e\r\n0\r\n\r\n"
+		}
+		io.WriteString(c, rest)
+		resp, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("second response: %v", err)
+		}
+		if b := bodyOf(resp); b != "POST /echo host=a body=abcde" {
+			t.Fatalf("second response %q", b)
+		}
+	}
+}
+
+// TestOptionsStar checks that the server answers OPTIONS * itself.
+func TestOptionsStar(t *testing.T) { inModes(t, testOptionsStar) }
+
+func testOptionsStar(t *testing.T) {
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		t.Errorf("handler called for %s %s", r.Method, r.Target)
+	}), nil)
+	out := exchange(t, addr, "OPTIONS * HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab"+
+		"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	for i, r := range readResponses(t, out, "OPTIONS", "OPTIONS") {
+		if r.StatusCode != 200 && r.StatusCode != 204 || r.Header.Get("Allow") == "" || bodyOf(r) != "" {
+			t.Errorf("response %d: %d Allow=%q in %q", i, r.StatusCode, r.Header.Get("Allow"), out)
+		}
+	}
+}
+
+func TestHTTP10(t *testing.T) { inModes(t, testHTTP10) }
+
+func testHTTP10(t *testing.T) {
 	_, addr := startServer(t, echo, nil)
 	// Without keep-alive: Connection: close and the server closes.
 	out := exchange(t, addr, "GET /a HTTP/1.0\r\n\r\n")
@@ -134,7 +217,9 @@ func TestHTTP10(t *testing.T) {
 	}
 }
 
-func TestHTTP10Streaming(t *testing.T) {
+func TestHTTP10Streaming(t *testing.T) { inModes(t, testHTTP10Streaming) }
+
+func testHTTP10Streaming(t *testing.T) {
 	big := strings.Repeat("x", maxBodyBuffer+10)
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.WriteString(big)
@@ -147,7 +232,9 @@ func TestHTTP10Streaming(t *testing.T) {
 	}
 }
 
-func TestChunkedResponse(t *testing.T) {
+func TestChunkedResponse(t *testing.T) { inModes(t, testChunkedResponse) }
+
+func testChunkedResponse(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.WriteString("part1,")
 		w.Flush()
@@ -167,7 +254,9 @@ func TestChunkedResponse(t *testing.T) {
 	}
 }
 
-func TestContentLengthDeclared(t *testing.T) {
+func TestContentLengthDeclared(t *testing.T) { inModes(t, testContentLengthDeclared) }
+
+func testContentLengthDeclared(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.SetContentLength(5)
 		w.WriteString("abc")
@@ -185,7 +274,9 @@ func TestContentLengthDeclared(t *testing.T) {
 	}
 }
 
-func TestHEAD(t *testing.T) {
+func TestHEAD(t *testing.T) { inModes(t, testHEAD) }
+
+func testHEAD(t *testing.T) {
 	_, addr := startServer(t, hello, nil)
 	c := dial(t, addr)
 	io.WriteString(c, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -199,7 +290,9 @@ func TestHEAD(t *testing.T) {
 	}
 }
 
-func TestExpectContinue(t *testing.T) {
+func TestExpectContinue(t *testing.T) { inModes(t, testExpectContinue) }
+
+func testExpectContinue(t *testing.T) {
 	_, addr := startServer(t, echo, nil)
 	c := dial(t, addr)
 	br := bufio.NewReader(c)
@@ -220,7 +313,9 @@ func TestExpectContinue(t *testing.T) {
 
 // TestExpectContinueUnread: a handler that answers without reading gets no
 // 100 Continue sent, and the connection closes.
-func TestExpectContinueUnread(t *testing.T) {
+func TestExpectContinueUnread(t *testing.T) { inModes(t, testExpectContinueUnread) }
+
+func testExpectContinueUnread(t *testing.T) {
 	_, addr := startServer(t, hello, nil)
 	out := exchange(t, addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
 	rs := readResponses(t, out, "POST")
@@ -229,7 +324,9 @@ func TestExpectContinueUnread(t *testing.T) {
 	}
 }
 
-func TestUnreadBodyDrained(t *testing.T) {
+func TestUnreadBodyDrained(t *testing.T) { inModes(t, testUnreadBodyDrained) }
+
+func testUnreadBodyDrained(t *testing.T) {
 	_, addr := startServer(t, hello, nil)
 	c := dial(t, addr)
 	br := bufio.NewReader(c)
@@ -244,7 +341,9 @@ func TestUnreadBodyDrained(t *testing.T) {
 	}
 }
 
-func TestUnreadBodyTooLongCloses(t *testing.T) {
+func TestUnreadBodyTooLongCloses(t *testing.T) { inModes(t, testUnreadBodyTooLongCloses) }
+
+func testUnreadBodyTooLongCloses(t *testing.T) {
 	_, addr := startServer(t, hello, func(s *Server) { s.Limits.BodyBytes = 1 << 20 })
 	c := dial(t, addr)
 	io.WriteString(c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", maxDrain+1))
@@ -254,7 +353,9 @@ func TestUnreadBodyTooLongCloses(t *testing.T) {
 	}
 }
 
-func TestConnectionCloseFromHandler(t *testing.T) {
+func TestConnectionCloseFromHandler(t *testing.T) { inModes(t, testConnectionCloseFromHandler) }
+
+func testConnectionCloseFromHandler(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.SetClose()
 		w.WriteString("bye")
@@ -266,7 +367,9 @@ func TestConnectionCloseFromHandler(t *testing.T) {
 	}
 }
 
-func TestResponseHeaderRules(t *testing.T) {
+func TestResponseHeaderRules(t *testing.T) { inModes(t, testResponseHeaderRules) }
+
+func testResponseHeaderRules(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		h := w.Header()
 		h.Set("X-Split", "a\r\nInjected: yes")
@@ -294,7 +397,9 @@ func TestResponseHeaderRules(t *testing.T) {
 	}
 }
 
-func TestNoBodyStatuses(t *testing.T) {
+func TestNoBodyStatuses(t *testing.T) { inModes(t, testNoBodyStatuses) }
+
+func testNoBodyStatuses(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.WriteHeader(http.StatusNoContent)
 		if _, err := w.WriteString("x"); err != ErrBodyNotAllowed {
@@ -307,7 +412,9 @@ func TestNoBodyStatuses(t *testing.T) {
 	}
 }
 
-func TestInformational(t *testing.T) {
+func TestInformational(t *testing.T) { inModes(t, testInformational) }
+
+func testInformational(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.Header().Set("Link", "</a.css>; rel=preload")
 		w.WriteHeader(http.StatusEarlyHints)
@@ -319,7 +426,9 @@ func TestInformational(t *testing.T) {
 	}
 }
 
-func TestPanicGives500(t *testing.T) {
+func TestPanicGives500(t *testing.T) { inModes(t, testPanicGives500) }
+
+func testPanicGives500(t *testing.T) {
 	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		panic("boom")
 	}), nil)
@@ -329,7 +438,9 @@ func TestPanicGives500(t *testing.T) {
 	}
 }
 
-func TestHooks(t *testing.T) {
+func TestHooks(t *testing.T) { inModes(t, testHooks) }
+
+func testHooks(t *testing.T) {
 	var done atomic.Int32
 	var mu sync.Mutex
 	var logged []string
@@ -352,7 +463,9 @@ func TestHooks(t *testing.T) {
 	}
 }
 
-func TestLargeHeadGrowsBuffer(t *testing.T) {
+func TestLargeHeadGrowsBuffer(t *testing.T) { inModes(t, testLargeHeadGrowsBuffer) }
+
+func testLargeHeadGrowsBuffer(t *testing.T) {
 	_, addr := startServer(t, echo, nil)
 	big := strings.Repeat("v", 20000)
 	c := dial(t, addr)
@@ -366,7 +479,9 @@ func TestLargeHeadGrowsBuffer(t *testing.T) {
 	}
 }
 
-func TestLargeBodies(t *testing.T) {
+func TestLargeBodies(t *testing.T) { inModes(t, testLargeBodies) }
+
+func testLargeBodies(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -398,7 +513,9 @@ func TestLargeBodies(t *testing.T) {
 	}
 }
 
-func TestReadHeaderTimeout(t *testing.T) {
+func TestReadHeaderTimeout(t *testing.T) { inModes(t, testReadHeaderTimeout) }
+
+func testReadHeaderTimeout(t *testing.T) {
 	_, addr := startServer(t, hello, func(s *Server) { s.Limits.ReadHeaderTimeout = 50 * time.Millisecond })
 	// Part of a request: 408.
 	checkRefused(t, exchange(t, addr, "GET / HTTP/1.1\r\nHost"), 408)
@@ -408,7 +525,9 @@ func TestReadHeaderTimeout(t *testing.T) {
 	}
 }
 
-func TestIdleTimeout(t *testing.T) {
+func TestIdleTimeout(t *testing.T) { inModes(t, testIdleTimeout) }
+
+func testIdleTimeout(t *testing.T) {
 	_, addr := startServer(t, hello, func(s *Server) { s.Limits.IdleTimeout = 50 * time.Millisecond })
 	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	rs := readResponses(t, out, "GET")
@@ -417,7 +536,9 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-func TestBodyReadTimeout(t *testing.T) {
+func TestBodyReadTimeout(t *testing.T) { inModes(t, testBodyReadTimeout) }
+
+func testBodyReadTimeout(t *testing.T) {
 	var got atomic.Value
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		_, err := io.ReadAll(r.Body)
@@ -430,7 +551,9 @@ func TestBodyReadTimeout(t *testing.T) {
 	}
 }
 
-func TestWriteTimeout(t *testing.T) {
+func TestWriteTimeout(t *testing.T) { inModes(t, testWriteTimeout) }
+
+func testWriteTimeout(t *testing.T) {
 	errc := make(chan error, 1)
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		chunk := []byte(strings.Repeat("x", 1<<16))
@@ -453,7 +576,123 @@ func TestWriteTimeout(t *testing.T) {
 	}
 }
 
-func TestMaxConnections(t *testing.T) {
+// smallSendBuffer gives the sockets accepted on ln a small fixed send
+// buffer (accepted sockets inherit it), so that a large response waits for
+// the client many times instead of filling the kernel's buffers.
+func smallSendBuffer(t *testing.T, ln net.Listener) {
+	t.Helper()
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 16<<10)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWriteTimeoutIsProgress checks that WriteTimeout bounds the time
+// without progress, not the whole response: a client reading a large body
+// slowly but steadily for more than 5 write timeouts gets all of it, with
+// the body written in one Write and sent with SendFile; a client that
+// stops reading is cut.
+func TestWriteTimeoutIsProgress(t *testing.T) { inModes(t, testWriteTimeoutIsProgress) }
+
+func testWriteTimeoutIsProgress(t *testing.T) {
+	const size = 3 << 20
+	// Long enough that a loaded machine does not stall a steady reader for
+	// as long; the reads below take 2.7 s at least.
+	const wt = 500 * time.Millisecond
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte('a' + i%26)
+	}
+	path := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	werr := map[string]chan error{"/write": make(chan error, 1), "/file": make(chan error, 1), "/stalled": make(chan error, 1)}
+	h := HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.SetContentLength(size)
+		var err error
+		if string(r.Path) == "/write" {
+			_, err = w.Write(body)
+		} else {
+			var f *os.File
+			if f, err = os.Open(path); err == nil {
+				err = w.SendFile(f, 0, size)
+				f.Close()
+			}
+		}
+		werr[string(r.Path)] <- err
+	})
+	_, addr := startServerOn(t, h, func(s *Server) { s.Limits.WriteTimeout = wt }, smallSendBuffer)
+	for _, path := range []string{"/write", "/file"} {
+		t.Run(path[1:], func(t *testing.T) {
+			t.Parallel()
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) {
+					syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+				})
+			}}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+			start := time.Now()
+			br := bufio.NewReaderSize(c, 16<<10)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Read at a steady pace: 16 KiB, then a pause.
+			buf := make([]byte, 16<<10)
+			got := 0
+			for {
+				n, err := resp.Body.Read(buf)
+				if !bytes.Equal(buf[:n], body[got:got+n]) {
+					t.Fatalf("body differs at %d", got)
+				}
+				got += n
+				if err != nil {
+					break
+				}
+				time.Sleep(14 * time.Millisecond)
+			}
+			if got != size {
+				t.Fatalf("got %d of %d bytes", got, size)
+			}
+			if err := <-werr[path]; err != nil {
+				t.Fatalf("handler: %v", err)
+			}
+			if el := time.Since(start); el < 5*wt {
+				t.Fatalf("read in %v, not slower than 5 write timeouts: the test proves nothing", el)
+			}
+		})
+	}
+	t.Run("stalled", func(t *testing.T) {
+		t.Parallel()
+		c := dial(t, addr)
+		io.WriteString(c, "GET /stalled HTTP/1.1\r\nHost: a\r\n\r\n") // and never read
+		select {
+		case err := <-werr["/stalled"]:
+			if !isTimeout(err) {
+				t.Fatalf("SendFile to a client that stopped reading: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("SendFile never timed out")
+		}
+	})
+}
+
+func TestMaxConnections(t *testing.T) { inModes(t, testMaxConnections) }
+
+func testMaxConnections(t *testing.T) {
 	s, addr := startServer(t, hello, func(s *Server) { s.Limits.MaxConnections = 1 })
 	c1 := dial(t, addr)
 	br1 := bufio.NewReader(c1)
@@ -517,7 +756,9 @@ func TestServeSeveralListeners(t *testing.T) {
 // finishes with Connection: close, and an idle keep-alive client that sends
 // its next request during the shutdown still gets an answer, with
 // Connection: close, instead of a cut connection.
-func TestShutdownDrain(t *testing.T) {
+func TestShutdownDrain(t *testing.T) { inModes(t, testShutdownDrain) }
+
+func testShutdownDrain(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
@@ -540,17 +781,11 @@ func TestShutdownDrain(t *testing.T) {
 
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(context.Background()) }()
-	// Wait until Shutdown has begun (new connections are refused).
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			break
-		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("listener still open")
-		}
-		time.Sleep(time.Millisecond)
+	// Wait until Shutdown has begun: it closes done first thing.
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not begin")
 	}
 
 	io.WriteString(idle, "GET /again HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -572,7 +807,9 @@ func TestShutdownDrain(t *testing.T) {
 }
 
 // TestShutdownClosesIdle: connections that stay idle past the grace close.
-func TestShutdownClosesIdle(t *testing.T) {
+func TestShutdownClosesIdle(t *testing.T) { inModes(t, testShutdownClosesIdle) }
+
+func testShutdownClosesIdle(t *testing.T) {
 	s, addr := startServer(t, hello, func(s *Server) { s.IdleGrace = 20 * time.Millisecond })
 	c := dial(t, addr)
 	br := bufio.NewReader(c)
@@ -590,15 +827,18 @@ func TestShutdownClosesIdle(t *testing.T) {
 	}
 }
 
-func TestShutdownContextCloses(t *testing.T) {
-	block := make(chan struct{})
+func TestShutdownContextCloses(t *testing.T) { inModes(t, testShutdownContextCloses) }
+
+func testShutdownContextCloses(t *testing.T) {
+	block, entered := make(chan struct{}), make(chan struct{})
 	defer close(block)
-	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) { <-block }), nil)
+	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		close(entered)
+		<-block
+	}), nil)
 	c := dial(t, addr)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-	for s.Stats().OpenConns == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -606,7 +846,9 @@ func TestShutdownContextCloses(t *testing.T) {
 	}
 }
 
-func TestHijack(t *testing.T) {
+func TestHijack(t *testing.T) { inModes(t, testHijack) }
+
+func testHijack(t *testing.T) {
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		nc, rw, err := w.Hijack()
 		if err != nil {
@@ -629,12 +871,14 @@ func TestHijack(t *testing.T) {
 // own, while the handler of the first still runs. The keep-alive loop must
 // answer it without waiting for more input (serveRaw skips the read after a
 // short one and relies on the poller's readiness to wake it).
-func TestRequestArrivesDuringHandler(t *testing.T) {
-	sent := make(chan struct{})
+func TestRequestArrivesDuringHandler(t *testing.T) { inModes(t, testRequestArrivesDuringHandler) }
+
+func testRequestArrivesDuringHandler(t *testing.T) {
+	entered, sent := make(chan struct{}), make(chan struct{})
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		if string(r.Target) == "/wait" {
+			entered <- struct{}{}
 			<-sent
-			time.Sleep(20 * time.Millisecond) // let the bytes land in the socket
 		}
 		w.WriteString(string(r.Target))
 	}), nil)
@@ -642,8 +886,9 @@ func TestRequestArrivesDuringHandler(t *testing.T) {
 	br := bufio.NewReader(c)
 	for i := 0; i < 3; i++ {
 		io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
-		time.Sleep(10 * time.Millisecond) // the server reads the first request on its own
+		<-entered // the server read the first request on its own
 		io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+		waitDelivered(t, c) // the second is in the server's socket
 		sent <- struct{}{}
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		for _, want := range []string{"/wait", "/next"} {
@@ -662,8 +907,16 @@ func TestRequestArrivesDuringHandler(t *testing.T) {
 // head (served inside serveRaw's callback) with ones whose body comes
 // later, chunked, or after 100-continue (served outside it) on one
 // connection.
-func TestBodiesInAndOutOfCallback(t *testing.T) {
-	_, addr := startServer(t, echo, nil)
+func TestBodiesInAndOutOfCallback(t *testing.T) { inModes(t, testBodiesInAndOutOfCallback) }
+
+func testBodiesInAndOutOfCallback(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		if string(r.Path) == "/b" {
+			entered <- struct{}{}
+		}
+		echo(w, r)
+	}), nil)
 	c := dial(t, addr)
 	br := bufio.NewReader(c)
 	expect := func(want string) {
@@ -679,7 +932,7 @@ func TestBodiesInAndOutOfCallback(t *testing.T) {
 	io.WriteString(c, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
 	expect("POST /a host=a body=abc")
 	io.WriteString(c, "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nde")
-	time.Sleep(10 * time.Millisecond)
+	<-entered // the handler runs with part of the body
 	io.WriteString(c, "fghi")
 	expect("POST /b host=a body=defghi")
 	io.WriteString(c, "POST /c HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
@@ -696,7 +949,9 @@ func TestBodiesInAndOutOfCallback(t *testing.T) {
 
 // TestCloseDuringHandler closes the server while a handler runs and then
 // hijacks: Close must return at once, and the handler must not deadlock.
-func TestCloseDuringHandler(t *testing.T) {
+func TestCloseDuringHandler(t *testing.T) { inModes(t, testCloseDuringHandler) }
+
+func testCloseDuringHandler(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	finished := make(chan error, 1)
 	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {

@@ -126,7 +126,6 @@ var divergences = map[string]string{
 	"star not options":     "RFC 9112 §3.2.4: asterisk-form is for OPTIONS only",
 	"userinfo":             "RFC 9110 §4.2.4: userinfo must be treated as an error",
 	"empty authority":      "an http(s) URI needs a host",
-	"http 1.2":             "the issue asks for 505 on anything but 1.0 and 1.1",
 	"te on 1.0":            "RFC 9112 §6.1: faulty framing; net/http ignores TE on 1.0",
 	"connect":              "CONNECT is refused with 501: no tunnels",
 	"leading CRLF":         "RFC 9112 §2.2: we skip empty lines before the request line",

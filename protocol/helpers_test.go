@@ -2,56 +2,58 @@ package protocol
 
 import (
 	"bufio"
-	"flag"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"strconv"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// testNoRaw makes startServer's servers use the plain keep-alive loop
-// instead of serveRaw; testLoop runs them on event loops, with handlers
-// inline (loopInline) or moving off the loop at once (loopMove). TestMain
-// runs every test in each of these ways.
-var (
-	testNoRaw bool
-	testLoop  int
-)
+// A serving mode is one of the ways a Server serves sockets; the tests of
+// serving run once in each, as subtests named by the mode (inModes), and
+// startServer builds its Server for the mode its test runs in.
+type serveMode struct {
+	name  string
+	loop  int  // 0, loopInline or loopMove
+	noRaw bool // the plain keep-alive loop instead of serveRaw
+}
 
 const (
-	loopInline = 1
-	loopMove   = 2
+	loopInline = 1 // event loops, handlers inline
+	loopMove   = 2 // event loops, handlers that leave them at once
 )
 
-func TestMain(m *testing.M) {
-	if v := os.Getenv("FORKD_TEST_LOOP"); v != "" {
-		// One pass in one mode: 1 inline, 2 move, 3 no raw loop.
-		testLoop, _ = strconv.Atoi(v)
-		if testLoop == 3 {
-			testLoop, testNoRaw = 0, true
+var serveModes = []serveMode{
+	{name: "raw"},
+	{name: "loop-inline", loop: loopInline},
+	{name: "loop-move", loop: loopMove},
+	{name: "noraw", noRaw: true},
+}
+
+// inModes runs f once per serving mode, as a subtest named by the mode:
+// go test -run 'TestX/loop-move' picks one.
+func inModes(t *testing.T, f func(t *testing.T)) {
+	for _, m := range serveModes {
+		t.Run(m.name, f)
+	}
+}
+
+// modeOf returns the serving mode t runs in: the one inModes named it by,
+// else (benchmarks, tests of one mode) the first.
+func modeOf(t testing.TB) serveMode {
+	parts := strings.Split(t.Name(), "/")
+	if len(parts) > 1 {
+		for _, m := range serveModes {
+			if m.name == parts[1] {
+				return m
+			}
 		}
-		os.Exit(m.Run())
 	}
-	code := m.Run()
-	// The later passes run the tests only.
-	flag.Set("test.bench", "")
-	flag.Set("test.fuzz", "")
-	for _, mode := range []int{loopInline, loopMove} {
-		if code == 0 {
-			testLoop = mode
-			code = m.Run()
-		}
-	}
-	if code == 0 {
-		testLoop = 0
-		testNoRaw = true
-		code = m.Run()
-	}
-	os.Exit(code)
+	return serveModes[0]
 }
 
 // loopHandler runs a test handler on the event loops.
@@ -72,16 +74,26 @@ func (l loopHandler) Serve(w *ResponseWriter, r *Request) {
 // startServer serves h on a loopback listener until the test ends.
 func startServer(t testing.TB, h Handler, mod func(*Server)) (*Server, string) {
 	t.Helper()
+	return startServerOn(t, h, mod, nil)
+}
+
+// startServerOn is startServer with prep called on the listener first.
+func startServerOn[T testing.TB](t T, h Handler, mod func(*Server), prep func(T, net.Listener)) (*Server, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Handler: h, noRaw: testNoRaw}
+	if prep != nil {
+		prep(t, ln)
+	}
+	mode := modeOf(t)
+	s := &Server{Handler: h, noRaw: mode.noRaw}
 	if mod != nil {
 		mod(s)
 	}
-	if testLoop != 0 {
-		s.Handler = loopHandler{h: s.Handler, move: testLoop == loopMove}
+	if mode.loop != 0 {
+		s.Handler = loopHandler{h: s.Handler, move: mode.loop == loopMove}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()
@@ -171,3 +183,28 @@ var hello = HandlerFunc(func(w *ResponseWriter, r *Request) {
 var timeZero time.Time
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// waitDelivered waits until the peer's kernel has acknowledged everything
+// written on the TCP connection c (its send queue is empty), so that the
+// bytes are in the peer's socket.
+func waitDelivered(t testing.TB, c net.Conn) {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var queued int
+		rc.Control(func(fd uintptr) { queued, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) })
+		if err != nil {
+			t.Fatalf("SIOCOUTQ: %v", err)
+		}
+		if queued == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still unacknowledged after 10 s", queued)
+		}
+		runtime.Gosched()
+	}
+}

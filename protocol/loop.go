@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -106,6 +107,31 @@ func (s *Server) startLoops() {
 	for _, l := range loops {
 		go l.run()
 	}
+	spareThreads(acceptorSpareThreads)
+}
+
+// acceptorSpareThreads is how many threads a Server with event loops makes
+// up front: each raw acceptor sleeps in epoll_wait holding a thread, and the
+// runtime then needs another to run the loops. Made at start, they are
+// there (Go keeps idle threads) when a task limit would refuse them later,
+// and a supervisor that counts a worker's threads at start counts them.
+const acceptorSpareThreads = 2
+
+// spareThreads makes the runtime start n threads and keep them idle.
+func spareThreads(n int) {
+	var ready, release sync.WaitGroup
+	ready.Add(n)
+	release.Add(1)
+	for range n {
+		go func() {
+			runtime.LockOSThread() // a thread of its own until released
+			ready.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		}()
+	}
+	ready.Wait()
+	release.Done()
 }
 
 func newEventLoop(s *Server) (*eventLoop, error) {
@@ -485,22 +511,37 @@ func (s *Server) wakeLoops() {
 }
 
 // rawAcceptor accepts sockets for the event loops without giving them a
-// net.Conn. A net.Listener's RawConn cannot wait for readability, so the
-// acceptor waits on an epoll instance of its own that holds only the
-// listening socket, registered with the runtime's poller like a loop's.
+// net.Conn. Every worker process shares the listening socket, so it must
+// not wake them all for each connection (the thundering herd: N-1 of them
+// would call accept4 for nothing). The acceptor therefore sleeps in
+// epoll_wait(2) itself, in the kernel, on an epoll instance of its own that
+// holds the listener with EPOLLEXCLUSIVE and an eventfd for stop: the
+// kernel wakes one such waiter per connection. (EPOLLEXCLUSIVE only counts
+// a thread waiting in epoll_wait on that very instance; an instance nested
+// in the runtime's poller, as a RawConn would be, is woken with the rest.)
+// The waiting goroutine holds an OS thread while it sleeps; that is one
+// thread per Serve call.
+//
+// The kernel wakes the waiter that registered first, so after each accept
+// the acceptor registers the listener again, which puts it last: waiting
+// acceptors take connections in turn, and the workers' shares stay even.
 type rawAcceptor struct {
 	s     *Server
 	lrc   syscall.RawConn // the listener's, for its descriptor
 	laddr net.Addr
-	file  *os.File // the epoll instance
-	rc    syscall.RawConn
+	ep    int // epoll: the listener and wakefd
+	wake  int // eventfd, readable once stop was called
+	lev   unix.EpollEvent
 
-	fd    int // what the last accept4 returned
-	sa    unix.Sockaddr
-	err   error
-	acc   func(uintptr)      // accept4 on the listener, made once
-	ready func(uintptr) bool // rc.Read's callback, made once
+	events [2]unix.EpollEvent
+	fd     int // what the last accept4 returned
+	sa     unix.Sockaddr
+	err    error
+	acc    func(uintptr) // accept4 on the listener, made once
 }
+
+// errWoken is accept's answer once wake was called.
+var errWoken = errors.New("protocol: acceptor stopped")
 
 // newRawAcceptor returns nil when ln is not a socket the acceptor can watch;
 // Serve then uses ln.Accept.
@@ -521,17 +562,27 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 	if err != nil {
 		return nil
 	}
-	// Level-triggered, never waited on here: every connection that arrives
-	// wakes the runtime's poller through ep.
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}
-	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &ev) != nil || unix.SetNonblock(ep, true) != nil {
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
 		unix.Close(ep)
 		return nil
 	}
-	a := &rawAcceptor{s: s, lrc: lrc, laddr: ln.Addr(), file: os.NewFile(uintptr(ep), "epoll-accept")}
-	if a.rc, err = a.file.SyscallConn(); err != nil {
-		a.file.Close()
+	a := &rawAcceptor{s: s, lrc: lrc, laddr: ln.Addr(), ep: ep, wake: wake}
+	// Level-triggered: a connection still queued after an accept wakes a
+	// waiter again.
+	a.lev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(lfd)}
+	wev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &wev) != nil {
+		a.close()
 		return nil
+	}
+	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &a.lev) != nil {
+		// EPOLLEXCLUSIVE needs Linux 4.5: without it, every worker wakes.
+		a.lev.Events = unix.EPOLLIN
+		if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &a.lev) != nil {
+			a.close()
+			return nil
+		}
 	}
 	a.acc = func(lfd uintptr) {
 		// Held from accept4 until Serve has counted the connection; see
@@ -550,32 +601,50 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 		}
 		if a.err != nil {
 			s.acceptMu.RUnlock()
+			return
 		}
-	}
-	a.ready = func(uintptr) bool {
-		// Control holds the listener open while accept4 runs, so a
-		// concurrent Close cannot free its number.
-		if err := a.lrc.Control(a.acc); err != nil {
-			a.err = err
+		// To the back of the listener's queue of waiters (see rawAcceptor).
+		if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 {
+			unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, int(lfd), nil)
+			unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, int(lfd), &a.lev)
 		}
-		return a.err != unix.EAGAIN
 	}
 	return a
 }
 
 // accept returns the next connection, as a pooled conn holding the raw
-// socket.
+// socket. It waits in epoll_wait, which blocks the calling goroutine's
+// thread.
 func (a *rawAcceptor) accept() (*conn, error) {
-	// accept4 runs inside Read's callback: Read resets the readiness it
-	// waits for before it calls it, so no arrival is missed.
-	if err := a.rc.Read(a.ready); err != nil {
-		return nil, err // woken by stop, or closed
-	}
-	if a.err != nil {
-		if errno, ok := a.err.(syscall.Errno); ok {
-			return nil, os.NewSyscallError("accept4", errno)
+	for {
+		n, err := unix.EpollWait(a.ep, a.events[:], -1)
+		if err == unix.EINTR {
+			continue
 		}
-		return nil, a.err // the listener was closed
+		if err != nil {
+			return nil, os.NewSyscallError("epoll_wait", err)
+		}
+		for _, ev := range a.events[:n] {
+			if int(ev.Fd) == a.wake {
+				return nil, errWoken
+			}
+		}
+		// Control holds the listener open while accept4 runs, so a
+		// concurrent Close cannot free its number.
+		if err := a.lrc.Control(a.acc); err != nil {
+			return nil, err // the listener was closed
+		}
+		if a.err == unix.EAGAIN {
+			a.s.acceptMisses.Add(1)
+			continue // another process took it
+		}
+		if a.err != nil {
+			if errno, ok := a.err.(syscall.Errno); ok {
+				return nil, os.NewSyscallError("accept4", errno)
+			}
+			return nil, a.err // closed
+		}
+		break
 	}
 	network := a.laddr.Network()
 	if network != "unix" {
@@ -590,12 +659,18 @@ func (a *rawAcceptor) accept() (*conn, error) {
 	return c, nil
 }
 
-// wake makes a waiting accept return; stop calls it, with s.mu held.
-func (a *rawAcceptor) wake() { a.file.SetReadDeadline(time.Unix(1, 0)) }
+// stop makes a waiting accept return, now and for good; Server.stop calls
+// it, with s.mu held.
+func (a *rawAcceptor) stop() {
+	var one = [8]byte{1}
+	unix.Write(a.wake, one[:])
+}
 
+// close releases the acceptor; Serve calls it when accept no longer runs.
 func (a *rawAcceptor) close() {
 	if a != nil {
-		a.file.Close()
+		unix.Close(a.ep)
+		unix.Close(a.wake)
 	}
 }
 

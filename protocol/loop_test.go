@@ -37,7 +37,9 @@ func get(t *testing.T, addr, path string) (int, string) {
 
 // On an event loop, a handler that calls WillBlock takes its connection
 // off the loop: the loop's other connections are served while it waits.
-func TestLoopWillBlockDoesNotStall(t *testing.T) {
+func TestLoopWillBlockDoesNotStall(t *testing.T) { inModes(t, testLoopWillBlockDoesNotStall) }
+
+func testLoopWillBlockDoesNotStall(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
@@ -81,7 +83,9 @@ func TestLoopWillBlockDoesNotStall(t *testing.T) {
 // A response the client does not read fills the socket; the connection
 // then leaves the loop instead of holding it up, and the response arrives
 // whole once the client reads.
-func TestLoopBigResponseDoesNotStall(t *testing.T) {
+func TestLoopBigResponseDoesNotStall(t *testing.T) { inModes(t, testLoopBigResponseDoesNotStall) }
+
+func testLoopBigResponseDoesNotStall(t *testing.T) {
 	const size = 16 << 20
 	chunk := strings.Repeat("x", 64<<10)
 	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
@@ -116,7 +120,9 @@ func TestLoopBigResponseDoesNotStall(t *testing.T) {
 
 // Idle connections on a loop honour IdleTimeout (the loop's sweep hands
 // them to a goroutine, where the deadline closes them).
-func TestLoopIdleTimeoutCloses(t *testing.T) {
+func TestLoopIdleTimeoutCloses(t *testing.T) { inModes(t, testLoopIdleTimeoutCloses) }
+
+func testLoopIdleTimeoutCloses(t *testing.T) {
 	_, addr := startServer(t, loopHandler{h: hello}, func(s *Server) { s.Limits.IdleTimeout = 50 * time.Millisecond })
 	c := dial(t, addr)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -138,7 +144,9 @@ func TestLoopIdleTimeoutCloses(t *testing.T) {
 
 // Connections accepted for the loops report the same addresses a net.Conn
 // would.
-func TestLoopAddresses(t *testing.T) {
+func TestLoopAddresses(t *testing.T) { inModes(t, testLoopAddresses) }
+
+func testLoopAddresses(t *testing.T) {
 	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.WriteString(r.RemoteAddr.String() + " " + r.LocalAddr.String())
 	})}
@@ -157,13 +165,15 @@ func TestLoopAddresses(t *testing.T) {
 }
 
 // Unix-domain listeners work on the loops too.
-func TestLoopUnixSocket(t *testing.T) {
+func TestLoopUnixSocket(t *testing.T) { inModes(t, testLoopUnixSocket) }
+
+func testLoopUnixSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Handler: loopHandler{h: hello}, noRaw: testNoRaw}
+	s := &Server{Handler: loopHandler{h: hello}, noRaw: modeOf(t).noRaw}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()
 	defer func() {
@@ -194,7 +204,9 @@ func TestLoopUnixSocket(t *testing.T) {
 
 // Sockets accepted for the loops get the options Go's Accept sets: without
 // TCP_NODELAY a large response's last segment waits for a delayed ACK.
-func TestLoopSocketOptions(t *testing.T) {
+func TestLoopSocketOptions(t *testing.T) { inModes(t, testLoopSocketOptions) }
+
+func testLoopSocketOptions(t *testing.T) {
 	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
 		fd := w.c.rawFd
 		if fd < 0 {
@@ -211,7 +223,7 @@ func TestLoopSocketOptions(t *testing.T) {
 		t.Fatal(st)
 	}
 	if body == "not raw" {
-		if !testNoRaw && testLoop != loopMove {
+		if !modeOf(t).noRaw && modeOf(t).loop != loopMove {
 			t.Fatal("a LoopSafe handler's connection was not accepted for a loop")
 		}
 		return
@@ -223,7 +235,9 @@ func TestLoopSocketOptions(t *testing.T) {
 
 // A client that asks to close gets its whole response and a clean EOF,
 // whether the loop closes at once or lingers because more bytes followed.
-func TestLoopConnectionClose(t *testing.T) {
+func TestLoopConnectionClose(t *testing.T) { inModes(t, testLoopConnectionClose) }
+
+func testLoopConnectionClose(t *testing.T) {
 	_, addr := startServer(t, loopHandler{h: echo}, nil)
 	for _, tc := range []struct{ name, raw string }{
 		{"alone", "GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"},
@@ -265,8 +279,10 @@ func (lw *lineWaiter) Write(p []byte) (int, error) {
 
 // A LoopSafe handler that blocks without WillBlock holds up its loop; the
 // watchdog says so in the log.
-func TestLoopStallWarning(t *testing.T) {
-	if testNoRaw || testLoop == loopMove {
+func TestLoopStallWarning(t *testing.T) { inModes(t, testLoopStallWarning) }
+
+func testLoopStallWarning(t *testing.T) {
+	if modeOf(t).noRaw || modeOf(t).loop == loopMove {
 		t.Skip("no event loops, or handlers leave them first, in this pass")
 	}
 	lw := &lineWaiter{want: "event loop stalled", seen: make(chan struct{})}
@@ -299,7 +315,9 @@ func TestLoopStallWarning(t *testing.T) {
 
 // A connection lingering after an error response is closed once the linger
 // time is up, even if the client never closes its side.
-func TestLoopLingerEnds(t *testing.T) {
+func TestLoopLingerEnds(t *testing.T) { inModes(t, testLoopLingerEnds) }
+
+func testLoopLingerEnds(t *testing.T) {
 	s, addr := startServer(t, loopHandler{h: hello}, nil)
 	c := dial(t, addr)
 	defer c.Close()
@@ -314,5 +332,63 @@ func TestLoopLingerEnds(t *testing.T) {
 			t.Fatal("the lingering connection is still open after 5 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLoopAcceptorsTakeTurns serves one listening socket from several
+// Servers, as the worker processes share one, and connects clients one
+// after another: each connection must wake one acceptor (EPOLLEXCLUSIVE),
+// not all of them, and the acceptors must take connections in turn.
+func TestLoopAcceptorsTakeTurns(t *testing.T) {
+	const servers, conns = 4, 200
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var srvs []*Server
+	for range servers {
+		dl, err := net.FileListener(f) // a descriptor of its own, one socket
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{Handler: Nonblocking(hello)}
+		srvs = append(srvs, s)
+		errc := make(chan error, 1)
+		go func() { errc <- s.Serve(dl) }()
+		t.Cleanup(func() {
+			s.Close()
+			if err := <-errc; err != ErrServerClosed {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	addr := ln.Addr().String()
+	for i := range conns {
+		if st, body := get(t, addr, "/"); st != 200 || body != "Hello, World!" {
+			t.Fatalf("request %d: %d %q", i, st, body)
+		}
+	}
+	var misses uint64
+	shares := make([]uint64, servers)
+	for i, s := range srvs {
+		misses += s.acceptMisses.Load()
+		shares[i] = s.Stats().Requests
+	}
+	t.Logf("shares %v, wake-ups without a connection %d", shares, misses)
+	// One at a time, a connection wakes exactly one acceptor; allow for a
+	// few wake-ups that lose a race with another acceptor.
+	if misses > conns/50 {
+		t.Errorf("%d wake-ups without a connection for %d connections: the acceptors are woken as a herd", misses, conns)
+	}
+	for i, n := range shares {
+		if n < conns/servers/2 {
+			t.Errorf("server %d served %d of %d connections (shares %v): the acceptors do not take turns", i, n, conns, shares)
+		}
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"testing"
 )
 
-func TestFromHTTP(t *testing.T) {
+func TestFromHTTP(t *testing.T) { inModes(t, testFromHTTP) }
+
+func testFromHTTP(t *testing.T) {
 	_, addr := startServer(t, FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -45,7 +47,9 @@ func TestFromHTTP(t *testing.T) {
 	}
 }
 
-func TestFromHTTPFlushAndStatus(t *testing.T) {
+func TestFromHTTPFlushAndStatus(t *testing.T) { inModes(t, testFromHTTPFlushAndStatus) }
+
+func testFromHTTPFlushAndStatus(t *testing.T) {
 	_, addr := startServer(t, FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusAccepted)
@@ -60,7 +64,9 @@ func TestFromHTTPFlushAndStatus(t *testing.T) {
 	}
 }
 
-func TestFromHTTPServeFile(t *testing.T) {
+func TestFromHTTPServeFile(t *testing.T) { inModes(t, testFromHTTPServeFile) }
+
+func testFromHTTPServeFile(t *testing.T) {
 	dir := t.TempDir()
 	content := strings.Repeat("file content\n", 5000)
 	if err := os.WriteFile(filepath.Join(dir, "f.txt"), []byte(content), 0o644); err != nil {
@@ -86,7 +92,9 @@ func TestFromHTTPServeFile(t *testing.T) {
 	}
 }
 
-func TestFromHTTPHijack(t *testing.T) {
+func TestFromHTTPHijack(t *testing.T) { inModes(t, testFromHTTPHijack) }
+
+func testFromHTTPHijack(t *testing.T) {
 	_, addr := startServer(t, FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		nc, rw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
@@ -101,12 +109,16 @@ func TestFromHTTPHijack(t *testing.T) {
 	}
 }
 
-func TestFromHTTPBadURL(t *testing.T) {
+func TestFromHTTPBadURL(t *testing.T) { inModes(t, testFromHTTPBadURL) }
+
+func testFromHTTPBadURL(t *testing.T) {
 	_, addr := startServer(t, FromHTTP(http.NotFoundHandler()), nil)
 	checkRefused(t, exchange(t, addr, "GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n"), 400)
 }
 
-func TestFromHTTPSendFileNative(t *testing.T) {
+func TestFromHTTPSendFileNative(t *testing.T) { inModes(t, testFromHTTPSendFileNative) }
+
+func testFromHTTPSendFileNative(t *testing.T) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "f")
 	if err := os.WriteFile(name, []byte("0123456789"), 0o644); err != nil {
@@ -133,7 +145,9 @@ func TestFromHTTPSendFileNative(t *testing.T) {
 // pipelined connection: the batched responses and each head go out ahead of
 // the file in order, large files included (sendfile then waits for the
 // socket to drain).
-func TestSendFilePipelined(t *testing.T) {
+func TestSendFilePipelined(t *testing.T) { inModes(t, testSendFilePipelined) }
+
+func testSendFilePipelined(t *testing.T) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "f")
 	big := make([]byte, 3<<20)

@@ -165,12 +165,14 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 		if clSeen || r.ProtoMinor == 0 || teElems == 0 {
 			return 0, http.StatusBadRequest
 		}
+		if chunkedCount != 1 || !teLastChunked {
+			// RFC 9112 §6.3: without a final chunked the length of a
+			// request body cannot be determined; 400, then close.
+			return 0, http.StatusBadRequest
+		}
 		if teUnknown {
 			// RFC 9112 §6.1: a transfer coding we do not understand.
 			return 0, http.StatusNotImplemented
-		}
-		if chunkedCount != 1 || !teLastChunked {
-			return 0, http.StatusBadRequest
 		}
 		r.chunked = true
 		r.ContentLength = -1
@@ -230,21 +232,29 @@ func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
 	}
 	r.Target = b[ts:j]
 	vs := j + 1
-	if len(b)-vs < 10 {
+	v := b[vs:min(len(b), vs+10)]
+	// Refuse a version that cannot become "HTTP/d.d\r\n" as soon as a
+	// byte shows it, so that a short line that has ended ("GET / X\r\n")
+	// is answered at once instead of waiting for bytes that never come.
+	for k, c := range v {
+		if !versionByte(k, c) {
+			return 0, http.StatusBadRequest
+		}
+	}
+	if len(v) < 10 {
 		return needMoreOr414(len(b), limit)
 	}
 	if vs+8 > limit {
 		return 0, http.StatusRequestURITooLong
 	}
-	v := b[vs : vs+10]
-	if v[0] != 'H' || v[1] != 'T' || v[2] != 'T' || v[3] != 'P' || v[4] != '/' ||
-		v[5] < '0' || v[5] > '9' || v[6] != '.' || v[7] < '0' || v[7] > '9' ||
-		v[8] != '\r' || v[9] != '\n' {
-		return 0, http.StatusBadRequest
-	}
 	r.ProtoMajor, r.ProtoMinor = int(v[5]-'0'), int(v[7]-'0')
-	if r.ProtoMajor != 1 || r.ProtoMinor > 1 {
+	if r.ProtoMajor != 1 {
 		return 0, http.StatusHTTPVersionNotSupported
+	}
+	if r.ProtoMinor > 1 {
+		// RFC 9112 §2.3: a later 1.x minor version is served as the
+		// highest one we implement.
+		r.ProtoMinor = 1
 	}
 	if string(r.Method) == "CONNECT" {
 		// forkd is not a proxy: no tunnels.
@@ -254,6 +264,15 @@ func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
 		return 0, st
 	}
 	return vs + 10, 0
+}
+
+// versionByte reports whether c may be byte k of "HTTP/d.d\r\n".
+func versionByte(k int, c byte) bool {
+	switch k {
+	case 5, 7:
+		return c >= '0' && c <= '9'
+	}
+	return c == "HTTP/1.1\r\n"[k]
 }
 
 // parseTarget splits r.Target into Path, Query and, for the absolute form,

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -169,25 +168,13 @@ func (w *ResponseWriter) writeBody(p []byte) error {
 var crlf = []byte("\r\n")
 
 // ReadFrom copies r to the body; an *os.File with a declared Content-Length
-// goes out with sendfile(2).
+// goes out with sendfile(2) (SendFile, from the file's current offset).
 func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
-	if w.hdr.contentLength >= 0 && w.bodyAllowed() && !w.req.isHead() && !w.hijacked && isFile(r) {
-		w.commit(false)
-		if err := w.c.flush(); err != nil {
-			return 0, err
-		}
-		w.c.leaveLoop()
-		if w.c.werr != nil {
-			return 0, w.c.werr
-		}
-		if rf, ok := w.c.nc.(io.ReaderFrom); ok {
-			w.c.extendWriteDeadline()
-			n, err := rf.ReadFrom(io.LimitReader(r, w.hdr.contentLength-w.written))
-			w.written += n
-			if err != nil {
-				w.c.werr = err
+	if w.hdr.contentLength >= 0 && w.bodyAllowed() && !w.req.isHead() && !w.hijacked {
+		if f, lr := fileOf(r); f != nil {
+			if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+				return w.sendFileFrom(f, lr, off)
 			}
-			return n, err
 		}
 	}
 	buf := make([]byte, 32<<10)
@@ -209,12 +196,34 @@ func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-func isFile(r io.Reader) bool {
-	if lr, ok := r.(*io.LimitedReader); ok {
-		r = lr.R
+// fileOf returns the file r reads, directly or through the LimitedReader lr.
+func fileOf(r io.Reader) (f *os.File, lr *io.LimitedReader) {
+	if l, ok := r.(*io.LimitedReader); ok {
+		lr, r = l, l.R
 	}
-	_, ok := r.(*os.File)
-	return ok
+	f, _ = r.(*os.File)
+	return f, lr
+}
+
+// sendFileFrom is ReadFrom for a file at offset off: it sends what is left
+// of the declared length (and of lr) until the file ends, and moves the
+// file's offset past what went.
+func (w *ResponseWriter) sendFileFrom(f *os.File, lr *io.LimitedReader, off int64) (int64, error) {
+	n := w.hdr.contentLength - w.written
+	if lr != nil {
+		n = min(n, lr.N)
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		n = min(n, max(fi.Size()-off, 0))
+	}
+	before := w.written
+	err := w.SendFile(f, off, n)
+	sent := w.written - before
+	f.Seek(off+sent, io.SeekStart)
+	if lr != nil {
+		lr.N -= sent
+	}
+	return sent, err
 }
 
 // SendFile sends n bytes of f from offset with sendfile(2) (zero-copy).
@@ -244,17 +253,29 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 	// bytes instead of as a small packet of its own.
 	pending := c.wbuf
 	var serr error
+	// polled: step runs under rc.Write, which waits between calls; then a
+	// call that made progress moves the write deadline on, so that
+	// WriteTimeout bounds the time without progress, not the whole file.
+	polled, progressed := false, false
+	wait := func() bool {
+		if polled && progressed {
+			c.extendWriteDeadline()
+		}
+		progressed = false
+		return false // wait for the poller
+	}
 	step := func(fd uintptr) bool {
 		for len(pending) > 0 {
 			m, err := send(int(fd), pending, n > 0)
 			if m > 0 {
 				pending = pending[m:]
+				progressed = true
 			}
 			switch {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN:
-				return false // wait for the poller
+				return wait()
 			case err != nil:
 				serr = err
 				return true
@@ -265,12 +286,13 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 			if m > 0 {
 				n -= int64(m)
 				w.written += int64(m)
+				progressed = true
 			}
 			switch {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN:
-				return false // wait for the poller
+				return wait()
 			case err != nil:
 				serr = err
 			case m == 0:
@@ -290,8 +312,8 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		if c.werr != nil {
 			return c.werr
 		}
-		sc, ok := c.nc.(syscall.Conn)
-		if !ok {
+		rc := c.rc
+		if rc == nil {
 			if err := c.flush(); err != nil {
 				return err
 			}
@@ -302,14 +324,8 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 			_, err := w.ReadFrom(io.NewSectionReader(ra, offset, n))
 			return err
 		}
-		rc, err := sc.SyscallConn()
-		if err != nil {
-			if ferr := c.flush(); ferr != nil {
-				return ferr
-			}
-			return err
-		}
 		c.extendWriteDeadline()
+		polled, progressed = true, false
 		if werr := rc.Write(step); werr != nil && serr == nil {
 			serr = werr
 		}
@@ -373,9 +389,14 @@ func (w *ResponseWriter) SetClose() { w.close = true }
 // WillBlock tells the server that the handler is about to wait for
 // something other than this connection: an upstream, a lock, a timer. On an
 // event loop (see LoopSafe) the connection then moves to a goroutine of its
-// own, for good, so that the loop's other connections do not wait with it;
-// elsewhere it does nothing. It is cheap to call when in doubt.
-func (w *ResponseWriter) WillBlock() { w.c.leaveLoop() }
+// own, for good, so that the loop's other connections do not wait with it.
+// Responses to earlier pipelined requests that are still queued go out
+// first, so that their clients do not wait for this one. It is cheap to
+// call when in doubt.
+func (w *ResponseWriter) WillBlock() {
+	w.c.leaveLoop()
+	w.c.flushBeforeRead()
+}
 
 // Hijack hands the connection over to the caller: the server writes no
 // response and forgets the connection. The bufio.Reader holds any bytes the

@@ -49,6 +49,9 @@ type Server struct {
 	acceptMu sync.RWMutex // see Shutdown
 	evloops  []*eventLoop // nil: a goroutine per connection
 	nextLoop atomic.Uint32
+	// acceptMisses counts wake-ups of a raw acceptor that found no
+	// connection (another process took it): the herd EPOLLEXCLUSIVE avoids.
+	acceptMisses atomic.Uint64
 
 	initOnce  sync.Once
 	lim       Limits // Limits with defaults filled in
@@ -339,7 +342,7 @@ func (s *Server) stop() {
 		go (*ln).Close()
 	}
 	for a := range s.acceptors {
-		a.wake()
+		a.stop()
 	}
 }
 

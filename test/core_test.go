@@ -272,7 +272,7 @@ func TestUSR1ReopensLogs(t *testing.T) {
 func TestMaxRequestsRecycles(t *testing.T) {
 	s := start(t, opts{workers: 1, extra: "max_requests = 20"})
 	first := s.workers()[0]
-	c := &http.Client{Timeout: 5 * time.Second}
+	c := &http.Client{Timeout: clientTimeout}
 	for i := 0; i < 60; i++ {
 		resp, err := c.Get("http://" + s.addr + "/")
 		if err != nil {

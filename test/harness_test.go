@@ -289,9 +289,14 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// clientTimeout bounds one request of a test client. It only guards
+// against a hang: a loaded CI machine (both cores busy) can take seconds to
+// answer, which is slow, not wrong.
+const clientTimeout = 30 * time.Second
+
 // get does one request with a fresh connection and returns status and body.
 func get(addr, path string) (int, string, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	c := &http.Client{Timeout: clientTimeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + addr + path)
 	if err != nil {
 		return 0, "", err

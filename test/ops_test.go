@@ -187,7 +187,7 @@ func startLoad(addr string, clients int) *loadLoop {
 			defer l.wg.Done()
 			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableKeepAlives: i%4 == 3}
 			defer tr.CloseIdleConnections()
-			c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			c := &http.Client{Transport: tr, Timeout: clientTimeout}
 			for {
 				select {
 				case <-l.stop:

@@ -176,7 +176,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	retire := make(chan struct{}, 1)
 	w.srv = &protocol.Server{
 		Handler: h,
-		Limits:  w.cfg.Limits,
+		Limits:  w.cfg.Limits, // config.Limits is protocol.Limits
 		Logger:  w.log,
 	}
 	if w.access != nil {
