@@ -221,7 +221,18 @@ func (s *Server) Serve(ln net.Listener) error {
 		if acc != nil {
 			c, err = acc.accept()
 		} else {
-			nc, err = ln.Accept()
+			// Held from Accept until the connection is counted, as the raw
+			// acceptors do (see Shutdown); Shutdown closes ln, which ends a
+			// blocked Accept and so releases it.
+			s.acceptMu.RLock()
+			if s.isDone() {
+				err = ErrServerClosed
+			} else {
+				nc, err = ln.Accept()
+			}
+			if err != nil {
+				s.acceptMu.RUnlock()
+			}
 		}
 		if err != nil {
 			<-s.sem
@@ -252,9 +263,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = struct{}{}
 		closed := s.closed
 		s.mu.Unlock()
-		if acc != nil {
-			s.acceptMu.RUnlock() // taken by the acceptor for this accept
-		}
+		s.acceptMu.RUnlock() // taken for this accept, above or by the acceptor
 		s.open.Add(1)
 		switch {
 		case closed: // Close raced with this accept
