@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestValidateBuilt(t *testing.T) {
 	if r[2].Respond.Status != 200 {
 		t.Errorf("respond status = %d", r[2].Respond.Status)
 	}
-	if c.Listen[0] != (Listen{Address: "unix:" + filepath.Join(dir, "forkd.sock"), Mode: 0o666}) {
+	if !reflect.DeepEqual(c.Listen[0], Listen{Address: "unix:" + filepath.Join(dir, "forkd.sock"), Mode: 0o666}) {
 		t.Errorf("listen = %+v", c.Listen[0])
 	}
 	if len(c.Sites[0].Hosts) != 1 || c.Sites[0].Hosts[0] != "*" {
@@ -63,7 +64,7 @@ func TestValidateBuilt(t *testing.T) {
 		"workers: Invalid workers; The value must be 0 (one per CPU) or between 1 and 1024; got 0.",
 		fmt.Sprintf(`metrics.address: Duplicate listen address; The metrics address %q is already a listener at listen[0].address.`, c.Listen[0].Address),
 		`sites[0].routes[0].prefix: Invalid route prefix; The prefix "api" must start with "/".`,
-		`sites[0].routes[2].respond: Conflicting route handlers; Route "/ping" already has a static block at sites[0].routes[2].static; a route takes exactly one of static, proxy or respond.`,
+		`sites[0].routes[2].respond: Conflicting route handlers; Route "/ping" already has a static block at sites[0].routes[2].static; a route takes exactly one of static, proxy, respond or redirect.`,
 	}
 	if got := err.Error(); got != strings.Join(want, "\n") {
 		t.Errorf("err =\n%s\nwant\n%s", got, strings.Join(want, "\n"))
