@@ -73,13 +73,13 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 // newRoute builds the handler of one route.
 func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 	n := 0
-	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil} {
+	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil, rt.Redirect != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond is required", site, rt.Prefix)
+		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond, redirect is required", site, rt.Prefix)
 	}
 	lg := h.logger.With("site", site, "route", rt.Prefix)
 	switch {
@@ -97,6 +97,8 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 		}
 		h.closers = append(h.closers, p)
 		return p, nil
+	case rt.Redirect != nil:
+		return newRedirect(rt.Redirect), nil
 	default:
 		return newRespond(rt.Respond), nil
 	}
