@@ -61,6 +61,7 @@ type Message struct {
 	Type      string     `json:"type"`
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
 	Error     string     `json:"error,omitempty"`
+	TLS       *TLS       `json:"tls,omitempty"` // TypeTLS
 }
 
 // Conn is one end of the socketpair.

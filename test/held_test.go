@@ -51,7 +51,7 @@ func TestBrokenConfigFileKindsAreRefused(t *testing.T) {
 	s := start(t, opts{workers: 1})
 	good, _ := os.ReadFile(s.cfg)
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func()
 	}{
 		{"deleted", func() { os.Remove(s.cfg) }},

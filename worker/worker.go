@@ -114,6 +114,7 @@ type runtime struct {
 	access  *serve.AccessLog
 	srv     *protocol.Server
 	sendMu  sync.Mutex
+	tls     *tlsState // nil without TLS listeners
 }
 
 func (w *runtime) send(m *ipc.Message) error {
@@ -186,6 +187,13 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 	}
 
+	if w.cfg.HasTLS() {
+		st, err := w.awaitTLS()
+		if err != nil {
+			return w.bootFail(err)
+		}
+		w.tls = st
+	}
 	lns := make([]net.Listener, 0, len(inherited))
 	for _, l := range inherited {
 		ln, err := net.FileListener(l.File)
@@ -193,7 +201,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		if err != nil {
 			return w.bootFail(fmt.Errorf("listener %s: %w", l.Address, err))
 		}
-		lns = append(lns, ln)
+		lns = append(lns, w.tls.wrap(l.Address, ln))
 	}
 	serveErr := make(chan error, len(lns))
 	for _, ln := range lns {
@@ -210,10 +218,12 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	masterGone := make(chan error, 1)
 	go func() {
 		for {
-			if _, err := w.conn.Recv(); err != nil {
+			m, err := w.conn.Recv()
+			if err != nil {
 				masterGone <- err
 				return
 			}
+			w.handleMaster(m)
 		}
 	}()
 
@@ -306,7 +316,6 @@ func (w *runtime) heartbeat() {
 	}
 	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
 }
-
 
 // rss reads this process's resident set size from /proc/self/statm.
 func rss() uint64 {
