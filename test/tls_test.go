@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,12 +111,34 @@ func TestTLSServe(t *testing.T) {
 	bSerial := e.issue("b", "b.test")
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	tls13Addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer upstream.Close()
+	bigFile := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	// A static root serves /files/x from root/files/x.
+	if err := os.Mkdir(e.path("files"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.path("files/big.bin"), []byte(bigFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s := start(t, opts{workers: 2,
 		extra: e.listen(tlsAddr, "", "a", "b") + e.listen(tls13Addr, "  min_version = \"1.3\"\n", "a"),
 		sites: `site "test" {
   route "/" {
     respond {
       body = "hello\n"
+    }
+  }
+  route "/up/" {
+    proxy {
+      upstreams = ["` + strings.TrimPrefix(upstream.URL, "http://") + `"]
+    }
+  }
+  route "/files/" {
+    static {
+      root = "` + e.dir + `"
     }
   }
   route "/old/" {
@@ -138,6 +161,28 @@ func TestTLSServe(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "hello\n" || resp.Proto != "HTTP/1.1" ||
 		resp.TLS == nil || resp.TLS.NegotiatedProtocol != "http/1.1" {
 		t.Errorf("GET: %d %q %s %+v", resp.StatusCode, body, resp.Proto, resp.TLS)
+	}
+
+	// A static file of 1 MiB, and a proxied request that says https.
+	for path, want := range map[string]string{"/files/big.bin": bigFile, "/up/x": "https"} {
+		resp, err := hc.Get("https://" + tlsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("GET %s: %d, %d bytes, %v", path, resp.StatusCode, len(body), err)
+		}
+	}
+	if resp, err := http.Get("http://" + s.addr + "/up/x"); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "http" {
+			t.Errorf("X-Forwarded-Proto over plain HTTP: %q", body)
+		}
 	}
 
 	// SNI picks the certificate; no SNI (an IP) gets the first.
