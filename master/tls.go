@@ -57,8 +57,10 @@ func (m *Master) sendTLS(w *worker, cfg *config.Config) {
 		msg.Listeners = append(msg.Listeners, tl)
 	}
 	if err := w.conn.Send(&ipc.Message{Type: ipc.TypeTLS, TLS: msg}); err != nil {
-		// The worker cannot boot without it; it reports that and exits.
-		m.log.Error("cannot send TLS certificates to worker", "worker_pid", w.pid, "error", err)
+		// The worker cannot serve without it: replace it now rather than
+		// let it wait for worker_timeout.
+		m.log.Error("cannot send TLS certificates to worker; killing it", "worker_pid", w.pid, "error", err)
+		m.kill(w, killIPC)
 	}
 }
 
