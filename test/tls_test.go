@@ -253,7 +253,8 @@ func TestTLSResumption(t *testing.T) {
 	e := newTLSEnv(t)
 	e.issue("a", "a.test")
 	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	start(t, opts{workers: 4, extra: e.listen(tlsAddr, "", "a")})
+	access := e.path("access.log")
+	start(t, opts{workers: 4, extra: e.listen(tlsAddr, "", "a") + fmt.Sprintf("log {\n  level = \"debug\"\n  access = %q\n}\n", access)})
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		cfg := e.client("a.test")
 		cfg.MaxVersion = v
@@ -268,6 +269,23 @@ func TestTLSResumption(t *testing.T) {
 			}
 		}
 	}
+	// The connections reached more than one worker: the session tickets
+	// one worker issued were accepted by others.
+	pids := map[string]int{}
+	eventually(t, 10*time.Second, "40 access log lines", func() bool {
+		b, _ := os.ReadFile(access)
+		clear(pids)
+		n := 0
+		for _, m := range regexp.MustCompile(`pid=(\d+)`).FindAllStringSubmatch(string(b), -1) {
+			pids[m[1]]++
+			n++
+		}
+		return n >= 40
+	})
+	if len(pids) < 2 {
+		t.Errorf("all 40 connections reached one worker: %v", pids)
+	}
+	t.Logf("connections per worker: %v", pids)
 }
 
 // tlsLoad requests over new TLS connections until stopped and counts
