@@ -363,6 +363,18 @@ func TestTLSReloadCertificate(t *testing.T) {
 		return sn != nil && sn.Cmp(renewed) == 0
 	})
 
+	// forkd status shows no key material.
+	keyPEM, err := os.ReadFile(e.path("site.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status", "-c", s.cfg}, {"status", "-json", "-c", s.cfg}} {
+		out, code := runCLI(t, args...)
+		if code != 0 || strings.Contains(out, "PRIVATE") || strings.Contains(out, string(keyPEM[40:80])) {
+			t.Errorf("%v: exit %d:\n%s", args, code, out)
+		}
+	}
+
 	// A key that does not match: the reload is refused, nothing changes.
 	other, err := e.ca.Issue([]string{"a.test"}, time.Time{}, time.Time{})
 	if err != nil {
@@ -383,6 +395,7 @@ func TestTLSReloadCertificate(t *testing.T) {
 	if n := load.failed.Load(); n != 0 {
 		t.Errorf("%d of %d requests failed across the reloads; first: %v", n, n+load.ok.Load(), load.firstErr)
 	}
+	t.Logf("%d requests over new TLS connections across two reloads, none failed", load.ok.Load())
 	if s.logs.has(`PRIVATE KEY`) {
 		t.Error("the log shows key material")
 	}
