@@ -70,6 +70,8 @@ type Conn struct {
 	rc  syscall.RawConn
 	buf []byte
 	max int // bound on one packet: maxPacket, smaller in tests
+
+	sndbuf int // the send buffer fitSendBuffer last set; 0 = the default
 }
 
 // Pair returns a connected SOCK_SEQPACKET pair: the master's end as a Conn and
@@ -119,6 +121,7 @@ func (c *Conn) Send(m *Message) error {
 	if len(b) > maxPacket {
 		return fmt.Errorf("ipc %s message is %d bytes, over the %d limit: %w", m.Type, len(b), maxPacket, ErrTooBig)
 	}
+	c.fitSendBuffer(len(b))
 	if _, err := c.c.Write(b); err != nil {
 		return fmt.Errorf("ipc send %s: %w", m.Type, err)
 	}

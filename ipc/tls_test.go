@@ -20,7 +20,8 @@ func TestTLSMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	key := strings.Repeat("SECRET-KEY-", 300) // bigger than the initial buffer
+	// Bigger than the default socket send buffer once in JSON (base64).
+	key := strings.Repeat("SECRET-KEY-", 25000)
 	var tk [TicketKeySize]byte
 	copy(tk[:], "ticket-key-0123456789abcdefghijk")
 	msg := &Message{Type: TypeTLS, TLS: &TLS{
