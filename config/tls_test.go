@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -62,8 +63,17 @@ func TestTLSLoad(t *testing.T) {
 	if len(c.Warnings) != 0 {
 		t.Errorf("warnings: %q", c.Warnings)
 	}
-	// The key never prints or marshals.
-	for _, s := range []string{fmt.Sprint(l.TLS[0]), fmt.Sprintf("%+v %#v %x %s", c, c, l.TLS[0].KeyPEM, l.TLS[0].KeyPEM)} {
+	// The key never prints or marshals: the configuration's JSON (what
+	// workers receive in the sealed memfd) carries the paths only.
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := json.Marshal(l.TLS[0].KeyPEM)
+	if string(secret) != `"[redacted]"` || !strings.Contains(string(js), `"key":"`+key+`"`) {
+		t.Errorf("JSON: %s / %s", secret, js)
+	}
+	for _, s := range []string{string(js), fmt.Sprint(l.TLS[0]), fmt.Sprintf("%+v %#v %x %s", c, c, l.TLS[0].KeyPEM, l.TLS[0].KeyPEM)} {
 		if strings.Contains(s, "PRIVATE KEY") || strings.Contains(s, fmt.Sprintf("%x", []byte(want))) {
 			t.Errorf("key material printed: %.200s", s)
 		}
