@@ -99,6 +99,9 @@ func runCommand(o *options) int {
 		return 1
 	}
 	if *check {
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(os.Stderr, "%s: warning: %s\n", o.name, w)
+		}
 		src := cfg.Path
 		if src == "" {
 			src = "built-in defaults"

@@ -15,7 +15,7 @@ ROOT=$(dirname "$BENCH_DIR")
 BIN="$BENCH_DIR/bin"
 TOOLS="$BENCH_DIR/.work/tools"
 
-ALL_TESTS="plaintext,static4k,static1m,scaling"
+ALL_TESTS="plaintext,static4k,static1m,scaling,tls,tlshandshake,tls1m"
 ALL_SERVERS="forkd,nethttp,fasthttp,nginx"
 
 DURATION=${DURATION:-10s}
@@ -286,9 +286,15 @@ free_port() {
 	die "no free port found"
 }
 
-# probe sends one GET for $2 to port $1 and succeeds on a 200 response.
+# probe sends one GET for $2 to port $1 and succeeds on a 200 response; with
+# PROBE_TLS=1 it speaks HTTPS (curl, not verifying the test certificate).
+PROBE_TLS=0
 probe() {
 	local line
+	if ((PROBE_TLS)); then
+		[[ $(curl -sk -m 2 -o /dev/null -w '%{http_code}' "https://127.0.0.1:$1$2" 2>/dev/null) == 200 ]]
+		return
+	fi
 	(
 		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
 		printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
@@ -386,9 +392,10 @@ TIMEOUT_S=$(($(secs "$DURATION") + 30))
 # report line. It runs in the background, in its own session, so that an
 # interrupt is handled at once and cleanup can kill it as a group.
 wrk_run() {
-	local url=$1 dur=$2 out=$TMP/wrk.out
+	local url=$1 dur=$2 out=$TMP/wrk.out hdr=()
+	[[ -n ${3:-} ]] && hdr=(-H "$3")
 	setsid timeout --kill-after=5 "$TIMEOUT_S" taskset -c "$CLIENT_CPUS" "${WRK[@]}" \
-		-t "$THREADS" -c "$CONNS" -d "$dur" -s "$TMP/report.lua" "$url" >"$out" 2>&1 &
+		-t "$THREADS" -c "$CONNS" -d "$dur" -s "$TMP/report.lua" "${hdr[@]}" "$url" >"$out" 2>&1 &
 	WRK_PID=$!
 	wait "$WRK_PID"
 	local rc=$?
@@ -408,13 +415,16 @@ wrk_run() {
 # reports the median round. A machine whose speed drifts (a noisy VM, a CPU
 # that heats up) then shifts every server alike instead of favouring whichever
 # ran first. Idle servers wait in epoll and cost the running one nothing.
-T_TEST=() T_SERVER=() T_WORKERS=() T_URL=() T_RSS=() T_RUNS=()
+T_TEST=() T_SERVER=() T_WORKERS=() T_URL=() T_RSS=() T_RUNS=() T_HDR=()
 
-# target TEST SERVER WORKERS URL registers a measurement; an URL that is not
-# http://... is the reason the row has no figures ("not built", ...).
+# target TEST SERVER WORKERS URL [HEADER] registers a measurement; an URL that
+# is not http(s)://... is the reason the row has no figures ("not built",
+# ...). HEADER is one more request header for wrk ("Connection: close").
 target() {
-	T_TEST+=("$1") T_SERVER+=("$2") T_WORKERS+=("$3") T_URL+=("$4") T_RSS+=("$RSS_NOTE") T_RUNS+=("")
+	T_TEST+=("$1") T_SERVER+=("$2") T_WORKERS+=("$3") T_URL+=("$4") T_RSS+=("$RSS_NOTE") T_RUNS+=("") T_HDR+=("${5:-}")
 }
+
+is_url() { [[ $1 == http://* || $1 == https://* ]]; }
 
 # skip_targets SERVER REASON TEST... registers rows without figures.
 skip_targets() {
@@ -431,11 +441,11 @@ measure_round() {
 	local r=$1 n=${#T_TEST[@]} j i rate t0
 	for ((j = 0; j < n; j++)); do
 		i=$(((j + r) % n))
-		[[ ${T_URL[i]} == http://* ]] || continue
+		is_url "${T_URL[i]}" || continue
 		log "round $((r + 1))/$REPEAT: ${T_TEST[i]}: ${T_SERVER[i]} (${T_WORKERS[i]} workers) ${T_URL[i]}"
-		warmup && { wrk_run "${T_URL[i]}" "$WARMUP" || true; }
+		warmup && { wrk_run "${T_URL[i]}" "$WARMUP" "${T_HDR[i]}" || true; }
 		t0=$(server_ticks)
-		wrk_run "${T_URL[i]}" "$DURATION" || continue
+		wrk_run "${T_URL[i]}" "$DURATION" "${T_HDR[i]}" || continue
 		RESULT+=" cpu_ticks=$(($(server_ticks) - t0))"
 		rate=$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] * 1e6 }' <<<"$RESULT")
 		T_RUNS[i]+="$rate $RESULT"$'\n'
@@ -458,7 +468,7 @@ declare -A ROWS=() RATE=() P99=() CPU=()
 rows() {
 	local i n med requests duration_us bytes errors p50_us p99_us cpu_ticks kv
 	for ((i = 0; i < ${#T_TEST[@]}; i++)); do
-		if [[ ${T_URL[i]} != http://* ]]; then
+		if ! is_url "${T_URL[i]}"; then
 			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "${T_URL[i]}" "" "" "" "" "" ""
 			continue
 		fi
@@ -515,7 +525,7 @@ HELLO_ROUTE='respond {
 
 start_forkd() {
 	if [[ ! -x $BIN/forkd ]]; then
-		skip_targets forkd "not built" plaintext static4k static1m
+		skip_targets forkd "not built" plaintext static4k static1m tls tlshandshake tls1m
 		if has "$TESTS" scaling; then RSS_NOTE="" target scaling forkd "" "not built"; fi
 		return
 	fi
@@ -537,6 +547,37 @@ start_forkd() {
 			has "$TESTS" static1m && target static1m forkd "$WORKERS" "http://127.0.0.1:$port/1m.bin"
 		else
 			skip_targets forkd "did not start" static4k static1m
+		fi
+	fi
+	if has_tls_test; then
+		port=$(free_port)
+		cat >"$TMP/forkd-tls.hcl" <<EOF
+workers = $WORKERS
+listen {
+  address = "127.0.0.1:$port"
+  tls {
+    certificate = "$TMP/tls/cert.pem"
+    key         = "$TMP/tls/key.pem"
+  }
+}
+log {
+  level = "warn"
+}
+site "bench" {
+  route "/" {
+    $HELLO_ROUTE
+  }
+  route "/1m.bin" {
+    static {
+      root = "$TMP/www"
+    }
+  }
+}
+EOF
+		if PROBE_TLS=1 start_server forkd-tls "$port" / "$WORKERS" "$BIN/forkd" -c "$TMP/forkd-tls.hcl"; then
+			tls_targets forkd "https://127.0.0.1:$port"
+		else
+			skip_targets forkd "did not start" tls tlshandshake tls1m
 		fi
 	fi
 	if has "$TESTS" scaling; then
@@ -578,13 +619,14 @@ start_fasthttp() {
 }
 
 start_nginx() {
-	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || return
+	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || has_tls_test || return
 	if ((${#NGINX[@]} == 0)); then
-		skip_targets nginx "not installed" plaintext static4k static1m
+		skip_targets nginx "not installed" plaintext static4k static1m tls tlshandshake tls1m
 		return
 	fi
-	local port d=$TMP/nginx
+	local port tport d=$TMP/nginx
 	port=$(free_port)
+	tport=$(free_port)
 	mkdir -p "$d/logs" "$d/tmp"
 	local mime="types { application/octet-stream bin; }"
 	[[ -n $MIME ]] && mime="include $MIME;"
@@ -629,6 +671,25 @@ http {
         location / {
         }
     }
+
+    # The same certificate as forkd's; TLS 1.2 and 1.3, session tickets
+    # (nginx's default) and a shared session cache, as a site would have.
+    server {
+        listen 127.0.0.1:$tport ssl;
+        server_name _;
+        root $TMP/www;
+        ssl_certificate $TMP/tls/cert.pem;
+        ssl_certificate_key $TMP/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+
+        location = / {
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }
+        location / {
+        }
+    }
 }
 EOF
 	if ! start_server nginx "$port" / "$WORKERS" "${NGINX[@]}" -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf"; then
@@ -638,7 +699,35 @@ EOF
 	has "$TESTS" plaintext && target plaintext nginx "$WORKERS" "http://127.0.0.1:$port/"
 	has "$TESTS" static4k && target static4k nginx "$WORKERS" "http://127.0.0.1:$port/4k.bin"
 	has "$TESTS" static1m && target static1m nginx "$WORKERS" "http://127.0.0.1:$port/1m.bin"
+	if has_tls_test; then
+		if PROBE_TLS=1 probe "$tport" /; then
+			tls_targets nginx "https://127.0.0.1:$tport"
+		else
+			skip_targets nginx "did not start" tls tlshandshake tls1m
+		fi
+	fi
 }
+
+# ---------------------------------------------------------------- TLS
+
+has_tls_test() { has "$TESTS" tls || has "$TESTS" tlshandshake || has "$TESTS" tls1m; }
+
+# tls_targets SERVER BASE registers the TLS tests: keep-alive hello over
+# HTTPS, a new handshake per request (Connection: close), and 1 MiB static.
+tls_targets() {
+	has "$TESTS" tls && target tls "$1" "$WORKERS" "$2/"
+	has "$TESTS" tlshandshake && target tlshandshake "$1" "$WORKERS" "$2/" "Connection: close"
+	has "$TESTS" tls1m && target tls1m "$1" "$WORKERS" "$2/1m.bin"
+}
+
+# One ECDSA P-256 certificate, made once, serves forkd and nginx alike.
+if has_tls_test; then
+	command -v openssl >/dev/null || die "openssl not found (for the TLS tests). Install it with: apt-get install -y openssl"
+	mkdir -p "$TMP/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj /CN=127.0.0.1 -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" 2>"$TMP/tls/openssl.log" ||
+		die "openssl could not make the test certificate: $(cat "$TMP/tls/openssl.log")"
+fi
 
 # ---------------------------------------------------------------- main
 
@@ -683,7 +772,7 @@ report() {
 		[[ -n ${RATE[plaintext:$peer]:-} ]] || continue
 		echo "| plaintext ÷ $peer | $(ratio "${RATE[plaintext:forkd]:-}" "${RATE[plaintext:$peer]}") | $(ratio "${P99[plaintext:forkd]:-}" "${P99[plaintext:$peer]}") | $(ratio "${CPU[plaintext:forkd]:-}" "${CPU[plaintext:$peer]}") |"
 	done
-	for t in static4k static1m; do
+	for t in static4k static1m tls tlshandshake tls1m; do
 		[[ -n ${RATE[$t:nginx]:-} ]] || continue
 		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") | $(ratio "${CPU[$t:forkd]:-}" "${CPU[$t:nginx]}") |"
 	done

@@ -64,7 +64,7 @@ func TestValidateBuilt(t *testing.T) {
 		"workers: Invalid workers; The value must be 0 (one per CPU) or between 1 and 1024; got 0.",
 		fmt.Sprintf(`metrics.address: Duplicate listen address; The metrics address %q is already a listener at listen[0].address.`, c.Listen[0].Address),
 		`sites[0].routes[0].prefix: Invalid route prefix; The prefix "api" must start with "/".`,
-		`sites[0].routes[2].respond: Conflicting route handlers; Route "/ping" already has a static block at sites[0].routes[2].static; a route takes exactly one of static, proxy, respond or health.`,
+		`sites[0].routes[2].respond: Conflicting route handlers; Route "/ping" already has a static block at sites[0].routes[2].static; a route takes exactly one of static, proxy, respond, health or redirect.`,
 	}
 	if got := err.Error(); got != strings.Join(want, "\n") {
 		t.Errorf("err =\n%s\nwant\n%s", got, strings.Join(want, "\n"))

@@ -91,6 +91,11 @@ type Config struct {
 	// Path is the file this came from ("" for built-in defaults). Load
 	// makes it absolute.
 	Path string `json:"path"`
+
+	// Warnings are the problems Load and Parse found that do not make the
+	// configuration invalid (an expired certificate), one line each in
+	// Error's "file:line:col: summary; detail" form.
+	Warnings []string `json:"-"`
 }
 
 // Listen is one listen block.
@@ -105,6 +110,11 @@ type Listen struct {
 	// address means just it) that may send the header; connections from
 	// elsewhere are refused. Unix listeners trust every peer.
 	Trusted []string `json:"trusted,omitempty"`
+
+	// MinVersion is the oldest TLS version accepted: "1.2" (default) or
+	// "1.3"; TLS, when not empty, holds the certificates, chosen by SNI.
+	MinVersion string    `json:"min_version,omitempty"`
+	TLS        []TLSCert `json:"tls,omitempty"`
 }
 
 // TrustedPrefixes returns Trusted parsed, for protocol.ProxyTrusted. The
@@ -163,13 +173,14 @@ type Site struct {
 }
 
 // Route is one route block inside a site; exactly one of Static, Proxy,
-// Respond, Health is set.
+// Respond, Health, Redirect is set.
 type Route struct {
-	Prefix  string   `json:"prefix"`
-	Static  *Static  `json:"static,omitempty"`
-	Proxy   *Proxy   `json:"proxy,omitempty"`
-	Respond *Respond `json:"respond,omitempty"`
-	Health  *Health  `json:"health,omitempty"`
+	Prefix   string    `json:"prefix"`
+	Static   *Static   `json:"static,omitempty"`
+	Proxy    *Proxy    `json:"proxy,omitempty"`
+	Respond  *Respond  `json:"respond,omitempty"`
+	Health   *Health   `json:"health,omitempty"`
+	Redirect *Redirect `json:"redirect,omitempty"`
 }
 
 // Health answers 200 "ok" while the instance serves and 503 while it is
@@ -287,6 +298,9 @@ func (c *Config) SetDefaults() {
 			if r.Respond != nil {
 				setInt(&r.Respond.Status, DefaultRespondStatus)
 			}
+			if r.Redirect != nil {
+				setInt(&r.Redirect.Status, DefaultRedirectStatus)
+			}
 		}
 	}
 	if c.Metrics != nil {
@@ -355,7 +369,12 @@ func (c *Config) Normalize(dir string) {
 	c.Log.Format = strings.ToLower(c.Log.Format)
 	c.Log.AccessFormat = strings.ToLower(c.Log.AccessFormat)
 	for i := range c.Listen {
-		c.Listen[i].Address = absAddr(c.Listen[i].Address)
+		l := &c.Listen[i]
+		l.Address = absAddr(l.Address)
+		for j := range l.TLS {
+			l.TLS[j].Certificate = abs(l.TLS[j].Certificate)
+			l.TLS[j].Key = abs(l.TLS[j].Key)
+		}
 	}
 	if c.Metrics != nil {
 		c.Metrics.Address = absAddr(c.Metrics.Address)

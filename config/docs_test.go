@@ -6,8 +6,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/forkd/forkd/internal/testcert"
 )
 
 // docs are the documents whose hcl blocks are configuration examples.
@@ -63,6 +66,25 @@ func hclBlocks(t *testing.T, path string) []hclBlock {
 // missing directory is valid is not what a documentation example is about.
 var relPaths = regexp.MustCompile(`(?m)^\s*(root|file|access)\s*=\s*"([^"/-][^"]*|\./[^"]*)"`)
 
+// certPaths finds the relative certificate and key files a block names.
+var certPaths = regexp.MustCompile(`(?m)^\s*(certificate|key)\s*=\s*"([^"/][^"]*)"`)
+
+// writeCert writes a certificate for "example.com" and its key.
+func writeCert(t *testing.T, cert, key string) {
+	t.Helper()
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue([]string{"example.com"}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.Write(cert, key); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestDocsConfigBlocks loads every hcl block of README.md and DESIGN.md,
 // and the sample configuration files, with the configuration loader: documentation
 // that the code would refuse fails here, not in a user's hands.
@@ -88,6 +110,16 @@ func TestDocsConfigBlocks(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// Each certificate a block names gets a fresh certificate and
+			// the key that follows it.
+			certs := certPaths.FindAllStringSubmatch(bl.src, -1)
+			for i := 0; i+1 < len(certs); i += 2 {
+				cert, key := filepath.Join(dir, certs[i][2]), filepath.Join(dir, certs[i+1][2])
+				if err := os.MkdirAll(filepath.Dir(cert), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				writeCert(t, cert, key)
+			}
 			path := filepath.Join(dir, "config.hcl")
 			if err := os.WriteFile(path, []byte(bl.src), 0o644); err != nil {
 				t.Fatal(err)
@@ -103,17 +135,19 @@ func TestDocsConfigBlocks(t *testing.T) {
 // DESIGN.md each write out every key and block the loader accepts.
 func TestDocsListEveryKey(t *testing.T) {
 	schemas := map[string]*hcl.BodySchema{
-		"":        rootSchema,
-		"listen":  listenSchema,
-		"log":     logSchema,
-		"limits":  limitsSchema,
-		"metrics": metricsSchema,
-		"site":    siteSchema,
-		"route":   routeSchema,
-		"static":  staticSchema,
-		"proxy":   proxySchema,
-		"respond": respondSchema,
-		"health":  healthSchema,
+		"":         rootSchema,
+		"listen":   listenSchema,
+		"log":      logSchema,
+		"limits":   limitsSchema,
+		"metrics":  metricsSchema,
+		"site":     siteSchema,
+		"route":    routeSchema,
+		"static":   staticSchema,
+		"proxy":    proxySchema,
+		"respond":  respondSchema,
+		"health":   healthSchema,
+		"tls":      tlsSchema,
+		"redirect": redirectSchema,
 	}
 	for _, doc := range docs {
 		var all strings.Builder

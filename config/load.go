@@ -70,6 +70,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	if err := errorOf(d.diags); err != nil {
 		return nil, err
 	}
+	c.Warnings = warningsOf(d.diags)
 	return c, nil
 }
 
@@ -104,7 +105,9 @@ var (
 			{Name: "mode"},
 			{Name: "proxy_protocol"},
 			{Name: "trusted"},
+			{Name: "min_version"},
 		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}},
 	}
 	logSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
@@ -131,7 +134,7 @@ var (
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "route", LabelNames: []string{"prefix"}}},
 	}
 	routeSchema = &hcl.BodySchema{
-		Blocks: []hcl.BlockHeaderSchema{{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}, {Type: "redirect"}},
 	}
 	staticSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
@@ -262,7 +265,9 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 
 func (d *decoder) listen(b *hcl.Block, key string) Listen {
 	var l Listen
-	a := d.content(b.Body, listenSchema).Attributes
+	ct := d.content(b.Body, listenSchema)
+	a := ct.Attributes
+	d.listenTLS(a, ct.Blocks, key, &l)
 	d.required(a, key, "address")
 	d.string(a["address"], key+".address", &l.Address)
 	d.bool(a["reuse_port"], key+".reuse_port", &l.ReusePort)
@@ -298,7 +303,7 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 		for _, hb := range rct.Blocks {
 			if first := seen[hb.Type]; first != nil {
 				d.errorAt(hb.DefRange, "Duplicate "+hb.Type+" block",
-					fmt.Sprintf("Route %q already has a %s block at line %d; a route takes exactly one of static, proxy, respond or health.",
+					fmt.Sprintf("Route %q already has a %s block at line %d; a route takes exactly one of static, proxy, respond, health or redirect.",
 						r.Prefix, hb.Type, first.DefRange.Start.Line))
 				continue
 			}
@@ -315,6 +320,8 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 			case "health":
 				d.content(hb.Body, healthSchema)
 				r.Health = &Health{}
+			case "redirect":
+				r.Redirect = d.redirect(hb, hkey)
 			}
 		}
 		s.Routes = append(s.Routes, r)

@@ -13,12 +13,14 @@ import (
 )
 
 // Validate reports every problem in c as an *Error, or returns nil. It
-// checks a complete configuration and changes nothing: build one in code
+// checks a complete configuration and changes nothing but the TLS file contents: build one in code
 // by starting from Default, or call SetDefaults and Normalize before
 // Validate. Load and Parse validate already, with file positions.
 //
 // Besides the values themselves it checks what they ask of this machine
-// and that would stop workers from booting: each static root is an existing
+// and that would stop workers from booting: each listener's certificate and
+// key files can be read and match (their contents are kept in the Listen's
+// TLSCert, the one change Validate makes), each static root is an existing
 // directory, the directories of the log and access log files exist, and
 // user and group, when set, are known to the system (user.Lookup, or a
 // numeric id).
@@ -143,6 +145,7 @@ func (v *validator) config(c *Config) {
 	for i, l := range c.Listen {
 		key := fmt.Sprintf("listen[%d]", i)
 		v.listen(key, l, seen)
+		v.listenTLS(key, &c.Listen[i])
 	}
 
 	v.log(c.Log)
@@ -325,6 +328,10 @@ func (v *validator) route(key string, r *Route) {
 	if r.Health != nil {
 		kinds = append(kinds, "health")
 	}
+	if r.Redirect != nil {
+		kinds = append(kinds, "redirect")
+		v.redirect(key+".redirect", r.Redirect)
+	}
 	// Report the conflict at the handler written last.
 	sort.SliceStable(kinds, func(i, j int) bool {
 		a, b := v.rangeOf(key+"."+kinds[i]), v.rangeOf(key+"."+kinds[j])
@@ -332,11 +339,11 @@ func (v *validator) route(key string, r *Route) {
 	})
 	switch len(kinds) {
 	case 0:
-		v.errorf(key, "Missing route handler", "Route %q needs one static, proxy, respond or health block.", r.Prefix)
+		v.errorf(key, "Missing route handler", "Route %q needs one static, proxy, respond, health or redirect block.", r.Prefix)
 	case 1:
 	default:
 		v.errorf(key+"."+kinds[1], "Conflicting route handlers",
-			"Route %q already has a %s block at %s; a route takes exactly one of static, proxy, respond or health.",
+			"Route %q already has a %s block at %s; a route takes exactly one of static, proxy, respond, health or redirect.",
 			r.Prefix, kinds[0], v.where(key+"."+kinds[0]))
 	}
 }

@@ -66,6 +66,7 @@ type Message struct {
 	Type      string     `json:"type"`
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
 	Error     string     `json:"error,omitempty"`
+	TLS       *TLS       `json:"tls,omitempty"` // TypeTLS
 }
 
 // Conn is one end of the socketpair.
@@ -74,6 +75,8 @@ type Conn struct {
 	rc  syscall.RawConn
 	buf []byte
 	max int // bound on one packet: maxPacket, smaller in tests
+
+	sndbuf int // the send buffer fitSendBuffer last set; 0 = the default
 }
 
 // Pair returns a connected SOCK_SEQPACKET pair: the master's end as a Conn and
@@ -123,6 +126,7 @@ func (c *Conn) Send(m *Message) error {
 	if len(b) > maxPacket {
 		return fmt.Errorf("ipc %s message is %d bytes, over the %d limit: %w", m.Type, len(b), maxPacket, ErrTooBig)
 	}
+	c.fitSendBuffer(len(b))
 	if _, err := c.c.Write(b); err != nil {
 		return fmt.Errorf("ipc send %s: %w", m.Type, err)
 	}

@@ -115,6 +115,8 @@ type Master struct {
 	metricsFile      *os.File  // an inheritable copy of the metrics socket, for USR2
 	inheritedMetrics *listener // the metrics socket an old master handed over
 	snaps            chan chan metrics.Snapshot
+
+	tickets *ticketKeys // TLS session-ticket keys; nil until a TLS worker starts
 }
 
 type phase int
@@ -311,6 +313,7 @@ func (m *Master) Run() int {
 	}
 	m.prepareLogFiles()
 	m.log.Info("master started", "workers", m.want, "listen", m.addresses(), "config", m.cfg.Path)
+	m.logWarnings(m.cfg)
 	m.checkFileLimit(m.cfg)
 	m.notifyStatus()
 
@@ -374,6 +377,7 @@ func (m *Master) afterWake(now time.Time) {
 	}
 	m.checkTimeouts(now)
 	m.checkMemory(now)
+	m.rotateTickets(now)
 }
 
 // creditStall moves every worker's clocks forward by d: the master was not
@@ -434,6 +438,7 @@ func (m *Master) nextDeadline(now time.Time) time.Duration {
 			next = s.next
 		}
 	}
+	next = m.ticketDeadline(next)
 	d := next.Sub(now)
 	if d < time.Millisecond {
 		d = time.Millisecond
@@ -742,6 +747,7 @@ func (m *Master) spawn(spec workerSpec, txn *reloadTxn) error {
 	now := m.env.now()
 	w := &worker{slot: spec.slot, gen: spec.gen, pid: pid, conn: conn, txn: txn, started: now, lastBeat: now}
 	m.workers[pid] = w
+	m.sendTLS(w, spec.cfg)
 	m.log.Debug("worker started", "worker_pid", pid, "slot", spec.slot, "worker_generation", spec.gen)
 	return nil
 }

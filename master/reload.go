@@ -59,6 +59,7 @@ func (m *Master) reload(reply chan control.Response) {
 	}
 	m.pending = txn
 	m.log.Info("reloading: starting a new generation", "new_generation", txn.gen, "workers", txn.cfg.Workers)
+	m.logWarnings(txn.cfg)
 }
 
 // prepareReload loads the configuration and opens everything the new

@@ -1,6 +1,6 @@
 // Package serve is what workers serve: sites chosen by Host, routes by the
-// longest prefix, and per route static files, a reverse proxy or a fixed
-// response; plus the access log.
+// longest prefix, and per route static files, a reverse proxy, a fixed
+// response or a redirect; plus the access log.
 //
 // # Routing
 //
@@ -81,13 +81,21 @@
 // Transfer-Encoding and Upgrade (so protocol upgrades such as WebSocket are
 // not proxied). The original Host is passed on; X-Forwarded-For gets the
 // client address appended, and X-Forwarded-Proto and X-Forwarded-Host are
-// set, replacing what the client sent. The request target is passed on as
+// set, replacing what the client sent (X-Forwarded-Proto is "https" for a
+// request that came over a TLS listener, see internal/tlsconn). The request target is passed on as
 // received when its path was already in canonical form, else the cleaned
 // path that was routed, re-encoded, so that the upstream sees the path the
 // route matched. Bodies are streamed both ways, request bodies chunked when
 // their length is unknown; response bytes are flushed to the client as they
 // arrive. A request with a body that cannot be replayed is not retried on a
 // stale pooled connection: it gets 502.
+//
+// # Redirects
+//
+// A redirect route answers every method with its status (301 by default)
+// and an empty body; Location is the configured template with {host} the
+// Host header without its port (or, without a Host, the address the request
+// arrived on) and {uri} the request path and query exactly as received.
 //
 // # Access log
 //

@@ -16,6 +16,7 @@ import (
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/httplex"
+	"github.com/forkd/forkd/internal/tlsconn"
 	"github.com/forkd/forkd/protocol"
 	"github.com/hashicorp/go-hclog"
 )
@@ -296,7 +297,11 @@ func (p *proxy) outRequest(r *protocol.Request, rp *reqPath) (*http.Request, *pr
 	if len(xff) > 0 {
 		out.Header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
 	}
-	out.Header["X-Forwarded-Proto"] = []string{"http"}
+	proto := "http"
+	if tlsconn.IsTLS(r.LocalAddr) {
+		proto = "https"
+	}
+	out.Header["X-Forwarded-Proto"] = []string{proto}
 	if len(r.Host) > 0 {
 		out.Header["X-Forwarded-Host"] = []string{out.Host}
 	}

@@ -79,13 +79,13 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 // newRoute builds the handler of one route.
 func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 	n := 0
-	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil, rt.Health != nil} {
+	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil, rt.Health != nil, rt.Redirect != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond, health is required", site, rt.Prefix)
+		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond, health, redirect is required", site, rt.Prefix)
 	}
 	lg := h.logger.With("site", site, "route", rt.Prefix)
 	switch {
@@ -105,6 +105,8 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 		return p, nil
 	case rt.Health != nil:
 		return newHealth(h.draining), nil
+	case rt.Redirect != nil:
+		return newRedirect(rt.Redirect), nil
 	default:
 		return newRespond(rt.Respond), nil
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -49,6 +50,25 @@ type openFile struct {
 
 // Fd returns the descriptor, for ResponseWriter.SendFile.
 func (f *openFile) Fd() uintptr { return uintptr(f.fd) }
+
+// ReadAt reads the file at off with pread: ResponseWriter.SendFile copies
+// through it on a connection that is not a socket of its own (TLS).
+func (f *openFile) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Pread(f.fd, p[n:], off+int64(n))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return n, err
+		case m == 0:
+			return n, io.EOF
+		}
+		n += m
+	}
+	return n, nil
+}
 
 func (f *openFile) close() {
 	if f.cache != nil {

@@ -122,6 +122,7 @@ type runtime struct {
 	// draining is set when the master drains (ipc.TypeDrain, or
 	// ipc.EnvDraining at start): health routes answer 503.
 	draining atomic.Bool
+	tls      *tlsState // nil without TLS listeners
 }
 
 func (w *runtime) send(m *ipc.Message) error {
@@ -195,6 +196,13 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 	}
 
+	if w.cfg.HasTLS() {
+		st, err := w.awaitTLS()
+		if err != nil {
+			return w.bootFail(err)
+		}
+		w.tls = st
+	}
 	lns := make([]net.Listener, 0, len(inherited))
 	for _, l := range inherited {
 		ln, err := net.FileListener(l.File)
@@ -202,7 +210,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		if err != nil {
 			return w.bootFail(fmt.Errorf("listener %s: %w", l.Address, err))
 		}
-		lns = append(lns, ln)
+		lns = append(lns, w.tls.wrap(l.Address, ln))
 	}
 	// The master's end closing (it died) reads as EOF here. Read before
 	// serving: a drain message sent while this worker booted then takes
@@ -215,9 +223,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 				masterGone <- err
 				return
 			}
-			if msg.Type == ipc.TypeDrain && !w.draining.Swap(true) {
-				w.log.Info("draining: health routes answer 503")
-			}
+			w.handleMaster(msg)
 		}
 	}()
 	serveErr := make(chan error, len(lns))
