@@ -15,12 +15,13 @@ ROOT=$(dirname "$BENCH_DIR")
 BIN="$BENCH_DIR/bin"
 TOOLS="$BENCH_DIR/.work/tools"
 
-ALL_TESTS="plaintext,static4k,static1m,scaling,tls,tlshandshake,tls1m"
+ALL_TESTS="plaintext,static4k,static1m,churn,scaling,tls,tlshandshake,tls1m"
 ALL_SERVERS="forkd,nethttp,fasthttp,nginx"
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-256}
+CHURN_CONNS=${CHURN_CONNS:-64}
 THREADS=${THREADS:-}
 SERVER_CPUS=${SERVER_CPUS:-}
 CLIENT_CPUS=${CLIENT_CPUS:-}
@@ -42,6 +43,7 @@ Usage: bench/run.sh [options]
   -d, --duration D       wrk duration per test (DURATION, default 10s)
   -w, --warmup D         unmeasured wrk run before each test, 0 = none (WARMUP, default 1s)
   -c, --connections N    keep-alive connections (CONNS, default 256)
+      --churn-connections N  connections of the churn test (CHURN_CONNS, default 64)
   -t, --threads N        wrk threads (THREADS, default: CPUs in the client set)
   -s, --server-cpus L    taskset CPU list for the servers, e.g. 0-15 (SERVER_CPUS)
   -l, --client-cpus L    taskset CPU list for wrk, e.g. 16-31 (CLIENT_CPUS)
@@ -64,6 +66,7 @@ EOF
 while (($#)); do
 	case $1 in
 	-d | --duration) DURATION=$2; shift ;;
+	--churn-connections) CHURN_CONNS=$2; shift ;;
 	-w | --warmup) WARMUP=$2; shift ;;
 	-c | --connections) CONNS=$2; shift ;;
 	-t | --threads) THREADS=$2; shift ;;
@@ -388,14 +391,20 @@ stop_all() {
 
 TIMEOUT_S=$(($(secs "$DURATION") + 30))
 
-# wrk_run URL runs wrk pinned to the client CPUs and sets RESULT from the
-# report line. It runs in the background, in its own session, so that an
-# interrupt is handled at once and cleanup can kill it as a group.
+# wrk_run URL DURATION TEST runs wrk pinned to the client CPUs and sets
+# RESULT from the report line. The churn test sends "Connection: close", so
+# that every request opens a connection, over CHURN_CONNS connections. It
+# runs in the background, in its own session, so that an interrupt is
+# handled at once and cleanup can kill it as a group.
 wrk_run() {
-	local url=$1 dur=$2 out=$TMP/wrk.out hdr=()
-	[[ -n ${3:-} ]] && hdr=(-H "$3")
+	local url=$1 dur=$2 out=$TMP/wrk.out conns=$CONNS extra=()
+	if [[ ${3:-} == churn ]]; then
+		conns=$CHURN_CONNS
+		extra=(-H "Connection: close")
+	fi
+	[[ -n ${4:-} ]] && extra+=(-H "$4")
 	setsid timeout --kill-after=5 "$TIMEOUT_S" taskset -c "$CLIENT_CPUS" "${WRK[@]}" \
-		-t "$THREADS" -c "$CONNS" -d "$dur" -s "$TMP/report.lua" "${hdr[@]}" "$url" >"$out" 2>&1 &
+		-t "$THREADS" -c "$conns" -d "$dur" "${extra[@]}" -s "$TMP/report.lua" "$url" >"$out" 2>&1 &
 	WRK_PID=$!
 	wait "$WRK_PID"
 	local rc=$?
@@ -443,9 +452,9 @@ measure_round() {
 		i=$(((j + r) % n))
 		is_url "${T_URL[i]}" || continue
 		log "round $((r + 1))/$REPEAT: ${T_TEST[i]}: ${T_SERVER[i]} (${T_WORKERS[i]} workers) ${T_URL[i]}"
-		warmup && { wrk_run "${T_URL[i]}" "$WARMUP" "${T_HDR[i]}" || true; }
+		warmup && { wrk_run "${T_URL[i]}" "$WARMUP" "${T_TEST[i]}" "${T_HDR[i]}" || true; }
 		t0=$(server_ticks)
-		wrk_run "${T_URL[i]}" "$DURATION" "${T_HDR[i]}" || continue
+		wrk_run "${T_URL[i]}" "$DURATION" "${T_TEST[i]}" "${T_HDR[i]}" || continue
 		RESULT+=" cpu_ticks=$(($(server_ticks) - t0))"
 		rate=$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] * 1e6 }' <<<"$RESULT")
 		T_RUNS[i]+="$rate $RESULT"$'\n'
@@ -525,18 +534,19 @@ HELLO_ROUTE='respond {
 
 start_forkd() {
 	if [[ ! -x $BIN/forkd ]]; then
-		skip_targets forkd "not built" plaintext static4k static1m tls tlshandshake tls1m
+		skip_targets forkd "not built" plaintext static4k static1m churn tls tlshandshake tls1m
 		if has "$TESTS" scaling; then RSS_NOTE="" target scaling forkd "" "not built"; fi
 		return
 	fi
 	local port w
-	if has "$TESTS" plaintext; then
+	if has "$TESTS" plaintext || has "$TESTS" churn; then
 		port=$(free_port)
 		forkd_config "$TMP/forkd.hcl" "$port" "$WORKERS" "$HELLO_ROUTE"
 		if start_server forkd "$port" / "$WORKERS" "$BIN/forkd" -c "$TMP/forkd.hcl"; then
-			target plaintext forkd "$WORKERS" "http://127.0.0.1:$port/"
+			has "$TESTS" plaintext && target plaintext forkd "$WORKERS" "http://127.0.0.1:$port/"
+			has "$TESTS" churn && target churn forkd "$WORKERS" "http://127.0.0.1:$port/"
 		else
-			skip_targets forkd "did not start" plaintext
+			skip_targets forkd "did not start" plaintext churn
 		fi
 	fi
 	if has "$TESTS" static4k || has "$TESTS" static1m; then
@@ -619,9 +629,9 @@ start_fasthttp() {
 }
 
 start_nginx() {
-	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || has_tls_test || return
+	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || has "$TESTS" churn || has_tls_test || return
 	if ((${#NGINX[@]} == 0)); then
-		skip_targets nginx "not installed" plaintext static4k static1m tls tlshandshake tls1m
+		skip_targets nginx "not installed" plaintext static4k static1m churn tls tlshandshake tls1m
 		return
 	fi
 	local port tport d=$TMP/nginx
@@ -693,10 +703,11 @@ http {
 }
 EOF
 	if ! start_server nginx "$port" / "$WORKERS" "${NGINX[@]}" -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf"; then
-		skip_targets nginx "did not start" plaintext static4k static1m
+		skip_targets nginx "did not start" plaintext static4k static1m churn
 		return
 	fi
 	has "$TESTS" plaintext && target plaintext nginx "$WORKERS" "http://127.0.0.1:$port/"
+	has "$TESTS" churn && target churn nginx "$WORKERS" "http://127.0.0.1:$port/"
 	has "$TESTS" static4k && target static4k nginx "$WORKERS" "http://127.0.0.1:$port/4k.bin"
 	has "$TESTS" static1m && target static1m nginx "$WORKERS" "http://127.0.0.1:$port/1m.bin"
 	if has_tls_test; then
@@ -757,7 +768,7 @@ report() {
 	kernel=$(uname -r)
 	echo "forkd bench — $(date -u +%Y-%m-%dT%H:%MZ), $cpu, $NCPU CPUs, Linux $kernel"
 	echo "load average before the run: $LOAD0"
-	echo "servers on CPUs $SERVER_CPUS, $WORKERS workers; wrk on CPUs $CLIENT_CPUS, $THREADS threads, $CONNS keep-alive connections, $DURATION per run, median of $REPEAT interleaved round(s)"
+	echo "servers on CPUs $SERVER_CPUS, $WORKERS workers; wrk on CPUs $CLIENT_CPUS, $THREADS threads, $CONNS keep-alive connections (churn: $CHURN_CONNS, Connection: close), $DURATION per run, median of $REPEAT interleaved round(s)"
 	echo
 	echo "| test | server | workers | req/s | MiB/s | p50 ms | p99 ms | server CPU µs/req | errors | idle RSS MiB (master / per worker) |"
 	echo "|---|---|---|---:|---:|---:|---:|---:|---:|---|"
@@ -772,7 +783,7 @@ report() {
 		[[ -n ${RATE[plaintext:$peer]:-} ]] || continue
 		echo "| plaintext ÷ $peer | $(ratio "${RATE[plaintext:forkd]:-}" "${RATE[plaintext:$peer]}") | $(ratio "${P99[plaintext:forkd]:-}" "${P99[plaintext:$peer]}") | $(ratio "${CPU[plaintext:forkd]:-}" "${CPU[plaintext:$peer]}") |"
 	done
-	for t in static4k static1m tls tlshandshake tls1m; do
+	for t in static4k static1m churn tls tlshandshake tls1m; do
 		[[ -n ${RATE[$t:nginx]:-} ]] || continue
 		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") | $(ratio "${CPU[$t:forkd]:-}" "${CPU[$t:nginx]}") |"
 	done

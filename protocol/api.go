@@ -93,6 +93,26 @@
 // a loop makes no progress for a second. Timeouts of connections idling on
 // a loop are checked once a second, so they strike up to a second late.
 //
+// # Who owns a descriptor
+//
+// A raw descriptor number is used only while something holds the
+// descriptor open; otherwise Close or Shutdown may close it, the process
+// may reuse the number for its next socket (an upstream dial, another
+// client), and bytes meant for one client would reach another:
+//
+//   - A socket accepted for an event loop belongs to its loop until it
+//     leaves it: only the loop closes it, so the loop's goroutine, and a
+//     handler running in the loop's turn, use its number directly.
+//   - A connection that has left its loop, or was accepted as a net.Conn,
+//     is a net.Conn that Server.Close may close at any moment from another
+//     goroutine (net.Conn.Close is safe for that); its number is used only
+//     inside its RawConn's Read, Write and Control callbacks, which keep it
+//     open. When a connection leaves its loop in the middle of a loop turn,
+//     that turn stops using the old number and ends after the request.
+//   - Otherwise only the goroutine serving a connection reads, writes or
+//     sets deadlines on it; Shutdown sets read deadlines under the
+//     connection's mutex.
+//
 // # net/http handlers
 //
 // FromHTTP runs an http.Handler. Its ResponseWriter implements

@@ -246,7 +246,10 @@ func (c *conn) onReadable(fd uintptr) bool {
 		c.inRaw = true
 		act := c.serveRequest(st)
 		c.inRaw = false
-		if act != actNext {
+		if act != actNext || c.fd < 0 {
+			// Done, or the connection left its event loop in the
+			// handler (attach): its next request is read through its
+			// net.Conn's RawConn, never with the number fd was.
 			c.act = act
 			return true
 		}

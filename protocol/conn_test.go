@@ -690,6 +690,34 @@ func testWriteTimeoutIsProgress(t *testing.T) {
 	})
 }
 
+// TestReadFromFile checks ReadFrom of a file (sendfile) from its current
+// offset, through a LimitedReader, and that the file's offset moves on.
+func TestReadFromFile(t *testing.T) { inModes(t, testReadFromFile) }
+
+func testReadFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, []byte("0123456789abcdefghij"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		f.Seek(5, io.SeekStart)
+		w.SetContentLength(8)
+		n, err := w.ReadFrom(io.LimitReader(f, 8))
+		if off, _ := f.Seek(0, io.SeekCurrent); n != 8 || err != nil || off != 13 {
+			t.Errorf("ReadFrom: %d %v, offset %d", n, err, off)
+		}
+	}), nil)
+	if st, body := get(t, addr, "/"); st != 200 || body != "56789abc" {
+		t.Fatalf("%d %q", st, body)
+	}
+}
+
 func TestMaxConnections(t *testing.T) { inModes(t, testMaxConnections) }
 
 func testMaxConnections(t *testing.T) {

@@ -352,10 +352,14 @@ func (c *conn) attach() {
 		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
 		return
 	}
-	if c.fd >= 0 {
-		// Inside onReadable: it goes on with the new descriptor.
-		rc.Control(func(fd uintptr) { c.fd = int(fd) })
-	}
+	// Inside onReadable, the raw descriptor it was given is gone. The new
+	// one is never used raw outside rc's callbacks: Close or Shutdown may
+	// close nc at any time, and its number may then be reused at once by
+	// any socket this process opens, which must never receive this
+	// client's bytes. So onReadable stops using a raw descriptor (it
+	// returns after this request), and every write goes through rc.
+	c.fd = -1
+	c.inRaw = false // the handler no longer runs in a loop's turn
 	s := c.srv
 	s.mu.Lock()
 	c.nc, c.rc = nc, rc

@@ -171,9 +171,12 @@ var crlf = []byte("\r\n")
 // goes out with sendfile(2) (SendFile, from the file's current offset).
 func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.hdr.contentLength >= 0 && w.bodyAllowed() && !w.req.isHead() && !w.hijacked {
+		// Regular files only: sendfile(2) cannot read pipes or devices.
 		if f, lr := fileOf(r); f != nil {
-			if off, err := f.Seek(0, io.SeekCurrent); err == nil {
-				return w.sendFileFrom(f, lr, off)
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+				if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+					return w.sendFileFrom(f, lr, off, fi.Size())
+				}
 			}
 		}
 	}
@@ -205,16 +208,13 @@ func fileOf(r io.Reader) (f *os.File, lr *io.LimitedReader) {
 	return f, lr
 }
 
-// sendFileFrom is ReadFrom for a file at offset off: it sends what is left
-// of the declared length (and of lr) until the file ends, and moves the
-// file's offset past what went.
-func (w *ResponseWriter) sendFileFrom(f *os.File, lr *io.LimitedReader, off int64) (int64, error) {
-	n := w.hdr.contentLength - w.written
+// sendFileFrom is ReadFrom for a regular file of the given size at offset
+// off: it sends what is left of the declared length (and of lr) until the
+// file ends, and moves the file's offset past what went.
+func (w *ResponseWriter) sendFileFrom(f *os.File, lr *io.LimitedReader, off, size int64) (int64, error) {
+	n := min(w.hdr.contentLength-w.written, max(size-off, 0))
 	if lr != nil {
 		n = min(n, lr.N)
-	}
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-		n = min(n, max(fi.Size()-off, 0))
 	}
 	before := w.written
 	err := w.SendFile(f, off, n)
