@@ -93,7 +93,10 @@ func runCommand(o *options) int {
 		printVersion(os.Stdout, o.name)
 		return 0
 	}
-	cfg, err := loadConfig(o, *cfgPath)
+	// A control command only needs the socket's path: it neither checks
+	// this machine's files nor reads the TLS keys (which its user may not
+	// be allowed to read).
+	cfg, err := loadConfig(o, *cfgPath, cmd == "")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", o.name, err)
 		return 1
@@ -129,9 +132,10 @@ func runCommand(o *options) int {
 	return m.Run()
 }
 
-// loadConfig loads path; with no path, the WithConfigFile file if there is
+// loadConfig loads path (with host false, without the checks of this
+// machine: config.LoadControl); with no path, the WithConfigFile file if there is
 // one and it exists, else the built-in configuration.
-func loadConfig(o *options, path string) (*config.Config, error) {
+func loadConfig(o *options, path string, host bool) (*config.Config, error) {
 	if path == "" && o.configFile != "" {
 		if _, err := os.Stat(o.configFile); err == nil {
 			path = o.configFile
@@ -139,6 +143,9 @@ func loadConfig(o *options, path string) (*config.Config, error) {
 	}
 	if path == "" {
 		return builtinConfig(o)
+	}
+	if !host {
+		return config.LoadControl(path)
 	}
 	return config.Load(path)
 }

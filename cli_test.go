@@ -27,11 +27,11 @@ func TestConfigFileOnlyWhenAsked(t *testing.T) {
 	if err := os.WriteFile(config.DefaultFile, []byte("workers = 3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(&options{defaultConfig: config.Default}, "")
+	cfg, err := loadConfig(&options{defaultConfig: config.Default}, "", true)
 	if err != nil || cfg.Path != "" {
 		t.Fatalf("embedder: config %v, err %v; want the built-in configuration", cfg, err)
 	}
-	cfg, err = loadConfig(&options{defaultConfig: config.Default, configFile: config.DefaultFile}, "")
+	cfg, err = loadConfig(&options{defaultConfig: config.Default, configFile: config.DefaultFile}, "", true)
 	if err != nil || cfg.Workers != 3 {
 		t.Fatalf("daemon: config %+v, err %v; want ./config.hcl", cfg, err)
 	}

@@ -346,3 +346,50 @@ func TestManyErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadControlSkipsTheMachine: the control commands find the socket of
+// a configuration whose files this user cannot read or that have gone.
+func TestLoadControlSkipsTheMachine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	src := `control_socket = "forkd.sock"
+user = "no-such-user-forkd"
+listen {
+  address = "127.0.0.1:8443"
+  tls {
+    certificate = "missing.pem"
+    key         = "missing.key"
+  }
+}
+site "s" {
+  route "/" {
+    static {
+      root = "./gone"
+    }
+  }
+}
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil {
+		t.Fatal("Load accepted missing files and an unknown user")
+	}
+	c, err := LoadControl(path)
+	if err != nil {
+		t.Fatalf("LoadControl: %v", err)
+	}
+	if c.ControlSocketPath() != filepath.Join(dir, "forkd.sock") {
+		t.Fatalf("control socket %q", c.ControlSocketPath())
+	}
+	if len(c.Listen[0].TLS) != 1 || len(c.Listen[0].TLS[0].KeyPEM) != 0 {
+		t.Fatal("LoadControl read a key")
+	}
+	// The syntax and the values are still checked.
+	if err := os.WriteFile(path, []byte("workers = \"x\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadControl(path); err == nil {
+		t.Fatal("LoadControl accepted a bad value")
+	}
+}

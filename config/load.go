@@ -28,12 +28,31 @@ func Load(path string) (*Config, error) {
 	return Parse(src, path)
 }
 
+// LoadControl is Load without the checks of this machine (static roots, log
+// directories, user and group, certificate and key files, which it does not
+// read): what `forkd status|reload|stop|scale` need to find the control
+// socket. An operator who may not read the keys, or who asks why the
+// master refused a file whose static root has gone, can still reach it.
+func LoadControl(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parse(src, path, false)
+}
+
 // Parse does what Load does with src as the contents of the file named
 // filename. Diagnostics name filename as given; relative paths in src are
 // resolved against filename's directory, and Config.Path is filename made
 // absolute. A src that sets nothing (empty, blank or only comments) is an
 // error at filename:1:1.
 func Parse(src []byte, filename string) (*Config, error) {
+	return parse(src, filename, true)
+}
+
+// parse is Parse; host says whether to check what the configuration asks
+// of this machine.
+func parse(src []byte, filename string, host bool) (*Config, error) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		// The body of a file with syntax errors is partial; decoding it
@@ -64,7 +83,7 @@ func Parse(src []byte, filename string) (*Config, error) {
 	// default; other zero values are checked by validate as written.
 	c.setWorkersAndListen()
 	c.Normalize(filepath.Dir(abs))
-	v := &validator{pos: d.pos, skip: d.bad}
+	v := &validator{pos: d.pos, skip: d.bad, noHost: !host}
 	v.config(c)
 	d.diags = append(d.diags, v.diags...)
 	if err := errorOf(d.diags); err != nil {

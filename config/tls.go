@@ -136,7 +136,7 @@ func (v *validator) listenTLS(key string, l *Listen) {
 
 func (v *validator) tlsCert(key string, t *TLSCert) {
 	ckey, kkey := key+".certificate", key+".key"
-	if v.skip[ckey] || v.skip[kkey] {
+	if v.skip[ckey] || v.skip[kkey] || v.noHost {
 		return
 	}
 	certPEM, err := os.ReadFile(t.Certificate)
