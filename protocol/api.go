@@ -3,6 +3,10 @@
 // timeouts and graceful drain. It is independent of the rest of forkd: a
 // Server serves a Handler on any net.Listener.
 //
+// The byte-level syntax (byte classes, field lines, chunk-size lines, the
+// version) lives in protocol/internal/wire, which knows nothing of
+// connections; the request parser, the limits and the connections are here.
+//
 // This file is the package's public contract; other packages (serve, worker,
 // the embedding API) are written against exactly these names.
 //

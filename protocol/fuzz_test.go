@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/forkd/forkd/protocol/internal/wire"
 )
 
 // FuzzParseRequest checks that the parser never panics, consumes no more
@@ -37,12 +39,12 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("consumed %d of %d", n, len(data))
 		}
 		for _, c := range r.Method {
-			if !isToken(c) {
+			if !wire.IsToken(c) {
 				t.Fatalf("method %q", r.Method)
 			}
 		}
 		for _, c := range r.Target {
-			if !isTarget(c) {
+			if !wire.IsTarget(c) {
 				t.Fatalf("target %q", r.Target)
 			}
 		}
@@ -105,11 +107,11 @@ func FuzzChunkLine(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		n, ok := parseChunkLine(line)
+		n, ok := wire.ParseChunkLine(line)
 		if !ok {
 			return
 		}
-		if n < 0 || !isHex(line[0]) || line[len(line)-1] != '\r' {
+		if n < 0 || !wire.IsHex(line[0]) || line[len(line)-1] != '\r' {
 			t.Fatalf("%q: %d", line, n)
 		}
 	})

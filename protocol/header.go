@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/forkd/forkd/internal/httplex"
+	"github.com/forkd/forkd/protocol/internal/wire"
 )
 
 // respField is one response header field. A value set from a []byte, or one
@@ -125,7 +126,7 @@ func (h *ResponseHeader) Get(name string) string {
 // whether the field should be stored.
 func (h *ResponseHeader) special(name, value string) bool {
 	for i := 0; i < len(name); i++ {
-		if !isToken(name[i]) {
+		if !wire.IsToken(name[i]) {
 			return false
 		}
 	}
@@ -168,7 +169,7 @@ func (h *ResponseHeader) store(v string) int {
 	off := len(h.arena)
 	for i := 0; i < len(v); i++ {
 		c := v[i]
-		if !isValue(c) {
+		if !wire.IsValue(c) {
 			c = ' '
 		}
 		h.arena = append(h.arena, c)
@@ -195,7 +196,7 @@ func (h *ResponseHeader) appendTo(b []byte) []byte {
 // cleanValue reports whether v can be sent as is: no control bytes but HTAB.
 func cleanValue(v string) bool {
 	for i := 0; i < len(v); i++ {
-		if !isValue(v[i]) {
+		if !wire.IsValue(v[i]) {
 			return false
 		}
 	}

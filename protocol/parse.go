@@ -4,10 +4,11 @@ import (
 	"net/http"
 
 	"github.com/forkd/forkd/internal/httplex"
+	"github.com/forkd/forkd/protocol/internal/wire"
 )
 
 // statusNeedMore is the parse result for a head that is not complete yet.
-const statusNeedMore = -1
+const statusNeedMore = wire.NeedMore
 
 // maxEmptyLines bounds the empty lines ignored before a request line
 // (RFC 9112 §2.2 asks servers to ignore at least one).
@@ -52,7 +53,7 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 	absolute := r.Host != nil
 	hs := pos
 	for {
-		name, value, next, st := parseFieldLine(b, pos)
+		name, value, next, st := wire.ParseFieldLine(b, pos)
 		if st != 0 {
 			if st == statusNeedMore && len(b)-hs > lim.HeaderBytes {
 				return 0, http.StatusRequestHeaderFieldsTooLarge
@@ -80,7 +81,7 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 				return 0, http.StatusBadRequest
 			}
 			for _, c := range value {
-				if !isHost(c) {
+				if !wire.IsHost(c) {
 					return 0, http.StatusBadRequest
 				}
 			}
@@ -142,7 +143,7 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 				}
 				teLastChunked = false
 				for _, c := range el {
-					if !isToken(c) && c != ';' && c != '=' && c != ' ' && c != '\t' && c != '"' {
+					if !wire.IsToken(c) && c != ';' && c != '=' && c != ' ' && c != '\t' && c != '"' {
 						bad = true
 					}
 				}
@@ -208,7 +209,7 @@ func needMoreOr414(n, limit int) (int, int) {
 // (RFC 9112 §3) with exactly one SP between the parts.
 func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
 	i := 0
-	for i < len(b) && isToken(b[i]) {
+	for i < len(b) && wire.IsToken(b[i]) {
 		i++
 	}
 	if i == len(b) {
@@ -220,7 +221,7 @@ func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
 	r.Method = b[:i]
 	ts := i + 1
 	j := ts
-	for j < len(b) && isTarget(b[j]) {
+	for j < len(b) && wire.IsTarget(b[j]) {
 		j++
 	}
 	if j == len(b) {
@@ -237,7 +238,7 @@ func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
 	// byte shows it, so that a short line that has ended ("GET / X\r\n")
 	// is answered at once instead of waiting for bytes that never come.
 	for k, c := range v {
-		if !versionByte(k, c) {
+		if !wire.VersionByte(k, c) {
 			return 0, http.StatusBadRequest
 		}
 	}
@@ -264,15 +265,6 @@ func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
 		return 0, st
 	}
 	return vs + 10, 0
-}
-
-// versionByte reports whether c may be byte k of "HTTP/d.d\r\n".
-func versionByte(k int, c byte) bool {
-	switch k {
-	case 5, 7:
-		return c >= '0' && c <= '9'
-	}
-	return c == "HTTP/1.1\r\n"[k]
 }
 
 // parseTarget splits r.Target into Path, Query and, for the absolute form,
@@ -303,7 +295,7 @@ func parseTarget(r *Request) int {
 		e := a
 		for e < len(t) && t[e] != '/' && t[e] != '?' {
 			// userinfo ('@') is refused (RFC 9110 §4.2.4).
-			if !isHost(t[e]) {
+			if !wire.IsHost(t[e]) {
 				return http.StatusBadRequest
 			}
 			e++
@@ -330,59 +322,4 @@ func parseTarget(r *Request) int {
 	}
 	r.Path = t
 	return 0
-}
-
-// parseFieldLine parses one field line at b[pos:] (RFC 9112 §5):
-// field-name ":" OWS field-value OWS CRLF. It returns a nil name and the
-// position after the CRLF at the empty line that ends a field section.
-// Whitespace before the colon, obs-fold, bare CR or LF and bytes outside
-// field-vchar are errors (400).
-func parseFieldLine(b []byte, pos int) (name, value []byte, next, status int) {
-	i := pos
-	if i >= len(b) {
-		return nil, nil, 0, statusNeedMore
-	}
-	switch b[i] {
-	case '\r':
-		if i+1 >= len(b) {
-			return nil, nil, 0, statusNeedMore
-		}
-		if b[i+1] != '\n' {
-			return nil, nil, 0, http.StatusBadRequest
-		}
-		return nil, nil, i + 2, 0
-	case ' ', '\t':
-		// obs-fold (RFC 9112 §5.2) or whitespace before the first field.
-		return nil, nil, 0, http.StatusBadRequest
-	}
-	for i < len(b) && isToken(b[i]) {
-		i++
-	}
-	if i == len(b) {
-		return nil, nil, 0, statusNeedMore
-	}
-	// RFC 9112 §5.1: no whitespace between the name and the colon.
-	if b[i] != ':' || i == pos {
-		return nil, nil, 0, http.StatusBadRequest
-	}
-	name = b[pos:i]
-	i++
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
-		i++
-	}
-	vs := i
-	for i < len(b) && isValue(b[i]) {
-		i++
-	}
-	if i+1 >= len(b) {
-		return nil, nil, 0, statusNeedMore
-	}
-	if b[i] != '\r' || b[i+1] != '\n' {
-		return nil, nil, 0, http.StatusBadRequest
-	}
-	ve := i
-	for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
-		ve--
-	}
-	return name, b[vs:ve:ve], i + 2, 0
 }

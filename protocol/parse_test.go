@@ -163,34 +163,3 @@ func TestParseRequestIncomplete(t *testing.T) {
 		}
 	}
 }
-
-func TestParseChunkLine(t *testing.T) {
-	for _, tc := range []struct {
-		line string
-		n    int64
-		ok   bool
-	}{
-		{"5\r", 5, true},
-		{"0000a\r", 10, true},
-		{"Ff\r", 255, true},
-		{"5;a\r", 5, true},
-		{"5 ; a = b ; c=\"q\\\"x\"\r", 5, true},
-		{"5\t;a\r", 5, true},
-		{"5", 0, false},
-		{"\r", 0, false},
-		{"x\r", 0, false},
-		{"5 \r", 0, false},
-		{"5;\r", 0, false},
-		{"5;a=\r", 0, false},
-		{"5;a=\"x\r", 0, false},
-		{"5;a=b c\r", 0, false},
-		{"-5\r", 0, false},
-		{"0x5\r", 0, false},
-		{"fffffffffffffffff\r", 0, false},
-	} {
-		n, ok := parseChunkLine([]byte(tc.line))
-		if n != tc.n || ok != tc.ok {
-			t.Errorf("%q: %d %v, want %d %v", tc.line, n, ok, tc.n, tc.ok)
-		}
-	}
-}

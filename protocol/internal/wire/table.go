@@ -1,4 +1,9 @@
-package protocol
+// Package wire is the byte-level syntax of HTTP/1.1 requests (RFC 9112):
+// byte classes, the request line, field lines and chunk-size lines. It
+// holds no connection state and does no I/O; package protocol builds its
+// requests, limits and connections on it. Keeping it apart lets the
+// compiler check that the wire syntax depends on nothing else.
+package wire
 
 // Byte classes for the parser, one bit per class. The table is a constant
 // string so that it cannot be modified; index it with a byte.
@@ -30,9 +35,20 @@ const byteClass = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x22\x00\x00\x00\x00\x00\
 	"\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22" +
 	"\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22\x22"
 
-func isToken(c byte) bool  { return byteClass[c]&classToken != 0 }
-func isValue(c byte) bool  { return byteClass[c]&classValue != 0 }
-func isTarget(c byte) bool { return byteClass[c]&classTarget != 0 }
-func isHost(c byte) bool   { return byteClass[c]&classHost != 0 }
-func isHex(c byte) bool    { return byteClass[c]&classHex != 0 }
-func isQdtext(c byte) bool { return byteClass[c]&classQdtext != 0 }
+// IsToken reports whether c is in the class of that name.
+func IsToken(c byte) bool { return byteClass[c]&classToken != 0 }
+
+// IsValue reports whether c is in the class of that name.
+func IsValue(c byte) bool { return byteClass[c]&classValue != 0 }
+
+// IsTarget reports whether c is in the class of that name.
+func IsTarget(c byte) bool { return byteClass[c]&classTarget != 0 }
+
+// IsHost reports whether c is in the class of that name.
+func IsHost(c byte) bool { return byteClass[c]&classHost != 0 }
+
+// IsHex reports whether c is in the class of that name.
+func IsHex(c byte) bool { return byteClass[c]&classHex != 0 }
+
+// IsQdtext reports whether c is in the class of that name.
+func IsQdtext(c byte) bool { return byteClass[c]&classQdtext != 0 }
