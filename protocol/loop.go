@@ -537,12 +537,17 @@ type rawAcceptor struct {
 	wake  int // eventfd, readable once stop was called
 	lev   unix.EpollEvent
 
-	events [2]unix.EpollEvent
-	fd     int // what the last accept4 returned
-	sa     unix.Sockaddr
-	err    error
-	acc    func(uintptr) // accept4 on the listener, made once
+	events  [2]unix.EpollEvent
+	stopped bool // stop was seen: accept returns errWoken from now on
+	fd      int  // what the last accept4 returned
+	sa      unix.Sockaddr
+	err     error
+	acc     func(uintptr) // accept4 on the listener, made once
 }
+
+// acceptorRecheck is how often, in milliseconds, a waiting acceptor tries
+// accept4 without having been woken (see accept).
+const acceptorRecheck = 250
 
 // errWoken is accept's answer once wake was called.
 var errWoken = errors.New("protocol: acceptor stopped")
@@ -590,13 +595,11 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 	}
 	a.acc = func(lfd uintptr) {
 		// Held from accept4 until Serve has counted the connection; see
-		// Shutdown.
+		// Shutdown. It accepts even once the server is done: a waiter the
+		// kernel woke for a connection must take it, since with
+		// EPOLLEXCLUSIVE no other worker was woken for it (it would wait
+		// in the queue until the next connection arrives).
 		s.acceptMu.RLock()
-		if s.isDone() {
-			s.acceptMu.RUnlock()
-			a.err = ErrServerClosed
-			return
-		}
 		for {
 			a.fd, a.sa, a.err = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 			if a.err != unix.EINTR && a.err != unix.ECONNABORTED {
@@ -621,17 +624,30 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 // thread.
 func (a *rawAcceptor) accept() (*conn, error) {
 	for {
-		n, err := unix.EpollWait(a.ep, a.events[:], -1)
+		if a.stopped {
+			return nil, errWoken
+		}
+		n, err := unix.EpollWait(a.ep, a.events[:], acceptorRecheck)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return nil, os.NewSyscallError("epoll_wait", err)
 		}
+		// A wake-up given to another waiter that did not take its
+		// connection (seen when a worker shuts down) would strand that
+		// connection until the next one arrives: every acceptorRecheck an
+		// idle acceptor looks at the queue itself.
+		ready := n == 0
 		for _, ev := range a.events[:n] {
 			if int(ev.Fd) == a.wake {
-				return nil, errWoken
+				a.stopped = true // after this accept, if any
+			} else {
+				ready = true
 			}
+		}
+		if !ready {
+			return nil, errWoken
 		}
 		// Control holds the listener open while accept4 runs, so a
 		// concurrent Close cannot free its number.
@@ -639,8 +655,10 @@ func (a *rawAcceptor) accept() (*conn, error) {
 			return nil, err // the listener was closed
 		}
 		if a.err == unix.EAGAIN {
-			a.s.acceptMisses.Add(1)
-			continue // another process took it
+			if n > 0 {
+				a.s.acceptMisses.Add(1) // woken for nothing: another process took it
+			}
+			continue
 		}
 		if a.err != nil {
 			if errno, ok := a.err.(syscall.Errno); ok {

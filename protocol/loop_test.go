@@ -392,3 +392,85 @@ func TestLoopAcceptorsTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+// A worker that shuts down while it sleeps in its acceptor may be the one
+// the kernel wakes (EPOLLEXCLUSIVE wakes one waiter per connection): it
+// must take that connection, or nobody else is woken for it and the client
+// waits for the next connection to arrive. Rounds of a client making
+// requests one after another while one of two servers shuts down: every
+// request is answered.
+func TestShutdownStrandsNoConnection(t *testing.T) {
+	for round := range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var srvs [2]*Server
+		errcs := [2]chan error{make(chan error, 1), make(chan error, 1)}
+		for i := range srvs {
+			dl, err := net.FileListener(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srvs[i] = &Server{Handler: Nonblocking(hello)}
+			go func() { errcs[i] <- srvs[i].Serve(dl) }()
+		}
+		f.Close()
+		addr := ln.Addr().String()
+		stop := make(chan struct{})
+		failed := make(chan error, 1)
+		served := make(chan struct{}, 1000)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					failed <- nil
+					return
+				default:
+				}
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err == nil {
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+					var resp *http.Response
+					if resp, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+						resp.Body.Close()
+					}
+					c.Close()
+				}
+				if err != nil {
+					failed <- err
+					return
+				}
+				served <- struct{}{}
+			}
+		}()
+		for range 20 {
+			<-served
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srvs[0].Shutdown(ctx); err != nil {
+			t.Fatalf("round %d: Shutdown: %v", round, err)
+		}
+		cancel()
+		for range 20 {
+			select {
+			case <-served:
+			case err := <-failed:
+				t.Fatalf("round %d: a request after one server shut down: %v", round, err)
+			}
+		}
+		close(stop)
+		if err := <-failed; err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		srvs[1].Close()
+		<-errcs[0]
+		<-errcs[1]
+		ln.Close()
+	}
+}

@@ -200,12 +200,15 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.mu.Unlock()
 	defer func() {
+		// The acceptor's epoll goes first: until it is closed the kernel
+		// may still pick it for a connection's wake-up, and Shutdown
+		// waits for it to leave s.acceptors.
+		acc.close()
 		s.mu.Lock()
 		delete(s.listeners, &ln)
 		delete(s.acceptors, acc)
 		s.mu.Unlock()
 		ln.Close()
-		acc.close()
 	}()
 
 	var backoff time.Duration
@@ -391,8 +394,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.acceptMu.Unlock()
 			barrier = true
 		}
+		// Raw acceptors are waited for: stop wakes them at once, and one
+		// woken for a connection takes it first (see rawAcceptor.acc).
 		s.mu.Lock()
-		left := len(s.conns)
+		left := len(s.conns) + len(s.acceptors)
 		s.mu.Unlock()
 		if left == 0 && (barrier || time.Now().After(giveUp)) {
 			return nil
