@@ -860,15 +860,8 @@ func (c *conn) writeError(status int) {
 func (c *conn) done(start time.Time) {
 	s := c.srv
 	s.requests.Add(1)
-	switch st := c.resp.status; {
-	case st >= 500:
-		s.status5xx.Add(1)
-	case st >= 400:
-		s.status4xx.Add(1)
-	case st >= 300:
-		s.status3xx.Add(1)
-	case st >= 200:
-		s.status2xx.Add(1)
+	if st := c.resp.status; st >= 100 && st < 600 {
+		s.status[st/100-1].Add(1)
 	}
 	if s.OnRequestDone != nil {
 		s.OnRequestDone()

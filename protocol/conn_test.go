@@ -114,7 +114,7 @@ func testKeepAliveAndPipelining(t *testing.T) {
 	if err != nil || bodyOf(resp) != "GET /4 host=a body=" {
 		t.Fatalf("%v %v", resp, err)
 	}
-	if st := s.Stats(); st.Requests != 4 || st.Status2xx != 4 || st.OpenConns != 1 {
+	if st := s.Stats(); st.Requests != 4 || st.Status[1] != 4 || st.OpenConns != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -433,7 +433,7 @@ func testPanicGives500(t *testing.T) {
 		panic("boom")
 	}), nil)
 	checkRefused(t, exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 500)
-	if s.Stats().Status5xx != 1 {
+	if s.Stats().Status[4] != 1 {
 		t.Fatal(s.Stats())
 	}
 }

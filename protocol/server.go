@@ -21,10 +21,10 @@ const DefaultIdleGrace = time.Second
 type Stats struct {
 	Requests  uint64 // responses completed since start
 	OpenConns int64
-	Status2xx uint64
-	Status3xx uint64
-	Status4xx uint64
-	Status5xx uint64
+	// Status counts responses by status class: Status[0] 1xx, Status[1]
+	// 2xx, ... Status[4] 5xx (the shape of metrics.Classes, which the
+	// worker's heartbeat and the master's metrics carry).
+	Status [5]uint64
 }
 
 // Server serves a Handler on listeners. Its exported fields must be set
@@ -73,12 +73,9 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closed    bool // Close was called
 
-	requests  atomic.Uint64
-	status2xx atomic.Uint64
-	status3xx atomic.Uint64
-	status4xx atomic.Uint64
-	status5xx atomic.Uint64
-	open      atomic.Int64
+	requests atomic.Uint64
+	status   [5]atomic.Uint64 // by class, as Stats.Status
+	open     atomic.Int64
 }
 
 // dateLine is a complete "Date: ...\r\n" field line (RFC 9110 §6.6.1).
@@ -434,14 +431,14 @@ func (s *Server) Close() error {
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Requests:  s.requests.Load(),
 		OpenConns: s.open.Load(),
-		Status2xx: s.status2xx.Load(),
-		Status3xx: s.status3xx.Load(),
-		Status4xx: s.status4xx.Load(),
-		Status5xx: s.status5xx.Load(),
 	}
+	for i := range s.status {
+		st.Status[i] = s.status[i].Load()
+	}
+	return st
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.

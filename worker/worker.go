@@ -322,7 +322,7 @@ func (w *runtime) heartbeat() {
 		Requests:  st.Requests,
 		OpenConns: st.OpenConns,
 		RSS:       rss(),
-		Status:    metrics.Classes{0, st.Status2xx, st.Status3xx, st.Status4xx, st.Status5xx},
+		Status:    metrics.Classes(st.Status),
 	}
 	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
 }
