@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/forkd/forkd/internal/httplex"
 )
 
 // Errors from ParseProxyHeader. Every malformed header gives an error that
@@ -257,7 +259,7 @@ func parseIPv6(b []byte) (netip.Addr, bool) {
 		// One group: hex digits, or a trailing dotted quad.
 		val, k := 0, i
 		for k < len(b) && k-i < 4 {
-			d, ok := hexDigit(b[k])
+			d, ok := httplex.Unhex(b[k])
 			if !ok {
 				break
 			}
@@ -322,19 +324,6 @@ func parseIPv6(b []byte) (netip.Addr, bool) {
 		a[k] = 0
 	}
 	return netip.AddrFrom16(a), true
-}
-
-// hexDigit reads one hex digit.
-func hexDigit(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // v2 address families and transports (section 2.2, the 14th byte).

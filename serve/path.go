@@ -1,5 +1,7 @@
 package serve
 
+import "github.com/forkd/forkd/internal/httplex"
+
 // Flags describing how a request path was written; set by reqPath.clean.
 const (
 	// pathEncSlash: the path contained %2F, an encoded slash.
@@ -50,8 +52,8 @@ func (p *reqPath) clean(raw []byte) bool {
 				if i+2 >= len(raw) {
 					return false
 				}
-				hi, ok1 := unhex(raw[i+1])
-				lo, ok2 := unhex(raw[i+2])
+				hi, ok1 := httplex.Unhex(raw[i+1])
+				lo, ok2 := httplex.Unhex(raw[i+2])
 				if !ok1 || !ok2 {
 					return false
 				}
@@ -133,19 +135,6 @@ func (p *reqPath) recheckDotfile() {
 			return
 		}
 	}
-}
-
-// unhex decodes one hex digit.
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // shouldEscape reports whether c must be percent-encoded in a path segment

@@ -75,3 +75,16 @@ func HasToken(v []byte, tok string) bool {
 	}
 	return false
 }
+
+// Unhex decodes one hex digit (percent-encoding, IPv6 address text).
+func Unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
