@@ -246,21 +246,10 @@ func TestUSR2WithMetricsAndControlSocket(t *testing.T) {
 	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := start(t, opts{workers: 2, extra: fmt.Sprintf("metrics {\n  address = %q\n}\ncontrol_socket = \"forkd.sock\"", maddr)})
 	oldPid := s.cmd.Process.Pid
-	var newPid int
-	t.Cleanup(func() {
-		if newPid > 0 {
-			syscall.Kill(newPid, syscall.SIGQUIT)
-			eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
-		}
-	})
 	load := startLoad(s.addr, 8)
 	load.progress(t, 200)
 	s.signal(syscall.SIGUSR2)
-	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, 20*time.Second)
-	newPid, _ = strconv.Atoi(m[1])
-	if code := s.waitExit(20 * time.Second); code != 0 {
-		t.Fatalf("old master exit %d", code)
-	}
+	newPid := s.handedOver(20 * time.Second)
 	load.progress(t, 200)
 	load.finish(t)
 	if st := status(t, s.cfg); st.Status.MasterPID != newPid || st.Status.MasterPID == oldPid {
@@ -462,27 +451,9 @@ func TestPID1ReapsOrphans(t *testing.T) {
 			t.Fatalf("GET /orphan: %d %q %v", code, body, err)
 		}
 	}
-	zombies := func() int {
-		n := 0
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if i := strings.LastIndexByte(string(b), ')'); i > 0 {
-				f := strings.Fields(string(b[i+1:]))
-				if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(master) {
-					n++
-				}
-			}
-		}
-		return n
-	}
 	// Each orphan lives 0.2 s; once all have ended, none may stay a zombie.
 	eventually(t, 10*time.Second, "orphans to be reaped", func() bool {
-		return zombies() == 0 && s.logs.has(`reaped an orphan`)
+		return len(zombies(master)) == 0 && s.logs.has(`reaped an orphan`)
 	})
 }
 

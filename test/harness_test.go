@@ -240,7 +240,14 @@ func (s *server) workers() []int {
 	return children(s.cmd.Process.Pid)
 }
 
-func children(ppid int) []int {
+// children returns the pids of ppid's live (not zombie) children.
+func children(ppid int) []int { return childrenIn(ppid, false) }
+
+// zombies returns the pids of ppid's children that have exited and were
+// not waited for.
+func zombies(ppid int) []int { return childrenIn(ppid, true) }
+
+func childrenIn(ppid int, zombie bool) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -248,33 +255,59 @@ func children(ppid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		if p, _ := strconv.Atoi(f[1]); p == ppid {
+		state, parent, ok := procStat(pid)
+		if ok && parent == ppid && (state == "Z") == zombie {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-func alive(pid int) bool {
+// procStat reads a process's state and parent from /proc/pid/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return "", 0, false
 	}
+	// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
 	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && !strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
+}
+
+func alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// handedOver waits, after a USR2, for the new master to be ready and for
+// this one to exit 0, and returns the new master's pid; the new master is
+// stopped when the test ends.
+func (s *server) handedOver(d time.Duration) int {
+	s.t.Helper()
+	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, d)
+	pid, _ := strconv.Atoi(m[1])
+	stopAtEnd(s.t, pid)
+	if code := s.waitExit(d); code != 0 {
+		s.t.Fatalf("old master exit %d", code)
+	}
+	return pid
+}
+
+// stopAtEnd quits, when the test ends, a master the harness did not start
+// (the successor of a USR2).
+func stopAtEnd(t testing.TB, pid int) {
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGQUIT)
+		eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(pid) })
+	})
 }
 
 // eventually polls cond until it holds or d passes.

@@ -107,22 +107,11 @@ func TestControlSocketIdleClients(t *testing.T) {
 // the successor still takes over, and nothing is lost.
 func TestUSR2ThenHUP(t *testing.T) {
 	s := start(t, opts{workers: 2})
-	var newPid int
-	t.Cleanup(func() {
-		if newPid > 0 {
-			syscall.Kill(newPid, syscall.SIGQUIT)
-			eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
-		}
-	})
 	load := startLoad(s.addr, 8)
 	load.progress(t, 200)
 	s.signal(syscall.SIGUSR2)
 	s.signal(syscall.SIGHUP)
-	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, 30*time.Second)
-	newPid, _ = strconv.Atoi(m[1])
-	if code := s.waitExit(30 * time.Second); code != 0 {
-		t.Fatalf("old master exit %d", code)
-	}
+	newPid := s.handedOver(30 * time.Second)
 	load.progress(t, 200)
 	load.finish(t)
 	if !alive(newPid) {
@@ -166,10 +155,7 @@ func TestUSR2KillOldMasterMidHandOver(t *testing.T) {
 	s.signal(syscall.SIGUSR2)
 	m := s.waitLog(`binary upgrade: new master started.*new_master_pid=(\d+)`, 20*time.Second)
 	newPid, _ := strconv.Atoi(m[1])
-	t.Cleanup(func() {
-		syscall.Kill(newPid, syscall.SIGQUIT)
-		eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
-	})
+	stopAtEnd(t, newPid)
 	s.signal(syscall.SIGKILL)
 	s.waitExit(10 * time.Second)
 	eventually(t, 20*time.Second, "the pidfile to name the new master", func() bool {

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -182,16 +181,7 @@ func restart(s *server) *server {
 func upgrade(t *testing.T, s *server) int {
 	t.Helper()
 	s.signal(syscall.SIGUSR2)
-	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, 30*time.Second)
-	pid, _ := strconv.Atoi(m[1])
-	t.Cleanup(func() {
-		syscall.Kill(pid, syscall.SIGQUIT)
-		eventually(t, 10*time.Second, "the upgraded master to exit", func() bool { return !alive(pid) })
-	})
-	if code := s.waitExit(30 * time.Second); code != 0 {
-		t.Fatalf("old master exit %d", code)
-	}
-	return pid
+	return s.handedOver(30 * time.Second)
 }
 
 // TestRollingRestartBehindHAProxy puts haproxy in front of two forkd

@@ -310,13 +310,6 @@ func TestListenIPv6AndUnix(t *testing.T) {
 func TestSystemdWatchdogAndMainPID(t *testing.T) {
 	n := newNotifyListener(t)
 	s := start(t, opts{workers: 1, env: []string{"NOTIFY_SOCKET=" + n.path, "WATCHDOG_USEC=200000"}})
-	var newPid int
-	t.Cleanup(func() {
-		if newPid > 0 {
-			syscall.Kill(newPid, syscall.SIGQUIT)
-			eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
-		}
-	})
 	seen := func(re string) string {
 		t.Helper()
 		r := regexp.MustCompile(re)
@@ -336,7 +329,8 @@ func TestSystemdWatchdogAndMainPID(t *testing.T) {
 	seen(`^WATCHDOG=1$`)
 	s.signal(syscall.SIGUSR2)
 	m := seen(`^MAINPID=\d+`)
-	newPid, _ = strconv.Atoi(strings.TrimPrefix(strings.SplitN(m, "\n", 2)[0], "MAINPID="))
+	newPid, _ := strconv.Atoi(strings.TrimPrefix(strings.SplitN(m, "\n", 2)[0], "MAINPID="))
+	stopAtEnd(t, newPid)
 	if newPid == s.cmd.Process.Pid || newPid == 0 {
 		t.Fatalf("MAINPID=%d, old master %d", newPid, s.cmd.Process.Pid)
 	}

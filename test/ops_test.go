@@ -238,21 +238,10 @@ func TestUSR2BinaryUpgradeUnderLoad(t *testing.T) {
 	s := start(t, opts{workers: 2})
 	oldPid := s.cmd.Process.Pid
 	pidfile := filepath.Join(s.dir, "forkd.pid")
-	var newPid int
-	t.Cleanup(func() {
-		if newPid > 0 {
-			syscall.Kill(newPid, syscall.SIGQUIT)
-			eventually(t, 10*time.Second, "new master to exit", func() bool { return !alive(newPid) })
-		}
-	})
 	load := startLoad(s.addr, 8)
 	load.progress(t, 200)
 	s.signal(syscall.SIGUSR2)
-	m := s.waitLog(`binary upgrade: new master is ready.*new_master_pid=(\d+)`, 20*time.Second)
-	newPid, _ = strconv.Atoi(m[1])
-	if code := s.waitExit(20 * time.Second); code != 0 {
-		t.Fatalf("old master exit %d", code)
-	}
+	newPid := s.handedOver(20 * time.Second)
 	eventually(t, 5*time.Second, "pidfile to name the new master", func() bool {
 		b, _ := os.ReadFile(pidfile)
 		return strings.TrimSpace(string(b)) == strconv.Itoa(newPid)
