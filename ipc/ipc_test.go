@@ -12,17 +12,25 @@ import (
 	"github.com/forkd/forkd/internal/metrics"
 )
 
-func TestPairRoundTrip(t *testing.T) {
+// pair returns both ends of a Pair as Conns, closed when the test ends.
+func pair(t *testing.T) (master, worker *Conn) {
+	t.Helper()
 	master, theirs, err := Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer master.Close()
-	worker, err := FromFile(theirs)
+	t.Cleanup(func() { master.Close() })
+	worker, err = FromFile(theirs)
 	theirs.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { worker.Close() })
+	return master, worker
+}
+
+func TestPairRoundTrip(t *testing.T) {
+	master, worker := pair(t)
 	hb := &Heartbeat{Requests: 7, OpenConns: 2, RSS: 1 << 20, Status: metrics.Classes{0, 5, 1, 1, 0}}
 	if err := worker.Send(&Message{Type: TypeHeartbeat, Heartbeat: hb}); err != nil {
 		t.Fatal(err)
@@ -66,17 +74,7 @@ func TestPairRoundTrip(t *testing.T) {
 }
 
 func TestRecvDropsOversizedPacket(t *testing.T) {
-	master, theirs, err := Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	worker, err := FromFile(theirs)
-	theirs.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer worker.Close()
+	master, worker := pair(t)
 	master.max = 1024
 	if err := worker.Send(&Message{Type: TypeBootError, Error: strings.Repeat("x", 2000)}); err != nil {
 		t.Fatal(err)

@@ -9,17 +9,7 @@ import (
 // TestTLSMessage: certificates, keys and ticket keys cross the socket
 // intact, and a printed message shows none of them.
 func TestTLSMessage(t *testing.T) {
-	mine, theirs, err := Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mine.Close()
-	peer, err := FromFile(theirs)
-	theirs.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	mine, peer := pair(t)
 	// Bigger than the default socket send buffer once in JSON (base64).
 	key := strings.Repeat("SECRET-KEY-", 25000)
 	var tk [TicketKeySize]byte
