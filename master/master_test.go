@@ -140,6 +140,14 @@ func (m *Master) pids(gen int) map[int]int {
 	return out
 }
 
+// startAll starts the wanted workers, has them all report ready, and lets
+// the master see it (READY=1 at start).
+func (m *Master) startAll(now time.Time) {
+	m.reconcile(now)
+	m.readyAll()
+	m.reconcile(now)
+}
+
 func (m *Master) readyAll() {
 	for _, w := range m.workers {
 		if !w.ready && !w.stopping {
@@ -299,9 +307,7 @@ func TestReloadCommitsOnlyWhenAllNewWorkersAreReady(t *testing.T) {
 	m, f := newTestMaster(t, cfg1)
 	cfg2 := testConfig(3)
 	m.opts.Load = func() (*config.Config, error) { return cfg2, nil }
-	m.reconcile(f.now)
-	m.readyAll()
-	m.reconcile(f.now)
+	m.startAll(f.now)
 	old := m.pids(1)
 	f.notified = nil
 
@@ -357,9 +363,7 @@ func TestReloadRefusedWhenANewWorkerFails(t *testing.T) {
 	m, f := newTestMaster(t, cfg1)
 	cfg2 := testConfig(2)
 	m.opts.Load = func() (*config.Config, error) { return cfg2, nil }
-	m.reconcile(f.now)
-	m.readyAll()
-	m.reconcile(f.now)
+	m.startAll(f.now)
 	old := m.pids(1)
 	f.notified = nil
 	reply := make(chan control.Response, 1)
@@ -403,9 +407,7 @@ func TestReloadRefusedWhenANewWorkerFails(t *testing.T) {
 func TestReloadRefusedBeforeAnyWorker(t *testing.T) {
 	m, f := newTestMaster(t, testConfig(2))
 	m.opts.Load = func() (*config.Config, error) { return nil, errors.New("config.hcl:3,1: bad") }
-	m.reconcile(f.now)
-	m.readyAll()
-	m.reconcile(f.now)
+	m.startAll(f.now)
 	f.notified = nil
 	m.reload(nil)
 	m.reconcile(f.now)
@@ -429,9 +431,7 @@ func TestReloadRefusedBeforeAnyWorker(t *testing.T) {
 func TestNewerReloadSupersedesAndStoppingIgnoresReload(t *testing.T) {
 	m, f := newTestMaster(t, testConfig(1))
 	m.opts.Load = func() (*config.Config, error) { return testConfig(1), nil }
-	m.reconcile(f.now)
-	m.readyAll()
-	m.reconcile(f.now)
+	m.startAll(f.now)
 	m.reload(nil)
 	m.reconcile(f.now)
 	first := m.pending
@@ -464,9 +464,7 @@ func TestMemoryRecyclesOneWorkerAtATimeAfterTheWindow(t *testing.T) {
 	cfg.MaxWorkerMemory = 100 << 20
 	cfg.MaxWorkerMemoryWindow = 30 * time.Second
 	m, f := newTestMaster(t, cfg)
-	m.reconcile(f.now)
-	m.readyAll()
-	m.reconcile(f.now)
+	m.startAll(f.now)
 	pids := m.pids(1)
 	big := ipc.Heartbeat{RSS: 200 << 20}
 	for _, pid := range pids {
