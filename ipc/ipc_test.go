@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/metrics"
 )
@@ -156,15 +158,31 @@ func TestExtraFilesAndWorkerEnv(t *testing.T) {
 	if os.Getenv(EnvListenFDs) != "127.0.0.1:80=5,unix:/run/a=b.sock=6" {
 		t.Fatalf("%s=%s", EnvListenFDs, os.Getenv(EnvListenFDs))
 	}
-	// WorkerEnv wraps fd numbers as the child would see them; use fds that
-	// exist here so nothing is misread.
-	t.Setenv(EnvIPCFD, strconv.Itoa(int(ipcf.Fd())))
-	t.Setenv(EnvConfigFD, strconv.Itoa(int(cfgf.Fd())))
-	t.Setenv(EnvListenFDs, "127.0.0.1:80="+strconv.Itoa(int(f1.Fd()))+",unix:/run/a=b.sock="+strconv.Itoa(int(f2.Fd())))
+	// WorkerEnv wraps fd numbers as the child would see them, in files
+	// that own them: give it duplicates of its own, closed through those
+	// files, so that no number another test reuses is closed later (by a
+	// finalizer).
+	dup := func(f *os.File) string {
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strconv.Itoa(fd)
+	}
+	t.Setenv(EnvIPCFD, dup(ipcf))
+	t.Setenv(EnvConfigFD, dup(cfgf))
+	t.Setenv(EnvListenFDs, "127.0.0.1:80="+dup(f1)+",unix:/run/a=b.sock="+dup(f2))
 	in, err := WorkerEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		in.IPC.Close()
+		in.Config.Close()
+		for _, l := range in.Listeners {
+			l.File.Close()
+		}
+	}()
 	if in.Slot != 4 || in.Generation != 9 || len(in.Listeners) != 2 || in.Listeners[1].Address != "unix:/run/a=b.sock" || in.Config == nil {
 		t.Fatalf("inherited %+v", in)
 	}
