@@ -1,5 +1,6 @@
-// Package wire is the byte-level syntax of HTTP/1.1 requests (RFC 9112):
-// byte classes, the request line, field lines and chunk-size lines. It
+// Package wire is the byte-level syntax of HTTP/1.1 messages (RFC 9112):
+// byte classes, the request line, the response head (for the upstream
+// client), field lines and chunk-size lines. It
 // holds no connection state and does no I/O; package protocol builds its
 // requests, limits and connections on it. Keeping it apart lets the
 // compiler check that the wire syntax depends on nothing else.
