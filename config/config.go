@@ -45,6 +45,10 @@ const (
 	DefaultSocketMode      = 0o666
 	DefaultConnectTimeout  = 5 * time.Second
 	DefaultResponseTimeout = 60 * time.Second
+	DefaultKeepalive       = 64
+	DefaultMaxFails        = 1
+	DefaultFailTimeout     = 10 * time.Second
+	DefaultRetryBodyBuffer = 64 << 10
 	DefaultIndex           = "index.html"
 	DefaultRespondStatus   = 200
 	DefaultMetricsAddress  = "127.0.0.1:9100"
@@ -201,7 +205,35 @@ type Proxy struct {
 	Upstreams       []string      `json:"upstreams"` // "host:port" or "unix:/path"
 	ConnectTimeout  time.Duration `json:"connect_timeout"`
 	ResponseTimeout time.Duration `json:"response_timeout"`
+	// Balance picks the upstream of each request: BalanceRoundRobin
+	// (weighted, smooth, as nginx's) or BalanceLeastConn.
+	Balance string `json:"balance"`
+	// Weights, when set, has one positive weight per upstream.
+	Weights []int `json:"weights"`
+	// Keepalive is the number of idle upstream connections each worker
+	// keeps per upstream; 0 keeps none.
+	Keepalive int `json:"keepalive"`
+	// MaxFails failures within FailTimeout take an upstream out of the
+	// rotation for FailTimeout; 0 never does.
+	MaxFails    int           `json:"max_fails"`
+	FailTimeout time.Duration `json:"fail_timeout"`
+	// Host is the Host sent upstream: ProxyHostClient (the client's) or a
+	// fixed name.
+	Host string `json:"host"`
+	// Via adds "Via: 1.1 forkd" to requests sent upstream.
+	Via bool `json:"via"`
+	// RetryBodyBuffer is the largest request body read whole before it is
+	// sent, so that the request can be retried on another upstream; larger
+	// bodies stream, and are not retried once sent. 0 buffers none.
+	RetryBodyBuffer uint64 `json:"retry_body_buffer"`
 }
+
+// Proxy balance methods, and the Host value that means the client's.
+const (
+	BalanceRoundRobin = "round_robin"
+	BalanceLeastConn  = "least_conn"
+	ProxyHostClient   = "$host"
+)
 
 // Respond sends a fixed response.
 type Respond struct {
@@ -294,6 +326,13 @@ func (c *Config) SetDefaults() {
 			if r.Proxy != nil {
 				setDuration(&r.Proxy.ConnectTimeout, DefaultConnectTimeout)
 				setDuration(&r.Proxy.ResponseTimeout, DefaultResponseTimeout)
+				setDuration(&r.Proxy.FailTimeout, DefaultFailTimeout)
+				if r.Proxy.Balance == "" {
+					r.Proxy.Balance = BalanceRoundRobin
+				}
+				if r.Proxy.Host == "" {
+					r.Proxy.Host = ProxyHostClient
+				}
 			}
 			if r.Respond != nil {
 				setInt(&r.Respond.Status, DefaultRespondStatus)

@@ -163,6 +163,8 @@ var (
 	proxySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "upstreams", Required: true}, {Name: "connect_timeout"}, {Name: "response_timeout"},
+			{Name: "balance"}, {Name: "weights"}, {Name: "keepalive"}, {Name: "max_fails"},
+			{Name: "fail_timeout"}, {Name: "host"}, {Name: "via"}, {Name: "retry_body_buffer"},
 		},
 	}
 	healthSchema  = &hcl.BodySchema{}
@@ -360,12 +362,24 @@ func (d *decoder) static(b *hcl.Block, key string) *Static {
 }
 
 func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
-	p := &Proxy{ConnectTimeout: DefaultConnectTimeout, ResponseTimeout: DefaultResponseTimeout}
+	p := &Proxy{
+		ConnectTimeout: DefaultConnectTimeout, ResponseTimeout: DefaultResponseTimeout,
+		Balance: BalanceRoundRobin, Keepalive: DefaultKeepalive, MaxFails: DefaultMaxFails,
+		FailTimeout: DefaultFailTimeout, Host: ProxyHostClient, RetryBodyBuffer: DefaultRetryBodyBuffer,
+	}
 	a := d.content(b.Body, proxySchema).Attributes
 	d.required(a, key, "upstreams")
 	d.strings(a["upstreams"], key+".upstreams", &p.Upstreams)
 	d.duration(a["connect_timeout"], key+".connect_timeout", &p.ConnectTimeout)
 	d.duration(a["response_timeout"], key+".response_timeout", &p.ResponseTimeout)
+	d.string(a["balance"], key+".balance", &p.Balance)
+	d.ints(a["weights"], key+".weights", &p.Weights)
+	d.int(a["keepalive"], key+".keepalive", &p.Keepalive)
+	d.int(a["max_fails"], key+".max_fails", &p.MaxFails)
+	d.duration(a["fail_timeout"], key+".fail_timeout", &p.FailTimeout)
+	d.string(a["host"], key+".host", &p.Host)
+	d.bool(a["via"], key+".via", &p.Via)
+	d.size(a["retry_body_buffer"], key+".retry_body_buffer", &p.RetryBodyBuffer)
 	return p
 }
 
@@ -579,6 +593,31 @@ func (d *decoder) strings(attr *hcl.Attribute, key string, dst *[]string) {
 			return
 		}
 		out = append(out, ev.AsString())
+	}
+	*dst = out
+}
+
+func (d *decoder) ints(attr *hcl.Attribute, key string, dst *[]int) {
+	v, ok := d.value(attr, key, cty.List(cty.Number), "a list of numbers")
+	if !ok {
+		return
+	}
+	out := make([]int, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		_, ev := it.Element()
+		var n int64
+		var acc big.Accuracy
+		if !ev.IsNull() {
+			f := ev.AsBigFloat()
+			n, acc = f.Int64()
+			ok = f.IsInt() && acc == big.Exact
+		}
+		if ev.IsNull() || !ok {
+			d.invalid(key, attr.Expr.Range(), "Invalid list element",
+				fmt.Sprintf("The %q list must hold whole numbers.", attr.Name))
+			return
+		}
+		out = append(out, int(n))
 	}
 	*dst = out
 }

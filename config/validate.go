@@ -384,6 +384,41 @@ func (v *validator) proxy(key string, p *Proxy) {
 	}
 	v.positiveDuration(key+".connect_timeout", p.ConnectTimeout)
 	v.positiveDuration(key+".response_timeout", p.ResponseTimeout)
+	v.positiveDuration(key+".fail_timeout", p.FailTimeout)
+	if p.Balance != BalanceRoundRobin && p.Balance != BalanceLeastConn {
+		v.errorf(key+".balance", "Invalid balance", "The balance %q is not one of %q or %q.", p.Balance, BalanceRoundRobin, BalanceLeastConn)
+	}
+	if p.Weights != nil && len(p.Weights) != len(p.Upstreams) {
+		v.errorf(key+".weights", "Invalid weights", "weights has %d entries for %d upstreams; give one per upstream.", len(p.Weights), len(p.Upstreams))
+	}
+	for i, w := range p.Weights {
+		if w < 1 || w > 1000 {
+			v.errorf(key+".weights", "Invalid weights", "Weight %d is %d; weights are whole numbers from 1 to 1000.", i, w)
+		}
+	}
+	v.nonNegative(key+".keepalive", int64(p.Keepalive))
+	v.nonNegative(key+".max_fails", int64(p.MaxFails))
+	if p.Host != ProxyHostClient {
+		if p.Host == "" {
+			v.errorf(key+".host", "Invalid host", "host must be %q (the client's Host) or a host name.", ProxyHostClient)
+		}
+		for i := 0; i < len(p.Host); i++ {
+			if !isHostByte(p.Host[i]) {
+				v.errorf(key+".host", "Invalid host", "host %q may hold only the bytes of a host name, an IP literal and a port.", p.Host)
+				break
+			}
+		}
+	}
+	if p.RetryBodyBuffer > 64<<20 {
+		v.errorf(key+".retry_body_buffer", "Invalid retry_body_buffer", "retry_body_buffer is at most 64MiB (each request in flight may hold that much); got %d.", p.RetryBodyBuffer)
+	}
+}
+
+// isHostByte reports whether c may appear in a Host value (RFC 3986
+// reg-name, IP literal and port bytes).
+func isHostByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("-._~!$&'()*+,;=:[]%", c) >= 0
 }
 
 func (v *validator) respond(key string, r *Respond) {

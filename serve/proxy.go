@@ -1,13 +1,12 @@
 package serve
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,412 +15,677 @@ import (
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/httplex"
+	"github.com/forkd/forkd/internal/lograte"
 	"github.com/forkd/forkd/internal/tlsconn"
 	"github.com/forkd/forkd/protocol"
+	"github.com/forkd/forkd/protocol/upstream"
 	"github.com/hashicorp/go-hclog"
 )
 
-// Proxy defaults for zero durations in the configuration.
+// Proxy settings that are not configuration keys.
 const (
-	defaultConnectTimeout  = 5 * time.Second
-	defaultResponseTimeout = 60 * time.Second
-	proxyIdlePerUpstream   = 32
-	proxyIdleTimeout       = 30 * time.Second
-	proxyBufSize           = 32 << 10
+	proxyIdleTimeout = 60 * time.Second // a pooled connection idle longer is closed
+	proxyBufSize     = 32 << 10         // response body copy buffer
+	// proxyLogEvery is how often a repeating error of one upstream is logged.
+	proxyLogEvery = time.Second
 )
 
-// upstream is one parsed upstream address.
-type upstream struct {
-	network string // "tcp" or "unix"
-	addr    string
+// backend is one upstream of a proxy route, with its pool and health.
+type backend struct {
+	addr   string // as configured, for logs
+	pool   *upstream.Pool
+	weight int
+	cur    int // smooth weighted round robin state, under proxy.mu
+
+	active    atomic.Int32 // requests in flight, for least_conn
+	fails     atomic.Int32 // failures in the current window
+	window    atomic.Int64 // unix nanoseconds the failure window started
+	downUntil atomic.Int64 // unix nanoseconds; skipped before then
+
+	logLim *lograte.Limiter
 }
 
 // proxy forwards requests to a set of upstreams.
 type proxy struct {
-	upstreams      []upstream
-	next           atomic.Uint32
-	connectTimeout time.Duration
-	transport      *http.Transport
-	logger         hclog.Logger
-	bufs           sync.Pool // *[]byte of proxyBufSize
+	backends    []*backend
+	leastConn   bool
+	mu          sync.Mutex // round-robin state
+	rr          atomic.Uint32
+	host        string // fixed Host, or "" for the client's
+	via         bool
+	retryBody   int64
+	maxFails    int32
+	failTimeout time.Duration
+	timeout     time.Duration // response_timeout
+	logger      hclog.Logger
+	bufs        sync.Pool // *[]byte of proxyBufSize
 }
 
-// dialError marks a failure to connect to every upstream.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return "connect to upstreams: " + e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
-
-// parseUpstream parses "host:port" or "unix:/path".
-func parseUpstream(s string) (upstream, error) {
+// parseUpstream splits "host:port" or "unix:/path" into a network and an
+// address.
+func parseUpstream(s string) (network, addr string, err error) {
 	if path, ok := strings.CutPrefix(s, "unix:"); ok {
 		if !strings.HasPrefix(path, "/") {
-			return upstream{}, fmt.Errorf("upstream %q: unix socket path must be absolute", s)
+			return "", "", fmt.Errorf("upstream %q: unix socket path must be absolute", s)
 		}
-		return upstream{network: "unix", addr: path}, nil
+		return "unix", path, nil
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return upstream{}, fmt.Errorf("upstream %q: %w", s, err)
+		return "", "", fmt.Errorf("upstream %q: %w", s, err)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return upstream{}, fmt.Errorf("upstream %q: bad port", s)
+		return "", "", fmt.Errorf("upstream %q: bad port", s)
 	}
 	if host == "" {
-		return upstream{}, fmt.Errorf("upstream %q: missing host", s)
+		return "", "", fmt.Errorf("upstream %q: missing host", s)
 	}
-	return upstream{network: "tcp", addr: s}, nil
+	return "tcp", s, nil
 }
 
 func newProxy(c *config.Proxy, logger hclog.Logger) (*proxy, error) {
 	if len(c.Upstreams) == 0 {
 		return nil, errors.New("proxy: at least one upstream is required")
 	}
-	p := &proxy{
-		connectTimeout: c.ConnectTimeout,
-		logger:         logger,
+	if c.Weights != nil && len(c.Weights) != len(c.Upstreams) {
+		return nil, errors.New("proxy: weights must have one entry per upstream")
 	}
+	p := &proxy{
+		leastConn:   c.Balance == config.BalanceLeastConn,
+		via:         c.Via,
+		retryBody:   int64(min(c.RetryBodyBuffer, 64<<20)),
+		maxFails:    int32(c.MaxFails),
+		failTimeout: c.FailTimeout,
+		logger:      logger,
+	}
+	if c.Host != "" && c.Host != config.ProxyHostClient {
+		p.host = c.Host
+	}
+	if p.failTimeout <= 0 {
+		p.failTimeout = config.DefaultFailTimeout
+	}
+	connectTimeout := c.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = config.DefaultConnectTimeout
+	}
+	timeout := c.ResponseTimeout
+	if timeout <= 0 {
+		timeout = config.DefaultResponseTimeout
+	}
+	p.timeout = timeout
 	p.bufs.New = func() any { b := make([]byte, proxyBufSize); return &b }
-	for _, s := range c.Upstreams {
-		u, err := parseUpstream(s)
+	for i, s := range c.Upstreams {
+		network, addr, err := parseUpstream(s)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
-		p.upstreams = append(p.upstreams, u)
-	}
-	if p.connectTimeout <= 0 {
-		p.connectTimeout = defaultConnectTimeout
-	}
-	respTimeout := c.ResponseTimeout
-	if respTimeout <= 0 {
-		respTimeout = defaultResponseTimeout
-	}
-	p.transport = &http.Transport{
-		Proxy:                 nil, // never an environment proxy
-		DialContext:           p.dial,
-		MaxIdleConnsPerHost:   proxyIdlePerUpstream * len(p.upstreams),
-		IdleConnTimeout:       proxyIdleTimeout,
-		ResponseHeaderTimeout: respTimeout,
-		DisableCompression:    true, // pass Content-Encoding through untouched
-		WriteBufferSize:       proxyBufSize,
-		ReadBufferSize:        proxyBufSize,
+		b := &backend{
+			addr:   s,
+			weight: 1,
+			logLim: lograte.New(proxyLogEvery),
+			pool: upstream.NewPool(upstream.Config{
+				Network: network, Address: addr,
+				ConnectTimeout: connectTimeout, Timeout: timeout,
+				Keepalive: c.Keepalive, IdleTimeout: proxyIdleTimeout,
+			}),
+		}
+		if c.Weights != nil {
+			if c.Weights[i] < 1 {
+				return nil, fmt.Errorf("proxy: weight %d of upstream %q is not positive", c.Weights[i], s)
+			}
+			b.weight = c.Weights[i]
+		}
+		p.backends = append(p.backends, b)
 	}
 	return p, nil
 }
 
-// dial connects to the next upstream in round-robin order, failing over to
-// the following ones when a connect fails.
-func (p *proxy) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	start := p.next.Add(1) - 1
-	var errs []error
-	for i := range p.upstreams {
-		u := p.upstreams[(int(start)+i)%len(p.upstreams)]
-		d := net.Dialer{Timeout: p.connectTimeout}
-		conn, err := d.DialContext(ctx, u.network, u.addr)
-		if err == nil {
-			return conn, nil
-		}
-		p.logger.Warn("upstream connect failed", "upstream", u.addr, "error", err)
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, &dialError{err: errors.Join(errs...)}
-}
-
 // Close closes the idle upstream connections.
 func (p *proxy) Close() error {
-	p.transport.CloseIdleConnections()
+	for _, b := range p.backends {
+		b.pool.Close()
+	}
 	return nil
+}
+
+// available reports whether b may be tried at now (unix nanoseconds).
+func (b *backend) available(now int64) bool { return b.downUntil.Load() <= now }
+
+// pick chooses the backend for the next attempt among those available and
+// not yet tried: smooth weighted round robin (nginx's: every pick adds
+// each candidate's weight to its current value, takes the largest and
+// subtracts the total from it) or the fewest requests in flight per weight.
+func (p *proxy) pick(tried []bool, now int64) int {
+	if p.leastConn {
+		best := -1
+		n := len(p.backends)
+		start := int(p.rr.Add(1)) // ties go round robin
+		for k := range n {
+			i := (start + k) % n
+			b := p.backends[i]
+			if tried[i] || !b.available(now) {
+				continue
+			}
+			if best < 0 {
+				best = i
+				continue
+			}
+			bb := p.backends[best]
+			if int64(b.active.Load())*int64(bb.weight) < int64(bb.active.Load())*int64(b.weight) {
+				best = i
+			}
+		}
+		return best
+	}
+	if len(p.backends) == 1 {
+		if tried[0] || !p.backends[0].available(now) {
+			return -1
+		}
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	best, total := -1, 0
+	for i, b := range p.backends {
+		if tried[i] || !b.available(now) {
+			continue
+		}
+		b.cur += b.weight
+		total += b.weight
+		if best < 0 || b.cur > p.backends[best].cur {
+			best = i
+		}
+	}
+	if best >= 0 {
+		p.backends[best].cur -= total
+	}
+	return best
+}
+
+// failed counts a failure of b (nginx's max_fails within fail_timeout) and
+// logs it, at most once per second per upstream.
+func (p *proxy) failed(b *backend, now int64, msg string, err error) {
+	if p.maxFails > 0 {
+		if w := b.window.Load(); now-w > int64(p.failTimeout) {
+			if b.window.CompareAndSwap(w, now) {
+				b.fails.Store(0)
+			}
+		}
+		if b.fails.Add(1) >= p.maxFails {
+			b.fails.Store(0)
+			b.downUntil.Store(now + int64(p.failTimeout))
+			p.logf(b, now, msg+"; upstream marked down", err, "for", p.failTimeout)
+			return
+		}
+	}
+	p.logf(b, now, msg, err)
+}
+
+// logf writes a rate-limited warning about b.
+func (p *proxy) logf(b *backend, now int64, msg string, err error, kv ...any) {
+	if ok, n := b.logLim.Allow(time.Unix(0, now)); ok {
+		args := append([]any{"upstream", b.addr, "error", err}, kv...)
+		if n > 0 {
+			args = append(args, "suppressed", n)
+		}
+		p.logger.Warn(msg, args...)
+	}
+}
+
+// succeeded clears b's failures after a response.
+func (b *backend) succeeded() {
+	if b.fails.Load() != 0 {
+		b.fails.Store(0)
+	}
+}
+
+// idempotent reports whether a method may be sent twice (RFC 9110 §9.2.2).
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
 }
 
 // serveRoute forwards r and streams the response back.
 func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *reqPath) {
 	w.WillBlock() // the upstream makes us wait
-	out, body := p.outRequest(r, rp)
-	if body != nil {
-		// The Transport may still read the body from its own goroutine
-		// after RoundTrip returns (an upstream that answered early); it must
-		// be done before the connection moves on to the next request.
-		defer body.detach()
-		if r.Header.Get("Expect") != nil {
-			// The first body read sends "100 Continue" to the client; do it
-			// here, before any response can be under way.
-			body.prefetch()
-		}
-	}
-	resp, err := p.transport.RoundTrip(out)
-	if err != nil {
-		if body != nil && body.failed.Load() {
-			// The client's body was refused (too large, malformed, timed
-			// out); the protocol answers with the matching status.
-			p.logger.Debug("request body read failed")
-			return
-		}
-		writeError(w, p.errorStatus(err))
-		return
-	}
-	defer resp.Body.Close()
 
-	if resp.StatusCode < 200 { // 101 after we removed Upgrade, or a stray 1xx
-		p.logger.Warn("upstream sent an unexpected interim status", "status", resp.StatusCode)
-		writeError(w, 502)
-		return
-	}
-	h := w.Header()
-	connHdr := resp.Header["Connection"]
-	for k, vv := range resp.Header {
-		if k == "Content-Length" || isHopByHop(k) || namedInConnection(connHdr, k) {
-			continue
+	// The body: small ones are read whole first, so that the request can
+	// be sent again; others stream, and cannot be retried once sent.
+	var (
+		body      []byte
+		stream    io.Reader
+		streamLen int64
+		bp        *[]byte
+	)
+	if r.ContentLength != 0 && r.Body != nil {
+		var ok bool
+		if body, stream, bp, ok = p.readBody(r); !ok {
+			return // the protocol answers with the body's error status
 		}
-		for i, v := range vv {
-			if i == 0 {
-				h.Set(k, v)
-			} else {
-				h.Add(k, v)
+		if stream != nil {
+			streamLen = r.ContentLength
+			if body != nil {
+				// A chunked body longer than the buffer: what was read
+				// goes first; the rest streams, chunked.
+				stream = io.MultiReader(&prefixReader{b: body}, stream)
+				body = nil
 			}
 		}
 	}
-	hasBody := bodyAllowed(resp.StatusCode) && string(r.Method) != "HEAD"
-	if bodyAllowed(resp.StatusCode) && resp.ContentLength >= 0 {
+	if bp != nil {
+		defer p.bufs.Put(bp)
+	}
+	upgrade := p.isUpgrade(r)
+	noBody := string(r.Method) == "HEAD"
+	retryable := stream == nil
+	idem := idempotent(r.Method)
+
+	var triedBuf [16]bool
+	var tried []bool
+	if len(p.backends) <= len(triedBuf) {
+		tried = triedBuf[:len(p.backends)]
+	} else {
+		tried = make([]bool, len(p.backends))
+	}
+	fresh := false // after a stale pooled connection: dial
+	for {
+		now := time.Now().UnixNano()
+		i := p.pick(tried, now)
+		if i < 0 {
+			writeError(w, http.StatusBadGateway) // every upstream failed or is down
+			return
+		}
+		b := p.backends[i]
+		var c *upstream.Conn
+		var err error
+		if fresh {
+			c, err = b.pool.Dial()
+		} else {
+			c, err = b.pool.Get()
+		}
+		fresh = false
+		if err != nil {
+			// Nothing was sent: any request may go to the next upstream.
+			tried[i] = true
+			p.failed(b, now, "upstream connect failed", err)
+			continue
+		}
+		head := p.appendHead(c.HeadBuffer(), r, rp, b, upgrade, len(body), stream != nil, streamLen)
+		b.active.Add(1)
+		resp, err := c.Do(head, body, stream, streamLen, noBody)
+		if err != nil {
+			b.active.Add(-1)
+			c.Close()
+			switch {
+			case errors.Is(err, upstream.ErrRequestBody):
+				p.logger.Debug("request body read failed", "error", err)
+				return // the protocol answers with the body's error status
+			case errors.Is(err, upstream.ErrNoResponse) && c.Reused() && retryable:
+				// The upstream closed the pooled connection while it was
+				// idle: it never saw the request. Again, on a new one.
+				fresh = true
+				continue
+			case errors.Is(err, upstream.ErrTimeout):
+				p.failed(b, now, "upstream timed out", err)
+				writeError(w, http.StatusGatewayTimeout)
+				return
+			}
+			tried[i] = true
+			p.failed(b, now, "upstream request failed", err)
+			if errors.Is(err, upstream.ErrNoResponse) && retryable && idem {
+				// Closed or reset before answering (nginx's "error"): the
+				// next upstream. A malformed answer is not retried.
+				continue
+			}
+			writeError(w, http.StatusBadGateway)
+			return
+		}
+		b.succeeded()
+		p.respond(w, r, b, c, resp, upgrade)
+		b.active.Add(-1)
+		return
+	}
+}
+
+// readBody reads up to retryBody bytes of r's body into a pooled buffer.
+// It returns the whole body, or the stream to send and, for a chunked body
+// that did not fit, the part already read. ok is false when reading from
+// the client failed.
+func (p *proxy) readBody(r *protocol.Request) (body []byte, stream io.Reader, bp *[]byte, ok bool) {
+	if r.ContentLength > p.retryBody || p.retryBody == 0 {
+		return nil, r.Body, nil, true
+	}
+	if r.ContentLength < 0 || r.ContentLength > proxyBufSize {
+		buf := make([]byte, p.retryBody+1)
+		n, err := io.ReadFull(r.Body, buf)
+		switch {
+		case err == io.ErrUnexpectedEOF || err == io.EOF:
+			return buf[:n], nil, nil, true
+		case err != nil:
+			return nil, nil, nil, false
+		}
+		return buf[:n], r.Body, nil, true // longer than the buffer: stream
+	}
+	bp = p.bufs.Get().(*[]byte)
+	buf := (*bp)[:r.ContentLength]
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		p.bufs.Put(bp)
+		return nil, nil, nil, false
+	}
+	return buf, nil, bp, true
+}
+
+// prefixReader serves the bytes of a body read ahead.
+type prefixReader struct{ b []byte }
+
+func (pr *prefixReader) Read(p []byte) (int, error) {
+	if len(pr.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, pr.b)
+	pr.b = pr.b[n:]
+	return n, nil
+}
+
+// isUpgrade reports whether r asks to switch protocols (RFC 9110 §7.8):
+// an HTTP/1.1 request with Upgrade, named in Connection.
+func (p *proxy) isUpgrade(r *protocol.Request) bool {
+	if r.ProtoMinor == 0 || r.Header.Get("Upgrade") == nil {
+		return false
+	}
+	for i := 0; i < r.Header.Len(); i++ {
+		f := r.Header.At(i)
+		if httplex.EqualFold(f.Name, "Connection") && httplex.HasToken(f.Value, "upgrade") {
+			return true
+		}
+	}
+	return false
+}
+
+// appendHead writes the request head sent upstream.
+func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backend, upgrade bool,
+	bodyLen int, streaming bool, streamLen int64) []byte {
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	if rp.flags&pathNormalized == 0 {
+		b = append(b, r.Path...)
+	} else {
+		b = appendEscapedPath(b, rp.path)
+	}
+	if r.Query != nil {
+		b = append(b, '?')
+		b = append(b, r.Query...)
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	switch {
+	case p.host != "":
+		b = append(b, p.host...)
+	case len(r.Host) > 0:
+		b = append(b, r.Host...)
+	default:
+		b = append(b, "localhost"...) // an HTTP/1.0 request without Host
+	}
+	b = append(b, "\r\n"...)
+
+	// The Connection fields name more hop-by-hop fields (RFC 9110 §7.6.1).
+	var connBuf [4][]byte
+	conn := connBuf[:0]
+	for i := 0; i < r.Header.Len(); i++ {
+		if f := r.Header.At(i); httplex.EqualFold(f.Name, "Connection") {
+			conn = append(conn, f.Value)
+		}
+	}
+	xff := false
+	for i := 0; i < r.Header.Len(); i++ {
+		f := r.Header.At(i)
+		if skipRequestField(f.Name) || namedIn(conn, f.Name) {
+			continue
+		}
+		if len(f.Name) == 15 && httplex.EqualFold(f.Name, "X-Forwarded-For") {
+			xff = true // sent below, in one field with the client's address
+			continue
+		}
+		b = append(b, f.Name...)
+		b = append(b, ": "...)
+		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	ap, tcp := addrPort(r.RemoteAddr)
+	if xff || tcp {
+		b = append(b, "X-Forwarded-For: "...)
+		sep := false
+		for i := 0; xff && i < r.Header.Len(); i++ {
+			if f := r.Header.At(i); len(f.Name) == 15 && httplex.EqualFold(f.Name, "X-Forwarded-For") {
+				if sep {
+					b = append(b, ", "...)
+				}
+				b = append(b, f.Value...)
+				sep = true
+			}
+		}
+		// The address is the client's as the connection knows it (from a
+		// PROXY header when the listener takes one).
+		if tcp {
+			if sep {
+				b = append(b, ", "...)
+			}
+			b = ap.Addr().Unmap().AppendTo(b)
+		}
+		b = append(b, "\r\n"...)
+	}
+	if tlsconn.IsTLS(r.LocalAddr) {
+		b = append(b, "X-Forwarded-Proto: https\r\n"...)
+	} else {
+		b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	}
+	if len(r.Host) > 0 {
+		b = append(b, "X-Forwarded-Host: "...)
+		b = append(b, r.Host...)
+		b = append(b, "\r\n"...)
+	}
+	if p.via {
+		// A field of its own: repeated fields are one list (RFC 9110 §5.3).
+		b = append(b, "Via: 1.1 forkd\r\n"...)
+	}
+	switch {
+	case streaming && streamLen < 0:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	case streaming:
+		b = appendContentLength(b, streamLen)
+	case bodyLen > 0 || r.ContentLength != 0 || r.Header.Get("Content-Length") != nil:
+		b = appendContentLength(b, int64(bodyLen))
+	}
+	if upgrade {
+		b = append(b, "Connection: upgrade\r\nUpgrade: "...)
+		b = append(b, r.Header.Get("Upgrade")...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+func appendContentLength(b []byte, n int64) []byte {
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, "\r\n"...)
+}
+
+// addrPort returns the IP and port of a TCP peer.
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort(), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// skipRequestField reports whether a client field is not sent upstream as
+// it is: hop-by-hop fields, the framing (set for the upstream's own), Host
+// (sent first), Expect (100-continue is the protocol's business with the
+// client), and the X-Forwarded fields the proxy sets itself.
+func skipRequestField(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return httplex.EqualFold(name, "TE")
+	case 4:
+		return httplex.EqualFold(name, "Host")
+	case 6:
+		return httplex.EqualFold(name, "Expect")
+	}
+	if hopByHop(name) {
+		return true
+	}
+	return httplex.EqualFold(name, "Content-Length") || httplex.EqualFold(name, "X-Forwarded-Proto") ||
+		httplex.EqualFold(name, "X-Forwarded-Host")
+}
+
+// hopByHop reports whether a field is hop-by-hop (RFC 9110 §7.6.1, plus
+// the Proxy-* family and the obsolete Keep-Alive).
+func hopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return httplex.EqualFold(name, "TE")
+	case 7:
+		return httplex.EqualFold(name, "Trailer") || httplex.EqualFold(name, "Upgrade")
+	case 10:
+		return httplex.EqualFold(name, "Connection") || httplex.EqualFold(name, "Keep-Alive")
+	case 17:
+		return httplex.EqualFold(name, "Transfer-Encoding")
+	}
+	return len(name) > 6 && httplex.EqualFold(name[:6], "Proxy-")
+}
+
+// namedIn reports whether name is an option of the Connection values.
+func namedIn(conn [][]byte, name []byte) bool {
+	for _, v := range conn {
+		found := false
+		httplex.ForEachElement(v, func(el []byte) {
+			if len(el) == len(name) && httplex.EqualFold(el, string(name)) {
+				found = true
+			}
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// respond sends the upstream's response to the client and releases c.
+func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *backend, c *upstream.Conn,
+	resp *upstream.Response, upgrade bool) {
+	if resp.Status == http.StatusSwitchingProtocols {
+		if !upgrade || !resp.UpgradeToken {
+			c.Close()
+			p.logf(b, time.Now().UnixNano(), "upstream switched protocols unasked", errors.New("unexpected 101"))
+			writeError(w, http.StatusBadGateway)
+			return
+		}
+		p.tunnel(w, b, c, resp)
+		return
+	}
+	var connBuf [4][]byte
+	conn := connBuf[:0]
+	for _, f := range resp.Fields {
+		if httplex.EqualFold(f.Name, "Connection") {
+			conn = append(conn, f.Value)
+		}
+	}
+	h := w.Header()
+	for _, f := range resp.Fields {
+		if hopByHop(f.Name) || httplex.EqualFold(f.Name, "Content-Length") || namedIn(conn, f.Name) {
+			continue
+		}
+		h.AddBytes(f.Name, f.Value)
+	}
+	if bodyAllowed(resp.Status) && resp.ContentLength >= 0 && !resp.Chunked {
 		w.SetContentLength(resp.ContentLength)
 	}
-	w.WriteHeader(resp.StatusCode)
-	if !hasBody {
+	w.WriteHeader(resp.Status)
+	if !bodyAllowed(resp.Status) || string(r.Method) == "HEAD" {
+		c.Release()
 		return
 	}
-	// Send the head now: the first body bytes of a stream may be long in
-	// coming.
-	if err := w.Flush(); err != nil {
-		return
-	}
+	c.SetFlusher(w) // what arrived goes out before the next wait for more
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
 	buf := *bp
 	for {
-		n, rerr := resp.Body.Read(buf)
+		n, rerr := c.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client went away
-			}
-			// Pass what arrived on at once: streaming responses (server-sent
-			// events, long downloads) must not wait for a full buffer.
-			if werr := w.Flush(); werr != nil {
+				c.Close() // the client went away
 				return
 			}
 		}
 		if rerr == io.EOF {
+			c.Release()
 			return
 		}
 		if rerr != nil {
-			// The head is out; all that is left is to cut the connection so
-			// that the client sees a truncated response, not a complete one
-			// (net/http's convention, which the protocol honours).
-			p.logger.Warn("upstream response body failed", "error", rerr)
+			c.Close()
+			if errors.Is(rerr, upstream.ErrFlush) {
+				return // the client went away
+			}
+			// The head is out; all that is left is to cut the connection
+			// so that the client sees a truncated response, not a complete
+			// one (net/http's convention, which the protocol honours).
+			p.failed(b, time.Now().UnixNano(), "upstream response body failed", rerr)
 			panic(http.ErrAbortHandler)
 		}
 	}
 }
 
-// errorStatus maps a RoundTrip error to 502 or 504 and logs it.
-func (p *proxy) errorStatus(err error) int {
-	var de *dialError
-	var ne net.Error
-	switch {
-	case errors.As(err, &de):
-		return 502 // already logged per upstream by dial
-	case errors.As(err, &ne) && ne.Timeout():
-		p.logger.Warn("upstream response timed out")
-		return 504
+// tunnel switches the client's connection to the upstream's after a 101:
+// the response head goes to the client, then bytes are copied both ways
+// until both sides have finished.
+func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn, resp *upstream.Response) {
+	cc, brw, err := w.Hijack()
+	if err != nil {
+		c.Close()
+		p.logger.Debug("hijack for an upgrade failed", "error", err)
+		return
 	}
-	// Log the error's type only: some net/http errors quote request bytes.
-	p.logger.Warn("upstream request failed", "error_type", fmt.Sprintf("%T", err))
-	return 502
-}
-
-// outRequest builds the upstream request for r.
-func (p *proxy) outRequest(r *protocol.Request, rp *reqPath) (*http.Request, *proxyBody) {
-	var target string
-	if rp.flags&pathNormalized == 0 {
-		target = string(r.Path)
-	} else {
-		target = string(appendEscapedPath(make([]byte, 0, len(rp.path)+16), rp.path))
-	}
-	u := &url.URL{
-		Scheme:     "http",
-		Host:       "upstream",
-		Opaque:     target,
-		RawQuery:   string(r.Query),
-		ForceQuery: r.Query != nil && len(r.Query) == 0,
-	}
-	out := &http.Request{
-		Method:     string(r.Method),
-		URL:        u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     make(http.Header, r.Header.Len()+4),
-		Host:       string(r.Host),
-	}
-	var connVals [][]byte
-	for i := 0; i < r.Header.Len(); i++ {
-		if f := r.Header.At(i); httplex.EqualFold(f.Name, "Connection") {
-			connVals = append(connVals, f.Value)
-		}
-	}
-	var xff []string
-	for i := 0; i < r.Header.Len(); i++ {
-		f := r.Header.At(i)
-		name := string(f.Name)
-		key := http.CanonicalHeaderKey(name)
-		switch key {
-		case "Host", "Content-Length", "Expect":
-			// Host travels in out.Host, the length in out.ContentLength;
-			// 100-continue is the protocol's business with the client.
-			continue
-		case "X-Forwarded-For":
-			xff = append(xff, string(httplex.TrimOWS(f.Value)))
-			continue
-		case "X-Forwarded-Proto", "X-Forwarded-Host":
+	defer cc.Close()
+	head := []byte("HTTP/1.1 101 Switching Protocols\r\n")
+	for _, f := range resp.Fields {
+		if httplex.EqualFold(f.Name, "Keep-Alive") || httplex.EqualFold(f.Name, "Transfer-Encoding") ||
+			httplex.EqualFold(f.Name, "Content-Length") {
 			continue
 		}
-		if isHopByHop(key) || namedInConnectionBytes(connVals, name) {
-			continue
-		}
-		out.Header[key] = append(out.Header[key], string(f.Value))
+		head = append(head, f.Name...)
+		head = append(head, ": "...)
+		head = append(head, f.Value...)
+		head = append(head, "\r\n"...)
 	}
-	if ip := remoteIP(r.RemoteAddr); ip != "" {
-		xff = append(xff, ip)
+	head = append(head, "\r\n"...)
+	uc, rest := c.Tunnel()
+	defer uc.Close()
+	head = append(head, rest...)
+	if _, err := cc.Write(head); err != nil {
+		return
 	}
-	if len(xff) > 0 {
-		out.Header["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
-	}
-	proto := "http"
-	if tlsconn.IsTLS(r.LocalAddr) {
-		proto = "https"
-	}
-	out.Header["X-Forwarded-Proto"] = []string{proto}
-	if len(r.Host) > 0 {
-		out.Header["X-Forwarded-Host"] = []string{out.Host}
-	}
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // no Go-http-client default
-	}
-
-	var body *proxyBody
-	if r.ContentLength != 0 && r.Body != nil {
-		body = &proxyBody{r: r.Body}
-		out.Body = body
-		out.ContentLength = r.ContentLength // -1: unknown, sent chunked
-		if r.ContentLength < 0 {
-			out.ContentLength = 0 // with a non-nil Body: unknown length
-		}
-	} else {
-		out.Body = http.NoBody
-	}
-	return out, body
+	uc.SetDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Client to upstream, starting with what the server had read ahead.
+		io.Copy(uc, brw.Reader)
+		closeWrite(uc)
+	}()
+	io.Copy(cc, uc)
+	closeWrite(cc)
+	// The upstream has finished: the client has the timeout to finish too.
+	cc.SetReadDeadline(time.Now().Add(p.timeout))
+	<-done
 }
 
-// remoteIP returns the client IP of a TCP peer, else "".
-func remoteIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
+// closeWrite half-closes a connection, or closes it when it cannot.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
 	}
-	return ""
-}
-
-// isHopByHop reports whether a canonical field name is hop-by-hop (RFC 9110
-// section 7.6.1, plus the Proxy-* family and the obsolete Keep-Alive).
-func isHopByHop(key string) bool {
-	switch key {
-	case "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return strings.HasPrefix(key, "Proxy-")
-}
-
-// namedInConnection reports whether name is one of the options listed in the
-// Connection field values.
-func namedInConnection(vals []string, name string) bool {
-	for _, v := range vals {
-		if httplex.HasToken([]byte(v), name) {
-			return true
-		}
-	}
-	return false
-}
-
-// namedInConnectionBytes is namedInConnection for request field values.
-func namedInConnectionBytes(vals [][]byte, name string) bool {
-	for _, v := range vals {
-		if httplex.HasToken(v, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// proxyBody hands the client's request body to the Transport, which reads it
-// from its own goroutine, and cuts it off when the handler returns.
-type proxyBody struct {
-	mu       sync.Mutex
-	r        io.Reader
-	pre      []byte // read ahead by prefetch, served first
-	detached bool
-	eof      bool
-	failed   atomic.Bool // reading from the client failed
-}
-
-// errBodyDetached is returned by reads after the handler has returned.
-var errBodyDetached = errors.New("serve: request body read after the handler returned")
-
-func (b *proxyBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.detached {
-		return 0, errBodyDetached
-	}
-	if len(b.pre) > 0 {
-		n := copy(p, b.pre)
-		b.pre = b.pre[n:]
-		if len(b.pre) == 0 && b.eof {
-			return n, io.EOF
-		}
-		return n, nil
-	}
-	if b.eof {
-		return 0, io.EOF
-	}
-	n, err := b.r.Read(p)
-	switch {
-	case err == io.EOF:
-		b.eof = true
-	case err != nil:
-		b.failed.Store(true)
-	}
-	return n, err
-}
-
-// Close is called by the Transport; the body belongs to the connection, so
-// there is nothing to close.
-func (b *proxyBody) Close() error { return nil }
-
-// prefetch reads the first bytes of the body ahead.
-func (b *proxyBody) prefetch() {
-	buf := make([]byte, 16<<10)
-	n, err := b.Read(buf)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.pre = buf[:n]
-	if err != nil && err != io.EOF {
-		b.pre = nil // the error is sticky in the protocol's reader
-	}
-}
-
-// detach waits for a read in progress and refuses further reads.
-func (b *proxyBody) detach() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.detached = true
+	c.Close()
 }

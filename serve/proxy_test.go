@@ -24,9 +24,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// proxySite is a site whose "/" route proxies to upstreams.
+// proxySite is a site whose "/" route proxies to upstreams, with the
+// file's defaults for keys the test leaves zero (keepalive 0 is written
+// as -1).
 func proxySite(t *testing.T, px config.Proxy) string {
 	t.Helper()
+	switch px.Keepalive {
+	case 0:
+		px.Keepalive = config.DefaultKeepalive
+	case -1:
+		px.Keepalive = 0
+	}
+	if px.RetryBodyBuffer == 0 {
+		px.RetryBodyBuffer = config.DefaultRetryBodyBuffer
+	}
 	h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
 		{Prefix: "/", Proxy: &px},
 		{Prefix: "/local/", Respond: &config.Respond{Status: 200, Body: "local"}},

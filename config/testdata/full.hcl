@@ -45,7 +45,17 @@ site "example" {
     }
   }
   route "/api/" {
-    proxy { upstreams = ["127.0.0.1:9000"] }
+    proxy {
+      upstreams         = ["127.0.0.1:9000", "127.0.0.1:9001"]
+      balance           = "least_conn"
+      weights           = [3, 1]
+      keepalive         = 16
+      max_fails         = 3
+      fail_timeout      = "30s"
+      host              = "api.internal"
+      via               = true
+      retry_body_buffer = "8KiB"
+    }
   }
   route "/healthz" {
     respond {

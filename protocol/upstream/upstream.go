@@ -1,0 +1,638 @@
+// Package upstream is forkd's HTTP/1.1 client for the reverse proxy: a pool
+// of keep-alive connections to one upstream, and on each connection one
+// exchange at a time, written and read with the protocol package's wire
+// syntax (protocol/internal/wire) rather than net/http.
+//
+// It is as strict with responses as the server is with requests: a head
+// that two parsers could frame differently (Content-Length with
+// Transfer-Encoding, a repeated or malformed Content-Length, a transfer
+// coding other than one "chunked") is ErrBadResponse, and its connection is
+// closed, never pooled. Bodies stream through fixed buffers both ways, so
+// memory does not grow with their size.
+//
+// # Who owns a connection
+//
+// A Conn belongs to the Pool while it is idle, and to the caller of Get or
+// Dial from then until it calls Release (which hands it back to the pool
+// when the exchange left it reusable, and closes it otherwise), Close or
+// Tunnel. Only the owner reads, writes or sets deadlines on it.
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/forkd/forkd/protocol/internal/wire"
+)
+
+// Limits of a response head. A head over them is ErrBadResponse.
+const (
+	maxHeadBytes  = 64 << 10
+	maxHeadFields = 100
+	// maxInterim bounds the 1xx responses skipped before the final one.
+	maxInterim = 8
+	// bufSize is each connection's read buffer; a head longer than that
+	// grows it up to maxHeadBytes for the one response.
+	bufSize = 16 << 10
+	// directRead is the size from which body reads go from the socket
+	// straight into the caller's buffer.
+	directRead   = 8 << 10
+	maxChunkLine = 4 << 10
+)
+
+var (
+	// ErrDial is a failed connect (refused, timed out, no such socket).
+	ErrDial = errors.New("upstream: connect failed")
+	// ErrNoResponse means the connection ended (EOF or reset) before any
+	// byte of a response: on a pooled connection, the upstream had closed
+	// it while idle, and the request can be sent again on a new one.
+	ErrNoResponse = errors.New("upstream: connection closed before a response")
+	// ErrTimeout is a response (head or body) that made no progress for
+	// the read timeout.
+	ErrTimeout = errors.New("upstream: timed out")
+	// ErrBadResponse is a response that cannot be framed or parsed, or a
+	// head cut off after its first byte.
+	ErrBadResponse = errors.New("upstream: malformed response")
+	// ErrTruncated is a body that ended before its framing said it would.
+	ErrTruncated = errors.New("upstream: response body truncated")
+	// ErrRequestBody wraps a failure to read the request body from the
+	// client: the upstream is not to blame.
+	ErrRequestBody = errors.New("upstream: reading the request body")
+	// ErrFlush wraps a failure of the Flusher: the client is gone.
+	ErrFlush = errors.New("upstream: flushing to the client")
+)
+
+// Response is a response head. Its fields alias the connection's buffer
+// and are valid until the first body read.
+type Response = wire.ResponseHead
+
+// Config describes one upstream and how to talk to it.
+type Config struct {
+	Network        string        // "tcp" or "unix"
+	Address        string        // host:port, or a socket path
+	ConnectTimeout time.Duration // for each dial
+	// Timeout is the longest an exchange may make no progress: waiting
+	// to send the request, for the response head, or between two reads of
+	// the body (nginx's proxy_send_timeout and proxy_read_timeout).
+	Timeout time.Duration
+	// Keepalive is how many idle connections the pool keeps; 0 keeps none.
+	Keepalive int
+	// IdleTimeout drops pooled connections idle for longer.
+	IdleTimeout time.Duration
+}
+
+// Pool keeps idle connections to one upstream. It is safe for concurrent use.
+type Pool struct {
+	cfg    Config
+	dialer net.Dialer
+	mu     sync.Mutex
+	idle   []*Conn // most recently used last
+	closed bool
+}
+
+// NewPool returns a pool for cfg.
+func NewPool(cfg Config) *Pool {
+	return &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout}}
+}
+
+// Get returns an idle connection (Reused reports true), or dials one.
+func (p *Pool) Get() (*Conn, error) {
+	now := time.Now()
+	p.mu.Lock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) > p.cfg.IdleTimeout {
+			p.mu.Unlock()
+			c.nc.Close()
+			p.mu.Lock()
+			continue
+		}
+		p.mu.Unlock()
+		c.reused = true
+		return c, nil
+	}
+	p.mu.Unlock()
+	return p.Dial()
+}
+
+// Dial opens a new connection.
+func (p *Pool) Dial() (*Conn, error) {
+	nc, err := p.dialer.Dial(p.cfg.Network, p.cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDial, err)
+	}
+	return &Conn{pool: p, nc: nc, buf: make([]byte, bufSize)}, nil
+}
+
+// Idle returns the number of idle connections.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+// Close closes the idle connections; connections in use are closed when
+// they are released.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+func (p *Pool) put(c *Conn) {
+	c.idleAt = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.cfg.Keepalive {
+		p.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// Body framings of a response.
+const (
+	bodyNone = iota
+	bodyLength
+	bodyChunked
+	bodyClose // until the upstream closes the connection
+)
+
+// Chunked decoder states.
+const (
+	chunkSize = iota
+	chunkData
+	chunkDataEnd // the CRLF after a chunk's data
+	chunkTrailer
+)
+
+// Flusher sends what the caller has written so far to its client; the Conn
+// calls it before it waits for the upstream, so that streamed responses
+// reach the client as the upstream sends them.
+type Flusher interface{ Flush() error }
+
+// Conn is one connection to an upstream.
+type Conn struct {
+	pool   *Pool
+	nc     net.Conn
+	reused bool
+	idleAt time.Time
+
+	buf  []byte // read buffer; buf[r:w] is unread
+	r, w int
+	out  []byte // the request head, built by the caller
+
+	head     wire.ResponseHead
+	mode     uint8
+	state    uint8
+	left     int64 // bytes left in the body or the current chunk
+	done     bool  // the body has been read to its end
+	reusable bool
+	err      error // sticky body error
+	got      bool  // a byte of the response arrived
+
+	flusher   Flusher
+	unflushed bool
+
+	rdeadline time.Time
+}
+
+// Reused reports whether the connection came from the pool.
+func (c *Conn) Reused() bool { return c.reused }
+
+// HeadBuffer returns an empty buffer to build the request head in, for Do.
+func (c *Conn) HeadBuffer() []byte { return c.out[:0] }
+
+// Close closes the connection.
+func (c *Conn) Close() { c.nc.Close() }
+
+// Release ends the exchange: the connection goes back to the pool when the
+// response was read to its end and may be followed by another, and is
+// closed otherwise.
+func (c *Conn) Release() {
+	c.flusher = nil
+	if c.reusable && c.done && c.r == c.w && c.err == nil {
+		c.r, c.w = 0, 0
+		if cap(c.buf) > bufSize {
+			c.buf = make([]byte, bufSize) // a long head grew it
+		}
+		c.pool.put(c)
+		return
+	}
+	c.nc.Close()
+}
+
+// Tunnel hands the connection over after a 101 response: it returns the
+// socket and the bytes already read past the response head, which belong
+// to the new protocol. The Conn must not be used afterwards.
+func (c *Conn) Tunnel() (net.Conn, []byte) {
+	return c.nc, c.buf[c.r:c.w]
+}
+
+// Do sends the request head (built in HeadBuffer's buffer) and its body,
+// and reads the response head. The body is body, or n bytes of stream when
+// stream is not nil (n < 0: the head says chunked, and stream is sent
+// chunked to its EOF). noBody is true for a HEAD request, whose response
+// has no body whatever its head says. 1xx responses other than 101 are
+// skipped.
+//
+// The head stays valid until the first body read.
+func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
+	c.out = head
+	c.mode, c.state, c.left, c.done, c.reusable, c.err, c.got = bodyNone, chunkSize, 0, false, false, nil, false
+	c.rdeadline = time.Time{}
+	werr := c.send(head, body, stream, n)
+	if werr != nil && errors.Is(werr, ErrRequestBody) {
+		return nil, werr
+	}
+	h, err := c.readHead(noBody)
+	if err != nil && werr != nil && !c.got {
+		// Nothing came back either: the write's error is the better cause.
+		return nil, fmt.Errorf("%w: %w", ErrNoResponse, werr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if werr != nil {
+		// The upstream answered before it took the whole request (a 413,
+		// say): pass the answer on, but never reuse the connection.
+		c.reusable = false
+	}
+	return h, nil
+}
+
+func (c *Conn) setWriteDeadline() {
+	if t := c.pool.cfg.Timeout; t > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(t))
+	}
+}
+
+// send writes the head and the body.
+func (c *Conn) send(head, body []byte, stream io.Reader, n int64) error {
+	c.setWriteDeadline()
+	if stream == nil {
+		if len(body) == 0 {
+			_, err := c.nc.Write(head)
+			return err
+		}
+		bufs := net.Buffers{head, body}
+		_, err := bufs.WriteTo(c.nc)
+		return err
+	}
+	if _, err := c.nc.Write(head); err != nil {
+		return err
+	}
+	// The read buffer is free until the response: copy through it.
+	buf := c.buf[:cap(c.buf)]
+	chunked := n < 0
+	for n != 0 {
+		p := buf
+		if chunked {
+			p = buf[10 : len(buf)-2] // room for the chunk line and CRLF
+		} else if int64(len(p)) > n {
+			p = p[:n]
+		}
+		m, rerr := stream.Read(p)
+		if m > 0 {
+			out := p[:m]
+			if chunked {
+				out = appendChunk(buf, m)
+			} else {
+				n -= int64(m)
+			}
+			c.setWriteDeadline()
+			if _, err := c.nc.Write(out); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			if !chunked && n > 0 {
+				return fmt.Errorf("%w: %w", ErrRequestBody, io.ErrUnexpectedEOF)
+			}
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("%w: %w", ErrRequestBody, rerr)
+		}
+	}
+	if chunked {
+		_, err := c.nc.Write(lastChunk)
+		return err
+	}
+	return nil
+}
+
+var lastChunk = []byte("0\r\n\r\n")
+
+// appendChunk frames the m bytes at buf[10:] as one chunk and returns it.
+func appendChunk(buf []byte, m int) []byte {
+	const hex = "0123456789abcdef"
+	var line [10]byte
+	i := len(line)
+	line[i-1], line[i-2] = '\n', '\r'
+	i -= 2
+	for v := m; ; v >>= 4 {
+		i--
+		line[i] = hex[v&15]
+		if v < 16 {
+			break
+		}
+	}
+	start := 10 - (len(line) - i)
+	copy(buf[start:10], line[i:])
+	buf[10+m], buf[11+m] = '\r', '\n'
+	return buf[start : 12+m]
+}
+
+// fill reads more bytes into buf[w:].
+func (c *Conn) fill() error {
+	m, err := c.readInto(c.buf[c.w:cap(c.buf)])
+	c.w += m
+	return err
+}
+
+// readInto flushes the caller's output, then reads into p with the read
+// deadline; it returns a positive count or an error.
+func (c *Conn) readInto(p []byte) (int, error) {
+	if c.unflushed && c.flusher != nil {
+		c.unflushed = false
+		if err := c.flusher.Flush(); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrFlush, err)
+		}
+	}
+	if t := c.pool.cfg.Timeout; t > 0 {
+		// Moving a deadline costs a timer update: only when a quarter of
+		// the timeout has gone by.
+		now := time.Now()
+		if c.rdeadline.Sub(now) < t*3/4 {
+			c.rdeadline = now.Add(t)
+			c.nc.SetReadDeadline(c.rdeadline)
+		}
+	}
+	m, err := c.nc.Read(p)
+	if m > 0 {
+		c.got = true
+		return m, nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return 0, err
+}
+
+// compact moves the unread bytes to the start of the buffer.
+func (c *Conn) compact() {
+	if c.r > 0 {
+		c.w = copy(c.buf[:cap(c.buf)], c.buf[c.r:c.w])
+		c.r = 0
+	}
+}
+
+// readHead reads and parses the response head.
+func (c *Conn) readHead(noBody bool) (*wire.ResponseHead, error) {
+	h := &c.head
+	for interim := 0; ; {
+		var err error
+		n := 0
+		if c.w > c.r {
+			n, err = wire.ParseResponseHead(h, c.buf[c.r:c.w], maxHeadBytes, maxHeadFields)
+		} else {
+			err = wire.ErrNeedMore
+		}
+		if err == nil {
+			c.r += n
+			if h.Status >= 200 || h.Status == 101 {
+				break
+			}
+			if interim++; interim > maxInterim {
+				return nil, fmt.Errorf("%w: too many interim responses", ErrBadResponse)
+			}
+			continue
+		}
+		if err != wire.ErrNeedMore {
+			return nil, fmt.Errorf("%w: %w", ErrBadResponse, err)
+		}
+		if c.w == cap(c.buf) {
+			if c.r > 0 {
+				c.compact()
+			} else {
+				nb := make([]byte, min(2*cap(c.buf), maxHeadBytes+1))
+				c.w = copy(nb, c.buf[:c.w])
+				c.buf = nb
+			}
+		}
+		if err := c.fill(); err != nil {
+			return nil, c.readErr(err)
+		}
+	}
+	c.reusable = !h.Close
+	switch {
+	case h.Status == 101:
+		c.mode = bodyNone
+		c.reusable = false
+	case noBody || h.Status == 204 || h.Status == 304:
+		c.mode = bodyNone
+	case h.Chunked:
+		c.mode = bodyChunked
+	case h.ContentLength >= 0:
+		c.mode = bodyLength
+		c.left = h.ContentLength
+	default:
+		c.mode = bodyClose
+		c.reusable = false
+	}
+	c.done = c.mode == bodyNone || c.mode == bodyLength && c.left == 0
+	c.unflushed = true
+	return h, nil
+}
+
+// readErr classifies a failed read while waiting for a head.
+func (c *Conn) readErr(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrFlush):
+		return err
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case !c.got && (err == io.EOF || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)):
+		return fmt.Errorf("%w: %w", ErrNoResponse, err)
+	}
+	return fmt.Errorf("%w: %w", ErrBadResponse, err)
+}
+
+// SetFlusher sets who is flushed before each wait for body bytes; the head
+// counts as unflushed output.
+func (c *Conn) SetFlusher(f Flusher) { c.flusher = f }
+
+// Buffered reports whether body bytes are at hand without waiting.
+func (c *Conn) Buffered() bool { return c.w > c.r }
+
+// Read reads the decoded response body; io.EOF at its end.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.done {
+		return 0, io.EOF
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.read(p)
+	if n > 0 {
+		c.unflushed = true
+	}
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
+
+func (c *Conn) read(p []byte) (int, error) {
+	switch c.mode {
+	case bodyLength:
+		return c.readData(p, true)
+	case bodyClose:
+		n, err := c.readData(p, false)
+		if err == io.EOF {
+			c.done = true
+		}
+		return n, err
+	}
+	for {
+		switch c.state {
+		case chunkSize, chunkDataEnd, chunkTrailer:
+			line, err := c.line()
+			if err != nil {
+				return 0, err
+			}
+			switch c.state {
+			case chunkDataEnd:
+				if len(line) != 2 {
+					return 0, fmt.Errorf("%w: bad chunk end", ErrBadResponse)
+				}
+				c.state = chunkSize
+			case chunkSize:
+				size, ok := wire.ParseChunkLine(line[:len(line)-1])
+				if !ok {
+					return 0, fmt.Errorf("%w: bad chunk size line", ErrBadResponse)
+				}
+				if size == 0 {
+					c.state = chunkTrailer
+				} else {
+					c.state, c.left = chunkData, size
+				}
+			case chunkTrailer:
+				// Trailer fields are dropped (the server cannot send
+				// them on), but they must be well formed.
+				name, _, _, st := wire.ParseFieldLine(line, 0)
+				if st != 0 {
+					return 0, fmt.Errorf("%w: bad trailer", ErrBadResponse)
+				}
+				if name == nil {
+					c.done = true
+					return 0, io.EOF
+				}
+			}
+		case chunkData:
+			n, err := c.readData(p, true)
+			if c.left == 0 {
+				c.state = chunkDataEnd
+			}
+			if n > 0 || err != nil {
+				return n, err
+			}
+		}
+	}
+}
+
+// line returns the next line with its CRLF, reading as needed.
+func (c *Conn) line() ([]byte, error) {
+	for {
+		for i := c.r; i < c.w; i++ {
+			if c.buf[i] == '\n' {
+				line := c.buf[c.r : i+1]
+				c.r = i + 1
+				if len(line) < 2 || line[len(line)-2] != '\r' {
+					return nil, fmt.Errorf("%w: bare LF", ErrBadResponse)
+				}
+				return line, nil
+			}
+		}
+		if c.w-c.r > maxChunkLine {
+			return nil, fmt.Errorf("%w: chunk line too long", ErrBadResponse)
+		}
+		if c.w == cap(c.buf) {
+			c.compact()
+		}
+		if err := c.fill(); err != nil {
+			return nil, c.bodyErr(err)
+		}
+	}
+}
+
+// readData reads up to c.left bytes (any number when !limited).
+func (c *Conn) readData(p []byte, limited bool) (int, error) {
+	if limited && int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	if c.r == c.w {
+		if len(p) >= directRead {
+			// Straight from the socket into p: no copy through buf.
+			c.r, c.w = 0, 0
+			n, err := c.readInto(p)
+			if err != nil {
+				return 0, c.bodyErr(err)
+			}
+			c.account(n, limited)
+			return n, nil
+		}
+		c.r, c.w = 0, 0
+		if err := c.fill(); err != nil {
+			return 0, c.bodyErr(err)
+		}
+	}
+	n := copy(p, c.buf[c.r:c.w])
+	c.r += n
+	c.account(n, limited)
+	return n, nil
+}
+
+func (c *Conn) account(n int, limited bool) {
+	if !limited {
+		return
+	}
+	c.left -= int64(n)
+	if c.left == 0 && c.mode == bodyLength {
+		c.done = true
+	}
+}
+
+// bodyErr classifies a failed read inside a body.
+func (c *Conn) bodyErr(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrFlush):
+		return err
+	case err == io.EOF:
+		if c.mode == bodyClose {
+			return io.EOF
+		}
+		return ErrTruncated
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return fmt.Errorf("%w: %w", ErrTruncated, err)
+}
