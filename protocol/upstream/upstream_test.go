@@ -1,0 +1,313 @@
+package upstream
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// server runs a loopback TCP server that hands each connection to fn, and
+// counts the connections.
+type server struct {
+	addr  string
+	mu    sync.Mutex
+	conns int
+}
+
+func newServer(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				fn(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return s
+}
+
+func (s *server) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+// readRequest reads one request head and its Content-Length body.
+func readRequest(br *bufio.Reader) (head string, body string, err error) {
+	var b strings.Builder
+	n := 0
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", "", err
+		}
+		b.WriteString(line)
+		if line == "\r\n" {
+			break
+		}
+		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
+			for _, c := range strings.TrimSpace(v) {
+				n = n*10 + int(c-'0')
+			}
+		}
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return "", "", err
+	}
+	return b.String(), string(buf), nil
+}
+
+func newPool(addr string) *Pool {
+	return NewPool(Config{Network: "tcp", Address: addr, ConnectTimeout: 5 * time.Second,
+		Timeout: 30 * time.Second, Keepalive: 4, IdleTimeout: time.Minute})
+}
+
+// exchange sends GET / on a pooled connection and reads the whole body.
+func exchange(t *testing.T, p *Pool) (*Response, string, error) {
+	t.Helper()
+	c, err := p.Get()
+	if err != nil {
+		return nil, "", err
+	}
+	head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
+	resp, err := c.Do(head, nil, nil, 0, false)
+	if err != nil {
+		c.Close()
+		return nil, "", err
+	}
+	status := *resp
+	b, err := io.ReadAll(c)
+	if err != nil {
+		c.Close()
+		return &status, string(b), err
+	}
+	c.Release()
+	return &status, string(b), nil
+}
+
+func TestBodies(t *testing.T) {
+	for _, tc := range []struct {
+		name, resp, body string
+		reused           bool // the connection goes back to the pool
+	}{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "hello", true},
+		{"empty", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "", true},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nT: v\r\n\r\n", "hello!", true},
+		{"no content", "HTTP/1.1 204 No Content\r\n\r\n", "", true},
+		{"interim", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Hints\r\nLink: x\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok", true},
+		{"close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", "ok", false},
+		{"until close", "HTTP/1.1 200 OK\r\n\r\nuntil the end", "until the end", false},
+		{"http/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+				for {
+					if _, _, err := readRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, tc.resp)
+					if !tc.reused {
+						return
+					}
+				}
+			})
+			p := newPool(s.addr)
+			defer p.Close()
+			for range 3 {
+				_, body, err := exchange(t, p)
+				if err != nil || body != tc.body {
+					t.Fatalf("body %q, %v; want %q", body, err, tc.body)
+				}
+			}
+			want := 3
+			if tc.reused {
+				want = 1
+			}
+			if n := s.count(); n != want {
+				t.Errorf("%d connections for 3 exchanges, want %d", n, want)
+			}
+		})
+	}
+}
+
+// TestHostile: responses that cannot be framed safely fail, and their
+// connection is never pooled.
+func TestHostile(t *testing.T) {
+	for _, tc := range []struct {
+		name, resp string
+		want       error
+	}{
+		{"cl and te", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", ErrBadResponse},
+		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", ErrBadResponse},
+		{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", ErrBadResponse},
+		{"obfuscated te", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked \x0b\r\n\r\n", ErrBadResponse},
+		{"te list", "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n", ErrBadResponse},
+		{"obs-fold", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n", ErrBadResponse},
+		{"bare lf", "HTTP/1.1 200 OK\nContent-Length: 0\n\n", ErrBadResponse},
+		{"not http", "SSH-2.0-OpenSSH\r\n\r\n", ErrBadResponse},
+		{"head cut", "HTTP/1.1 200 OK\r\nContent-", ErrBadResponse},
+		{"nothing", "", ErrNoResponse},
+		{"huge head", "HTTP/1.1 200 OK\r\n" + strings.Repeat("X: "+strings.Repeat("y", 1000)+"\r\n", 80) + "\r\n", ErrBadResponse},
+		{"interim flood", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 20), ErrBadResponse},
+		{"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", ErrBadResponse},
+		{"chunk without crlf", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n", ErrBadResponse},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", ErrTruncated},
+		{"short chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\nabc", ErrTruncated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+				if _, _, err := readRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, tc.resp)
+			})
+			p := newPool(s.addr)
+			defer p.Close()
+			_, _, err := exchange(t, p)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("error %v, want %v", err, tc.want)
+			}
+			if p.Idle() != 0 {
+				t.Fatalf("the connection was pooled")
+			}
+		})
+	}
+}
+
+// TestStale: a pooled connection the upstream closed while idle fails with
+// ErrNoResponse, the cue to send the request again on a new connection.
+func TestStale(t *testing.T) {
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.(*net.TCPConn).SetLinger(0) // then close with a reset
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	if _, body, err := exchange(t, p); err != nil || body != "ok" {
+		t.Fatalf("%q %v", body, err)
+	}
+	if p.Idle() != 1 {
+		t.Fatalf("%d idle, want 1", p.Idle())
+	}
+	// Wait until the upstream's reset has arrived: a read on the idle
+	// connection sees it.
+	c, _ := p.Get()
+	if !c.Reused() {
+		t.Fatal("not the pooled connection")
+	}
+	head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
+	_, err := c.Do(head, nil, nil, 0, false)
+	c.Close()
+	if !errors.Is(err, ErrNoResponse) {
+		t.Fatalf("stale connection: %v, want ErrNoResponse", err)
+	}
+}
+
+// TestRequestBodies: bodies go out with the framing the head announces.
+func TestRequestBodies(t *testing.T) {
+	got := make(chan string, 3)
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			head, body, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			if strings.Contains(head, "chunked") {
+				var b strings.Builder
+				for {
+					line, _ := br.ReadString('\n')
+					var n int
+					for _, ch := range strings.TrimSpace(line) {
+						n = n*16 + strings.IndexRune("0123456789abcdef", ch)
+					}
+					if n == 0 {
+						br.ReadString('\n')
+						break
+					}
+					buf := make([]byte, n+2)
+					io.ReadFull(br, buf)
+					b.Write(buf[:n])
+				}
+				body = b.String()
+			}
+			got <- body
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	big := strings.Repeat("0123456789", 5000)
+	for _, tc := range []struct {
+		head   string
+		body   []byte
+		stream io.Reader
+		n      int64
+		want   string
+	}{
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", []byte("hello"), nil, 0, "hello"},
+		{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n", nil, strings.NewReader(big), 50000, big},
+		{"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", nil, strings.NewReader(big), -1, big},
+	} {
+		c, err := p.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := append(c.HeadBuffer(), tc.head...)
+		if _, err := c.Do(head, tc.body, tc.stream, tc.n, false); err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, c)
+		c.Release()
+		if b := <-got; b != tc.want {
+			t.Errorf("upstream got %d bytes, want %d", len(b), len(tc.want))
+		}
+	}
+	if n := s.count(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+func TestAppendChunk(t *testing.T) {
+	buf := make([]byte, 64)
+	for _, m := range []int{1, 15, 16, 40} {
+		out := appendChunk(buf, m)
+		line := string(out[:len(out)-m-2])
+		want := strconv.FormatInt(int64(m), 16) + "\r\n"
+		if line != want {
+			t.Errorf("%d: %q, want %q", m, line, want)
+		}
+	}
+}
