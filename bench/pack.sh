@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pack.sh makes bench/ self-contained for a machine that gets only a copy of
-# the working tree (no Go, no apt): it builds bench/bin/{forkd,nethttp,fasthttp}
+# the working tree (no Go, no apt): it builds bench/bin/{forkd,nethttp,fasthttp,upstream}
 # and copies wrk, nginx, every shared library they link (per ldd), their
 # dynamic loader and nginx's mime.types into bench/.work/tools/:
 #

@@ -15,7 +15,7 @@ ROOT=$(dirname "$BENCH_DIR")
 BIN="$BENCH_DIR/bin"
 TOOLS="$BENCH_DIR/.work/tools"
 
-ALL_TESTS="plaintext,static4k,static1m,churn,scaling,tls,tlshandshake,tls1m"
+ALL_TESTS="plaintext,static4k,static1m,churn,scaling,tls,tlshandshake,tls1m,proxy,proxychurn"
 ALL_SERVERS="forkd,nethttp,fasthttp,nginx"
 
 DURATION=${DURATION:-10s}
@@ -129,10 +129,11 @@ build() {
 		return
 	}
 	mkdir -p "$BIN"
-	log "building peers (bench/bin/nethttp, bench/bin/fasthttp)"
+	log "building peers (bench/bin/nethttp, bench/bin/fasthttp, bench/bin/upstream)"
 	(cd "$BENCH_DIR" &&
 		CGO_ENABLED=0 go build -trimpath -o bin/nethttp ./peers/nethttp &&
-		CGO_ENABLED=0 go build -trimpath -o bin/fasthttp ./peers/fasthttp) ||
+		CGO_ENABLED=0 go build -trimpath -o bin/fasthttp ./peers/fasthttp &&
+		CGO_ENABLED=0 go build -trimpath -o bin/upstream ./peers/upstream) ||
 		die "building the peers failed"
 	log "building forkd (go build -o bench/bin/forkd ./cmd/forkd)"
 	# Build to a temporary name so that a failed build never leaves a stale
@@ -392,13 +393,13 @@ stop_all() {
 TIMEOUT_S=$(($(secs "$DURATION") + 30))
 
 # wrk_run URL DURATION TEST runs wrk pinned to the client CPUs and sets
-# RESULT from the report line. The churn test sends "Connection: close", so
+# RESULT from the report line. The churn tests send "Connection: close", so
 # that every request opens a connection, over CHURN_CONNS connections. It
 # runs in the background, in its own session, so that an interrupt is
 # handled at once and cleanup can kill it as a group.
 wrk_run() {
 	local url=$1 dur=$2 out=$TMP/wrk.out conns=$CONNS extra=()
-	if [[ ${3:-} == churn ]]; then
+	if [[ ${3:-} == churn || ${3:-} == proxychurn ]]; then
 		conns=$CHURN_CONNS
 		extra=(-H "Connection: close")
 	fi
@@ -534,7 +535,7 @@ HELLO_ROUTE='respond {
 
 start_forkd() {
 	if [[ ! -x $BIN/forkd ]]; then
-		skip_targets forkd "not built" plaintext static4k static1m churn tls tlshandshake tls1m
+		skip_targets forkd "not built" plaintext static4k static1m churn tls tlshandshake tls1m proxy proxychurn
 		if has "$TESTS" scaling; then RSS_NOTE="" target scaling forkd "" "not built"; fi
 		return
 	fi
@@ -590,6 +591,18 @@ EOF
 			skip_targets forkd "did not start" tls tlshandshake tls1m
 		fi
 	fi
+	if has_proxy_test; then
+		port=$(free_port)
+		forkd_config "$TMP/forkd-proxy.hcl" "$port" "$WORKERS" "proxy {
+      upstreams = [\"127.0.0.1:$UPSTREAM_PORT\"]
+      keepalive = 64
+    }"
+		if start_server forkd-proxy "$port" / "$WORKERS" "$BIN/forkd" -c "$TMP/forkd-proxy.hcl"; then
+			proxy_targets forkd "http://127.0.0.1:$port/"
+		else
+			skip_targets forkd "did not start" proxy proxychurn
+		fi
+	fi
 	if has "$TESTS" scaling; then
 		for w in $SCALE; do
 			port=$(free_port)
@@ -629,14 +642,15 @@ start_fasthttp() {
 }
 
 start_nginx() {
-	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || has "$TESTS" churn || has_tls_test || return
+	has "$TESTS" plaintext || has "$TESTS" static4k || has "$TESTS" static1m || has "$TESTS" churn || has_tls_test || has_proxy_test || return
 	if ((${#NGINX[@]} == 0)); then
-		skip_targets nginx "not installed" plaintext static4k static1m churn tls tlshandshake tls1m
+		skip_targets nginx "not installed" plaintext static4k static1m churn tls tlshandshake tls1m proxy proxychurn
 		return
 	fi
-	local port tport d=$TMP/nginx
+	local port tport pport d=$TMP/nginx
 	port=$(free_port)
 	tport=$(free_port)
+	pport=$(free_port)
 	mkdir -p "$d/logs" "$d/tmp"
 	local mime="types { application/octet-stream bin; }"
 	[[ -n $MIME ]] && mime="include $MIME;"
@@ -664,6 +678,31 @@ start_nginx() {
         }
     }
 TLS
+)
+	fi
+	# The proxy server only when a proxy test runs: the upstream is started
+	# only then. HTTP/1.1 to the upstream with Connection cleared is what
+	# keepalive needs (nginx's documentation of the upstream keepalive).
+	local proxy_server=""
+	if has_proxy_test; then
+		proxy_server=$(cat <<PROXY
+    upstream bench_upstream {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$pport;
+        server_name _;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+        }
+    }
+PROXY
 )
 	fi
 	cat >"$d/nginx.conf" <<EOF
@@ -709,11 +748,19 @@ http {
     }
 
 $tls_server
+$proxy_server
 }
 EOF
 	if ! start_server nginx "$port" / "$WORKERS" "${NGINX[@]}" -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf"; then
-		skip_targets nginx "did not start" plaintext static4k static1m churn tls tlshandshake tls1m
+		skip_targets nginx "did not start" plaintext static4k static1m churn tls tlshandshake tls1m proxy proxychurn
 		return
+	fi
+	if has_proxy_test; then
+		if probe "$pport" /; then
+			proxy_targets nginx "http://127.0.0.1:$pport/"
+		else
+			skip_targets nginx "did not start" proxy proxychurn
+		fi
 	fi
 	has "$TESTS" plaintext && target plaintext nginx "$WORKERS" "http://127.0.0.1:$port/"
 	has "$TESTS" churn && target churn nginx "$WORKERS" "http://127.0.0.1:$port/"
@@ -726,6 +773,33 @@ EOF
 			skip_targets nginx "did not start" tls tlshandshake tls1m
 		fi
 	fi
+}
+
+# ---------------------------------------------------------------- proxy
+
+has_proxy_test() { has "$TESTS" proxy || has "$TESTS" proxychurn; }
+
+# proxy_targets SERVER URL registers the proxy tests: keep-alive clients,
+# and a new client connection per request (Connection: close).
+proxy_targets() {
+	has "$TESTS" proxy && target proxy "$1" "$WORKERS" "$2"
+	has "$TESTS" proxychurn && target proxychurn "$1" "$WORKERS" "$2"
+}
+
+# start_upstream starts the one upstream every proxy test shares (fasthttp,
+# GOMAXPROCS=1, on the server CPUs as the proxies are) and sets
+# UPSTREAM_PORT; without it the proxy tests are dropped.
+UPSTREAM_PORT=""
+start_upstream() {
+	has_proxy_test || return
+	local port
+	port=$(free_port)
+	if [[ -x $BIN/upstream ]] && RSS_NOTE="" start_server upstream "$port" / 0 env GOMAXPROCS=1 "$BIN/upstream" -addr "127.0.0.1:$port"; then
+		UPSTREAM_PORT=$port
+		return
+	fi
+	warn "the proxy upstream (bench/bin/upstream) did not start; the proxy tests are skipped"
+	TESTS=$(tr , '\n' <<<"$TESTS" | grep -vx -e proxy -e proxychurn | paste -sd,)
 }
 
 # ---------------------------------------------------------------- TLS
@@ -753,6 +827,7 @@ fi
 
 log "servers on CPUs $SERVER_CPUS ($WORKERS workers), wrk on CPUs $CLIENT_CPUS ($THREADS threads), $CONNS connections, $DURATION per run, $REPEAT round(s)"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+start_upstream
 IFS=, read -ra server_list <<<"$SERVERS"
 for s in "${server_list[@]}"; do
 	RSS_NOTE=""
@@ -792,7 +867,7 @@ report() {
 		[[ -n ${RATE[plaintext:$peer]:-} ]] || continue
 		echo "| plaintext ÷ $peer | $(ratio "${RATE[plaintext:forkd]:-}" "${RATE[plaintext:$peer]}") | $(ratio "${P99[plaintext:forkd]:-}" "${P99[plaintext:$peer]}") | $(ratio "${CPU[plaintext:forkd]:-}" "${CPU[plaintext:$peer]}") |"
 	done
-	for t in static4k static1m churn tls tlshandshake tls1m; do
+	for t in static4k static1m churn tls tlshandshake tls1m proxy proxychurn; do
 		[[ -n ${RATE[$t:nginx]:-} ]] || continue
 		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") | $(ratio "${CPU[$t:forkd]:-}" "${CPU[$t:nginx]}") |"
 	done
