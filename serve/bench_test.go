@@ -1,7 +1,10 @@
 package serve
 
 import (
+	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,4 +68,100 @@ func BenchmarkStaticFile(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkProxy sends keep-alive GETs through a proxy route to an upstream
+// on loopback. Client and upstream are raw sockets that allocate nothing,
+// so allocs/op is the proxy's (protocol, serve, upstream client).
+func BenchmarkProxy(b *testing.B) {
+	upstream := rawBenchUpstream(b, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!")
+	h := newHandler(b, []config.Site{{Name: "p", Routes: []config.Route{
+		{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{upstream}, Keepalive: 64}},
+	}}}, Options{})
+	addr := startServer(b, h, nil)
+	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		for pb.Next() {
+			if _, err := c.Write(req); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := readBenchResponse(c, buf, "Hello, World!"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// readBenchResponse reads one response whose body is body (and that has
+// no other "\r\n\r\n").
+func readBenchResponse(c net.Conn, buf []byte, body string) error {
+	n := 0
+	for {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			return err
+		}
+		n += m
+		if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 && n-i-4 >= len(body) {
+			if string(buf[n-len(body):n]) != body {
+				return fmt.Errorf("response %q", buf[:n])
+			}
+			return nil
+		}
+		if n == len(buf) {
+			return fmt.Errorf("response too long: %q", buf[:n])
+		}
+	}
+}
+
+// rawBenchUpstream answers every request head on a connection with resp.
+func rawBenchUpstream(b *testing.B, resp string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 8192)
+				out := []byte(resp)
+				n := 0
+				for {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						return
+					}
+					n += m
+					for {
+						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+						if i < 0 {
+							break
+						}
+						if _, err := c.Write(out); err != nil {
+							return
+						}
+						n = copy(buf, buf[i+4:n])
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
