@@ -65,30 +65,68 @@
 //
 // # Reverse proxy
 //
-// Each proxy route owns a net/http Transport whose dialer picks the upstream
-// ("host:port" or "unix:/path"): round robin per new connection, trying the
-// next upstream when a connect fails (refused, unreachable, connect
-// timeout). Connections are kept alive and pooled, so the balance is per
-// connection rather than per request. A failed connect to every upstream is
-// 502; no response header within the response timeout is 504; any other
-// failure before the response header (a reset, a malformed response) is 502,
-// each with a short plain-text body. Once the response header has been
-// forwarded, a failure can only cut the connection, so that the client sees
-// a truncated response rather than a complete one.
+// A proxy route talks HTTP/1.1 to its upstreams ("host:port" or
+// "unix:/path") with forkd's own client, protocol/upstream, never
+// net/http's Transport. Each worker keeps, per upstream, up to keepalive
+// idle connections (nginx's upstream keepalive), reused by every request;
+// a response with Connection: close, an HTTP/1.0 response without
+// keep-alive, a body delimited by the connection's end, or one not read to
+// its end closes its connection instead. Responses are parsed as strictly
+// as requests: Content-Length with Transfer-Encoding, a repeated or
+// malformed Content-Length, or any transfer coding but one "chunked" is a
+// 502, and the connection is closed, never pooled.
 //
-// Hop-by-hop fields (RFC 9110 section 7.6.1) are removed in both directions:
-// Connection and the fields it names, Keep-Alive, Proxy-*, TE, Trailer,
-// Transfer-Encoding and Upgrade (so protocol upgrades such as WebSocket are
-// not proxied). The original Host is passed on; X-Forwarded-For gets the
-// client address appended, and X-Forwarded-Proto and X-Forwarded-Host are
-// set, replacing what the client sent (X-Forwarded-Proto is "https" for a
-// request that came over a TLS listener, see internal/tlsconn). The request target is passed on as
-// received when its path was already in canonical form, else the cleaned
-// path that was routed, re-encoded, so that the upstream sees the path the
-// route matched. Bodies are streamed both ways, request bodies chunked when
-// their length is unknown; response bytes are flushed to the client as they
-// arrive. A request with a body that cannot be replayed is not retried on a
-// stale pooled connection: it gets 502.
+// Each request picks its upstream: smooth weighted round robin (nginx's
+// order; weights default to 1) or least_conn (fewest requests in flight per
+// weight, ties in turn). A request that failed before any byte of the
+// response reached the client is sent again:
+//
+//   - a failed connect (refused, timed out): to the next upstream, any
+//     method, since nothing was sent;
+//   - a pooled connection that ends or is reset before any response byte
+//     (the upstream closed it while idle): on a new connection, when the
+//     request's body is empty or was read whole (up to
+//     retry_body_buffer bytes; longer bodies stream and cannot be sent
+//     twice);
+//   - a fresh connection that ends before any response byte: to the next
+//     upstream, when the method is idempotent and the body was read whole.
+//
+// A malformed response and a response timeout are not retried (502, 504),
+// nor is anything once the response head went out. Failures (connects,
+// timeouts, resets, malformed responses; not stale pooled connections)
+// count against the upstream as nginx's max_fails: max_fails of them
+// within fail_timeout take it out of the rotation for fail_timeout. When
+// every upstream is down or has failed this request, the answer is 502 at
+// once. Warnings about one upstream are logged at most once a second, with
+// the number left out (suppressed=N).
+//
+// response_timeout bounds each wait for the upstream without progress:
+// sending the request, the response head, and every body read (nginx's
+// proxy_send_timeout and proxy_read_timeout). Once the head has been
+// forwarded, a failure can only cut the client's connection, so that the
+// client sees a truncated response rather than a complete one. Response
+// bytes reach the client as the upstream sends them: what has arrived is
+// flushed before each wait for more, so server-sent events are not held
+// back, and a response that arrives whole goes out in one write.
+//
+// Hop-by-hop fields (RFC 9110 section 7.6.1) are removed in both
+// directions: Connection and the fields it names, Keep-Alive, Proxy-*, TE,
+// Trailer, Transfer-Encoding and Upgrade. A request that asks to upgrade
+// (HTTP/1.1, Upgrade named in Connection) is sent on with Upgrade and
+// Connection: upgrade; when the upstream answers 101, the client's
+// connection is hijacked and bytes are copied both ways until both sides
+// have finished (WebSocket, h2c...); a 101 nobody asked for is a 502. Host
+// is the client's (host = "$host") or a fixed name; X-Forwarded-For gets
+// the client address (Request.RemoteAddr) appended to what the client sent,
+// in one field; X-Forwarded-Proto ("https" over a TLS listener, see
+// internal/tlsconn) and X-Forwarded-Host replace the client's; via = true
+// adds "Via: 1.1 forkd". The request target is passed on as received when
+// its path was already in canonical form, else the cleaned path that was
+// routed, re-encoded, so that the upstream sees the path the route
+// matched. Request bodies over retry_body_buffer stream, chunked when
+// their length is unknown; the whole request is sent before the response is
+// read (an upstream that answers early, a 413 say, is still heard, and its
+// connection is not reused). Response trailers are dropped.
 //
 // # Redirects
 //
