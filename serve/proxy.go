@@ -59,6 +59,7 @@ type proxy struct {
 	timeout     time.Duration // response_timeout
 	logger      hclog.Logger
 	bufs        sync.Pool // *[]byte of proxyBufSize
+	bodyBufs    sync.Pool // *[]byte of retryBody+1, for bodies read whole
 }
 
 // parseUpstream splits "host:port" or "unix:/path" into a network and an
@@ -114,6 +115,7 @@ func newProxy(c *config.Proxy, logger hclog.Logger) (*proxy, error) {
 	}
 	p.timeout = timeout
 	p.bufs.New = func() any { b := make([]byte, proxyBufSize); return &b }
+	p.bodyBufs.New = func() any { b := make([]byte, p.retryBody+1); return &b }
 	for i, s := range c.Upstreams {
 		network, addr, err := parseUpstream(s)
 		if err != nil {
@@ -276,7 +278,11 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 		}
 	}
 	if bp != nil {
-		defer p.bufs.Put(bp)
+		if len(*bp) == proxyBufSize {
+			defer p.bufs.Put(bp)
+		} else {
+			defer p.bodyBufs.Put(bp)
+		}
 	}
 	upgrade := p.isUpgrade(r)
 	noBody := string(r.Method) == "HEAD"
@@ -359,15 +365,17 @@ func (p *proxy) readBody(r *protocol.Request) (body []byte, stream io.Reader, bp
 		return nil, r.Body, nil, true
 	}
 	if r.ContentLength < 0 || r.ContentLength > proxyBufSize {
-		buf := make([]byte, p.retryBody+1)
+		bp = p.bodyBufs.Get().(*[]byte)
+		buf := *bp
 		n, err := io.ReadFull(r.Body, buf)
 		switch {
 		case err == io.ErrUnexpectedEOF || err == io.EOF:
-			return buf[:n], nil, nil, true
+			return buf[:n], nil, bp, true
 		case err != nil:
+			p.bodyBufs.Put(bp)
 			return nil, nil, nil, false
 		}
-		return buf[:n], r.Body, nil, true // longer than the buffer: stream
+		return buf[:n], r.Body, bp, true // longer than the buffer: stream
 	}
 	bp = p.bufs.Get().(*[]byte)
 	buf := (*bp)[:r.ContentLength]

@@ -208,6 +208,7 @@ type Conn struct {
 	unflushed bool
 
 	rdeadline time.Time
+	wdeadline time.Time
 }
 
 // Reused reports whether the connection came from the pool.
@@ -253,7 +254,6 @@ func (c *Conn) Tunnel() (net.Conn, []byte) {
 func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
 	c.out = head
 	c.mode, c.state, c.left, c.done, c.reusable, c.err, c.got = bodyNone, chunkSize, 0, false, false, nil, false
-	c.rdeadline = time.Time{}
 	werr := c.send(head, body, stream, n)
 	if werr != nil && errors.Is(werr, ErrRequestBody) {
 		return nil, werr
@@ -274,9 +274,15 @@ func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*R
 	return h, nil
 }
 
+// setWriteDeadline gives the next write the timeout; like the read
+// deadline, it is moved only when a quarter of the timeout has gone by.
 func (c *Conn) setWriteDeadline() {
 	if t := c.pool.cfg.Timeout; t > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(t))
+		now := time.Now()
+		if c.wdeadline.Sub(now) < t*3/4 {
+			c.wdeadline = now.Add(t)
+			c.nc.SetWriteDeadline(c.wdeadline)
+		}
 	}
 }
 
