@@ -58,8 +58,9 @@ type proxy struct {
 	failTimeout time.Duration
 	timeout     time.Duration // response_timeout
 	logger      hclog.Logger
-	bufs        sync.Pool // *[]byte of proxyBufSize
-	bodyBufs    sync.Pool // *[]byte of retryBody+1, for bodies read whole
+	noneLim     *lograte.Limiter // "no upstream available"
+	bufs        sync.Pool        // *[]byte of proxyBufSize
+	bodyBufs    sync.Pool        // *[]byte of retryBody+1, for bodies read whole
 }
 
 // parseUpstream splits "host:port" or "unix:/path" into a network and an
@@ -98,6 +99,7 @@ func newProxy(c *config.Proxy, logger hclog.Logger) (*proxy, error) {
 		maxFails:    int32(c.MaxFails),
 		failTimeout: c.FailTimeout,
 		logger:      logger,
+		noneLim:     lograte.New(proxyLogEvery),
 	}
 	if c.Host != "" && c.Host != config.ProxyHostClient {
 		p.host = c.Host
@@ -301,7 +303,15 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 		now := time.Now().UnixNano()
 		i := p.pick(tried, now)
 		if i < 0 {
-			writeError(w, http.StatusBadGateway) // every upstream failed or is down
+			// Every upstream failed this request or is down.
+			if ok, n := p.noneLim.Allow(time.Unix(0, now)); ok {
+				args := []any{"upstreams", len(p.backends)}
+				if n > 0 {
+					args = append(args, "suppressed", n)
+				}
+				p.logger.Warn("no upstream available", args...)
+			}
+			writeError(w, http.StatusBadGateway)
 			return
 		}
 		b := p.backends[i]
@@ -674,7 +684,10 @@ func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn,
 	if _, err := cc.Write(head); err != nil {
 		return
 	}
+	// The tunnel may idle for as long as its peers like: no deadlines left
+	// over from the exchange before it.
 	uc.SetDeadline(time.Time{})
+	cc.SetDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
