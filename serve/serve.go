@@ -127,8 +127,8 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 //
 // When every route proxies, every request would leave its loop at once:
 // then no loops either, since a connection that leaves a loop costs a
-// dup(2) and a poller registration that one accepted for a goroutine does
-// not (a third of the CPU of a proxied request on a new connection).
+// dup(2) and a second poller registration that one accepted for a
+// goroutine does not.
 func (h *handler) LoopSafe() bool {
 	if h.routes > 0 && h.routes == h.proxies {
 		return false
