@@ -87,7 +87,8 @@
 //     (the upstream closed it while idle): on a new connection, when the
 //     request's body is empty or was read whole (up to
 //     retry_body_buffer bytes; longer bodies stream and cannot be sent
-//     twice);
+//     twice, so a pooled connection is first checked with a peek at its
+//     socket, and a closed one is replaced by a new connection);
 //   - a fresh connection that ends before any response byte: to the next
 //     upstream, when the method is idempotent and the body was read whole.
 //

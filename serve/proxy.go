@@ -323,6 +323,12 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			c, err = b.pool.Get()
 		}
 		fresh = false
+		if err == nil && !retryable && c.Reused() && !c.Alive() {
+			// A streamed body cannot be sent twice: not on a connection
+			// the upstream has already closed.
+			c.Close()
+			c, err = b.pool.Dial()
+		}
 		if err != nil {
 			// Nothing was sent: any request may go to the next upstream.
 			tried[i] = true
@@ -339,11 +345,18 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			case errors.Is(err, upstream.ErrRequestBody):
 				p.logger.Debug("request body read failed", "error", err)
 				return // the protocol answers with the body's error status
-			case errors.Is(err, upstream.ErrNoResponse) && c.Reused() && retryable:
+			case errors.Is(err, upstream.ErrNoResponse) && c.Reused():
 				// The upstream closed the pooled connection while it was
-				// idle: it never saw the request. Again, on a new one.
-				fresh = true
-				continue
+				// idle: it never saw the request, and is not to blame.
+				// Again, on a new connection, unless part of a streamed
+				// body is gone with it.
+				if retryable {
+					fresh = true
+					continue
+				}
+				p.logger.Debug("stale pooled connection; a streamed body cannot be sent again", "upstream", b.addr)
+				writeError(w, http.StatusBadGateway)
+				return
 			case errors.Is(err, upstream.ErrTimeout):
 				p.failed(b, now, "upstream timed out", err)
 				writeError(w, http.StatusGatewayTimeout)

@@ -214,6 +214,34 @@ type Conn struct {
 // Reused reports whether the connection came from the pool.
 func (c *Conn) Reused() bool { return c.reused }
 
+// Alive reports whether a pooled connection still looks open: a peek at
+// the socket finds neither its end nor a reset nor stray bytes. It costs a
+// syscall; callers use it before a request that could not be sent again
+// (a streamed body), where a stale connection would cost a 502.
+func (c *Conn) Alive() bool {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	cerr := rc.Control(func(fd uintptr) {
+		var b [1]byte
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EINTR {
+				continue
+			}
+			alive = err == syscall.EAGAIN
+			return
+		}
+	})
+	return cerr == nil && alive
+}
+
 // HeadBuffer returns an empty buffer to build the request head in, for Do.
 func (c *Conn) HeadBuffer() []byte { return c.out[:0] }
 

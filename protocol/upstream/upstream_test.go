@@ -311,3 +311,39 @@ func TestAppendChunk(t *testing.T) {
 		}
 	}
 }
+
+// TestAlive: a pooled connection the upstream closed is not alive; an open
+// one is.
+func TestAlive(t *testing.T) {
+	closeIt := make(chan struct{})
+	closed := make(chan struct{})
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		<-closeIt
+		c.Close()
+		close(closed)
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	if _, _, err := exchange(t, p); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := p.Get()
+	if !c.Reused() || !c.Alive() {
+		t.Fatalf("reused %v, alive %v: want both", c.Reused(), c.Alive())
+	}
+	close(closeIt)
+	<-closed
+	// The FIN is on its way; wait for it rather than for a duration.
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Alive() {
+		if time.Now().After(deadline) {
+			t.Fatal("a closed connection still looks alive")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+}
