@@ -40,10 +40,10 @@ type handler struct {
 	fallbackSafe bool
 	// routes and proxies count the routes, and those that proxy.
 	routes, proxies int
-	logger       hclog.Logger
-	draining     *atomic.Bool
-	closers      []io.Closer
-	paths        sync.Pool // *reqPath
+	logger          hclog.Logger
+	draining        *atomic.Bool
+	closers         []io.Closer
+	paths           sync.Pool // *reqPath
 }
 
 // New builds the handler for cfg.Sites. It validates what config could not
