@@ -38,12 +38,13 @@ type handler struct {
 	// fallbackSafe: the fallback may run on an event loop; otherwise the
 	// connection leaves the loop first (WillBlock).
 	fallbackSafe bool
+	logger       hclog.Logger
+	draining     *atomic.Bool
+	closers      []io.Closer
+	paths        sync.Pool // *reqPath
+
 	// routes and proxies count the routes, and those that proxy.
 	routes, proxies int
-	logger          hclog.Logger
-	draining        *atomic.Bool
-	closers         []io.Closer
-	paths           sync.Pool // *reqPath
 }
 
 // New builds the handler for cfg.Sites. It validates what config could not
