@@ -74,7 +74,8 @@
 // its end closes its connection instead. Responses are parsed as strictly
 // as requests: Content-Length with Transfer-Encoding, a repeated or
 // malformed Content-Length, or any transfer coding but one "chunked" is a
-// 502, and the connection is closed, never pooled.
+// 502, and the connection is closed, never pooled; so is a head over
+// limits.header_bytes or limits.header_count.
 //
 // Each request picks its upstream: smooth weighted round robin (nginx's
 // order; weights default to 1) or least_conn (fewest requests in flight per

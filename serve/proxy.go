@@ -85,7 +85,9 @@ func parseUpstream(s string) (network, addr string, err error) {
 	return "tcp", s, nil
 }
 
-func newProxy(c *config.Proxy, logger hclog.Logger) (*proxy, error) {
+// newProxy builds a proxy route; lim's HeaderBytes and HeaderCount bound
+// the upstreams' response heads too.
+func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, error) {
 	if len(c.Upstreams) == 0 {
 		return nil, errors.New("proxy: at least one upstream is required")
 	}
@@ -131,6 +133,7 @@ func newProxy(c *config.Proxy, logger hclog.Logger) (*proxy, error) {
 				Network: network, Address: addr,
 				ConnectTimeout: connectTimeout, Timeout: timeout,
 				Keepalive: c.Keepalive, IdleTimeout: proxyIdleTimeout,
+				MaxHeadBytes: lim.HeaderBytes, MaxHeadFields: lim.HeaderCount,
 			}),
 		}
 		if c.Weights != nil {

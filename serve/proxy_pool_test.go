@@ -560,3 +560,39 @@ func readFrame(br *bufio.Reader) (byte, []byte, error) {
 	}
 	return h[0] & 0x0f, bytes.Clone(p), nil
 }
+
+// TestProxyResponseHeadLimits: limits.header_bytes and header_count bound
+// upstream response heads as they bound requests; over them is a 502.
+func TestProxyResponseHeadLimits(t *testing.T) {
+	up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
+		var b strings.Builder
+		b.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")
+		fields := 3
+		if req.URL.Path == "/many" {
+			fields = 8
+		}
+		size := 10
+		if req.URL.Path == "/long" {
+			size = 3000
+		}
+		for i := range fields {
+			fmt.Fprintf(&b, "X-%d: %s\r\n", i, strings.Repeat("v", size))
+		}
+		b.WriteString("\r\nok")
+		_, _ = io.WriteString(c, b.String())
+		return true
+	})
+	lim := config.Limits{HeaderBytes: 2048, HeaderCount: 6}
+	px := config.Proxy{Upstreams: []string{up.addr}, Keepalive: 4}
+	h, err := New(&config.Config{Limits: lim, Sites: []config.Site{{Name: "p", Routes: []config.Route{{Prefix: "/", Proxy: &px}}}}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.(io.Closer).Close() })
+	addr := startServer(t, h, nil)
+	for path, want := range map[string]int{"/few": 200, "/many": 502, "/long": 502} {
+		if r := get(t, addr, "GET", path); r.status != want {
+			t.Errorf("%s: %d, want %d", path, r.status, want)
+		}
+	}
+}

@@ -45,6 +45,9 @@ type handler struct {
 
 	// routes and proxies count the routes, and those that proxy.
 	routes, proxies int
+	// limits bound what upstream responses may make a worker hold, as
+	// they bound requests.
+	limits config.Limits
 }
 
 // New builds the handler for cfg.Sites. It validates what config could not
@@ -63,8 +66,15 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 	}
 	h.paths.New = func() any { return &reqPath{buf: make([]byte, 0, 256)} }
 	var sites []config.Site
+	h.limits = protocol.DefaultLimits()
 	if cfg != nil {
 		sites = cfg.Sites
+		if cfg.Limits.HeaderBytes > 0 {
+			h.limits.HeaderBytes = cfg.Limits.HeaderBytes
+		}
+		if cfg.Limits.HeaderCount > 0 {
+			h.limits.HeaderCount = cfg.Limits.HeaderCount
+		}
 	}
 	if len(sites) == 0 && h.fallback == nil {
 		h.fallback = welcomeHandler(opts.Draining)
@@ -104,7 +114,7 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 		h.closers = append(h.closers, s)
 		return s, nil
 	case rt.Proxy != nil:
-		p, err := newProxy(rt.Proxy, lg.Named("proxy"))
+		p, err := newProxy(rt.Proxy, h.limits, lg.Named("proxy"))
 		if err != nil {
 			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
 		}

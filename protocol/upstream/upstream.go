@@ -31,14 +31,15 @@ import (
 	"github.com/forkd/forkd/protocol/internal/wire"
 )
 
-// Limits of a response head. A head over them is ErrBadResponse.
+// Limits of a response head, unless Config says otherwise. A head over
+// them is ErrBadResponse.
 const (
 	maxHeadBytes  = 64 << 10
 	maxHeadFields = 100
 	// maxInterim bounds the 1xx responses skipped before the final one.
 	maxInterim = 8
 	// bufSize is each connection's read buffer; a head longer than that
-	// grows it up to maxHeadBytes for the one response.
+	// grows it up to Config.MaxHeadBytes for the one response.
 	bufSize = 16 << 10
 	// directRead is the size from which body reads go from the socket
 	// straight into the caller's buffer.
@@ -85,6 +86,9 @@ type Config struct {
 	Keepalive int
 	// IdleTimeout drops pooled connections idle for longer.
 	IdleTimeout time.Duration
+	// MaxHeadBytes and MaxHeadFields bound a response head (status line
+	// and fields); 0 means 64 KiB and 100.
+	MaxHeadBytes, MaxHeadFields int
 }
 
 // Pool keeps idle connections to one upstream. It is safe for concurrent use.
@@ -98,6 +102,12 @@ type Pool struct {
 
 // NewPool returns a pool for cfg.
 func NewPool(cfg Config) *Pool {
+	if cfg.MaxHeadBytes <= 0 {
+		cfg.MaxHeadBytes = maxHeadBytes
+	}
+	if cfg.MaxHeadFields <= 0 {
+		cfg.MaxHeadFields = maxHeadFields
+	}
 	return &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout}}
 }
 
@@ -442,7 +452,7 @@ func (c *Conn) readHead(noBody bool) (*wire.ResponseHead, error) {
 		var err error
 		n := 0
 		if c.w > c.r {
-			n, err = wire.ParseResponseHead(h, c.buf[c.r:c.w], maxHeadBytes, maxHeadFields)
+			n, err = wire.ParseResponseHead(h, c.buf[c.r:c.w], c.pool.cfg.MaxHeadBytes, c.pool.cfg.MaxHeadFields)
 		} else {
 			err = wire.ErrNeedMore
 		}
@@ -463,7 +473,7 @@ func (c *Conn) readHead(noBody bool) (*wire.ResponseHead, error) {
 			if c.r > 0 {
 				c.compact()
 			} else {
-				nb := make([]byte, min(2*cap(c.buf), maxHeadBytes+1))
+				nb := make([]byte, min(2*cap(c.buf), c.pool.cfg.MaxHeadBytes+1))
 				c.w = copy(nb, c.buf[:c.w])
 				c.buf = nb
 			}
