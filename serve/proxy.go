@@ -650,6 +650,7 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				c.Close() // the client went away
+				p.logger.Debug("client write failed", "error", werr)
 				return
 			}
 		}
@@ -660,6 +661,7 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 		if rerr != nil {
 			c.Close()
 			if errors.Is(rerr, upstream.ErrFlush) {
+				p.logger.Debug("client write failed", "error", rerr)
 				return // the client went away
 			}
 			// The head is out; all that is left is to cut the connection

@@ -43,8 +43,6 @@ type handler struct {
 	closers      []io.Closer
 	paths        sync.Pool // *reqPath
 
-	// routes and proxies count the routes, and those that proxy.
-	routes, proxies int
 	// limits bound what upstream responses may make a worker hold, as
 	// they bound requests.
 	limits config.Limits
@@ -101,10 +99,6 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 		return nil, fmt.Errorf("site %q route %q: exactly one of static, proxy, respond, health, redirect is required", site, rt.Prefix)
 	}
 	lg := h.logger.With("site", site, "route", rt.Prefix)
-	h.routes++
-	if rt.Proxy != nil {
-		h.proxies++
-	}
 	switch {
 	case rt.Static != nil:
 		s, err := newStatic(rt.Static, lg.Named("static"))
@@ -135,17 +129,7 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 // Static files are read inline, as nginx reads them without its thread pool.
 // With no sites and such a fallback (an application embedding forkd with a
 // net/http handler), every request would leave the loop: no loops then.
-//
-// When every route proxies, every request would leave its loop at once:
-// then no loops either, since a connection that leaves a loop costs a
-// dup(2) and a second poller registration that one accepted for a
-// goroutine does not.
-func (h *handler) LoopSafe() bool {
-	if h.routes > 0 && h.routes == h.proxies {
-		return false
-	}
-	return h.fallbackSafe || !h.router.empty()
-}
+func (h *handler) LoopSafe() bool { return h.fallbackSafe || !h.router.empty() }
 
 // serveFallback runs the embedding application's handler (or the welcome
 // page).

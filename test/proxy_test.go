@@ -17,13 +17,18 @@ import (
 
 // rawProxyUpstream is a loopback upstream that hands each request, parsed
 // by net/http's reader, to fn with the raw connection, and counts its
-// connections. fn returns false to end the connection.
+// connections. fn returns false to end the connection. Each connection
+// lives at most 2*clientTimeout, or life when set.
 type rawProxyUpstream struct {
 	addr  string
 	conns atomic.Int64
 }
 
 func newRawProxyUpstream(t *testing.T, fn func(c net.Conn, req *http.Request) bool) *rawProxyUpstream {
+	return newRawProxyUpstreamLife(t, 2*clientTimeout, fn)
+}
+
+func newRawProxyUpstreamLife(t *testing.T, life time.Duration, fn func(c net.Conn, req *http.Request) bool) *rawProxyUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +53,7 @@ func newRawProxyUpstream(t *testing.T, fn func(c net.Conn, req *http.Request) bo
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(2 * clientTimeout))
+				c.SetDeadline(time.Now().Add(life))
 				br := bufio.NewReader(c)
 				for {
 					req, err := http.ReadRequest(br)
@@ -66,12 +71,13 @@ func newRawProxyUpstream(t *testing.T, fn func(c net.Conn, req *http.Request) bo
 	return u
 }
 
-// proxySites is a site whose routes proxy: /p/<name>/ to each upstream.
+// proxySites is a site whose routes proxy, each prefix to its upstreams,
+// with the extra keys in every proxy block.
 func proxySites(routes map[string]string, extra string) string {
 	var b strings.Builder
 	b.WriteString("site \"p\" {\n  hosts = [\"*\"]\n")
 	for prefix, ups := range routes {
-		fmt.Fprintf(&b, "  route %q {\n    proxy {\n      upstreams = [%s]\n      response_timeout = \"2s\"\n%s    }\n  }\n", prefix, ups, extra)
+		fmt.Fprintf(&b, "  route %q {\n    proxy {\n      upstreams = [%s]\n%s    }\n  }\n", prefix, ups, extra)
 	}
 	b.WriteString("  route \"/ok\" {\n    respond {\n      body = \"ok\"\n    }\n  }\n}\n")
 	return b.String()
@@ -115,7 +121,7 @@ func TestProxyFaultPaths(t *testing.T) {
 		"/refused/":  q(refused),
 		"/down/":     q(refused) + ", " + q(refused),
 		"/failover/": q(refused) + ", " + q(good.addr),
-	}, "      max_fails = 0\n")})
+	}, "      max_fails = 0\n      response_timeout = \"2s\"\n")})
 	worker := s.workers()
 	client := &http.Client{Timeout: clientTimeout}
 
@@ -211,7 +217,11 @@ func (r *patternReader) Read(p []byte) (int, error) {
 func TestProxyStreamsGigabytes(t *testing.T) {
 	const size = 1 << 30
 	block := make([]byte, 256<<10)
-	up := newRawProxyUpstream(t, func(c net.Conn, req *http.Request) bool {
+	// A loaded CI machine may take minutes over 2 GiB with the race
+	// detector on the test's side: the upstream's connection may live
+	// that long (the proxy's response_timeout is the default 60s of no
+	// progress).
+	up := newRawProxyUpstreamLife(t, 10*time.Minute, func(c net.Conn, req *http.Request) bool {
 		if req.Method == "POST" {
 			n, err := io.CopyBuffer(io.Discard, req.Body, make([]byte, 256<<10))
 			if err != nil {
