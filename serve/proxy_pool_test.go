@@ -150,9 +150,12 @@ func TestProxyNoRetryAfterResponseBytes(t *testing.T) {
 // read whole first and can be sent again after a stale pooled connection;
 // one over it streams, and is sent only on a connection found open.
 func TestProxyRetryBodyBuffer(t *testing.T) {
+	closed := make(chan struct{}, 8)
 	up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		_ = c.(*net.TCPConn).SetLinger(0)
+		_ = c.Close() // a reset, sent before the test goes on
+		closed <- struct{}{}
 		return false
 	})
 	addr := proxySite(t, config.Proxy{Upstreams: []string{up.addr}, RetryBodyBuffer: 8})
@@ -174,7 +177,10 @@ func TestProxyRetryBodyBuffer(t *testing.T) {
 		t.Fatalf("buffered body after a stale connection: %d, want 200", st)
 	}
 	// A body over the buffer streams, and cannot be sent twice: a pooled
-	// connection is checked before it is used for one.
+	// connection is checked before it is used for one. (The check cannot
+	// see a reset still on its way: wait until the upstream has sent it.)
+	<-closed
+	<-closed
 	if st := post("much more than eight bytes"); st != 200 {
 		t.Fatalf("streamed body after a stale connection: %d, want 200", st)
 	}
