@@ -67,6 +67,7 @@ type conn struct {
 	first    bool          // no request served yet
 	hijacked bool
 	partial  bool // a head has begun to arrive; its deadline is set
+	proxy    bool // a PROXY header must come first (proxyconn.go)
 
 	// The raw keep-alive loop (serveRaw); rc is nil for connections that
 	// are not sockets.
@@ -147,6 +148,7 @@ func (c *conn) reset() {
 	c.werr = nil
 	c.first = true
 	c.partial = false
+	c.proxy = false
 	c.hijacked = false
 	c.hijackDup = false
 	c.rc = nil
@@ -451,6 +453,11 @@ func (c *conn) readHeadRaw(fd int) int {
 // needed.
 func (c *conn) parseHead() (st int, ok bool) {
 	s := c.srv
+	if c.proxy && c.r < c.w {
+		if st, ok := c.takeProxyHeader(); st != 0 || !ok {
+			return st, ok
+		}
+	}
 	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead {
 		return 0, false
 	}
@@ -459,6 +466,11 @@ func (c *conn) parseHead() (st int, ok bool) {
 		c.r += n
 		c.hdrEnd, c.scan = c.r, c.r
 		c.partial = false
+		if c.first && c.rc == nil && c.nc != nil {
+			// A layered connection (TLS over NewProxyListener's) may
+			// learn its client's address in its first Read.
+			c.req.RemoteAddr = c.nc.RemoteAddr()
+		}
 		return 0, true
 	}
 	if st != statusNeedMore {

@@ -87,6 +87,12 @@ func startServerOn[T testing.TB](t T, h Handler, mod func(*Server), prep func(T,
 	if prep != nil {
 		prep(t, ln)
 	}
+	return serveOn(t, ln, h, mod, ListenOptions{})
+}
+
+// serveOn serves h on ln with o, in t's serving mode, until t ends.
+func serveOn(t testing.TB, ln net.Listener, h Handler, mod func(*Server), o ListenOptions) (*Server, string) {
+	t.Helper()
 	mode := modeOf(t)
 	s := &Server{Handler: h, noRaw: mode.noRaw}
 	if mod != nil {
@@ -96,7 +102,7 @@ func startServerOn[T testing.TB](t T, h Handler, mod func(*Server), prep func(T,
 		s.Handler = loopHandler{h: s.Handler, move: mode.loop == loopMove}
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(ln) }()
+	go func() { errc <- s.ServeWith(ln, o) }()
 	t.Cleanup(func() {
 		s.Close()
 		if err := <-errc; err != ErrServerClosed {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -66,6 +67,7 @@ type Server struct {
 	stopOnce  sync.Once
 	draining  atomic.Bool
 	pool      sync.Pool
+	proxyLogs *proxyLogs
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -101,6 +103,7 @@ func (s *Server) init() {
 		s.acceptors = make(map[*rawAcceptor]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.pool.New = func() any { return newConn(s) }
+		s.proxyLogs = newProxyLogs()
 		go s.runClock()
 	})
 }
@@ -168,9 +171,18 @@ func (s *Server) coarseNow() time.Duration { return time.Duration(s.clock.Load()
 // ErrServerClosed after a Shutdown/Close. Several Serve calls may run at once
 // on one Server. When MaxConnections are open, Serve stops accepting until
 // one closes. Serve closes ln when it returns.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.ServeWith(ln, ListenOptions{}) }
+
+// ServeWith is Serve with per-listener options. With o.ProxyProtocol, ln
+// must be a socket listener (TCP or unix); a layer that reads connections
+// itself, such as TLS, goes on top of NewProxyListener instead.
+func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 	if s.Handler == nil {
 		return errors.New("protocol: Server.Handler is nil")
+	}
+	if _, ok := ln.(syscall.Conn); o.ProxyProtocol && !ok {
+		ln.Close()
+		return errors.New("protocol: ProxyProtocol needs a socket listener; put layers over NewProxyListener")
 	}
 	s.init()
 	s.loopOnce.Do(func() {
@@ -265,9 +277,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		s.acceptMu.RUnlock() // taken for this accept, above or by the acceptor
 		s.open.Add(1)
+		c.proxy = o.ProxyProtocol
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()
+		case c.proxy && !o.trusts(c.req.RemoteAddr):
+			s.proxyLogs.refused(s.logger, c.req.RemoteAddr)
+			c.release()
 		case c.nc == nil:
 			if !s.toLoop(c) {
 				go c.handOff(actNext)

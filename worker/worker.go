@@ -142,6 +142,17 @@ func (w *runtime) info() Info {
 	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log, Draining: w.draining.Load}
 }
 
+// listenOptions returns the protocol's options for the listener at
+// address, from its listen block.
+func (w *runtime) listenOptions(address string) protocol.ListenOptions {
+	for _, l := range w.cfg.Listen {
+		if l.Address == address && l.ProxyProtocol {
+			return protocol.ListenOptions{ProxyProtocol: true, Trusted: l.TrustedPrefixes()}
+		}
+	}
+	return protocol.ListenOptions{}
+}
+
 func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	lf, err := logging.OpenFile(w.cfg.Log.File)
 	if err != nil {
@@ -203,14 +214,25 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 		w.tls = st
 	}
-	lns := make([]net.Listener, 0, len(inherited))
+	type served struct {
+		ln   net.Listener
+		opts protocol.ListenOptions
+	}
+	lns := make([]served, 0, len(inherited))
 	for _, l := range inherited {
 		ln, err := net.FileListener(l.File)
 		l.File.Close()
 		if err != nil {
 			return w.bootFail(fmt.Errorf("listener %s: %w", l.Address, err))
 		}
-		lns = append(lns, w.tls.wrap(l.Address, ln))
+		opts := w.listenOptions(l.Address)
+		if w.tls.serves(l.Address) && opts.ProxyProtocol {
+			// The PROXY header comes before the TLS handshake: it is
+			// stripped below the TLS layer.
+			ln = protocol.NewProxyListener(ln, opts, w.log)
+			opts = protocol.ListenOptions{}
+		}
+		lns = append(lns, served{w.tls.wrap(l.Address, ln), opts})
 	}
 	// The master's end closing (it died) reads as EOF here. Read before
 	// serving: a drain message sent while this worker booted then takes
@@ -227,8 +249,8 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 	}()
 	serveErr := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { serveErr <- w.srv.Serve(ln) }()
+	for _, l := range lns {
+		go func() { serveErr <- w.srv.ServeWith(l.ln, l.opts) }()
 	}
 	if err := w.send(&ipc.Message{Type: ipc.TypeReady}); err != nil {
 		w.log.Error("cannot report ready; master gone", "error", err)
