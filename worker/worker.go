@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/logging"
@@ -142,6 +143,24 @@ func (w *runtime) info() Info {
 	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log, Draining: w.draining.Load}
 }
 
+// capConnections returns max_connections, lowered to what the open-file
+// limit allows (Go raised the soft limit to the hard one at start), so that
+// a full worker stops accepting instead of failing accept4 with EMFILE.
+func (w *runtime) capConnections(limit int) int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY {
+		return limit
+	}
+	room := int64(rl.Cur) - config.DescriptorReserve
+	if room >= int64(limit) {
+		return limit
+	}
+	capped := int(max(room, 1))
+	w.log.Warn("max_connections capped by the open file limit (RLIMIT_NOFILE)",
+		"max_connections", limit, "capped_to", capped, "nofile", rl.Cur)
+	return capped
+}
+
 // listenOptions returns the protocol's options for the listener at
 // address, from its listen block.
 func (w *runtime) listenOptions(address string) protocol.ListenOptions {
@@ -191,6 +210,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		Limits:  w.cfg.Limits, // config.Limits is protocol.Limits
 		Logger:  w.log,
 	}
+	w.srv.Limits.MaxConnections = w.capConnections(w.cfg.Limits.MaxConnections)
 	if w.access != nil {
 		w.srv.Log = w.access.Log
 	}
