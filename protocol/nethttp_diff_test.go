@@ -9,6 +9,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -577,4 +578,47 @@ func testFromHTTPClientStays(t *testing.T) {
 			t.Fatalf("got %q, want %q", b, want)
 		}
 	}
+}
+
+// TestFromHTTPDeadlineErrors checks, against net/http, that the deadlines
+// a handler sets through http.ResponseController bound its body reads and
+// response writes.
+func TestFromHTTPDeadlineErrors(t *testing.T) {
+	run := func(t *testing.T, serve func(http.Handler) string) string {
+		result := make(chan string, 1)
+		addr := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rc := http.NewResponseController(w)
+			var out []string
+			if r.URL.Path == "/read" {
+				rc.SetReadDeadline(time.Now().Add(-time.Second))
+				_, err := r.Body.Read(make([]byte, 10))
+				out = append(out, fmt.Sprintf("read timeout=%v", errors.Is(err, os.ErrDeadlineExceeded)))
+			} else {
+				rc.SetWriteDeadline(time.Now().Add(-time.Second))
+				big := make([]byte, 1<<20)
+				var err error
+				for i := 0; i < 64 && err == nil; i++ {
+					_, err = w.Write(big)
+				}
+				out = append(out, fmt.Sprintf("write timeout=%v", errors.Is(err, os.ErrDeadlineExceeded)))
+			}
+			result <- strings.Join(out, " ")
+		}))
+		c := dial(t, addr)
+		io.WriteString(c, "POST /read HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n")
+		got := <-result
+		c2 := dial(t, addr)
+		io.WriteString(c2, rawGet("/write")) // and never read
+		return got + " " + <-result
+	}
+	want := run(t, func(h http.Handler) string { return startNetHTTP(t, h) })
+	inModes(t, func(t *testing.T) {
+		got := run(t, func(h http.Handler) string {
+			_, addr := startServer(t, FromHTTP(h), nil)
+			return addr
+		})
+		if got != want {
+			t.Errorf("forkd: %s; net/http: %s", got, want)
+		}
+	})
 }
