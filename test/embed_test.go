@@ -21,6 +21,7 @@ func TestEmbedExamples(t *testing.T) {
 		{"hello", "/", "Hello, World!\n"},
 		{"nethttp", "/", "Hello from net/http under forkd\n"},
 		{"nethttp", "/hello/gopher", `"hello":"gopher"`},
+		{"nethttp", "/stats", "app: "}, // the value from WithBaseContext
 	}
 	for _, c := range cases {
 		t.Run(c.bin+c.path, func(t *testing.T) {
