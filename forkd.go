@@ -62,7 +62,9 @@ func Nonblocking(h Handler) Handler { return protocol.Nonblocking(h) }
 // Worker describes the worker process a hook runs in.
 type Worker = worker.Info
 
-// HTTP adapts a net/http handler; see protocol.FromHTTP for what it cannot do.
+// HTTP adapts a net/http handler, which then behaves as under
+// net/http.Server; the protocol package's "net/http handlers" and README's
+// "The net/http adapter" say what differs.
 func HTTP(h http.Handler) Handler { return protocol.FromHTTP(h) }
 
 // Option configures Main.
