@@ -39,7 +39,7 @@ func (a httpAdapter) Serve(w *ResponseWriter, r *Request) {
 	} else {
 		ctx.bodyRead()
 	}
-	hw := &httpWriter{w: w, header: make(http.Header)}
+	hw := &httpWriter{w: w, header: make(http.Header), ctx: ctx}
 	w.trailerSrc = hw
 	a.h.ServeHTTP(hw, req)
 	if !hw.w.hijacked {
@@ -170,6 +170,7 @@ const sniffLen = 512
 type httpWriter struct {
 	w           *ResponseWriter
 	header      http.Header
+	ctx         *requestContext
 	status      int
 	wroteHeader bool
 	// sniffing: the Content-Type waits for the first body bytes, held in
@@ -331,7 +332,11 @@ func (hw *httpWriter) FlushError() error {
 
 // Hijack implements http.Hijacker.
 func (hw *httpWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return hw.w.Hijack()
+	nc, rw, err := hw.w.Hijack()
+	if err == nil {
+		hw.ctx.stopWatching() // the connection is the handler's now, as in net/http
+	}
+	return nc, rw, err
 }
 
 // SetReadDeadline is http.ResponseController's: it bounds the reads of

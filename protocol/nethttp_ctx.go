@@ -95,6 +95,13 @@ func (x *requestContext) startLocked() {
 
 // finish ends the watch and cancels the context: the handler returned.
 func (x *requestContext) finish() {
+	x.stopWatching()
+	x.cancel()
+}
+
+// stopWatching ends the watch for good: the handler returned or hijacked
+// the connection.
+func (x *requestContext) stopWatching() {
 	x.mu.Lock()
 	x.ended = true
 	cw := x.watch
@@ -103,5 +110,4 @@ func (x *requestContext) finish() {
 	if cw != nil {
 		x.srv.hk.watch.w.unwatch(cw)
 	}
-	x.cancel()
 }
