@@ -152,13 +152,20 @@ func watchEvent(token uint64) unix.EpollEvent {
 	return unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
 }
 
-// close stops the watcher; the watches left are closed by their unwatch.
+// close stops the watcher (Server.Close, or the end of Shutdown) and
+// cancels the requests still watched, as net/http's background reads fail
+// when its Close closes their connections: the duplicates keep the sockets
+// open until the handlers return. Their unwatch closes the duplicates.
 func (w *closeWatcher) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.closed {
-		w.closed = true
-		w.file.Close() // ends run's wait
+	if w.closed {
+		return
+	}
+	w.closed = true
+	w.file.Close() // ends run's wait
+	for _, cw := range w.watches {
+		cw.gone()
 	}
 }
 

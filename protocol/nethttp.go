@@ -186,10 +186,13 @@ func (hw *httpWriter) Header() http.Header { return hw.header }
 // the final status can follow; later calls are ignored; a code outside
 // 100-999 panics.
 func (hw *httpWriter) WriteHeader(code int) {
+	if hw.w.hijacked {
+		return
+	}
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
-	if hw.wroteHeader || hw.w.hijacked {
+	if hw.wroteHeader {
 		return
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
@@ -199,19 +202,9 @@ func (hw *httpWriter) WriteHeader(code int) {
 	}
 	hw.wroteHeader = true
 	hw.status = code
-	hw.copyHeader()
-	h := hw.header
-	_, haveType := h["Content-Type"]
-	te := h.Get("Transfer-Encoding") != ""
-	hw.sniffing = !haveType && !te && h.Get("Content-Encoding") == "" && bodyAllowedForStatus(code)
-	trailers := te
-	for k := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			trailers = true
-		}
-	}
-	for _, v := range h["Trailer"] {
-		trailers = true
+	f := hw.copyHeader()
+	hw.sniffing = f&(hasType|hasTE|hasCE) == 0 && bodyAllowedForStatus(code)
+	for _, v := range hw.header["Trailer"] {
 		httplex.ForEachElement([]byte(v), func(el []byte) {
 			k := textproto.CanonicalMIMEHeaderKey(string(el))
 			if validTrailer(k) {
@@ -219,22 +212,45 @@ func (hw *httpWriter) WriteHeader(code int) {
 			}
 		})
 	}
-	hw.w.trailers = trailers
+	hw.w.trailers = f&(hasTrailers|hasTE) != 0
 	hw.w.WriteHeader(code)
 }
 
-// copyHeader copies the header map into the native header.
-func (hw *httpWriter) copyHeader() {
+// What copyHeader saw in the header map, for WriteHeader: net/http sniffs
+// the Content-Type only when none is there (even empty), and there is no
+// Transfer-Encoding or Content-Encoding; trailers (or a Transfer-Encoding)
+// mean the response gets no Content-Length of its own.
+const (
+	hasType = 1 << iota
+	hasTE
+	hasCE
+	hasTrailers
+)
+
+// copyHeader copies the header map into the native header, in one pass
+// that also notes what WriteHeader needs to know.
+func (hw *httpWriter) copyHeader() (seen int) {
 	h := hw.w.Header()
 	h.reset()
 	for k, vs := range hw.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
+		switch {
+		case k == "Content-Type":
+			seen |= hasType
+		case k == "Transfer-Encoding" && len(vs) > 0 && vs[0] != "":
+			seen |= hasTE
+		case k == "Content-Encoding" && len(vs) > 0 && vs[0] != "":
+			seen |= hasCE
+		case k == "Trailer":
+			seen |= hasTrailers
+		case strings.HasPrefix(k, http.TrailerPrefix):
+			seen |= hasTrailers
 			continue // sent after the body
 		}
 		for _, v := range vs {
 			h.Add(k, v)
 		}
 	}
+	return seen
 }
 
 // bodyAllowedForStatus is net/http's rule (RFC 9110 §6.4.1).

@@ -622,3 +622,49 @@ func TestFromHTTPDeadlineErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestFromHTTPCloseCancels checks, against net/http, that Server.Close
+// cancels the context of a request whose handler waits on it.
+func TestFromHTTPCloseCancels(t *testing.T) {
+	run := func(t *testing.T, serve func(http.Handler) (string, func())) string {
+		started := make(chan struct{}, 1)
+		result := make(chan string, 1)
+		addr, closeServer := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			started <- struct{}{}
+			select {
+			case <-r.Context().Done():
+				result <- "cancelled"
+			case <-time.After(30 * time.Second):
+				result <- "not cancelled"
+			}
+		}))
+		c := dial(t, addr)
+		io.WriteString(c, rawGet("/"))
+		<-started
+		closeServer()
+		return <-result
+	}
+	want := run(t, func(h http.Handler) (string, func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: h}
+		go hs.Serve(ln)
+		return ln.Addr().String(), func() { hs.Close() }
+	})
+	for _, m := range serveModes {
+		if m.loop == loopInline {
+			continue // a handler that waits on a loop calls WillBlock: loop-move
+		}
+		t.Run(m.name, func(t *testing.T) {
+			got := run(t, func(h http.Handler) (string, func()) {
+				s, addr := startServer(t, FromHTTP(h), nil)
+				return addr, func() { s.Close() }
+			})
+			if got != want {
+				t.Errorf("forkd: %s; net/http: %s", got, want)
+			}
+		})
+	}
+}
