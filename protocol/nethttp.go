@@ -34,12 +34,13 @@ func (a httpAdapter) Serve(w *ResponseWriter, r *Request) {
 	defer ctx.finish()
 	defer w.c.endUserDeadlines()
 	req = req.WithContext(ctx)
+	hw := &httpWriter{w: w, header: make(http.Header), ctx: ctx}
 	if r.ContentLength != 0 {
-		req.Body = &httpBody{r: r, req: req, ctx: ctx}
+		hw.body = &httpBody{r: r, req: req, ctx: ctx}
+		req.Body = hw.body
 	} else {
 		ctx.bodyRead()
 	}
-	hw := &httpWriter{w: w, header: make(http.Header), ctx: ctx}
 	w.trailerSrc = hw
 	a.h.ServeHTTP(hw, req)
 	if !hw.w.hijacked {
@@ -131,13 +132,17 @@ func method(b []byte) string {
 // httpBody is the request body; at EOF it fills req.Trailer and lets the
 // request context watch for the client going away.
 type httpBody struct {
-	r   *Request
-	req *http.Request
-	ctx *requestContext
-	eof bool
+	r      *Request
+	req    *http.Request
+	ctx    *requestContext
+	eof    bool
+	closed bool // discarded when the response began (httpWriter.beforeHead)
 }
 
 func (b *httpBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
 	n, err := b.r.Body.Read(p)
 	if err == io.EOF && !b.eof {
 		b.eof = true
@@ -171,6 +176,8 @@ type httpWriter struct {
 	w           *ResponseWriter
 	header      http.Header
 	ctx         *requestContext
+	body        *httpBody // nil when the request has none
+	fullDuplex  bool
 	status      int
 	wroteHeader bool
 	// sniffing: the Content-Type waits for the first body bytes, held in
@@ -274,10 +281,44 @@ func (hw *httpWriter) Write(p []byte) (int, error) {
 		if err := hw.sniff(); err != nil {
 			return 0, err
 		}
-		m, err := hw.w.Write(p[n:])
+		m, err := hw.write(p[n:])
 		return n + m, err
 	}
+	return hw.write(p)
+}
+
+// write is the native Write, after beforeHead when it sends the head.
+func (hw *httpWriter) write(p []byte) (int, error) {
+	if !hw.w.committed && len(hw.w.body)+len(p) > maxBodyBuffer {
+		hw.beforeHead()
+	}
 	return hw.w.Write(p)
+}
+
+// maxPostHandlerReadBytes is how much unread request body net/http
+// discards when the response head goes out.
+const maxPostHandlerReadBytes = 256 << 10
+
+// beforeHead does what net/http does when the response head goes out and
+// the handler has not called EnableFullDuplex: it reads and discards the
+// rest of the request body (up to 256 KiB; a longer one closes the
+// connection after the response), and later reads of it fail with
+// http.ErrBodyReadAfterClose. That spares a client that sends its whole
+// request before it reads the response from waiting on us while we wait on
+// it. A body that was announced with Expect: 100-continue and not asked
+// for is left alone: the connection closes after the response.
+func (hw *httpWriter) beforeHead() {
+	b := hw.body
+	if hw.fullDuplex || hw.w.committed || b == nil || b.closed || b.eof || hw.w.c.body.expect {
+		return
+	}
+	_, err := io.CopyN(io.Discard, b, maxPostHandlerReadBytes+1)
+	switch err {
+	case io.EOF:
+		b.closed = true
+	default:
+		hw.w.SetClose() // too long, or broken: what follows cannot be a request
+	}
 }
 
 // sniff sets the Content-Type from the bytes held back, and writes them.
@@ -317,6 +358,7 @@ func (hw *httpWriter) ReadFrom(r io.Reader) (int64, error) {
 			return n, err // the source ended before 512 bytes
 		}
 	}
+	hw.beforeHead() // (ReadFrom may send the head at once)
 	n1, err := hw.w.ReadFrom(r)
 	return n + n1, err
 }
@@ -343,6 +385,7 @@ func (hw *httpWriter) FlushError() error {
 	if err := hw.sniff(); err != nil {
 		return err
 	}
+	hw.beforeHead()
 	return hw.w.Flush()
 }
 
@@ -366,10 +409,12 @@ func (hw *httpWriter) SetWriteDeadline(t time.Time) error {
 	return hw.w.c.setUserWriteDeadline(t)
 }
 
-// EnableFullDuplex is http.ResponseController's. forkd always lets a
-// handler read the request body after the response has begun, so there is
-// nothing to switch.
-func (hw *httpWriter) EnableFullDuplex() error { return nil }
+// EnableFullDuplex is http.ResponseController's: the handler may go on
+// reading the request body after the response has begun (see beforeHead).
+func (hw *httpWriter) EnableFullDuplex() error {
+	hw.fullDuplex = true
+	return nil
+}
 
 // fillTrailer puts the trailer fields into t after the body, as net/http's
 // finalTrailers: the TrailerPrefix keys, then the declared names.
