@@ -378,7 +378,7 @@ func nethttpCases() []diffCase {
 			b, err := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "%q %v\n", b, err)
 		}, req: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", methods: times("POST", 1),
-},
+		},
 		{name: "hijack", h: func(w http.ResponseWriter, r *http.Request) {
 			nc, rw, err := http.NewResponseController(w).Hijack()
 			if err != nil {
