@@ -125,8 +125,9 @@
 // and the methods http.ResponseController uses: FlushError,
 // SetReadDeadline and SetWriteDeadline (they replace Limits.IdleTimeout
 // for body reads and Limits.WriteTimeout for the response until the
-// handler returns) and EnableFullDuplex (a no-op: a handler may always
-// read the body after the response has begun). Response trailers, declared
+// handler returns) and EnableFullDuplex (without it, as in net/http, the
+// unread request body is discarded when the response head goes out, and
+// later reads fail with http.ErrBodyReadAfterClose). Response trailers, declared
 // in a Trailer field or set with http.TrailerPrefix, make the response
 // chunked and follow the last chunk. A missing Content-Type is sniffed
 // from the first 512 body bytes, held back until there are that many or

@@ -377,8 +377,7 @@ func nethttpCases() []diffCase {
 			w.(http.Flusher).Flush()
 			b, err := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "%q %v\n", b, err)
-		}, req: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", methods: times("POST", 1),
-		},
+		}, req: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", methods: times("POST", 1)},
 		{name: "hijack", h: func(w http.ResponseWriter, r *http.Request) {
 			nc, rw, err := http.NewResponseController(w).Hijack()
 			if err != nil {
@@ -674,4 +673,56 @@ func TestFromHTTPCloseCancels(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFromHTTPWatchReleased checks that watching requests for their
+// client going away leaves no descriptor behind, also when the handler
+// hijacks the connection.
+func TestFromHTTPWatchReleased(t *testing.T) { inModes(t, testFromHTTPWatchReleased) }
+
+func testFromHTTPWatchReleased(t *testing.T) {
+	_, addr := startServer(t, FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done(): // arms the watch
+		default:
+		}
+		if r.URL.Path == "/hijack" {
+			nc, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				io.WriteString(nc, "hijacked")
+				nc.Close()
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	})), nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	exchangeOK := func() {
+		io.WriteString(c, rawGet("/"))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || bodyOf(resp) != "ok" {
+			t.Fatalf("%v %v", resp, err)
+		}
+	}
+	exchangeOK() // the watcher is made
+	before := openFDs(t)
+	for range 50 {
+		exchangeOK()
+	}
+	if out := exchange(t, addr, rawGet("/hijack")); out != "hijacked" {
+		t.Fatalf("%q", out)
+	}
+	if after := openFDs(t); after > before+2 {
+		t.Errorf("%d descriptors open before, %d after", before, after)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

@@ -50,6 +50,13 @@ func main() {
 		json.NewEncoder(w).Encode(map[string]any{"hello": r.PathValue("name"), "pid": os.Getpid()})
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		// Reading the body while the response streams out needs full
+		// duplex, under net/http.Server as under forkd: by default the
+		// unread body is discarded once the response begins.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
 		var buf [32 << 10]byte
 		for {
