@@ -408,6 +408,25 @@ func nethttpCases() []diffCase {
 		{name: "head", h: func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "some body")
 		}, req: "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n" + rawGet("/"), methods: []string{"HEAD", "GET"}},
+		{name: "head-flush", h: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "streamed")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, " body")
+		}, req: "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n" + rawGet("/"), methods: []string{"HEAD", "GET"}},
+		{name: "status-no-body", h: func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNoContent)
+			_, err := io.WriteString(w, "x")
+			w.Header().Set("X-Err", fmt.Sprint(err))
+		}, req: rawGet("/") + rawGet("/"), methods: times("GET", 2)},
+		{name: "not-modified", h: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", `"v1"`)
+			if r.Header.Get("If-None-Match") == `"v1"` {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			io.WriteString(w, "content")
+		}, req: rawGet("/") + rawGet("/", "If-None-Match: \"v1\"\r\n"), methods: times("GET", 2)},
 		{name: "head-content-length", h: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "9")
 			if r.Method != "HEAD" {

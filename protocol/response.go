@@ -457,6 +457,9 @@ func (w *ResponseWriter) commit(final bool) {
 		// Unknown for HEAD: say nothing rather than a wrong 0.
 	case final && !w.trailers:
 		b = appendContentLength(b, w.written)
+	case r.isHead():
+		// Flushed before the handler finished: the length is unknown, and
+		// no body (so no chunked framing) follows.
 	case r.ProtoMinor >= 1:
 		w.chunked = true
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
