@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -29,8 +30,9 @@ import (
 
 // closeWatch is the Server's watcher, made on first use.
 type closeWatch struct {
-	once sync.Once
-	w    *closeWatcher // nil when it could not be made
+	once    sync.Once
+	w       *closeWatcher // nil when it could not be made
+	stopped atomic.Bool   // Close (or the end of Shutdown) stopped it
 }
 
 // closeWatcher waits for the events of every watch of one Server on one
@@ -57,8 +59,23 @@ type clientWatch struct {
 	gone  func() // cancels the request's context
 }
 
+// watchClient watches the socket rc holds for its client going away while
+// a request is served, calling gone if it does; a Server that Close has
+// stopped counts as gone, as its connections are closed. It returns nil
+// when nothing needs an unwatch.
+func (s *Server) watchClient(rc syscall.RawConn, gone func()) *clientWatch {
+	if w := s.watcher(); w != nil {
+		return w.watch(rc, gone)
+	}
+	if s.hk.watch.stopped.Load() {
+		gone()
+	}
+	return nil
+}
+
 // watcher returns the Server's watcher, starting it on first use; nil if
-// epoll is unavailable (requests are then not watched).
+// epoll is unavailable (requests are then not watched) or the Server
+// stopped it.
 func (s *Server) watcher() *closeWatcher {
 	s.hk.watch.once.Do(func() {
 		w, err := newCloseWatcher()
@@ -75,6 +92,7 @@ func (s *Server) watcher() *closeWatcher {
 // stopWatcher ends the watcher; Close and Shutdown call it (without s.mu).
 // Requests that ask for one afterwards are not watched.
 func (s *Server) stopWatcher() {
+	s.hk.watch.stopped.Store(true)
 	s.hk.watch.once.Do(func() {}) // none made from now on; waits for one being made
 	if w := s.hk.watch.w; w != nil {
 		w.close()
@@ -122,6 +140,7 @@ func (w *closeWatcher) watch(rc syscall.RawConn, gone func()) *clientWatch {
 	defer w.mu.Unlock()
 	if w.closed {
 		unix.Close(dfd)
+		gone() // see close
 		return nil
 	}
 	w.next++

@@ -88,9 +88,7 @@ func (x *requestContext) startLocked() {
 	if !x.asked.Load() || !x.body || x.ended || x.watch != nil || x.rc == nil {
 		return
 	}
-	if w := x.srv.watcher(); w != nil {
-		x.watch = w.watch(x.rc, x.cancel)
-	}
+	x.watch = x.srv.watchClient(x.rc, x.cancel)
 }
 
 // finish ends the watch and cancels the context: the handler returned.

@@ -155,8 +155,11 @@ func runExchange(t *testing.T, addr string, c *diffCase) *diffExchange {
 	}
 	ex := &diffExchange{}
 	if c.raw {
-		b, _ := io.ReadAll(conn)
+		b, err := io.ReadAll(conn)
 		ex.raw = normalizeRaw(string(b))
+		if err != nil {
+			ex.raw += fmt.Sprintf("[not closed: %v]", err)
+		}
 		return ex
 	}
 	br := bufio.NewReader(conn)
@@ -427,6 +430,19 @@ func nethttpCases() []diffCase {
 			}
 			io.WriteString(w, "content")
 		}, req: rawGet("/") + rawGet("/", "If-None-Match: \"v1\"\r\n"), methods: times("GET", 2)},
+		{name: "short-body", h: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "short")
+		}, req: rawGet("/"), raw: true},
+		{name: "handler-closes", h: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "bye")
+		}, req: rawGet("/"), methods: times("GET", 1)},
+		{name: "chunked-request", h: func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "%q %v len=%d te=%v trailer=%v", b, err, r.ContentLength, r.TransferEncoding, r.Trailer)
+		}, req: "POST / HTTP/1.1\r\nHost: h\r\nTrailer: X-T\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: v\r\n\r\n",
+			methods: times("POST", 1)},
 		{name: "head-content-length", h: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "9")
 			if r.Method != "HEAD" {
@@ -649,22 +665,36 @@ func TestFromHTTPDeadlineErrors(t *testing.T) {
 }
 
 // TestFromHTTPCloseCancels checks, against net/http, that Server.Close
-// cancels the context of a request whose handler waits on it.
+// cancels the context of a request whose handler waits on it, whether the
+// handler asked for Done before the Close (/armed) or after it.
 func TestFromHTTPCloseCancels(t *testing.T) {
+	for _, path := range []string{"/armed", "/late"} {
+		t.Run(path[1:], func(t *testing.T) { testFromHTTPCloseCancels(t, path) })
+	}
+}
+
+func testFromHTTPCloseCancels(t *testing.T, path string) {
 	run := func(t *testing.T, serve func(http.Handler) (string, func())) string {
 		started := make(chan struct{}, 1)
 		result := make(chan string, 1)
 		addr, closeServer := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var done <-chan struct{}
+			if r.URL.Path == "/armed" {
+				done = r.Context().Done()
+			}
 			started <- struct{}{}
+			if done == nil {
+				done = r.Context().Done()
+			}
 			select {
-			case <-r.Context().Done():
+			case <-done:
 				result <- "cancelled"
 			case <-time.After(30 * time.Second):
 				result <- "not cancelled"
 			}
 		}))
 		c := dial(t, addr)
-		io.WriteString(c, rawGet("/"))
+		io.WriteString(c, rawGet(path))
 		<-started
 		closeServer()
 		return <-result

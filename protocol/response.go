@@ -481,13 +481,11 @@ func (w *ResponseWriter) commit(final bool) {
 func (w *ResponseWriter) finish() {
 	if !w.committed {
 		w.commit(true)
-		if !w.chunked { // (chunked when trailers follow)
-			if len(w.body) > 0 {
-				w.c.write(w.body)
-			}
-			return
+		if w.chunked { // (when trailers follow)
+			w.writeBody(w.body)
+		} else if len(w.body) > 0 {
+			w.c.write(w.body)
 		}
-		w.writeBody(w.body)
 		w.body = w.body[:0]
 	}
 	if w.chunked {
