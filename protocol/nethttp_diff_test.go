@@ -352,6 +352,14 @@ func nethttpCases() []diffCase {
 			w.Header().Set(http.TrailerPrefix+"X-Early", "e")
 			io.WriteString(w, "body")
 		}, req: rawGet("/") + "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", methods: []string{"GET", "HEAD"}},
+		{name: "trailer-hostile", h: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-T, Bad Name")
+			io.WriteString(w, "body")
+			w.Header().Set("X-T", "a\r\nInjected: 1")
+			w.Header().Set("Content-Length", "99")
+			w.Header().Set(http.TrailerPrefix+"Bad Name", "x")
+			w.Header().Set(http.TrailerPrefix+"X-Ok", "ok")
+		}, req: rawGet("/") + rawGet("/"), methods: times("GET", 2)},
 		{name: "flush-streams", h: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			io.WriteString(w, "one\n")
