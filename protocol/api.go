@@ -119,14 +119,30 @@
 //
 // # net/http handlers
 //
-// FromHTTP runs an http.Handler. Its ResponseWriter implements
-// http.Flusher, http.Hijacker and io.ReaderFrom, and http.ResponseController's
-// FlushError. It cannot do: HTTP/2 or http.Pusher; response trailers
-// (Trailer and TrailerPrefix fields are dropped); CloseNotifier; the
-// ResponseController deadline and full-duplex methods. The request context
-// is cancelled when the handler returns, not when the client disconnects;
-// it carries http.LocalAddrContextKey but not http.ServerContextKey. Request
-// trailers are filled into Request.Trailer when the body reaches EOF.
+// FromHTTP runs an http.Handler the way net/http's server does; a
+// differential test (nethttp_diff_test.go) holds the two side by side. Its
+// ResponseWriter implements http.Flusher, http.Hijacker and io.ReaderFrom,
+// and the methods http.ResponseController uses: FlushError,
+// SetReadDeadline and SetWriteDeadline (they replace Limits.IdleTimeout
+// for body reads and Limits.WriteTimeout for the response until the
+// handler returns) and EnableFullDuplex (without it, as in net/http, the
+// unread request body is discarded when the response head goes out, and
+// later reads fail with http.ErrBodyReadAfterClose). Response trailers, declared
+// in a Trailer field or set with http.TrailerPrefix, make the response
+// chunked and follow the last chunk. A missing Content-Type is sniffed
+// from the first 512 body bytes, held back until there are that many or
+// the handler flushes or returns. A panic with http.ErrAbortHandler closes
+// the connection without a response (other panics get a 500).
+//
+// The request context derives from the connection's (Server.BaseContext,
+// Server.ConnContext) and carries http.LocalAddrContextKey, not
+// http.ServerContextKey. It is cancelled when the handler returns and when
+// the client goes away while the handler runs, once the request body has
+// been read (closewatch.go: a lazy epoll watch, armed only for requests
+// whose context is asked for Done or Err). A handler running inline on an
+// event loop is not watched. Request trailers are filled into
+// Request.Trailer when the body reaches EOF. Not done: HTTP/2,
+// http.Pusher, CloseNotifier.
 package protocol
 
 import (

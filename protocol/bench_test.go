@@ -108,8 +108,22 @@ func BenchmarkHelloNetHTTPPipelined(b *testing.B)  { benchServer(b, 16, false) }
 func BenchmarkHelloFromHTTP(b *testing.B)          { benchAdapter(b, 1) }
 func BenchmarkHelloFromHTTPPipelined(b *testing.B) { benchAdapter(b, 16) }
 
-func benchAdapter(b *testing.B, pipeline int) {
+// BenchmarkHelloFromHTTPContext is BenchmarkHelloFromHTTP with a handler
+// that asks its context for Done, as database/sql and context.WithTimeout
+// do: the request is watched for its client going away.
+func BenchmarkHelloFromHTTPContext(b *testing.B) { benchAdapterWith(b, 1, true) }
+
+func benchAdapter(b *testing.B, pipeline int) { benchAdapterWith(b, pipeline, false) }
+
+func benchAdapterWith(b *testing.B, pipeline int, askDone bool) {
 	_, addr := startServer(b, FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if askDone {
+			select {
+			case <-r.Context().Done():
+				return
+			default:
+			}
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte("Hello, World!"))
 	})), nil)

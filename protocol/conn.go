@@ -92,6 +92,8 @@ type conn struct {
 	moved     bool
 	loopFn    func(uintptr) // onReadable for the event loop, made once
 	loopRet   bool          // what onReadable returned in loopFn
+
+	hooks connHooks // hook: net/http-style ConnState, contexts, deadlines (connstate.go)
 }
 
 func newConn(s *Server) *conn {
@@ -384,7 +386,9 @@ func (c *conn) callHandler() (ok bool) {
 		if ok {
 			return
 		}
-		if v := recover(); v != nil && v != http.ErrAbortHandler {
+		v := recover()
+		c.abortHandler(v) // hook: http.ErrAbortHandler closes without a response (connstate.go)
+		if v != nil && v != http.ErrAbortHandler {
 			c.srv.logger.Error("handler panic", "remote", c.req.RemoteAddr, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
@@ -567,6 +571,7 @@ func (c *conn) enterIdle() {
 		c.extendReadDeadline(d)
 	}
 	c.state.Store(stateIdle)
+	c.setState(http.StateIdle) // hook: Server.ConnState (connstate.go)
 	if s.draining.Load() {
 		c.mu.Lock()
 		if c.nc != nil {
@@ -582,6 +587,7 @@ func (c *conn) enterIdle() {
 // and forgets the deadline it knew, so the next one is set in full.
 func (c *conn) becomeActive() {
 	c.state.Store(stateActive)
+	c.setState(http.StateActive) // hook: Server.ConnState (connstate.go)
 	if c.srv.draining.Load() {
 		c.mu.Lock()
 		//lint:ignore SA2001 an intentional barrier: wait out Shutdown's deadline change
@@ -606,6 +612,9 @@ func (c *conn) drainIdle(dl time.Time) {
 // update, so a deadline already between 3/4 d and d ahead (judged on the
 // server's once-a-second clock) is kept.
 func (c *conn) extendReadDeadline(d time.Duration) {
+	if c.userReadDeadline() { // hook: http.ResponseController's deadline instead (connstate.go)
+		return
+	}
 	now := c.srv.coarseNow()
 	if left := c.rdl - now; c.rdl != 0 && left >= d*3/4+time.Second && left <= d {
 		return
@@ -622,6 +631,9 @@ func (c *conn) setReadDeadline(now time.Time, d time.Duration) {
 
 // extendWriteDeadline is extendReadDeadline for writes and WriteTimeout.
 func (c *conn) extendWriteDeadline() {
+	if c.userWriteDeadline() { // hook: http.ResponseController's deadline instead (connstate.go)
+		return
+	}
 	d := c.srv.lim.WriteTimeout
 	now := c.srv.coarseNow()
 	if left := c.wdl - now; c.wdl != 0 && left >= d*3/4+time.Second && left <= d {
@@ -930,11 +942,12 @@ func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	rest := bytes.Clone(c.rbuf[c.r:c.w])
 	c.r = c.w
 	c.srv.forget(c)
+	c.setState(http.StateHijacked) // hook: Server.ConnState (connstate.go)
 	var r io.Reader = nc
 	if len(rest) > 0 {
 		r = io.MultiReader(bytes.NewReader(rest), nc)
 	}
-	return nc, bufio.NewReadWriter(bufio.NewReader(r), bufio.NewWriter(nc)), nil
+	return nc, bufio.NewReadWriter(hijackReader(r, len(rest)), bufio.NewWriter(nc)), nil // hook: buffered bytes visible, as net/http's (connstate.go)
 }
 
 // dupConn makes a second net.Conn on nc's socket with a descriptor of its
@@ -968,6 +981,7 @@ func (c *conn) release() {
 	}
 	c.rawFd = -1
 	if !c.hijacked {
+		c.setState(http.StateClosed) // hook: Server.ConnState (connstate.go)
 		c.srv.forget(c)
 	}
 	c.nc = nil

@@ -42,13 +42,14 @@ func inModes(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-// modeOf returns the serving mode t runs in: the one inModes named it by,
+// modeOf returns the serving mode t runs in: the one inModes named it by
+// (at any level of subtests),
 // else (benchmarks, tests of one mode) the first.
 func modeOf(t testing.TB) serveMode {
 	parts := strings.Split(t.Name(), "/")
-	if len(parts) > 1 {
+	for _, p := range parts[1:] {
 		for _, m := range serveModes {
-			if m.name == parts[1] {
+			if m.name == p {
 				return m
 			}
 		}

@@ -44,7 +44,19 @@ type Server struct {
 	// DefaultIdleGrace.
 	IdleGrace time.Duration
 
-	noRaw bool // tests: serve sockets like other connections (no serveRaw)
+	// BaseContext, ConnContext and ConnState are net/http.Server's hooks
+	// (see connstate.go): the base context of connections accepted on ln
+	// (nil: context.Background()), a connection's context derived from it
+	// when it is accepted, and a function told of every connection state
+	// change. FromHTTP handlers' request contexts derive from the
+	// connection's context. ConnState runs on the goroutine serving the
+	// connection (an event loop's, for LoopSafe handlers): keep it short.
+	BaseContext func(ln net.Listener) context.Context
+	ConnContext func(ctx context.Context, c ConnInfo) context.Context
+	ConnState   func(c ConnInfo, state http.ConnState)
+
+	noRaw bool        // tests: serve sockets like other connections (no serveRaw)
+	hk    serverHooks // hook: connection hooks and client-gone detection (connstate.go)
 
 	loopOnce sync.Once
 	acceptMu sync.RWMutex // see Shutdown
@@ -220,6 +232,7 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		ln.Close()
 	}()
 
+	base := s.baseContext(ln) // hook: Server.BaseContext (connstate.go)
 	var backoff time.Duration
 	for {
 		select {
@@ -277,6 +290,7 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		s.mu.Unlock()
 		s.acceptMu.RUnlock() // taken for this accept, above or by the acceptor
 		s.open.Add(1)
+		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
 		c.proxy = o.ProxyProtocol
 		switch {
 		case closed: // Close raced with this accept
@@ -380,6 +394,7 @@ func (s *Server) stop() {
 // answered with Connection: close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
+	defer s.stopWatcher() // hook: client-gone detection ends (closewatch.go)
 	s.draining.Store(true)
 	dl := time.Now().Add(s.idleGrace)
 	s.mu.Lock()
@@ -427,6 +442,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes listeners and every connection now.
 func (s *Server) Close() error {
 	s.init()
+	s.stopWatcher() // hook: client-gone detection ends (closewatch.go); before s.mu
 	s.draining.Store(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -62,6 +63,11 @@ type Options struct {
 	OnStart func(Info) error
 	// OnStop runs after the worker has drained, before it exits.
 	OnStop func(Info)
+	// BaseContext, ConnContext and ConnState are the protocol.Server
+	// hooks of the same names (net/http.Server's).
+	BaseContext func(net.Listener) context.Context
+	ConnContext func(context.Context, protocol.ConnInfo) context.Context
+	ConnState   func(protocol.ConnInfo, http.ConnState)
 }
 
 // Run is the whole life of a worker process; it returns the exit code.
@@ -209,6 +215,10 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		Handler: h,
 		Limits:  w.cfg.Limits, // config.Limits is protocol.Limits
 		Logger:  w.log,
+
+		BaseContext: w.opts.BaseContext,
+		ConnContext: w.opts.ConnContext,
+		ConnState:   w.opts.ConnState,
 	}
 	w.srv.Limits.MaxConnections = w.capConnections(w.cfg.Limits.MaxConnections)
 	if w.access != nil {
