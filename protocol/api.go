@@ -99,23 +99,36 @@
 //
 // # Who owns a descriptor
 //
-// A raw descriptor number is used only while something holds the
-// descriptor open; otherwise Close or Shutdown may close it, the process
-// may reuse the number for its next socket (an upstream dial, another
-// client), and bytes meant for one client would reach another:
+// A connection is an exchange (conn: buffers, Request, ResponseWriter, body
+// reader, serveRequest) over a transport that moves its bytes, and there
+// are two transports (transport.go). A raw descriptor number is used only
+// while something holds the descriptor open; otherwise Close or Shutdown
+// may close it, the process may reuse the number for its next socket (an
+// upstream dial, another client), and bytes meant for one client would
+// reach another:
 //
-//   - A socket accepted for an event loop belongs to its loop until it
-//     leaves it: only the loop closes it, so the loop's goroutine, and a
-//     handler running in the loop's turn, use its number directly.
-//   - A connection that has left its loop, or was accepted as a net.Conn,
-//     is a net.Conn that Server.Close may close at any moment from another
-//     goroutine (net.Conn.Close is safe for that); its number is used only
-//     inside its RawConn's Read, Write and Control callbacks, which keep it
-//     open. When a connection leaves its loop in the middle of a loop turn,
-//     that turn stops using the old number and ends after the request.
-//   - Otherwise only the goroutine serving a connection reads, writes or
-//     sets deadlines on it; Shutdown sets read deadlines under the
-//     connection's mutex.
+//   - loopTransport: a socket accepted for an event loop belongs to its
+//     loop: only the loop closes it, so the loop's goroutine, and the
+//     exchange code that runs in the loop's turn for the connection (a
+//     LoopSafe handler included), use its number directly. No other
+//     goroutine touches a connection while it is on a loop.
+//   - netTransport: a net.Conn, which Server.Close may close at any moment
+//     from another goroutine (net.Conn.Close is safe for that). Its number
+//     is used only inside its RawConn's Read, Write and Control callbacks,
+//     which keep it open; the exchange reaches it only through the
+//     transport's methods, which check that they run inside such a
+//     callback.
+//   - Leaving a loop is the only change of transport, and it is one way:
+//     the loop removes the socket from its epoll (leave), then the
+//     goroutine that takes the connection over replaces the raw descriptor
+//     by a net.Conn of its own (attach) and sets it as the connection's
+//     transport under the Server's mu. When that happens in the middle of
+//     a turn, the turn ends after the request, and never uses the old
+//     number again.
+//   - Only the goroutine serving a connection reads, writes or sets
+//     deadlines on it; Shutdown and Close read its transport under the
+//     Server's mu, and Shutdown sets read deadlines under the connection's
+//     mutex.
 //
 // # net/http handlers
 //

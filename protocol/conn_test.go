@@ -897,7 +897,7 @@ func testHijack(t *testing.T) {
 
 // TestRequestArrivesDuringHandler sends a second request, in a write of its
 // own, while the handler of the first still runs. The keep-alive loop must
-// answer it without waiting for more input (serveRaw skips the read after a
+// answer it without waiting for more input (serveTurns skips the read after a
 // short one and relies on the poller's readiness to wake it).
 func TestRequestArrivesDuringHandler(t *testing.T) { inModes(t, testRequestArrivesDuringHandler) }
 
@@ -932,7 +932,7 @@ func testRequestArrivesDuringHandler(t *testing.T) {
 }
 
 // TestBodiesInAndOutOfCallback mixes requests whose body arrives with the
-// head (served inside serveRaw's callback) with ones whose body comes
+// head (served inside serveTurns' callback) with ones whose body comes
 // later, chunked, or after 100-continue (served outside it) on one
 // connection.
 func TestBodiesInAndOutOfCallback(t *testing.T) { inModes(t, testBodiesInAndOutOfCallback) }

@@ -155,10 +155,41 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	return l, nil
 }
 
-// add registers c, accepted raw, with the loop; it reports false when the
-// loop has ended.
-func (l *eventLoop) add(c *conn) bool {
-	fd := c.rawFd
+// loopTransport is the transport of a socket accepted raw for an event
+// loop. The loop owns the descriptor: only the loop (or the goroutine it
+// hands the connection to, after leave) closes it, so while the connection
+// is on the loop, the loop's goroutine and the exchange code of the
+// connection's turn use the number directly.
+type loopTransport struct {
+	l       *eventLoop // the loop holding the socket; nil before add and after leave
+	fd      int        // the socket; -1 once attach has replaced it
+	drained bool       // the last read came back short
+	// lingering: the loop discards what the client still sends before it
+	// closes (linger); lingered counts it.
+	lingering bool
+	lingered  int
+	c         *conn // the conn t belongs to
+}
+
+func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }
+
+func (t *loopTransport) readNow(p []byte) (int, error) { return readRaw(t.fd, p, &t.drained) }
+
+func (t *loopTransport) writeNow(step func(uintptr) bool) bool { return step(uintptr(t.fd)) }
+
+func (t *loopTransport) setReadDeadline(time.Time) {} // the sweep enforces c.rdl
+
+func (t *loopTransport) close() {
+	if t.fd >= 0 {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+}
+
+// add registers c's socket with the loop; it reports false when the loop
+// has ended.
+func (l *eventLoop) add(t *loopTransport) bool {
+	c, fd := t.c, t.fd
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -170,28 +201,43 @@ func (l *eventLoop) add(c *conn) bool {
 		l.conns = n
 	}
 	l.conns[fd] = c
-	c.loop = l
+	t.l = l
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.conns[fd] = nil
-		c.loop = nil
+		t.l = nil
 		return false
 	}
 	return true
 }
 
-// remove takes c off the loop.
-func (l *eventLoop) remove(c *conn) {
-	if c.loop != l {
+// leave takes the socket off its loop, which no longer watches or closes
+// it: from now on it belongs to the goroutine that calls attach.
+func (t *loopTransport) leave() {
+	l := t.l
+	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	l.conns[c.rawFd] = nil
-	l.mu.Unlock()
+	t.forget()
 	// The descriptor is still open (attach replaces it only after this),
 	// so this cannot hit a reused number.
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.rawFd, nil)
-	c.loop = nil
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+}
+
+// forget removes the socket from the loop's table, for a socket about to
+// be closed (close(2) takes it out of the epoll instance).
+func (t *loopTransport) forget() {
+	l := t.l
+	l.mu.Lock()
+	l.conns[t.fd] = nil
+	l.mu.Unlock()
+	t.l = nil
+}
+
+// drop closes c, which is on the loop, and pools it.
+func (l *eventLoop) drop(c *conn, t *loopTransport) {
+	t.forget()
+	c.release()
 }
 
 // run is the loop. It returns when the loop ends, or when the calling
@@ -204,7 +250,7 @@ func (l *eventLoop) run() {
 			l.next++
 			c := l.batch[i]
 			l.batch[i] = nil
-			if c != nil && c.loop == l && l.serve(c) {
+			if c != nil && l.serve(c) {
 				return
 			}
 		}
@@ -221,85 +267,78 @@ func (l *eventLoop) run() {
 // serve handles the readiness of c, reporting whether the calling goroutine
 // now belongs to c.
 func (l *eventLoop) serve(c *conn) bool {
-	if c.lingering {
-		if c.discard() != lingerWait {
-			l.remove(c)
-			c.release()
+	t := &c.lt
+	if t.lingering {
+		if t.discard(c.rbuf) != lingerWait {
+			l.drop(c, t)
 		}
 		return false
 	}
-	c.onLoop = true
-	c.skipRead = false // an event: there is something to read
-	c.loopRet = false
-	// A loop's connections are raw sockets (see rawAcceptor) that only the
-	// loop closes, so the descriptor needs no reference held.
-	c.loopFn(uintptr(c.rawFd))
-	c.onLoop = false
-	done := c.loopRet
-	if c.moved {
-		c.moved = false
-		act := actNext
-		if done {
-			act = c.act
-		}
-		c.serveFrom(act)
+	t.drained = false // an event: there is something to read
+	act := c.turn()
+	if c.t != t {
+		// The connection left the loop in its turn (offLoop): a new
+		// goroutine runs the loop, and this one stays with c.
+		c.serveNet(c.t.(*netTransport), act)
 		return true
 	}
-	switch {
-	case !done:
+	switch act {
+	case actWait:
 		// Wait for the next event.
-	case c.act == actClose:
-		l.remove(c)
-		c.release()
-	case c.act == actLinger:
-		switch c.lingerOnLoop() {
+	case actClose:
+		l.drop(c, t)
+	case actLinger:
+		switch t.linger(c) {
 		case lingerDone:
-			l.remove(c)
-			c.release()
+			l.drop(c, t)
 		case lingerOff:
-			l.remove(c)
-			go c.handOff(actLinger)
+			t.leave()
+			go c.handOff(t, actLinger)
 		}
-	default:
-		l.remove(c)
-		go c.handOff(c.act)
+	default: // actOutside
+		t.leave()
+		go c.handOff(t, act)
 	}
 	return false
 }
 
-// Outcomes of lingerOnLoop and discard.
+// Outcomes of linger and discard.
 const (
 	lingerDone = iota // close the connection now
 	lingerWait        // keep lingering on the loop
 	lingerOff         // linger off the loop (the response did not fit the socket)
 )
 
-// lingerOnLoop is closeLinger for a connection on its loop: it sends the
-// last response, half-closes, and discards what the client still sends
-// until EOF, maxLinger bytes or lingerTimeout (the sweep), so that the close
-// does not reset the connection before the client has read the response. A
+// linger is closeLinger for a connection on its loop: it sends the last
+// response, half-closes, and discards what the client still sends until
+// EOF, maxLinger bytes or lingerTimeout (the sweep), so that the close does
+// not reset the connection before the client has read the response. A
 // client that asked to close and has sent nothing more is closed at once:
 // close(2) then sends a FIN, not a reset.
-func (c *conn) lingerOnLoop() int {
+func (t *loopTransport) linger(c *conn) int {
 	if c.werr != nil {
 		return lingerDone
 	}
-	if p := sendNow(c.rawFd, c.wbuf); len(p) > 0 {
+	if p := sendNow(t.fd, c.wbuf); len(p) > 0 {
 		c.wbuf = c.wbuf[:copy(c.wbuf, p)]
 		return lingerOff
 	}
 	c.wbuf = c.wbuf[:0]
-	unix.Shutdown(c.rawFd, unix.SHUT_WR)
 	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
-	c.lingered = 0
-	st := c.discard()
-	if st == lingerWait && quiet && c.lingered == 0 {
-		return lingerDone
+	t.lingered = 0
+	if quiet {
+		// Nothing more was sent: unless something is there now, close(2)
+		// alone ends the connection with a FIN.
+		if st := t.discard(c.rbuf); st != lingerWait || t.lingered == 0 {
+			return lingerDone
+		}
 	}
+	unix.Shutdown(t.fd, unix.SHUT_WR)
+	st := t.discard(c.rbuf)
 	if st == lingerWait {
-		c.lingering = true
+		t.lingering = true
 		c.rdl = time.Since(c.srv.epoch) + lingerTimeout
-		if l := c.loop; l != nil && c.rdl < l.sweepAt {
+		if l := t.l; l != nil && c.rdl < l.sweepAt {
 			l.sweepAt = c.rdl // sweep when the linger ends, not a second later
 		}
 	}
@@ -307,12 +346,12 @@ func (c *conn) lingerOnLoop() int {
 }
 
 // discard reads and drops what a lingering connection's client sends.
-func (c *conn) discard() int {
-	for c.lingered < maxLinger {
-		n, err := rawRead(c.rawFd, c.rbuf)
+func (t *loopTransport) discard(buf []byte) int {
+	for t.lingered < maxLinger {
+		n, err := rawRead(t.fd, buf)
 		switch {
 		case n > 0:
-			c.lingered += n
+			t.lingered += n
 		case err == syscall.EAGAIN:
 			return lingerWait
 		case err == syscall.EINTR:
@@ -323,48 +362,47 @@ func (c *conn) discard() int {
 	return lingerDone
 }
 
-// handOff serves c, which left its loop, on the calling goroutine.
-func (c *conn) handOff(act int) {
-	c.attach()
-	c.serveFrom(act)
+// handOff serves c, whose socket t has left its loop (or never joined
+// one), on the calling goroutine.
+func (c *conn) handOff(t *loopTransport, act int) {
+	c.serveNet(t.attach(c), act)
 }
 
-// attach gives a connection accepted for an event loop the net.Conn that
-// serving it off the loop needs. It takes over the socket (the raw
-// descriptor is replaced by the net.Conn's), so c must be off its loop.
-// On failure c.werr is set and serveFrom only releases c.
-func (c *conn) attach() {
-	if c.nc != nil || c.rawFd < 0 {
-		return
-	}
-	f := os.NewFile(uintptr(c.rawFd), "")
+// attach is the second half of leaving a loop: it replaces the raw socket
+// of t, which is off its loop, with a net.Conn (a duplicate descriptor; the
+// raw one is closed) and makes that c's transport. On failure c.werr says
+// why, and the netTransport it returns has no net.Conn: serving it only
+// releases c.
+func (t *loopTransport) attach(c *conn) *netTransport {
+	nt := &c.nt
+	f := os.NewFile(uintptr(t.fd), "")
 	nc, err := net.FileConn(f) // a duplicate; f's descriptor closes below
 	f.Close()
-	c.rawFd = -1
+	t.fd = -1
+	var rc syscall.RawConn
+	if err == nil {
+		if rc, err = nc.(syscall.Conn).SyscallConn(); err != nil {
+			nc.Close()
+		}
+	}
 	if err != nil {
+		nc = nil
 		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
 		c.srv.logger.Warn("connection lost leaving the event loop", "remote", c.req.RemoteAddr, "error", err)
-		return
 	}
-	rc, err := nc.(syscall.Conn).SyscallConn()
-	if err != nil {
-		nc.Close()
-		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
-		return
-	}
-	// Inside onReadable, the raw descriptor it was given is gone. The new
-	// one is never used raw outside rc's callbacks: Close or Shutdown may
-	// close nc at any time, and its number may then be reused at once by
-	// any socket this process opens, which must never receive this
-	// client's bytes. So onReadable stops using a raw descriptor (it
-	// returns after this request), and every write goes through rc.
-	c.fd = -1
-	c.inRaw = false // the handler no longer runs in a loop's turn
+	// From here on the descriptor is nc's, which Close or Shutdown may
+	// close at any time; its number may then be reused at once by any
+	// socket this process opens, which must never receive this client's
+	// bytes. So it is used only inside rc's callbacks (netTransport).
 	s := c.srv
 	s.mu.Lock()
-	c.nc, c.rc = nc, rc
+	nt.nc, nt.rc = nc, rc
+	c.t = nt
 	closed := s.closed
 	s.mu.Unlock()
+	if nc == nil {
+		return nt
+	}
 	if closed {
 		nc.Close() // Close has passed over c while it had no net.Conn
 	}
@@ -372,20 +410,7 @@ func (c *conn) attach() {
 		// The deadline the loop's sweep kept for it.
 		nc.SetReadDeadline(s.epoch.Add(c.rdl))
 	}
-}
-
-// leaveLoop moves c, which is being served on its loop, to the calling
-// goroutine before it waits; the loop goes on in a new goroutine.
-func (c *conn) leaveLoop() {
-	l := c.loop
-	if l == nil || !c.onLoop {
-		return
-	}
-	l.remove(c)
-	c.onLoop = false
-	c.moved = true
-	go l.run()
-	c.attach()
+	return nt
 }
 
 // sweep hands the connections whose read deadline has passed to goroutines
@@ -407,14 +432,16 @@ func (l *eventLoop) sweep() bool {
 	}
 	l.mu.Unlock()
 	for _, c := range out {
-		l.remove(c)
+		t := &c.lt
 		switch {
-		case c.lingering && !draining:
-			c.release() // its linger is over
-		case c.lingering:
-			go c.handOff(actLinger)
+		case t.lingering && !draining:
+			l.drop(c, t) // its linger is over
+		case t.lingering:
+			t.leave()
+			go c.handOff(t, actLinger)
 		default:
-			go c.handOff(actNext)
+			t.leave()
+			go c.handOff(t, actNext)
 		}
 	}
 	if draining {

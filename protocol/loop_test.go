@@ -208,11 +208,12 @@ func TestLoopSocketOptions(t *testing.T) { inModes(t, testLoopSocketOptions) }
 
 func testLoopSocketOptions(t *testing.T) {
 	h := loopHandler{h: HandlerFunc(func(w *ResponseWriter, r *Request) {
-		fd := w.c.rawFd
-		if fd < 0 {
+		t, ok := w.c.t.(*loopTransport)
+		if !ok {
 			w.WriteString("not raw")
 			return
 		}
+		fd := t.fd
 		nodelay, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
 		keepalive, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 		fmt.Fprintf(w, "nodelay=%d keepalive=%d", nodelay, keepalive)

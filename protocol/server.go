@@ -43,7 +43,7 @@ type Server struct {
 	// DefaultIdleGrace.
 	IdleGrace time.Duration
 
-	noRaw bool // tests: serve sockets like other connections (no serveRaw)
+	noRaw bool // tests: serve sockets like other connections (no serveTurns)
 
 	loopOnce sync.Once
 	acceptMu sync.RWMutex // see Shutdown
@@ -265,12 +265,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		s.acceptMu.RUnlock() // taken for this accept, above or by the acceptor
 		s.open.Add(1)
+		lt, raw := c.t.(*loopTransport)
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()
-		case c.nc == nil:
-			if !s.toLoop(c) {
-				go c.handOff(actNext)
+		case raw:
+			if !s.toLoop(c, lt) {
+				go c.handOff(lt, actNext)
 			}
 		default:
 			go c.serve()
@@ -308,17 +309,17 @@ func sockaddrAddr(sa unix.Sockaddr, network string) net.Addr {
 	return &net.TCPAddr{}
 }
 
-// toLoop hands c, accepted raw, to an event loop.
-func (s *Server) toLoop(c *conn) bool {
+// toLoop hands c, accepted raw with the transport t, to an event loop.
+func (s *Server) toLoop(c *conn, t *loopTransport) bool {
 	s.mu.Lock()
 	loops := s.evloops
 	s.mu.Unlock()
-	if len(loops) == 0 || c.rawFd < 0 {
+	if len(loops) == 0 {
 		return false
 	}
 	l := loops[int(s.nextLoop.Add(1))%len(loops)]
 	c.enterIdle() // the read-header timeout runs from now
-	return l.add(c)
+	return l.add(t)
 }
 
 // forget removes c from the server's books.
@@ -419,11 +420,11 @@ func (s *Server) Close() error {
 	s.wakeLoops()
 	for c := range s.conns {
 		// A connection's Close waits for a read callback in progress
-		// (serveRaw), which may be running a handler: close them on
+		// (serveTurns), which may be running a handler: close them on
 		// their own goroutines so that Close neither waits for handlers
 		// nor holds s.mu while a hijacking handler needs it.
-		if c.nc != nil {
-			go c.nc.Close()
+		if t, ok := c.t.(*netTransport); ok && t.nc != nil {
+			go t.nc.Close()
 		} // else an event loop holds it; wakeLoops has it closed
 	}
 	return nil
