@@ -3,9 +3,11 @@
 // timeouts and graceful drain. It is independent of the rest of forkd: a
 // Server serves a Handler on any net.Listener.
 //
-// The byte-level syntax (byte classes, field lines, chunk-size lines, the
-// version) lives in protocol/internal/wire, which knows nothing of
-// connections; the request parser, the limits and the connections are here.
+// The byte-level syntax (byte classes, the request line and the forms of
+// its target, field lines, chunk-size lines, the version) lives in
+// protocol/internal/wire, which knows nothing of connections; what HTTP/1.1
+// makes of it (Request, the limits, the framing of a body) and the
+// connections are here.
 //
 // This file is the package's public contract; other packages (serve, worker,
 // the embedding API) are written against exactly these names.
