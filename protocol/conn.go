@@ -816,7 +816,11 @@ func (c *conn) release() {
 	c.req.reset()
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.resp.reset(&c.req)
-	c.srv.pool.Put(c)
+	s := c.srv
+	s.pool.Put(c)
+	if s.released != nil {
+		s.released()
+	}
 }
 
 func isTimeout(err error) bool {

@@ -319,7 +319,15 @@ func testLoopStallWarning(t *testing.T) {
 func TestLoopLingerEnds(t *testing.T) { inModes(t, testLoopLingerEnds) }
 
 func testLoopLingerEnds(t *testing.T) {
-	s, addr := startServer(t, loopHandler{h: hello}, nil)
+	released := make(chan struct{}, 1)
+	s, addr := startServer(t, loopHandler{h: hello}, func(s *Server) {
+		s.released = func() {
+			select {
+			case released <- struct{}{}:
+			default:
+			}
+		}
+	})
 	c := dial(t, addr)
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\n\r\n") // no Host: 400, then close
@@ -327,12 +335,13 @@ func testLoopLingerEnds(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 400 ") {
 		t.Fatalf("%q %v", out, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Stats().OpenConns != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the lingering connection is still open after 5 s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lingering connection is still open after 5 s")
+	}
+	if n := s.Stats().OpenConns; n != 0 {
+		t.Fatalf("%d connections open", n)
 	}
 }
 

@@ -43,7 +43,8 @@ type Server struct {
 	// DefaultIdleGrace.
 	IdleGrace time.Duration
 
-	noRaw bool // tests: serve sockets like other connections (no serveTurns)
+	noRaw    bool   // tests: serve sockets like other connections (no serveTurns)
+	released func() // tests: called when a connection is closed and pooled
 
 	loopOnce sync.Once
 	acceptMu sync.RWMutex // see Shutdown
