@@ -556,25 +556,41 @@ func (s *Server) wakeLoops() {
 // The kernel wakes the waiter that registered first, so after each accept
 // the acceptor registers the listener again, which puts it last: waiting
 // acceptors take connections in turn, and the workers' shares stay even.
+//
+// The acceptor watches and accepts on a duplicate of the listener's
+// descriptor that it owns (lfd), not on the net.Listener's: Shutdown closes
+// the net.Listener while the acceptor may just have been woken for a
+// connection, and the socket (shared with the other workers) stays
+// registered in the acceptor's epoll until that is closed, so the kernel
+// may still pick this acceptor for a connection until then. It must be
+// able to take such a connection, or the connection waits in the queue
+// until the next one arrives (no other worker was woken for it). So lfd
+// lives until Serve is done with the acceptor (close).
 type rawAcceptor struct {
 	s     *Server
-	lrc   syscall.RawConn // the listener's, for its descriptor
+	lfd   int // the acceptor's own duplicate of the listening socket
 	laddr net.Addr
-	ep    int // epoll: the listener and wakefd
-	wake  int // eventfd, readable once stop was called
-	lev   unix.EpollEvent
+	// fixedLocal: the listener is bound to one address, which is then
+	// every accepted socket's local address (no getsockname(2)).
+	fixedLocal bool
+	ep         int // epoll: the listener and wakefd
+	wake       int // eventfd, readable once stop was called
+	lev        unix.EpollEvent
+	// opts says whether accepted sockets inherit the listener's socket
+	// options (tcpOptions): optsInherited, or how many accepted sockets
+	// were found without them (see setOptions).
+	opts int
 
 	events  [2]unix.EpollEvent
 	stopped bool // stop was seen: accept returns errWoken from now on
-	fd      int  // what the last accept4 returned
-	sa      unix.Sockaddr
-	err     error
-	acc     func(uintptr) // accept4 on the listener, made once
+	rsa     unix.RawSockaddrAny
 }
 
-// acceptorRecheck is how often, in milliseconds, a waiting acceptor tries
-// accept4 without having been woken (see accept).
-const acceptorRecheck = 250
+// Values of rawAcceptor.opts besides counts below optsTries.
+const (
+	optsTries     = 16 // sockets without the options: set them on each
+	optsInherited = -1 // set on the listener, inherited by accepted sockets
+)
 
 // errWoken is accept's answer once wake was called.
 var errWoken = errors.New("protocol: acceptor stopped")
@@ -590,57 +606,51 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 	if err != nil {
 		return nil
 	}
-	lfd := -1
-	if lrc.Control(func(fd uintptr) { lfd = int(fd) }) != nil {
+	a := &rawAcceptor{s: s, lfd: -1, laddr: ln.Addr(), ep: -1, wake: -1}
+	tcp := a.laddr.Network() != "unix"
+	err = lrc.Control(func(fd uintptr) {
+		a.lfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		if err == nil && tcp {
+			// Linux gives accepted sockets the listener's options
+			// (nginx's so_keepalive relies on it): set them once here;
+			// the first accept checks that they came along.
+			tcpOptions(int(fd))
+		}
+	})
+	if err != nil || a.lfd < 0 {
 		return nil
 	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil
+	switch la := a.laddr.(type) {
+	case *net.TCPAddr:
+		a.fixedLocal = !la.IP.IsUnspecified()
+	case *net.UnixAddr:
+		a.fixedLocal = true
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(ep)
-		return nil
+	if !tcp {
+		a.opts = optsInherited // none to set
 	}
-	a := &rawAcceptor{s: s, lrc: lrc, laddr: ln.Addr(), ep: ep, wake: wake}
-	// Level-triggered: a connection still queued after an accept wakes a
-	// waiter again.
-	a.lev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(lfd)}
-	wev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
-	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &wev) != nil {
+	if a.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		a.close()
 		return nil
 	}
-	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &a.lev) != nil {
+	if a.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		a.close()
+		return nil
+	}
+	// Level-triggered: a connection still queued after an accept wakes a
+	// waiter again.
+	a.lev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(a.lfd)}
+	wev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a.wake)}
+	if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.wake, &wev) != nil {
+		a.close()
+		return nil
+	}
+	if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev) != nil {
 		// EPOLLEXCLUSIVE needs Linux 4.5: without it, every worker wakes.
 		a.lev.Events = unix.EPOLLIN
-		if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &a.lev) != nil {
+		if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev) != nil {
 			a.close()
 			return nil
-		}
-	}
-	a.acc = func(lfd uintptr) {
-		// Held from accept4 until Serve has counted the connection; see
-		// Shutdown. It accepts even once the server is done: a waiter the
-		// kernel woke for a connection must take it, since with
-		// EPOLLEXCLUSIVE no other worker was woken for it (it would wait
-		// in the queue until the next connection arrives).
-		s.acceptMu.RLock()
-		for {
-			a.fd, a.sa, a.err = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if a.err != unix.EINTR && a.err != unix.ECONNABORTED {
-				break
-			}
-		}
-		if a.err != nil {
-			s.acceptMu.RUnlock()
-			return
-		}
-		// To the back of the listener's queue of waiters (see rawAcceptor).
-		if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 {
-			unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, int(lfd), nil)
-			unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, int(lfd), &a.lev)
 		}
 	}
 	return a
@@ -648,24 +658,25 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 
 // accept returns the next connection, as a pooled conn holding the raw
 // socket. It waits in epoll_wait, which blocks the calling goroutine's
-// thread.
+// thread. Once it has accepted, it holds s.acceptMu (for reading) until
+// Serve has counted the connection; see Shutdown. It accepts even once the
+// server is done: a waiter the kernel woke for a connection must take it,
+// since with EPOLLEXCLUSIVE no other worker was woken for it.
 func (a *rawAcceptor) accept() (*conn, error) {
+	var fd int
+	var rlen uint32
 	for {
 		if a.stopped {
 			return nil, errWoken
 		}
-		n, err := unix.EpollWait(a.ep, a.events[:], acceptorRecheck)
+		n, err := unix.EpollWait(a.ep, a.events[:], -1)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return nil, os.NewSyscallError("epoll_wait", err)
 		}
-		// A wake-up given to another waiter that did not take its
-		// connection (seen when a worker shuts down) would strand that
-		// connection until the next one arrives: every acceptorRecheck an
-		// idle acceptor looks at the queue itself.
-		ready := n == 0
+		ready := false
 		for _, ev := range a.events[:n] {
 			if int(ev.Fd) == a.wake {
 				a.stopped = true // after this accept, if any
@@ -676,36 +687,83 @@ func (a *rawAcceptor) accept() (*conn, error) {
 		if !ready {
 			return nil, errWoken
 		}
-		// Control holds the listener open while accept4 runs, so a
-		// concurrent Close cannot free its number.
-		if err := a.lrc.Control(a.acc); err != nil {
-			return nil, err // the listener was closed
+		a.s.acceptMu.RLock()
+		fd, rlen, err = a.accept4()
+		if err == nil {
+			break
 		}
-		if a.err == unix.EAGAIN {
-			if n > 0 {
-				a.s.acceptMisses.Add(1) // woken for nothing: another process took it
-			}
-			continue
+		a.s.acceptMu.RUnlock()
+		if err != unix.EAGAIN {
+			return nil, os.NewSyscallError("accept4", err)
 		}
-		if a.err != nil {
-			if errno, ok := a.err.(syscall.Errno); ok {
-				return nil, os.NewSyscallError("accept4", errno)
-			}
-			return nil, a.err // closed
-		}
-		break
+		a.s.acceptMisses.Add(1) // woken for nothing: another process took it
+	}
+	// To the back of the listener's queue of waiters (see rawAcceptor).
+	if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 {
+		unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, a.lfd, nil)
+		unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev)
 	}
 	network := a.laddr.Network()
-	if network != "unix" {
-		tcpOptions(a.fd)
-	}
+	remote := rawSockaddrAddr(&a.rsa, rlen, network)
+	a.setOptions(fd)
 	laddr := a.laddr
-	if lsa, err := unix.Getsockname(a.fd); err == nil {
-		laddr = sockaddrAddr(lsa, network)
+	if !a.fixedLocal {
+		if l, err := getsockname(fd, &a.rsa); err == nil {
+			laddr = rawSockaddrAddr(&a.rsa, l, network)
+		}
 	}
 	c := a.s.pool.Get().(*conn)
-	c.initRaw(a.fd, sockaddrAddr(a.sa, network), laddr)
+	c.initRaw(fd, remote, laddr)
 	return c, nil
+}
+
+// accept4 is accept4(2) on the listener, the peer's address into a.rsa
+// (its length returned), retrying EINTR and ECONNABORTED. The socket is
+// made nonblocking and close-on-exec.
+func (a *rawAcceptor) accept4() (int, uint32, error) {
+	for {
+		l := uint32(unix.SizeofSockaddrAny)
+		r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(a.lfd), uintptr(unsafe.Pointer(&a.rsa)), uintptr(unsafe.Pointer(&l)),
+			unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		if e == 0 {
+			return int(r), l, nil
+		}
+		if e != unix.EINTR && e != unix.ECONNABORTED {
+			return -1, 0, e
+		}
+	}
+}
+
+// setOptions gives an accepted TCP socket tcpOptions, unless it inherited
+// them from the listener. A socket is made from the listener when its
+// handshake completes, so those already queued when the options were set
+// do not have them: the acceptor looks until one does (then all later ones
+// do), or gives up after optsTries sockets without them.
+func (a *rawAcceptor) setOptions(fd int) {
+	if a.opts == optsInherited {
+		return
+	}
+	if a.opts < optsTries {
+		nodelay, err1 := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		idle, err2 := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		ka, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		if err1 == nil && err2 == nil && err3 == nil && nodelay == 1 && ka == 1 && idle == keepAliveIdle {
+			a.opts = optsInherited
+			return
+		}
+		a.opts++
+	}
+	tcpOptions(fd)
+}
+
+// getsockname is getsockname(2) into rsa; it returns the address's length.
+func getsockname(fd int, rsa *unix.RawSockaddrAny) (uint32, error) {
+	l := uint32(unix.SizeofSockaddrAny)
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&l)))
+	if e != 0 {
+		return 0, e
+	}
+	return l, nil
 }
 
 // stop makes a waiting accept return, now and for good; Server.stop calls
@@ -716,10 +774,16 @@ func (a *rawAcceptor) stop() {
 }
 
 // close releases the acceptor; Serve calls it when accept no longer runs.
+// The epoll goes first, then the listener's duplicate: until then the
+// kernel may still pick this acceptor for a connection.
 func (a *rawAcceptor) close() {
-	if a != nil {
-		unix.Close(a.ep)
-		unix.Close(a.wake)
+	if a == nil {
+		return
+	}
+	for _, fd := range []int{a.ep, a.wake, a.lfd} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 }
 
@@ -729,7 +793,10 @@ func (a *rawAcceptor) close() {
 func tcpOptions(fd int) {
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
 }
+
+// keepAliveIdle is the seconds of silence before TCP keep-alive probes.
+const keepAliveIdle = 15

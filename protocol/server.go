@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -287,27 +289,60 @@ func (s *Server) hasLoops() bool {
 	return len(s.evloops) > 0
 }
 
-// sockaddrAddr converts an accepted socket's address for Request.RemoteAddr
-// and LocalAddr.
-func sockaddrAddr(sa unix.Sockaddr, network string) net.Addr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		var zone string
-		if a.ZoneId != 0 {
-			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
-				zone = ifi.Name
+// rawSockaddrAddr converts an accepted socket's address, l bytes of rsa,
+// for Request.RemoteAddr and LocalAddr. An IP address and its net.Addr are
+// one allocation.
+func rawSockaddrAddr(rsa *unix.RawSockaddrAny, l uint32, network string) net.Addr {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		pp := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		a := new(tcpAddr)
+		a.ip = [16]byte{10: 0xff, 11: 0xff}
+		copy(a.ip[12:], pp.Addr[:])
+		a.TCPAddr = net.TCPAddr{IP: a.ip[:], Port: port(pp.Port)}
+		return &a.TCPAddr
+	case unix.AF_INET6:
+		pp := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		a := new(tcpAddr)
+		a.ip = pp.Addr
+		a.TCPAddr = net.TCPAddr{IP: a.ip[:], Port: port(pp.Port)}
+		if pp.Scope_id != 0 {
+			if ifi, err := net.InterfaceByIndex(int(pp.Scope_id)); err == nil {
+				a.Zone = ifi.Name
 			}
 		}
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port, Zone: zone}
-	case *unix.SockaddrUnix:
-		return &net.UnixAddr{Name: a.Name, Net: network}
+		return &a.TCPAddr
+	case unix.AF_UNIX:
+		pp := (*unix.RawSockaddrUnix)(unsafe.Pointer(rsa))
+		const off = unsafe.Offsetof(pp.Path)
+		var name []byte
+		if l > uint32(off) {
+			n := min(int(l-uint32(off)), len(pp.Path))
+			name = unsafe.Slice((*byte)(unsafe.Pointer(&pp.Path[0])), n)
+			if name[0] == 0 {
+				name[0] = '@' // abstract
+			} else if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+		}
+		return &net.UnixAddr{Name: string(name), Net: network}
 	}
 	if network == "unix" {
 		return &net.UnixAddr{Net: network}
 	}
 	return &net.TCPAddr{}
+}
+
+// tcpAddr is a net.TCPAddr with room for its IP.
+type tcpAddr struct {
+	net.TCPAddr
+	ip [16]byte
+}
+
+// port converts a port in network byte order.
+func port(p uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return int(b[0])<<8 | int(b[1])
 }
 
 // toLoop hands c, accepted raw with the transport t, to an event loop.
