@@ -372,7 +372,9 @@ func (c *conn) readHeadNow() int {
 
 // parseHead parses the head at rbuf[r:w] once it is complete (or too
 // large), reporting ok with readHead's result; !ok means more bytes are
-// needed.
+// needed. Every head is parsed here, on every transport (readHead,
+// readHeadNow): it is the one place where a connection's first bytes
+// (c.first, before any head) are seen before the first head is parsed.
 func (c *conn) parseHead() (st int, ok bool) {
 	s := c.srv
 	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead {
