@@ -98,6 +98,10 @@
 // holds up every connection on its loop, and a watchdog logs a warning when
 // a loop makes no progress for a second. Timeouts of connections idling on
 // a loop are checked once a second, so they strike up to a second late.
+// A connection waiting on its loop for its next request, with nothing
+// buffered, gives its read and write buffers back to the loop and takes
+// them again when bytes arrive: an idle keep-alive connection costs its
+// fixed state (about 1.2 KiB of heap), not its buffers.
 //
 // # Who owns a descriptor
 //

@@ -159,6 +159,12 @@ func (c *conn) serveNet(t *netTransport, act int) {
 	if t.nc == nil {
 		return // attach failed (werr says why); release closes the socket
 	}
+	if c.rbuf == nil { // given back while it waited on a loop
+		c.rbuf = make([]byte, readBufferSize)
+	}
+	if c.wbuf == nil {
+		c.wbuf = make([]byte, 0, writeBufferSize)
+	}
 	switch act {
 	case actWait:
 		act = actNext

@@ -67,6 +67,7 @@ type eventLoop struct {
 
 	events [loopEvents]unix.EpollEvent
 	batch  [loopEvents]*conn // the connections of events[next:ready]
+	bufs   [][]byte          // free buffers (takeBuffers, giveBuffers)
 	next   int
 	ready  int
 
@@ -274,6 +275,7 @@ func (l *eventLoop) serve(c *conn) bool {
 		}
 		return false
 	}
+	l.takeBuffers(c)
 	t.drained = false // an event: there is something to read
 	act := c.turn()
 	if c.t != t {
@@ -284,7 +286,10 @@ func (l *eventLoop) serve(c *conn) bool {
 	}
 	switch act {
 	case actWait:
-		// Wait for the next event.
+		// Wait for the next event; between requests, without buffers.
+		if c.r == c.w && len(c.wbuf) == 0 {
+			l.giveBuffers(c)
+		}
 	case actClose:
 		l.drop(c, t)
 	case actLinger:
@@ -300,6 +305,49 @@ func (l *eventLoop) serve(c *conn) bool {
 		go c.handOff(t, act)
 	}
 	return false
+}
+
+// maxFreeBuffers bounds a loop's free buffers. A loop serves one
+// connection at a time, so a few are enough to serve idle connections
+// without allocating.
+const maxFreeBuffers = 16
+
+// takeBuffers gives c, about to be served on the loop, the read and write
+// buffers it gave back when it went idle.
+func (l *eventLoop) takeBuffers(c *conn) {
+	if c.rbuf == nil {
+		c.rbuf = l.buffer()
+	}
+	if c.wbuf == nil {
+		c.wbuf = l.buffer()[:0]
+	}
+}
+
+// A loop's free buffers serve as read and write buffers alike.
+var _ = [1]struct{}{}[readBufferSize-writeBufferSize]
+
+func (l *eventLoop) buffer() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs[n-1] = nil
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return make([]byte, readBufferSize)
+}
+
+// giveBuffers takes the buffers of c, which waits for its next request
+// with nothing buffered: an idle connection costs only its fixed state
+// (like nginx's, whose idle keep-alive connections free their buffers).
+func (l *eventLoop) giveBuffers(c *conn) {
+	for _, b := range [2][]byte{c.rbuf, c.wbuf[:cap(c.wbuf)]} {
+		if len(b) == readBufferSize && len(l.bufs) < maxFreeBuffers {
+			l.bufs = append(l.bufs, b)
+		}
+	}
+	c.rbuf, c.wbuf = nil, nil
+	c.r, c.w, c.scan, c.hdrEnd = 0, 0, 0, 0
+	c.req.reset() // its fields alias the read buffer
 }
 
 // Outcomes of linger and discard.
