@@ -75,11 +75,7 @@ type conn struct {
 }
 
 func newConn(s *Server) *conn {
-	c := &conn{
-		srv:  s,
-		rbuf: make([]byte, readBufferSize),
-		wbuf: make([]byte, 0, writeBufferSize),
-	}
+	c := &conn{srv: s} // buffers come with the first bytes (buffers, takeBuffers)
 	c.body.c = c
 	c.resp.c = c
 	c.writeFn = c.onWritable
@@ -94,6 +90,7 @@ func newConn(s *Server) *conn {
 // init prepares a pooled conn for nc.
 func (c *conn) init(nc net.Conn) {
 	c.reset()
+	c.buffers()
 	c.nt.init(nc)
 	c.t = &c.nt
 	c.req.RemoteAddr = nc.RemoteAddr()
@@ -108,6 +105,18 @@ func (c *conn) initRaw(fd int, remote, local net.Addr) {
 	c.t = &c.lt
 	c.req.RemoteAddr = remote
 	c.req.LocalAddr = local
+}
+
+// buffers gives c read and write buffers if it has none: a connection
+// accepted for an event loop has none until its first bytes arrive, nor
+// while it waits on the loop for its next request (giveBuffers).
+func (c *conn) buffers() {
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readBufferSize)
+	}
+	if c.wbuf == nil {
+		c.wbuf = make([]byte, 0, writeBufferSize)
+	}
 }
 
 // reset clears what the last connection left in a pooled conn.
@@ -159,12 +168,7 @@ func (c *conn) serveNet(t *netTransport, act int) {
 	if t.nc == nil {
 		return // attach failed (werr says why); release closes the socket
 	}
-	if c.rbuf == nil { // given back while it waited on a loop
-		c.rbuf = make([]byte, readBufferSize)
-	}
-	if c.wbuf == nil {
-		c.wbuf = make([]byte, 0, writeBufferSize)
-	}
+	c.buffers() // it may have waited on a loop without them
 	switch act {
 	case actWait:
 		act = actNext

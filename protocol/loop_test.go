@@ -492,7 +492,7 @@ func TestShutdownStrandsNoConnection(t *testing.T) {
 // cost the server only its fixed state, not its read and write buffers
 // (8 KiB). The clients are raw sockets, so that the heap is the server's.
 func TestIdleLoopConnectionsHoldNoBuffers(t *testing.T) {
-	const conns = 2000
+	const conns = 1000
 	_, addr := startServer(t, Nonblocking(hello), nil)
 	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
