@@ -167,3 +167,29 @@ func BenchmarkParseNetHTTP(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChurnLoop measures a connection's whole life on an event loop:
+// connect, one request with Connection: close, the response, the close.
+// One op is one connection (client included).
+func BenchmarkChurnLoop(b *testing.B) {
+	_, addr := startServer(b, Nonblocking(hello), nil)
+	req := []byte("GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+	buf := make([]byte, 4<<10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+		}
+		c.Close()
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -98,14 +99,32 @@ func (c *conn) setState(st http.ConnState) {
 	f(c.info(), st)
 }
 
+// netConn returns the connection's net.Conn, nil while it is on an event
+// loop (or lost leaving it). Only the goroutine serving c may call it.
+func (c *conn) netConn() net.Conn {
+	if nt, ok := c.t.(*netTransport); ok {
+		return nt.nc
+	}
+	return nil
+}
+
+// rawConn is netConn's RawConn: nil on a loop or when the connection is
+// not a socket.
+func (c *conn) rawConn() syscall.RawConn {
+	if nt, ok := c.t.(*netTransport); ok {
+		return nt.rc
+	}
+	return nil
+}
+
 // setUserReadDeadline is http.ResponseController.SetReadDeadline: the
 // request body's reads wait until t (the zero time: as long as it takes)
 // instead of Limits.IdleTimeout each, until the handler returns.
 func (c *conn) setUserReadDeadline(t time.Time) error {
 	c.hooks.rdl, c.hooks.userRead = t, true
 	c.rdl = 0 // the deadline the server knew is gone
-	if c.nc != nil {
-		return c.nc.SetReadDeadline(t)
+	if nc := c.netConn(); nc != nil {
+		return nc.SetReadDeadline(t)
 	}
 	return nil // on an event loop: the body is buffered already
 }
@@ -116,9 +135,9 @@ func (c *conn) setUserReadDeadline(t time.Time) error {
 func (c *conn) setUserWriteDeadline(t time.Time) error {
 	c.hooks.wdl, c.hooks.userWrite, c.hooks.wSet = t, true, false
 	c.wdl = 0
-	if c.nc != nil {
+	if nc := c.netConn(); nc != nil {
 		c.hooks.wSet = true
-		return c.nc.SetWriteDeadline(t)
+		return nc.SetWriteDeadline(t)
 	}
 	return nil // set when the connection leaves its loop (userWriteDeadline)
 }
@@ -133,9 +152,9 @@ func (c *conn) userWriteDeadline() bool {
 	if !c.hooks.userWrite {
 		return false
 	}
-	if !c.hooks.wSet && c.nc != nil {
+	if nc := c.netConn(); !c.hooks.wSet && nc != nil {
 		c.hooks.wSet = true
-		c.nc.SetWriteDeadline(c.hooks.wdl)
+		nc.SetWriteDeadline(c.hooks.wdl)
 	}
 	return true
 }

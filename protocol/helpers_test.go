@@ -19,7 +19,7 @@ import (
 type serveMode struct {
 	name  string
 	loop  int  // 0, loopInline or loopMove
-	noRaw bool // the plain keep-alive loop instead of serveRaw
+	noRaw bool // the plain keep-alive loop instead of serveTurns
 }
 
 const (

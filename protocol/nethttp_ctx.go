@@ -41,7 +41,7 @@ func newRequestContext(c *conn, r *Request) *requestContext {
 	ctx, cancel := context.WithCancel(base)
 	// A connection still on an event loop has no RawConn: its handler
 	// runs inline and cannot wait for anything, so it is not watched.
-	return &requestContext{Context: ctx, cancel: cancel, local: r.LocalAddr, srv: c.srv, rc: c.rc}
+	return &requestContext{Context: ctx, cancel: cancel, local: r.LocalAddr, srv: c.srv, rc: c.rawConn()}
 }
 
 // Value adds http.LocalAddrContextKey to the connection's values.

@@ -324,16 +324,18 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		}
 		return true
 	}
-	// Inside the raw loop or an event loop the descriptor is at hand: try
-	// at once, and wait (off the event loop) only for what the socket did
-	// not take.
-	if c.fd < 0 || !step(uintptr(c.fd)) {
-		c.leaveLoop()
-		if c.werr != nil {
-			return c.werr
+	// In a turn the descriptor is at hand: try at once, and wait (off the
+	// event loop) only for what the socket did not take.
+	if !c.t.writeNow(step) {
+		t, err := c.offLoop()
+		if err != nil {
+			return err
 		}
-		rc := c.rc
-		if rc == nil {
+		c.extendWriteDeadline()
+		polled, progressed = true, false
+		ok, werr := t.waitWrite(step)
+		if !ok {
+			// Not a socket: copy through the net.Conn.
 			if err := c.flush(); err != nil {
 				return err
 			}
@@ -344,9 +346,7 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 			_, err := w.ReadFrom(io.NewSectionReader(ra, offset, n))
 			return err
 		}
-		c.extendWriteDeadline()
-		polled, progressed = true, false
-		if werr := rc.Write(step); werr != nil && serr == nil {
+		if werr != nil && serr == nil {
 			serr = werr
 		}
 	}
@@ -414,7 +414,7 @@ func (w *ResponseWriter) SetClose() { w.close = true }
 // first, so that their clients do not wait for this one. It is cheap to
 // call when in doubt.
 func (w *ResponseWriter) WillBlock() {
-	w.c.leaveLoop()
+	w.c.offLoop()
 	w.c.flushBeforeRead()
 }
 
