@@ -20,6 +20,8 @@
 package forkd
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"os"
 
@@ -60,7 +62,9 @@ func Nonblocking(h Handler) Handler { return protocol.Nonblocking(h) }
 // Worker describes the worker process a hook runs in.
 type Worker = worker.Info
 
-// HTTP adapts a net/http handler; see protocol.FromHTTP for what it cannot do.
+// HTTP adapts a net/http handler, which then behaves as under
+// net/http.Server; the protocol package's "net/http handlers" and README's
+// "The net/http adapter" say what differs.
 func HTTP(h http.Handler) Handler { return protocol.FromHTTP(h) }
 
 // Option configures Main.
@@ -73,6 +77,39 @@ type options struct {
 	onStart       func(Worker) error
 	onStop        func(Worker)
 	args          []string
+	baseContext   func(net.Listener) context.Context
+	connContext   func(context.Context, ConnInfo) context.Context
+	connState     func(ConnInfo, http.ConnState)
+}
+
+// ConnInfo describes a client connection to the connection hooks: an ID
+// unique within the worker process, and its addresses.
+type ConnInfo = protocol.ConnInfo
+
+// WithBaseContext sets, like net/http.Server.BaseContext, the context that
+// the request contexts of a net/http handler (HTTP) derive from, for
+// connections accepted on ln: values put there reach every request. It
+// runs in each worker, once per listener, before it accepts.
+func WithBaseContext(fn func(ln net.Listener) context.Context) Option {
+	return func(o *options) { o.baseContext = fn }
+}
+
+// WithConnContext sets, like net/http.Server.ConnContext, a function that
+// derives each connection's context from the base context when the
+// connection is accepted; the requests of a net/http handler on that
+// connection derive from it.
+func WithConnContext(fn func(ctx context.Context, c ConnInfo) context.Context) Option {
+	return func(o *options) { o.connContext = fn }
+}
+
+// WithConnState sets, like net/http.Server.ConnState, a function told of
+// every connection's state changes in the worker: http.StateNew when it is
+// accepted, StateActive when a request begins to arrive, StateIdle when it
+// waits for the next, then StateHijacked or StateClosed. It runs on the
+// goroutine serving the connection, so it must be quick (counters, a map
+// under a mutex).
+func WithConnState(fn func(c ConnInfo, state http.ConnState)) Option {
+	return func(o *options) { o.connState = fn }
 }
 
 // OnWorkerStart registers fn to run in each worker after it receives its
@@ -128,7 +165,8 @@ func Run(h Handler, opts ...Option) int {
 		opt(&o)
 	}
 	if IsWorker() {
-		return worker.Run(worker.Options{Handler: h, OnStart: o.onStart, OnStop: o.onStop})
+		return worker.Run(worker.Options{Handler: h, OnStart: o.onStart, OnStop: o.onStop,
+			BaseContext: o.baseContext, ConnContext: o.connContext, ConnState: o.connState})
 	}
 	return runCommand(&o)
 }

@@ -15,7 +15,7 @@ ROOT=$(dirname "$BENCH_DIR")
 BIN="$BENCH_DIR/bin"
 TOOLS="$BENCH_DIR/.work/tools"
 
-ALL_TESTS="plaintext,static4k,static1m,churn,scaling,tls,tlshandshake,tls1m,proxy,proxychurn"
+ALL_TESTS="plaintext,static4k,static1m,churn,scaling,tls,tlshandshake,tls1m,embedded,proxy,proxychurn"
 ALL_SERVERS="forkd,nethttp,fasthttp,nginx"
 
 DURATION=${DURATION:-10s}
@@ -50,7 +50,8 @@ Usage: bench/run.sh [options]
                          default: first half of the CPUs for servers, second half for wrk
   -n, --workers N        server workers/processes (WORKERS, default: CPUs in the server set)
   -T, --tests LIST       comma list of $ALL_TESTS (TESTS)
-  -S, --servers LIST     comma list of $ALL_SERVERS (SERVERS)
+  -S, --servers LIST     comma list of $ALL_SERVERS (SERVERS); the embedded test
+                         always runs both of its servers (forkd.HTTP and net/http.Server)
       --scale "LIST"     forkd worker counts for the scaling test (SCALE, default "1 2 4 8")
   -r, --repeat N         N interleaved rounds of every test, report the median (REPEAT, default 1)
   -q, --quick            smoke mode: --duration 2s --warmup 0
@@ -58,7 +59,7 @@ Usage: bench/run.sh [options]
       --no-build         use the binaries already in bench/bin (BUILD=0)
       --packed           use wrk/nginx from bench/.work/tools even if installed (PACKED=1)
       --keep             keep the temporary directory (configs, server logs) (KEEP=1)
-      --build-only       build bench/bin/{forkd,nethttp,fasthttp} and exit
+      --build-only       build bench/bin/{forkd,nethttp,fasthttp,benchapp} and exit
   -h, --help             this help
 EOF
 }
@@ -144,6 +145,14 @@ build() {
 		rm -f "$BIN/forkd.new" "$BIN/forkd"
 		warn "building forkd failed; its rows are skipped. Compiler output:"
 		sed 's/^/    /' "$BIN/forkd-build.log" | head -20 >&2
+	fi
+	log "building the embedded net/http app (go build -o bench/bin/benchapp ./internal/benchapp)"
+	if (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o bench/bin/benchapp.new ./internal/benchapp) 2>"$BIN/benchapp-build.log"; then
+		mv -f "$BIN/benchapp.new" "$BIN/benchapp"
+	else
+		rm -f "$BIN/benchapp.new" "$BIN/benchapp"
+		warn "building the embedded app failed; its rows are skipped. Compiler output:"
+		sed 's/^/    /' "$BIN/benchapp-build.log" | head -20 >&2
 	fi
 }
 
@@ -616,6 +625,44 @@ EOF
 	fi
 }
 
+# start_embedded starts the embedded test: one ordinary net/http handler
+# (internal/benchapp) under forkd.HTTP with WORKERS workers and no site
+# routes, and the same binary as a plain net/http.Server whose GOMAXPROCS is
+# forkd's total: WORKERS times the GOMAXPROCS a worker gets (the server CPUs
+# shared between the workers, rounded up).
+start_embedded() {
+	has "$TESTS" embedded || return
+	if [[ ! -x $BIN/benchapp ]]; then
+		skip_targets forkd "not built" embedded
+		skip_targets "Go net/http" "not built" embedded
+		return
+	fi
+	local port cpus procs
+	cpus=$(cpu_count "$SERVER_CPUS")
+	procs=$((WORKERS * ((cpus + WORKERS - 1) / WORKERS)))
+	port=$(free_port)
+	cat >"$TMP/benchapp.hcl" <<EOF
+workers = $WORKERS
+listen {
+  address = "127.0.0.1:$port"
+}
+log {
+  level = "warn"
+}
+EOF
+	if start_server benchapp "$port" / "$WORKERS" "$BIN/benchapp" -c "$TMP/benchapp.hcl"; then
+		target embedded forkd "$WORKERS (forkd.HTTP)" "http://127.0.0.1:$port/"
+	else
+		skip_targets forkd "did not start" embedded
+	fi
+	port=$(free_port)
+	if start_server benchapp-plain "$port" / 0 env BENCHAPP_PLAIN="127.0.0.1:$port" GOMAXPROCS="$procs" "$BIN/benchapp"; then
+		target embedded "Go net/http" "1 (http.Server, GOMAXPROCS=$procs)" "http://127.0.0.1:$port/"
+	else
+		skip_targets "Go net/http" "did not start" embedded
+	fi
+}
+
 start_nethttp() {
 	has "$TESTS" plaintext || return
 	[[ -x $BIN/nethttp ]] || { skip_targets "Go net/http" "not built" plaintext; return; }
@@ -839,6 +886,7 @@ for s in "${server_list[@]}"; do
 	*) warn "unknown server $s (want $ALL_SERVERS)" ;;
 	esac
 done
+start_embedded
 for ((round = 0; round < REPEAT; round++)); do measure_round "$round"; done
 stop_all
 rows
@@ -867,6 +915,9 @@ report() {
 		[[ -n ${RATE[plaintext:$peer]:-} ]] || continue
 		echo "| plaintext ÷ $peer | $(ratio "${RATE[plaintext:forkd]:-}" "${RATE[plaintext:$peer]}") | $(ratio "${P99[plaintext:forkd]:-}" "${P99[plaintext:$peer]}") | $(ratio "${CPU[plaintext:forkd]:-}" "${CPU[plaintext:$peer]}") |"
 	done
+	if [[ -n ${RATE[embedded:Go net/http]:-} ]]; then
+		echo "| embedded net/http app: forkd.HTTP ÷ net/http.Server (same cores) | $(ratio "${RATE[embedded:forkd]:-}" "${RATE[embedded:Go net/http]}") | $(ratio "${P99[embedded:forkd]:-}" "${P99[embedded:Go net/http]}") | $(ratio "${CPU[embedded:forkd]:-}" "${CPU[embedded:Go net/http]}") |"
+	fi
 	for t in static4k static1m churn tls tlshandshake tls1m proxy proxychurn; do
 		[[ -n ${RATE[$t:nginx]:-} ]] || continue
 		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") | $(ratio "${CPU[$t:forkd]:-}" "${CPU[$t:nginx]}") |"

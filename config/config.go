@@ -102,6 +102,12 @@ type Config struct {
 	Warnings []string `json:"-"`
 }
 
+// DescriptorReserve is how many descriptors a worker keeps for itself
+// (listeners, log files, the ipc socket, upstream connections) beside one
+// per client connection: max_connections + DescriptorReserve must fit in
+// RLIMIT_NOFILE.
+const DescriptorReserve = 64
+
 // Listen is one listen block.
 type Listen struct {
 	Address   string `json:"address"` // "host:port", "[::1]:port" or "unix:/path"

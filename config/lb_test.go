@@ -16,7 +16,7 @@ func TestLoadBalancerKeys(t *testing.T) {
 drain_delay = "1500ms"
 listen {
   address        = "127.0.0.1:0"
-  proxy_protocol = false
+  proxy_protocol = true
   trusted        = ["127.0.0.1/32", "10.0.0.0/8", "::1", "fd00::/8"]
 }
 site "s" {
@@ -36,6 +36,9 @@ site "s" {
 	}
 	want := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8"),
 		netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("fd00::/8")}
+	if !c.Listen[0].ProxyProtocol {
+		t.Error("proxy_protocol = true not loaded")
+	}
 	if got := c.Listen[0].TrustedPrefixes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("trusted = %v, want %v", got, want)
 	}
@@ -51,9 +54,9 @@ func TestProxyProtocolChecks(t *testing.T) {
 		want      []string // one per diagnostic, in order
 	}{
 		{"no trusted", "listen {\n  address = \"127.0.0.1:80\"\n  proxy_protocol = true\n}\n",
-			[]string{"c.hcl:3:", "Missing trusted", "c.hcl:3:", "Unsupported proxy_protocol"}},
+			[]string{"c.hcl:3:", "Missing trusted"}},
 		{"unix with trusted", "listen {\n  address = \"unix:/tmp/x.sock\"\n  proxy_protocol = true\n  trusted = [\"10.0.0.0/8\"]\n}\n",
-			[]string{"c.hcl:3:", "Unsupported proxy_protocol", "c.hcl:4:", "Invalid trusted"}},
+			[]string{"c.hcl:4:", "Invalid trusted"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -217,15 +217,7 @@ func (v *validator) proxyProtocol(key string, l Listen, isUnix bool) {
 		v.errorf(key+".proxy_protocol", "Missing trusted",
 			"With proxy_protocol = true, trusted must list the load balancers' addresses or networks, such as [\"127.0.0.1/32\", \"10.0.0.0/8\"]; every other client is refused.")
 	}
-	if l.ProxyProtocol && !proxyProtocolServed {
-		v.errorf(key+".proxy_protocol", "Unsupported proxy_protocol",
-			"This build parses PROXY headers but does not read them from connections yet; proxy_protocol = true would make every request fail.")
-	}
 }
-
-// proxyProtocolServed is set once the connection code reads PROXY headers
-// (protocol.ParseProxyHeader); until then proxy_protocol = true is refused.
-const proxyProtocolServed = false
 
 func (v *validator) log(l Log) {
 	switch l.Level {

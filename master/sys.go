@@ -106,12 +106,9 @@ func (m *Master) checkFileLimit(cfg *config.Config) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return
 	}
-	// Listeners, log files, the ipc socket, upstream connections: leave
-	// room for the worker's own descriptors.
-	const reserve = 64
-	need := uint64(cfg.Limits.MaxConnections) + reserve
+	need := uint64(cfg.Limits.MaxConnections) + config.DescriptorReserve
 	if rl.Max != unix.RLIM_INFINITY && need > rl.Max {
-		m.log.Warn("limits.max_connections exceeds the open file limit (RLIMIT_NOFILE); workers will fail to accept before reaching it",
+		m.log.Warn("limits.max_connections exceeds the open file limit (RLIMIT_NOFILE); workers cap it",
 			"max_connections", cfg.Limits.MaxConnections, "nofile_limit", rl.Max)
 	}
 }

@@ -3,9 +3,11 @@
 // timeouts and graceful drain. It is independent of the rest of forkd: a
 // Server serves a Handler on any net.Listener.
 //
-// The byte-level syntax (byte classes, field lines, chunk-size lines, the
-// version) lives in protocol/internal/wire, which knows nothing of
-// connections; the request parser, the limits and the connections are here.
+// The byte-level syntax (byte classes, the request line and the forms of
+// its target, field lines, chunk-size lines, the version) lives in
+// protocol/internal/wire, which knows nothing of connections; what HTTP/1.1
+// makes of it (Request, the limits, the framing of a body) and the
+// connections are here.
 //
 // This file is the package's public contract; other packages (serve, worker,
 // the embedding API) are written against exactly these names.
@@ -96,37 +98,70 @@
 // holds up every connection on its loop, and a watchdog logs a warning when
 // a loop makes no progress for a second. Timeouts of connections idling on
 // a loop are checked once a second, so they strike up to a second late.
+// A connection waiting on its loop for its next request, with nothing
+// buffered, gives its read and write buffers back to the loop and takes
+// them again when bytes arrive: an idle keep-alive connection costs its
+// fixed state (about 1.2 KiB of heap), not its buffers.
 //
 // # Who owns a descriptor
 //
-// A raw descriptor number is used only while something holds the
-// descriptor open; otherwise Close or Shutdown may close it, the process
-// may reuse the number for its next socket (an upstream dial, another
-// client), and bytes meant for one client would reach another:
+// A connection is an exchange (conn: buffers, Request, ResponseWriter, body
+// reader, serveRequest) over a transport that moves its bytes, and there
+// are two transports (transport.go). A raw descriptor number is used only
+// while something holds the descriptor open; otherwise Close or Shutdown
+// may close it, the process may reuse the number for its next socket (an
+// upstream dial, another client), and bytes meant for one client would
+// reach another:
 //
-//   - A socket accepted for an event loop belongs to its loop until it
-//     leaves it: only the loop closes it, so the loop's goroutine, and a
-//     handler running in the loop's turn, use its number directly.
-//   - A connection that has left its loop, or was accepted as a net.Conn,
-//     is a net.Conn that Server.Close may close at any moment from another
-//     goroutine (net.Conn.Close is safe for that); its number is used only
-//     inside its RawConn's Read, Write and Control callbacks, which keep it
-//     open. When a connection leaves its loop in the middle of a loop turn,
-//     that turn stops using the old number and ends after the request.
-//   - Otherwise only the goroutine serving a connection reads, writes or
-//     sets deadlines on it; Shutdown sets read deadlines under the
-//     connection's mutex.
+//   - loopTransport: a socket accepted for an event loop belongs to its
+//     loop: only the loop closes it, so the loop's goroutine, and the
+//     exchange code that runs in the loop's turn for the connection (a
+//     LoopSafe handler included), use its number directly. No other
+//     goroutine touches a connection while it is on a loop.
+//   - netTransport: a net.Conn, which Server.Close may close at any moment
+//     from another goroutine (net.Conn.Close is safe for that). Its number
+//     is used only inside its RawConn's Read, Write and Control callbacks,
+//     which keep it open; the exchange reaches it only through the
+//     transport's methods, which check that they run inside such a
+//     callback.
+//   - Leaving a loop is the only change of transport, and it is one way:
+//     the loop removes the socket from its epoll (leave), then the
+//     goroutine that takes the connection over replaces the raw descriptor
+//     by a net.Conn of its own (attach) and sets it as the connection's
+//     transport under the Server's mu. When that happens in the middle of
+//     a turn, the turn ends after the request, and never uses the old
+//     number again.
+//   - Only the goroutine serving a connection reads, writes or sets
+//     deadlines on it; Shutdown and Close read its transport under the
+//     Server's mu, and Shutdown sets read deadlines under the connection's
+//     mutex.
 //
 // # net/http handlers
 //
-// FromHTTP runs an http.Handler. Its ResponseWriter implements
-// http.Flusher, http.Hijacker and io.ReaderFrom, and http.ResponseController's
-// FlushError. It cannot do: HTTP/2 or http.Pusher; response trailers
-// (Trailer and TrailerPrefix fields are dropped); CloseNotifier; the
-// ResponseController deadline and full-duplex methods. The request context
-// is cancelled when the handler returns, not when the client disconnects;
-// it carries http.LocalAddrContextKey but not http.ServerContextKey. Request
-// trailers are filled into Request.Trailer when the body reaches EOF.
+// FromHTTP runs an http.Handler the way net/http's server does; a
+// differential test (nethttp_diff_test.go) holds the two side by side. Its
+// ResponseWriter implements http.Flusher, http.Hijacker and io.ReaderFrom,
+// and the methods http.ResponseController uses: FlushError,
+// SetReadDeadline and SetWriteDeadline (they replace Limits.IdleTimeout
+// for body reads and Limits.WriteTimeout for the response until the
+// handler returns) and EnableFullDuplex (without it, as in net/http, the
+// unread request body is discarded when the response head goes out, and
+// later reads fail with http.ErrBodyReadAfterClose). Response trailers, declared
+// in a Trailer field or set with http.TrailerPrefix, make the response
+// chunked and follow the last chunk. A missing Content-Type is sniffed
+// from the first 512 body bytes, held back until there are that many or
+// the handler flushes or returns. A panic with http.ErrAbortHandler closes
+// the connection without a response (other panics get a 500).
+//
+// The request context derives from the connection's (Server.BaseContext,
+// Server.ConnContext) and carries http.LocalAddrContextKey, not
+// http.ServerContextKey. It is cancelled when the handler returns and when
+// the client goes away while the handler runs, once the request body has
+// been read (closewatch.go: a lazy epoll watch, armed only for requests
+// whose context is asked for Done or Err). A handler running inline on an
+// event loop is not watched. Request trailers are filled into
+// Request.Trailer when the body reaches EOF. Not done: HTTP/2,
+// http.Pusher, CloseNotifier.
 package protocol
 
 import (

@@ -108,8 +108,22 @@ func BenchmarkHelloNetHTTPPipelined(b *testing.B)  { benchServer(b, 16, false) }
 func BenchmarkHelloFromHTTP(b *testing.B)          { benchAdapter(b, 1) }
 func BenchmarkHelloFromHTTPPipelined(b *testing.B) { benchAdapter(b, 16) }
 
-func benchAdapter(b *testing.B, pipeline int) {
+// BenchmarkHelloFromHTTPContext is BenchmarkHelloFromHTTP with a handler
+// that asks its context for Done, as database/sql and context.WithTimeout
+// do: the request is watched for its client going away.
+func BenchmarkHelloFromHTTPContext(b *testing.B) { benchAdapterWith(b, 1, true) }
+
+func benchAdapter(b *testing.B, pipeline int) { benchAdapterWith(b, pipeline, false) }
+
+func benchAdapterWith(b *testing.B, pipeline int, askDone bool) {
 	_, addr := startServer(b, FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if askDone {
+			select {
+			case <-r.Context().Done():
+				return
+			default:
+			}
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte("Hello, World!"))
 	})), nil)
@@ -151,5 +165,31 @@ func BenchmarkParseNetHTTP(b *testing.B) {
 		if _, err := http.ReadRequest(br); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkChurnLoop measures a connection's whole life on an event loop:
+// connect, one request with Connection: close, the response, the close.
+// One op is one connection (client included).
+func BenchmarkChurnLoop(b *testing.B) {
+	_, addr := startServer(b, Nonblocking(hello), nil)
+	req := []byte("GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+	buf := make([]byte, 4<<10)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+		}
+		c.Close()
 	}
 }

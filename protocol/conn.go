@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,18 +37,20 @@ const (
 	stateIdle
 )
 
-// conn is one client connection and all of its per-request state, reused
-// from request to request and from connection to connection.
+// conn is one client connection: the HTTP exchange (its buffers, the
+// Request, ResponseWriter and body reader, serveRequest) over its transport
+// (c.t; see transport), reused from request to request and from connection
+// to connection.
 type conn struct {
 	srv    *Server
-	nc     net.Conn
-	rbuf   []byte // read buffer; unread bytes are rbuf[r:w]
+	t      transport // &lt or &nt
+	rbuf   []byte    // read buffer; unread bytes are rbuf[r:w]
 	r, w   int
 	hdrEnd int // end of the current request head: body reads refill behind it
 	scan   int // where the search for the end of the head resumes
 	wbuf   []byte
-	// The write in progress off the loop (writeAll): what is left of its
-	// two parts, and the error that stopped it.
+	// The write in progress (send): what is left of its two parts, and the
+	// error that stopped it.
 	wa, wb  []byte
 	wfErr   error
 	iov     [2]unix.Iovec
@@ -67,44 +67,25 @@ type conn struct {
 	first    bool          // no request served yet
 	hijacked bool
 	partial  bool // a head has begun to arrive; its deadline is set
+	proxy    bool // a PROXY header must come first (proxyconn.go)
 
-	// The raw keep-alive loop (serveRaw); rc is nil for connections that
-	// are not sockets.
-	rc        syscall.RawConn
-	readFn    func(uintptr) bool // c.onReadable, made once
-	fd        int                // the socket while inside the callback, else -1
-	act       int                // why the callback returned
-	skipRead  bool               // the socket is empty: wait before reading
-	inRaw     bool               // a handler runs inside the callback
-	hijackDup bool               // hijacked via a duplicate descriptor
+	// The two transports, kept with the conn so that a pooled conn brings
+	// them along; c.t points at the one in use.
+	lt loopTransport
+	nt netTransport
 
-	// The event loop (loop.go): the loop holding c (registered there by
-	// rawFd); onLoop while the loop serves c; moved once c left the loop
-	// mid-request for the goroutine that ran it.
-	loop  *eventLoop
-	rawFd int // the socket of a conn accepted for a loop, until attach; else -1
-	// lingering: the loop discards what the client still sends before it
-	// closes (lingerOnLoop); lingered counts it.
-	lingering bool
-	lingered  int
-	onLoop    bool
-	moved     bool
-	loopFn    func(uintptr) // onReadable for the event loop, made once
-	loopRet   bool          // what onReadable returned in loopFn
+	hooks connHooks // hook: net/http-style ConnState, contexts, deadlines (connstate.go)
 }
 
 func newConn(s *Server) *conn {
-	c := &conn{
-		srv:  s,
-		rbuf: make([]byte, readBufferSize),
-		wbuf: make([]byte, 0, writeBufferSize),
-	}
+	c := &conn{srv: s} // buffers come with the first bytes (buffers, takeBuffers)
 	c.body.c = c
 	c.resp.c = c
-	c.readFn = c.onReadable
 	c.writeFn = c.onWritable
-	c.loopFn = func(fd uintptr) { c.loopRet = c.onReadable(fd) }
-	c.fd, c.rawFd = -1, -1
+	c.lt.c, c.nt.c = c, c
+	c.lt.reset()
+	c.nt.reset()
+	c.nt.readFn = c.nt.onReadable
 	c.req.Body = &c.body
 	return c
 }
@@ -112,12 +93,9 @@ func newConn(s *Server) *conn {
 // init prepares a pooled conn for nc.
 func (c *conn) init(nc net.Conn) {
 	c.reset()
-	c.nc = nc
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-		}
-	}
+	c.buffers()
+	c.nt.init(nc)
+	c.t = &c.nt
 	c.req.RemoteAddr = nc.RemoteAddr()
 	c.req.LocalAddr = nc.LocalAddr()
 }
@@ -126,15 +104,29 @@ func (c *conn) init(nc net.Conn) {
 // it gets a net.Conn (attach) only if it leaves the loop.
 func (c *conn) initRaw(fd int, remote, local net.Addr) {
 	c.reset()
-	c.rawFd = fd
+	c.lt.fd = fd
+	c.t = &c.lt
 	c.req.RemoteAddr = remote
 	c.req.LocalAddr = local
 }
 
+// buffers gives c read and write buffers if it has none: a connection
+// accepted for an event loop has none until its first bytes arrive, nor
+// while it waits on the loop for its next request (giveBuffers).
+func (c *conn) buffers() {
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readBufferSize)
+	}
+	if c.wbuf == nil {
+		c.wbuf = make([]byte, 0, writeBufferSize)
+	}
+}
+
 // reset clears what the last connection left in a pooled conn.
 func (c *conn) reset() {
-	c.nc, c.rawFd = nil, -1
-	c.lingering, c.lingered = false, 0
+	c.t = nil
+	c.lt.reset()
+	c.nt.reset()
 	if len(c.rbuf) > readBufferSize {
 		c.rbuf = make([]byte, readBufferSize)
 	}
@@ -147,149 +139,103 @@ func (c *conn) reset() {
 	c.werr = nil
 	c.first = true
 	c.partial = false
+	c.proxy = false
 	c.hijacked = false
-	c.hijackDup = false
-	c.rc = nil
-	c.loop, c.onLoop, c.moved = nil, false, false
-	c.skipRead = false
 	c.resp.hijacked = false
 	c.state.Store(stateActive)
 }
 
-// Actions that serveRequest and the keep-alive loops hand back.
+// Actions that serveRequest and turn hand back: what happens to the
+// connection next.
 const (
 	actNext    = iota // keep the connection for the next request
 	actClose          // close it now (silently, or it was hijacked)
 	actLinger         // lingering close after the last response
-	actOutside        // raw loop: serve this request outside the read callback
+	actOutside        // turn: serve this request outside the turn (its body may wait)
+	actWait           // turn: wait until the socket is readable
 )
 
-// stWait is readHeadRaw's answer when it must wait for the socket to become
-// readable.
+// stWait is readHeadNow's answer when it must wait for the socket to
+// become readable.
 const stWait = -2
 
-// serve runs the connection: read a head, call the handler, finish the
-// response, decide whether the connection stays open; repeat.
-func (c *conn) serve() { c.serveFrom(actNext) }
+// serve runs a connection accepted as a net.Conn.
+func (c *conn) serve() { c.serveNet(&c.nt, actNext) }
 
-// serveFrom is serve for a connection whose last request ended with act;
-// event loops hand connections over with it.
-func (c *conn) serveFrom(act int) {
+// serveNet serves c over the net.Conn transport t, on the calling
+// goroutine, for the rest of its life: read a head, call the handler,
+// finish the response, decide whether the connection stays open; repeat.
+// act is how its last request ended (event loops hand connections over
+// with it).
+func (c *conn) serveNet(t *netTransport, act int) {
 	defer c.release()
-	if c.nc == nil {
+	if t.nc == nil {
 		return // attach failed (werr says why); release closes the socket
 	}
-	if act == actOutside {
+	c.buffers() // it may have waited on a loop without them
+	switch act {
+	case actWait:
+		act = actNext
+	case actOutside:
 		act = c.serveRequest(0)
 	}
-	if act == actNext {
-		if c.rc != nil && !c.srv.noRaw {
-			act = c.serveRaw()
-		} else {
-			for act == actNext {
-				act = c.serveRequest(c.readHead())
-			}
-		}
+	for act == actNext {
+		act = t.next(c)
 	}
-	if act == actLinger {
-		c.closeLinger()
+	if act == actLinger && c.flush() == nil {
+		t.closeLinger(c.rbuf)
 	}
 }
 
-// serveRaw is serve's loop for sockets. It runs the keep-alive loop inside
-// one syscall.RawConn.Read callback, reading with read(2) itself: after a
-// read that came back short the socket is known to be empty, so the next
-// wait goes straight to the poller instead of first making a read(2) that
-// fails with EAGAIN. Go resets a descriptor's readiness only when RawRead
-// begins, so data that arrives while a handler runs inside the callback is
-// never missed. Requests whose body is not yet buffered are served outside
-// the callback, where the body can block on the socket; so are lingering
-// closes. Hijack inside the callback hands out a duplicate descriptor.
-func (c *conn) serveRaw() int {
+// turn serves the requests whose bytes have arrived, reading with the
+// transport's readNow, until it must wait for more (actWait) or the
+// connection must go on outside the turn. A turn is a stretch in which the
+// transport holds the descriptor at hand and nothing may wait on the
+// socket: an event loop's handling of one event, or one call of a
+// netTransport's read callback. A request is served inside it only when
+// its body is already buffered (else actOutside). If the connection leaves
+// its event loop in the handler (offLoop), the turn ends after that
+// request: its transport is then a net.Conn, which the loop's goroutine
+// serves from here on.
+func (c *conn) turn() int {
+	t := c.t
 	for {
-		c.skipRead = false
-		c.act = actClose
-		if err := c.rc.Read(c.readFn); err != nil {
-			if c.r < c.w && isTimeout(err) {
-				return c.serveRequest(http.StatusRequestTimeout)
-			}
+		st := c.readHeadNow()
+		switch {
+		case st == stWait:
+			return actWait
+		case st < 0:
 			return actClose
+		case st == 0 && !c.bodyBuffered():
+			return actOutside
 		}
-		act := c.act
-		if act == actOutside {
-			act = c.serveRequest(0)
-		}
-		if act != actNext {
+		act := c.serveRequest(st)
+		if act != actNext || c.t != t {
 			return act
 		}
 	}
 }
 
-// onReadable is the RawRead callback: it serves requests until it must wait
-// for the socket (false) or the connection leaves the callback (true, with
-// c.act saying why).
-func (c *conn) onReadable(fd uintptr) bool {
-	c.fd = int(fd)
-	defer func() { c.fd = -1 }()
-	for {
-		st := c.readHeadRaw(c.fd)
-		switch {
-		case st == stWait:
-			return false
-		case st < 0:
-			c.act = actClose
-			return true
-		case st == 0 && !c.bodyBuffered():
-			c.act = actOutside
-			return true
+// offLoop makes c's transport one that may wait, and returns it: a
+// connection on an event loop leaves it for good (the goroutine running
+// the turn stays with it, and a new goroutine carries on with the loop, so
+// that the loop's other connections never wait for this one). Exchange
+// code runs for a connection on a loop only in the loop's turn, so that is
+// where offLoop is called from. It fails when the net.Conn could not be
+// made (c.werr says why).
+func (c *conn) offLoop() (*netTransport, error) {
+	if t, ok := c.t.(*loopTransport); ok {
+		if l := t.l; l != nil {
+			t.leave()
+			go l.run()
 		}
-		c.inRaw = true
-		act := c.serveRequest(st)
-		c.inRaw = false
-		if act != actNext || c.fd < 0 {
-			// Done, or the connection left its event loop in the
-			// handler (attach): its next request is read through its
-			// net.Conn's RawConn, never with the number fd was.
-			c.act = act
-			return true
-		}
+		t.attach(c)
 	}
-}
-
-// rawRead and rawWrite are read(2) and send(2) (without SIGPIPE) on a
-// nonblocking socket,
-// made without the runtime's blocking-syscall bookkeeping: they return at
-// once, with EAGAIN when they would block. n is 0 on error.
-func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
+	nt := c.t.(*netTransport)
+	if nt.nc == nil {
+		return nt, c.werr
 	}
-	return int(r), nil
-}
-
-// sendNow sends what the nonblocking socket fd takes of p at once and
-// returns the rest (empty when all went, or an error stopped it: a later
-// write through the net.Conn reports the error).
-func sendNow(fd int, p []byte) []byte {
-	for len(p) > 0 {
-		n, err := rawWrite(fd, p)
-		if n > 0 {
-			p = p[n:]
-		} else if err != syscall.EINTR {
-			break
-		}
-	}
-	return p
-}
-
-func rawWrite(fd int, p []byte) (int, error) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
-		syscall.MSG_NOSIGNAL, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
+	return nt, nil
 }
 
 // bodyBuffered reports whether the parsed request's body is entirely in the
@@ -382,7 +328,9 @@ func (c *conn) callHandler() (ok bool) {
 		if ok {
 			return
 		}
-		if v := recover(); v != nil && v != http.ErrAbortHandler {
+		v := recover()
+		c.abortHandler(v) // hook: http.ErrAbortHandler closes without a response (connstate.go)
+		if v != nil && v != http.ErrAbortHandler {
 			c.srv.logger.Error("handler panic", "remote", c.req.RemoteAddr, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
@@ -401,7 +349,7 @@ func (c *conn) readHead() int {
 		if !c.prepareRead() {
 			return -1
 		}
-		n, err := c.nc.Read(c.rbuf[c.w:])
+		n, err := c.t.(*netTransport).read(c.rbuf[c.w:])
 		if n > 0 {
 			c.got(n)
 			continue
@@ -416,9 +364,9 @@ func (c *conn) readHead() int {
 	}
 }
 
-// readHeadRaw is readHead inside the RawRead callback, reading from fd
-// itself; it returns stWait when the socket has nothing to read.
-func (c *conn) readHeadRaw(fd int) int {
+// readHeadNow is readHead in a turn: it reads with readNow and returns
+// stWait when the socket has nothing more to read.
+func (c *conn) readHeadNow() int {
 	for {
 		if st, ok := c.parseHead(); ok {
 			return st
@@ -426,20 +374,12 @@ func (c *conn) readHeadRaw(fd int) int {
 		if !c.prepareRead() {
 			return -1
 		}
-		if c.skipRead {
-			// The last read drained the socket: wait for the poller.
-			c.skipRead = false
-			return stWait
-		}
-		p := c.rbuf[c.w:]
-		n, err := rawRead(fd, p)
+		n, err := c.t.readNow(c.rbuf[c.w:])
 		switch {
 		case n > 0:
-			c.skipRead = n < len(p)
 			c.got(n)
-		case err == syscall.EAGAIN:
+		case err == errWait:
 			return stWait
-		case err == syscall.EINTR:
 		default:
 			return -1 // EOF or a broken connection
 		}
@@ -448,9 +388,16 @@ func (c *conn) readHeadRaw(fd int) int {
 
 // parseHead parses the head at rbuf[r:w] once it is complete (or too
 // large), reporting ok with readHead's result; !ok means more bytes are
-// needed.
+// needed. Every head is parsed here, on every transport (readHead,
+// readHeadNow): it is the one place where a connection's first bytes
+// (c.first, before any head) are seen before the first head is parsed.
 func (c *conn) parseHead() (st int, ok bool) {
 	s := c.srv
+	if c.proxy && c.r < c.w {
+		if st, ok := c.takeProxyHeader(); st != 0 || !ok {
+			return st, ok
+		}
+	}
 	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead {
 		return 0, false
 	}
@@ -459,6 +406,11 @@ func (c *conn) parseHead() (st int, ok bool) {
 		c.r += n
 		c.hdrEnd, c.scan = c.r, c.r
 		c.partial = false
+		if nc := c.netConn(); c.first && nc != nil && c.rawConn() == nil {
+			// A layered connection (TLS over NewProxyListener's) may
+			// learn its client's address in its first Read.
+			c.req.RemoteAddr = nc.RemoteAddr()
+		}
 		return 0, true
 	}
 	if st != statusNeedMore {
@@ -555,11 +507,10 @@ func (c *conn) enterIdle() {
 		c.extendReadDeadline(d)
 	}
 	c.state.Store(stateIdle)
+	c.setState(http.StateIdle) // hook: Server.ConnState (connstate.go)
 	if s.draining.Load() {
 		c.mu.Lock()
-		if c.nc != nil {
-			c.nc.SetReadDeadline(time.Now().Add(s.idleGrace))
-		}
+		c.t.setReadDeadline(time.Now().Add(s.idleGrace))
 		c.mu.Unlock()
 		c.rdl = 0
 	}
@@ -570,6 +521,7 @@ func (c *conn) enterIdle() {
 // and forgets the deadline it knew, so the next one is set in full.
 func (c *conn) becomeActive() {
 	c.state.Store(stateActive)
+	c.setState(http.StateActive) // hook: Server.ConnState (connstate.go)
 	if c.srv.draining.Load() {
 		c.mu.Lock()
 		//lint:ignore SA2001 an intentional barrier: wait out Shutdown's deadline change
@@ -582,10 +534,10 @@ func (c *conn) becomeActive() {
 // next request, which will be answered with Connection: close.
 func (c *conn) drainIdle(dl time.Time) {
 	c.mu.Lock()
-	if c.state.Load() == stateIdle && c.nc != nil {
-		// (Connections still on an event loop have no net.Conn: the
-		// loop hands them over when it sees Shutdown.)
-		c.nc.SetReadDeadline(dl)
+	if c.state.Load() == stateIdle {
+		// (Connections still on an event loop have no deadline of their
+		// own: the loop hands them over when it sees Shutdown.)
+		c.t.setReadDeadline(dl)
 	}
 	c.mu.Unlock()
 }
@@ -594,6 +546,9 @@ func (c *conn) drainIdle(dl time.Time) {
 // update, so a deadline already between 3/4 d and d ahead (judged on the
 // server's once-a-second clock) is kept.
 func (c *conn) extendReadDeadline(d time.Duration) {
+	if c.userReadDeadline() { // hook: http.ResponseController's deadline instead (connstate.go)
+		return
+	}
 	now := c.srv.coarseNow()
 	if left := c.rdl - now; c.rdl != 0 && left >= d*3/4+time.Second && left <= d {
 		return
@@ -602,30 +557,35 @@ func (c *conn) extendReadDeadline(d time.Duration) {
 }
 
 func (c *conn) setReadDeadline(now time.Time, d time.Duration) {
-	if c.nc != nil {
-		c.nc.SetReadDeadline(now.Add(d))
-	} // else the event loop's sweep enforces c.rdl
+	c.t.setReadDeadline(now.Add(d)) // on a loop, the sweep enforces c.rdl
 	c.rdl = now.Sub(c.srv.epoch) + d
 }
 
 // extendWriteDeadline is extendReadDeadline for writes and WriteTimeout.
+// Only a netTransport waits for writes; on a loop there is nothing to do.
 func (c *conn) extendWriteDeadline() {
+	if c.userWriteDeadline() { // hook: http.ResponseController's deadline instead (connstate.go)
+		return
+	}
+	nt, ok := c.t.(*netTransport)
+	if !ok {
+		return
+	}
 	d := c.srv.lim.WriteTimeout
 	now := c.srv.coarseNow()
 	if left := c.wdl - now; c.wdl != 0 && left >= d*3/4+time.Second && left <= d {
 		return
 	}
 	t := time.Now()
-	if c.nc != nil {
-		c.nc.SetWriteDeadline(t.Add(d))
-	}
+	nt.setWriteDeadline(t.Add(d))
 	c.wdl = t.Sub(c.srv.epoch) + d
 }
 
 // fill reads more body bytes into the buffer behind the request head.
 func (c *conn) fill() error {
-	if c.inRaw {
-		return errInRaw
+	t, err := c.waiting()
+	if err != nil {
+		return err
 	}
 	if c.r == c.w {
 		c.r, c.w = c.hdrEnd, c.hdrEnd
@@ -648,7 +608,7 @@ func (c *conn) fill() error {
 	}
 	for {
 		c.extendReadDeadline(c.srv.lim.IdleTimeout)
-		n, err := c.nc.Read(c.rbuf[c.w:])
+		n, err := t.read(c.rbuf[c.w:])
 		c.w += n
 		if n > 0 {
 			return nil
@@ -661,19 +621,31 @@ func (c *conn) fill() error {
 
 // readDirect reads body bytes from the socket straight into p.
 func (c *conn) readDirect(p []byte) (int, error) {
-	if c.inRaw {
-		return 0, errInRaw
+	t, err := c.waiting()
+	if err != nil {
+		return 0, err
 	}
 	if err := c.flushBeforeRead(); err != nil {
 		return 0, err
 	}
 	for {
 		c.extendReadDeadline(c.srv.lim.IdleTimeout)
-		n, err := c.nc.Read(p)
+		n, err := t.read(p)
 		if n > 0 || err != nil {
 			return n, err
 		}
 	}
+}
+
+// waiting returns the transport for a read that may wait: a body read,
+// which never happens in a turn (turn serves a request inside only when
+// its body is buffered).
+func (c *conn) waiting() (*netTransport, error) {
+	t, ok := c.t.(*netTransport)
+	if !ok || t.fd >= 0 {
+		return nil, errInTurn
+	}
+	return t, nil
 }
 
 // flushBeforeRead sends what is queued (the responses to earlier
@@ -704,48 +676,68 @@ func (c *conn) write(p []byte) error {
 		c.wbuf = append(c.wbuf, p...)
 		return nil
 	}
-	c.leaveLoop()
-	if c.werr != nil {
-		return c.werr
-	}
-	err := c.writeAll(c.wbuf, p)
+	err := c.send(c.wbuf, p)
 	c.wbuf = c.wbuf[:0]
 	return err
 }
 
-// writeAll sends a and then b (one writev(2) where it can) off the event
-// loop, waiting for the socket as long as it takes them. WriteTimeout
+// flush sends the write buffer.
+func (c *conn) flush() error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	err := c.send(c.wbuf, nil)
+	c.wbuf = c.wbuf[:0]
+	return err
+}
+
+// send sends a and then b (one writev(2) where it can). In a turn it tries
+// at once: the socket is nonblocking, so that cannot block, and needs
+// neither the scheduler's syscall bookkeeping nor a write deadline. What
+// the socket does not take waits for it, off the event loop. WriteTimeout
 // bounds the time without progress, like nginx's send_timeout, not the
 // whole write: a client that reads a large response steadily gets all of
 // it, one that stops reading is cut after WriteTimeout. The error is
 // sticky (c.werr).
-func (c *conn) writeAll(a, b []byte) error {
+func (c *conn) send(a, b []byte) error {
+	c.wa, c.wb, c.wfErr = a, b, nil
 	var err error
-	if c.rc == nil {
-		err = c.writeChunks(a, b)
-	} else {
-		c.wa, c.wb, c.wfErr = a, b, nil
-		c.extendWriteDeadline()
-		// Inside the callback the descriptor is held open by rc.
-		err = c.rc.Write(c.writeFn)
-		if err == nil {
-			err = c.wfErr
+	if !c.t.writeNow(c.writeFn) {
+		var t *netTransport
+		if t, err = c.offLoop(); err == nil {
+			c.extendWriteDeadline()
+			var polled bool
+			if polled, err = t.waitWrite(c.writeFn); !polled {
+				err = c.writeChunks(t.nc, c.wa, c.wb)
+			}
 		}
-		c.wa, c.wb, c.wfErr = nil, nil, nil
 	}
+	if err == nil {
+		err = c.wfErr
+	}
+	c.wa, c.wb, c.wfErr = nil, nil, nil
 	if err != nil {
 		c.werr = err
 	}
 	return err
 }
 
-// onWritable is writeAll's RawConn.Write callback: it writes until the
+// onWritable is send's step (writeNow, RawConn.Write): it writes until the
 // socket is full (false: wait for the poller, with the deadline moved on
 // if anything went) or everything went or failed (true).
 func (c *conn) onWritable(fd uintptr) bool {
 	progressed := false
 	for len(c.wa)+len(c.wb) > 0 {
-		n, err := c.writev(int(fd))
+		var n int
+		var err error
+		if len(c.wb) == 0 {
+			n, err = rawWrite(int(fd), c.wa)
+		} else {
+			n, err = rawWritev(int(fd), &c.iov, c.wa, c.wb)
+		}
 		switch {
 		case n > 0:
 			progressed = true
@@ -766,70 +758,21 @@ func (c *conn) onWritable(fd uintptr) bool {
 	return true
 }
 
-// writev is writev(2) of c.wa and c.wb on the nonblocking socket fd; n is
-// 0 on error. (The runtime ignores SIGPIPE for sockets, as for net.Conn's
-// own writes.)
-func (c *conn) writev(fd int) (int, error) {
-	cnt := 0
-	for _, p := range [2][]byte{c.wa, c.wb} {
-		if len(p) > 0 {
-			c.iov[cnt].Base = unsafe.SliceData(p)
-			c.iov[cnt].SetLen(len(p))
-			cnt++
-		}
-	}
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&c.iov[0])), uintptr(cnt))
-	c.iov = [2]unix.Iovec{}
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// writeChunks is writeAll for connections that are not sockets: the
-// deadline moves on before each chunk, so it bounds the time per chunk.
-func (c *conn) writeChunks(a, b []byte) error {
+// writeChunks is send for connections that are not sockets: the deadline
+// moves on before each chunk, so it bounds the time per chunk.
+func (c *conn) writeChunks(nc net.Conn, a, b []byte) error {
 	const chunk = 64 << 10
 	for _, p := range [2][]byte{a, b} {
 		for len(p) > 0 {
 			n := min(len(p), chunk)
 			c.extendWriteDeadline()
-			if _, err := c.nc.Write(p[:n]); err != nil {
+			if _, err := nc.Write(p[:n]); err != nil {
 				return err
 			}
 			p = p[n:]
 		}
 	}
 	return nil
-}
-
-// flush sends the write buffer.
-func (c *conn) flush() error {
-	if c.werr != nil {
-		return c.werr
-	}
-	if len(c.wbuf) == 0 {
-		return nil
-	}
-	p := c.wbuf
-	if c.fd >= 0 {
-		// Inside serveRaw's callback or on an event loop: try a plain
-		// write(2) first. The socket is nonblocking, so this cannot block
-		// and needs neither the scheduler's syscall bookkeeping nor a
-		// write deadline; what the socket does not take goes through the
-		// poller below (off the loop).
-		if p = sendNow(c.fd, p); len(p) == 0 {
-			c.wbuf = c.wbuf[:0]
-			return nil
-		}
-		c.leaveLoop() // the rest waits for the socket
-		if c.werr != nil {
-			return c.werr
-		}
-	}
-	err := c.writeAll(p, nil)
-	c.wbuf = c.wbuf[:0]
-	return err
 }
 
 // writeError queues a complete error response with a short fixed body and
@@ -871,105 +814,52 @@ func (c *conn) done(start time.Time) {
 	}
 }
 
-// closeLinger flushes, half-closes, and reads what the client still sends
-// for a short while, so that closing does not reset the connection before
-// the client has read the last response.
-func (c *conn) closeLinger() {
-	if c.flush() != nil {
-		return
-	}
-	cw, ok := c.nc.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
-		return
-	}
-	c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
-	for total := 0; total < maxLinger; {
-		n, err := c.nc.Read(c.rbuf)
-		total += n
-		if err != nil {
-			return
-		}
-	}
-}
-
-// hijack hands the connection to the handler. Inside the raw loop's read
-// callback the connection's descriptor stays locked until the handler
-// returns, so the handler gets a duplicate of it instead, and the original
-// is closed when the handler returns (the socket lives on in the duplicate).
+// hijack hands the connection to the handler (see netTransport.hijack).
 func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err := c.flush(); err != nil {
 		return nil, nil, err
 	}
-	c.leaveLoop() // the handler goes on with the connection as it likes
-	if c.werr != nil {
-		return nil, nil, c.werr
+	t, err := c.offLoop() // the handler goes on with the connection as it likes
+	if err != nil {
+		return nil, nil, err
 	}
-	nc := c.nc
-	if c.inRaw {
-		dc, err := dupConn(nc)
-		if err != nil {
-			return nil, nil, err
-		}
-		nc = dc
-		c.hijackDup = true
+	nc, err := t.hijack()
+	if err != nil {
+		return nil, nil, err
 	}
 	c.hijacked = true
 	c.resp.hijacked = true
 	rest := bytes.Clone(c.rbuf[c.r:c.w])
 	c.r = c.w
 	c.srv.forget(c)
+	c.setState(http.StateHijacked) // hook: Server.ConnState (connstate.go)
 	var r io.Reader = nc
 	if len(rest) > 0 {
 		r = io.MultiReader(bytes.NewReader(rest), nc)
 	}
-	return nc, bufio.NewReadWriter(bufio.NewReader(r), bufio.NewWriter(nc)), nil
-}
-
-// dupConn makes a second net.Conn on nc's socket with a descriptor of its
-// own.
-func dupConn(nc net.Conn) (net.Conn, error) {
-	fc, ok := nc.(interface{ File() (*os.File, error) })
-	if !ok {
-		return nil, fmt.Errorf("protocol: hijack: cannot duplicate a %T", nc)
-	}
-	f, err := fc.File()
-	if err != nil {
-		return nil, fmt.Errorf("protocol: hijack: %w", err)
-	}
-	defer f.Close()
-	dc, err := net.FileConn(f)
-	if err != nil {
-		return nil, fmt.Errorf("protocol: hijack: %w", err)
-	}
-	return dc, nil
+	return nc, bufio.NewReadWriter(hijackReader(r, len(rest)), bufio.NewWriter(nc)), nil // hook: buffered bytes visible, as net/http's (connstate.go)
 }
 
 // release closes the connection (unless it was handed over whole by
 // hijack) and pools c.
 func (c *conn) release() {
-	if !c.hijacked || c.hijackDup {
-		if c.nc != nil {
-			c.nc.Close()
-		} else if c.rawFd >= 0 {
-			unix.Close(c.rawFd)
-		}
-	}
-	c.rawFd = -1
+	c.t.close()
 	if !c.hijacked {
+		c.setState(http.StateClosed) // hook: Server.ConnState (connstate.go)
 		c.srv.forget(c)
 	}
-	c.nc = nil
-	c.rc = nil
+	c.t = nil
+	c.lt.reset()
+	c.nt.reset()
 	c.req.reset()
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
 	c.resp.reset(&c.req)
-	c.srv.pool.Put(c)
+	s := c.srv
+	s.pool.Put(c)
+	if s.released != nil {
+		s.released()
+	}
 }
-
-// errInRaw would be a bug: serveRaw serves a request inside its read
-// callback only when the body is already buffered, because a socket read
-// there would wait on a lock the callback holds.
-var errInRaw = errors.New("protocol: internal error: body read inside the read callback")
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -19,7 +19,7 @@ import (
 type serveMode struct {
 	name  string
 	loop  int  // 0, loopInline or loopMove
-	noRaw bool // the plain keep-alive loop instead of serveRaw
+	noRaw bool // the plain keep-alive loop instead of serveTurns
 }
 
 const (
@@ -42,13 +42,14 @@ func inModes(t *testing.T, f func(t *testing.T)) {
 	}
 }
 
-// modeOf returns the serving mode t runs in: the one inModes named it by,
+// modeOf returns the serving mode t runs in: the one inModes named it by
+// (at any level of subtests),
 // else (benchmarks, tests of one mode) the first.
 func modeOf(t testing.TB) serveMode {
 	parts := strings.Split(t.Name(), "/")
-	if len(parts) > 1 {
+	for _, p := range parts[1:] {
 		for _, m := range serveModes {
-			if m.name == parts[1] {
+			if m.name == p {
 				return m
 			}
 		}
@@ -87,6 +88,12 @@ func startServerOn[T testing.TB](t T, h Handler, mod func(*Server), prep func(T,
 	if prep != nil {
 		prep(t, ln)
 	}
+	return serveOn(t, ln, h, mod, ListenOptions{})
+}
+
+// serveOn serves h on ln with o, in t's serving mode, until t ends.
+func serveOn(t testing.TB, ln net.Listener, h Handler, mod func(*Server), o ListenOptions) (*Server, string) {
+	t.Helper()
 	mode := modeOf(t)
 	s := &Server{Handler: h, noRaw: mode.noRaw}
 	if mod != nil {
@@ -96,7 +103,7 @@ func startServerOn[T testing.TB](t T, h Handler, mod func(*Server), prep func(T,
 		s.Handler = loopHandler{h: s.Handler, move: mode.loop == loopMove}
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(ln) }()
+	go func() { errc <- s.ServeWith(ln, o) }()
 	t.Cleanup(func() {
 		s.Close()
 		if err := <-errc; err != ErrServerClosed {

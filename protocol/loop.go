@@ -67,6 +67,7 @@ type eventLoop struct {
 
 	events [loopEvents]unix.EpollEvent
 	batch  [loopEvents]*conn // the connections of events[next:ready]
+	bufs   [][]byte          // free buffers (takeBuffers, giveBuffers)
 	next   int
 	ready  int
 
@@ -155,10 +156,41 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	return l, nil
 }
 
-// add registers c, accepted raw, with the loop; it reports false when the
-// loop has ended.
-func (l *eventLoop) add(c *conn) bool {
-	fd := c.rawFd
+// loopTransport is the transport of a socket accepted raw for an event
+// loop. The loop owns the descriptor: only the loop (or the goroutine it
+// hands the connection to, after leave) closes it, so while the connection
+// is on the loop, the loop's goroutine and the exchange code of the
+// connection's turn use the number directly.
+type loopTransport struct {
+	l       *eventLoop // the loop holding the socket; nil before add and after leave
+	fd      int        // the socket; -1 once attach has replaced it
+	drained bool       // the last read came back short
+	// lingering: the loop discards what the client still sends before it
+	// closes (linger); lingered counts it.
+	lingering bool
+	lingered  int
+	c         *conn // the conn t belongs to
+}
+
+func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }
+
+func (t *loopTransport) readNow(p []byte) (int, error) { return readRaw(t.fd, p, &t.drained) }
+
+func (t *loopTransport) writeNow(step func(uintptr) bool) bool { return step(uintptr(t.fd)) }
+
+func (t *loopTransport) setReadDeadline(time.Time) {} // the sweep enforces c.rdl
+
+func (t *loopTransport) close() {
+	if t.fd >= 0 {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+}
+
+// add registers c's socket with the loop; it reports false when the loop
+// has ended.
+func (l *eventLoop) add(t *loopTransport) bool {
+	c, fd := t.c, t.fd
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -170,28 +202,43 @@ func (l *eventLoop) add(c *conn) bool {
 		l.conns = n
 	}
 	l.conns[fd] = c
-	c.loop = l
+	t.l = l
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.conns[fd] = nil
-		c.loop = nil
+		t.l = nil
 		return false
 	}
 	return true
 }
 
-// remove takes c off the loop.
-func (l *eventLoop) remove(c *conn) {
-	if c.loop != l {
+// leave takes the socket off its loop, which no longer watches or closes
+// it: from now on it belongs to the goroutine that calls attach.
+func (t *loopTransport) leave() {
+	l := t.l
+	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	l.conns[c.rawFd] = nil
-	l.mu.Unlock()
+	t.forget()
 	// The descriptor is still open (attach replaces it only after this),
 	// so this cannot hit a reused number.
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.rawFd, nil)
-	c.loop = nil
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+}
+
+// forget removes the socket from the loop's table, for a socket about to
+// be closed (close(2) takes it out of the epoll instance).
+func (t *loopTransport) forget() {
+	l := t.l
+	l.mu.Lock()
+	l.conns[t.fd] = nil
+	l.mu.Unlock()
+	t.l = nil
+}
+
+// drop closes c, which is on the loop, and pools it.
+func (l *eventLoop) drop(c *conn, t *loopTransport) {
+	t.forget()
+	c.release()
 }
 
 // run is the loop. It returns when the loop ends, or when the calling
@@ -204,7 +251,7 @@ func (l *eventLoop) run() {
 			l.next++
 			c := l.batch[i]
 			l.batch[i] = nil
-			if c != nil && c.loop == l && l.serve(c) {
+			if c != nil && l.serve(c) {
 				return
 			}
 		}
@@ -221,85 +268,125 @@ func (l *eventLoop) run() {
 // serve handles the readiness of c, reporting whether the calling goroutine
 // now belongs to c.
 func (l *eventLoop) serve(c *conn) bool {
-	if c.lingering {
-		if c.discard() != lingerWait {
-			l.remove(c)
-			c.release()
+	t := &c.lt
+	if t.lingering {
+		if t.discard(c.rbuf) != lingerWait {
+			l.drop(c, t)
 		}
 		return false
 	}
-	c.onLoop = true
-	c.skipRead = false // an event: there is something to read
-	c.loopRet = false
-	// A loop's connections are raw sockets (see rawAcceptor) that only the
-	// loop closes, so the descriptor needs no reference held.
-	c.loopFn(uintptr(c.rawFd))
-	c.onLoop = false
-	done := c.loopRet
-	if c.moved {
-		c.moved = false
-		act := actNext
-		if done {
-			act = c.act
-		}
-		c.serveFrom(act)
+	l.takeBuffers(c)
+	t.drained = false // an event: there is something to read
+	act := c.turn()
+	if c.t != t {
+		// The connection left the loop in its turn (offLoop): a new
+		// goroutine runs the loop, and this one stays with c.
+		c.serveNet(c.t.(*netTransport), act)
 		return true
 	}
-	switch {
-	case !done:
-		// Wait for the next event.
-	case c.act == actClose:
-		l.remove(c)
-		c.release()
-	case c.act == actLinger:
-		switch c.lingerOnLoop() {
-		case lingerDone:
-			l.remove(c)
-			c.release()
-		case lingerOff:
-			l.remove(c)
-			go c.handOff(actLinger)
+	switch act {
+	case actWait:
+		// Wait for the next event; between requests, without buffers.
+		if c.r == c.w && len(c.wbuf) == 0 {
+			l.giveBuffers(c)
 		}
-	default:
-		l.remove(c)
-		go c.handOff(c.act)
+	case actClose:
+		l.drop(c, t)
+	case actLinger:
+		switch t.linger(c) {
+		case lingerDone:
+			l.drop(c, t)
+		case lingerOff:
+			t.leave()
+			go c.handOff(t, actLinger)
+		}
+	default: // actOutside
+		t.leave()
+		go c.handOff(t, act)
 	}
 	return false
 }
 
-// Outcomes of lingerOnLoop and discard.
+// maxFreeBuffers bounds a loop's free buffers. A loop serves one
+// connection at a time, so a few are enough to serve idle connections
+// without allocating.
+const maxFreeBuffers = 16
+
+// takeBuffers gives c, about to be served on the loop, the read and write
+// buffers it gave back when it went idle.
+func (l *eventLoop) takeBuffers(c *conn) {
+	if c.rbuf == nil {
+		c.rbuf = l.buffer()
+	}
+	if c.wbuf == nil {
+		c.wbuf = l.buffer()[:0]
+	}
+}
+
+// A loop's free buffers serve as read and write buffers alike.
+var _ = [1]struct{}{}[readBufferSize-writeBufferSize]
+
+func (l *eventLoop) buffer() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs[n-1] = nil
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return make([]byte, readBufferSize)
+}
+
+// giveBuffers takes the buffers of c, which waits for its next request
+// with nothing buffered: an idle connection costs only its fixed state
+// (like nginx's, whose idle keep-alive connections free their buffers).
+func (l *eventLoop) giveBuffers(c *conn) {
+	for _, b := range [2][]byte{c.rbuf, c.wbuf[:cap(c.wbuf)]} {
+		if len(b) == readBufferSize && len(l.bufs) < maxFreeBuffers {
+			l.bufs = append(l.bufs, b)
+		}
+	}
+	c.rbuf, c.wbuf = nil, nil
+	c.r, c.w, c.scan, c.hdrEnd = 0, 0, 0, 0
+	c.req.reset() // its fields alias the read buffer
+}
+
+// Outcomes of linger and discard.
 const (
 	lingerDone = iota // close the connection now
 	lingerWait        // keep lingering on the loop
 	lingerOff         // linger off the loop (the response did not fit the socket)
 )
 
-// lingerOnLoop is closeLinger for a connection on its loop: it sends the
-// last response, half-closes, and discards what the client still sends
-// until EOF, maxLinger bytes or lingerTimeout (the sweep), so that the close
-// does not reset the connection before the client has read the response. A
+// linger is closeLinger for a connection on its loop: it sends the last
+// response, half-closes, and discards what the client still sends until
+// EOF, maxLinger bytes or lingerTimeout (the sweep), so that the close does
+// not reset the connection before the client has read the response. A
 // client that asked to close and has sent nothing more is closed at once:
 // close(2) then sends a FIN, not a reset.
-func (c *conn) lingerOnLoop() int {
+func (t *loopTransport) linger(c *conn) int {
 	if c.werr != nil {
 		return lingerDone
 	}
-	if p := sendNow(c.rawFd, c.wbuf); len(p) > 0 {
+	if p := sendNow(t.fd, c.wbuf); len(p) > 0 {
 		c.wbuf = c.wbuf[:copy(c.wbuf, p)]
 		return lingerOff
 	}
 	c.wbuf = c.wbuf[:0]
-	unix.Shutdown(c.rawFd, unix.SHUT_WR)
 	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
-	c.lingered = 0
-	st := c.discard()
-	if st == lingerWait && quiet && c.lingered == 0 {
-		return lingerDone
+	t.lingered = 0
+	if quiet {
+		// Nothing more was sent: unless something is there now, close(2)
+		// alone ends the connection with a FIN.
+		if st := t.discard(c.rbuf); st != lingerWait || t.lingered == 0 {
+			return lingerDone
+		}
 	}
+	unix.Shutdown(t.fd, unix.SHUT_WR)
+	st := t.discard(c.rbuf)
 	if st == lingerWait {
-		c.lingering = true
+		t.lingering = true
 		c.rdl = time.Since(c.srv.epoch) + lingerTimeout
-		if l := c.loop; l != nil && c.rdl < l.sweepAt {
+		if l := t.l; l != nil && c.rdl < l.sweepAt {
 			l.sweepAt = c.rdl // sweep when the linger ends, not a second later
 		}
 	}
@@ -307,12 +394,12 @@ func (c *conn) lingerOnLoop() int {
 }
 
 // discard reads and drops what a lingering connection's client sends.
-func (c *conn) discard() int {
-	for c.lingered < maxLinger {
-		n, err := rawRead(c.rawFd, c.rbuf)
+func (t *loopTransport) discard(buf []byte) int {
+	for t.lingered < maxLinger {
+		n, err := rawRead(t.fd, buf)
 		switch {
 		case n > 0:
-			c.lingered += n
+			t.lingered += n
 		case err == syscall.EAGAIN:
 			return lingerWait
 		case err == syscall.EINTR:
@@ -323,48 +410,47 @@ func (c *conn) discard() int {
 	return lingerDone
 }
 
-// handOff serves c, which left its loop, on the calling goroutine.
-func (c *conn) handOff(act int) {
-	c.attach()
-	c.serveFrom(act)
+// handOff serves c, whose socket t has left its loop (or never joined
+// one), on the calling goroutine.
+func (c *conn) handOff(t *loopTransport, act int) {
+	c.serveNet(t.attach(c), act)
 }
 
-// attach gives a connection accepted for an event loop the net.Conn that
-// serving it off the loop needs. It takes over the socket (the raw
-// descriptor is replaced by the net.Conn's), so c must be off its loop.
-// On failure c.werr is set and serveFrom only releases c.
-func (c *conn) attach() {
-	if c.nc != nil || c.rawFd < 0 {
-		return
-	}
-	f := os.NewFile(uintptr(c.rawFd), "")
+// attach is the second half of leaving a loop: it replaces the raw socket
+// of t, which is off its loop, with a net.Conn (a duplicate descriptor; the
+// raw one is closed) and makes that c's transport. On failure c.werr says
+// why, and the netTransport it returns has no net.Conn: serving it only
+// releases c.
+func (t *loopTransport) attach(c *conn) *netTransport {
+	nt := &c.nt
+	f := os.NewFile(uintptr(t.fd), "")
 	nc, err := net.FileConn(f) // a duplicate; f's descriptor closes below
 	f.Close()
-	c.rawFd = -1
+	t.fd = -1
+	var rc syscall.RawConn
+	if err == nil {
+		if rc, err = nc.(syscall.Conn).SyscallConn(); err != nil {
+			nc.Close()
+		}
+	}
 	if err != nil {
+		nc = nil
 		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
 		c.srv.logger.Warn("connection lost leaving the event loop", "remote", c.req.RemoteAddr, "error", err)
-		return
 	}
-	rc, err := nc.(syscall.Conn).SyscallConn()
-	if err != nil {
-		nc.Close()
-		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
-		return
-	}
-	// Inside onReadable, the raw descriptor it was given is gone. The new
-	// one is never used raw outside rc's callbacks: Close or Shutdown may
-	// close nc at any time, and its number may then be reused at once by
-	// any socket this process opens, which must never receive this
-	// client's bytes. So onReadable stops using a raw descriptor (it
-	// returns after this request), and every write goes through rc.
-	c.fd = -1
-	c.inRaw = false // the handler no longer runs in a loop's turn
+	// From here on the descriptor is nc's, which Close or Shutdown may
+	// close at any time; its number may then be reused at once by any
+	// socket this process opens, which must never receive this client's
+	// bytes. So it is used only inside rc's callbacks (netTransport).
 	s := c.srv
 	s.mu.Lock()
-	c.nc, c.rc = nc, rc
+	nt.nc, nt.rc = nc, rc
+	c.t = nt
 	closed := s.closed
 	s.mu.Unlock()
+	if nc == nil {
+		return nt
+	}
 	if closed {
 		nc.Close() // Close has passed over c while it had no net.Conn
 	}
@@ -372,20 +458,7 @@ func (c *conn) attach() {
 		// The deadline the loop's sweep kept for it.
 		nc.SetReadDeadline(s.epoch.Add(c.rdl))
 	}
-}
-
-// leaveLoop moves c, which is being served on its loop, to the calling
-// goroutine before it waits; the loop goes on in a new goroutine.
-func (c *conn) leaveLoop() {
-	l := c.loop
-	if l == nil || !c.onLoop {
-		return
-	}
-	l.remove(c)
-	c.onLoop = false
-	c.moved = true
-	go l.run()
-	c.attach()
+	return nt
 }
 
 // sweep hands the connections whose read deadline has passed to goroutines
@@ -407,14 +480,16 @@ func (l *eventLoop) sweep() bool {
 	}
 	l.mu.Unlock()
 	for _, c := range out {
-		l.remove(c)
+		t := &c.lt
 		switch {
-		case c.lingering && !draining:
-			c.release() // its linger is over
-		case c.lingering:
-			go c.handOff(actLinger)
+		case t.lingering && !draining:
+			l.drop(c, t) // its linger is over
+		case t.lingering:
+			t.leave()
+			go c.handOff(t, actLinger)
 		default:
-			go c.handOff(actNext)
+			t.leave()
+			go c.handOff(t, actNext)
 		}
 	}
 	if draining {
@@ -529,25 +604,41 @@ func (s *Server) wakeLoops() {
 // The kernel wakes the waiter that registered first, so after each accept
 // the acceptor registers the listener again, which puts it last: waiting
 // acceptors take connections in turn, and the workers' shares stay even.
+//
+// The acceptor watches and accepts on a duplicate of the listener's
+// descriptor that it owns (lfd), not on the net.Listener's: Shutdown closes
+// the net.Listener while the acceptor may just have been woken for a
+// connection, and the socket (shared with the other workers) stays
+// registered in the acceptor's epoll until that is closed, so the kernel
+// may still pick this acceptor for a connection until then. It must be
+// able to take such a connection, or the connection waits in the queue
+// until the next one arrives (no other worker was woken for it). So lfd
+// lives until Serve is done with the acceptor (close).
 type rawAcceptor struct {
 	s     *Server
-	lrc   syscall.RawConn // the listener's, for its descriptor
+	lfd   int // the acceptor's own duplicate of the listening socket
 	laddr net.Addr
-	ep    int // epoll: the listener and wakefd
-	wake  int // eventfd, readable once stop was called
-	lev   unix.EpollEvent
+	// fixedLocal: the listener is bound to one address, which is then
+	// every accepted socket's local address (no getsockname(2)).
+	fixedLocal bool
+	ep         int // epoll: the listener and wakefd
+	wake       int // eventfd, readable once stop was called
+	lev        unix.EpollEvent
+	// opts says whether accepted sockets inherit the listener's socket
+	// options (tcpOptions): optsInherited, or how many accepted sockets
+	// were found without them (see setOptions).
+	opts int
 
 	events  [2]unix.EpollEvent
 	stopped bool // stop was seen: accept returns errWoken from now on
-	fd      int  // what the last accept4 returned
-	sa      unix.Sockaddr
-	err     error
-	acc     func(uintptr) // accept4 on the listener, made once
+	rsa     unix.RawSockaddrAny
 }
 
-// acceptorRecheck is how often, in milliseconds, a waiting acceptor tries
-// accept4 without having been woken (see accept).
-const acceptorRecheck = 250
+// Values of rawAcceptor.opts besides counts below optsTries.
+const (
+	optsTries     = 16 // sockets without the options: set them on each
+	optsInherited = -1 // set on the listener, inherited by accepted sockets
+)
 
 // errWoken is accept's answer once wake was called.
 var errWoken = errors.New("protocol: acceptor stopped")
@@ -563,57 +654,51 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 	if err != nil {
 		return nil
 	}
-	lfd := -1
-	if lrc.Control(func(fd uintptr) { lfd = int(fd) }) != nil {
+	a := &rawAcceptor{s: s, lfd: -1, laddr: ln.Addr(), ep: -1, wake: -1}
+	tcp := a.laddr.Network() != "unix"
+	err = lrc.Control(func(fd uintptr) {
+		a.lfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		if err == nil && tcp {
+			// Linux gives accepted sockets the listener's options
+			// (nginx's so_keepalive relies on it): set them once here;
+			// the first accept checks that they came along.
+			tcpOptions(int(fd))
+		}
+	})
+	if err != nil || a.lfd < 0 {
 		return nil
 	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil
+	switch la := a.laddr.(type) {
+	case *net.TCPAddr:
+		a.fixedLocal = !la.IP.IsUnspecified()
+	case *net.UnixAddr:
+		a.fixedLocal = true
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(ep)
-		return nil
+	if !tcp {
+		a.opts = optsInherited // none to set
 	}
-	a := &rawAcceptor{s: s, lrc: lrc, laddr: ln.Addr(), ep: ep, wake: wake}
-	// Level-triggered: a connection still queued after an accept wakes a
-	// waiter again.
-	a.lev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(lfd)}
-	wev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
-	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &wev) != nil {
+	if a.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		a.close()
 		return nil
 	}
-	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &a.lev) != nil {
+	if a.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		a.close()
+		return nil
+	}
+	// Level-triggered: a connection still queued after an accept wakes a
+	// waiter again.
+	a.lev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(a.lfd)}
+	wev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a.wake)}
+	if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.wake, &wev) != nil {
+		a.close()
+		return nil
+	}
+	if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev) != nil {
 		// EPOLLEXCLUSIVE needs Linux 4.5: without it, every worker wakes.
 		a.lev.Events = unix.EPOLLIN
-		if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &a.lev) != nil {
+		if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev) != nil {
 			a.close()
 			return nil
-		}
-	}
-	a.acc = func(lfd uintptr) {
-		// Held from accept4 until Serve has counted the connection; see
-		// Shutdown. It accepts even once the server is done: a waiter the
-		// kernel woke for a connection must take it, since with
-		// EPOLLEXCLUSIVE no other worker was woken for it (it would wait
-		// in the queue until the next connection arrives).
-		s.acceptMu.RLock()
-		for {
-			a.fd, a.sa, a.err = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			if a.err != unix.EINTR && a.err != unix.ECONNABORTED {
-				break
-			}
-		}
-		if a.err != nil {
-			s.acceptMu.RUnlock()
-			return
-		}
-		// To the back of the listener's queue of waiters (see rawAcceptor).
-		if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 {
-			unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, int(lfd), nil)
-			unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, int(lfd), &a.lev)
 		}
 	}
 	return a
@@ -621,24 +706,25 @@ func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
 
 // accept returns the next connection, as a pooled conn holding the raw
 // socket. It waits in epoll_wait, which blocks the calling goroutine's
-// thread.
+// thread. Once it has accepted, it holds s.acceptMu (for reading) until
+// Serve has counted the connection; see Shutdown. It accepts even once the
+// server is done: a waiter the kernel woke for a connection must take it,
+// since with EPOLLEXCLUSIVE no other worker was woken for it.
 func (a *rawAcceptor) accept() (*conn, error) {
+	var fd int
+	var rlen uint32
 	for {
 		if a.stopped {
 			return nil, errWoken
 		}
-		n, err := unix.EpollWait(a.ep, a.events[:], acceptorRecheck)
+		n, err := unix.EpollWait(a.ep, a.events[:], -1)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return nil, os.NewSyscallError("epoll_wait", err)
 		}
-		// A wake-up given to another waiter that did not take its
-		// connection (seen when a worker shuts down) would strand that
-		// connection until the next one arrives: every acceptorRecheck an
-		// idle acceptor looks at the queue itself.
-		ready := n == 0
+		ready := false
 		for _, ev := range a.events[:n] {
 			if int(ev.Fd) == a.wake {
 				a.stopped = true // after this accept, if any
@@ -649,36 +735,83 @@ func (a *rawAcceptor) accept() (*conn, error) {
 		if !ready {
 			return nil, errWoken
 		}
-		// Control holds the listener open while accept4 runs, so a
-		// concurrent Close cannot free its number.
-		if err := a.lrc.Control(a.acc); err != nil {
-			return nil, err // the listener was closed
+		a.s.acceptMu.RLock()
+		fd, rlen, err = a.accept4()
+		if err == nil {
+			break
 		}
-		if a.err == unix.EAGAIN {
-			if n > 0 {
-				a.s.acceptMisses.Add(1) // woken for nothing: another process took it
-			}
-			continue
+		a.s.acceptMu.RUnlock()
+		if err != unix.EAGAIN {
+			return nil, os.NewSyscallError("accept4", err)
 		}
-		if a.err != nil {
-			if errno, ok := a.err.(syscall.Errno); ok {
-				return nil, os.NewSyscallError("accept4", errno)
-			}
-			return nil, a.err // closed
-		}
-		break
+		a.s.acceptMisses.Add(1) // woken for nothing: another process took it
+	}
+	// To the back of the listener's queue of waiters (see rawAcceptor).
+	if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 {
+		unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, a.lfd, nil)
+		unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev)
 	}
 	network := a.laddr.Network()
-	if network != "unix" {
-		tcpOptions(a.fd)
-	}
+	remote := rawSockaddrAddr(&a.rsa, rlen, network)
+	a.setOptions(fd)
 	laddr := a.laddr
-	if lsa, err := unix.Getsockname(a.fd); err == nil {
-		laddr = sockaddrAddr(lsa, network)
+	if !a.fixedLocal {
+		if l, err := getsockname(fd, &a.rsa); err == nil {
+			laddr = rawSockaddrAddr(&a.rsa, l, network)
+		}
 	}
 	c := a.s.pool.Get().(*conn)
-	c.initRaw(a.fd, sockaddrAddr(a.sa, network), laddr)
+	c.initRaw(fd, remote, laddr)
 	return c, nil
+}
+
+// accept4 is accept4(2) on the listener, the peer's address into a.rsa
+// (its length returned), retrying EINTR and ECONNABORTED. The socket is
+// made nonblocking and close-on-exec.
+func (a *rawAcceptor) accept4() (int, uint32, error) {
+	for {
+		l := uint32(unix.SizeofSockaddrAny)
+		r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(a.lfd), uintptr(unsafe.Pointer(&a.rsa)), uintptr(unsafe.Pointer(&l)),
+			unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		if e == 0 {
+			return int(r), l, nil
+		}
+		if e != unix.EINTR && e != unix.ECONNABORTED {
+			return -1, 0, e
+		}
+	}
+}
+
+// setOptions gives an accepted TCP socket tcpOptions, unless it inherited
+// them from the listener. A socket is made from the listener when its
+// handshake completes, so those already queued when the options were set
+// do not have them: the acceptor looks until one does (then all later ones
+// do), or gives up after optsTries sockets without them.
+func (a *rawAcceptor) setOptions(fd int) {
+	if a.opts == optsInherited {
+		return
+	}
+	if a.opts < optsTries {
+		nodelay, err1 := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
+		idle, err2 := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		ka, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		if err1 == nil && err2 == nil && err3 == nil && nodelay == 1 && ka == 1 && idle == keepAliveIdle {
+			a.opts = optsInherited
+			return
+		}
+		a.opts++
+	}
+	tcpOptions(fd)
+}
+
+// getsockname is getsockname(2) into rsa; it returns the address's length.
+func getsockname(fd int, rsa *unix.RawSockaddrAny) (uint32, error) {
+	l := uint32(unix.SizeofSockaddrAny)
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&l)))
+	if e != 0 {
+		return 0, e
+	}
+	return l, nil
 }
 
 // stop makes a waiting accept return, now and for good; Server.stop calls
@@ -689,10 +822,16 @@ func (a *rawAcceptor) stop() {
 }
 
 // close releases the acceptor; Serve calls it when accept no longer runs.
+// The epoll goes first, then the listener's duplicate: until then the
+// kernel may still pick this acceptor for a connection.
 func (a *rawAcceptor) close() {
-	if a != nil {
-		unix.Close(a.ep)
-		unix.Close(a.wake)
+	if a == nil {
+		return
+	}
+	for _, fd := range []int{a.ep, a.wake, a.lfd} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	}
 }
 
@@ -702,7 +841,10 @@ func (a *rawAcceptor) close() {
 func tcpOptions(fd int) {
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
 }
+
+// keepAliveIdle is the seconds of silence before TCP keep-alive probes.
+const keepAliveIdle = 15

@@ -197,58 +197,16 @@ func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 	return pos, 0
 }
 
-// needMoreOr414 is the result for a request line that b ends inside.
-func needMoreOr414(n, limit int) (int, int) {
-	if n > limit {
-		return 0, http.StatusRequestURITooLong
-	}
-	return 0, statusNeedMore
-}
-
-// parseRequestLine parses "method SP request-target SP HTTP-version CRLF"
-// (RFC 9112 §3) with exactly one SP between the parts.
+// parseRequestLine parses the request line at the start of b into r
+// (wire.ParseRequestLine) and applies what HTTP/1.1 makes of it: the
+// version, CONNECT, and the target's form.
 func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
-	i := 0
-	for i < len(b) && wire.IsToken(b[i]) {
-		i++
+	method, target, major, minor, n, st := wire.ParseRequestLine(b, limit)
+	if st != 0 {
+		return 0, st
 	}
-	if i == len(b) {
-		return needMoreOr414(len(b), limit)
-	}
-	if i == 0 || b[i] != ' ' {
-		return 0, http.StatusBadRequest
-	}
-	r.Method = b[:i]
-	ts := i + 1
-	j := ts
-	for j < len(b) && wire.IsTarget(b[j]) {
-		j++
-	}
-	if j == len(b) {
-		return needMoreOr414(len(b), limit)
-	}
-	// A control byte, '#', non-ASCII or a second SP inside the target.
-	if j == ts || b[j] != ' ' {
-		return 0, http.StatusBadRequest
-	}
-	r.Target = b[ts:j]
-	vs := j + 1
-	v := b[vs:min(len(b), vs+10)]
-	// Refuse a version that cannot become "HTTP/d.d\r\n" as soon as a
-	// byte shows it, so that a short line that has ended ("GET / X\r\n")
-	// is answered at once instead of waiting for bytes that never come.
-	for k, c := range v {
-		if !wire.VersionByte(k, c) {
-			return 0, http.StatusBadRequest
-		}
-	}
-	if len(v) < 10 {
-		return needMoreOr414(len(b), limit)
-	}
-	if vs+8 > limit {
-		return 0, http.StatusRequestURITooLong
-	}
-	r.ProtoMajor, r.ProtoMinor = int(v[5]-'0'), int(v[7]-'0')
+	r.Method, r.Target = method, target
+	r.ProtoMajor, r.ProtoMinor = major, minor
 	if r.ProtoMajor != 1 {
 		return 0, http.StatusHTTPVersionNotSupported
 	}
@@ -264,62 +222,24 @@ func parseRequestLine(r *Request, b []byte, limit int) (int, int) {
 	if st := parseTarget(r); st != 0 {
 		return 0, st
 	}
-	return vs + 10, 0
+	return n, 0
 }
 
 // parseTarget splits r.Target into Path, Query and, for the absolute form,
 // Host (RFC 9112 §3.2).
 func parseTarget(r *Request) int {
-	t := r.Target
-	switch {
-	case t[0] == '/':
-		// origin-form
-	case len(t) == 1 && t[0] == '*':
-		// asterisk-form, only for OPTIONS (RFC 9112 §3.2.4).
-		if string(r.Method) != "OPTIONS" {
-			return http.StatusBadRequest
-		}
-		r.Path = t
-		return 0
-	default:
-		// absolute-form: scheme "://" authority [path-abempty] ["?" query].
-		k := 0
-		for k < len(t) && (t[k] >= 'a' && t[k] <= 'z' || t[k] >= 'A' && t[k] <= 'Z' ||
-			k > 0 && (t[k] >= '0' && t[k] <= '9' || t[k] == '+' || t[k] == '-' || t[k] == '.')) {
-			k++
-		}
-		if k == 0 || len(t)-k < 3 || t[k] != ':' || t[k+1] != '/' || t[k+2] != '/' {
-			return http.StatusBadRequest
-		}
-		a := k + 3
-		e := a
-		for e < len(t) && t[e] != '/' && t[e] != '?' {
-			// userinfo ('@') is refused (RFC 9110 §4.2.4).
-			if !wire.IsHost(t[e]) {
-				return http.StatusBadRequest
-			}
-			e++
-		}
-		if e == a {
-			return http.StatusBadRequest
-		}
-		r.Host = t[a:e]
-		t = t[e:]
-		if len(t) == 0 || t[0] == '?' {
-			r.slash[0] = '/'
-			r.Path = r.slash[:]
-			if len(t) > 0 {
-				r.Query = t[1:]
-			}
-			return 0
-		}
+	host, path, query, ok := wire.SplitTarget(r.Target)
+	if !ok {
+		return http.StatusBadRequest
 	}
-	for i, c := range t {
-		if c == '?' {
-			r.Path, r.Query = t[:i], t[i+1:]
-			return 0
-		}
+	if len(path) == 1 && path[0] == '*' && string(r.Method) != "OPTIONS" {
+		// The asterisk form is for OPTIONS only (RFC 9112 §3.2.4).
+		return http.StatusBadRequest
 	}
-	r.Path = t
+	if len(path) == 0 {
+		r.slash[0] = '/' // an absolute form without a path
+		path = r.slash[:]
+	}
+	r.Host, r.Path, r.Query = host, path, query
 	return 0
 }

@@ -45,6 +45,17 @@ type ResponseWriter struct {
 	chunked     bool
 	close       bool
 	hijacked    bool
+	// trailers: the body ends with trailer fields (from trailerSrc, when
+	// set), so it is never given a Content-Length of its own.
+	trailers   bool
+	trailerSrc trailerSource
+	trailer    ResponseHeader // scratch for trailerSrc
+}
+
+// trailerSource supplies a chunked response's trailer fields when the
+// handler has returned (FromHTTP's writer).
+type trailerSource interface {
+	fillTrailer(t *ResponseHeader)
 }
 
 func (w *ResponseWriter) reset(r *Request) {
@@ -57,6 +68,8 @@ func (w *ResponseWriter) reset(r *Request) {
 	w.committed = false
 	w.chunked = false
 	w.close = false
+	w.trailers = false
+	w.trailerSrc = nil
 }
 
 // Header returns the header fields to send; changes after the first body byte
@@ -243,6 +256,13 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		return nil
 	}
 	w.commit(false)
+	if len(w.body) > 0 {
+		// Written before, still buffered: it goes first.
+		if err := w.writeBody(w.body); err != nil {
+			return err
+		}
+		w.body = w.body[:0]
+	}
 	c := w.c
 	if c.werr != nil {
 		return c.werr
@@ -304,16 +324,18 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		}
 		return true
 	}
-	// Inside the raw loop or an event loop the descriptor is at hand: try
-	// at once, and wait (off the event loop) only for what the socket did
-	// not take.
-	if c.fd < 0 || !step(uintptr(c.fd)) {
-		c.leaveLoop()
-		if c.werr != nil {
-			return c.werr
+	// In a turn the descriptor is at hand: try at once, and wait (off the
+	// event loop) only for what the socket did not take.
+	if !c.t.writeNow(step) {
+		t, err := c.offLoop()
+		if err != nil {
+			return err
 		}
-		rc := c.rc
-		if rc == nil {
+		c.extendWriteDeadline()
+		polled, progressed = true, false
+		ok, werr := t.waitWrite(step)
+		if !ok {
+			// Not a socket: copy through the net.Conn.
 			if err := c.flush(); err != nil {
 				return err
 			}
@@ -324,9 +346,7 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 			_, err := w.ReadFrom(io.NewSectionReader(ra, offset, n))
 			return err
 		}
-		c.extendWriteDeadline()
-		polled, progressed = true, false
-		if werr := rc.Write(step); werr != nil && serr == nil {
+		if werr != nil && serr == nil {
 			serr = werr
 		}
 	}
@@ -394,7 +414,7 @@ func (w *ResponseWriter) SetClose() { w.close = true }
 // first, so that their clients do not wait for this one. It is cheap to
 // call when in doubt.
 func (w *ResponseWriter) WillBlock() {
-	w.c.leaveLoop()
+	w.c.offLoop()
 	w.c.flushBeforeRead()
 }
 
@@ -433,10 +453,13 @@ func (w *ResponseWriter) commit(final bool) {
 		}
 	case cl >= 0:
 		b = appendContentLength(b, cl)
-	case final && r.isHead() && w.written == 0:
+	case final && r.isHead() && (w.written == 0 || w.trailers):
 		// Unknown for HEAD: say nothing rather than a wrong 0.
-	case final:
+	case final && !w.trailers:
 		b = appendContentLength(b, w.written)
+	case r.isHead():
+		// Flushed before the handler finished: the length is unknown, and
+		// no body (so no chunked framing) follows.
 	case r.ProtoMinor >= 1:
 		w.chunked = true
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
@@ -458,13 +481,25 @@ func (w *ResponseWriter) commit(final bool) {
 func (w *ResponseWriter) finish() {
 	if !w.committed {
 		w.commit(true)
-		if len(w.body) > 0 {
+		if w.chunked { // (when trailers follow)
+			w.writeBody(w.body)
+		} else if len(w.body) > 0 {
 			w.c.write(w.body)
 		}
-		return
+		w.body = w.body[:0]
 	}
 	if w.chunked {
-		w.c.write(lastChunk)
+		if w.trailerSrc == nil {
+			w.c.write(lastChunk)
+			return
+		}
+		// RFC 9112 §7.1.2: the last chunk, the trailer section, CRLF.
+		t := &w.trailer
+		t.reset()
+		w.trailerSrc.fillTrailer(t)
+		b := append(make([]byte, 0, 64), "0\r\n"...)
+		b = t.appendTo(b)
+		w.c.write(append(b, "\r\n"...))
 		return
 	}
 	if cl := w.hdr.contentLength; cl >= 0 && w.written < cl && w.bodyAllowed() && !w.req.isHead() {

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,9 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -43,7 +46,20 @@ type Server struct {
 	// DefaultIdleGrace.
 	IdleGrace time.Duration
 
-	noRaw bool // tests: serve sockets like other connections (no serveRaw)
+	// BaseContext, ConnContext and ConnState are net/http.Server's hooks
+	// (see connstate.go): the base context of connections accepted on ln
+	// (nil: context.Background()), a connection's context derived from it
+	// when it is accepted, and a function told of every connection state
+	// change. FromHTTP handlers' request contexts derive from the
+	// connection's context. ConnState runs on the goroutine serving the
+	// connection (an event loop's, for LoopSafe handlers): keep it short.
+	BaseContext func(ln net.Listener) context.Context
+	ConnContext func(ctx context.Context, c ConnInfo) context.Context
+	ConnState   func(c ConnInfo, state http.ConnState)
+
+	noRaw    bool        // tests: serve sockets like other connections (no serveTurns)
+	released func()      // tests: called when a connection is closed and pooled
+	hk       serverHooks // hook: connection hooks and client-gone detection (connstate.go)
 
 	loopOnce sync.Once
 	acceptMu sync.RWMutex // see Shutdown
@@ -66,6 +82,7 @@ type Server struct {
 	stopOnce  sync.Once
 	draining  atomic.Bool
 	pool      sync.Pool
+	proxyLogs *proxyLogs
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -101,6 +118,7 @@ func (s *Server) init() {
 		s.acceptors = make(map[*rawAcceptor]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.pool.New = func() any { return newConn(s) }
+		s.proxyLogs = newProxyLogs()
 		go s.runClock()
 	})
 }
@@ -168,9 +186,18 @@ func (s *Server) coarseNow() time.Duration { return time.Duration(s.clock.Load()
 // ErrServerClosed after a Shutdown/Close. Several Serve calls may run at once
 // on one Server. When MaxConnections are open, Serve stops accepting until
 // one closes. Serve closes ln when it returns.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.ServeWith(ln, ListenOptions{}) }
+
+// ServeWith is Serve with per-listener options. With o.ProxyProtocol, ln
+// must be a socket listener (TCP or unix); a layer that reads connections
+// itself, such as TLS, goes on top of NewProxyListener instead.
+func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 	if s.Handler == nil {
 		return errors.New("protocol: Server.Handler is nil")
+	}
+	if _, ok := ln.(syscall.Conn); o.ProxyProtocol && !ok {
+		ln.Close()
+		return errors.New("protocol: ProxyProtocol needs a socket listener; put layers over NewProxyListener")
 	}
 	s.init()
 	s.loopOnce.Do(func() {
@@ -208,6 +235,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 	}()
 
+	base := s.baseContext(ln) // hook: Server.BaseContext (connstate.go)
 	var backoff time.Duration
 	for {
 		select {
@@ -265,12 +293,18 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		s.acceptMu.RUnlock() // taken for this accept, above or by the acceptor
 		s.open.Add(1)
+		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
+		c.proxy = o.ProxyProtocol
+		lt, raw := c.t.(*loopTransport)
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()
-		case c.nc == nil:
-			if !s.toLoop(c) {
-				go c.handOff(actNext)
+		case c.proxy && !o.trusts(c.req.RemoteAddr):
+			s.proxyLogs.refused(s.logger, c.req.RemoteAddr)
+			c.release()
+		case raw:
+			if !s.toLoop(c, lt) {
+				go c.handOff(lt, actNext)
 			}
 		default:
 			go c.serve()
@@ -285,22 +319,43 @@ func (s *Server) hasLoops() bool {
 	return len(s.evloops) > 0
 }
 
-// sockaddrAddr converts an accepted socket's address for Request.RemoteAddr
-// and LocalAddr.
-func sockaddrAddr(sa unix.Sockaddr, network string) net.Addr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		var zone string
-		if a.ZoneId != 0 {
-			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
-				zone = ifi.Name
+// rawSockaddrAddr converts an accepted socket's address, l bytes of rsa,
+// for Request.RemoteAddr and LocalAddr. An IP address and its net.Addr are
+// one allocation.
+func rawSockaddrAddr(rsa *unix.RawSockaddrAny, l uint32, network string) net.Addr {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		pp := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		a := new(tcpAddr)
+		a.ip = [16]byte{10: 0xff, 11: 0xff}
+		copy(a.ip[12:], pp.Addr[:])
+		a.TCPAddr = net.TCPAddr{IP: a.ip[:], Port: port(pp.Port)}
+		return &a.TCPAddr
+	case unix.AF_INET6:
+		pp := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		a := new(tcpAddr)
+		a.ip = pp.Addr
+		a.TCPAddr = net.TCPAddr{IP: a.ip[:], Port: port(pp.Port)}
+		if pp.Scope_id != 0 {
+			if ifi, err := net.InterfaceByIndex(int(pp.Scope_id)); err == nil {
+				a.Zone = ifi.Name
 			}
 		}
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port, Zone: zone}
-	case *unix.SockaddrUnix:
-		return &net.UnixAddr{Name: a.Name, Net: network}
+		return &a.TCPAddr
+	case unix.AF_UNIX:
+		pp := (*unix.RawSockaddrUnix)(unsafe.Pointer(rsa))
+		const off = unsafe.Offsetof(pp.Path)
+		var name []byte
+		if l > uint32(off) {
+			n := min(int(l-uint32(off)), len(pp.Path))
+			name = unsafe.Slice((*byte)(unsafe.Pointer(&pp.Path[0])), n)
+			if name[0] == 0 {
+				name[0] = '@' // abstract
+			} else if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+		}
+		return &net.UnixAddr{Name: string(name), Net: network}
 	}
 	if network == "unix" {
 		return &net.UnixAddr{Net: network}
@@ -308,17 +363,29 @@ func sockaddrAddr(sa unix.Sockaddr, network string) net.Addr {
 	return &net.TCPAddr{}
 }
 
-// toLoop hands c, accepted raw, to an event loop.
-func (s *Server) toLoop(c *conn) bool {
+// tcpAddr is a net.TCPAddr with room for its IP.
+type tcpAddr struct {
+	net.TCPAddr
+	ip [16]byte
+}
+
+// port converts a port in network byte order.
+func port(p uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return int(b[0])<<8 | int(b[1])
+}
+
+// toLoop hands c, accepted raw with the transport t, to an event loop.
+func (s *Server) toLoop(c *conn, t *loopTransport) bool {
 	s.mu.Lock()
 	loops := s.evloops
 	s.mu.Unlock()
-	if len(loops) == 0 || c.rawFd < 0 {
+	if len(loops) == 0 {
 		return false
 	}
 	l := loops[int(s.nextLoop.Add(1))%len(loops)]
 	c.enterIdle() // the read-header timeout runs from now
-	return l.add(c)
+	return l.add(t)
 }
 
 // forget removes c from the server's books.
@@ -364,6 +431,7 @@ func (s *Server) stop() {
 // answered with Connection: close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
+	defer s.stopWatcher() // hook: client-gone detection ends (closewatch.go)
 	s.draining.Store(true)
 	dl := time.Now().Add(s.idleGrace)
 	s.mu.Lock()
@@ -411,6 +479,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes listeners and every connection now.
 func (s *Server) Close() error {
 	s.init()
+	s.stopWatcher() // hook: client-gone detection ends (closewatch.go); before s.mu
 	s.draining.Store(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -419,11 +488,11 @@ func (s *Server) Close() error {
 	s.wakeLoops()
 	for c := range s.conns {
 		// A connection's Close waits for a read callback in progress
-		// (serveRaw), which may be running a handler: close them on
+		// (serveTurns), which may be running a handler: close them on
 		// their own goroutines so that Close neither waits for handlers
 		// nor holds s.mu while a hijacking handler needs it.
-		if c.nc != nil {
-			go c.nc.Close()
+		if t, ok := c.t.(*netTransport); ok && t.nc != nil {
+			go t.nc.Close()
 		} // else an event loop holds it; wakeLoops has it closed
 	}
 	return nil

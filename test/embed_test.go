@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,7 @@ func TestEmbedExamples(t *testing.T) {
 		{"hello", "/", "Hello, World!\n"},
 		{"nethttp", "/", "Hello from net/http under forkd\n"},
 		{"nethttp", "/hello/gopher", `"hello":"gopher"`},
+		{"nethttp", "/stats", "app: "}, // the value from WithBaseContext
 	}
 	for _, c := range cases {
 		t.Run(c.bin+c.path, func(t *testing.T) {
@@ -116,6 +118,30 @@ func TestEmbedWithSites(t *testing.T) {
 		code, body, err := get(s.addr, path)
 		if err != nil || code != 200 || body != want {
 			t.Errorf("GET %s = %d %q %v, want %q", path, code, body, err, want)
+		}
+	}
+}
+
+// TestReadmeSnippets checks that every Go block README.md marks with
+// "<!-- snippet: PATH -->" is, verbatim, part of the file PATH, which the
+// build (and TestEmbedExamples) compiles: README's examples compile.
+func TestReadmeSnippets(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("(?s)<!-- snippet: (\\S+) -->\n```go\n(.*?)```")
+	found := re.FindAllStringSubmatch(string(readme), -1)
+	if len(found) == 0 {
+		t.Fatal("no snippets in README.md")
+	}
+	for _, m := range found {
+		src, err := os.ReadFile(filepath.Join("..", m[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(src), m[2]) {
+			t.Errorf("README's snippet of %s is not in it:\n%s", m[1], m[2])
 		}
 	}
 }

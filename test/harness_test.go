@@ -79,6 +79,7 @@ type opts struct {
 	noWait  bool   // don't wait for readiness
 	bin     string // binary to run; default the forkd daemon
 	noSites bool   // write no site block (an embedding app serves everything)
+	listen  string // more keys of the listen block
 }
 
 // start writes a config.hcl into a temp dir and starts a master on it.
@@ -119,11 +120,11 @@ func start(t testing.TB, o opts) *server {
 pidfile = "%s/forkd.pid"
 listen {
   address = "%s"
-}
+%s}
 %s
 %s
 %s
-`, o.workers, dir, s.addr, base, o.extra, o.sites)
+`, o.workers, dir, s.addr, o.listen, base, o.extra, o.sites)
 	s.cfg = filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(s.cfg, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -2,10 +2,14 @@ package test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,13 +29,20 @@ type haproxyRun struct {
 	done  chan struct{}
 }
 
+// balancerAddr is the address haproxy connects to the forkd instances
+// from: clients (wrk) come from 127.0.0.1, so an access log shows whose
+// address it has, the client's from the PROXY header or the balancer's.
+const balancerAddr = "127.0.0.3"
+
+// proxiedListen makes a forkd listen block require the PROXY header from
+// the balancer alone.
+const proxiedListen = "  proxy_protocol = true\n  trusted = [\"" + balancerAddr + "/32\"]\n"
+
 // startHAProxy runs haproxy in the foreground with one frontend on a free
 // loopback port and a backend with the given servers, each checked with
 // GET /ready every 200ms; one failed check takes a server out of rotation
-// and one good check puts it back.
-//
-// TODO(issue 16): add send-proxy-v2 to the servers and proxy_protocol to
-// forkd's listen blocks once connections read the PROXY header.
+// and one good check puts it back. haproxy connects from balancerAddr and
+// sends a PROXY v2 header on every connection, checks included.
 func startHAProxy(t testing.TB, servers ...string) *haproxyRun {
 	t.Helper()
 	var backend strings.Builder
@@ -41,7 +52,7 @@ func startHAProxy(t testing.TB, servers ...string) *haproxyRun {
   default-server inter 200ms fall 1 rise 1
 `)
 	for i, s := range servers {
-		fmt.Fprintf(&backend, "  server s%d %s check\n", i+1, s)
+		fmt.Fprintf(&backend, "  server s%d %s check source %s send-proxy-v2 check-send-proxy\n", i+1, s, balancerAddr)
 	}
 	return startHAProxyBackend(t, backend.String())
 }
@@ -189,16 +200,20 @@ func upgrade(t *testing.T, s *server) int {
 // stopped with TERM (drain_delay = "1s": haproxy's health check sees 503
 // and takes it out of rotation before its listener closes) and started
 // again, and then while each gets a USR2 binary upgrade. wrk must see no
-// socket error and no non-2xx response.
+// socket error and no non-2xx response. haproxy sends PROXY v2 headers,
+// and the access logs show wrk's address from them, never haproxy's.
 func TestRollingRestartBehindHAProxy(t *testing.T) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		t.Fatalf("wrk not found (Debian package wrk; .ci/run installs it): %v", err)
 	}
-	inst := []*server{
-		start(t, opts{workers: 2, extra: `drain_delay = "1s"`, sites: drainSites}),
-		start(t, opts{workers: 2, extra: `drain_delay = "1s"`, sites: drainSites}),
+	logs := t.TempDir()
+	instance := func(i int) opts {
+		access := filepath.Join(logs, fmt.Sprintf("access%d.log", i))
+		return opts{workers: 2, listen: proxiedListen, sites: drainSites,
+			extra: "drain_delay = \"1s\"\nlog {\n  level = \"debug\"\n  access = \"" + access + "\"\n}"}
 	}
+	inst := []*server{start(t, instance(1)), start(t, instance(2))}
 	h := startHAProxy(t, inst[0].addr, inst[1].addr)
 	h.waitServer("s1", "UP", 20*time.Second)
 	h.waitServer("s2", "UP", 20*time.Second)
@@ -246,5 +261,99 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 	}
 	if m := regexp.MustCompile(`(\d+) requests in`).FindStringSubmatch(out); m == nil || m[1] == "0" {
 		t.Fatalf("unexpected wrk output:\n%s", out)
+	}
+	for i := 1; i <= 2; i++ {
+		b, err := os.ReadFile(filepath.Join(logs, fmt.Sprintf("access%d.log", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.Contains(l, `"GET / HTTP/1.1"`) {
+				continue // health checks, from haproxy itself
+			}
+			n++
+			if !strings.HasPrefix(l, "127.0.0.1 ") {
+				t.Fatalf("instance %d logged a request from another address than wrk's: %q", i, l)
+			}
+		}
+		if n == 0 {
+			t.Fatalf("instance %d logged no request of wrk's:\n%.2000s", i, b)
+		}
+	}
+}
+
+// TestProxyProtocolPlainAndTLS: on a plain and on a TLS listener with
+// proxy_protocol, the PROXY header's source is the client's address in
+// X-Forwarded-For sent upstream and in the access log; a connection
+// without the header gets no answer.
+func TestProxyProtocolPlainAndTLS(t *testing.T) {
+	e := newTLSEnv(t)
+	e.issue("a", "a.test", "127.0.0.1")
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-For"))
+	}))
+	defer upstream.Close()
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	access := filepath.Join(t.TempDir(), "access.log")
+	trusted := "  proxy_protocol = true\n  trusted = [\"127.0.0.1/32\"]\n"
+	s := start(t, opts{workers: 1, listen: trusted,
+		extra: e.listen(tlsAddr, trusted, "a") + "log {\n  level = \"debug\"\n  access = \"" + access + "\"\n}\n",
+		sites: `site "test" {
+  route "/" {
+    proxy {
+      upstreams = ["` + strings.TrimPrefix(upstream.URL, "http://") + `"]
+    }
+  }
+}`})
+
+	ask := func(c net.Conn) string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(clientTimeout))
+		io.WriteString(c, "GET /xff HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	dial := func(addr, header string) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, header)
+		return c
+	}
+
+	if got := ask(dial(s.addr, "PROXY TCP4 203.0.113.6 127.0.0.1 5556 80\r\n")); got != "203.0.113.6" {
+		t.Errorf("plain: X-Forwarded-For %q", got)
+	}
+	tc := tls.Client(dial(tlsAddr, "PROXY TCP4 203.0.113.5 127.0.0.1 5555 443\r\n"), e.client("a.test"))
+	if got := ask(tc); got != "203.0.113.5" {
+		t.Errorf("TLS: X-Forwarded-For %q", got)
+	}
+
+	// Without the header: closed unanswered (EOF, or a reset as the
+	// request's bytes are still unread).
+	c := dial(s.addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.SetDeadline(time.Now().Add(clientTimeout))
+	if b, err := io.ReadAll(c); len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("no header: got %q, %v", b, err)
+	}
+	s.waitLog(`bad PROXY header`, 10*time.Second)
+
+	eventually(t, 10*time.Second, "2 access log lines", func() bool {
+		b, _ := os.ReadFile(access)
+		return strings.Count(string(b), "\n") >= 2
+	})
+	b, _ := os.ReadFile(access)
+	for _, want := range []string{"203.0.113.5 ", "203.0.113.6 "} {
+		if !strings.Contains(string(b), "\n"+want) && !strings.HasPrefix(string(b), want) {
+			t.Errorf("access log lacks a line from %s:\n%s", want, b)
+		}
 	}
 }

@@ -567,15 +567,18 @@ func TestWorkersInheritOnlyWhatIsPassed(t *testing.T) {
 			t.Fatal(err)
 		}
 		var sockets []string
+		distinct := map[string]bool{}
 		for _, e := range ents {
 			l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
 			if strings.HasPrefix(l, "socket:") {
 				sockets = append(sockets, e.Name()+"="+l)
+				distinct[l] = true
 			}
 		}
-		// One listener and one ipc socket.
-		if len(sockets) != 2 {
-			t.Errorf("worker %d holds %d sockets, want 2 (listener, ipc): %v", pid, len(sockets), sockets)
+		// One listener and one ipc socket. (The event loops' acceptor
+		// holds a descriptor of its own for the listener: the same socket.)
+		if len(distinct) != 2 {
+			t.Errorf("worker %d holds %d sockets, want 2 (listener, ipc): %v", pid, len(distinct), sockets)
 		}
 	}
 }

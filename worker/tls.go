@@ -85,6 +85,15 @@ func (st *tlsState) setTicketKeys(keys [][ipc.TicketKeySize]byte) {
 	}
 }
 
+// serves reports whether address is a TLS listener.
+func (st *tlsState) serves(address string) bool {
+	if st == nil {
+		return false
+	}
+	_, ok := st.configs[address]
+	return ok
+}
+
 // wrap returns ln serving TLS when address is a TLS listener.
 func (st *tlsState) wrap(address string, ln net.Listener) net.Listener {
 	if st == nil {

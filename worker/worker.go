@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/logging"
@@ -61,6 +63,11 @@ type Options struct {
 	OnStart func(Info) error
 	// OnStop runs after the worker has drained, before it exits.
 	OnStop func(Info)
+	// BaseContext, ConnContext and ConnState are the protocol.Server
+	// hooks of the same names (net/http.Server's).
+	BaseContext func(net.Listener) context.Context
+	ConnContext func(context.Context, protocol.ConnInfo) context.Context
+	ConnState   func(protocol.ConnInfo, http.ConnState)
 }
 
 // Run is the whole life of a worker process; it returns the exit code.
@@ -142,6 +149,35 @@ func (w *runtime) info() Info {
 	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log, Draining: w.draining.Load}
 }
 
+// capConnections returns max_connections, lowered to what the open-file
+// limit allows (Go raised the soft limit to the hard one at start), so that
+// a full worker stops accepting instead of failing accept4 with EMFILE.
+func (w *runtime) capConnections(limit int) int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY {
+		return limit
+	}
+	room := int64(rl.Cur) - config.DescriptorReserve
+	if room >= int64(limit) {
+		return limit
+	}
+	capped := int(max(room, 1))
+	w.log.Warn("max_connections capped by the open file limit (RLIMIT_NOFILE)",
+		"max_connections", limit, "capped_to", capped, "nofile", rl.Cur)
+	return capped
+}
+
+// listenOptions returns the protocol's options for the listener at
+// address, from its listen block.
+func (w *runtime) listenOptions(address string) protocol.ListenOptions {
+	for _, l := range w.cfg.Listen {
+		if l.Address == address && l.ProxyProtocol {
+			return protocol.ListenOptions{ProxyProtocol: true, Trusted: l.TrustedPrefixes()}
+		}
+	}
+	return protocol.ListenOptions{}
+}
+
 func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	lf, err := logging.OpenFile(w.cfg.Log.File)
 	if err != nil {
@@ -179,7 +215,12 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		Handler: h,
 		Limits:  w.cfg.Limits, // config.Limits is protocol.Limits
 		Logger:  w.log,
+
+		BaseContext: w.opts.BaseContext,
+		ConnContext: w.opts.ConnContext,
+		ConnState:   w.opts.ConnState,
 	}
+	w.srv.Limits.MaxConnections = w.capConnections(w.cfg.Limits.MaxConnections)
 	if w.access != nil {
 		w.srv.Log = w.access.Log
 	}
@@ -203,14 +244,25 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 		w.tls = st
 	}
-	lns := make([]net.Listener, 0, len(inherited))
+	type served struct {
+		ln   net.Listener
+		opts protocol.ListenOptions
+	}
+	lns := make([]served, 0, len(inherited))
 	for _, l := range inherited {
 		ln, err := net.FileListener(l.File)
 		l.File.Close()
 		if err != nil {
 			return w.bootFail(fmt.Errorf("listener %s: %w", l.Address, err))
 		}
-		lns = append(lns, w.tls.wrap(l.Address, ln))
+		opts := w.listenOptions(l.Address)
+		if w.tls.serves(l.Address) && opts.ProxyProtocol {
+			// The PROXY header comes before the TLS handshake: it is
+			// stripped below the TLS layer.
+			ln = protocol.NewProxyListener(ln, opts, w.log)
+			opts = protocol.ListenOptions{}
+		}
+		lns = append(lns, served{w.tls.wrap(l.Address, ln), opts})
 	}
 	// The master's end closing (it died) reads as EOF here. Read before
 	// serving: a drain message sent while this worker booted then takes
@@ -227,8 +279,8 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 	}()
 	serveErr := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { serveErr <- w.srv.Serve(ln) }()
+	for _, l := range lns {
+		go func() { serveErr <- w.srv.ServeWith(l.ln, l.opts) }()
 	}
 	if err := w.send(&ipc.Message{Type: ipc.TypeReady}); err != nil {
 		w.log.Error("cannot report ready; master gone", "error", err)

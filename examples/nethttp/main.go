@@ -5,15 +5,42 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 
 	"github.com/forkd/forkd"
 )
 
+type ctxKey struct{}
+
 func main() {
+	// Connection hooks, as with net/http.Server's BaseContext, ConnContext
+	// and ConnState: a value for every request context, and a gauge of the
+	// worker's open connections.
+	var open atomic.Int64
+	hooks := []forkd.Option{
+		forkd.WithBaseContext(func(net.Listener) context.Context {
+			return context.WithValue(context.Background(), ctxKey{}, "app")
+		}),
+		forkd.WithConnState(func(c forkd.ConnInfo, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		}),
+	}
+
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s: %d open connections in worker %d\n", r.Context().Value(ctxKey{}), open.Load(), os.Getpid())
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("Hello from net/http under forkd\n"))
@@ -23,6 +50,13 @@ func main() {
 		json.NewEncoder(w).Encode(map[string]any{"hello": r.PathValue("name"), "pid": os.Getpid()})
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		// Reading the body while the response streams out needs full
+		// duplex, under net/http.Server as under forkd: by default the
+		// unread body is discarded once the response begins.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
 		var buf [32 << 10]byte
 		for {
@@ -33,5 +67,5 @@ func main() {
 			}
 		}
 	})
-	forkd.Main(forkd.HTTP(mux))
+	forkd.Main(forkd.HTTP(mux), hooks...)
 }

@@ -1,0 +1,334 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// A connection is two things: the exchange (conn: its buffers, Request,
+// ResponseWriter and body reader, and serveRequest, which speak HTTP), and
+// the transport that moves its bytes. A conn has one transport at a time,
+// in c.t, and there are exactly two kinds:
+//
+//   - *loopTransport: a socket accepted raw (accept4) and registered with an
+//     event loop. The loop owns its descriptor: nothing else closes it, so
+//     the loop's goroutine, and the exchange code that runs in the loop's
+//     turn for this connection, use the number directly.
+//   - *netTransport: a net.Conn. Server.Close may close it from another
+//     goroutine at any moment, so its descriptor number is used only inside
+//     its RawConn's Read, Write and Control callbacks, which hold it open.
+//
+// Leaving a loop is the only change of transport, and it is one way: the
+// loop lets the socket go (leave), and the goroutine that takes the
+// connection over replaces the raw descriptor with a net.Conn of its own
+// (attach). c.t is written only by the goroutine serving c, under the
+// Server's mu once c is on the Server's books, so that Shutdown and Close
+// may read it there.
+type transport interface {
+	// readNow reads into p what has arrived, without waiting. It returns
+	// errWait when nothing has (or the last read came back short, which
+	// means the socket is empty), and also when the transport cannot read
+	// without waiting at this moment: a netTransport outside its read
+	// callback. At the end of the stream it returns io.EOF.
+	readNow(p []byte) (int, error)
+	// writeNow calls step with the descriptor if the transport may use it
+	// at this moment, and returns what step returned: true when it is done
+	// (or failed), false when it must wait for the socket. It returns false
+	// without calling step when the descriptor is not at hand (a
+	// netTransport outside its read callback).
+	writeNow(step func(fd uintptr) bool) bool
+	// setReadDeadline bounds the wait for the next read. A loop's
+	// connections have no deadline of their own: the loop's sweep enforces
+	// the exchange's c.rdl.
+	setReadDeadline(t time.Time)
+	// close closes the socket, unless a hijacking handler owns it.
+	close()
+}
+
+// errWait is readNow's answer when reading would have to wait.
+var errWait = errors.New("protocol: internal: would wait")
+
+// netTransport is a connection's transport over a net.Conn: every socket
+// accepted as a net.Conn, and every connection that has left its event
+// loop. It may wait: reads and writes that cannot go at once wait in the
+// runtime's poller (RawConn.Read/Write), under the deadlines.
+//
+// On sockets (rc != nil) the keep-alive loop runs inside one RawConn.Read
+// callback (serveTurns): while it runs, fd is the descriptor that callback
+// was given, and readNow and writeNow use it; outside, fd is -1 and the
+// number is not used at all.
+type netTransport struct {
+	nc      net.Conn
+	rc      syscall.RawConn // nil when nc is not a socket (TLS, pipes)
+	fd      int             // inside readFn: the descriptor; else -1
+	drained bool            // the last read came back short
+	given   bool            // Hijack gave nc itself to the handler
+	act     int             // how the turn inside readFn ended
+	readFn  func(uintptr) bool
+	c       *conn
+}
+
+func (t *netTransport) reset() {
+	*t = netTransport{fd: -1, readFn: t.readFn, c: t.c}
+}
+
+// init makes t the transport of nc.
+func (t *netTransport) init(nc net.Conn) {
+	t.nc = nc
+	t.rc = nil
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			t.rc = rc
+		}
+	}
+}
+
+func (t *netTransport) readNow(p []byte) (int, error) {
+	if t.fd < 0 {
+		return 0, errWait
+	}
+	return readRaw(t.fd, p, &t.drained)
+}
+
+func (t *netTransport) writeNow(step func(uintptr) bool) bool {
+	return t.fd >= 0 && step(uintptr(t.fd))
+}
+
+func (t *netTransport) setReadDeadline(d time.Time) {
+	if t.nc != nil {
+		t.nc.SetReadDeadline(d)
+	}
+}
+
+func (t *netTransport) setWriteDeadline(d time.Time) {
+	if t.nc != nil {
+		t.nc.SetWriteDeadline(d)
+	}
+}
+
+func (t *netTransport) close() {
+	if t.nc != nil && !t.given {
+		t.nc.Close()
+	}
+}
+
+// errInTurn would be a bug: serveTurns serves a request inside its read
+// callback only when the body is already buffered, because a socket read
+// there would wait on a lock the callback holds. (On an event loop the
+// rule is the same: a turn never waits.)
+var errInTurn = errors.New("protocol: internal error: a read that waits inside a turn")
+
+// errLost is the error of a connection whose net.Conn could not be made
+// when it left its loop; c.werr says why.
+var errLost = errors.New("protocol: connection lost leaving its event loop")
+
+// read waits for bytes, under the read deadline.
+func (t *netTransport) read(p []byte) (int, error) {
+	switch {
+	case t.fd >= 0:
+		return 0, errInTurn
+	case t.nc == nil:
+		return 0, errLost
+	}
+	return t.nc.Read(p)
+}
+
+// next serves the connection's next request (or requests: pipelined ones
+// that are in at once) and says how it ended.
+func (t *netTransport) next(c *conn) int {
+	if t.rc == nil || c.srv.noRaw {
+		return c.serveRequest(c.readHead())
+	}
+	return t.serveTurns(c)
+}
+
+// serveTurns runs the exchange's turns (conn.turn) inside one RawConn.Read
+// callback, reading with read(2) itself: after a read that came back short
+// the socket is known to be empty, so the next wait goes straight to the
+// poller instead of first making a read(2) that fails with EAGAIN. Go
+// resets a descriptor's readiness only when RawRead begins, so data that
+// arrives while a handler runs inside the callback is never missed.
+// Requests whose body is not yet buffered are served outside the callback,
+// where the body can wait on the socket.
+func (t *netTransport) serveTurns(c *conn) int {
+	t.drained = false
+	t.act = actClose
+	if err := t.rc.Read(t.readFn); err != nil {
+		if c.r < c.w && isTimeout(err) {
+			return c.serveRequest(http.StatusRequestTimeout)
+		}
+		return actClose
+	}
+	if t.act == actOutside {
+		return c.serveRequest(0)
+	}
+	return t.act
+}
+
+// onReadable is readFn, the RawConn.Read callback of serveTurns.
+func (t *netTransport) onReadable(fd uintptr) bool {
+	t.fd = int(fd)
+	act := t.c.turn()
+	t.fd = -1
+	if act == actWait {
+		return false
+	}
+	t.act = act
+	return true
+}
+
+// waitWrite runs step under RawConn.Write until it is done: between calls
+// it waits for the socket, under the write deadline. It reports false when
+// nc is not a socket (the caller then writes through nc).
+func (t *netTransport) waitWrite(step func(uintptr) bool) (bool, error) {
+	if t.rc == nil {
+		if t.nc == nil {
+			return true, errLost
+		}
+		return false, nil
+	}
+	return true, t.rc.Write(step)
+}
+
+// hijack hands nc to a handler. Inside the read callback the descriptor
+// stays locked until the handler returns, so the handler gets a duplicate
+// instead, and nc is closed when the connection is released (the socket
+// lives on in the duplicate).
+func (t *netTransport) hijack() (net.Conn, error) {
+	if t.nc == nil {
+		return nil, errLost
+	}
+	if t.fd < 0 {
+		t.given = true
+		return t.nc, nil
+	}
+	return dupConn(t.nc)
+}
+
+// closeLinger half-closes and reads what the client still sends for a
+// short while, so that closing does not reset the connection before the
+// client has read the last response (which the caller has flushed).
+func (t *netTransport) closeLinger(buf []byte) {
+	cw, ok := t.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	t.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	for total := 0; total < maxLinger; {
+		n, err := t.nc.Read(buf)
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// dupConn makes a second net.Conn on nc's socket with a descriptor of its
+// own.
+func dupConn(nc net.Conn) (net.Conn, error) {
+	fc, ok := nc.(interface{ File() (*os.File, error) })
+	if !ok {
+		return nil, fmt.Errorf("protocol: hijack: cannot duplicate a %T", nc)
+	}
+	f, err := fc.File()
+	if err != nil {
+		return nil, fmt.Errorf("protocol: hijack: %w", err)
+	}
+	defer f.Close()
+	dc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: hijack: %w", err)
+	}
+	return dc, nil
+}
+
+// The raw syscalls below are made on nonblocking sockets, without the
+// runtime's blocking-syscall bookkeeping: they return at once, with EAGAIN
+// when they would block. Callers hold the descriptor (see transport).
+
+// readRaw is read(2) for readNow: it retries EINTR, reports EAGAIN and a
+// drained socket (see netTransport.drained) as errWait, and the end of
+// the stream as io.EOF.
+func readRaw(fd int, p []byte, drained *bool) (int, error) {
+	if *drained {
+		// The last read drained the socket: wait for the poller.
+		*drained = false
+		return 0, errWait
+	}
+	for {
+		n, err := rawRead(fd, p)
+		switch {
+		case n > 0:
+			*drained = n < len(p)
+			return n, nil
+		case err == nil:
+			return 0, io.EOF
+		case err == syscall.EAGAIN:
+			return 0, errWait
+		case err != syscall.EINTR:
+			return 0, err
+		}
+	}
+}
+
+// rawRead is read(2); n is 0 on error.
+func rawRead(fd int, p []byte) (int, error) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// sendNow sends what the socket fd takes of p at once and returns the
+// rest (empty when all went; an error leaves the rest too, and the write
+// that follows reports it).
+func sendNow(fd int, p []byte) []byte {
+	for len(p) > 0 {
+		n, err := rawWrite(fd, p)
+		if n > 0 {
+			p = p[n:]
+		} else if err != syscall.EINTR {
+			break
+		}
+	}
+	return p
+}
+
+// rawWrite is send(2) without SIGPIPE; n is 0 on error.
+func rawWrite(fd int, p []byte) (int, error) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+		syscall.MSG_NOSIGNAL, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// rawWritev is writev(2) of a and b; n is 0 on error. (The runtime ignores
+// SIGPIPE for sockets, as for net.Conn's own writes.)
+func rawWritev(fd int, iov *[2]unix.Iovec, a, b []byte) (int, error) {
+	cnt := 0
+	for _, p := range [2][]byte{a, b} {
+		if len(p) > 0 {
+			iov[cnt].Base = unsafe.SliceData(p)
+			iov[cnt].SetLen(len(p))
+			cnt++
+		}
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt))
+	*iov = [2]unix.Iovec{}
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
