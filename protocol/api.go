@@ -93,7 +93,7 @@
 // proxied route), its request body is not buffered yet, the socket does not
 // take a response at once (a large body, sendfile), or the handler calls
 // ResponseWriter.WillBlock or Hijack; lingering closes stay on the loop. A
-// socket's connection that then waits parkDelay (20 ms) for its next
+// socket's connection that then waits parkDelay (50 ms) for its next
 // request with nothing buffered or queued goes back to waiting on a loop,
 // without its goroutine or buffers (backToLoop); a busy connection stays
 // on its goroutine and pays nothing for the round trip. A hijacked

@@ -193,7 +193,7 @@ const (
 // it goes back to waiting on an event loop, without a goroutine or
 // buffers. Going back and leaving again costs a few system calls and a
 // goroutine; a client that keeps the connection busy never pays them.
-const parkDelay = 20 * time.Millisecond
+const parkDelay = 50 * time.Millisecond
 
 // stWait is readHeadNow's answer when it must wait for the socket to
 // become readable.
