@@ -72,9 +72,10 @@
 //
 // # Event loops
 //
-// When the Handler implements LoopSafe, a Server does not give each socket
-// a goroutine: it runs one event loop per GOMAXPROCS, each with an epoll
-// instance of its own, and serves the ready connections inline in the order
+// A Server runs one event loop per GOMAXPROCS, each with an epoll instance
+// of its own, and a socket waits on one for its bytes instead of holding a
+// goroutine. When the Handler implements LoopSafe, the loop serves the
+// ready connections inline in the order
 // the kernel reports them, the way an nginx worker does. Go's poller wakes
 // the goroutines of ready connections in reverse order, so under load some
 // requests wait two rounds and others none; a loop keeps service FIFO, which
@@ -87,11 +88,18 @@
 // with EPOLLEXCLUSIVE, so a new connection wakes one of the processes
 // sharing the listener, not all of them, and the acceptors take turns.
 //
-// A connection leaves its loop, for a goroutine of its own and for good,
-// whenever serving it could wait: its request body is not buffered yet, the
-// socket does not take a response at once (a large body, sendfile), or the
-// handler calls ResponseWriter.WillBlock or Hijack; lingering closes stay on
-// the loop. If that happens inside the handler, the goroutine
+// A connection leaves its loop for a goroutine of its own whenever serving
+// it could wait: its handler is not LoopSafe (an embedded net/http app, a
+// proxied route), its request body is not buffered yet, the socket does not
+// take a response at once (a large body, sendfile), or the handler calls
+// ResponseWriter.WillBlock or Hijack; lingering closes stay on the loop. A
+// socket's connection that then waits parkDelay (50 ms) for its next
+// request with nothing buffered or queued goes back to waiting on a loop,
+// without its goroutine or buffers (backToLoop); a busy connection stays
+// on its goroutine and pays nothing for the round trip. A hijacked
+// connection never comes back, nor does one that is not a socket (TLS
+// over a socket, pipes: their net.Conn holds state of its own), which
+// keeps its goroutine. If that happens inside the handler, the goroutine
 // running the loop stays with the connection and a new goroutine carries on
 // with the loop, so other connections never wait for it. What a loop cannot
 // see is a LoopSafe handler that blocks without calling WillBlock: that
@@ -124,13 +132,20 @@
 //     which keep it open; the exchange reaches it only through the
 //     transport's methods, which check that they run inside such a
 //     callback.
-//   - Leaving a loop is the only change of transport, and it is one way:
-//     the loop removes the socket from its epoll (leave), then the
-//     goroutine that takes the connection over replaces the raw descriptor
-//     by a net.Conn of its own (attach) and sets it as the connection's
-//     transport under the Server's mu. When that happens in the middle of
-//     a turn, the turn ends after the request, and never uses the old
-//     number again.
+//   - Leaving a loop is one change of transport: the loop removes the
+//     socket from its epoll (leave), then the goroutine that takes the
+//     connection over replaces the raw descriptor by a net.Conn of its own
+//     (attach) and sets it as the connection's transport under the
+//     Server's mu. When that happens in the middle of a turn, the turn
+//     ends after the request, and never uses the old number again.
+//   - Going back to a loop is the other, made by the goroutine serving
+//     the connection when it is idle (backToLoop): inside the net.Conn's
+//     Control callback, which holds the descriptor open, it duplicates
+//     it; it sets the duplicate as the transport under the Server's mu
+//     (unless Close has begun: then it keeps the net.Conn, which Close
+//     closes), closes the net.Conn, and registers the duplicate with a
+//     loop, after which it never touches the connection again: from the
+//     registration on, the loop owns it.
 //   - Only the goroutine serving a connection reads, writes or sets
 //     deadlines on it; Shutdown and Close read its transport under the
 //     Server's mu, and Shutdown sets read deadlines under the connection's

@@ -67,7 +67,11 @@ type conn struct {
 	first    bool          // no request served yet
 	hijacked bool
 	partial  bool // a head has begun to arrive; its deadline is set
-	proxy    bool // a PROXY header must come first (proxyconn.go)
+	// parking: the net.Conn's read deadline is parkDelay away, and rdl is
+	// the real one, which the loop keeps if the connection goes back to
+	// one when it strikes (backToLoop).
+	parking bool
+	proxy   bool // a PROXY header must come first (proxyconn.go)
 
 	// The two transports, kept with the conn so that a pooled conn brings
 	// them along; c.t points at the one in use.
@@ -115,11 +119,38 @@ func (c *conn) initRaw(fd int, remote, local net.Addr) {
 // while it waits on the loop for its next request (giveBuffers).
 func (c *conn) buffers() {
 	if c.rbuf == nil {
-		c.rbuf = make([]byte, readBufferSize)
+		c.rbuf = newBuffer()
 	}
 	if c.wbuf == nil {
-		c.wbuf = make([]byte, 0, writeBufferSize)
+		c.wbuf = newBuffer()[:0]
 	}
+}
+
+// bufPool holds buffers of connections that went back to a loop from a
+// goroutine (backToLoop), which may not use a loop's free list.
+var bufPool sync.Pool
+
+// A buffer serves as a read or a write buffer alike.
+var _ = [1]struct{}{}[readBufferSize-writeBufferSize]
+
+func newBuffer() []byte {
+	if b, ok := bufPool.Get().(*[readBufferSize]byte); ok {
+		return b[:]
+	}
+	return make([]byte, readBufferSize)
+}
+
+// dropBuffers gives c's buffers to bufPool; c waits for its next request
+// with nothing buffered, and its Request no longer aliases them.
+func (c *conn) dropBuffers() {
+	for _, b := range [2][]byte{c.rbuf, c.wbuf[:cap(c.wbuf)]} {
+		if len(b) == readBufferSize {
+			bufPool.Put((*[readBufferSize]byte)(b))
+		}
+	}
+	c.rbuf, c.wbuf = nil, nil
+	c.r, c.w, c.scan, c.hdrEnd = 0, 0, 0, 0
+	c.req.reset()
 }
 
 // reset clears what the last connection left in a pooled conn.
@@ -139,6 +170,7 @@ func (c *conn) reset() {
 	c.werr = nil
 	c.first = true
 	c.partial = false
+	c.parking = false
 	c.proxy = false
 	c.hijacked = false
 	c.resp.hijacked = false
@@ -153,7 +185,15 @@ const (
 	actLinger         // lingering close after the last response
 	actOutside        // turn: serve this request outside the turn (its body may wait)
 	actWait           // turn: wait until the socket is readable
+	actPark           // idle past parkDelay on a net.Conn: back to a loop (backToLoop)
 )
+
+// parkDelay is how long a connection served on a goroutine (its handler
+// is not LoopSafe, or it left its loop) waits for its next request before
+// it goes back to waiting on an event loop, without a goroutine or
+// buffers. Going back and leaving again costs a few system calls and a
+// goroutine; a client that keeps the connection busy never pays them.
+const parkDelay = 50 * time.Millisecond
 
 // stWait is readHeadNow's answer when it must wait for the socket to
 // become readable.
@@ -168,7 +208,12 @@ func (c *conn) serve() { c.serveNet(&c.nt, actNext) }
 // act is how its last request ended (event loops hand connections over
 // with it).
 func (c *conn) serveNet(t *netTransport, act int) {
-	defer c.release()
+	onLoop := false
+	defer func() {
+		if !onLoop {
+			c.release()
+		}
+	}()
 	if t.nc == nil {
 		return // attach failed (werr says why); release closes the socket
 	}
@@ -179,12 +224,70 @@ func (c *conn) serveNet(t *netTransport, act int) {
 	case actOutside:
 		act = c.serveRequest(0)
 	}
-	for act == actNext {
-		act = t.next(c)
+	for {
+		for act == actNext {
+			act = t.next(c)
+		}
+		if act != actPark {
+			break
+		}
+		if onLoop = c.backToLoop(t); onLoop {
+			return // the loop has it: this goroutine ends
+		}
+		t, act = c.t.(*netTransport), actNext
+		c.buffers()
 	}
 	if act == actLinger && c.flush() == nil {
 		t.closeLinger(c.rbuf)
 	}
+}
+
+// backToLoop moves c, idle on its net.Conn t with nothing buffered or
+// queued, back onto an event loop: inside t's Control callback (which
+// holds the descriptor open) it duplicates the socket, closes the
+// net.Conn, makes the duplicate c's loopTransport under the Server's mu,
+// gives its buffers back and registers it with a loop. From then on the
+// loop owns the descriptor and serves c's next bytes, and the calling
+// goroutine must not touch c. It reports false when c stays on a
+// net.Conn (c.t, possibly a new one): the server is closing, or the
+// duplicate or the loop failed.
+func (c *conn) backToLoop(t *netTransport) bool {
+	s := c.srv
+	l := s.pickLoop()
+	if l == nil || t.rc == nil {
+		return false
+	}
+	fd := -1
+	var derr error
+	err := t.rc.Control(func(f uintptr) {
+		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err != nil || derr != nil {
+		return false
+	}
+	c.lt.reset()
+	c.lt.fd = fd
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		c.t = &c.lt // Close and Shutdown now leave it to the loop
+	}
+	s.mu.Unlock()
+	if closed {
+		unix.Close(fd)
+		c.lt.fd = -1
+		return false // release closes the net.Conn
+	}
+	t.nc.Close() // the duplicate (same open file, nonblocking) lives on
+	t.reset()
+	c.parking = false // rdl is the real deadline again, for the sweep
+	c.dropBuffers()
+	if l.add(&c.lt) {
+		return true
+	}
+	// The loop has ended (Shutdown): carry on here.
+	c.lt.attach(c)
+	return false
 }
 
 // turn serves the requests whose bytes have arrived, reading with the
@@ -334,6 +437,11 @@ func (c *conn) callHandler() (ok bool) {
 			c.srv.logger.Error("handler panic", "remote", c.req.RemoteAddr, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
+	if _, ok := c.t.(*loopTransport); ok && !c.srv.loopSafe {
+		// A handler that may block runs off the loop (its connection
+		// comes back once idle: backToLoop).
+		c.offLoop()
+	}
 	c.srv.Handler.Serve(&c.resp, &c.req)
 	return true
 }
@@ -504,7 +612,15 @@ func (c *conn) enterIdle() {
 		if c.first {
 			d = s.lim.ReadHeaderTimeout
 		}
-		c.extendReadDeadline(d)
+		if c.mayPark(d) {
+			// Wait parkDelay here, then on a loop (backToLoop) until rdl.
+			now := time.Now()
+			c.t.setReadDeadline(now.Add(parkDelay))
+			c.rdl = now.Sub(s.epoch) + d
+			c.parking = true
+		} else {
+			c.extendReadDeadline(d)
+		}
 	}
 	c.state.Store(stateIdle)
 	c.setState(http.StateIdle) // hook: Server.ConnState (connstate.go)
@@ -520,6 +636,12 @@ func (c *conn) enterIdle() {
 // arrive. Under Shutdown it waits out any deadline change Shutdown is making
 // and forgets the deadline it knew, so the next one is set in full.
 func (c *conn) becomeActive() {
+	if c.parking {
+		// The net.Conn's deadline is parkDelay's: the next read that may
+		// wait sets its own in full.
+		c.parking = false
+		c.rdl = 0
+	}
 	c.state.Store(stateActive)
 	c.setState(http.StateActive) // hook: Server.ConnState (connstate.go)
 	if c.srv.draining.Load() {
@@ -528,6 +650,15 @@ func (c *conn) becomeActive() {
 		c.mu.Unlock()
 		c.rdl = 0
 	}
+}
+
+// mayPark reports whether c, about to wait up to d for its next request,
+// should go back to an event loop if none comes within parkDelay: it waits
+// in the read callback of a socket's net.Conn (serveTurns), the server has
+// loops, and no handler's deadline stands in for the server's.
+func (c *conn) mayPark(d time.Duration) bool {
+	nt, ok := c.t.(*netTransport)
+	return ok && nt.fd >= 0 && d > 2*parkDelay && len(c.srv.evloops) > 0 && !c.userReadDeadline()
 }
 
 // drainIdle is Shutdown's call: an idle connection gets until dl for its
@@ -822,6 +953,10 @@ func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 	t, err := c.offLoop() // the handler goes on with the connection as it likes
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.rdl == 0 && t.nc != nil {
+		// Not parkDelay's deadline (see becomeActive): the idle timeout's.
+		t.nc.SetReadDeadline(time.Now().Add(c.srv.lim.IdleTimeout))
 	}
 	nc, err := t.hijack()
 	if err != nil {

@@ -46,15 +46,17 @@ const loopEvents = 512
 // order, which widens the latency spread under load; a loop keeps it FIFO.
 //
 // A connection leaves the loop for a goroutine of its own whenever serving
-// it could wait: a body that is not buffered yet, a response the socket
-// does not take at once, a handler that calls WillBlock or Hijack, a
-// timeout or Shutdown. If that happens while its handler runs, the
-// goroutine running the loop stays with the connection and a new goroutine
-// carries on with the loop's remaining events, so the other connections
-// never wait for one that blocks. A connection that left never returns.
+// it could wait: a handler that is not LoopSafe, a body that is not
+// buffered yet, a response the socket does not take at once, a handler
+// that calls WillBlock or Hijack, a timeout or Shutdown. If that happens
+// while its handler runs, the goroutine running the loop stays with the
+// connection and a new goroutine carries on with the loop's remaining
+// events, so the other connections never wait for one that blocks. A
+// connection that left comes back once it is idle (conn.backToLoop).
 //
 // Only the goroutine currently running the loop touches the events and
-// removes connections; the accept loop adds them under mu.
+// removes connections; the accept loop and connections coming back add
+// them under mu.
 type eventLoop struct {
 	s    *Server
 	epfd int
@@ -323,9 +325,6 @@ func (l *eventLoop) takeBuffers(c *conn) {
 	}
 }
 
-// A loop's free buffers serve as read and write buffers alike.
-var _ = [1]struct{}{}[readBufferSize-writeBufferSize]
-
 func (l *eventLoop) buffer() []byte {
 	if n := len(l.bufs); n > 0 {
 		b := l.bufs[n-1]
@@ -333,7 +332,7 @@ func (l *eventLoop) buffer() []byte {
 		l.bufs = l.bufs[:n-1]
 		return b
 	}
-	return make([]byte, readBufferSize)
+	return newBuffer()
 }
 
 // giveBuffers takes the buffers of c, which waits for its next request
@@ -341,8 +340,12 @@ func (l *eventLoop) buffer() []byte {
 // (like nginx's, whose idle keep-alive connections free their buffers).
 func (l *eventLoop) giveBuffers(c *conn) {
 	for _, b := range [2][]byte{c.rbuf, c.wbuf[:cap(c.wbuf)]} {
-		if len(b) == readBufferSize && len(l.bufs) < maxFreeBuffers {
+		switch {
+		case len(b) != readBufferSize:
+		case len(l.bufs) < maxFreeBuffers:
 			l.bufs = append(l.bufs, b)
+		default:
+			bufPool.Put((*[readBufferSize]byte)(b))
 		}
 	}
 	c.rbuf, c.wbuf = nil, nil

@@ -492,8 +492,25 @@ func TestShutdownStrandsNoConnection(t *testing.T) {
 // cost the server only its fixed state, not its read and write buffers
 // (8 KiB). The clients are raw sockets, so that the heap is the server's.
 func TestIdleLoopConnectionsHoldNoBuffers(t *testing.T) {
+	idleCost(t, Nonblocking(hello), 4<<10)
+}
+
+// TestIdleBlockingConnectionsGoBackToLoops is TestIdleLoopConnectionsHoldNoBuffers
+// for a handler that is not LoopSafe (an embedded net/http app): its
+// connections leave the loop to be served, and go back to waiting on one,
+// without a goroutine or buffers, once idle for parkDelay.
+func TestIdleBlockingConnectionsGoBackToLoops(t *testing.T) {
+	idleCost(t, FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "Hello, World!")
+	})), 4<<10)
+}
+
+// idleCost holds 1000 keep-alive connections to h, each answered once,
+// and fails if each costs the server more than bound bytes of heap and
+// goroutine stacks once they are all idle.
+func idleCost(t *testing.T, h Handler, bound int64) {
 	const conns = 1000
-	_, addr := startServer(t, Nonblocking(hello), nil)
+	_, addr := startServer(t, h, nil)
 	ta, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -557,11 +574,23 @@ func TestIdleLoopConnectionsHoldNoBuffers(t *testing.T) {
 		runtime.GC() // and what sync.Pools dropped in the first
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
+		return ms.HeapAlloc + ms.StackInuse
 	}
 	for range 10 {
 		unix.Close(ask()) // warm up: pooled conns, loops' tables
 	}
+	// Goroutines serving connections end once they are idle (a blocking
+	// handler's go back to a loop after parkDelay): wait for that.
+	settle := func(n int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for runtime.NumGoroutine() > n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d goroutines, want at most %d: idle connections keep theirs", runtime.NumGoroutine(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	base := runtime.NumGoroutine()
 	before := heap()
 	fds := make([]int, 0, conns)
 	defer func() {
@@ -572,11 +601,13 @@ func TestIdleLoopConnectionsHoldNoBuffers(t *testing.T) {
 	for range conns {
 		fds = append(fds, ask())
 	}
+	settle(base + 10)
 	after := heap()
 	per := (int64(after) - int64(before)) / conns
-	t.Logf("%d bytes of heap per idle connection", per)
-	// The fixed state is about 1.5 KiB; the buffers alone would be 8.
-	if per > 4<<10 {
+	t.Logf("%d bytes of heap and stacks per idle connection", per)
+	// The fixed state is about 1.5 KiB; the buffers alone would be 8, a
+	// goroutine's stack 8 more.
+	if per > bound {
 		t.Errorf("%d bytes of heap per idle connection: idle connections hold their buffers", per)
 	}
 }

@@ -62,6 +62,7 @@ type Server struct {
 	hk       serverHooks // hook: connection hooks and client-gone detection (connstate.go)
 
 	loopOnce sync.Once
+	loopSafe bool         // Handler is LoopSafe: its requests are served on the loops
 	acceptMu sync.RWMutex // see Shutdown
 	evloops  []*eventLoop // nil: a goroutine per connection
 	nextLoop atomic.Uint32
@@ -201,7 +202,13 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 	}
 	s.init()
 	s.loopOnce.Do(func() {
-		if ls, ok := s.Handler.(LoopSafe); ok && ls.LoopSafe() && !s.noRaw {
+		// Every server runs event loops: a LoopSafe handler is served on
+		// them, and the connections of any other wait on them between
+		// requests (a handler that is not LoopSafe leaves the loop before
+		// it runs, and its connection goes back once idle: backToLoop).
+		ls, ok := s.Handler.(LoopSafe)
+		s.loopSafe = ok && ls.LoopSafe()
+		if !s.noRaw {
 			s.startLoops()
 		}
 	})
@@ -377,15 +384,23 @@ func port(p uint16) int {
 
 // toLoop hands c, accepted raw with the transport t, to an event loop.
 func (s *Server) toLoop(c *conn, t *loopTransport) bool {
+	l := s.pickLoop()
+	if l == nil {
+		return false
+	}
+	c.enterIdle() // the read-header timeout runs from now
+	return l.add(t)
+}
+
+// pickLoop returns the next event loop in turn, nil if there are none.
+func (s *Server) pickLoop() *eventLoop {
 	s.mu.Lock()
 	loops := s.evloops
 	s.mu.Unlock()
 	if len(loops) == 0 {
-		return false
+		return nil
 	}
-	l := loops[int(s.nextLoop.Add(1))%len(loops)]
-	c.enterIdle() // the read-header timeout runs from now
-	return l.add(t)
+	return loops[int(s.nextLoop.Add(1))%len(loops)]
 }
 
 // forget removes c from the server's books.

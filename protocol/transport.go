@@ -27,12 +27,15 @@ import (
 //     goroutine at any moment, so its descriptor number is used only inside
 //     its RawConn's Read, Write and Control callbacks, which hold it open.
 //
-// Leaving a loop is the only change of transport, and it is one way: the
-// loop lets the socket go (leave), and the goroutine that takes the
-// connection over replaces the raw descriptor with a net.Conn of its own
-// (attach). c.t is written only by the goroutine serving c, under the
-// Server's mu once c is on the Server's books, so that Shutdown and Close
-// may read it there.
+// There are two changes of transport. Leaving a loop: the loop lets the
+// socket go (leave), and the goroutine that takes the connection over
+// replaces the raw descriptor with a net.Conn of its own (attach). Going
+// back to a loop, when a socket's connection served on a goroutine is
+// idle: that goroutine duplicates the descriptor inside the net.Conn's
+// Control callback, closes the net.Conn and hands the duplicate to a loop
+// (conn.backToLoop). c.t is written only by the goroutine serving c (the
+// connection's owner at that moment), under the Server's mu once c is on
+// the Server's books, so that Shutdown and Close may read it there.
 type transport interface {
 	// readNow reads into p what has arrived, without waiting. It returns
 	// errWait when nothing has (or the last read came back short, which
@@ -162,9 +165,21 @@ func (t *netTransport) next(c *conn) int {
 func (t *netTransport) serveTurns(c *conn) int {
 	t.drained = false
 	t.act = actClose
+	if c.rdl == 0 {
+		// The deadline left on the net.Conn is unknown (parkDelay's, or a
+		// handler's): RawConn.Read must not fail on it before it reads.
+		d := c.srv.lim.IdleTimeout
+		if c.first {
+			d = c.srv.lim.ReadHeaderTimeout
+		}
+		c.extendReadDeadline(d)
+	}
 	if err := t.rc.Read(t.readFn); err != nil {
 		if c.r < c.w && isTimeout(err) {
 			return c.serveRequest(http.StatusRequestTimeout)
+		}
+		if c.parking && c.r == c.w && len(c.wbuf) == 0 && isTimeout(err) && !c.srv.draining.Load() {
+			return actPark
 		}
 		return actClose
 	}

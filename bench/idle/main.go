@@ -66,7 +66,7 @@ func main() {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				c, err := open(*addr, req)
+				c, err := open(*addr, req, source(i, *n))
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -85,7 +85,7 @@ func main() {
 	}
 	// Let the server finish what it does after a response (a goroutine
 	// parking, a buffer going back) before measuring.
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(time.Second)
 	after := rss(ps)
 	per := float64(after-before) / float64(*n)
 	fmt.Printf("%s\tconns=%d\trss_before_kib=%d\trss_after_kib=%d\tper_conn_kib=%.2f\n", *name, *n, before, after, per)
@@ -100,9 +100,29 @@ func main() {
 	}
 }
 
-// open makes one connection, sends req and reads its response.
-func open(addr, req string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+// perSource is how many connections come from one loopback source address:
+// a source address has about 28,000 ephemeral ports (Linux's default
+// ip_local_port_range) for one server address, so more connections than
+// that come from 127.0.0.2, 127.0.0.3, ... too.
+const perSource = 20000
+
+// source returns the local address of connection i of n: nil (the kernel's
+// choice) when n fits one source address.
+func source(i, n int) *net.TCPAddr {
+	if n <= perSource {
+		return nil
+	}
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%(n/perSource+1)))}
+}
+
+// open makes one connection from local (nil: any), sends req and reads its
+// response.
+func open(addr, req string, local *net.TCPAddr) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if local != nil {
+		d.LocalAddr = local
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
