@@ -26,8 +26,12 @@ ACTIVE=0
 [[ ${1:-} == --active ]] && ACTIVE=1
 
 # Each side holds one descriptor per connection; 100,000 need a high limit.
+# With --active the idle connections come from several client processes
+# (PER_CLIENT each, from 127.0.0.2, .3, ...), so the limit bounds each
+# process and each forkd worker, not the total.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-need=$(( (ACTIVE ? IDLE : N) + 1024 ))
+PER_CLIENT=${PER_CLIENT:-$(( $(ulimit -n) - 1024 ))}
+need=$(( (ACTIVE ? (IDLE < PER_CLIENT ? IDLE : PER_CLIENT) : N) + 1024 ))
 if (( $(ulimit -n) < need )); then
 	ulimit -Hn "$need" 2>/dev/null && ulimit -n "$need" || {
 		echo "idle.sh: the open-file limit ($(ulimit -n)) is below $need; raise it (as root: ulimit -Hn $need)" >&2
@@ -166,14 +170,22 @@ command -v wrk >/dev/null || { echo "idle.sh: wrk not found" >&2; exit 1; }
 start_named forkd "$WORKERS"
 rate() { wrk -t2 -c256 -d"$DURATION" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ {print $2}'; }
 without=$(rate)
-"$BIN/idle" -addr "127.0.0.1:$PORT" -n "$IDLE" -pids "$SERVE_PIDS" -name forkd -hold >"$TMP/hold.out" &
-HOLD=$!
-PIDS+=("$HOLD")
-for _ in $(seq 1200); do grep -q holding "$TMP/hold.out" && break; sleep 0.1; done
-grep -q holding "$TMP/hold.out" || { echo "idle.sh: could not open $IDLE idle connections" >&2; cat "$TMP/hold.out" >&2; exit 1; }
+HOLDS=()
+left=$IDLE
+k=0
+while (( left > 0 )); do
+	n=$(( left < PER_CLIENT ? left : PER_CLIENT ))
+	"$BIN/idle" -addr "127.0.0.1:$PORT" -n "$n" -src $((k + 2)) -pids "$SERVE_PIDS" -name forkd -hold >"$TMP/hold$k.out" &
+	HOLDS+=($!)
+	PIDS+=($!)
+	for _ in $(seq 1200); do grep -q holding "$TMP/hold$k.out" && break; sleep 0.1; done
+	grep -q holding "$TMP/hold$k.out" || { echo "idle.sh: could not open $n idle connections (client $k)" >&2; cat "$TMP/hold$k.out" >&2; exit 1; }
+	left=$(( left - n ))
+	k=$(( k + 1 ))
+done
 with=$(rate)
-kill "$HOLD"
+kill "${HOLDS[@]}"
 echo "| forkd, $WORKERS workers | req/s, 256 active | with $IDLE idle | ratio |"
 echo "|---|---|---|---|"
 echo "| plaintext | $without | $with | $(python3 -c "print(f'{$with/$without:.2f}')") |"
-head -1 "$TMP/hold.out"
+cat "$TMP"/hold*.out | grep -v holding

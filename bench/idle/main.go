@@ -35,7 +35,9 @@ func main() {
 	par := flag.Int("parallel", 64, "connections opened at once")
 	hold := flag.Bool("hold", false, "keep the connections open until SIGINT/SIGTERM")
 	name := flag.String("name", "", "server name for the output line")
+	src := flag.Int("src", 0, "connect from 127.0.0.SRC (0: the kernel's choice), for several idle processes")
 	flag.Parse()
+	firstSource = *src
 
 	var ps []int
 	for _, s := range strings.Split(*pids, ",") {
@@ -109,11 +111,17 @@ const perSource = 20000
 // source returns the local address of connection i of n: nil (the kernel's
 // choice) when n fits one source address.
 func source(i, n int) *net.TCPAddr {
-	if n <= perSource {
+	switch {
+	case n <= perSource && firstSource == 0:
 		return nil
+	case n <= perSource:
+		return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(firstSource))}
 	}
-	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%(n/perSource+1)))}
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(max(firstSource, 1)+i%(n/perSource+1)))}
 }
+
+// firstSource is -src: the first source address's last byte.
+var firstSource int
 
 // open makes one connection from local (nil: any), sends req and reads its
 // response.
