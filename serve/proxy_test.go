@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"github.com/forkd/forkd/protocol"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+
+	"github.com/forkd/forkd/internal/testserver"
 )
 
 // proxySite is a site whose "/" route proxies to upstreams, with the
@@ -51,32 +52,7 @@ func upstreamAddr(s *httptest.Server) string { return strings.TrimPrefix(s.URL, 
 // rawUpstream runs a TCP server on loopback that hands each connection to fn.
 func rawUpstream(t *testing.T, fn func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				fn(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testserver.Start(t, fn).Addr
 }
 
 // refusedAddr returns a loopback address nothing listens on.

@@ -9,10 +9,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/forkd/forkd/internal/testserver"
 )
 
 // rawProxyUpstream is a loopback upstream that hands each request, parsed
@@ -20,8 +20,8 @@ import (
 // connections. fn returns false to end the connection. Each connection
 // lives at most 2*clientTimeout, or life when set.
 type rawProxyUpstream struct {
-	addr  string
-	conns atomic.Int64
+	addr string
+	ts   *testserver.Server
 }
 
 func newRawProxyUpstream(t *testing.T, fn func(c net.Conn, req *http.Request) bool) *rawProxyUpstream {
@@ -30,45 +30,21 @@ func newRawProxyUpstream(t *testing.T, fn func(c net.Conn, req *http.Request) bo
 
 func newRawProxyUpstreamLife(t *testing.T, life time.Duration, fn func(c net.Conn, req *http.Request) bool) *rawProxyUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &rawProxyUpstream{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	ts := testserver.Start(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(life))
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			u.conns.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(life))
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if !fn(c, req) {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-				}
-			}()
+			if !fn(c, req) {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
 		}
-	}()
-	return u
+	})
+	return &rawProxyUpstream{addr: ts.Addr, ts: ts}
 }
 
 // proxySites is a site whose routes proxy, each prefix to its upstreams,
@@ -139,7 +115,7 @@ func TestProxyFaultPaths(t *testing.T) {
 	for range 3 {
 		expect("/hostile/", 502, "")
 	}
-	if n := hostile.conns.Load(); n != 3 {
+	if n := hostile.ts.Conns(); n != 3 {
 		t.Errorf("the hostile upstream's connections were reused: %d for 3 requests", n)
 	}
 	// Dies mid-response: the client sees the body cut short, never a

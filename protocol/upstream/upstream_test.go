@@ -7,59 +7,29 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/forkd/forkd/internal/testserver"
 )
 
 // server runs a loopback TCP server that hands each connection to fn, and
 // counts the connections.
 type server struct {
-	addr  string
-	mu    sync.Mutex
-	conns int
+	addr string
+	ts   *testserver.Server
 }
 
 func newServer(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) *server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
+	ts := testserver.Start(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fn(c, bufio.NewReader(c))
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns++
-			s.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				fn(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return s
+	return &server{addr: ts.Addr, ts: ts}
 }
 
-func (s *server) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.conns
-}
+func (s *server) count() int { return int(s.ts.Conns()) }
 
 // readRequest reads one request head and its Content-Length body.
 func readRequest(br *bufio.Reader) (head string, body string, err error) {
