@@ -379,7 +379,13 @@ func (t *loopTransport) linger(c *conn) int {
 	t.lingered = 0
 	if quiet {
 		// Nothing more was sent: unless something is there now, close(2)
-		// alone ends the connection with a FIN.
+		// alone ends the connection with a FIN. The last read came back
+		// short (drained) when the socket had nothing more a moment ago;
+		// a client that asked to close does not send after its request,
+		// so that saves a read(2) per closed connection.
+		if t.drained {
+			return lingerDone
+		}
 		if st := t.discard(c.rbuf); st != lingerWait || t.lingered == 0 {
 			return lingerDone
 		}
@@ -604,9 +610,11 @@ func (s *Server) wakeLoops() {
 // The waiting goroutine holds an OS thread while it sleeps; that is one
 // thread per Serve call.
 //
-// The kernel wakes the waiter that registered first, so after each accept
-// the acceptor registers the listener again, which puts it last: waiting
-// acceptors take connections in turn, and the workers' shares stay even.
+// The kernel wakes the waiter that registered first, so every rotateEvery
+// accepts the acceptor registers the listener again, which puts it last:
+// waiting acceptors take connections in turns of a few, and the workers'
+// shares stay even. (Two epoll_ctl calls after every accept would be a
+// third of a churning connection's system calls.)
 //
 // The acceptor watches and accepts on a duplicate of the listener's
 // descriptor that it owns (lfd), not on the net.Listener's: Shutdown closes
@@ -632,10 +640,15 @@ type rawAcceptor struct {
 	// were found without them (see setOptions).
 	opts int
 
-	events  [2]unix.EpollEvent
-	stopped bool // stop was seen: accept returns errWoken from now on
-	rsa     unix.RawSockaddrAny
+	events   [2]unix.EpollEvent
+	stopped  bool // stop was seen: accept returns errWoken from now on
+	accepted uint // connections accepted, for rotateEvery
+	rsa      unix.RawSockaddrAny
 }
+
+// rotateEvery is how many connections an acceptor takes before it goes to
+// the back of the listener's waiters.
+const rotateEvery = 8
 
 // Values of rawAcceptor.opts besides counts below optsTries.
 const (
@@ -749,8 +762,10 @@ func (a *rawAcceptor) accept() (*conn, error) {
 		}
 		a.s.acceptMisses.Add(1) // woken for nothing: another process took it
 	}
-	// To the back of the listener's queue of waiters (see rawAcceptor).
-	if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 {
+	// To the back of the listener's queue of waiters (see rawAcceptor),
+	// every rotateEvery accepts.
+	a.accepted++
+	if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 && a.accepted%rotateEvery == 0 {
 		unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, a.lfd, nil)
 		unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev)
 	}
