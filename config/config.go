@@ -36,24 +36,25 @@ const DefaultFile = "config.hcl"
 // Built-in defaults. A key left out of config.hcl takes the value below;
 // the limits block's defaults are protocol.DefaultLimits.
 const (
-	DefaultAddress         = "127.0.0.1:8080"
-	DefaultWorkerTimeout   = 30 * time.Second
-	DefaultGracefulTimeout = 30 * time.Second
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = "text"
-	DefaultAccessFormat    = "combined"
-	DefaultSocketMode      = 0o666
-	DefaultConnectTimeout  = 5 * time.Second
-	DefaultResponseTimeout = 60 * time.Second
-	DefaultKeepalive       = 64
-	DefaultMaxFails        = 1
-	DefaultFailTimeout     = 10 * time.Second
-	DefaultRetryBodyBuffer = 64 << 10
-	DefaultIndex           = "index.html"
-	DefaultRespondStatus   = 200
-	DefaultMetricsAddress  = "127.0.0.1:9100"
-	DefaultMetricsPath     = "/metrics"
-	DefaultDrainDelay      = 0 // TERM drains at once
+	DefaultAddress          = "127.0.0.1:8080"
+	DefaultWorkerTimeout    = 30 * time.Second
+	DefaultGracefulTimeout  = 30 * time.Second
+	DefaultLogLevel         = "info"
+	DefaultLogFormat        = "text"
+	DefaultAccessFormat     = "combined"
+	DefaultSocketMode       = 0o666
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultResponseTimeout  = 60 * time.Second
+	DefaultKeepalive        = 64
+	DefaultKeepaliveTimeout = 60 * time.Second
+	DefaultMaxFails         = 1
+	DefaultFailTimeout      = 10 * time.Second
+	DefaultRetryBodyBuffer  = 64 << 10
+	DefaultIndex            = "index.html"
+	DefaultRespondStatus    = 200
+	DefaultMetricsAddress   = "127.0.0.1:9100"
+	DefaultMetricsPath      = "/metrics"
+	DefaultDrainDelay       = 0 // TERM drains at once
 
 	// The worker memory limit is off (0) by default; when set, a worker
 	// is recycled after its RSS stays above it for the window.
@@ -219,6 +220,9 @@ type Proxy struct {
 	// Keepalive is the number of idle upstream connections each worker
 	// keeps per upstream; 0 keeps none.
 	Keepalive int `json:"keepalive"`
+	// KeepaliveTimeout closes an idle upstream connection kept that long
+	// (nginx's upstream keepalive_timeout).
+	KeepaliveTimeout time.Duration `json:"keepalive_timeout"`
 	// MaxFails failures within FailTimeout take an upstream out of the
 	// rotation for FailTimeout; 0 never does.
 	MaxFails    int           `json:"max_fails"`
@@ -333,6 +337,7 @@ func (c *Config) SetDefaults() {
 				setDuration(&r.Proxy.ConnectTimeout, DefaultConnectTimeout)
 				setDuration(&r.Proxy.ResponseTimeout, DefaultResponseTimeout)
 				setDuration(&r.Proxy.FailTimeout, DefaultFailTimeout)
+				setDuration(&r.Proxy.KeepaliveTimeout, DefaultKeepaliveTimeout)
 				if r.Proxy.Balance == "" {
 					r.Proxy.Balance = BalanceRoundRobin
 				}

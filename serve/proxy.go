@@ -24,8 +24,7 @@ import (
 
 // Proxy settings that are not configuration keys.
 const (
-	proxyIdleTimeout = 60 * time.Second // a pooled connection idle longer is closed
-	proxyBufSize     = 32 << 10         // response body copy buffer
+	proxyBufSize = 32 << 10 // response body copy buffer
 	// proxyLogEvery is how often a repeating error of one upstream is logged.
 	proxyLogEvery = time.Second
 )
@@ -118,6 +117,10 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 		timeout = config.DefaultResponseTimeout
 	}
 	p.timeout = timeout
+	keepaliveTimeout := c.KeepaliveTimeout
+	if keepaliveTimeout <= 0 {
+		keepaliveTimeout = config.DefaultKeepaliveTimeout
+	}
 	p.bufs.New = func() any { b := make([]byte, proxyBufSize); return &b }
 	p.bodyBufs.New = func() any { b := make([]byte, p.retryBody+1); return &b }
 	for i, s := range c.Upstreams {
@@ -132,7 +135,7 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 			pool: upstream.NewPool(upstream.Config{
 				Network: network, Address: addr,
 				ConnectTimeout: connectTimeout, Timeout: timeout,
-				Keepalive: c.Keepalive, IdleTimeout: proxyIdleTimeout,
+				Keepalive: c.Keepalive, IdleTimeout: keepaliveTimeout,
 				MaxHeadBytes: lim.HeaderBytes, MaxHeadFields: lim.HeaderCount,
 			}),
 		}

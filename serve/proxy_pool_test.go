@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -600,5 +601,73 @@ func TestProxyResponseHeadLimits(t *testing.T) {
 		if r := get(t, addr, "GET", path); r.status != want {
 			t.Errorf("%s: %d, want %d", path, r.status, want)
 		}
+	}
+}
+
+// TestProxyIdleClosedStreamedPost: the upstream closes a pooled connection
+// while it is idle; the next POST, with a body too large to be read whole
+// and sent again, goes out on a fresh connection and succeeds.
+func TestProxyIdleClosedStreamedPost(t *testing.T) {
+	closed := make(chan struct{}, 4)
+	up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(strconv.Itoa(int(req.ContentLength))), req.ContentLength)
+		if n == 1 {
+			_ = c.Close() // a FIN while the connection idles in the pool
+			closed <- struct{}{}
+			return false
+		}
+		return true
+	})
+	addr := proxySite(t, config.Proxy{Upstreams: []string{up.addr}, RetryBodyBuffer: 8})
+	c := httpClient(t)
+	post := func(body string) (int, string) {
+		resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	if st, _ := post("x"); st != 200 {
+		t.Fatalf("first: %d", st)
+	}
+	<-closed
+	big := strings.Repeat("b", 1<<20)
+	if st, b := post(big); st != 200 || b != strconv.Itoa(len(big)) {
+		t.Fatalf("streamed body after the upstream closed the pooled connection: %d %q, want 200", st, b)
+	}
+	if n := up.conns.Load(); n != 2 {
+		t.Errorf("upstream connections: %d, want 2", n)
+	}
+}
+
+// TestProxyKeepaliveTimeout: a pooled upstream connection idle for
+// keepalive_timeout is closed, and the upstream sees its end.
+func TestProxyKeepaliveTimeout(t *testing.T) {
+	ended := make(chan error, 1)
+	up := rawUpstream(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, err = br.ReadByte()
+		ended <- err
+	})
+	addr := proxySite(t, config.Proxy{Upstreams: []string{up}, KeepaliveTimeout: 50 * time.Millisecond})
+	if r := get(t, addr, "GET", "/"); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	select {
+	case err := <-ended:
+		if err != io.EOF {
+			t.Fatalf("upstream read %v, want EOF", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the idle upstream connection was not closed")
 	}
 }

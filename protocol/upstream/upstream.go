@@ -45,6 +45,10 @@ const (
 	// straight into the caller's buffer.
 	directRead   = 8 << 10
 	maxChunkLine = 4 << 10
+	// checkIdle is how long a pooled connection must have been idle for
+	// Get to peek at it (Alive) before handing it out: upstreams close
+	// connections that have idled, and a busy pool costs no syscall.
+	checkIdle = time.Second
 )
 
 var (
@@ -84,7 +88,8 @@ type Config struct {
 	Timeout time.Duration
 	// Keepalive is how many idle connections the pool keeps; 0 keeps none.
 	Keepalive int
-	// IdleTimeout drops pooled connections idle for longer.
+	// IdleTimeout closes pooled connections idle for longer (nginx's
+	// upstream keepalive_timeout); 0 keeps them until they are used.
 	IdleTimeout time.Duration
 	// MaxHeadBytes and MaxHeadFields bound a response head (status line
 	// and fields); 0 means 64 KiB and 100.
@@ -96,8 +101,13 @@ type Pool struct {
 	cfg    Config
 	dialer net.Dialer
 	mu     sync.Mutex
-	idle   []*Conn // most recently used last
+	idle   []*Conn // most recently used last, so idle[0] has waited longest
 	closed bool
+	// prune closes the connections idle past IdleTimeout; it is armed
+	// while idle is not empty, for the deadline of idle[0], so that a
+	// busy pool costs no timer update per request.
+	prune *time.Timer
+	armed bool
 }
 
 // NewPool returns a pool for cfg.
@@ -111,7 +121,8 @@ func NewPool(cfg Config) *Pool {
 	return &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout}}
 }
 
-// Get returns an idle connection (Reused reports true), or dials one.
+// Get returns an idle connection (Reused reports true), or dials one. A
+// connection idle for a second or more is checked with Alive first.
 func (p *Pool) Get() (*Conn, error) {
 	now := time.Now()
 	p.mu.Lock()
@@ -119,13 +130,20 @@ func (p *Pool) Get() (*Conn, error) {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) > p.cfg.IdleTimeout {
+		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) >= p.cfg.IdleTimeout {
 			p.mu.Unlock()
 			c.nc.Close()
 			p.mu.Lock()
 			continue
 		}
 		p.mu.Unlock()
+		if now.Sub(c.idleAt) >= checkIdle && !c.Alive() {
+			// Closed by the upstream while idle (its keep-alive timeout
+			// is shorter than ours): not one to send a request on.
+			c.nc.Close()
+			p.mu.Lock()
+			continue
+		}
 		c.reused = true
 		return c, nil
 	}
@@ -155,6 +173,9 @@ func (p *Pool) Close() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true
+	if p.prune != nil {
+		p.prune.Stop()
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.nc.Close()
@@ -170,7 +191,51 @@ func (p *Pool) put(c *Conn) {
 		return
 	}
 	p.idle = append(p.idle, c)
+	if !p.armed && p.cfg.IdleTimeout > 0 {
+		p.arm(p.cfg.IdleTimeout)
+	}
 	p.mu.Unlock()
+}
+
+// arm schedules pruneIdle in d; p.mu is held.
+func (p *Pool) arm(d time.Duration) {
+	p.armed = true
+	if p.prune == nil {
+		p.prune = time.AfterFunc(d, p.pruneIdle)
+		return
+	}
+	p.prune.Reset(d)
+}
+
+// pruneIdle closes the connections idle for IdleTimeout or longer, so that
+// the upstream sees them end (rather than the next request finding them
+// gone), and rearms itself for the next one to expire.
+func (p *Pool) pruneIdle() {
+	now := time.Now()
+	var expired []*Conn
+	p.mu.Lock()
+	p.armed = false
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idleAt) >= p.cfg.IdleTimeout {
+		n++
+	}
+	if n > 0 {
+		expired = append(expired, p.idle[:n]...)
+		m := copy(p.idle, p.idle[n:])
+		clear(p.idle[m:])
+		p.idle = p.idle[:m]
+	}
+	if len(p.idle) > 0 {
+		p.arm(p.idle[0].idleAt.Add(p.cfg.IdleTimeout).Sub(now))
+	}
+	p.mu.Unlock()
+	for _, c := range expired {
+		c.nc.Close()
+	}
 }
 
 // Body framings of a response.

@@ -317,3 +317,80 @@ func TestAlive(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestIdleTimeout: a pooled connection idle for IdleTimeout is closed in
+// the background, and the upstream sees it end.
+func TestIdleTimeout(t *testing.T) {
+	ended := make(chan error, 1)
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, err := br.ReadByte() // the next request, or the pool's close
+		ended <- err
+	})
+	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
+		Timeout: 30 * time.Second, Keepalive: 4, IdleTimeout: 20 * time.Millisecond})
+	defer p.Close()
+	if _, _, err := exchange(t, p); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if err != io.EOF {
+			t.Fatalf("upstream read %v, want EOF", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+	if n := p.Idle(); n != 0 {
+		t.Errorf("%d idle connections left, want 0", n)
+	}
+}
+
+// TestGetSkipsClosed: a connection the upstream closed while it sat in the
+// pool is not handed out once it has idled for checkIdle; Get dials.
+func TestGetSkipsClosed(t *testing.T) {
+	closed := make(chan struct{}, 4)
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.Close()
+		closed <- struct{}{}
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	if _, _, err := exchange(t, p); err != nil {
+		t.Fatal(err)
+	}
+	<-closed
+	p.mu.Lock()
+	p.idle[0].idleAt = p.idle[0].idleAt.Add(-checkIdle) // as if it had idled
+	p.mu.Unlock()
+	// The FIN is on its way; Get must not hand the connection out once it
+	// has arrived. Wait for that with Alive's own view.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p.mu.Lock()
+		alive := p.idle[0].Alive()
+		p.mu.Unlock()
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection still looks alive")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c, err := p.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Reused() {
+		t.Fatal("Get handed out the connection the upstream closed")
+	}
+}
