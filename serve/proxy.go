@@ -644,6 +644,16 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 		c.Release()
 		return
 	}
+	// A chunked response's trailer fields go on to a client that can
+	// take them (HTTP/1.1); the Connection options named in the head
+	// (which the body's reads overwrite) are kept to filter them.
+	var trailerConn []byte
+	trailers := resp.Chunked && r.ProtoMinor >= 1
+	if trailers && len(conn) > 0 {
+		for _, v := range conn {
+			trailerConn = append(append(trailerConn, v...), ',')
+		}
+	}
 	c.SetFlusher(w) // what arrived goes out before the next wait for more
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
@@ -658,6 +668,9 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 			}
 		}
 		if rerr == io.EOF {
+			if tr := c.Trailer(); trailers && len(tr) > 0 {
+				forwardTrailer(w, tr, trailerConn)
+			}
 			c.Release()
 			return
 		}
@@ -674,6 +687,33 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// forwardTrailer sends an upstream's trailer fields on, less the hop-by-hop
+// ones, those the response's Connection named, and those a trailer must not
+// carry (RFC 9110 §6.5.1: framing, routing, authentication).
+func forwardTrailer(w *protocol.ResponseWriter, tr []upstream.Field, conn []byte) {
+	t := w.Trailer()
+	for _, f := range tr {
+		if hopByHop(f.Name) || !trailerAllowed(f.Name) || len(conn) > 0 && namedIn([][]byte{conn}, f.Name) {
+			continue
+		}
+		t.AddBytes(f.Name, f.Value)
+	}
+}
+
+// trailerAllowed reports whether a field may be sent in a trailer section:
+// not one that framing, routing, authentication or the response's
+// processing needs up front (RFC 9110 §6.5.1).
+func trailerAllowed(name []byte) bool {
+	for _, s := range [...]string{"Content-Length", "Content-Encoding", "Content-Type", "Content-Range",
+		"Host", "Authorization", "Www-Authenticate", "Proxy-Authenticate", "Set-Cookie",
+		"Cache-Control", "Expires", "Date", "Location", "Retry-After", "Vary", "Age", "Trailer"} {
+		if len(name) == len(s) && httplex.EqualFold(name, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // tunnel switches the client's connection to the upstream's after a 101:

@@ -671,3 +671,40 @@ func TestProxyKeepaliveTimeout(t *testing.T) {
 		t.Fatal("the idle upstream connection was not closed")
 	}
 }
+
+// TestProxyTrailers: the trailer fields of a chunked upstream response
+// reach an HTTP/1.1 client, less the hop-by-hop ones, those named in
+// Connection and those a trailer may not carry; an HTTP/1.0 client gets the
+// body without them.
+func TestProxyTrailers(t *testing.T) {
+	up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
+		body := "hello"
+		if req.URL.Path == "/big" {
+			body = strings.Repeat("x", 100<<10) // streamed, not buffered whole
+		}
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"%x\r\n%s\r\n0\r\nX-Sum: 42\r\nX-Hop: 1\r\nKeep-Alive: timeout=1\r\nContent-Length: 9\r\nX-Other: b\r\n\r\n", len(body), body)
+		return true
+	})
+	addr := proxySite(t, config.Proxy{Upstreams: []string{up.addr}})
+	c := httpClient(t)
+	for _, path := range []string{"/small", "/big"} {
+		resp, err := c.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || (path == "/small") != (string(b) == "hello") {
+			t.Fatalf("%s: %d %d bytes, %v", path, resp.StatusCode, len(b), err)
+		}
+		want := http.Header{"X-Sum": {"42"}, "X-Other": {"b"}}
+		if fmt.Sprint(resp.Trailer) != fmt.Sprint(want) {
+			t.Errorf("%s: trailer %v, want %v", path, resp.Trailer, want)
+		}
+	}
+	r := rawRequest(t, addr, "GET", "GET /small HTTP/1.0\r\n\r\n")
+	if r.status != 200 || r.body != "hello" {
+		t.Errorf("HTTP/1.0: %d %q", r.status, r.body)
+	}
+}

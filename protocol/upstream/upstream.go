@@ -77,6 +77,9 @@ var (
 // and are valid until the first body read.
 type Response = wire.ResponseHead
 
+// Field is a field of a response head or trailer section.
+type Field = wire.RespField
+
 // Config describes one upstream and how to talk to it.
 type Config struct {
 	Network        string        // "tcp" or "unix"
@@ -282,6 +285,13 @@ type Conn struct {
 	flusher   Flusher
 	unflushed bool
 
+	// The trailer fields of a chunked body: copied into tarena (the read
+	// buffer moves on under them), at toff as name start, name end, value
+	// end; Trailer makes them into fields.
+	tarena  []byte
+	toff    []int
+	trailer []wire.RespField
+
 	rdeadline time.Time
 	wdeadline time.Time
 }
@@ -357,6 +367,7 @@ func (c *Conn) Tunnel() (net.Conn, []byte) {
 func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
 	c.out = head
 	c.mode, c.state, c.left, c.done, c.reusable, c.err, c.got = bodyNone, chunkSize, 0, false, false, nil, false
+	c.tarena, c.toff = c.tarena[:0], c.toff[:0]
 	werr := c.send(head, body, stream, n)
 	if werr != nil && errors.Is(werr, ErrRequestBody) {
 		return nil, werr
@@ -586,6 +597,21 @@ func (c *Conn) readErr(err error) error {
 // counts as unflushed output.
 func (c *Conn) SetFlusher(f Flusher) { c.flusher = f }
 
+// Trailer returns the trailer fields of a chunked body read to its end;
+// they are valid until the next exchange.
+func (c *Conn) Trailer() []Field {
+	if !c.done || len(c.toff) == 0 {
+		return nil
+	}
+	clear(c.trailer)
+	c.trailer = c.trailer[:0]
+	for i := 0; i+2 < len(c.toff); i += 3 {
+		ns, ne, ve := c.toff[i], c.toff[i+1], c.toff[i+2]
+		c.trailer = append(c.trailer, wire.RespField{Name: c.tarena[ns:ne:ne], Value: c.tarena[ne:ve:ve]})
+	}
+	return c.trailer
+}
+
 // Buffered reports whether body bytes are at hand without waiting.
 func (c *Conn) Buffered() bool { return c.w > c.r }
 
@@ -642,9 +668,9 @@ func (c *Conn) read(p []byte) (int, error) {
 					c.state, c.left = chunkData, size
 				}
 			case chunkTrailer:
-				// Trailer fields are dropped (the server cannot send
-				// them on), but they must be well formed.
-				name, _, _, st := wire.ParseFieldLine(line, 0)
+				// Trailer fields have the header's syntax and limits
+				// (RFC 9112 §7.1.2); they are kept for Trailer.
+				name, value, _, st := wire.ParseFieldLine(line, 0)
 				if st != 0 {
 					return 0, fmt.Errorf("%w: bad trailer", ErrBadResponse)
 				}
@@ -652,6 +678,13 @@ func (c *Conn) read(p []byte) (int, error) {
 					c.done = true
 					return 0, io.EOF
 				}
+				if len(c.toff)/3 >= c.pool.cfg.MaxHeadFields || len(c.tarena)+len(line) > c.pool.cfg.MaxHeadBytes {
+					return 0, fmt.Errorf("%w: trailer section too large", ErrBadResponse)
+				}
+				c.tarena = append(c.tarena, name...)
+				ne := len(c.tarena)
+				c.tarena = append(c.tarena, value...)
+				c.toff = append(c.toff, ne-len(name), ne, len(c.tarena))
 			}
 		case chunkData:
 			n, err := c.readData(p, true)

@@ -394,3 +394,62 @@ func TestGetSkipsClosed(t *testing.T) {
 		t.Fatal("Get handed out the connection the upstream closed")
 	}
 }
+
+// TestTrailer: the trailer fields of a chunked body are kept, also when
+// they arrive in pieces; the next exchange starts without them; a trailer
+// section over the head's limits is ErrBadResponse.
+func TestTrailer(t *testing.T) {
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			if _, _, err := readRequest(br); err != nil {
+				return
+			}
+			switch i {
+			case 0:
+				// In two writes: the second may arrive in a read of its own.
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1")
+				io.WriteString(c, "2\r\nX-Other:  two \r\n\r\n")
+			case 1:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
+				for range 5 {
+					io.WriteString(c, "X-Many: 1\r\n")
+				}
+				io.WriteString(c, "\r\n")
+			}
+		}
+	})
+	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
+		Timeout: 30 * time.Second, Keepalive: 4, MaxHeadFields: 4})
+	defer p.Close()
+	trailer := func() ([]string, error) {
+		c, err := p.Get()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Do(append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...), nil, nil, 0, false); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if _, err := io.ReadAll(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		var got []string
+		for _, f := range c.Trailer() {
+			got = append(got, string(f.Name)+"="+string(f.Value))
+		}
+		c.Release()
+		return got, nil
+	}
+	if got, err := trailer(); err != nil || strings.Join(got, ",") != "X-Sum=12,X-Other=two" {
+		t.Fatalf("trailer %q, %v", got, err)
+	}
+	if got, err := trailer(); err != nil || len(got) != 0 {
+		t.Fatalf("no trailer: %q, %v", got, err)
+	}
+	if _, err := trailer(); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("five trailer fields over a limit of four: %v, want ErrBadResponse", err)
+	}
+}
