@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,10 @@ type proxy struct {
 	noneLim     *lograte.Limiter // "no upstream available"
 	bufs        sync.Pool        // *[]byte of proxyBufSize
 	bodyBufs    sync.Pool        // *[]byte of retryBody+1, for bodies read whole
+
+	tmu     sync.Mutex // guards tunnels and closed
+	tunnels map[*tunnel]struct{}
+	closed  bool // Close has ended the tunnels; no new ones
 }
 
 // parseUpstream splits "host:port" or "unix:/path" into a network and an
@@ -150,11 +155,20 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 	return p, nil
 }
 
-// Close closes the idle upstream connections.
+// Close closes the idle upstream connections and ends the tunnels: the
+// server forgets a connection once it is hijacked, so its Shutdown does
+// not wait for them, and the worker closes its handler when Shutdown is
+// done.
 func (p *proxy) Close() error {
 	for _, b := range p.backends {
 		b.pool.Close()
 	}
+	p.tmu.Lock()
+	p.closed = true
+	for t := range p.tunnels {
+		t.end()
+	}
+	p.tmu.Unlock()
 	return nil
 }
 
@@ -718,7 +732,8 @@ func trailerAllowed(name []byte) bool {
 
 // tunnel switches the client's connection to the upstream's after a 101:
 // the response head goes to the client, then bytes are copied both ways
-// until both sides have finished.
+// until both sides have finished, the tunnel has been idle (no byte either
+// way) for response_timeout, or the proxy is closed.
 func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn, resp *upstream.Response) {
 	cc, brw, err := w.Hijack()
 	if err != nil {
@@ -742,25 +757,97 @@ func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn,
 	uc, rest := c.Tunnel()
 	defer uc.Close()
 	head = append(head, rest...)
+	t := &tunnel{client: cc, upstream: uc, timeout: p.timeout}
+	p.tmu.Lock()
+	if p.closed {
+		p.tmu.Unlock()
+		return
+	}
+	if p.tunnels == nil {
+		p.tunnels = make(map[*tunnel]struct{})
+	}
+	p.tunnels[t] = struct{}{}
+	p.tmu.Unlock()
+	defer func() {
+		p.tmu.Lock()
+		delete(p.tunnels, t)
+		p.tmu.Unlock()
+	}()
+	t.moved()
+	cc.SetWriteDeadline(time.Now().Add(p.timeout))
 	if _, err := cc.Write(head); err != nil {
 		return
 	}
-	// The tunnel may idle for as long as its peers like: no deadlines left
-	// over from the exchange before it.
-	uc.SetDeadline(time.Time{})
-	cc.SetDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		// Client to upstream, starting with what the server had read ahead.
-		io.Copy(uc, brw.Reader)
-		closeWrite(uc)
+		t.copy(uc, cc, brw.Reader)
 	}()
-	io.Copy(cc, uc)
-	closeWrite(cc)
-	// The upstream has finished: the client has the timeout to finish too.
-	cc.SetReadDeadline(time.Now().Add(p.timeout))
+	t.copy(cc, uc, uc)
 	<-done
+	if t.idle.Load() {
+		p.logger.Debug("upgraded connection idle; closed", "upstream", b.addr, "timeout", p.timeout)
+	}
+}
+
+// tunnel is an upgraded connection: the client's and the upstream's, and
+// when a byte last went either way.
+type tunnel struct {
+	client, upstream net.Conn
+	timeout          time.Duration // the longest both ways may be idle
+	last             atomic.Int64  // unix nanoseconds of the last byte read
+	idle             atomic.Bool   // ended for being idle
+	once             sync.Once
+}
+
+func (t *tunnel) moved() { t.last.Store(time.Now().UnixNano()) }
+
+// end closes both connections, which ends both copies.
+func (t *tunnel) end() {
+	t.once.Do(func() {
+		t.client.Close()
+		t.upstream.Close()
+	})
+}
+
+// copy copies src (read through r) to dst until src ends, then half-closes
+// dst. Each read waits at most until timeout after the last byte either way
+// (nginx's proxy_read_timeout on an upgraded connection); a read that
+// reaches its deadline while the other way has moved waits on, and one
+// that finds both ways idle ends the tunnel. A write gets the timeout too.
+func (t *tunnel) copy(dst, src net.Conn, r io.Reader) {
+	buf := make([]byte, 16<<10)
+	src.SetReadDeadline(time.Unix(0, t.last.Load()).Add(t.timeout))
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			t.moved()
+			dst.SetWriteDeadline(time.Now().Add(t.timeout))
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				t.end()
+				return
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			dl := time.Unix(0, t.last.Load()).Add(t.timeout)
+			if time.Now().Before(dl) {
+				src.SetReadDeadline(dl) // the other way moved: wait on
+				continue
+			}
+			t.idle.Store(true)
+			t.end()
+			return
+		case err == io.EOF:
+			closeWrite(dst)
+			return
+		default:
+			t.end()
+			return
+		}
+	}
 }
 
 // closeWrite half-closes a connection, or closes it when it cannot.

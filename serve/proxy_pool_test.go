@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -707,4 +709,129 @@ func TestProxyTrailers(t *testing.T) {
 	if r.status != 200 || r.body != "hello" {
 		t.Errorf("HTTP/1.0: %d %q", r.status, r.body)
 	}
+}
+
+// upgradeUpstream answers an upgrade request with 101 and hands the
+// connection to fn; it reports on ended how fn's last read ended.
+func upgradeUpstream(t *testing.T, fn func(c net.Conn, br *bufio.Reader) error) (addr string, ended chan error) {
+	ended = make(chan error, 1)
+	addr = rawUpstream(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		ended <- fn(c, br)
+	})
+	return addr, ended
+}
+
+// dialUpgrade opens a tunnel through the proxy at addr.
+func dialUpgrade(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(testTimeout))
+	_, _ = io.WriteString(conn, "GET /t HTTP/1.1\r\nHost: a\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	return conn, br
+}
+
+// waitEnd waits for a read that ends the tunnel, on the client's side (an
+// EOF or a reset) and on the upstream's (through ended).
+func waitEnd(t *testing.T, br *bufio.Reader, ended chan error) {
+	t.Helper()
+	if _, err := io.Copy(io.Discard, br); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client side: %v, want the end of the tunnel", err)
+	}
+	select {
+	case err := <-ended:
+		if err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("upstream side: %v, want the end of the tunnel", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the upstream side of the tunnel was not closed")
+	}
+}
+
+// TestProxyTunnelIdle: a tunnel stays open past response_timeout while
+// bytes go one way (here upstream to client; the other way is idle all
+// along), and is closed on both sides once neither way has moved for
+// response_timeout.
+func TestProxyTunnelIdle(t *testing.T) {
+	const timeout = time.Second
+	stop := make(chan struct{})
+	addr, ended := upgradeUpstream(t, func(c net.Conn, br *bufio.Reader) error {
+		// As fast as the client reads, until told to stop.
+		dots := bytes.Repeat([]byte{'.'}, 512)
+	loop:
+		for {
+			select {
+			case <-stop:
+				break loop
+			default:
+			}
+			if _, err := c.Write(dots); err != nil {
+				return err
+			}
+		}
+		// Then echo one line, and wait for more.
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(c, line); err != nil {
+			return err
+		}
+		_, err = br.ReadByte()
+		return err
+	})
+	px := proxySite(t, config.Proxy{Upstreams: []string{addr}, ResponseTimeout: timeout})
+	conn, br := dialUpgrade(t, px)
+	until := time.Now().Add(3 * timeout)
+	for time.Now().Before(until) {
+		if _, err := br.ReadByte(); err != nil {
+			t.Fatalf("tunnel with traffic ended: %v", err)
+		}
+	}
+	close(stop)
+	// The client-to-upstream way, idle all this time, still works.
+	_, _ = io.WriteString(conn, "ping\n")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("echo after %v of one-way traffic: %v", 3*timeout, err)
+		}
+		if strings.TrimLeft(line, ".") == "ping\n" {
+			break
+		}
+	}
+	// Now idle both ways: closed on both sides.
+	waitEnd(t, br, ended)
+}
+
+// TestProxyTunnelClose: closing the proxy (as the worker does once its
+// server has shut down, which does not wait for hijacked connections)
+// ends the tunnels on both sides.
+func TestProxyTunnelClose(t *testing.T) {
+	addr, ended := upgradeUpstream(t, func(c net.Conn, br *bufio.Reader) error {
+		_, err := br.ReadByte()
+		return err
+	})
+	h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
+		{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{addr}, Keepalive: 4, RetryBodyBuffer: 1024}},
+	}}}, Options{})
+	_, br := dialUpgrade(t, startServer(t, h, nil))
+	if err := h.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitEnd(t, br, ended)
 }
