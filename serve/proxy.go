@@ -393,6 +393,12 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			return
 		}
 		b.succeeded()
+		if c.BodyLeft() {
+			// The upstream answered before it had the whole body, the
+			// rest of which the client is still sending: answer, then
+			// close rather than read it.
+			w.SetClose()
+		}
 		p.respond(w, r, b, c, resp, upgrade)
 		b.active.Add(-1)
 		return

@@ -453,3 +453,56 @@ func TestTrailer(t *testing.T) {
 		t.Fatalf("five trailer fields over a limit of four: %v, want ErrBadResponse", err)
 	}
 }
+
+// TestEarlyAnswer: a response that comes while a streamed body is still
+// being sent stops the body (BodyLeft), and the connection is not pooled;
+// a stream that fails is ErrRequestBody.
+func TestEarlyAnswer(t *testing.T) {
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" { // the head: answer without reading the body
+				io.WriteString(c, "HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+				io.Copy(io.Discard, br)
+				return
+			}
+		}
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	c, err := p.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := append(c.HeadBuffer(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n"...)
+	resp, err := c.Do(head, nil, io.LimitReader(zeros{}, 1<<30), 1<<30, false)
+	if err != nil || resp.Status != 413 || !c.BodyLeft() {
+		t.Fatalf("%v %v, body left %v; want 413 with the body left", resp, err, c.BodyLeft())
+	}
+	c.Release()
+	if n := p.Idle(); n != 0 {
+		t.Errorf("%d idle connections after an early answer, want 0", n)
+	}
+
+	c, err = p.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head = append(c.HeadBuffer(), "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+	_, err = c.Do(head, nil, failing{}, -1, false)
+	c.Close()
+	if !errors.Is(err, ErrRequestBody) {
+		t.Fatalf("a failing stream: %v, want ErrRequestBody", err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+type failing struct{}
+
+func (failing) Read(p []byte) (int, error) { return 0, errors.New("client gone") }
