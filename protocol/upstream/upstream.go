@@ -549,8 +549,8 @@ func (c *Conn) setWriteDeadline() {
 	}
 }
 
-// send writes the head and the body, copying a stream through buf (the
-// read buffer when nil: it is free until the response). It stops early,
+// send writes the head and the body, copying a stream through buf (not the
+// read buffer: the head reader of duplex uses it meanwhile). It stops early,
 // with the stream's rest unread, once the head reader of duplex has an
 // answer; the deadline is set before that check, so that the reader's
 // "fail now" deadline, set after its flag, is the one a write sees.
@@ -568,9 +568,6 @@ func (c *Conn) send(head, body []byte, stream io.Reader, n int64, buf []byte) er
 	if _, err := c.nc.Write(head); err != nil {
 		c.bodyLeft = true
 		return err
-	}
-	if buf == nil {
-		buf = c.buf[:cap(c.buf)]
 	}
 	chunked := n < 0
 	for n != 0 {
