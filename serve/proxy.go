@@ -713,10 +713,13 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 // ones, those the response's Connection named, and those a trailer must not
 // carry (RFC 9110 §6.5.1: framing, routing, authentication).
 func forwardTrailer(w *protocol.ResponseWriter, tr []upstream.Field, conn []byte) {
-	t := w.Trailer()
+	var t *protocol.ResponseHeader // asked for only when a field is left
 	for _, f := range tr {
 		if hopByHop(f.Name) || !trailerAllowed(f.Name) || len(conn) > 0 && namedIn([][]byte{conn}, f.Name) {
 			continue
+		}
+		if t == nil {
+			t = w.Trailer()
 		}
 		t.AddBytes(f.Name, f.Value)
 	}
