@@ -36,25 +36,28 @@ const DefaultFile = "config.hcl"
 // Built-in defaults. A key left out of config.hcl takes the value below;
 // the limits block's defaults are protocol.DefaultLimits.
 const (
-	DefaultAddress          = "127.0.0.1:8080"
-	DefaultWorkerTimeout    = 30 * time.Second
-	DefaultGracefulTimeout  = 30 * time.Second
-	DefaultLogLevel         = "info"
-	DefaultLogFormat        = "text"
-	DefaultAccessFormat     = "combined"
-	DefaultSocketMode       = 0o666
-	DefaultConnectTimeout   = 5 * time.Second
-	DefaultResponseTimeout  = 60 * time.Second
-	DefaultKeepalive        = 64
+	DefaultAddress         = "127.0.0.1:8080"
+	DefaultWorkerTimeout   = 30 * time.Second
+	DefaultGracefulTimeout = 30 * time.Second
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "text"
+	DefaultAccessFormat    = "combined"
+	DefaultSocketMode      = 0o666
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultResponseTimeout = 60 * time.Second
+	DefaultKeepalive       = 64
+	DefaultMaxFails        = 1
+	DefaultFailTimeout     = 10 * time.Second
+	DefaultRetryBodyBuffer = 64 << 10
+	DefaultIndex           = "index.html"
+	DefaultRespondStatus   = 200
+	DefaultMetricsAddress  = "127.0.0.1:9100"
+	DefaultMetricsPath     = "/metrics"
+	DefaultDrainDelay      = 0 // TERM drains at once
+
+	// DefaultKeepaliveTimeout closes idle upstream connections, as nginx's
+	// upstream keepalive_timeout.
 	DefaultKeepaliveTimeout = 60 * time.Second
-	DefaultMaxFails         = 1
-	DefaultFailTimeout      = 10 * time.Second
-	DefaultRetryBodyBuffer  = 64 << 10
-	DefaultIndex            = "index.html"
-	DefaultRespondStatus    = 200
-	DefaultMetricsAddress   = "127.0.0.1:9100"
-	DefaultMetricsPath      = "/metrics"
-	DefaultDrainDelay       = 0 // TERM drains at once
 
 	// The worker memory limit is off (0) by default; when set, a worker
 	// is recycled after its RSS stays above it for the window.
