@@ -164,8 +164,7 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "upstreams", Required: true}, {Name: "connect_timeout"}, {Name: "response_timeout"},
 			{Name: "balance"}, {Name: "weights"}, {Name: "keepalive"}, {Name: "keepalive_timeout"},
-			{Name: "max_fails"},
-			{Name: "fail_timeout"}, {Name: "host"}, {Name: "via"}, {Name: "retry_body_buffer"},
+			{Name: "max_fails"}, {Name: "fail_timeout"}, {Name: "host"}, {Name: "via"}, {Name: "retry_body_buffer"},
 		},
 	}
 	healthSchema  = &hcl.BodySchema{}
@@ -366,8 +365,8 @@ func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
 	p := &Proxy{
 		ConnectTimeout: DefaultConnectTimeout, ResponseTimeout: DefaultResponseTimeout,
 		Balance: BalanceRoundRobin, Keepalive: DefaultKeepalive, KeepaliveTimeout: DefaultKeepaliveTimeout,
-		MaxFails:    DefaultMaxFails,
-		FailTimeout: DefaultFailTimeout, Host: ProxyHostClient, RetryBodyBuffer: DefaultRetryBodyBuffer,
+		MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Host: ProxyHostClient,
+		RetryBodyBuffer: DefaultRetryBodyBuffer,
 	}
 	a := d.content(b.Body, proxySchema).Attributes
 	d.required(a, key, "upstreams")
