@@ -55,6 +55,10 @@ const (
 	DefaultMetricsPath     = "/metrics"
 	DefaultDrainDelay      = 0 // TERM drains at once
 
+	// DefaultKeepaliveTimeout closes idle upstream connections, as nginx's
+	// upstream keepalive_timeout.
+	DefaultKeepaliveTimeout = 60 * time.Second
+
 	// The worker memory limit is off (0) by default; when set, a worker
 	// is recycled after its RSS stays above it for the window.
 	DefaultMaxWorkerMemory       = 0
@@ -219,6 +223,9 @@ type Proxy struct {
 	// Keepalive is the number of idle upstream connections each worker
 	// keeps per upstream; 0 keeps none.
 	Keepalive int `json:"keepalive"`
+	// KeepaliveTimeout closes an idle upstream connection kept that long
+	// (nginx's upstream keepalive_timeout).
+	KeepaliveTimeout time.Duration `json:"keepalive_timeout"`
 	// MaxFails failures within FailTimeout take an upstream out of the
 	// rotation for FailTimeout; 0 never does.
 	MaxFails    int           `json:"max_fails"`
@@ -333,6 +340,7 @@ func (c *Config) SetDefaults() {
 				setDuration(&r.Proxy.ConnectTimeout, DefaultConnectTimeout)
 				setDuration(&r.Proxy.ResponseTimeout, DefaultResponseTimeout)
 				setDuration(&r.Proxy.FailTimeout, DefaultFailTimeout)
+				setDuration(&r.Proxy.KeepaliveTimeout, DefaultKeepaliveTimeout)
 				if r.Proxy.Balance == "" {
 					r.Proxy.Balance = BalanceRoundRobin
 				}

@@ -139,6 +139,7 @@ func TestErrors(t *testing.T) {
 		{"proxy host", site("  route \"/\" {\n    proxy {\n      upstreams = [\"a:1\"]\n      host = \"a b\"\n    }\n  }\n"), 5, "Invalid host"},
 		{"proxy via", site("  route \"/\" {\n    proxy {\n      upstreams = [\"a:1\"]\n      via = \"yes\"\n    }\n  }\n"), 5, "a bool is required"},
 		{"proxy retry_body_buffer", site("  route \"/\" {\n    proxy {\n      upstreams = [\"a:1\"]\n      retry_body_buffer = \"1GiB\"\n    }\n  }\n"), 5, "retry_body_buffer is at most 64MiB"},
+		{"proxy keepalive_timeout", site("  route \"/\" {\n    proxy {\n      upstreams = [\"a:1\"]\n      keepalive_timeout = \"0s\"\n    }\n  }\n"), 5, "Invalid keepalive_timeout"},
 		{"proxy zero timeout", site("  route \"/\" {\n    proxy {\n      upstreams = [\"a:1\"]\n      response_timeout = \"0s\"\n    }\n  }\n"), 5, "Invalid response_timeout"},
 		{"status too low", site("  route \"/\" {\n    respond {\n      status = 99\n    }\n  }\n"), 4, "Invalid status code; The status 99 is not a final HTTP status code (200 to 599)."},
 		{"status 1xx", site("  route \"/\" {\n    respond {\n      status = 101\n    }\n  }\n"), 4, "Invalid status code"},

@@ -163,8 +163,8 @@ var (
 	proxySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "upstreams", Required: true}, {Name: "connect_timeout"}, {Name: "response_timeout"},
-			{Name: "balance"}, {Name: "weights"}, {Name: "keepalive"}, {Name: "max_fails"},
-			{Name: "fail_timeout"}, {Name: "host"}, {Name: "via"}, {Name: "retry_body_buffer"},
+			{Name: "balance"}, {Name: "weights"}, {Name: "keepalive"}, {Name: "keepalive_timeout"},
+			{Name: "max_fails"}, {Name: "fail_timeout"}, {Name: "host"}, {Name: "via"}, {Name: "retry_body_buffer"},
 		},
 	}
 	healthSchema  = &hcl.BodySchema{}
@@ -364,8 +364,9 @@ func (d *decoder) static(b *hcl.Block, key string) *Static {
 func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
 	p := &Proxy{
 		ConnectTimeout: DefaultConnectTimeout, ResponseTimeout: DefaultResponseTimeout,
-		Balance: BalanceRoundRobin, Keepalive: DefaultKeepalive, MaxFails: DefaultMaxFails,
-		FailTimeout: DefaultFailTimeout, Host: ProxyHostClient, RetryBodyBuffer: DefaultRetryBodyBuffer,
+		Balance: BalanceRoundRobin, Keepalive: DefaultKeepalive, KeepaliveTimeout: DefaultKeepaliveTimeout,
+		MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Host: ProxyHostClient,
+		RetryBodyBuffer: DefaultRetryBodyBuffer,
 	}
 	a := d.content(b.Body, proxySchema).Attributes
 	d.required(a, key, "upstreams")
@@ -375,6 +376,7 @@ func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
 	d.string(a["balance"], key+".balance", &p.Balance)
 	d.ints(a["weights"], key+".weights", &p.Weights)
 	d.int(a["keepalive"], key+".keepalive", &p.Keepalive)
+	d.duration(a["keepalive_timeout"], key+".keepalive_timeout", &p.KeepaliveTimeout)
 	d.int(a["max_fails"], key+".max_fails", &p.MaxFails)
 	d.duration(a["fail_timeout"], key+".fail_timeout", &p.FailTimeout)
 	d.string(a["host"], key+".host", &p.Host)

@@ -377,6 +377,7 @@ func (v *validator) proxy(key string, p *Proxy) {
 	v.positiveDuration(key+".connect_timeout", p.ConnectTimeout)
 	v.positiveDuration(key+".response_timeout", p.ResponseTimeout)
 	v.positiveDuration(key+".fail_timeout", p.FailTimeout)
+	v.positiveDuration(key+".keepalive_timeout", p.KeepaliveTimeout)
 	if p.Balance != BalanceRoundRobin && p.Balance != BalanceLeastConn {
 		v.errorf(key+".balance", "Invalid balance", "The balance %q is not one of %q or %q.", p.Balance, BalanceRoundRobin, BalanceLeastConn)
 	}

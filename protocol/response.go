@@ -46,10 +46,11 @@ type ResponseWriter struct {
 	close       bool
 	hijacked    bool
 	// trailers: the body ends with trailer fields (from trailerSrc, when
-	// set), so it is never given a Content-Length of its own.
+	// set, else the handler's, from Trailer), so it is never given a
+	// Content-Length of its own.
 	trailers   bool
 	trailerSrc trailerSource
-	trailer    ResponseHeader // scratch for trailerSrc
+	trailer    ResponseHeader // scratch for trailerSrc, or Trailer's fields
 }
 
 // trailerSource supplies a chunked response's trailer fields when the
@@ -97,6 +98,21 @@ func (w *ResponseWriter) WriteHeader(status int) {
 	}
 	w.status = status
 	w.wroteHeader = true
+}
+
+// Trailer returns the fields to send after the body, in the trailer
+// section of a chunked response (RFC 9112 §7.1.2). Asked for before the head
+// is committed, it keeps the response from getting a Content-Length of its
+// own, so that an HTTP/1.1 response is chunked; where there is no trailer
+// section (a declared Content-Length, HEAD, an HTTP/1.0 client, a head
+// already sent with a length) the fields are dropped. They are sent when
+// the handler returns, with the rules of the header fields.
+func (w *ResponseWriter) Trailer() *ResponseHeader {
+	if !w.trailers {
+		w.trailers = true
+		w.trailer.reset()
+	}
+	return &w.trailer
 }
 
 // SetContentLength declares the body length up front (for streaming).
@@ -489,14 +505,16 @@ func (w *ResponseWriter) finish() {
 		w.body = w.body[:0]
 	}
 	if w.chunked {
-		if w.trailerSrc == nil {
+		t := &w.trailer
+		if w.trailerSrc != nil {
+			t.reset()
+			w.trailerSrc.fillTrailer(t)
+		}
+		if len(t.fields) == 0 || w.trailerSrc == nil && !w.trailers {
 			w.c.write(lastChunk)
 			return
 		}
 		// RFC 9112 §7.1.2: the last chunk, the trailer section, CRLF.
-		t := &w.trailer
-		t.reset()
-		w.trailerSrc.fillTrailer(t)
 		b := append(make([]byte, 0, 64), "0\r\n"...)
 		b = t.appendTo(b)
 		w.c.write(append(b, "\r\n"...))

@@ -68,7 +68,10 @@
 // A proxy route talks HTTP/1.1 to its upstreams ("host:port" or
 // "unix:/path") with forkd's own client, protocol/upstream, never
 // net/http's Transport. Each worker keeps, per upstream, up to keepalive
-// idle connections (nginx's upstream keepalive), reused by every request;
+// idle connections (nginx's upstream keepalive), reused by every request,
+// for at most keepalive_timeout (then closed in the background, so that
+// the upstream sees them end; one idle for a second or more is peeked at
+// before use, so that one the upstream closed meanwhile is not used);
 // a response with Connection: close, an HTTP/1.0 response without
 // keep-alive, a body delimited by the connection's end, or one not read to
 // its end closes its connection instead. Responses are parsed as strictly
@@ -117,7 +120,11 @@
 // (HTTP/1.1, Upgrade named in Connection) is sent on with Upgrade and
 // Connection: upgrade; when the upstream answers 101, the client's
 // connection is hijacked and bytes are copied both ways until both sides
-// have finished (WebSocket, h2c...); a 101 nobody asked for is a 502. Host
+// have finished (WebSocket, h2c...), or neither way has moved a byte for
+// response_timeout (nginx's proxy_read_timeout on upgraded connections),
+// or the handler is closed (the worker does so once its server has shut
+// down, which does not wait for hijacked connections); a 101 nobody asked
+// for is a 502. Host
 // is the client's (host = "$host") or a fixed name; X-Forwarded-For gets
 // the client address (Request.RemoteAddr) appended to what the client sent,
 // in one field; X-Forwarded-Proto ("https" over a TLS listener, see
@@ -126,9 +133,17 @@
 // its path was already in canonical form, else the cleaned path that was
 // routed, re-encoded, so that the upstream sees the path the route
 // matched. Request bodies over retry_body_buffer stream, chunked when
-// their length is unknown; the whole request is sent before the response is
-// read (an upstream that answers early, a 413 say, is still heard, and its
-// connection is not reused). Response trailers are dropped.
+// their length is unknown. A body over 16 KiB is sent while the response
+// head is awaited: an upstream that answers early (a 413 after the head,
+// then a close; a 200 while it reads on; a response larger than the socket
+// buffers before it reads the body) has its answer forwarded, the rest of
+// the body is not sent, the upstream connection is not reused, and the
+// client's connection is closed after the response when part of its body
+// was left unread. The wait for the head does not time out while the body
+// moves. Trailer fields of a chunked response go on to HTTP/1.1 clients
+// (the response is then chunked), less hop-by-hop fields, those the
+// response's Connection named and those a trailer may not carry (RFC 9110
+// section 6.5.1); HTTP/1.0 clients get the body without them.
 //
 // # Redirects
 //

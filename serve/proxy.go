@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +25,7 @@ import (
 
 // Proxy settings that are not configuration keys.
 const (
-	proxyIdleTimeout = 60 * time.Second // a pooled connection idle longer is closed
-	proxyBufSize     = 32 << 10         // response body copy buffer
+	proxyBufSize = 32 << 10 // response body copy buffer
 	// proxyLogEvery is how often a repeating error of one upstream is logged.
 	proxyLogEvery = time.Second
 )
@@ -61,6 +61,10 @@ type proxy struct {
 	noneLim     *lograte.Limiter // "no upstream available"
 	bufs        sync.Pool        // *[]byte of proxyBufSize
 	bodyBufs    sync.Pool        // *[]byte of retryBody+1, for bodies read whole
+
+	tmu     sync.Mutex // guards tunnels and closed
+	tunnels map[*tunnel]struct{}
+	closed  bool // Close has ended the tunnels; no new ones
 }
 
 // parseUpstream splits "host:port" or "unix:/path" into a network and an
@@ -118,6 +122,10 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 		timeout = config.DefaultResponseTimeout
 	}
 	p.timeout = timeout
+	keepaliveTimeout := c.KeepaliveTimeout
+	if keepaliveTimeout <= 0 {
+		keepaliveTimeout = config.DefaultKeepaliveTimeout
+	}
 	p.bufs.New = func() any { b := make([]byte, proxyBufSize); return &b }
 	p.bodyBufs.New = func() any { b := make([]byte, p.retryBody+1); return &b }
 	for i, s := range c.Upstreams {
@@ -132,7 +140,7 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 			pool: upstream.NewPool(upstream.Config{
 				Network: network, Address: addr,
 				ConnectTimeout: connectTimeout, Timeout: timeout,
-				Keepalive: c.Keepalive, IdleTimeout: proxyIdleTimeout,
+				Keepalive: c.Keepalive, IdleTimeout: keepaliveTimeout,
 				MaxHeadBytes: lim.HeaderBytes, MaxHeadFields: lim.HeaderCount,
 			}),
 		}
@@ -147,11 +155,20 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 	return p, nil
 }
 
-// Close closes the idle upstream connections.
+// Close closes the idle upstream connections and ends the tunnels: the
+// server forgets a connection once it is hijacked, so its Shutdown does
+// not wait for them, and the worker closes its handler when Shutdown is
+// done.
 func (p *proxy) Close() error {
 	for _, b := range p.backends {
 		b.pool.Close()
 	}
+	p.tmu.Lock()
+	p.closed = true
+	for t := range p.tunnels {
+		t.end()
+	}
+	p.tmu.Unlock()
 	return nil
 }
 
@@ -376,6 +393,12 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			return
 		}
 		b.succeeded()
+		if c.BodyLeft() {
+			// The upstream answered before it had the whole body, the
+			// rest of which the client is still sending: answer, then
+			// close rather than read it.
+			w.SetClose()
+		}
 		p.respond(w, r, b, c, resp, upgrade)
 		b.active.Add(-1)
 		return
@@ -641,6 +664,16 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 		c.Release()
 		return
 	}
+	// A chunked response's trailer fields go on to a client that can
+	// take them (HTTP/1.1); the Connection options named in the head
+	// (which the body's reads overwrite) are kept to filter them.
+	var trailerConn []byte
+	trailers := resp.Chunked && r.ProtoMinor >= 1
+	if trailers && len(conn) > 0 {
+		for _, v := range conn {
+			trailerConn = append(append(trailerConn, v...), ',')
+		}
+	}
 	c.SetFlusher(w) // what arrived goes out before the next wait for more
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
@@ -655,6 +688,9 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 			}
 		}
 		if rerr == io.EOF {
+			if tr := c.Trailer(); trailers && len(tr) > 0 {
+				forwardTrailer(w, tr, trailerConn)
+			}
 			c.Release()
 			return
 		}
@@ -673,9 +709,40 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 	}
 }
 
+// forwardTrailer sends an upstream's trailer fields on, less the hop-by-hop
+// ones, those the response's Connection named, and those a trailer must not
+// carry (RFC 9110 §6.5.1: framing, routing, authentication).
+func forwardTrailer(w *protocol.ResponseWriter, tr []upstream.Field, conn []byte) {
+	var t *protocol.ResponseHeader // asked for only when a field is left
+	for _, f := range tr {
+		if hopByHop(f.Name) || !trailerAllowed(f.Name) || len(conn) > 0 && namedIn([][]byte{conn}, f.Name) {
+			continue
+		}
+		if t == nil {
+			t = w.Trailer()
+		}
+		t.AddBytes(f.Name, f.Value)
+	}
+}
+
+// trailerAllowed reports whether a field may be sent in a trailer section:
+// not one that framing, routing, authentication or the response's
+// processing needs up front (RFC 9110 §6.5.1).
+func trailerAllowed(name []byte) bool {
+	for _, s := range [...]string{"Content-Length", "Content-Encoding", "Content-Type", "Content-Range",
+		"Host", "Authorization", "Www-Authenticate", "Proxy-Authenticate", "Set-Cookie",
+		"Cache-Control", "Expires", "Date", "Location", "Retry-After", "Vary", "Age", "Trailer"} {
+		if len(name) == len(s) && httplex.EqualFold(name, s) {
+			return false
+		}
+	}
+	return true
+}
+
 // tunnel switches the client's connection to the upstream's after a 101:
 // the response head goes to the client, then bytes are copied both ways
-// until both sides have finished.
+// until both sides have finished, the tunnel has been idle (no byte either
+// way) for response_timeout, or the proxy is closed.
 func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn, resp *upstream.Response) {
 	cc, brw, err := w.Hijack()
 	if err != nil {
@@ -699,25 +766,97 @@ func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn,
 	uc, rest := c.Tunnel()
 	defer uc.Close()
 	head = append(head, rest...)
+	t := &tunnel{client: cc, upstream: uc, timeout: p.timeout}
+	p.tmu.Lock()
+	if p.closed {
+		p.tmu.Unlock()
+		return
+	}
+	if p.tunnels == nil {
+		p.tunnels = make(map[*tunnel]struct{})
+	}
+	p.tunnels[t] = struct{}{}
+	p.tmu.Unlock()
+	defer func() {
+		p.tmu.Lock()
+		delete(p.tunnels, t)
+		p.tmu.Unlock()
+	}()
+	t.moved()
+	cc.SetWriteDeadline(time.Now().Add(p.timeout))
 	if _, err := cc.Write(head); err != nil {
 		return
 	}
-	// The tunnel may idle for as long as its peers like: no deadlines left
-	// over from the exchange before it.
-	uc.SetDeadline(time.Time{})
-	cc.SetDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		// Client to upstream, starting with what the server had read ahead.
-		io.Copy(uc, brw.Reader)
-		closeWrite(uc)
+		t.copy(uc, cc, brw.Reader)
 	}()
-	io.Copy(cc, uc)
-	closeWrite(cc)
-	// The upstream has finished: the client has the timeout to finish too.
-	cc.SetReadDeadline(time.Now().Add(p.timeout))
+	t.copy(cc, uc, uc)
 	<-done
+	if t.idle.Load() {
+		p.logger.Debug("upgraded connection idle; closed", "upstream", b.addr, "timeout", p.timeout)
+	}
+}
+
+// tunnel is an upgraded connection: the client's and the upstream's, and
+// when a byte last went either way.
+type tunnel struct {
+	client, upstream net.Conn
+	timeout          time.Duration // the longest both ways may be idle
+	last             atomic.Int64  // unix nanoseconds of the last byte read
+	idle             atomic.Bool   // ended for being idle
+	once             sync.Once
+}
+
+func (t *tunnel) moved() { t.last.Store(time.Now().UnixNano()) }
+
+// end closes both connections, which ends both copies.
+func (t *tunnel) end() {
+	t.once.Do(func() {
+		t.client.Close()
+		t.upstream.Close()
+	})
+}
+
+// copy copies src (read through r) to dst until src ends, then half-closes
+// dst. Each read waits at most until timeout after the last byte either way
+// (nginx's proxy_read_timeout on an upgraded connection); a read that
+// reaches its deadline while the other way has moved waits on, and one
+// that finds both ways idle ends the tunnel. A write gets the timeout too.
+func (t *tunnel) copy(dst, src net.Conn, r io.Reader) {
+	buf := make([]byte, 16<<10)
+	src.SetReadDeadline(time.Unix(0, t.last.Load()).Add(t.timeout))
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			t.moved()
+			dst.SetWriteDeadline(time.Now().Add(t.timeout))
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				t.end()
+				return
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			dl := time.Unix(0, t.last.Load()).Add(t.timeout)
+			if time.Now().Before(dl) {
+				src.SetReadDeadline(dl) // the other way moved: wait on
+				continue
+			}
+			t.idle.Store(true)
+			t.end()
+			return
+		case err == io.EOF:
+			closeWrite(dst)
+			return
+		default:
+			t.end()
+			return
+		}
+	}
 }
 
 // closeWrite half-closes a connection, or closes it when it cannot.

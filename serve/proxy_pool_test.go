@@ -7,15 +7,18 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -601,4 +604,234 @@ func TestProxyResponseHeadLimits(t *testing.T) {
 			t.Errorf("%s: %d, want %d", path, r.status, want)
 		}
 	}
+}
+
+// TestProxyIdleClosedStreamedPost: the upstream closes a pooled connection
+// while it is idle; the next POST, with a body too large to be read whole
+// and sent again, goes out on a fresh connection and succeeds.
+func TestProxyIdleClosedStreamedPost(t *testing.T) {
+	closed := make(chan struct{}, 4)
+	up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(strconv.Itoa(int(req.ContentLength))), req.ContentLength)
+		if n == 1 {
+			_ = c.Close() // a FIN while the connection idles in the pool
+			closed <- struct{}{}
+			return false
+		}
+		return true
+	})
+	addr := proxySite(t, config.Proxy{Upstreams: []string{up.addr}, RetryBodyBuffer: 8})
+	c := httpClient(t)
+	post := func(body string) (int, string) {
+		resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	if st, _ := post("x"); st != 200 {
+		t.Fatalf("first: %d", st)
+	}
+	<-closed
+	big := strings.Repeat("b", 1<<20)
+	if st, b := post(big); st != 200 || b != strconv.Itoa(len(big)) {
+		t.Fatalf("streamed body after the upstream closed the pooled connection: %d %q, want 200", st, b)
+	}
+	if n := up.conns.Load(); n != 2 {
+		t.Errorf("upstream connections: %d, want 2", n)
+	}
+}
+
+// TestProxyKeepaliveTimeout: a pooled upstream connection idle for
+// keepalive_timeout is closed, and the upstream sees its end.
+func TestProxyKeepaliveTimeout(t *testing.T) {
+	ended := make(chan error, 1)
+	up := rawUpstream(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, err = br.ReadByte()
+		ended <- err
+	})
+	addr := proxySite(t, config.Proxy{Upstreams: []string{up}, KeepaliveTimeout: 50 * time.Millisecond})
+	if r := get(t, addr, "GET", "/"); r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	select {
+	case err := <-ended:
+		if err != io.EOF {
+			t.Fatalf("upstream read %v, want EOF", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the idle upstream connection was not closed")
+	}
+}
+
+// TestProxyTrailers: the trailer fields of a chunked upstream response
+// reach an HTTP/1.1 client, less the hop-by-hop ones, those named in
+// Connection and those a trailer may not carry; an HTTP/1.0 client gets the
+// body without them.
+func TestProxyTrailers(t *testing.T) {
+	up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
+		body := "hello"
+		if req.URL.Path == "/big" {
+			body = strings.Repeat("x", 100<<10) // streamed, not buffered whole
+		}
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			"%x\r\n%s\r\n0\r\nX-Sum: 42\r\nX-Hop: 1\r\nKeep-Alive: timeout=1\r\nContent-Length: 9\r\nX-Other: b\r\n\r\n", len(body), body)
+		return true
+	})
+	addr := proxySite(t, config.Proxy{Upstreams: []string{up.addr}})
+	c := httpClient(t)
+	for _, path := range []string{"/small", "/big"} {
+		resp, err := c.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || (path == "/small") != (string(b) == "hello") {
+			t.Fatalf("%s: %d %d bytes, %v", path, resp.StatusCode, len(b), err)
+		}
+		want := http.Header{"X-Sum": {"42"}, "X-Other": {"b"}}
+		if fmt.Sprint(resp.Trailer) != fmt.Sprint(want) {
+			t.Errorf("%s: trailer %v, want %v", path, resp.Trailer, want)
+		}
+	}
+	r := rawRequest(t, addr, "GET", "GET /small HTTP/1.0\r\n\r\n")
+	if r.status != 200 || r.body != "hello" {
+		t.Errorf("HTTP/1.0: %d %q", r.status, r.body)
+	}
+}
+
+// upgradeUpstream answers an upgrade request with 101 and hands the
+// connection to fn; it reports on ended how fn's last read ended.
+func upgradeUpstream(t *testing.T, fn func(c net.Conn, br *bufio.Reader) error) (addr string, ended chan error) {
+	ended = make(chan error, 1)
+	addr = rawUpstream(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		ended <- fn(c, br)
+	})
+	return addr, ended
+}
+
+// dialUpgrade opens a tunnel through the proxy at addr.
+func dialUpgrade(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(testTimeout))
+	_, _ = io.WriteString(conn, "GET /t HTTP/1.1\r\nHost: a\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	return conn, br
+}
+
+// waitEnd waits for a read that ends the tunnel, on the client's side (an
+// EOF or a reset) and on the upstream's (through ended).
+func waitEnd(t *testing.T, br *bufio.Reader, ended chan error) {
+	t.Helper()
+	if _, err := io.Copy(io.Discard, br); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client side: %v, want the end of the tunnel", err)
+	}
+	select {
+	case err := <-ended:
+		if err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("upstream side: %v, want the end of the tunnel", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the upstream side of the tunnel was not closed")
+	}
+}
+
+// TestProxyTunnelIdle: a tunnel stays open past response_timeout while
+// bytes go one way (here upstream to client; the other way is idle all
+// along), and is closed on both sides once neither way has moved for
+// response_timeout.
+func TestProxyTunnelIdle(t *testing.T) {
+	const timeout = time.Second
+	stop := make(chan struct{})
+	addr, ended := upgradeUpstream(t, func(c net.Conn, br *bufio.Reader) error {
+		// As fast as the client reads, until told to stop.
+		dots := bytes.Repeat([]byte{'.'}, 512)
+	loop:
+		for {
+			select {
+			case <-stop:
+				break loop
+			default:
+			}
+			if _, err := c.Write(dots); err != nil {
+				return err
+			}
+		}
+		// Then echo one line, and wait for more.
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(c, line); err != nil {
+			return err
+		}
+		_, err = br.ReadByte()
+		return err
+	})
+	px := proxySite(t, config.Proxy{Upstreams: []string{addr}, ResponseTimeout: timeout})
+	conn, br := dialUpgrade(t, px)
+	until := time.Now().Add(3 * timeout)
+	for time.Now().Before(until) {
+		if _, err := br.ReadByte(); err != nil {
+			t.Fatalf("tunnel with traffic ended: %v", err)
+		}
+	}
+	close(stop)
+	// The client-to-upstream way, idle all this time, still works.
+	_, _ = io.WriteString(conn, "ping\n")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("echo after %v of one-way traffic: %v", 3*timeout, err)
+		}
+		if strings.TrimLeft(line, ".") == "ping\n" {
+			break
+		}
+	}
+	// Now idle both ways: closed on both sides.
+	waitEnd(t, br, ended)
+}
+
+// TestProxyTunnelClose: closing the proxy (as the worker does once its
+// server has shut down, which does not wait for hijacked connections)
+// ends the tunnels on both sides.
+func TestProxyTunnelClose(t *testing.T) {
+	addr, ended := upgradeUpstream(t, func(c net.Conn, br *bufio.Reader) error {
+		_, err := br.ReadByte()
+		return err
+	})
+	h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
+		{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{addr}, Keepalive: 4, RetryBodyBuffer: 1024}},
+	}}}, Options{})
+	_, br := dialUpgrade(t, startServer(t, h, nil))
+	if err := h.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitEnd(t, br, ended)
 }

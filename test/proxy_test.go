@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,5 +250,53 @@ func TestProxyStreamsGigabytes(t *testing.T) {
 		t.Errorf("worker peak RSS %d MiB, want under 64 MiB", hwm>>20)
 	} else {
 		t.Logf("worker peak RSS %.1f MiB", float64(hwm)/(1<<20))
+	}
+}
+
+// TestProxyTunnelDrain: a graceful stop ends the upgraded tunnels of the
+// workers (the server does not wait for hijacked connections; the proxy
+// closes them when the worker closes its handler): both ends of the tunnel
+// see it close, and the master exits long before graceful_timeout.
+func TestProxyTunnelDrain(t *testing.T) {
+	ended := make(chan error, 1)
+	up := testserver.Start(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(2 * clientTimeout))
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		_, err := br.ReadByte()
+		ended <- err
+	})
+	s := start(t, opts{workers: 1, extra: "graceful_timeout = \"60s\"\n",
+		sites: proxySites(map[string]string{"/": strconv.Quote(up.Addr)}, "")})
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(clientTimeout))
+	io.WriteString(conn, "GET /t HTTP/1.1\r\nHost: a\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	s.signal(syscall.SIGTERM)
+	if _, err := br.ReadByte(); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client end of the tunnel: %v, want its close", err)
+	}
+	select {
+	case err := <-ended:
+		if err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("upstream end of the tunnel: %v, want its close", err)
+		}
+	case <-time.After(clientTimeout):
+		t.Fatal("the upstream end of the tunnel stayed open")
+	}
+	// Within half of graceful_timeout: the tunnel did not hold it.
+	if code := s.waitExit(clientTimeout); code != 0 {
+		t.Errorf("master exit code %d", code)
 	}
 }

@@ -22,13 +22,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/forkd/forkd/protocol/internal/wire"
+	"golang.org/x/sys/unix"
 )
 
 // Limits of a response head, unless Config says otherwise. A head over
@@ -45,6 +48,13 @@ const (
 	// straight into the caller's buffer.
 	directRead   = 8 << 10
 	maxChunkLine = 4 << 10
+	// checkIdle is how long a pooled connection must have been idle for
+	// Get to peek at it (Alive) before handing it out: upstreams close
+	// connections that have idled, and a busy pool costs no syscall.
+	checkIdle = time.Second
+	// syncBody is the largest body written before the response is read:
+	// any socket's send buffer takes it without waiting for the upstream.
+	syncBody = 16 << 10
 )
 
 var (
@@ -73,6 +83,9 @@ var (
 // and are valid until the first body read.
 type Response = wire.ResponseHead
 
+// Field is a field of a response head or trailer section.
+type Field = wire.RespField
+
 // Config describes one upstream and how to talk to it.
 type Config struct {
 	Network        string        // "tcp" or "unix"
@@ -84,7 +97,8 @@ type Config struct {
 	Timeout time.Duration
 	// Keepalive is how many idle connections the pool keeps; 0 keeps none.
 	Keepalive int
-	// IdleTimeout drops pooled connections idle for longer.
+	// IdleTimeout closes pooled connections idle for longer (nginx's
+	// upstream keepalive_timeout); 0 keeps them until they are used.
 	IdleTimeout time.Duration
 	// MaxHeadBytes and MaxHeadFields bound a response head (status line
 	// and fields); 0 means 64 KiB and 100.
@@ -96,8 +110,16 @@ type Pool struct {
 	cfg    Config
 	dialer net.Dialer
 	mu     sync.Mutex
-	idle   []*Conn // most recently used last
+	idle   []*Conn // most recently used last, so idle[0] has waited longest
 	closed bool
+	// prune closes the connections idle past IdleTimeout; it is armed
+	// while idle is not empty, for the deadline of idle[0], so that a
+	// busy pool costs no timer update per request.
+	prune *time.Timer
+	armed bool
+	// sendBufs are the copy buffers of streamed request bodies, which
+	// cannot use the read buffer while the response head is awaited.
+	sendBufs sync.Pool
 }
 
 // NewPool returns a pool for cfg.
@@ -108,10 +130,13 @@ func NewPool(cfg Config) *Pool {
 	if cfg.MaxHeadFields <= 0 {
 		cfg.MaxHeadFields = maxHeadFields
 	}
-	return &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout}}
+	p := &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout}}
+	p.sendBufs.New = func() any { b := make([]byte, bufSize); return &b }
+	return p
 }
 
-// Get returns an idle connection (Reused reports true), or dials one.
+// Get returns an idle connection (Reused reports true), or dials one. A
+// connection idle for a second or more is checked with Alive first.
 func (p *Pool) Get() (*Conn, error) {
 	now := time.Now()
 	p.mu.Lock()
@@ -119,13 +144,20 @@ func (p *Pool) Get() (*Conn, error) {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) > p.cfg.IdleTimeout {
+		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) >= p.cfg.IdleTimeout {
 			p.mu.Unlock()
 			c.nc.Close()
 			p.mu.Lock()
 			continue
 		}
 		p.mu.Unlock()
+		if now.Sub(c.idleAt) >= checkIdle && !c.Alive() {
+			// Closed by the upstream while idle (its keep-alive timeout
+			// is shorter than ours): not one to send a request on.
+			c.nc.Close()
+			p.mu.Lock()
+			continue
+		}
 		c.reused = true
 		return c, nil
 	}
@@ -155,6 +187,9 @@ func (p *Pool) Close() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true
+	if p.prune != nil {
+		p.prune.Stop()
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.nc.Close()
@@ -170,7 +205,51 @@ func (p *Pool) put(c *Conn) {
 		return
 	}
 	p.idle = append(p.idle, c)
+	if !p.armed && p.cfg.IdleTimeout > 0 {
+		p.arm(p.cfg.IdleTimeout)
+	}
 	p.mu.Unlock()
+}
+
+// arm schedules pruneIdle in d; p.mu is held.
+func (p *Pool) arm(d time.Duration) {
+	p.armed = true
+	if p.prune == nil {
+		p.prune = time.AfterFunc(d, p.pruneIdle)
+		return
+	}
+	p.prune.Reset(d)
+}
+
+// pruneIdle closes the connections idle for IdleTimeout or longer, so that
+// the upstream sees them end (rather than the next request finding them
+// gone), and rearms itself for the next one to expire.
+func (p *Pool) pruneIdle() {
+	now := time.Now()
+	var expired []*Conn
+	p.mu.Lock()
+	p.armed = false
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	n := 0
+	for n < len(p.idle) && now.Sub(p.idle[n].idleAt) >= p.cfg.IdleTimeout {
+		n++
+	}
+	if n > 0 {
+		expired = append(expired, p.idle[:n]...)
+		m := copy(p.idle, p.idle[n:])
+		clear(p.idle[m:])
+		p.idle = p.idle[:m]
+	}
+	if len(p.idle) > 0 {
+		p.arm(p.idle[0].idleAt.Add(p.cfg.IdleTimeout).Sub(now))
+	}
+	p.mu.Unlock()
+	for _, c := range expired {
+		c.nc.Close()
+	}
 }
 
 // Body framings of a response.
@@ -216,6 +295,24 @@ type Conn struct {
 
 	flusher   Flusher
 	unflushed bool
+
+	// A body sent while the head is awaited (duplex): the head reader
+	// sets answered when it is done; the sender stores when it last moved
+	// a byte and whether it waits for its stream.
+	headCh   chan headResult
+	answered atomic.Bool
+	sending  atomic.Bool
+	inStream atomic.Bool
+	moved    atomic.Int64 // unix nanoseconds
+	bodyLeft bool
+	queued   int // the send queue's length at the last look (waitOn)
+
+	// The trailer fields of a chunked body: copied into tarena (the read
+	// buffer moves on under them), at toff as name start, name end, value
+	// end; Trailer makes them into fields.
+	tarena  []byte
+	toff    []int
+	trailer []wire.RespField
 
 	rdeadline time.Time
 	wdeadline time.Time
@@ -288,14 +385,27 @@ func (c *Conn) Tunnel() (net.Conn, []byte) {
 // has no body whatever its head says. 1xx responses other than 101 are
 // skipped.
 //
+// A small body is written before the response is read. A larger one, or a
+// stream, is sent while another goroutine waits for the response head
+// (the one goroutine of Do's that touches neither stream nor the
+// caller's state): an upstream may answer before it has read the whole
+// request (a 413, a 401), and then stop reading or close, or send a
+// response larger than the socket buffers before it reads on. Once a head
+// has arrived the rest of the body is not sent (BodyLeft reports whether
+// part of stream was left unread) and the connection is not reused. While
+// the body moves, or the caller's stream is being read, the wait for the
+// head does not time out.
+//
 // The head stays valid until the first body read.
 func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
 	c.out = head
 	c.mode, c.state, c.left, c.done, c.reusable, c.err, c.got = bodyNone, chunkSize, 0, false, false, nil, false
-	werr := c.send(head, body, stream, n)
-	if werr != nil && errors.Is(werr, ErrRequestBody) {
-		return nil, werr
+	c.tarena, c.toff = c.tarena[:0], c.toff[:0]
+	c.bodyLeft, c.queued = false, math.MaxInt
+	if stream != nil || len(body) > syncBody {
+		return c.duplex(head, body, stream, n, noBody)
 	}
+	werr := c.send(head, body, nil, 0, nil)
 	h, err := c.readHead(noBody)
 	if err != nil && werr != nil && !c.got {
 		// Nothing came back either: the write's error is the better cause.
@@ -312,6 +422,121 @@ func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*R
 	return h, nil
 }
 
+// BodyLeft reports whether Do stopped reading the request body's stream
+// before its end, because the response came first: the rest of it is
+// still with the client.
+func (c *Conn) BodyLeft() bool { return c.bodyLeft }
+
+// headResult is what the head reader of duplex hands over.
+type headResult struct {
+	h   *Response
+	err error
+}
+
+// duplex is Do for a body sent while the head is awaited.
+func (c *Conn) duplex(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
+	if c.headCh == nil {
+		c.headCh = make(chan headResult, 1)
+	}
+	c.answered.Store(false)
+	c.sending.Store(true)
+	c.moved.Store(time.Now().UnixNano())
+	go func() {
+		h, err := c.readHead(noBody)
+		// Stop the sender: it checks answered before each write, and a
+		// write already waiting for the upstream fails at once.
+		c.answered.Store(true)
+		c.nc.SetWriteDeadline(aLongTimeAgo)
+		c.headCh <- headResult{h, err}
+	}()
+	var buf []byte
+	var bp *[]byte
+	if stream != nil {
+		bp = c.pool.sendBufs.Get().(*[]byte)
+		buf = *bp
+	}
+	werr := c.send(head, body, stream, n, buf)
+	c.sending.Store(false)
+	if bp != nil {
+		c.pool.sendBufs.Put(bp)
+	}
+	switch {
+	case werr == nil, c.answered.Load():
+	case errors.Is(werr, ErrRequestBody):
+		// The client failed: the exchange cannot go on.
+		c.nc.Close()
+	default:
+		// Write timeouts end the wait for the head too; after a reset
+		// the head reader sees the connection's end (or an answer the
+		// upstream sent before it).
+		var ne net.Error
+		if errors.As(werr, &ne) && ne.Timeout() {
+			c.nc.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	res := <-c.headCh
+	c.wdeadline = time.Time{} // the head reader moved it
+	if werr != nil && errors.Is(werr, ErrRequestBody) {
+		return nil, werr
+	}
+	if res.err != nil {
+		if werr != nil && !c.got && !errors.Is(res.err, ErrTimeout) {
+			return nil, fmt.Errorf("%w: %w", ErrNoResponse, werr)
+		}
+		return nil, res.err
+	}
+	if werr != nil || c.bodyLeft {
+		// The answer came before the whole request went out.
+		c.reusable = false
+	}
+	return res.h, nil
+}
+
+// aLongTimeAgo is a deadline that makes waiting I/O fail at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// waitOn reports whether a wait for the head that failed with err should go
+// on: it timed out while the request body is still moving: written by the
+// sender within the timeout, or read from the caller's stream (the
+// client's pace, which its own timeouts bound), or, once all of it is
+// written, taken by the upstream out of the socket's send queue since the
+// last look (which the kernel's buffers, megabytes on a fast link, would
+// otherwise hide from the timeout).
+func (c *Conn) waitOn(err error) bool {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || c.answered.Load() {
+		return false
+	}
+	if c.sending.Load() {
+		return c.inStream.Load() || time.Since(time.Unix(0, c.moved.Load())) < c.pool.cfg.Timeout
+	}
+	if q := c.unsent(); q > 0 && q < c.queued {
+		c.queued = q
+		return true
+	}
+	return false
+}
+
+// unsent returns how many bytes of the socket's send queue the upstream has
+// not taken yet (SIOCOUTQ), or 0 when that is unknown.
+func (c *Conn) unsent() int {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
+
 // setWriteDeadline gives the next write the timeout; like the read
 // deadline, it is moved only when a quarter of the timeout has gone by.
 func (c *Conn) setWriteDeadline() {
@@ -324,8 +549,12 @@ func (c *Conn) setWriteDeadline() {
 	}
 }
 
-// send writes the head and the body.
-func (c *Conn) send(head, body []byte, stream io.Reader, n int64) error {
+// send writes the head and the body, copying a stream through buf (not the
+// read buffer: the head reader of duplex uses it meanwhile). It stops early,
+// with the stream's rest unread, once the head reader of duplex has an
+// answer; the deadline is set before that check, so that the reader's
+// "fail now" deadline, set after its flag, is the one a write sees.
+func (c *Conn) send(head, body []byte, stream io.Reader, n int64, buf []byte) error {
 	c.setWriteDeadline()
 	if stream == nil {
 		if len(body) == 0 {
@@ -337,10 +566,9 @@ func (c *Conn) send(head, body []byte, stream io.Reader, n int64) error {
 		return err
 	}
 	if _, err := c.nc.Write(head); err != nil {
+		c.bodyLeft = true
 		return err
 	}
-	// The read buffer is free until the response: copy through it.
-	buf := c.buf[:cap(c.buf)]
 	chunked := n < 0
 	for n != 0 {
 		p := buf
@@ -349,18 +577,28 @@ func (c *Conn) send(head, body []byte, stream io.Reader, n int64) error {
 		} else if int64(len(p)) > n {
 			p = p[:n]
 		}
+		c.inStream.Store(true)
 		m, rerr := stream.Read(p)
+		c.inStream.Store(false)
 		if m > 0 {
+			c.moved.Store(time.Now().UnixNano())
 			out := p[:m]
 			if chunked {
 				out = appendChunk(buf, m)
 			} else {
 				n -= int64(m)
 			}
+			atEnd := rerr == io.EOF || !chunked && n == 0
 			c.setWriteDeadline()
+			if c.answered.Load() {
+				c.bodyLeft = !atEnd
+				return nil
+			}
 			if _, err := c.nc.Write(out); err != nil {
+				c.bodyLeft = !atEnd
 				return err
 			}
+			c.moved.Store(time.Now().UnixNano())
 		}
 		if rerr == io.EOF {
 			if !chunked && n > 0 {
@@ -370,6 +608,10 @@ func (c *Conn) send(head, body []byte, stream io.Reader, n int64) error {
 		}
 		if rerr != nil {
 			return fmt.Errorf("%w: %w", ErrRequestBody, rerr)
+		}
+		if c.answered.Load() {
+			c.bodyLeft = chunked || n != 0
+			return nil
 		}
 	}
 	if chunked {
@@ -479,6 +721,9 @@ func (c *Conn) readHead(noBody bool) (*wire.ResponseHead, error) {
 			}
 		}
 		if err := c.fill(); err != nil {
+			if c.waitOn(err) {
+				continue
+			}
 			return nil, c.readErr(err)
 		}
 	}
@@ -520,6 +765,21 @@ func (c *Conn) readErr(err error) error {
 // SetFlusher sets who is flushed before each wait for body bytes; the head
 // counts as unflushed output.
 func (c *Conn) SetFlusher(f Flusher) { c.flusher = f }
+
+// Trailer returns the trailer fields of a chunked body read to its end;
+// they are valid until the next exchange.
+func (c *Conn) Trailer() []Field {
+	if !c.done || len(c.toff) == 0 {
+		return nil
+	}
+	clear(c.trailer)
+	c.trailer = c.trailer[:0]
+	for i := 0; i+2 < len(c.toff); i += 3 {
+		ns, ne, ve := c.toff[i], c.toff[i+1], c.toff[i+2]
+		c.trailer = append(c.trailer, wire.RespField{Name: c.tarena[ns:ne:ne], Value: c.tarena[ne:ve:ve]})
+	}
+	return c.trailer
+}
 
 // Buffered reports whether body bytes are at hand without waiting.
 func (c *Conn) Buffered() bool { return c.w > c.r }
@@ -577,9 +837,9 @@ func (c *Conn) read(p []byte) (int, error) {
 					c.state, c.left = chunkData, size
 				}
 			case chunkTrailer:
-				// Trailer fields are dropped (the server cannot send
-				// them on), but they must be well formed.
-				name, _, _, st := wire.ParseFieldLine(line, 0)
+				// Trailer fields have the header's syntax and limits
+				// (RFC 9112 §7.1.2); they are kept for Trailer.
+				name, value, _, st := wire.ParseFieldLine(line, 0)
 				if st != 0 {
 					return 0, fmt.Errorf("%w: bad trailer", ErrBadResponse)
 				}
@@ -587,6 +847,13 @@ func (c *Conn) read(p []byte) (int, error) {
 					c.done = true
 					return 0, io.EOF
 				}
+				if len(c.toff)/3 >= c.pool.cfg.MaxHeadFields || len(c.tarena)+len(line) > c.pool.cfg.MaxHeadBytes {
+					return 0, fmt.Errorf("%w: trailer section too large", ErrBadResponse)
+				}
+				c.tarena = append(c.tarena, name...)
+				ne := len(c.tarena)
+				c.tarena = append(c.tarena, value...)
+				c.toff = append(c.toff, ne-len(name), ne, len(c.tarena))
 			}
 		case chunkData:
 			n, err := c.readData(p, true)

@@ -317,3 +317,192 @@ func TestAlive(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestIdleTimeout: a pooled connection idle for IdleTimeout is closed in
+// the background, and the upstream sees it end.
+func TestIdleTimeout(t *testing.T) {
+	ended := make(chan error, 1)
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		_, err := br.ReadByte() // the next request, or the pool's close
+		ended <- err
+	})
+	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
+		Timeout: 30 * time.Second, Keepalive: 4, IdleTimeout: 20 * time.Millisecond})
+	defer p.Close()
+	if _, _, err := exchange(t, p); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if err != io.EOF {
+			t.Fatalf("upstream read %v, want EOF", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+	if n := p.Idle(); n != 0 {
+		t.Errorf("%d idle connections left, want 0", n)
+	}
+}
+
+// TestGetSkipsClosed: a connection the upstream closed while it sat in the
+// pool is not handed out once it has idled for checkIdle; Get dials.
+func TestGetSkipsClosed(t *testing.T) {
+	closed := make(chan struct{}, 4)
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, _, err := readRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.Close()
+		closed <- struct{}{}
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	if _, _, err := exchange(t, p); err != nil {
+		t.Fatal(err)
+	}
+	<-closed
+	p.mu.Lock()
+	p.idle[0].idleAt = p.idle[0].idleAt.Add(-checkIdle) // as if it had idled
+	p.mu.Unlock()
+	// The FIN is on its way; Get must not hand the connection out once it
+	// has arrived. Wait for that with Alive's own view.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p.mu.Lock()
+		alive := p.idle[0].Alive()
+		p.mu.Unlock()
+		if !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection still looks alive")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c, err := p.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Reused() {
+		t.Fatal("Get handed out the connection the upstream closed")
+	}
+}
+
+// TestTrailer: the trailer fields of a chunked body are kept, also when
+// they arrive in pieces; the next exchange starts without them; a trailer
+// section over the head's limits is ErrBadResponse.
+func TestTrailer(t *testing.T) {
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			if _, _, err := readRequest(br); err != nil {
+				return
+			}
+			switch i {
+			case 0:
+				// In two writes: the second may arrive in a read of its own.
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1")
+				io.WriteString(c, "2\r\nX-Other:  two \r\n\r\n")
+			case 1:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
+				for range 5 {
+					io.WriteString(c, "X-Many: 1\r\n")
+				}
+				io.WriteString(c, "\r\n")
+			}
+		}
+	})
+	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
+		Timeout: 30 * time.Second, Keepalive: 4, MaxHeadFields: 4})
+	defer p.Close()
+	trailer := func() ([]string, error) {
+		c, err := p.Get()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Do(append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...), nil, nil, 0, false); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if _, err := io.ReadAll(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		var got []string
+		for _, f := range c.Trailer() {
+			got = append(got, string(f.Name)+"="+string(f.Value))
+		}
+		c.Release()
+		return got, nil
+	}
+	if got, err := trailer(); err != nil || strings.Join(got, ",") != "X-Sum=12,X-Other=two" {
+		t.Fatalf("trailer %q, %v", got, err)
+	}
+	if got, err := trailer(); err != nil || len(got) != 0 {
+		t.Fatalf("no trailer: %q, %v", got, err)
+	}
+	if _, err := trailer(); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("five trailer fields over a limit of four: %v, want ErrBadResponse", err)
+	}
+}
+
+// TestEarlyAnswer: a response that comes while a streamed body is still
+// being sent stops the body (BodyLeft), and the connection is not pooled;
+// a stream that fails is ErrRequestBody.
+func TestEarlyAnswer(t *testing.T) {
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" { // the head: answer without reading the body
+				io.WriteString(c, "HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+				io.Copy(io.Discard, br)
+				return
+			}
+		}
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	c, err := p.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := append(c.HeadBuffer(), "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n"...)
+	resp, err := c.Do(head, nil, io.LimitReader(zeros{}, 1<<30), 1<<30, false)
+	if err != nil || resp.Status != 413 || !c.BodyLeft() {
+		t.Fatalf("%v %v, body left %v; want 413 with the body left", resp, err, c.BodyLeft())
+	}
+	c.Release()
+	if n := p.Idle(); n != 0 {
+		t.Errorf("%d idle connections after an early answer, want 0", n)
+	}
+
+	c, err = p.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head = append(c.HeadBuffer(), "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+	_, err = c.Do(head, nil, failing{}, -1, false)
+	c.Close()
+	if !errors.Is(err, ErrRequestBody) {
+		t.Fatalf("a failing stream: %v, want ErrRequestBody", err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+type failing struct{}
+
+func (failing) Read(p []byte) (int, error) { return 0, errors.New("client gone") }
