@@ -130,7 +130,12 @@ func NewPool(cfg Config) *Pool {
 	if cfg.MaxHeadFields <= 0 {
 		cfg.MaxHeadFields = maxHeadFields
 	}
-	p := &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout}}
+	// No TCP keep-alive probes (Go's Dialer sends them after 15 s by
+	// default, four setsockopt calls per dial): an idle pooled connection
+	// is closed after IdleTimeout and peeked at before reuse, and an
+	// exchange that makes no progress ends at Timeout; nginx's
+	// proxy_socket_keepalive is off by default too.
+	p := &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: -1}}
 	p.sendBufs.New = func() any { b := make([]byte, bufSize); return &b }
 	return p
 }
@@ -171,8 +176,20 @@ func (p *Pool) Dial() (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
-	return &Conn{pool: p, nc: nc, buf: make([]byte, bufSize)}, nil
+	c := &Conn{pool: p, nc: nc}
+	if b, ok := readBufs.Get().(*[bufSize]byte); ok {
+		c.buf = b[:]
+	} else {
+		c.buf = make([]byte, bufSize)
+	}
+	return c, nil
 }
+
+// readBufs holds the read buffers of connections closed after a clean
+// exchange (put, over Keepalive): under more concurrent requests than the
+// pool keeps, connections are dialled and closed all the time, and each
+// would otherwise allocate its buffer anew.
+var readBufs sync.Pool
 
 // Idle returns the number of idle connections.
 func (p *Pool) Idle() int {
@@ -202,6 +219,11 @@ func (p *Pool) put(c *Conn) {
 	if p.closed || len(p.idle) >= p.cfg.Keepalive {
 		p.mu.Unlock()
 		c.nc.Close()
+		// The exchange is over (Release) and nothing aliases the buffer.
+		if cap(c.buf) == bufSize {
+			readBufs.Put((*[bufSize]byte)(c.buf[:bufSize]))
+		}
+		c.buf = nil
 		return
 	}
 	p.idle = append(p.idle, c)
