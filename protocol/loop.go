@@ -841,15 +841,36 @@ func (a *rawAcceptor) stop() {
 
 // close releases the acceptor; Serve calls it when accept no longer runs.
 // The epoll goes first, then the listener's duplicate: until then the
-// kernel may still pick this acceptor for a connection.
+// kernel may still pick this acceptor for a connection. The wake eventfd
+// goes last (closeWake).
 func (a *rawAcceptor) close() {
+	a.closeWatch()
+	a.closeWake()
+}
+
+// closeWatch closes the acceptor's epoll and its duplicate of the listener.
+func (a *rawAcceptor) closeWatch() {
 	if a == nil {
 		return
 	}
-	for _, fd := range []int{a.ep, a.wake, a.lfd} {
-		if fd >= 0 {
-			unix.Close(fd)
+	for _, fd := range []*int{&a.ep, &a.lfd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
 		}
+	}
+}
+
+// closeWake closes the eventfd that stop writes to. For an acceptor in
+// s.acceptors, Serve calls it with s.mu held, once the acceptor has left
+// the map: Server.stop writes to the eventfd under s.mu (Shutdown, then
+// Close again), and a closed number may be reused at once by the next
+// socket the process opens, such as another client's connection, which
+// would then receive those eight bytes.
+func (a *rawAcceptor) closeWake() {
+	if a != nil && a.wake >= 0 {
+		unix.Close(a.wake)
+		a.wake = -1
 	}
 }
 

@@ -611,3 +611,74 @@ func idleCost(t *testing.T, h Handler, bound int64) {
 		t.Errorf("%d bytes of heap per idle connection: idle connections hold their buffers", per)
 	}
 }
+
+// TestStoppedAcceptorWritesToNoClient: while Serve takes its acceptor down,
+// a Close (stop, under s.mu) may still wake it. The eventfd it writes to
+// must still be the acceptor's then: had Serve closed it, its number could
+// already belong to another client's socket, which would receive the
+// wake-up's eight bytes.
+func TestStoppedAcceptorWritesToNoClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: Nonblocking(hello)}
+	leaked := make(chan string, 1)
+	testHookAcceptorClosing = func(hs *Server) {
+		if hs != s {
+			return
+		}
+		// Sockets opened now take the lowest free numbers, as a newly
+		// accepted client's would.
+		var pairs [][2]int
+		for range 8 {
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+			if err != nil {
+				break
+			}
+			pairs = append(pairs, fds)
+		}
+		s.mu.Lock()
+		s.stop() // what a Close arriving now does
+		s.mu.Unlock()
+		got := ""
+		buf := make([]byte, 64)
+		for _, fds := range pairs {
+			for _, fd := range fds {
+				if n, _ := unix.Read(fd, buf); n > 0 {
+					got += fmt.Sprintf("%q on a socket; ", buf[:n])
+				}
+				unix.Close(fd)
+			}
+		}
+		leaked <- got
+	}
+	t.Cleanup(func() { testHookAcceptorClosing = nil })
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	// A request answered: the acceptor is up.
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-leaked:
+		if got != "" {
+			t.Fatalf("the stopped acceptor's wake-up reached a socket: %s", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not take its acceptor down")
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+}

@@ -233,11 +233,16 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 	defer func() {
 		// The acceptor's epoll goes first: until it is closed the kernel
 		// may still pick it for a connection's wake-up, and Shutdown
-		// waits for it to leave s.acceptors.
-		acc.close()
+		// waits for it to leave s.acceptors. Its wake eventfd is closed
+		// only under s.mu, after it has left them (see closeWake).
+		acc.closeWatch()
+		if testHookAcceptorClosing != nil {
+			testHookAcceptorClosing(s)
+		}
 		s.mu.Lock()
 		delete(s.listeners, &ln)
 		delete(s.acceptors, acc)
+		acc.closeWake()
 		s.mu.Unlock()
 		ln.Close()
 	}()
@@ -527,3 +532,8 @@ func (s *Server) Stats() Stats {
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = http.ErrServerClosed
+
+// testHookAcceptorClosing, when set by a test, runs in Serve between closing
+// an acceptor's epoll and taking it out of s.acceptors: a Close may call
+// stop just then.
+var testHookAcceptorClosing func(*Server)
