@@ -28,6 +28,11 @@ const (
 	proxyBufSize = 32 << 10 // response body copy buffer
 	// proxyLogEvery is how often a repeating error of one upstream is logged.
 	proxyLogEvery = time.Second
+	// proxySurplusIdle is how long upstream connections over keepalive
+	// stay pooled (upstream.Config.SurplusTimeout): a load that keeps more
+	// requests in flight than keepalive then reuses them instead of
+	// dialling and closing connections all the time.
+	proxySurplusIdle = time.Second
 )
 
 // backend is one upstream of a proxy route, with its pool and health.
@@ -141,7 +146,8 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 				Network: network, Address: addr,
 				ConnectTimeout: connectTimeout, Timeout: timeout,
 				Keepalive: c.Keepalive, IdleTimeout: keepaliveTimeout,
-				MaxHeadBytes: lim.HeaderBytes, MaxHeadFields: lim.HeaderCount,
+				SurplusTimeout: proxySurplusIdle,
+				MaxHeadBytes:   lim.HeaderBytes, MaxHeadFields: lim.HeaderCount,
 			}),
 		}
 		if c.Weights != nil {

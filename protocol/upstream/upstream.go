@@ -97,6 +97,14 @@ type Config struct {
 	Timeout time.Duration
 	// Keepalive is how many idle connections the pool keeps; 0 keeps none.
 	Keepalive int
+	// SurplusTimeout is how long connections over Keepalive stay pooled:
+	// when a burst needed more connections at once than Keepalive, those
+	// that come back over it are closed once idle that long, not at once,
+	// so that a load that stays above Keepalive reuses them rather than
+	// dialling and closing a connection for every few requests (haproxy
+	// purges its surplus idle connections the same way, after
+	// pool-purge-delay). 0 closes them as they come back, as nginx does.
+	SurplusTimeout time.Duration
 	// IdleTimeout closes pooled connections idle for longer (nginx's
 	// upstream keepalive_timeout); 0 keeps them until they are used.
 	IdleTimeout time.Duration
@@ -112,11 +120,13 @@ type Pool struct {
 	mu     sync.Mutex
 	idle   []*Conn // most recently used last, so idle[0] has waited longest
 	closed bool
-	// prune closes the connections idle past IdleTimeout; it is armed
-	// while idle is not empty, for the deadline of idle[0], so that a
-	// busy pool costs no timer update per request.
-	prune *time.Timer
-	armed bool
+	// prune closes the connections idle past IdleTimeout, and those over
+	// Keepalive idle past SurplusTimeout; it is armed while idle is not
+	// empty, for the first such deadline (that of idle[0]), so that a busy
+	// pool costs no timer update per request. armedAt is when it fires;
+	// zero while it is not armed.
+	prune   *time.Timer
+	armedAt time.Time
 	// sendBufs are the copy buffers of streamed request bodies, which
 	// cannot use the read buffer while the response head is awaited.
 	sendBufs sync.Pool
@@ -216,7 +226,8 @@ func (p *Pool) Close() {
 func (p *Pool) put(c *Conn) {
 	c.idleAt = time.Now()
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= p.cfg.Keepalive {
+	full := len(p.idle) >= p.cfg.Keepalive
+	if p.closed || full && (p.cfg.SurplusTimeout <= 0 || p.cfg.Keepalive <= 0) {
 		p.mu.Unlock()
 		c.nc.Close()
 		// The exchange is over (Release) and nothing aliases the buffer.
@@ -227,37 +238,66 @@ func (p *Pool) put(c *Conn) {
 		return
 	}
 	p.idle = append(p.idle, c)
-	if !p.armed && p.cfg.IdleTimeout > 0 {
-		p.arm(p.cfg.IdleTimeout)
-	}
+	p.arm(c.idleAt)
 	p.mu.Unlock()
 }
 
-// arm schedules pruneIdle in d; p.mu is held.
-func (p *Pool) arm(d time.Duration) {
-	p.armed = true
-	if p.prune == nil {
-		p.prune = time.AfterFunc(d, p.pruneIdle)
-		return
+// nextPrune returns when pruneIdle has work next: idle[0], which has
+// waited longest, reaches IdleTimeout, or SurplusTimeout while the pool
+// holds more than Keepalive. Zero means never. p.mu is held.
+func (p *Pool) nextPrune() time.Time {
+	var t time.Time
+	if len(p.idle) == 0 {
+		return t
 	}
-	p.prune.Reset(d)
+	oldest := p.idle[0].idleAt
+	if p.cfg.IdleTimeout > 0 {
+		t = oldest.Add(p.cfg.IdleTimeout)
+	}
+	if len(p.idle) > p.cfg.Keepalive {
+		if s := oldest.Add(p.cfg.SurplusTimeout); t.IsZero() || s.Before(t) {
+			t = s
+		}
+	}
+	return t
 }
 
-// pruneIdle closes the connections idle for IdleTimeout or longer, so that
-// the upstream sees them end (rather than the next request finding them
-// gone), and rearms itself for the next one to expire.
+// arm makes pruneIdle run by nextPrune's time, unless it is armed for
+// then or earlier already; p.mu is held.
+func (p *Pool) arm(now time.Time) {
+	t := p.nextPrune()
+	if t.IsZero() || !p.armedAt.IsZero() && !p.armedAt.After(t) {
+		return
+	}
+	p.armedAt = t
+	if p.prune == nil {
+		p.prune = time.AfterFunc(t.Sub(now), p.pruneIdle)
+		return
+	}
+	p.prune.Reset(t.Sub(now))
+}
+
+// pruneIdle closes the connections idle for IdleTimeout or longer, and
+// those over Keepalive idle for SurplusTimeout, so that the upstream sees
+// them end (rather than the next request finding them gone), and rearms
+// itself for the next one to expire.
 func (p *Pool) pruneIdle() {
 	now := time.Now()
 	var expired []*Conn
 	p.mu.Lock()
-	p.armed = false
+	p.armedAt = time.Time{}
 	if p.closed {
 		p.mu.Unlock()
 		return
 	}
 	n := 0
-	for n < len(p.idle) && now.Sub(p.idle[n].idleAt) >= p.cfg.IdleTimeout {
-		n++
+	for ; n < len(p.idle); n++ {
+		idle := now.Sub(p.idle[n].idleAt)
+		timedOut := p.cfg.IdleTimeout > 0 && idle >= p.cfg.IdleTimeout
+		surplus := len(p.idle)-n > p.cfg.Keepalive && idle >= p.cfg.SurplusTimeout
+		if !timedOut && !surplus {
+			break
+		}
 	}
 	if n > 0 {
 		expired = append(expired, p.idle[:n]...)
@@ -265,9 +305,7 @@ func (p *Pool) pruneIdle() {
 		clear(p.idle[m:])
 		p.idle = p.idle[:m]
 	}
-	if len(p.idle) > 0 {
-		p.arm(p.idle[0].idleAt.Add(p.cfg.IdleTimeout).Sub(now))
-	}
+	p.arm(now)
 	p.mu.Unlock()
 	for _, c := range expired {
 		c.nc.Close()

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -506,3 +507,82 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 type failing struct{}
 
 func (failing) Read(p []byte) (int, error) { return 0, errors.New("client gone") }
+
+// TestSurplus: connections over Keepalive that come back from a burst stay
+// pooled for SurplusTimeout, and are reused meanwhile; then they are closed
+// (the upstream sees EOF) down to Keepalive. With SurplusTimeout 0 they
+// are closed as they come back.
+func TestSurplus(t *testing.T) {
+	for _, surplus := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(fmt.Sprint(surplus), func(t *testing.T) {
+			ended := make(chan error, 8)
+			s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+				for {
+					if _, _, err := readRequest(br); err != nil {
+						ended <- err
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			})
+			p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
+				Timeout: 30 * time.Second, Keepalive: 1, IdleTimeout: time.Minute, SurplusTimeout: surplus})
+			defer p.Close()
+			// A burst: three exchanges at once.
+			var conns []*Conn
+			for range 3 {
+				c, err := p.Get()
+				if err != nil {
+					t.Fatal(err)
+				}
+				head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
+				if _, err := c.Do(head, nil, nil, 0, false); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadAll(c); err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+			}
+			for _, c := range conns {
+				c.Release()
+			}
+			if surplus == 0 {
+				if n := p.Idle(); n != 1 {
+					t.Fatalf("%d idle connections, want keepalive's 1", n)
+				}
+			} else {
+				if n := p.Idle(); n != 3 {
+					t.Fatalf("%d idle connections right after the burst, want 3", n)
+				}
+				// Reused meanwhile: no new connection.
+				for range 3 {
+					if _, _, err := exchange(t, p); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if n := s.count(); n != 3 {
+					t.Fatalf("%d connections dialled, want 3", n)
+				}
+			}
+			for range 2 {
+				select {
+				case err := <-ended:
+					if err != io.EOF {
+						t.Fatalf("upstream read %v, want EOF", err)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("the surplus connections were not closed")
+				}
+			}
+			if n := p.Idle(); n != 1 {
+				t.Errorf("%d idle connections left, want 1", n)
+			}
+			select {
+			case err := <-ended:
+				t.Fatalf("the connection within keepalive was closed too: %v", err)
+			default:
+			}
+		})
+	}
+}
