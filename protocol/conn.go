@@ -237,9 +237,23 @@ func (c *conn) serveNet(t *netTransport, act int) {
 		t, act = c.t.(*netTransport), actNext
 		c.buffers()
 	}
-	if act == actLinger && c.flush() == nil {
+	if act == actLinger && c.flush() == nil && !c.closesQuietly(t.drained) {
 		t.closeLinger(c.rbuf)
 	}
+}
+
+// closesQuietly reports whether c, closing after its last response, needs
+// no lingering close: the client asked to close, its whole request has
+// been read and nothing more is buffered, and the last read came back
+// short (drained), so the socket had nothing more a moment ago. A client
+// that asked to close sends nothing after its request, so close(2) alone
+// ends the connection with a FIN, not a reset, and saves the half-close,
+// a read and (off a loop) a wait per closed connection. A request whose
+// body was not read to its end always lingers: its client may still be
+// sending; so does an error answer (the request may have been refused
+// before its body was looked at).
+func (c *conn) closesQuietly(drained bool) bool {
+	return drained && c.req.Close && c.body.done && c.resp.status < 400 && c.r == c.w && !c.srv.draining.Load()
 }
 
 // backToLoop moves c, idle on its net.Conn t with nothing buffered or

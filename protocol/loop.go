@@ -379,11 +379,8 @@ func (t *loopTransport) linger(c *conn) int {
 	t.lingered = 0
 	if quiet {
 		// Nothing more was sent: unless something is there now, close(2)
-		// alone ends the connection with a FIN. The last read came back
-		// short (drained) when the socket had nothing more a moment ago;
-		// a client that asked to close does not send after its request,
-		// so that saves a read(2) per closed connection.
-		if t.drained {
+		// alone ends the connection with a FIN.
+		if c.closesQuietly(t.drained) {
 			return lingerDone
 		}
 		if st := t.discard(c.rbuf); st != lingerWait || t.lingered == 0 {
@@ -432,6 +429,7 @@ func (c *conn) handOff(t *loopTransport, act int) {
 // releases c.
 func (t *loopTransport) attach(c *conn) *netTransport {
 	nt := &c.nt
+	nt.drained = t.drained // for closesQuietly
 	f := os.NewFile(uintptr(t.fd), "")
 	nc, err := net.FileConn(f) // a duplicate; f's descriptor closes below
 	f.Close()

@@ -682,3 +682,41 @@ func TestStoppedAcceptorWritesToNoClient(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// A request refused at its head (413) while its client, which asked to
+// close, is still sending the body gets its answer: the server lingers,
+// reading what the client still sends, rather than resetting the
+// connection before the client has read the answer (closesQuietly is only
+// for a request read whole and answered without an error).
+func TestRefusedUploadGetsItsAnswer(t *testing.T) { inModes(t, testRefusedUploadGetsItsAnswer) }
+
+func testRefusedUploadGetsItsAnswer(t *testing.T) {
+	for _, h := range []Handler{hello, loopHandler{h: hello}} {
+		_, addr := startServer(t, h, func(s *Server) { s.Limits.BodyBytes = 1024 })
+		for range 5 {
+			c := dial(t, addr)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			// The head and a first part of the body in one write; the
+			// rest arrives while the server answers and closes.
+			const size = 48 << 10
+			req := "POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: " + fmt.Sprint(size) + "\r\n\r\n"
+			if _, err := io.WriteString(c, req+strings.Repeat("x", 8<<10)); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c.Write(bytes.Repeat([]byte("y"), size-8<<10))
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer to a refused upload: %v", err)
+			}
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d, want 413", resp.StatusCode)
+			}
+			<-done
+			c.Close()
+		}
+	}
+}
