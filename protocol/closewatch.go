@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -100,21 +99,11 @@ func (s *Server) stopWatcher() {
 }
 
 func newCloseWatcher() (*closeWatcher, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	fd, f, rc, err := newPolledEpoll("closewatch")
 	if err != nil {
-		return nil, fmt.Errorf("protocol: epoll_create1: %w", err)
+		return nil, err
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("protocol: epoll nonblocking: %w", err)
-	}
-	w := &closeWatcher{epfd: fd, file: os.NewFile(uintptr(fd), "closewatch"), watches: make(map[uint64]*clientWatch)}
-	rc, err := w.file.SyscallConn()
-	if err != nil {
-		w.file.Close()
-		return nil, fmt.Errorf("protocol: epoll: %w", err)
-	}
-	w.rc = rc
+	w := &closeWatcher{epfd: fd, file: f, rc: rc, watches: make(map[uint64]*clientWatch)}
 	w.waitFn = w.poll
 	return w, nil
 }

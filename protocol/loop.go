@@ -137,22 +137,33 @@ func spareThreads(n int) {
 	release.Done()
 }
 
-func newEventLoop(s *Server) (*eventLoop, error) {
+// newPolledEpoll makes an epoll instance that a goroutine waits on in the
+// runtime's poller (rc.Read), not in the kernel: its descriptor, the file
+// that owns it (closing the file ends a wait), and the file's RawConn.
+func newPolledEpoll(name string) (int, *os.File, syscall.RawConn, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("protocol: epoll_create1: %w", err)
+		return -1, nil, nil, fmt.Errorf("protocol: epoll_create1: %w", err)
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("protocol: epoll nonblocking: %w", err)
+		return -1, nil, nil, fmt.Errorf("protocol: epoll nonblocking: %w", err)
 	}
-	l := &eventLoop{s: s, epfd: fd, file: os.NewFile(uintptr(fd), "epoll")}
-	rc, err := l.file.SyscallConn()
+	f := os.NewFile(uintptr(fd), name)
+	rc, err := f.SyscallConn()
 	if err != nil {
-		l.file.Close()
-		return nil, fmt.Errorf("protocol: epoll: %w", err)
+		f.Close()
+		return -1, nil, nil, fmt.Errorf("protocol: epoll: %w", err)
 	}
-	l.rc = rc
+	return fd, f, rc, nil
+}
+
+func newEventLoop(s *Server) (*eventLoop, error) {
+	fd, f, rc, err := newPolledEpoll("epoll")
+	if err != nil {
+		return nil, err
+	}
+	l := &eventLoop{s: s, epfd: fd, file: f, rc: rc}
 	l.waitFn = l.pollReady
 	l.sweepAt = s.coarseNow() + time.Second
 	return l, nil
