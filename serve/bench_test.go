@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/testserver"
 )
 
 func BenchmarkRoute(b *testing.B) {
@@ -127,41 +128,26 @@ func readBenchResponse(c net.Conn, buf []byte, body string) error {
 
 // rawBenchUpstream answers every request head on a connection with resp.
 func rawBenchUpstream(b *testing.B, resp string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
+	return testserver.Start(b, func(c net.Conn) {
+		buf := make([]byte, 8192)
+		out := []byte(resp)
+		n := 0
 		for {
-			c, err := ln.Accept()
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 8192)
-				out := []byte(resp)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(out); err != nil {
-							return
-						}
-						n = copy(buf, buf[i+4:n])
-					}
+			n += m
+			for {
+				i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+				if i < 0 {
+					break
 				}
-			}()
+				if _, err := c.Write(out); err != nil {
+					return
+				}
+				n = copy(buf, buf[i+4:n])
+			}
 		}
-	}()
-	return ln.Addr().String()
+	}).Addr
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkd/forkd/internal/testserver"
 	"github.com/forkd/forkd/protocol"
 )
 
@@ -26,60 +27,45 @@ type proxySeen struct {
 // arrived so far), answers the request after it with 200 and reports both.
 func proxyBackend(t *testing.T, seen chan<- proxySeen) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return testserver.Start(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var s proxySeen
+		buf := make([]byte, 0, 64)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			var n int
+			s.h, n, s.err = protocol.ParseProxyHeader(buf)
+			if !errors.Is(s.err, protocol.ErrProxyIncomplete) {
+				buf = buf[n:]
+				break
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				var s proxySeen
-				buf := make([]byte, 0, 64)
-				for {
-					var n int
-					s.h, n, s.err = protocol.ParseProxyHeader(buf)
-					if !errors.Is(s.err, protocol.ErrProxyIncomplete) {
-						buf = buf[n:]
-						break
-					}
-					if n > cap(buf) {
-						buf = append(make([]byte, 0, n), buf...)
-					}
-					k, err := c.Read(buf[len(buf):cap(buf)])
-					if err != nil {
-						s.err = err
-						break
-					}
-					buf = buf[:len(buf)+k]
-				}
-				if s.err == nil {
-					rest := bytes.NewBuffer(buf)
-					for !bytes.Contains(rest.Bytes(), []byte("\r\n\r\n")) {
-						var b [512]byte
-						k, err := c.Read(b[:])
-						if err != nil {
-							break
-						}
-						rest.Write(b[:k])
-					}
-					s.request, _, _ = strings.Cut(rest.String(), "\r\n")
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-				}
-				select {
-				case seen <- s:
-				default: // the test is over, or not listening for more
-				}
-			}()
+			if n > cap(buf) {
+				buf = append(make([]byte, 0, n), buf...)
+			}
+			k, err := c.Read(buf[len(buf):cap(buf)])
+			if err != nil {
+				s.err = err
+				break
+			}
+			buf = buf[:len(buf)+k]
 		}
-	}()
-	return ln.Addr().String()
+		if s.err == nil {
+			rest := bytes.NewBuffer(buf)
+			for !bytes.Contains(rest.Bytes(), []byte("\r\n\r\n")) {
+				var b [512]byte
+				k, err := c.Read(b[:])
+				if err != nil {
+					break
+				}
+				rest.Write(b[:k])
+			}
+			s.request, _, _ = strings.Cut(rest.String(), "\r\n")
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+		}
+		select {
+		case seen <- s:
+		default: // the test is over, or not listening for more
+		}
+	}).Addr
 }
 
 // TestHAProxyProxyHeaders checks the PROXY header parser against what
