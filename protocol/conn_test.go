@@ -812,6 +812,7 @@ func testShutdownDrain(t *testing.T) {
 	release := make(chan struct{})
 	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		if string(r.Path) == "/slow" {
+			w.WillBlock() // it waits: off the loop, whose other connections go on
 			close(entered)
 			<-release
 		}

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -58,14 +57,26 @@ const loopEvents = 512
 // removes connections; the accept loop and connections coming back add
 // them under mu.
 type eventLoop struct {
-	s    *Server
-	epfd int
-	file *os.File // epfd, registered with the runtime's poller for waiting
-	rc   syscall.RawConn
+	s *Server
+	// direct: the loop waits in epoll_wait itself, in the kernel (see
+	// startLoops); else in the runtime's poller, in which epfd is
+	// registered through file and rc.
+	direct bool
+	epfd   int
+	file   *os.File
+	rc     syscall.RawConn
+	// wake is an eventfd in the epoll: Shutdown, Close and a connection
+	// slot freed for a paused listener write to it (Server.wakeLoops). The
+	// loop closes it, under s.mu, when it ends.
+	wake int
 
-	mu     sync.Mutex
-	conns  []*conn // by descriptor
-	closed bool    // the loop ended: add must not register more
+	mu      sync.Mutex
+	conns   []*conn       // by descriptor
+	closed  bool          // the loop ended: add must not register more
+	accepts []*loopAccept // the listeners it accepts on (accept.go)
+	paused  atomic.Int32  // how many of them are paused
+	pend    []*loopAccept // listeners reported ready, to accept on
+	rsa     unix.RawSockaddrAny
 
 	events [loopEvents]unix.EpollEvent
 	batch  [loopEvents]*conn // the connections of events[next:ready]
@@ -88,17 +99,34 @@ type eventLoop struct {
 	stalled bool
 }
 
-// startLoops makes one event loop per GOMAXPROCS; if epoll is not
-// available, the server keeps a goroutine per connection.
+// startLoops makes the event loops; if epoll is not available, the server
+// keeps a goroutine per connection.
+//
+// With GOMAXPROCS of 2 or more, there is one loop per GOMAXPROCS but one,
+// and each waits in epoll_wait itself, in the kernel (direct), like an
+// nginx worker: a connection is accepted, read and answered on one thread
+// with no hand-off, and only such a waiter can take a listener's wake-ups
+// one at a time (EPOLLEXCLUSIVE; see accept.go). A goroutine asleep in a
+// system call keeps its P, though, and the runtime hands that P to other
+// goroutines only after a delay (sysmon's, 20 µs to 10 ms): the P left
+// over runs everything that is not on a loop (handlers that left, timers,
+// the runtime's poller) at once. With GOMAXPROCS=1 there is one loop, and
+// it waits in the runtime's poller, its epoll nested in the poller's, so
+// that the one P is free whenever the loop waits; then every process
+// sharing a listener is woken for each connection.
 func (s *Server) startLoops() {
 	n := runtime.GOMAXPROCS(0)
+	direct := n >= 2
+	if direct {
+		n--
+	}
 	loops := make([]*eventLoop, 0, n)
 	for range n {
-		l, err := newEventLoop(s)
+		l, err := newEventLoop(s, direct)
 		if err != nil {
 			s.logger.Warn("event loop unavailable; serving a goroutine per connection", "error", err)
 			for _, l := range loops {
-				l.file.Close()
+				l.closeFds()
 			}
 			return
 		}
@@ -110,15 +138,15 @@ func (s *Server) startLoops() {
 	for _, l := range loops {
 		go l.run()
 	}
-	spareThreads(acceptorSpareThreads)
+	spareThreads(loopSpareThreads)
 }
 
-// acceptorSpareThreads is how many threads a Server with event loops makes
-// up front: each raw acceptor sleeps in epoll_wait holding a thread, and the
-// runtime then needs another to run the loops. Made at start, they are
+// loopSpareThreads is how many threads a Server with event loops makes up
+// front: each direct loop sleeps in epoll_wait holding a thread, and the
+// runtime then needs others for everything else. Made at start, they are
 // there (Go keeps idle threads) when a task limit would refuse them later,
 // and a supervisor that counts a worker's threads at start counts them.
-const acceptorSpareThreads = 2
+const loopSpareThreads = 2
 
 // spareThreads makes the runtime start n threads and keep them idle.
 func spareThreads(n int) {
@@ -158,15 +186,51 @@ func newPolledEpoll(name string) (int, *os.File, syscall.RawConn, error) {
 	return fd, f, rc, nil
 }
 
-func newEventLoop(s *Server) (*eventLoop, error) {
-	fd, f, rc, err := newPolledEpoll("epoll")
-	if err != nil {
-		return nil, err
+func newEventLoop(s *Server, direct bool) (*eventLoop, error) {
+	l := &eventLoop{s: s, direct: direct, epfd: -1, wake: -1}
+	var err error
+	if direct {
+		if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+			return nil, fmt.Errorf("protocol: epoll_create1: %w", err)
+		}
+	} else {
+		if l.epfd, l.file, l.rc, err = newPolledEpoll("epoll"); err != nil {
+			return nil, err
+		}
+		l.waitFn = l.pollReady
 	}
-	l := &eventLoop{s: s, epfd: fd, file: f, rc: rc}
-	l.waitFn = l.pollReady
+	if l.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		l.closeFds()
+		return nil, fmt.Errorf("protocol: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.wake), Pad: evWake}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, l.wake, &ev); err != nil {
+		l.closeFds()
+		return nil, fmt.Errorf("protocol: epoll_ctl: %w", err)
+	}
 	l.sweepAt = s.coarseNow() + time.Second
 	return l, nil
+}
+
+// closeFds closes the epoll instance and the wake eventfd of a loop that
+// never ran.
+func (l *eventLoop) closeFds() {
+	l.closeEpoll()
+	if l.wake >= 0 {
+		unix.Close(l.wake)
+		l.wake = -1
+	}
+}
+
+// closeEpoll closes the loop's epoll instance.
+func (l *eventLoop) closeEpoll() {
+	switch {
+	case l.file != nil:
+		l.file.Close()
+	case l.epfd >= 0:
+		unix.Close(l.epfd)
+	}
+	l.epfd = -1
 }
 
 // loopTransport is the transport of a socket accepted raw for an event
@@ -259,6 +323,11 @@ func (l *eventLoop) drop(c *conn, t *loopTransport) {
 // goroutine then runs the loop).
 func (l *eventLoop) run() {
 	for {
+		for len(l.pend) > 0 {
+			a := l.pend[len(l.pend)-1]
+			l.pend = l.pend[:len(l.pend)-1]
+			l.accept(a)
+		}
 		for l.next < l.ready {
 			i := l.next
 			l.next++
@@ -267,6 +336,9 @@ func (l *eventLoop) run() {
 			if c != nil && l.serve(c) {
 				return
 			}
+		}
+		if l.paused.Load() > 0 {
+			l.resumeAccepts()
 		}
 		if l.timedOut || l.s.coarseNow() >= l.sweepAt || l.s.draining.Load() {
 			l.timedOut = false
@@ -511,17 +583,55 @@ func (l *eventLoop) sweep() bool {
 		}
 	}
 	if draining {
-		// Events still queued belong to connections that just left.
-		l.next, l.ready = 0, 0
-		clear(l.batch[:])
-		l.file.Close()
+		l.end()
 	}
 	return draining
 }
 
-// wait fetches the next events, waiting on the runtime's poller (not in
-// the kernel) when there are none, and at most until the next sweep.
+// end closes the loop, which has stopped serving: its epoll instance (so
+// that the kernel no longer picks it for a listener's wake-up), its
+// references to the listeners, and its wake eventfd.
+func (l *eventLoop) end() {
+	// Events still queued belong to connections that just left.
+	l.next, l.ready = 0, 0
+	clear(l.batch[:])
+	l.pend = l.pend[:0]
+	l.mu.Lock() // l.closed is set: nothing else touches the epoll now
+	l.closeEpoll()
+	accepts := l.accepts
+	l.accepts = nil
+	for _, a := range accepts {
+		l.unpause(a)
+		a.gone = true
+	}
+	l.mu.Unlock()
+	for _, a := range accepts {
+		a.ll.release()
+	}
+	if h := testHookLoopEnding.Load(); h != nil {
+		(*h)(l.s)
+	}
+	// Server.wakeLoops writes to the eventfd under s.mu: a closed number
+	// may be reused at once by the next socket the process opens, such as
+	// another client's connection, which would then receive those eight
+	// bytes.
+	l.s.mu.Lock()
+	unix.Close(l.wake)
+	l.wake = -1
+	l.s.mu.Unlock()
+}
+
+// testHookLoopEnding, when set by a test, runs when a loop has ended,
+// before it closes its wake eventfd.
+var testHookLoopEnding atomic.Pointer[func(*Server)]
+
+// wait fetches the next events, waiting at most until the next sweep when
+// there are none: in the kernel (direct) or on the runtime's poller.
 func (l *eventLoop) wait() {
+	if l.direct {
+		l.waitKernel()
+		return
+	}
 	if l.waitDL != l.sweepAt {
 		l.waitDL = l.sweepAt
 		l.file.SetReadDeadline(l.s.epoch.Add(l.sweepAt))
@@ -550,6 +660,41 @@ func (l *eventLoop) wait() {
 	l.resolve()
 }
 
+// waitKernel is wait for a direct loop: epoll_wait, at once without a
+// timeout (no system call bookkeeping), then, if nothing was there, in the
+// kernel until the next sweep. Its P stays with it meanwhile; the one left
+// over runs the other goroutines (see startLoops).
+func (l *eventLoop) waitKernel() {
+	if l.s.draining.Load() {
+		return
+	}
+	l.turns.Add(1)
+	if l.pollReady(0) {
+		// A busy loop yields between batches, as wait does; it then
+		// never stays on its P long enough for sysmon to preempt it,
+		// which would put it behind a thread woken up for it.
+		runtime.Gosched()
+		l.resolve()
+		return
+	}
+	left := l.sweepAt - time.Since(l.s.epoch)
+	if left <= 0 {
+		l.timedOut = true
+		return
+	}
+	l.parked.Store(true)
+	n, err := unix.EpollWait(l.epfd, l.events[:], int((left+time.Millisecond-1)/time.Millisecond))
+	l.parked.Store(false)
+	l.next, l.ready = 0, max(n, 0)
+	switch {
+	case err == unix.EINTR:
+	case err != nil || n == 0:
+		l.timedOut = true
+	default:
+		l.resolve()
+	}
+}
+
 // pollReady is epoll_wait without a timeout, made without the runtime's
 // syscall bookkeeping; as a RawConn.Read callback it reports whether events
 // came.
@@ -569,12 +714,24 @@ func (l *eventLoop) pollReady(uintptr) bool {
 	}
 }
 
-// resolve looks up the connections of the events just fetched.
+// resolve looks up the connections of the events just fetched, and the
+// listeners to accept on.
 func (l *eventLoop) resolve() {
 	l.mu.Lock()
 	for i := range l.ready {
-		if fd := int(l.events[i].Fd); fd < len(l.conns) {
-			l.batch[i] = l.conns[fd]
+		ev := &l.events[i]
+		switch kind := uint32(ev.Pad); {
+		case kind == evConn:
+			if fd := int(ev.Fd); fd < len(l.conns) {
+				l.batch[i] = l.conns[fd]
+			}
+		case kind == evWake:
+			var b [8]byte
+			unix.Read(l.wake, b[:]) // the loop looks at what changed on every turn
+		default:
+			if a := l.acceptFor(kind - evListener); a != nil {
+				l.pend = append(l.pend, a)
+			}
 		}
 	}
 	l.mu.Unlock()
@@ -599,300 +756,14 @@ func (s *Server) watchLoops() {
 	}
 }
 
-// wakeLoops makes every loop sweep now; Shutdown and Close call it, with
-// s.mu held, after setting draining.
+// wakeLoops makes every loop wake up and look at the server's state:
+// Shutdown and Close call it after setting draining, and a connection that
+// closes when a loop waits for a free connection slot. s.mu is held.
 func (s *Server) wakeLoops() {
+	one := [8]byte{1}
 	for _, l := range s.evloops {
-		l.file.SetReadDeadline(time.Unix(1, 0))
-	}
-}
-
-// rawAcceptor accepts sockets for the event loops without giving them a
-// net.Conn. Every worker process shares the listening socket, so it must
-// not wake them all for each connection (the thundering herd: N-1 of them
-// would call accept4 for nothing). The acceptor therefore sleeps in
-// epoll_wait(2) itself, in the kernel, on an epoll instance of its own that
-// holds the listener with EPOLLEXCLUSIVE and an eventfd for stop: the
-// kernel wakes one such waiter per connection. (EPOLLEXCLUSIVE only counts
-// a thread waiting in epoll_wait on that very instance; an instance nested
-// in the runtime's poller, as a RawConn would be, is woken with the rest.)
-// The waiting goroutine holds an OS thread while it sleeps; that is one
-// thread per Serve call.
-//
-// The kernel wakes the waiter that registered first, so every rotateEvery
-// accepts the acceptor registers the listener again, which puts it last:
-// waiting acceptors take connections in turns of a few, and the workers'
-// shares stay even. (Two epoll_ctl calls after every accept would be a
-// third of a churning connection's system calls.)
-//
-// The acceptor watches and accepts on a duplicate of the listener's
-// descriptor that it owns (lfd), not on the net.Listener's: Shutdown closes
-// the net.Listener while the acceptor may just have been woken for a
-// connection, and the socket (shared with the other workers) stays
-// registered in the acceptor's epoll until that is closed, so the kernel
-// may still pick this acceptor for a connection until then. It must be
-// able to take such a connection, or the connection waits in the queue
-// until the next one arrives (no other worker was woken for it). So lfd
-// lives until Serve is done with the acceptor (close).
-type rawAcceptor struct {
-	s     *Server
-	lfd   int // the acceptor's own duplicate of the listening socket
-	laddr net.Addr
-	// fixedLocal: the listener is bound to one address, which is then
-	// every accepted socket's local address (no getsockname(2)).
-	fixedLocal bool
-	ep         int // epoll: the listener and wakefd
-	wake       int // eventfd, readable once stop was called
-	lev        unix.EpollEvent
-	// opts says whether accepted sockets inherit the listener's socket
-	// options (tcpOptions): optsInherited, or how many accepted sockets
-	// were found without them (see setOptions).
-	opts int
-
-	events   [2]unix.EpollEvent
-	stopped  bool // stop was seen: accept returns errWoken from now on
-	accepted uint // connections accepted, for rotateEvery
-	rsa      unix.RawSockaddrAny
-}
-
-// rotateEvery is how many connections an acceptor takes before it goes to
-// the back of the listener's waiters.
-const rotateEvery = 8
-
-// Values of rawAcceptor.opts besides counts below optsTries.
-const (
-	optsTries     = 16 // sockets without the options: set them on each
-	optsInherited = -1 // set on the listener, inherited by accepted sockets
-)
-
-// errWoken is accept's answer once wake was called.
-var errWoken = errors.New("protocol: acceptor stopped")
-
-// newRawAcceptor returns nil when ln is not a socket the acceptor can watch;
-// Serve then uses ln.Accept.
-func newRawAcceptor(s *Server, ln net.Listener) *rawAcceptor {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	lrc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	a := &rawAcceptor{s: s, lfd: -1, laddr: ln.Addr(), ep: -1, wake: -1}
-	tcp := a.laddr.Network() != "unix"
-	err = lrc.Control(func(fd uintptr) {
-		a.lfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-		if err == nil && tcp {
-			// Linux gives accepted sockets the listener's options
-			// (nginx's so_keepalive relies on it): set them once here;
-			// the first accept checks that they came along.
-			tcpOptions(int(fd))
-		}
-	})
-	if err != nil || a.lfd < 0 {
-		return nil
-	}
-	switch la := a.laddr.(type) {
-	case *net.TCPAddr:
-		a.fixedLocal = !la.IP.IsUnspecified()
-	case *net.UnixAddr:
-		a.fixedLocal = true
-	}
-	if !tcp {
-		a.opts = optsInherited // none to set
-	}
-	if a.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		a.close()
-		return nil
-	}
-	if a.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		a.close()
-		return nil
-	}
-	// Level-triggered: a connection still queued after an accept wakes a
-	// waiter again.
-	a.lev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(a.lfd)}
-	wev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a.wake)}
-	if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.wake, &wev) != nil {
-		a.close()
-		return nil
-	}
-	if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev) != nil {
-		// EPOLLEXCLUSIVE needs Linux 4.5: without it, every worker wakes.
-		a.lev.Events = unix.EPOLLIN
-		if unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev) != nil {
-			a.close()
-			return nil
-		}
-	}
-	return a
-}
-
-// accept returns the next connection, as a pooled conn holding the raw
-// socket. It waits in epoll_wait, which blocks the calling goroutine's
-// thread. Once it has accepted, it holds s.acceptMu (for reading) until
-// Serve has counted the connection; see Shutdown. It accepts even once the
-// server is done: a waiter the kernel woke for a connection must take it,
-// since with EPOLLEXCLUSIVE no other worker was woken for it.
-func (a *rawAcceptor) accept() (*conn, error) {
-	var fd int
-	var rlen uint32
-	for {
-		if a.stopped {
-			return nil, errWoken
-		}
-		n, err := unix.EpollWait(a.ep, a.events[:], -1)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, os.NewSyscallError("epoll_wait", err)
-		}
-		ready := false
-		for _, ev := range a.events[:n] {
-			if int(ev.Fd) == a.wake {
-				a.stopped = true // after this accept, if any
-			} else {
-				ready = true
-			}
-		}
-		if !ready {
-			return nil, errWoken
-		}
-		a.s.acceptMu.RLock()
-		fd, rlen, err = a.accept4()
-		if err == nil {
-			break
-		}
-		a.s.acceptMu.RUnlock()
-		if err != unix.EAGAIN {
-			return nil, os.NewSyscallError("accept4", err)
-		}
-		a.s.acceptMisses.Add(1) // woken for nothing: another process took it
-	}
-	// To the back of the listener's queue of waiters (see rawAcceptor),
-	// every rotateEvery accepts.
-	a.accepted++
-	if a.lev.Events&unix.EPOLLEXCLUSIVE != 0 && a.accepted%rotateEvery == 0 {
-		unix.EpollCtl(a.ep, unix.EPOLL_CTL_DEL, a.lfd, nil)
-		unix.EpollCtl(a.ep, unix.EPOLL_CTL_ADD, a.lfd, &a.lev)
-	}
-	network := a.laddr.Network()
-	remote := rawSockaddrAddr(&a.rsa, rlen, network)
-	a.setOptions(fd)
-	laddr := a.laddr
-	if !a.fixedLocal {
-		if l, err := getsockname(fd, &a.rsa); err == nil {
-			laddr = rawSockaddrAddr(&a.rsa, l, network)
-		}
-	}
-	c := a.s.pool.Get().(*conn)
-	c.initRaw(fd, remote, laddr)
-	return c, nil
-}
-
-// accept4 is accept4(2) on the listener, the peer's address into a.rsa
-// (its length returned), retrying EINTR and ECONNABORTED. The socket is
-// made nonblocking and close-on-exec.
-func (a *rawAcceptor) accept4() (int, uint32, error) {
-	for {
-		l := uint32(unix.SizeofSockaddrAny)
-		r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(a.lfd), uintptr(unsafe.Pointer(&a.rsa)), uintptr(unsafe.Pointer(&l)),
-			unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-		if e == 0 {
-			return int(r), l, nil
-		}
-		if e != unix.EINTR && e != unix.ECONNABORTED {
-			return -1, 0, e
+		if l.wake >= 0 {
+			unix.Write(l.wake, one[:])
 		}
 	}
 }
-
-// setOptions gives an accepted TCP socket tcpOptions, unless it inherited
-// them from the listener. A socket is made from the listener when its
-// handshake completes, so those already queued when the options were set
-// do not have them: the acceptor looks until one does (then all later ones
-// do), or gives up after optsTries sockets without them.
-func (a *rawAcceptor) setOptions(fd int) {
-	if a.opts == optsInherited {
-		return
-	}
-	if a.opts < optsTries {
-		nodelay, err1 := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
-		idle, err2 := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
-		ka, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-		if err1 == nil && err2 == nil && err3 == nil && nodelay == 1 && ka == 1 && idle == keepAliveIdle {
-			a.opts = optsInherited
-			return
-		}
-		a.opts++
-	}
-	tcpOptions(fd)
-}
-
-// getsockname is getsockname(2) into rsa; it returns the address's length.
-func getsockname(fd int, rsa *unix.RawSockaddrAny) (uint32, error) {
-	l := uint32(unix.SizeofSockaddrAny)
-	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&l)))
-	if e != 0 {
-		return 0, e
-	}
-	return l, nil
-}
-
-// stop makes a waiting accept return, now and for good; Server.stop calls
-// it, with s.mu held.
-func (a *rawAcceptor) stop() {
-	var one = [8]byte{1}
-	unix.Write(a.wake, one[:])
-}
-
-// close releases the acceptor; Serve calls it when accept no longer runs.
-// The epoll goes first, then the listener's duplicate: until then the
-// kernel may still pick this acceptor for a connection. The wake eventfd
-// goes last (closeWake).
-func (a *rawAcceptor) close() {
-	a.closeWatch()
-	a.closeWake()
-}
-
-// closeWatch closes the acceptor's epoll and its duplicate of the listener.
-func (a *rawAcceptor) closeWatch() {
-	if a == nil {
-		return
-	}
-	for _, fd := range []*int{&a.ep, &a.lfd} {
-		if *fd >= 0 {
-			unix.Close(*fd)
-			*fd = -1
-		}
-	}
-}
-
-// closeWake closes the eventfd that stop writes to. For an acceptor in
-// s.acceptors, Serve calls it with s.mu held, once the acceptor has left
-// the map: Server.stop writes to the eventfd under s.mu (Shutdown, then
-// Close again), and a closed number may be reused at once by the next
-// socket the process opens, such as another client's connection, which
-// would then receive those eight bytes.
-func (a *rawAcceptor) closeWake() {
-	if a != nil && a.wake >= 0 {
-		unix.Close(a.wake)
-		a.wake = -1
-	}
-}
-
-// tcpOptions gives an accepted TCP socket the options Go's Accept would:
-// no Nagle delay (a response's last partial segment must not wait for the
-// client's delayed ACK) and keep-alive probes after 15 s idle.
-func tcpOptions(fd int) {
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9)
-}
-
-// keepAliveIdle is the seconds of silence before TCP keep-alive probes.
-const keepAliveIdle = 15

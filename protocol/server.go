@@ -66,9 +66,13 @@ type Server struct {
 	acceptMu sync.RWMutex // see Shutdown
 	evloops  []*eventLoop // nil: a goroutine per connection
 	nextLoop atomic.Uint32
-	// acceptMisses counts wake-ups of a raw acceptor that found no
+	// acceptMisses counts wake-ups of a loop for a listener that found no
 	// connection (another process took it): the herd EPOLLEXCLUSIVE avoids.
 	acceptMisses atomic.Uint64
+	// acceptWaiting counts loops' listeners paused until a connection
+	// slot is free (MaxConnections): forget wakes the loops then.
+	acceptWaiting atomic.Int32
+	listenerIDs   atomic.Uint32
 
 	initOnce  sync.Once
 	lim       Limits // Limits with defaults filled in
@@ -87,9 +91,11 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
-	acceptors map[*rawAcceptor]struct{}
-	conns     map[*conn]struct{}
-	closed    bool // Close was called
+	// loopListeners are the listeners the event loops accept on, until
+	// the last loop holding one has let it go (loopListener.release).
+	loopListeners map[*loopListener]struct{}
+	conns         map[*conn]struct{}
+	closed        bool // Close was called
 
 	requests atomic.Uint64
 	status   [5]atomic.Uint64 // by class, as Stats.Status
@@ -116,7 +122,7 @@ func (s *Server) init() {
 		s.sem = make(chan struct{}, s.lim.MaxConnections)
 		s.done = make(chan struct{})
 		s.listeners = make(map[*net.Listener]struct{})
-		s.acceptors = make(map[*rawAcceptor]struct{})
+		s.loopListeners = make(map[*loopListener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.pool.New = func() any { return newConn(s) }
 		s.proxyLogs = newProxyLogs()
@@ -212,42 +218,38 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 			s.startLoops()
 		}
 	})
-	// With event loops, sockets are accepted raw: a net.Conn would register
-	// each one with the runtime's poller too, which would then do all of
-	// the loops' readiness work a second time.
-	var acc *rawAcceptor
+	base := s.baseContext(ln) // hook: Server.BaseContext (connstate.go)
+	// With event loops, sockets are accepted raw, on the loops (accept.go):
+	// a net.Conn would register each one with the runtime's poller too,
+	// which would then do all of the loops' readiness work a second time.
+	var ll *loopListener
 	if s.hasLoops() {
-		acc = newRawAcceptor(s, ln)
+		ll = newLoopListener(s, ln, o, base)
 	}
 	s.mu.Lock()
 	if s.isDone() {
 		s.mu.Unlock()
-		acc.close()
+		if ll != nil {
+			ll.release()
+		}
+		ln.Close()
 		return ErrServerClosed
 	}
 	s.listeners[&ln] = struct{}{}
-	if acc != nil {
-		s.acceptors[acc] = struct{}{}
+	if ll != nil {
+		s.loopListeners[ll] = struct{}{}
 	}
 	s.mu.Unlock()
 	defer func() {
-		// The acceptor's epoll goes first: until it is closed the kernel
-		// may still pick it for a connection's wake-up, and Shutdown
-		// waits for it to leave s.acceptors. Its wake eventfd is closed
-		// only under s.mu, after it has left them (see closeWake).
-		acc.closeWatch()
-		if testHookAcceptorClosing != nil {
-			testHookAcceptorClosing(s)
-		}
 		s.mu.Lock()
 		delete(s.listeners, &ln)
-		delete(s.acceptors, acc)
-		acc.closeWake()
 		s.mu.Unlock()
 		ln.Close()
 	}()
+	if ll != nil {
+		return s.serveLoops(ln, ll)
+	}
 
-	base := s.baseContext(ln) // hook: Server.BaseContext (connstate.go)
 	var backoff time.Duration
 	for {
 		select {
@@ -255,26 +257,19 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		case <-s.done:
 			return ErrServerClosed
 		}
+		// Held from Accept until the connection is counted, as on the
+		// loops (see Shutdown); Shutdown closes ln, which ends a blocked
+		// Accept and so releases it.
 		var nc net.Conn
-		var c *conn
 		var err error
-		if acc != nil {
-			c, err = acc.accept()
+		s.acceptMu.RLock()
+		if s.isDone() {
+			err = ErrServerClosed
 		} else {
-			// Held from Accept until the connection is counted, as the raw
-			// acceptors do (see Shutdown); Shutdown closes ln, which ends a
-			// blocked Accept and so releases it.
-			s.acceptMu.RLock()
-			if s.isDone() {
-				err = ErrServerClosed
-			} else {
-				nc, err = ln.Accept()
-			}
-			if err != nil {
-				s.acceptMu.RUnlock()
-			}
+			nc, err = ln.Accept()
 		}
 		if err != nil {
+			s.acceptMu.RUnlock()
 			<-s.sem
 			if s.isDone() {
 				return ErrServerClosed
@@ -295,32 +290,58 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 			continue
 		}
 		backoff = 0
-		if c == nil {
-			c = s.pool.Get().(*conn)
-			c.init(nc)
-		}
+		c := s.pool.Get().(*conn)
+		c.init(nc)
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
 		closed := s.closed
 		s.mu.Unlock()
-		s.acceptMu.RUnlock() // taken for this accept, above or by the acceptor
+		s.acceptMu.RUnlock() // taken for this accept, above
 		s.open.Add(1)
 		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
 		c.proxy = o.ProxyProtocol
-		lt, raw := c.t.(*loopTransport)
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()
 		case c.proxy && !o.trusts(c.req.RemoteAddr):
 			s.proxyLogs.refused(s.logger, c.req.RemoteAddr)
 			c.release()
-		case raw:
-			if !s.toLoop(c, lt) {
-				go c.handOff(lt, actNext)
-			}
 		default:
 			go c.serve()
 		}
+	}
+}
+
+// serveLoops is Serve for a listener the event loops accept on: it
+// registers ll with every loop and waits until the server is done or the
+// listener fails. The loops let go of ll when they end (see accept.go).
+func (s *Server) serveLoops(ln net.Listener, ll *loopListener) error {
+	if _, ok := ln.(*net.TCPListener); ok {
+		// The loops accept on ll's duplicate; the runtime's poller,
+		// which watches ln's descriptor, would wake a thread for every
+		// connection. (A unix listener may remove its socket file when
+		// closed: it stays open until Serve returns.)
+		ln.Close()
+	}
+	s.mu.Lock()
+	loops := s.evloops
+	s.mu.Unlock()
+	for _, l := range loops {
+		l.addListener(ll)
+	}
+	select {
+	case <-s.done:
+		ll.release()
+		return ErrServerClosed
+	case err := <-ll.failed:
+		for _, l := range loops {
+			l.removeListener(ll)
+		}
+		ll.release()
+		if s.isDone() {
+			return ErrServerClosed
+		}
+		return fmt.Errorf("protocol: accept: %w", err)
 	}
 }
 
@@ -387,16 +408,6 @@ func port(p uint16) int {
 	return int(b[0])<<8 | int(b[1])
 }
 
-// toLoop hands c, accepted raw with the transport t, to an event loop.
-func (s *Server) toLoop(c *conn, t *loopTransport) bool {
-	l := s.pickLoop()
-	if l == nil {
-		return false
-	}
-	c.enterIdle() // the read-header timeout runs from now
-	return l.add(t)
-}
-
 // pickLoop returns the next event loop in turn, nil if there are none.
 func (s *Server) pickLoop() *eventLoop {
 	s.mu.Lock()
@@ -415,6 +426,12 @@ func (s *Server) forget(c *conn) {
 	s.mu.Unlock()
 	s.open.Add(-1)
 	<-s.sem
+	if s.acceptWaiting.Load() > 0 {
+		// A loop stopped accepting for want of a connection slot.
+		s.mu.Lock()
+		s.wakeLoops()
+		s.mu.Unlock()
+	}
 }
 
 func (s *Server) isDone() bool {
@@ -436,9 +453,6 @@ func (s *Server) stop() {
 	s.stopOnce.Do(func() { close(s.done) })
 	for ln := range s.listeners {
 		go (*ln).Close()
-	}
-	for a := range s.acceptors {
-		a.stop()
 	}
 }
 
@@ -471,18 +485,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		// Accept loops are not waited for: one may sleep in a blocking
 		// accept(2) (see stop); once done is closed it serves nothing new.
-		// But a socket a raw acceptor has just taken from the kernel is not
-		// in s.conns yet: the acceptors hold acceptMu from accept4 until
-		// it is, and check done under it, so once Shutdown has had it
-		// once, every accepted connection is counted.
+		// But a socket just taken from the kernel is not in s.conns yet:
+		// the loops and accept loops hold acceptMu from accept4 until it
+		// is, so once Shutdown has had it once, every accepted connection
+		// is counted.
 		if !barrier && s.acceptMu.TryLock() {
 			s.acceptMu.Unlock()
 			barrier = true
 		}
-		// Raw acceptors are waited for: stop wakes them at once, and one
-		// woken for a connection takes it first (see rawAcceptor.acc).
+		// The loops' listeners are waited for: a loop lets go of them
+		// when it ends (wakeLoops), after taking a connection it was
+		// woken for (see accept.go).
 		s.mu.Lock()
-		left := len(s.conns) + len(s.acceptors)
+		left := len(s.conns) + len(s.loopListeners)
 		s.mu.Unlock()
 		if left == 0 && (barrier || time.Now().After(giveUp)) {
 			return nil
@@ -532,8 +547,3 @@ func (s *Server) Stats() Stats {
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = http.ErrServerClosed
-
-// testHookAcceptorClosing, when set by a test, runs in Serve between closing
-// an acceptor's epoll and taking it out of s.acceptors: a Close may call
-// stop just then.
-var testHookAcceptorClosing func(*Server)
