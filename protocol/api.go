@@ -72,21 +72,28 @@
 //
 // # Event loops
 //
-// A Server runs one event loop per GOMAXPROCS, each with an epoll instance
-// of its own, and a socket waits on one for its bytes instead of holding a
-// goroutine. When the Handler implements LoopSafe, the loop serves the
-// ready connections inline in the order
-// the kernel reports them, the way an nginx worker does. Go's poller wakes
-// the goroutines of ready connections in reverse order, so under load some
-// requests wait two rounds and others none; a loop keeps service FIFO, which
-// on one core cut the p99 latency of 256 keep-alive clients by about a
-// quarter, to nginx's. A loop that stays busy yields between batches.
-// Sockets for the loops are accepted with accept4(2) rather than as
-// net.Conns, so the runtime's poller does not watch them a second time; a
-// connection gets its net.Conn (a duplicate descriptor) only when it
-// leaves its loop. The acceptor sleeps in epoll_wait(2) on the listener
-// with EPOLLEXCLUSIVE, so a new connection wakes one of the processes
-// sharing the listener, not all of them, and the acceptors take turns.
+// A Server runs one event loop per GOMAXPROCS but one (with GOMAXPROCS=1,
+// one loop), each with an epoll instance of its own, and a socket waits on
+// one for its bytes instead of holding a goroutine. When the Handler
+// implements LoopSafe, the loop serves the ready connections inline in the
+// order the kernel reports them, the way an nginx worker does. Go's poller
+// wakes the goroutines of ready connections in reverse order, so under
+// load some requests wait two rounds and others none; a loop keeps service
+// FIFO, which on one core cut the p99 latency of 256 keep-alive clients by
+// about a quarter, to nginx's. A loop that stays busy yields between
+// batches.
+//
+// The loops accept too: each holds the Server's listeners in its epoll
+// with EPOLLEXCLUSIVE, so a new connection wakes one loop of one of the
+// processes sharing the listener, and that loop accepts it with accept4(2)
+// and serves it on the same thread, with no hand-off. A connection gets a
+// net.Conn (a duplicate descriptor) only when it leaves its loop. Each loop
+// waits in epoll_wait(2) itself, in the kernel, which EPOLLEXCLUSIVE
+// needs; the P left over runs every goroutine that is not on a loop at
+// once, instead of after the runtime took a sleeping loop's P away. With
+// GOMAXPROCS=1 the loop waits in the runtime's poller instead, and every
+// process sharing a listener wakes for each connection. forkd's workers
+// get one P more than their share of the CPUs.
 //
 // A connection leaves its loop for a goroutine of its own whenever serving
 // it could wait: its handler is not LoopSafe (an embedded net/http app, a

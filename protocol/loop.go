@@ -54,8 +54,8 @@ const loopEvents = 512
 // connection that left comes back once it is idle (conn.backToLoop).
 //
 // Only the goroutine currently running the loop touches the events and
-// removes connections; the accept loop and connections coming back add
-// them under mu.
+// removes connections; connections coming back add them under mu, and
+// Serve adds and removes listeners under mu.
 type eventLoop struct {
 	s *Server
 	// direct: the loop waits in epoll_wait itself, in the kernel (see
@@ -88,6 +88,7 @@ type eventLoop struct {
 	waitDL   time.Duration // the deadline set on file, on the server's clock
 	timedOut bool          // the last wait ended at the deadline: sweep
 	polls    int           // pollReady calls in this wait
+	yielded  time.Duration // a direct loop's last yield, on the server's clock
 	waitFn   func(uintptr) bool
 
 	// For the watchdog (Server.watchLoops): turns counts waits, parked
@@ -660,6 +661,9 @@ func (l *eventLoop) wait() {
 	l.resolve()
 }
 
+// yieldEvery is how often a direct loop that never waits yields its P.
+const yieldEvery = time.Millisecond
+
 // waitKernel is wait for a direct loop: epoll_wait, at once without a
 // timeout (no system call bookkeeping), then, if nothing was there, in the
 // kernel until the next sweep. Its P stays with it meanwhile; the one left
@@ -670,10 +674,15 @@ func (l *eventLoop) waitKernel() {
 	}
 	l.turns.Add(1)
 	if l.pollReady(0) {
-		// A busy loop yields between batches, as wait does; it then
-		// never stays on its P long enough for sysmon to preempt it,
-		// which would put it behind a thread woken up for it.
-		runtime.Gosched()
+		// A busy loop yields now and then: else sysmon preempts it
+		// after 10 ms, and may take its P away in the middle of a
+		// batch. Not after every batch, as a loop in the poller does:
+		// here a P is idle, and a yield wakes a thread for it, which
+		// would take the loop's core for nothing.
+		if now := time.Since(l.s.epoch); now-l.yielded >= yieldEvery {
+			l.yielded = now
+			runtime.Gosched()
+		}
 		l.resolve()
 		return
 	}
