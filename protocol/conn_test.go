@@ -899,12 +899,14 @@ func testShutdownContextCloses(t *testing.T) {
 func TestHijack(t *testing.T) { inModes(t, testHijack) }
 
 func testHijack(t *testing.T) {
+	kind := make(chan string, 1)
 	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		nc, rw, err := w.Hijack()
 		if err != nil {
 			panic(err)
 		}
 		defer nc.Close()
+		kind <- fmt.Sprintf("%T", nc)
 		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\n\r\n")
 		rw.Flush()
 		line, _ := rw.ReadString('\n')
@@ -914,6 +916,11 @@ func testHijack(t *testing.T) {
 	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\nping\n")
 	if out != "HTTP/1.1 101 Switching Protocols\r\n\r\necho:ping\n" {
 		t.Fatalf("%q", out)
+	}
+	// What net/http's handlers get: a connection that left its event
+	// loop is no different.
+	if k := <-kind; k != "*net.TCPConn" {
+		t.Errorf("Hijack gave a %s, not a *net.TCPConn", k)
 	}
 }
 

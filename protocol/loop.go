@@ -2,7 +2,6 @@ package protocol
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -506,26 +505,17 @@ func (c *conn) handOff(t *loopTransport, act int) {
 	c.serveNet(t.attach(c), act)
 }
 
-// attach is the second half of leaving a loop: it replaces the raw socket
-// of t, which is off its loop, with a net.Conn (a duplicate descriptor; the
-// raw one is closed) and makes that c's transport. On failure c.werr says
-// why, and the netTransport it returns has no net.Conn: serving it only
-// releases c.
+// attach is the second half of leaving a loop: it hands the raw socket of
+// t, which is off its loop, to a net.Conn (a sockConn: the descriptor
+// itself, registered with the runtime's poller) and makes that c's
+// transport. On failure c.werr says why, and the netTransport it returns
+// has no net.Conn: serving it only releases c.
 func (t *loopTransport) attach(c *conn) *netTransport {
 	nt := &c.nt
 	nt.drained = t.drained // for closesQuietly
-	f := os.NewFile(uintptr(t.fd), "")
-	nc, err := net.FileConn(f) // a duplicate; f's descriptor closes below
-	f.Close()
-	t.fd = -1
-	var rc syscall.RawConn
-	if err == nil {
-		if rc, err = nc.(syscall.Conn).SyscallConn(); err != nil {
-			nc.Close()
-		}
-	}
+	nc, rc, err := newSockConn(t.fd, c.req.LocalAddr, c.req.RemoteAddr)
+	t.fd = -1 // nc's now, or closed
 	if err != nil {
-		nc = nil
 		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
 		c.srv.logger.Warn("connection lost leaving the event loop", "remote", c.req.RemoteAddr, "error", err)
 	}
@@ -535,7 +525,9 @@ func (t *loopTransport) attach(c *conn) *netTransport {
 	// bytes. So it is used only inside rc's callbacks (netTransport).
 	s := c.srv
 	s.mu.Lock()
-	nt.nc, nt.rc = nc, rc
+	if nc != nil {
+		nt.nc, nt.rc = nc, rc
+	}
 	c.t = nt
 	closed := s.closed
 	s.mu.Unlock()

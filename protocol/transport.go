@@ -217,12 +217,14 @@ func (t *netTransport) waitWrite(step func(uintptr) bool) (bool, error) {
 // hijack hands nc to a handler. Inside the read callback the descriptor
 // stays locked until the handler returns, so the handler gets a duplicate
 // instead, and nc is closed when the connection is released (the socket
-// lives on in the duplicate).
+// lives on in the duplicate). So does a handler whose connection left an
+// event loop: it gets a net.Conn from the net package (a *net.TCPConn for
+// TCP), as a handler of net/http's would, not a sockConn.
 func (t *netTransport) hijack() (net.Conn, error) {
 	if t.nc == nil {
 		return nil, errLost
 	}
-	if t.fd < 0 {
+	if _, sock := t.nc.(*sockConn); t.fd < 0 && !sock {
 		t.given = true
 		return t.nc, nil
 	}
@@ -250,20 +252,80 @@ func (t *netTransport) closeLinger(buf []byte) {
 // dupConn makes a second net.Conn on nc's socket with a descriptor of its
 // own.
 func dupConn(nc net.Conn) (net.Conn, error) {
-	fc, ok := nc.(interface{ File() (*os.File, error) })
-	if !ok {
-		return nil, fmt.Errorf("protocol: hijack: cannot duplicate a %T", nc)
+	var f *os.File
+	if sc, ok := nc.(*sockConn); ok {
+		// The duplicate is made under the file's reference (Control):
+		// Close may close the file at any moment, and its number could
+		// then belong to another socket (net.FileConn uses File.Fd,
+		// which holds none).
+		dfd := -1
+		var derr error
+		if err := sc.rc.Control(func(fd uintptr) { dfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+			return nil, fmt.Errorf("protocol: hijack: %w", err)
+		}
+		if derr != nil {
+			return nil, fmt.Errorf("protocol: hijack: %w", os.NewSyscallError("fcntl", derr))
+		}
+		f = os.NewFile(uintptr(dfd), "")
+		defer f.Close()
+	} else {
+		fc, ok := nc.(interface{ File() (*os.File, error) })
+		if !ok {
+			return nil, fmt.Errorf("protocol: hijack: cannot duplicate a %T", nc)
+		}
+		var err error
+		if f, err = fc.File(); err != nil {
+			return nil, fmt.Errorf("protocol: hijack: %w", err)
+		}
+		defer f.Close()
 	}
-	f, err := fc.File()
-	if err != nil {
-		return nil, fmt.Errorf("protocol: hijack: %w", err)
-	}
-	defer f.Close()
 	dc, err := net.FileConn(f)
 	if err != nil {
 		return nil, fmt.Errorf("protocol: hijack: %w", err)
 	}
 	return dc, nil
+}
+
+// sockConn is the net.Conn of a socket that left its event loop: an
+// os.File over the socket's own descriptor, which os registers with the
+// runtime's poller (the socket is nonblocking), so that its reads, writes
+// and deadlines wait there as a net.Conn's do; its addresses are the ones
+// the loop had. net.FileConn would duplicate the descriptor, ask the
+// kernel for its type and both addresses, and set five socket options the
+// accepted socket already has: eleven system calls more for every
+// connection that leaves a loop (a proxied request, a net/http handler's
+// first request).
+type sockConn struct {
+	*os.File
+	rc           syscall.RawConn
+	laddr, raddr net.Addr
+}
+
+// newSockConn makes fd, an accepted nonblocking socket, a sockConn, which
+// owns it from then on: on failure fd is closed.
+func newSockConn(fd int, laddr, raddr net.Addr) (*sockConn, syscall.RawConn, error) {
+	f := os.NewFile(uintptr(fd), "socket")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return &sockConn{File: f, rc: rc, laddr: laddr, raddr: raddr}, rc, nil
+}
+
+func (c *sockConn) LocalAddr() net.Addr  { return c.laddr }
+func (c *sockConn) RemoteAddr() net.Addr { return c.raddr }
+
+// CloseWrite shuts down the sending side (closeLinger's half-close).
+func (c *sockConn) CloseWrite() error {
+	var serr error
+	if err := c.rc.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("shutdown", serr)
+	}
+	return nil
 }
 
 // The raw syscalls below are made on nonblocking sockets, without the
