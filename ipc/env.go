@@ -23,6 +23,11 @@ const (
 	EnvSlot       = "FORKD_SLOT"
 	EnvGeneration = "FORKD_GENERATION"
 	EnvDraining   = "FORKD_DRAINING" // "1" when the worker starts while its master drains (see TypeDrain)
+	// EnvLoopP is "1" when the master gave the worker a GOMAXPROCS one
+	// more than its share of the CPUs, for the event loops (see
+	// protocol's startLoops): a worker whose requests mostly run on
+	// goroutines gives it back.
+	EnvLoopP = "FORKD_LOOP_P"
 )
 
 // RoleWorker is EnvRole's value in a worker.
@@ -41,6 +46,8 @@ type Inherited struct {
 	// Draining is set for a worker started while its master drains: its
 	// health routes answer 503 from the first request.
 	Draining bool
+	// LoopP: GOMAXPROCS includes a P the master added (EnvLoopP).
+	LoopP bool
 }
 
 // Listener is one inherited listening socket and the address it was bound for.
@@ -159,11 +166,11 @@ func WorkerEnv() (*Inherited, error) {
 		return nil, ErrNotWorker
 	}
 	defer func() {
-		for _, k := range []string{EnvRole, EnvIPCFD, EnvConfigFD, EnvListenFDs, EnvSlot, EnvGeneration, EnvDraining} {
+		for _, k := range []string{EnvRole, EnvIPCFD, EnvConfigFD, EnvListenFDs, EnvSlot, EnvGeneration, EnvDraining, EnvLoopP} {
 			os.Unsetenv(k)
 		}
 	}()
-	in := &Inherited{Draining: os.Getenv(EnvDraining) == "1"}
+	in := &Inherited{Draining: os.Getenv(EnvDraining) == "1", LoopP: os.Getenv(EnvLoopP) == "1"}
 	var err error
 	if in.Slot, err = strconv.Atoi(os.Getenv(EnvSlot)); err != nil {
 		return nil, fmt.Errorf("%s: %w", EnvSlot, err)

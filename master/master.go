@@ -776,7 +776,7 @@ func workerEnv(cfg *config.Config) []string {
 		// One event loop per CPU share, plus the P that runs everything
 		// that is not on a loop (see protocol's startLoops).
 		n := (runtime.NumCPU() + cfg.Workers - 1) / cfg.Workers
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(n, 1)+1))
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(n, 1)+1), ipc.EnvLoopP+"=1")
 	}
 	return env
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,6 +105,14 @@ func Run(opts Options) int {
 		early.Error("no configuration from the master", "error", err)
 		_ = conn.Send(&ipc.Message{Type: ipc.TypeBootError, Error: err.Error()})
 		return ExitBootError
+	}
+	if in.LoopP && opts.Handler != nil && !isLoopSafe(opts.Handler) {
+		// The application's requests run on goroutines, which the P the
+		// master added for the event loops would have share the
+		// worker's CPUs with one thread more than they have: their
+		// latency tail grows (on one CPU, p99 about 2.6x). The loop
+		// then waits in the runtime's poller (see protocol's startLoops).
+		goruntime.GOMAXPROCS(max(goruntime.GOMAXPROCS(0)-1, 1))
 	}
 	w := &runtime{opts: opts, conn: conn, cfg: cfg, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
 		log: early.With("slot", in.Slot, "generation", in.Generation)}
@@ -391,4 +400,10 @@ func rss() uint64 {
 	}
 	pages, _ := strconv.ParseUint(f[1], 10, 64)
 	return pages * uint64(os.Getpagesize())
+}
+
+// isLoopSafe reports whether h may run on the event loops.
+func isLoopSafe(h protocol.Handler) bool {
+	ls, ok := h.(protocol.LoopSafe)
+	return ok && ls.LoopSafe()
 }
