@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"sync/atomic"
@@ -22,9 +23,9 @@ import (
 // wakes one waiting loop per connection, and the loop that accepted serves
 // the connection, on its own thread, with no hand-off. EPOLLEXCLUSIVE only
 // counts a thread that waits in epoll_wait on that very instance, so this
-// needs loops that wait in the kernel (eventLoop.direct); a loop nested in
-// the runtime's poller (GOMAXPROCS=1) accepts the same way, but every
-// process sharing the listener is woken.
+// needs loops that wait in the kernel (eventLoop.direct). A loop nested in
+// the runtime's poller (GOMAXPROCS=1) is given its connections by Serve's
+// own acceptor instead (serveAcceptor).
 //
 // The kernel wakes the waiter that registered first, so every rotateEvery
 // accepts a loop registers the listener again, which puts it last: waiting
@@ -63,6 +64,9 @@ type loopListener struct {
 	// were found without them (see setOptions).
 	opts atomic.Int32
 	refs atomic.Int32 // Serve and each loop holding it; the last closes lfd
+	// wake is serveAcceptor's eventfd (-1: none), written by Server.stop;
+	// both under s.mu.
+	wake int
 	// failed carries an accept error that ends Serve (the listener is
 	// unusable); buffered, the first one only.
 	failed chan error
@@ -98,7 +102,7 @@ func newLoopListener(s *Server, ln net.Listener, o ListenOptions, base context.C
 	if err != nil {
 		return nil
 	}
-	ll := &loopListener{s: s, lfd: -1, laddr: ln.Addr(), proxy: o, base: base, failed: make(chan error, 1)}
+	ll := &loopListener{s: s, lfd: -1, wake: -1, laddr: ln.Addr(), proxy: o, base: base, failed: make(chan error, 1)}
 	tcp := ll.laddr.Network() != "unix"
 	err = lrc.Control(func(fd uintptr) {
 		ll.lfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
@@ -254,13 +258,29 @@ func (l *eventLoop) accept(a *loopAccept) {
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.lfd, &a.ev)
 	}
 	l.mu.Unlock()
+	if c := ll.admit(fd, rlen, &l.rsa); c != nil {
+		c.enterIdle() // the read-header timeout runs from now
+		if !l.add(&c.lt) {
+			go c.handOff(&c.lt, actNext) // the loop has ended
+		}
+	}
+}
+
+// admit puts fd, a socket just accepted from ll (its peer's address rlen
+// bytes of rsa), on the Server's books as a conn and returns it, to be
+// served on a loop; nil if it was closed at once (Close raced with the
+// accept, or a PROXY-protocol peer is not trusted). The caller took
+// s.acceptMu for reading before accept4; admit releases it once the
+// connection is counted (see Shutdown).
+func (ll *loopListener) admit(fd int, rlen uint32, rsa *unix.RawSockaddrAny) *conn {
+	s := ll.s
 	network := ll.laddr.Network()
-	remote := rawSockaddrAddr(&l.rsa, rlen, network)
+	remote := rawSockaddrAddr(rsa, rlen, network)
 	ll.setOptions(fd)
 	laddr := ll.laddr
 	if !ll.fixedLocal {
-		if n, err := getsockname(fd, &l.rsa); err == nil {
-			laddr = rawSockaddrAddr(&l.rsa, n, network)
+		if n, err := getsockname(fd, rsa); err == nil {
+			laddr = rawSockaddrAddr(rsa, n, network)
 		}
 	}
 	c := s.pool.Get().(*conn)
@@ -276,35 +296,49 @@ func (l *eventLoop) accept(a *loopAccept) {
 	switch {
 	case closed: // Close raced with this accept
 		c.release()
+		return nil
 	case c.proxy && !ll.proxy.trusts(c.req.RemoteAddr):
 		s.proxyLogs.refused(s.logger, c.req.RemoteAddr)
 		c.release()
-	default:
-		c.enterIdle() // the read-header timeout runs from now
-		if !l.add(&c.lt) {
-			go c.handOff(&c.lt, actNext) // the loop has ended
-		}
+		return nil
 	}
+	return c
+}
+
+// fatalAccept reports whether accept4's error means the listener is
+// unusable (shut down, or not listening), rather than a connection that
+// failed or resources that ran out for a moment.
+func fatalAccept(err error) bool {
+	switch err {
+	case unix.EBADF, unix.EINVAL, unix.ENOTSOCK, unix.EFAULT:
+		return true
+	}
+	return false
 }
 
 // acceptFailed handles accept4's error on a's listener; l.mu is held.
 func (l *eventLoop) acceptFailed(a *loopAccept, err error) {
 	s := l.s
-	switch err {
-	case unix.EAGAIN:
+	switch {
+	case err == unix.EAGAIN:
 		s.acceptMisses.Add(1) // woken for nothing: another process took it
-	case unix.EBADF, unix.EINVAL, unix.ENOTSOCK, unix.EFAULT:
-		// The listener is unusable (shut down, or not listening).
+	case fatalAccept(err):
 		l.pause(a, time.Since(s.epoch)+time.Second)
 		a.ll.fail(os.NewSyscallError("accept4", err))
 	default:
 		// Out of descriptors or memory (the connection stays queued), or
 		// a network error the kernel passes on for a connection that
 		// failed: back off rather than spin, as net/http does.
-		a.backoff = min(max(2*a.backoff, 5*time.Millisecond), time.Second)
+		a.backoff = nextBackoff(a.backoff)
 		s.logger.Warn("accept failed; retrying", "error", os.NewSyscallError("accept4", err), "delay", a.backoff)
 		l.pause(a, time.Since(s.epoch)+a.backoff)
 	}
+}
+
+// nextBackoff is the wait after an accept error that follows one of d:
+// 5 ms, doubling up to a second.
+func nextBackoff(d time.Duration) time.Duration {
+	return min(max(2*d, 5*time.Millisecond), time.Second)
 }
 
 // pause takes a's listener out of the loop's epoll until the time until,
@@ -419,3 +453,135 @@ func tcpOptions(fd int) {
 
 // keepAliveIdle is the seconds of silence before TCP keep-alive probes.
 const keepAliveIdle = 15
+
+// serveAcceptor is Serve's accept loop for loops that wait in the
+// runtime's poller (GOMAXPROCS=1; see startLoops), where EPOLLEXCLUSIVE
+// does not work: the kernel wakes an exclusive waiter only if a thread
+// waits in epoll_wait on that very instance, and a nested one has none, so
+// every process sharing the listener would wake. Serve's goroutine waits
+// for the listener itself instead, in epoll_wait in the kernel, on an
+// epoll of its own that holds the listener (EPOLLEXCLUSIVE) and an eventfd
+// for stop (ll.wake), and hands each connection to a loop. It holds an OS
+// thread while it waits. Like a loop, it takes the connection it was woken
+// for even once the server is done (see accept.go), and re-registers every
+// rotateEvery accepts.
+func (s *Server) serveAcceptor(ll *loopListener) error {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("protocol: epoll_create1: %w", err)
+	}
+	defer unix.Close(ep) // before ll's release closes lfd (deferred first)
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("protocol: eventfd: %w", err)
+	}
+	s.mu.Lock()
+	ll.wake = wake
+	done := s.isDone()
+	s.mu.Unlock()
+	defer func() {
+		// Server.stop writes to the eventfd under s.mu: a closed number
+		// may be reused at once by another client's socket.
+		if h := testHookAcceptorClosing.Load(); h != nil {
+			(*h)(s)
+		}
+		s.mu.Lock()
+		unix.Close(ll.wake)
+		ll.wake = -1
+		s.mu.Unlock()
+	}()
+	if done {
+		return ErrServerClosed
+	}
+	lev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(ll.lfd)}
+	wev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &wev); err != nil {
+		return fmt.Errorf("protocol: epoll_ctl: %w", err)
+	}
+	if unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ll.lfd, &lev) != nil {
+		lev.Events = unix.EPOLLIN // before Linux 4.5: every process wakes
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ll.lfd, &lev); err != nil {
+			return fmt.Errorf("protocol: epoll_ctl: %w", err)
+		}
+	}
+	var events [2]unix.EpollEvent
+	var rsa unix.RawSockaddrAny
+	var accepted uint
+	var backoff time.Duration
+	stopped := false
+	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-s.done:
+			return ErrServerClosed
+		}
+		n, err := unix.EpollWait(ep, events[:], -1)
+		if err == unix.EINTR {
+			<-s.sem
+			continue
+		}
+		if err != nil {
+			<-s.sem
+			return fmt.Errorf("protocol: epoll_wait: %w", err)
+		}
+		ready := false
+		for _, ev := range events[:n] {
+			if int(ev.Fd) == wake {
+				stopped = true // after this accept, if any
+			} else {
+				ready = true
+			}
+		}
+		if !ready {
+			<-s.sem
+			return ErrServerClosed
+		}
+		s.acceptMu.RLock()
+		fd, rlen, err := accept4(ll.lfd, &rsa)
+		if err != nil {
+			s.acceptMu.RUnlock()
+			<-s.sem
+			switch {
+			case stopped:
+				return ErrServerClosed
+			case err == unix.EAGAIN:
+				s.acceptMisses.Add(1) // another process took it
+				continue
+			case fatalAccept(err):
+				return fmt.Errorf("protocol: accept: %w", os.NewSyscallError("accept4", err))
+			}
+			backoff = nextBackoff(backoff)
+			s.logger.Warn("accept failed; retrying", "error", os.NewSyscallError("accept4", err), "delay", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.done:
+				t.Stop()
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		accepted++
+		if lev.Events&unix.EPOLLEXCLUSIVE != 0 && accepted%rotateEvery == 0 {
+			unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, ll.lfd, nil)
+			unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ll.lfd, &lev)
+		}
+		if c := ll.admit(fd, rlen, &rsa); c != nil {
+			l := s.pickLoop()
+			if l != nil {
+				c.enterIdle() // the read-header timeout runs from now
+			}
+			if l == nil || !l.add(&c.lt) {
+				go c.handOff(&c.lt, actNext)
+			}
+		}
+		if stopped {
+			return ErrServerClosed
+		}
+	}
+}
+
+// testHookAcceptorClosing, when set by a test, runs when serveAcceptor is
+// done, before it closes its wake eventfd.
+var testHookAcceptorClosing atomic.Pointer[func(*Server)]

@@ -91,9 +91,13 @@
 // waits in epoll_wait(2) itself, in the kernel, which EPOLLEXCLUSIVE
 // needs; the P left over runs every goroutine that is not on a loop at
 // once, instead of after the runtime took a sleeping loop's P away. With
-// GOMAXPROCS=1 the loop waits in the runtime's poller instead, and every
-// process sharing a listener wakes for each connection. forkd's workers
-// get one P more than their share of the CPUs.
+// GOMAXPROCS=1 the loop waits in the runtime's poller instead, where
+// EPOLLEXCLUSIVE has no effect, so Serve's goroutine waits for the
+// listener itself, in the kernel, and hands each connection to the loop.
+// forkd's workers get one P more than their share of the CPUs, unless
+// their requests mostly run on goroutines (a proxy route, an application
+// that is not LoopSafe): a P more than the CPUs lengthens the latency tail
+// of goroutines.
 //
 // A connection leaves its loop for a goroutine of its own whenever serving
 // it could wait: its handler is not LoopSafe (an embedded net/http app, a

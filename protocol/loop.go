@@ -112,8 +112,8 @@ type eventLoop struct {
 // over runs everything that is not on a loop (handlers that left, timers,
 // the runtime's poller) at once. With GOMAXPROCS=1 there is one loop, and
 // it waits in the runtime's poller, its epoll nested in the poller's, so
-// that the one P is free whenever the loop waits; then every process
-// sharing a listener is woken for each connection.
+// that the one P is free whenever the loop waits; Serve then accepts for
+// it (serveAcceptor).
 func (s *Server) startLoops() {
 	n := runtime.GOMAXPROCS(0)
 	direct := n >= 2

@@ -825,3 +825,65 @@ func TestPolledLoop(t *testing.T) {
 		t.Fatalf("want EOF after Shutdown, got %v", err)
 	}
 }
+
+// TestStoppedAcceptorWritesToNoClient: with GOMAXPROCS=1, Serve's own
+// acceptor waits for the listener (serveAcceptor). While it stops, a Close
+// (stop, under s.mu) may still wake it: the eventfd written to must still
+// be the acceptor's then, not a number another client's socket reuses.
+func TestStoppedAcceptorWritesToNoClient(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: Nonblocking(hello)}
+	leaked := make(chan string, 1)
+	hook := func(hs *Server) {
+		if hs != s {
+			return
+		}
+		var pairs [][2]int
+		for range 8 {
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+			if err != nil {
+				break
+			}
+			pairs = append(pairs, fds)
+		}
+		s.mu.Lock()
+		s.stop() // what a Close arriving now does
+		s.mu.Unlock()
+		got := ""
+		buf := make([]byte, 64)
+		for _, fds := range pairs {
+			for _, fd := range fds {
+				if n, _ := unix.Read(fd, buf); n > 0 {
+					got += fmt.Sprintf("%q on a socket; ", buf[:n])
+				}
+				unix.Close(fd)
+			}
+		}
+		leaked <- got
+	}
+	testHookAcceptorClosing.Store(&hook)
+	t.Cleanup(func() { testHookAcceptorClosing.Store(nil) })
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	if st, _ := get(t, ln.Addr().String(), "/"); st != 200 {
+		t.Fatalf("status %d", st)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-leaked:
+		if got != "" {
+			t.Fatalf("the stopped acceptor's wake-up reached a socket: %s", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not take its acceptor down")
+	}
+	if err := <-served; err != ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+}

@@ -326,6 +326,10 @@ func (s *Server) serveLoops(ln net.Listener, ll *loopListener) error {
 	s.mu.Lock()
 	loops := s.evloops
 	s.mu.Unlock()
+	if !loops[0].direct {
+		defer ll.release()
+		return s.serveAcceptor(ll)
+	}
 	for _, l := range loops {
 		l.addListener(ll)
 	}
@@ -453,6 +457,12 @@ func (s *Server) stop() {
 	s.stopOnce.Do(func() { close(s.done) })
 	for ln := range s.listeners {
 		go (*ln).Close()
+	}
+	one := [8]byte{1}
+	for ll := range s.loopListeners {
+		if ll.wake >= 0 {
+			unix.Write(ll.wake, one[:]) // serveAcceptor
+		}
 	}
 }
 

@@ -106,12 +106,13 @@ func Run(opts Options) int {
 		_ = conn.Send(&ipc.Message{Type: ipc.TypeBootError, Error: err.Error()})
 		return ExitBootError
 	}
-	if in.LoopP && opts.Handler != nil && !isLoopSafe(opts.Handler) {
-		// The application's requests run on goroutines, which the P the
-		// master added for the event loops would have share the
-		// worker's CPUs with one thread more than they have: their
-		// latency tail grows (on one CPU, p99 about 2.6x). The loop
-		// then waits in the runtime's poller (see protocol's startLoops).
+	if in.LoopP && onGoroutines(cfg, opts.Handler) {
+		// Requests that run on goroutines would share the worker's CPUs
+		// with one thread more than it has, through the P the master
+		// added for the event loops: their latency tail grows (on one
+		// CPU, p99 about 2.6x for a net/http application, 1.3x for a
+		// proxy). With GOMAXPROCS=1, the loop waits in the runtime's
+		// poller and Serve accepts for it (see protocol's startLoops).
 		goruntime.GOMAXPROCS(max(goruntime.GOMAXPROCS(0)-1, 1))
 	}
 	w := &runtime{opts: opts, conn: conn, cfg: cfg, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
@@ -402,8 +403,21 @@ func rss() uint64 {
 	return pages * uint64(os.Getpagesize())
 }
 
-// isLoopSafe reports whether h may run on the event loops.
-func isLoopSafe(h protocol.Handler) bool {
-	ls, ok := h.(protocol.LoopSafe)
-	return ok && ls.LoopSafe()
+// onGoroutines reports whether the worker's requests mostly run on
+// goroutines rather than on its event loops: an embedded application that
+// is not LoopSafe, or a proxy route.
+func onGoroutines(cfg *config.Config, h protocol.Handler) bool {
+	if h != nil {
+		if ls, ok := h.(protocol.LoopSafe); !ok || !ls.LoopSafe() {
+			return true
+		}
+	}
+	for _, site := range cfg.Sites {
+		for _, r := range site.Routes {
+			if r.Proxy != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
