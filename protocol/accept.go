@@ -550,13 +550,7 @@ func (s *Server) serveAcceptor(ll *loopListener) error {
 			case fatalAccept(err):
 				return fmt.Errorf("protocol: accept: %w", os.NewSyscallError("accept4", err))
 			}
-			backoff = nextBackoff(backoff)
-			s.logger.Warn("accept failed; retrying", "error", os.NewSyscallError("accept4", err), "delay", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.done:
-				t.Stop()
+			if !s.acceptBackoff(os.NewSyscallError("accept4", err), &backoff) {
 				return ErrServerClosed
 			}
 			continue

@@ -641,30 +641,11 @@ func TestEndedLoopWakesNoClient(t *testing.T) {
 			return
 		}
 		once.Do(func() {
-			// Sockets opened now take the lowest free numbers, as a newly
-			// accepted client's would.
-			var pairs [][2]int
-			for range 8 {
-				fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-				if err != nil {
-					break
-				}
-				pairs = append(pairs, fds)
-			}
-			s.mu.Lock()
-			s.wakeLoops() // what a Close or a freed slot does now
-			s.mu.Unlock()
-			got := ""
-			buf := make([]byte, 64)
-			for _, fds := range pairs {
-				for _, fd := range fds {
-					if n, _ := unix.Read(fd, buf); n > 0 {
-						got += fmt.Sprintf("%q on a socket; ", buf[:n])
-					}
-					unix.Close(fd)
-				}
-			}
-			leaked <- got
+			leaked <- socketsAfter(func() {
+				s.mu.Lock()
+				s.wakeLoops() // what a Close or a freed slot does now
+				s.mu.Unlock()
+			})
 		})
 	}
 	testHookLoopEnding.Store(&hook)
@@ -842,28 +823,11 @@ func TestStoppedAcceptorWritesToNoClient(t *testing.T) {
 		if hs != s {
 			return
 		}
-		var pairs [][2]int
-		for range 8 {
-			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-			if err != nil {
-				break
-			}
-			pairs = append(pairs, fds)
-		}
-		s.mu.Lock()
-		s.stop() // what a Close arriving now does
-		s.mu.Unlock()
-		got := ""
-		buf := make([]byte, 64)
-		for _, fds := range pairs {
-			for _, fd := range fds {
-				if n, _ := unix.Read(fd, buf); n > 0 {
-					got += fmt.Sprintf("%q on a socket; ", buf[:n])
-				}
-				unix.Close(fd)
-			}
-		}
-		leaked <- got
+		leaked <- socketsAfter(func() {
+			s.mu.Lock()
+			s.stop() // what a Close arriving now does
+			s.mu.Unlock()
+		})
 	}
 	testHookAcceptorClosing.Store(&hook)
 	t.Cleanup(func() { testHookAcceptorClosing.Store(nil) })
@@ -886,4 +850,30 @@ func TestStoppedAcceptorWritesToNoClient(t *testing.T) {
 	if err := <-served; err != ErrServerClosed {
 		t.Fatalf("Serve: %v", err)
 	}
+}
+
+// socketsAfter opens sockets, which take the lowest free descriptor
+// numbers as a newly accepted client's would, runs f, and reports what
+// reached them: "" when nothing did.
+func socketsAfter(f func()) string {
+	var pairs [][2]int
+	for range 8 {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			break
+		}
+		pairs = append(pairs, fds)
+	}
+	f()
+	got := ""
+	buf := make([]byte, 64)
+	for _, fds := range pairs {
+		for _, fd := range fds {
+			if n, _ := unix.Read(fd, buf); n > 0 {
+				got += fmt.Sprintf("%q on a socket; ", buf[:n])
+			}
+			unix.Close(fd)
+		}
+	}
+	return got
 }

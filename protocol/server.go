@@ -278,13 +278,7 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 				return fmt.Errorf("protocol: accept: %w", err)
 			}
 			// EMFILE and friends: back off rather than spin, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logger.Warn("accept failed; retrying", "error", err, "delay", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.done:
-				t.Stop()
+			if !s.acceptBackoff(err, &backoff) {
 				return ErrServerClosed
 			}
 			continue
@@ -346,6 +340,22 @@ func (s *Server) serveLoops(ln net.Listener, ll *loopListener) error {
 			return ErrServerClosed
 		}
 		return fmt.Errorf("protocol: accept: %w", err)
+	}
+}
+
+// acceptBackoff logs err, an accept error that is not the listener's end,
+// and waits before the next accept: *backoff, doubled from the last wait
+// (nextBackoff). It reports false if the server is done meanwhile.
+func (s *Server) acceptBackoff(err error, backoff *time.Duration) bool {
+	*backoff = nextBackoff(*backoff)
+	s.logger.Warn("accept failed; retrying", "error", err, "delay", *backoff)
+	t := time.NewTimer(*backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.done:
+		return false
 	}
 }
 
