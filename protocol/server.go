@@ -72,7 +72,7 @@ type Server struct {
 	// acceptWaiting counts loops' listeners paused until a connection
 	// slot is free (MaxConnections): forget wakes the loops then.
 	acceptWaiting atomic.Int32
-	listenerIDs   atomic.Uint32
+	listenerIDs   atomic.Uint32 // loopListener.id, which the loops' events carry
 
 	initOnce  sync.Once
 	lim       Limits // Limits with defaults filled in
