@@ -650,33 +650,7 @@ func TestEndedLoopWakesNoClient(t *testing.T) {
 	}
 	testHookLoopEnding.Store(&hook)
 	t.Cleanup(func() { testHookLoopEnding.Store(nil) })
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	// A request answered: the loops accept.
-	c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-	if _, err := io.ReadAll(c); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	if err := s.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case got := <-leaked:
-		if got != "" {
-			t.Fatalf("the ended loop's wake-up reached a socket: %s", got)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no loop ended")
-	}
-	if err := <-served; err != ErrServerClosed {
-		t.Fatalf("Serve: %v", err)
-	}
+	serveAndShutdown(t, s, ln, leaked, "the ended loop's wake-up")
 }
 
 // A request refused at its head (413) while its client, which asked to
@@ -831,6 +805,14 @@ func TestStoppedAcceptorWritesToNoClient(t *testing.T) {
 	}
 	testHookAcceptorClosing.Store(&hook)
 	t.Cleanup(func() { testHookAcceptorClosing.Store(nil) })
+	serveAndShutdown(t, s, ln, leaked, "the stopped acceptor's wake-up")
+}
+
+// serveAndShutdown serves ln with s until one request is answered, shuts
+// s down, and fails t if what came on leaked (a test hook's socketsAfter,
+// sent while s stops) is not "": what names the bytes that leaked.
+func serveAndShutdown(t *testing.T, s *Server, ln net.Listener, leaked <-chan string, what string) {
+	t.Helper()
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	if st, _ := get(t, ln.Addr().String(), "/"); st != 200 {
@@ -842,10 +824,10 @@ func TestStoppedAcceptorWritesToNoClient(t *testing.T) {
 	select {
 	case got := <-leaked:
 		if got != "" {
-			t.Fatalf("the stopped acceptor's wake-up reached a socket: %s", got)
+			t.Fatalf("%s reached a socket: %s", what, got)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("Serve did not take its acceptor down")
+		t.Fatal("the test hook did not run: Serve or its loops did not stop")
 	}
 	if err := <-served; err != ErrServerClosed {
 		t.Fatalf("Serve: %v", err)
