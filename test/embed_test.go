@@ -122,26 +122,38 @@ func TestEmbedWithSites(t *testing.T) {
 	}
 }
 
-// TestReadmeSnippets checks that every Go block README.md marks with
-// "<!-- snippet: PATH -->" is, verbatim, part of the file PATH, which the
-// build (and TestEmbedExamples) compiles: README's examples compile.
-func TestReadmeSnippets(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+// TestDocsSnippets checks that every Go block the documentation
+// (README.md and docs/*.md) marks with "<!-- snippet: PATH -->" is,
+// verbatim, part of the file PATH, which the build (and TestEmbedExamples)
+// compiles: the documentation's examples compile. docs/embedding.md must
+// hold at least one.
+func TestDocsSnippets(t *testing.T) {
+	docs, err := filepath.Glob("../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	re := regexp.MustCompile("(?s)<!-- snippet: (\\S+) -->\n```go\n(.*?)```")
-	found := re.FindAllStringSubmatch(string(readme), -1)
-	if len(found) == 0 {
-		t.Fatal("no snippets in README.md")
-	}
-	for _, m := range found {
-		src, err := os.ReadFile(filepath.Join("..", m[1]))
+	embedding := 0
+	for _, doc := range append([]string{"../README.md"}, docs...) {
+		text, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(src), m[2]) {
-			t.Errorf("README's snippet of %s is not in it:\n%s", m[1], m[2])
+		found := re.FindAllStringSubmatch(string(text), -1)
+		if doc == "../docs/embedding.md" {
+			embedding = len(found)
 		}
+		for _, m := range found {
+			src, err := os.ReadFile(filepath.Join("..", m[1]))
+			if err != nil {
+				t.Fatalf("%s: %v", doc, err)
+			}
+			if !strings.Contains(string(src), m[2]) {
+				t.Errorf("%s: the snippet of %s is not in it:\n%s", doc, m[1], m[2])
+			}
+		}
+	}
+	if embedding == 0 {
+		t.Error("no snippets in docs/embedding.md")
 	}
 }
