@@ -1,8 +1,8 @@
 # forkd sample configuration: serves the site in ./www on 127.0.0.1:8080.
 # Run it with `forkd -c config.hcl`; check it with `forkd -t -c config.hcl`.
 # Keys left out take their defaults (listen.address, static.root and
-# proxy.upstreams are required in their blocks); README.md and
-# docs/DESIGN.md list every key with its default.
+# proxy.upstreams are required in their blocks); docs/configuration.md
+# lists every key with its default.
 
 workers          = 0     # one worker per CPU
 graceful_timeout = "30s"
