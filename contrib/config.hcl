@@ -4,20 +4,29 @@
 # `systemctl reload forkd`.
 
 # contrib/logrotate and `forkd status -c /etc/forkd/config.hcl` (over
-# /run/forkd/forkd.sock) use it; systemd creates /run/forkd.
+# /run/forkd/forkd.sock, next to it) use it; systemd creates /run/forkd
+# (RuntimeDirectory=forkd).
 pidfile = "/run/forkd/forkd.pid"
 
-# Workers drop to this user when the master runs as root (as under the
-# unit): create it first, e.g. `useradd --system --no-create-home forkd`.
-# user = "forkd"
+# The master runs as root; workers drop to this user and group, which
+# contrib/sysusers/forkd.conf creates (contrib/install.sh runs
+# systemd-sysusers on it).
+user  = "forkd"
+group = "forkd"
 
+# The address of contrib/systemd/forkd.socket's ListenStream=: with socket
+# activation the master takes that socket instead of binding. Change both
+# together.
 listen {
-  address = "127.0.0.1:8080"
+  address = "0.0.0.0:80"
 }
 
 log {
-  level = "info" # on stderr, which systemd sends to the journal
-  # access = "/var/log/forkd/access.log"  # systemd creates /var/log/forkd
+  level = "info" # errors on stderr, which systemd sends to the journal
+  # systemd creates /var/log/forkd (LogsDirectory=forkd); the master creates
+  # the file and hands it to the workers' user, who append to it.
+  # contrib/logrotate rotates it and sends USR1 to reopen it.
+  access = "/var/log/forkd/access.log"
 }
 
 site "default" {
