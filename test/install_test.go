@@ -244,8 +244,9 @@ func TestInstallService(t *testing.T) {
 		}
 	}
 	// No DESTDIR: install.sh creates the forkd user and group on this
-	// machine (systemd-sysusers on the installed sysusers.d file), and does
-	// so again, without error, on a second run.
+	// machine (systemd-sysusers on the installed sysusers.d file) and
+	// /var/log/forkd, and does so again, without error, on a second run;
+	// everything else goes into the temporary root.
 	env := []string{"PREFIX=" + root + "/usr", "SYSCONFDIR=" + root + "/etc",
 		"UNITDIR=" + root + "/units", "SYSUSERSDIR=" + root + "/sysusers.d", "DOCDIR=" + root + "/doc"}
 	runInstall(t, env...)
