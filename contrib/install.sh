@@ -18,10 +18,8 @@ Environment (as in a Makefile):
   DESTDIR      empty: prepended to every path, for packaging; with it,
                no user is created on this machine
   SYSCONFDIR   /etc: SYSCONFDIR/forkd/config.hcl, SYSCONFDIR/logrotate.d
-  UNITDIR      PREFIX/lib/systemd/system for PREFIX /usr or /usr/local,
-               else /etc/systemd/system
-  SYSUSERSDIR  PREFIX/lib/sysusers.d for PREFIX /usr or /usr/local,
-               else /etc/sysusers.d
+  UNITDIR      /etc/systemd/system (/usr/lib/systemd/system if PREFIX=/usr)
+  SYSUSERSDIR  /etc/sysusers.d (/usr/lib/sysusers.d if PREFIX=/usr)
   DOCDIR       PREFIX/share/doc/forkd
 
 Then: systemctl daemon-reload && systemctl enable --now forkd.service
@@ -53,18 +51,17 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 SYSCONFDIR=${SYSCONFDIR:-/etc}
-# systemd looks for units and sysusers.d files under /usr/lib and
-# /usr/local/lib, and under /etc, but not under any other PREFIX.
-case $PREFIX in
-/usr | /usr/local)
-	UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
-	SYSUSERSDIR=${SYSUSERSDIR:-$PREFIX/lib/sysusers.d}
-	;;
-*)
+# A package (PREFIX=/usr) puts its units and sysusers.d file where
+# distributions do, which leaves /etc to the administrator; any other
+# install is the administrator's own and goes to /etc, where systemd finds
+# it whatever PREFIX is.
+if [ "$PREFIX" = /usr ]; then
+	UNITDIR=${UNITDIR:-/usr/lib/systemd/system}
+	SYSUSERSDIR=${SYSUSERSDIR:-/usr/lib/sysusers.d}
+else
 	UNITDIR=${UNITDIR:-/etc/systemd/system}
 	SYSUSERSDIR=${SYSUSERSDIR:-/etc/sysusers.d}
-	;;
-esac
+fi
 DOCDIR=${DOCDIR:-$PREFIX/share/doc/forkd}
 
 tmp=$(mktemp -d)
@@ -87,7 +84,7 @@ for unit in forkd.service forkd.socket; do
 done
 install -m 0644 "$repo/contrib/sysusers/forkd.conf" "$DESTDIR$SYSUSERSDIR/forkd.conf"
 install -m 0644 "$repo/contrib/logrotate/forkd" "$DESTDIR$SYSCONFDIR/logrotate.d/forkd"
-install -m 0644 "$repo/README.md" "$DESTDIR$DOCDIR/README.md"
+install -m 0644 "$repo/README.md" "$repo/LICENSE" "$DESTDIR$DOCDIR/"
 for doc in "$repo"/docs/*.md; do
 	install -m 0644 "$doc" "$DESTDIR$DOCDIR/docs/"
 done
@@ -117,8 +114,7 @@ if [ -z "$DESTDIR" ]; then
 fi
 
 echo "installed forkd in $DESTDIR$PREFIX/bin; units in $DESTDIR$UNITDIR; configuration in $DESTDIR$SYSCONFDIR/forkd; documentation in $DESTDIR$DOCDIR"
-# An older install.sh put the units in /etc/systemd/system, where they
-# would hide these.
+# Units in /etc/systemd/system (an earlier install's) hide these.
 if [ "$UNITDIR" != /etc/systemd/system ] && [ -e "$DESTDIR/etc/systemd/system/forkd.service" ]; then
 	echo "warning: $DESTDIR/etc/systemd/system/forkd.service overrides $DESTDIR$UNITDIR/forkd.service; remove it (and forkd.socket) unless you edited it on purpose" >&2
 fi

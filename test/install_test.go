@@ -96,6 +96,7 @@ func TestInstallDestdir(t *testing.T) {
 		"etc/logrotate.d/forkd":                0o644,
 		"etc/forkd/config.hcl":                 0o644,
 		"usr/share/doc/forkd/README.md":        0o644,
+		"usr/share/doc/forkd/LICENSE":          0o644,
 	}
 	docs, err := filepath.Glob("../docs/*.md")
 	if err != nil || len(docs) == 0 {
@@ -140,6 +141,7 @@ func TestInstallDestdir(t *testing.T) {
 		"etc/logrotate.d/forkd":              "../contrib/logrotate/forkd",
 		"etc/forkd/config.hcl":               "../contrib/config.hcl",
 		"usr/share/doc/forkd/README.md":      "../README.md",
+		"usr/share/doc/forkd/LICENSE":        "../LICENSE",
 		"usr/share/doc/forkd/docs/DESIGN.md": "../docs/DESIGN.md",
 	} {
 		if readFile(t, filepath.Join(dest, inst)) != readFile(t, src) {
@@ -212,6 +214,21 @@ func TestInstallDestdir(t *testing.T) {
 	if b := readFile(t, path); b != "workers = 3\n" {
 		t.Errorf("a reinstall replaced the configuration: %q", b)
 	}
+
+	// Any other PREFIX (the default, /usr/local) is the administrator's:
+	// units and sysusers.d file go to /etc.
+	local := t.TempDir()
+	runInstall(t, "DESTDIR="+local, "PREFIX=")
+	service = readFile(t, filepath.Join(local, "etc/systemd/system/forkd.service"))
+	if v := unitValue(t, service, "ExecStart"); v != "/usr/local/bin/forkd -c /etc/forkd/config.hcl" {
+		t.Errorf("with the default PREFIX, ExecStart=%s", v)
+	}
+	for _, f := range []string{"usr/local/bin/forkd", "etc/systemd/system/forkd.socket", "etc/sysusers.d/forkd.conf",
+		"usr/local/share/doc/forkd/README.md"} {
+		if _, err := os.Stat(filepath.Join(local, f)); err != nil {
+			t.Errorf("with the default PREFIX: %v", err)
+		}
+	}
 }
 
 // TestInstallService installs on this machine, as an operator's `sudo
@@ -247,7 +264,7 @@ func TestInstallService(t *testing.T) {
 	// machine (systemd-sysusers on the installed sysusers.d file) and
 	// /var/log/forkd, and does so again, without error, on a second run;
 	// everything else goes into the temporary root.
-	env := []string{"PREFIX=" + root + "/usr", "SYSCONFDIR=" + root + "/etc",
+	env := []string{"DESTDIR=", "PREFIX=" + root + "/usr", "SYSCONFDIR=" + root + "/etc",
 		"UNITDIR=" + root + "/units", "SYSUSERSDIR=" + root + "/sysusers.d", "DOCDIR=" + root + "/doc"}
 	runInstall(t, env...)
 	runInstall(t, env...)
