@@ -1,7 +1,9 @@
 package master
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/user"
 	"strconv"
@@ -66,8 +68,11 @@ func lookupIDs(userName, groupName string) (uint32, uint32, error) {
 }
 
 // prepareLogFiles creates the log files workers append to and, when workers
-// drop privileges, hands them to the worker user, so a worker can open them
-// at boot and after USR1 even in a directory it cannot write.
+// drop privileges, makes them the workers' too, so a worker can open them at
+// boot and after USR1 even in a directory it cannot write. Each file stays
+// the master's (it opens them again on reload and USR1) and becomes its
+// workers' group's, mode 0660: neither side then needs CAP_DAC_OVERRIDE,
+// which the packaged unit does not grant; CAP_CHOWN is enough.
 func (m *Master) prepareLogFiles() {
 	cred, err := credential(m.cfg)
 	if err != nil || cred == nil {
@@ -77,15 +82,24 @@ func (m *Master) prepareLogFiles() {
 		if p == "" || p == "-" {
 			continue
 		}
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o640)
+		if err == nil {
+			f.Close()
+		} else if !errors.Is(err, fs.ErrExist) {
 			m.log.Warn("cannot create log file for workers", "path", p, "error", err)
 			continue
 		}
-		if err := f.Chown(int(cred.Uid), int(cred.Gid)); err != nil {
-			m.log.Warn("cannot hand log file to the worker user", "path", p, "error", err)
+		// By path, not by descriptor: a file a previous version handed to
+		// the workers' user is not one root may open without
+		// CAP_DAC_OVERRIDE. Chown first, so that the master owns it when
+		// it changes the mode.
+		if err := os.Chown(p, os.Geteuid(), int(cred.Gid)); err != nil {
+			m.log.Warn("cannot hand log file to the worker group", "path", p, "error", err)
+			continue
 		}
-		f.Close()
+		if err := os.Chmod(p, 0o660); err != nil {
+			m.log.Warn("cannot make log file writable by the worker group", "path", p, "error", err)
+		}
 	}
 }
 

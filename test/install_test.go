@@ -197,10 +197,10 @@ func TestInstallDestdir(t *testing.T) {
 	}
 	// The exposure score of the shipped unit (0 to 10, lower is safer) must
 	// not grow: raise the threshold only for a reason written in the unit.
-	out, err := analyze("security", "--offline=true", "--threshold=30", filepath.Join(check, "forkd.service"))
+	out, err := analyze("security", "--offline=true", "--threshold=28", filepath.Join(check, "forkd.service"))
 	score := regexp.MustCompile(`Overall exposure level for forkd.service: (\d+\.\d+)`).FindStringSubmatch(out)
 	if err != nil || score == nil {
-		t.Errorf("systemd-analyze security: %v, want an exposure level of 3.0 or less\n%s", err, out)
+		t.Errorf("systemd-analyze security: %v, want an exposure level of 2.8 or less\n%s", err, out)
 	} else {
 		t.Logf("systemd-analyze security forkd.service: exposure level %s", score[1])
 	}
@@ -366,8 +366,8 @@ func TestInstallService(t *testing.T) {
 			t.Fatal(err)
 		}
 		sys := st.Sys().(*syscall.Stat_t)
-		if fmt.Sprint(sys.Uid) != u.Uid || fmt.Sprint(sys.Gid) != g.Gid || st.Mode().Perm() != 0o640 {
-			t.Errorf("%s: owner %d:%d mode %v, want forkd:forkd 0640", path, sys.Uid, sys.Gid, st.Mode().Perm())
+		if sys.Uid != 0 || fmt.Sprint(sys.Gid) != g.Gid || st.Mode().Perm() != 0o660 {
+			t.Errorf("%s: owner %d:%d mode %v, want root:forkd 0660", path, sys.Uid, sys.Gid, st.Mode().Perm())
 		}
 	}
 	owned(access)
