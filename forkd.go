@@ -21,6 +21,7 @@ package forkd
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -80,6 +81,9 @@ type options struct {
 	baseContext   func(net.Listener) context.Context
 	connContext   func(context.Context, ConnInfo) context.Context
 	connState     func(ConnInfo, http.ConnState)
+	// stdout and stderr receive the command line's output; nil means
+	// os.Stdout and os.Stderr (tests set them).
+	stdout, stderr io.Writer
 }
 
 // ConnInfo describes a client connection to the connection hooks: an ID

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/forkd/forkd/config"
 )
 
 // Master states in Status.State.
@@ -30,9 +32,9 @@ const (
 	CmdScale  = "scale"  // set the number of workers to Request.N
 )
 
-// maxWorkers bounds Request.N for CmdScale, a sanity limit against typos
-// such as "scale 10000".
-const maxWorkers = 1024
+// maxWorkers bounds Request.N for CmdScale, as it bounds the workers key: a
+// sanity limit against typos such as "scale 10000".
+const maxWorkers = config.MaxWorkers
 
 // A Request is one command sent to the master.
 type Request struct {
@@ -49,7 +51,8 @@ func (r Request) Validate() error {
 		return nil
 	case CmdScale:
 		if r.N < 1 || r.N > maxWorkers {
-			return fmt.Errorf("scale: worker count %d out of range [1, %d]", r.N, maxWorkers)
+			// No "scale:" prefix: the command line names the command.
+			return fmt.Errorf("worker count %d out of range [1, %d]", r.N, maxWorkers)
 		}
 		return nil
 	case "":
