@@ -22,6 +22,9 @@ const (
 	StateRunning  = "running"
 	StateDraining = "draining"
 	StateStopping = "stopping"
+	// StateIdle: WINCH stopped every worker; the master keeps the
+	// listeners and starts workers again on HUP (forkd reload).
+	StateIdle = "idle"
 )
 
 // Commands understood by the master.
@@ -89,8 +92,8 @@ type Status struct {
 	Generation int       `json:"generation"`
 	Config     string    `json:"config"` // path of config.hcl; "" for built-in defaults
 	// State is the master's: StateRunning, StateDraining (drain_delay
-	// after TERM: health routes answer 503, listeners still open) or
-	// StateStopping. Empty from a master that predates it.
+	// after TERM: health routes answer 503, listeners still open),
+	// StateIdle (no workers after WINCH) or StateStopping. Empty from a master that predates it.
 	State string `json:"state,omitempty"`
 	// DrainEnds is when the listeners close, while State is StateDraining.
 	DrainEnds time.Time      `json:"drain_ends,omitzero"`
