@@ -220,11 +220,9 @@ func TestUSR2GoesOnFromTheOldGeneration(t *testing.T) {
 	}
 }
 
-// TestSmallCLIFixes: help and version are commands; scale out of range is
-// named once; TTOU at one worker says it refused; a worker recycled by
-// max_requests is logged with its count; the hello example names slot and
-// generation once.
-func TestSmallCLIFixes(t *testing.T) {
+// TestHelpAndVersionCommands: help and version are commands, and help
+// says what each command does.
+func TestHelpAndVersionCommands(t *testing.T) {
 	out, code := runCLI(t, "help")
 	if code != 0 || !regexp.MustCompile(`(?m)^  reload +\S`).MatchString(out) {
 		t.Errorf("forkd help: exit %d\n%s", code, out)
@@ -233,21 +231,39 @@ func TestSmallCLIFixes(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "\tgo\tgo1.") || !strings.Contains(out, "\tmod\tgithub.com/forkd/forkd\t") {
 		t.Errorf("forkd version: exit %d\n%s", code, out)
 	}
-	out, code = runCLI(t, "scale", "5000")
-	if code != 2 || strings.Contains(out, "scale: scale:") {
+}
+
+// TestScaleOutOfRangeNamedOnce: "forkd scale: ...", not "scale: scale:".
+func TestScaleOutOfRangeNamedOnce(t *testing.T) {
+	s := start(t, opts{workers: 1})
+	out, code := runCLI(t, "scale", "5000", "-c", s.cfg)
+	if code != 2 || strings.Count(out, "scale:") != 1 {
 		t.Errorf("forkd scale 5000: exit %d\n%s", code, out)
 	}
+}
 
-	s := start(t, opts{workers: 1, extra: "max_requests = 3"})
+// TestTTOUAtOneWorkerSaysRefused: TTOU at one worker says it refused.
+func TestTTOUAtOneWorkerSaysRefused(t *testing.T) {
+	s := start(t, opts{workers: 1})
 	s.signal(syscall.SIGTTOU)
 	s.waitLog(`not scaling down: at least one worker must run.*workers=1`, 10*time.Second)
+}
+
+// TestMaxRequestsLogsTheCount: a worker recycled by max_requests is logged
+// with the requests it served, not the count of its last heartbeat.
+func TestMaxRequestsLogsTheCount(t *testing.T) {
+	s := start(t, opts{workers: 1, extra: "max_requests = 3"})
 	for i := 0; i < 3; i++ {
 		if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
 			t.Fatalf("GET %d: %d %v", i, code, err)
 		}
 	}
 	s.waitLog(`worker reached max_requests.*requests=3`, 10*time.Second)
+}
 
+// TestHelloLogsSlotOnce: the hello example names slot and generation once:
+// its worker logger already has them.
+func TestHelloLogsSlotOnce(t *testing.T) {
 	h := start(t, opts{workers: 1, bin: filepath.Join(binDir, "hello"), noSites: true})
 	line := h.seen(`hello worker starting.*`, 10*time.Second)[0]
 	if strings.Count(line, "slot=") != 1 || strings.Count(line, "generation=") != 1 {
