@@ -75,7 +75,7 @@ func runCommand(o *options) int {
 	}
 	cfgPath := fs.String("c", "", cfgHelp)
 	check := fs.Bool("t", false, "check the configuration and exit 0 (valid) or 1")
-	sock := fs.String("s", "", "control commands: the master's control socket (default: the configuration's control_socket, or its pidfile with .sock)")
+	sock := fs.String("s", "", "control commands: the master's control `socket` (default: the configuration's control_socket, or its pidfile with .sock)")
 	version := fs.Bool("version", false, "print the version and exit (as the version command)")
 	asJSON := fs.Bool("json", false, "control commands: print the master's answer as JSON")
 	fs.Usage = func() { usage(fs.Output(), o.name, fs) }

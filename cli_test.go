@@ -99,7 +99,7 @@ func TestHelpAndVersion(t *testing.T) {
 				t.Errorf("help has no line saying what %q does:\n%s", cmd, text)
 			}
 		}
-		if !strings.Contains(text, "-s string") {
+		if !strings.Contains(text, "-s socket") {
 			t.Errorf("help lacks the -s flag:\n%s", text)
 		}
 	}
