@@ -282,8 +282,14 @@ func controlConfig(o *options, cmd, path, sock string) (*config.Config, string, 
 		cfg = c
 	} else {
 		lc, lerr := config.LoadLenient(path)
-		if lc == nil {
+		switch {
+		case lc == nil && sock == "":
 			return nil, "", err
+		case lc == nil:
+			// Unreadable: -s still reaches the master, with the default
+			// timeouts.
+			fmt.Fprintf(o.stderr, "%s %s: warning: %v; using the control socket %s from -s\n", o.name, cmd, err, sock)
+			return config.Default(), sock, nil
 		}
 		cfg = lc
 		how := "is invalid"

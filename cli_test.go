@@ -183,6 +183,13 @@ func TestControlSocketOfABrokenConfig(t *testing.T) {
 	if _, _, err := controlConfig(o, "status", path, ""); err == nil || !strings.Contains(err.Error(), "-s SOCKET") {
 		t.Fatalf("no socket found: %v", err)
 	}
+	// An unreadable file: -s still reaches the master.
+	if _, got, err := controlConfig(o, "status", filepath.Join(dir, "missing.hcl"), sock); err != nil || got != sock {
+		t.Errorf("-s with a missing file: socket %q, %v", got, err)
+	}
+	if _, _, err := controlConfig(o, "status", filepath.Join(dir, "missing.hcl"), ""); err == nil {
+		t.Error("a missing file without -s was accepted")
+	}
 	if code, _, errs := runCapture(t, options{}, "-s", sock, "-t"); code != exitUsage {
 		t.Errorf("-s with -t: exit %d, %s", code, errs)
 	}
