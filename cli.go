@@ -356,7 +356,11 @@ func controlCommand(o *options, path, sock string, req control.Request, asJSON b
 		return 1
 	}
 	if req.Cmd == control.CmdStop {
-		if err := waitStopped(sock, stopTimeout(cfg)); err != nil {
+		pid := 0
+		if resp.Status != nil {
+			pid = resp.Status.MasterPID
+		}
+		if err := waitStopped(sock, pid, stopTimeout(cfg)); err != nil {
 			fmt.Fprintf(o.stderr, "%s stop: %v\n", o.name, err)
 			return 1
 		}
@@ -370,17 +374,18 @@ func controlCommand(o *options, path, sock string, req control.Request, asJSON b
 // stopPoll is how often `stop` asks whether the master is still there.
 const stopPoll = 100 * time.Millisecond
 
-// waitStopped waits until no master answers on sock (its control socket
-// goes when it exits), for up to d.
-func waitStopped(sock string, d time.Duration) error {
+// waitStopped waits, for up to d, until the master with pid no longer
+// answers on sock: its control socket goes when it exits, or a successor
+// from a binary upgrade (a master with another pid) answers there.
+func waitStopped(sock string, pid int, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("the master is still stopping after %v (see graceful_timeout and drain_delay)", d)
 		}
-		_, err := control.Call(sock, control.Request{Cmd: control.CmdStatus}, left)
-		if errors.Is(err, control.ErrNoMaster) {
+		resp, err := control.Call(sock, control.Request{Cmd: control.CmdStatus}, left)
+		if errors.Is(err, control.ErrNoMaster) || (err == nil && resp.Status != nil && pid != 0 && resp.Status.MasterPID != pid) {
 			return nil
 		}
 		time.Sleep(min(stopPoll, time.Until(deadline)))

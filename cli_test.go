@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/control"
 )
 
 // TestBuiltinConfigListens: with no file and no test hook, the built-in
@@ -192,5 +193,28 @@ func TestControlSocketOfABrokenConfig(t *testing.T) {
 	}
 	if code, _, errs := runCapture(t, options{}, "-s", sock, "-t"); code != exitUsage {
 		t.Errorf("-s with -t: exit %d, %s", code, errs)
+	}
+}
+
+// TestWaitStopped: stop waits until its master is gone: no one answers on
+// the socket, or another master (a USR2 successor) does.
+func TestWaitStopped(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "forkd.sock")
+	if err := waitStopped(sock, 42, time.Second); err != nil {
+		t.Fatalf("no master: %v", err)
+	}
+	srv, err := control.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go srv.Serve(func(control.Request) control.Response {
+		return control.Response{OK: true, Status: &control.Status{MasterPID: 43}}
+	})
+	if err := waitStopped(sock, 43, 300*time.Millisecond); err == nil {
+		t.Fatal("the master still answers, yet stop did not wait")
+	}
+	if err := waitStopped(sock, 42, time.Second); err != nil {
+		t.Fatalf("a successor answers: %v", err)
 	}
 }

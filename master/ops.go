@@ -134,7 +134,9 @@ func (m *Master) handleControl(r ctlReq) {
 	case control.CmdStop:
 		m.log.Info("stop requested over the control socket")
 		m.shutdown(stopping)
-		resp = control.Response{OK: true}
+		// With the master's pid: `forkd stop` waits for that process to
+		// go, not for the control socket, which a USR2 successor shares.
+		resp = control.Response{OK: true, Status: m.status()}
 	case control.CmdScale:
 		if m.phase != running {
 			resp = control.Response{Error: "the master is stopping"}
