@@ -7,8 +7,9 @@
 //			forkd.OnWorkerStart(func(w forkd.Worker) error { return openPool(w) }))
 //	}
 //
-// Main parses the usual command line (-c config.hcl, -t, -version, and the
-// status|reload|stop|scale control commands). In the master it never
+// Main parses the usual command line (-c config.hcl, -t, the
+// status|reload|stop|scale control commands with -s and -json, version and
+// help). In the master it never
 // returns; in a worker it serves until told to stop, then exits. Unlike the
 // forkd daemon, a program reads a configuration file only when it is named
 // with -c (or with WithConfigFile): a config.hcl that happens to be in the
@@ -21,6 +22,7 @@ package forkd
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -80,6 +82,9 @@ type options struct {
 	baseContext   func(net.Listener) context.Context
 	connContext   func(context.Context, ConnInfo) context.Context
 	connState     func(ConnInfo, http.ConnState)
+	// stdout and stderr receive the command line's output; nil means
+	// os.Stdout and os.Stderr (tests set them).
+	stdout, stderr io.Writer
 }
 
 // ConnInfo describes a client connection to the connection hooks: an ID

@@ -141,7 +141,7 @@ func TestLoadRich(t *testing.T) {
 		Pidfile:               filepath.Join(dir, "run/forkd.pid"),
 		User:                  "root",
 		Group:                 "0",
-		ControlSocket:         "/run/forkd/control.sock",
+		ControlSocket:         "/tmp/forkd-control.sock",
 		MaxWorkerMemory:       512 << 20,
 		MaxWorkerMemoryWindow: time.Minute,
 		Listen: []Listen{
@@ -184,7 +184,7 @@ func TestLoadRich(t *testing.T) {
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %s\nwant %s", mustJSON(t, c), mustJSON(t, want))
 	}
-	if got := c.ControlSocketPath(); got != "/run/forkd/control.sock" {
+	if got := c.ControlSocketPath(); got != "/tmp/forkd-control.sock" {
 		t.Errorf("ControlSocketPath = %q", got)
 	}
 }
@@ -395,5 +395,51 @@ site "s" {
 	}
 	if _, err := LoadControl(path); err == nil {
 		t.Fatal("LoadControl accepted a bad value")
+	}
+}
+
+// TestLoadLenient: the control commands find the socket and the timeouts
+// of a file the loader refuses, whether a value is wrong or the syntax is
+// broken after the settings they need.
+func TestLoadLenient(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	write := func(src string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := "pidfile = \"run/forkd.pid\"\nworker_timeout = \"7m\"\ngraceful_timeout = \"never\"\ndrain_delay = \"3s\"\n"
+	for _, tt := range []struct {
+		name, src string
+		syntax    bool
+	}{
+		{"invalid value", head + "workers = \"many\"\nbogus = 1\n", false},
+		{"broken syntax", head + "site \"s\" {\n  route \"/\" {\n", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			write(tt.src)
+			if _, err := LoadControl(path); err == nil {
+				t.Fatal("LoadControl accepted the file")
+			}
+			c, err := LoadLenient(path)
+			var cerr *Error
+			if tt.syntax != errors.As(err, &cerr) || (!tt.syntax && err != nil) {
+				t.Fatalf("LoadLenient: err %v, want a syntax error: %v", err, tt.syntax)
+			}
+			if c == nil {
+				t.Fatal("no configuration")
+			}
+			if got, want := c.ControlSocketPath(), filepath.Join(dir, "run/forkd.sock"); got != want {
+				t.Errorf("control socket %q, want %q", got, want)
+			}
+			if c.WorkerTimeout != 7*time.Minute || c.GracefulTimeout != DefaultGracefulTimeout || c.DrainDelay != 3*time.Second {
+				t.Errorf("timeouts %v %v %v, want 7m, the default, 3s", c.WorkerTimeout, c.GracefulTimeout, c.DrainDelay)
+			}
+		})
+	}
+	if _, err := LoadLenient(filepath.Join(dir, "missing.hcl")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
 	}
 }

@@ -55,6 +55,34 @@ func checkLogPath(p string) error {
 	return nil
 }
 
+// noDirError is checkFileDir's error for a directory that does not exist
+// (as opposed to a path that is not a directory).
+type noDirError struct{ dir, file string }
+
+func (e *noDirError) Error() string {
+	return fmt.Sprintf("the directory %q does not exist; forkd creates %q but not its directory", e.dir, e.file)
+}
+
+// checkFileDir checks that the directory that is to hold p, a file the
+// master creates (pidfile, control socket, unix socket), exists; "" is no
+// file.
+func checkFileDir(p string) error {
+	if p == "" {
+		return nil
+	}
+	dir := filepath.Dir(p)
+	fi, err := os.Stat(dir)
+	switch {
+	case notExist(err):
+		return &noDirError{dir: dir, file: filepath.Base(p)}
+	case err != nil:
+		return fmt.Errorf("cannot check the directory %q: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%q, which should hold %q, is not a directory", dir, filepath.Base(p))
+	}
+	return nil
+}
+
 // notExist reports whether err says that a path, or one of the directories
 // on the way to it, does not exist.
 func notExist(err error) bool {

@@ -47,6 +47,16 @@ func TestHostChecks(t *testing.T) {
 		{"log file is a directory", "log {\n  access = \"logs\"\n}\n", "2:12", "is a directory, not a file"},
 		{"log dir is a file", "log {\n  file = \"a-file/x.log\"\n}\n", "2:10", "is not a directory"},
 
+		// The master creates its pidfile and sockets, not their directories.
+		{"pidfile", "pidfile = \"logs/forkd.pid\"\n", "", ""},
+		{"pidfile dir missing", "workers = 1\npidfile = \"/nonexistent-dir/forkd.pid\"\n", "2:11", `Invalid pidfile; The directory "/nonexistent-dir" does not exist; forkd creates "forkd.pid" but not its directory.`},
+		{"relative pidfile dir missing", "pidfile = \"run/forkd.pid\"\n", "1:11", filepath.Join(dir, "run")},
+		{"pidfile dir is a file", "pidfile = \"a-file/forkd.pid\"\n", "1:11", `Invalid pidfile; "` + file + `", which should hold "forkd.pid", is not a directory.`},
+		{"control socket dir missing", "control_socket = \"/nonexistent-dir/c.sock\"\n", "1:18", `Invalid control_socket; The directory "/nonexistent-dir" does not exist`},
+		{"unix listener dir missing", "listen {\n  address = \"unix:/nonexistent-dir/h.sock\"\n}\n", "2:13", `Invalid listen address; The directory "/nonexistent-dir" does not exist; forkd creates "h.sock"`},
+		{"unix listener", "listen {\n  address = \"unix:logs/h.sock\"\n}\n", "", ""},
+		{"abstract unix listener", "listen {\n  address = \"unix:@forkd-test\"\n}\n", "", ""},
+
 		{"user and group", "user = \"root\"\ngroup = \"root\"\n", "", ""},
 		{"numeric ids", "user = \"4000000\"\ngroup = \"4000001\"\n", "", ""},
 		{"unknown user", "workers = 1\nuser = \"no-such-user-xyz\"\n", "2:8", `Unknown user; No user named "no-such-user-xyz" exists on this system.`},
@@ -100,5 +110,41 @@ func TestHostChecksBuilt(t *testing.T) {
 	}, "\n")
 	if err := c.Validate(); err == nil || err.Error() != want {
 		t.Errorf("Validate =\n%v\nwant\n%s", err, want)
+	}
+}
+
+// TestCheckWarnsAboutMissingDirectories: forkd -t (Check) names a missing
+// directory for the pidfile or a socket at its line as a warning, since
+// systemd may make it when the service starts; the master's start (Load)
+// refuses it.
+func TestCheckWarnsAboutMissingDirectories(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.hcl")
+	src := "workers = 1\npidfile = \"/nonexistent-dir/forkd.pid\"\nlisten {\n  address = \"unix:/nonexistent-dir/h.sock\"\n}\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path+":2:11: Invalid pidfile") {
+		t.Fatalf("Load: %v, want the pidfile refused at 2:11", err)
+	}
+	c, err := Check(path)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	want := []string{path + ":2:11: Invalid pidfile", path + ":4:13: Invalid listen address"}
+	if len(c.Warnings) != len(want) {
+		t.Fatalf("warnings %q, want %d", c.Warnings, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(c.Warnings[i], w) || !strings.Contains(c.Warnings[i], "/nonexistent-dir") {
+			t.Errorf("warning %q, want %q about /nonexistent-dir", c.Warnings[i], w)
+		}
+	}
+	// Anything else is still an error.
+	if err := os.WriteFile(path, []byte(src+"workers = 0\nworker_timeout = \"x\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Check(path); err == nil {
+		t.Fatal("Check accepted a bad value")
 	}
 }

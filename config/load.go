@@ -38,8 +38,31 @@ func LoadControl(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return parse(src, path, false)
+	return parse(src, path, noHostChecks)
 }
+
+// Check is Load for `forkd -t`: a directory that is to hold the pidfile,
+// the control socket or a unix listener's socket and does not exist is a
+// warning (in Config.Warnings), not an error. A service manager may make
+// it just before the master starts (systemd's RuntimeDirectory=), so a
+// check while the service is stopped must not fail; the master's start and
+// a reload still refuse it, with the same file:line.
+func Check(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parse(src, path, hostChecksWarnDirs)
+}
+
+// hostChecks says which checks of this machine parse makes.
+type hostChecks int
+
+const (
+	allHostChecks      hostChecks = iota // Load, Parse: what the master needs
+	hostChecksWarnDirs                   // Check: missing directories of the master's own files warn
+	noHostChecks                         // LoadControl: none
+)
 
 // Parse does what Load does with src as the contents of the file named
 // filename. Diagnostics name filename as given; relative paths in src are
@@ -47,12 +70,12 @@ func LoadControl(path string) (*Config, error) {
 // absolute. A src that sets nothing (empty, blank or only comments) is an
 // error at filename:1:1.
 func Parse(src []byte, filename string) (*Config, error) {
-	return parse(src, filename, true)
+	return parse(src, filename, allHostChecks)
 }
 
-// parse is Parse; host says whether to check what the configuration asks
-// of this machine.
-func parse(src []byte, filename string, host bool) (*Config, error) {
+// parse is Parse; host says which checks of what the configuration asks of
+// this machine to make.
+func parse(src []byte, filename string, host hostChecks) (*Config, error) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
 		// The body of a file with syntax errors is partial; decoding it
@@ -83,7 +106,7 @@ func parse(src []byte, filename string, host bool) (*Config, error) {
 	// default; other zero values are checked by validate as written.
 	c.setWorkersAndListen()
 	c.Normalize(filepath.Dir(abs))
-	v := &validator{pos: d.pos, skip: d.bad, noHost: !host}
+	v := &validator{pos: d.pos, skip: d.bad, noHost: host == noHostChecks, warnDirs: host == hostChecksWarnDirs}
 	v.config(c)
 	d.diags = append(d.diags, v.diags...)
 	if err := errorOf(d.diags); err != nil {

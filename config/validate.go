@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -40,7 +41,10 @@ type validator struct {
 	// noHost skips the checks of this machine (files, users) and the
 	// reading of certificates (LoadControl).
 	noHost bool
-	diags  hcl.Diagnostics
+	// warnDirs makes a missing directory for the pidfile, the control
+	// socket or a unix socket a warning (Check).
+	warnDirs bool
+	diags    hcl.Diagnostics
 }
 
 // rangeOf finds where key, or failing that its nearest parent, was written.
@@ -84,8 +88,7 @@ func (v *validator) errorf(key, summary, format string, args ...any) {
 
 // errorErr reports err, from one of the check functions, as the detail.
 func (v *validator) errorErr(key, summary string, err error) {
-	msg := err.Error()
-	v.errorf(key, summary, "%s%s.", strings.ToUpper(msg[:1]), msg[1:])
+	v.errorf(key, summary, "%s.", capitalize(err.Error()))
 }
 
 // where names the place key was written, for "first defined at" details.
@@ -114,11 +117,33 @@ func (v *validator) positiveDuration(key string, d time.Duration) {
 	}
 }
 
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
 func lastName(key string) string {
 	if i := strings.LastIndexByte(key, '.'); i >= 0 {
 		return key[i+1:]
 	}
 	return key
+}
+
+// fileDir checks that the directory that is to hold the master's file p (a
+// pidfile or a socket; "" is none) exists: the master creates the file, not
+// its directory.
+func (v *validator) fileDir(key, summary, p string) {
+	err := v.host(checkFileDir, p)
+	var noDir *noDirError
+	switch {
+	case err == nil:
+	case v.warnDirs && errors.As(err, &noDir):
+		v.warnf(key, summary, "%s.", capitalize(err.Error()))
+	default:
+		v.errorErr(key, summary, err)
+	}
 }
 
 // host runs one check of this machine, unless the validator skips them.
@@ -148,6 +173,8 @@ func (v *validator) config(c *Config) {
 	if err := v.host(checkGroup, c.Group); err != nil {
 		v.errorErr("group", "Unknown group", err)
 	}
+	v.fileDir("pidfile", "Invalid pidfile", c.Pidfile)
+	v.fileDir("control_socket", "Invalid control_socket", c.ControlSocket)
 
 	if len(c.Listen) == 0 {
 		v.errorf("listen", "Missing listen block", "At least one listener is required.")
@@ -187,6 +214,9 @@ func (v *validator) listen(key string, l Listen, seen map[string]string) {
 		seen[canon] = akey
 	}
 	if isUnix {
+		if p := strings.TrimPrefix(l.Address, unixPrefix); !strings.HasPrefix(p, "@") {
+			v.fileDir(akey, "Invalid listen address", p)
+		}
 		if l.Mode == 0 || l.Mode > 0o777 {
 			v.errorf(key+".mode", "Invalid socket mode",
 				"The mode must be octal permission bits between 01 and 0777; got %#o.", l.Mode)

@@ -33,7 +33,8 @@ const (
 	TypeBootError = "boot_error"
 	// TypeHeartbeat (worker -> master) is sent every second with counters.
 	TypeHeartbeat = "heartbeat"
-	// TypeRetire (worker -> master) asks for a replacement: max_requests reached.
+	// TypeRetire (worker -> master) asks for a replacement: max_requests
+	// reached. It carries a Heartbeat with the count at that moment.
 	TypeRetire = "retire"
 	// TypeDrain (master -> worker) says the instance is draining
 	// (drain_delay after TERM): health routes answer 503 from now on,

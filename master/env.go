@@ -23,6 +23,8 @@ type env struct {
 	start  func(spec workerSpec) (pid int, conn *ipc.Conn, err error)
 	kill   func(pid int, sig syscall.Signal) error
 	notify func(lines ...string) error // sd_notify
+	// terminal tells whether the master has a controlling terminal.
+	terminal func() bool
 }
 
 // workerSpec is what one worker process starts with.
@@ -44,6 +46,7 @@ func (m *Master) osEnv() env {
 		notify: func(lines ...string) error {
 			return m.sd.Send(lines...)
 		},
+		terminal: hasTerminal,
 	}
 }
 

@@ -77,25 +77,30 @@ type Master struct {
 	pid     int
 	started time.Time
 
-	env       env
-	gen       int
-	cfgFile   *os.File // the current generation's configuration, for its workers
-	want      int
-	winched   bool
-	everReady bool
-	phase     phase
-	exitCode  int
-	pendingUp bool       // READY=1 still owed to systemd for the first generation
-	pending   *reloadTxn // a new generation booting, not yet current
-	drainEnd  time.Time  // while draining: when the listeners close and workers drain
-	wake      time.Time  // when the loop's timer is due: later means the master was not running
+	env      env
+	gen      int
+	firstGen int      // the generation the master started with (after a binary upgrade, the old master's next)
+	cfgFile  *os.File // the current generation's configuration, for its workers
+	want     int
+	winched  bool
+	// winchIgnored is set once a WINCH was ignored because the master has
+	// a controlling terminal (logged the first time only).
+	winchIgnored bool
+	everReady    bool
+	phase        phase
+	exitCode     int
+	pendingUp    bool       // READY=1 still owed to systemd for the first generation
+	pending      *reloadTxn // a new generation booting, not yet current
+	drainEnd     time.Time  // while draining: when the listeners close and workers drain
+	wake         time.Time  // when the loop's timer is due: later means the master was not running
 
 	workers   map[int]*worker
 	slots     map[int]*slotState
 	listeners map[string]*listener
 
-	sigs chan os.Signal
-	msgs chan msgEvent
+	sigs    chan os.Signal
+	msgs    chan msgEvent
+	stopped chan struct{} // closed when Run's loop has ended
 
 	stats counters
 
@@ -174,13 +179,13 @@ func New(opts Options) (*Master, error) {
 		opts:      opts,
 		cfg:       opts.Config,
 		pid:       os.Getpid(),
-		gen:       1,
 		want:      opts.Config.Workers,
 		workers:   make(map[int]*worker),
 		slots:     make(map[int]*slotState),
 		listeners: make(map[string]*listener),
 		sigs:      make(chan os.Signal, 64),
 		msgs:      make(chan msgEvent, 256),
+		stopped:   make(chan struct{}),
 		pendingUp: true,
 		stats:     counters{restarts: make(map[string]uint64)},
 		ctl:       make(chan ctlReq),
@@ -190,6 +195,12 @@ func New(opts Options) (*Master, error) {
 	}
 	m.env = m.osEnv()
 	m.started = m.env.now()
+	// A master started by USR2 goes on from its predecessor's generations.
+	gen, err := upgradeGeneration()
+	if err != nil {
+		return nil, err
+	}
+	m.gen, m.firstGen = gen, gen
 	// A user or group that does not exist would make every worker fail to
 	// start: refuse at once, before binding anything.
 	if _, err := credential(m.cfg); err != nil {
@@ -355,6 +366,7 @@ func (m *Master) Run() int {
 		}
 		m.afterWake(m.env.now())
 	}
+	close(m.stopped)
 	m.log.Info("master stopped", "exit_code", m.exitCode)
 	m.closeAll()
 	return m.exitCode
@@ -460,6 +472,10 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		m.reapChildren()
 		return
 	}
+	if sig == syscall.SIGWINCH && m.env.terminal() {
+		m.ignoreWINCH()
+		return
+	}
 	m.log.Info("signal received", "signal", sig.String())
 	if m.phase != running {
 		switch sig {
@@ -483,9 +499,11 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		m.want++
 		m.log.Info("scaling", "workers", m.want)
 	case syscall.SIGTTOU:
-		if m.want > 1 {
-			m.want--
+		if m.want <= 1 {
+			m.log.Warn("not scaling down: at least one worker must run", "workers", m.want)
+			return
 		}
+		m.want--
 		m.log.Info("scaling", "workers", m.want)
 	case syscall.SIGUSR1:
 		m.reopenLogs()
@@ -495,6 +513,22 @@ func (m *Master) handleSignal(sig syscall.Signal) {
 		m.winched = true
 		m.log.Info("stopping all workers gracefully; master stays (HUP starts them again)")
 	}
+}
+
+// ignoreWINCH ignores a WINCH sent while the master has a controlling
+// terminal: resizing the terminal window sends it to the foreground
+// process group, and stopping every worker then would be a trap (gunicorn
+// ignores WINCH unless daemonized). Under systemd, or started with setsid,
+// the master has no terminal and WINCH stops the workers. Logged once.
+func (m *Master) ignoreWINCH() {
+	if m.winchIgnored {
+		m.log.Trace("ignoring WINCH: the master has a controlling terminal")
+		return
+	}
+	m.winchIgnored = true
+	m.log.Warn("ignoring WINCH: the master has a controlling terminal, whose window resizes send it; "+
+		"WINCH stops the workers only in a master without one (under systemd, or started with setsid); logged once",
+		"signal", syscall.SIGWINCH.String())
 }
 
 // shutdown stops the master: gracefully (stopping) or quickly (quitting).
@@ -819,6 +853,12 @@ func (m *Master) handleMsg(ev msgEvent) {
 	case ipc.TypeBootError:
 		w.bootErr = ev.msg.Error
 	case ipc.TypeRetire:
+		if hb := ev.msg.Heartbeat; hb != nil {
+			// The count at the moment max_requests was reached, not the
+			// last heartbeat's (0 in a worker's first second).
+			w.beat = *hb
+			w.lastBeat = now
+		}
 		if w.retiring == stopNone && !w.stopping {
 			w.retiring = stopMaxRequests
 			m.log.Info("worker reached max_requests; replacing it", "worker_pid", w.pid, "slot", w.slot, "requests", w.beat.Requests)
@@ -905,7 +945,7 @@ func (m *Master) reap(ev exitEvent) {
 	if !m.serving() || !failedBoot {
 		return
 	}
-	if !m.everReady && (w.bootErr != "" || s.failures >= startupAttempts) && w.gen == 1 {
+	if !m.everReady && (w.bootErr != "" || s.failures >= startupAttempts) && w.gen == m.firstGen {
 		msg := w.bootErr
 		if msg == "" {
 			msg = cause.String()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/control"
 	"github.com/forkd/forkd/internal/logging"
@@ -26,6 +28,7 @@ type fakeOS struct {
 	signals  []string // "pid:SIG"
 	notified []string
 	startErr error
+	tty      bool // the master has a controlling terminal
 }
 
 func (f *fakeOS) env() env {
@@ -47,6 +50,7 @@ func (f *fakeOS) env() env {
 			f.notified = append(f.notified, strings.Join(lines, "\n"))
 			return nil
 		},
+		terminal: func() bool { return f.tty },
 	}
 }
 
@@ -96,6 +100,7 @@ func newTestMaster(t *testing.T, cfg *config.Config) (*Master, *fakeOS) {
 		cfg:       cfg,
 		env:       f.env(),
 		gen:       1,
+		firstGen:  1,
 		want:      cfg.Workers,
 		pendingUp: true,
 		logFile:   lf,
@@ -535,5 +540,104 @@ func TestStatusCountersSurviveWorkers(t *testing.T) {
 	m.reap(exited(pid, 0))
 	if s := m.buildSnapshot(); s.Retired != (metrics.Classes{0, 5, 1, 1, 0}) {
 		t.Fatalf("retired %v", s.Retired)
+	}
+}
+
+// logTo sends m's log, at debug level, to a buffer the test reads.
+func logTo(m *Master) *strings.Builder {
+	var b strings.Builder
+	m.log = hclog.New(&hclog.LoggerOptions{Output: &b, Level: hclog.Trace})
+	return &b
+}
+
+// TestWINCHWithATerminal: resizing the master's terminal sends WINCH; with
+// a controlling terminal it is ignored, logged once, while without one
+// (systemd, setsid) it stops every worker and status says so.
+func TestWINCHWithATerminal(t *testing.T) {
+	m, f := newTestMaster(t, testConfig(2))
+	m.startAll(f.now)
+	log := logTo(m)
+	f.tty = true
+	for range 3 {
+		m.handleSignal(syscall.SIGWINCH)
+		m.reconcile(f.now)
+	}
+	if m.winched || len(f.takeSignals()) != 0 {
+		t.Fatal("WINCH with a terminal stopped workers")
+	}
+	if n := strings.Count(log.String(), "[WARN]  ignoring WINCH"); n != 1 || strings.Contains(log.String(), "[INFO]") {
+		t.Fatalf("logged the ignored WINCH %d times, want once, and nothing else at info:\n%s", n, log)
+	}
+	if st := m.status(); st.State != control.StateRunning {
+		t.Fatalf("state %q", st.State)
+	}
+	f.tty = false
+	m.handleSignal(syscall.SIGWINCH)
+	m.reconcile(f.now)
+	if !m.winched || len(f.takeSignals()) != 2 {
+		t.Fatal("WINCH without a terminal did not stop the workers")
+	}
+	if st := m.status(); st.State != control.StateIdle {
+		t.Fatalf("state %q after WINCH stopped the workers, want %q", st.State, control.StateIdle)
+	}
+}
+
+// TestTTOUAtOneWorkerSaysRefused: TTOU never goes below one worker, and
+// the log says it refused rather than "scaling workers=1".
+func TestTTOUAtOneWorkerSaysRefused(t *testing.T) {
+	m, f := newTestMaster(t, testConfig(2))
+	m.startAll(f.now)
+	log := logTo(m)
+	m.handleSignal(syscall.SIGTTOU)
+	m.handleSignal(syscall.SIGTTOU)
+	if m.want != 1 {
+		t.Fatalf("want %d", m.want)
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	last := lines[len(lines)-1]
+	if !strings.Contains(log.String(), "scaling: workers=1") || !strings.Contains(last, "not scaling down") || !strings.Contains(last, "workers=1") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// TestRetireLogsTheRealCount: a worker that reached max_requests before
+// its first heartbeat is logged with the count it reached, not 0.
+func TestRetireLogsTheRealCount(t *testing.T) {
+	m, f := newTestMaster(t, testConfig(1))
+	m.startAll(f.now)
+	log := logTo(m)
+	pid := m.pids(1)[0]
+	m.handleMsg(msgEvent{pid: pid, msg: &ipc.Message{Type: ipc.TypeRetire, Heartbeat: &ipc.Heartbeat{Requests: 25}}})
+	if !strings.Contains(log.String(), "max_requests") || !strings.Contains(log.String(), "requests=25") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
+
+// TestUpgradeGeneration: a master started by USR2 numbers its generations
+// on from the old master's, and its first generation is the start-up one
+// (a boot error there still exits 3).
+func TestUpgradeGeneration(t *testing.T) {
+	for v, want := range map[string]int{"": 1, "1": 2, "7": 8} {
+		t.Setenv(envUpgradeGen, v)
+		if got, err := upgradeGeneration(); err != nil || got != want {
+			t.Errorf("%s=%q: generation %d, %v; want %d", envUpgradeGen, v, got, err, want)
+		}
+	}
+	t.Setenv(envUpgradeGen, "x")
+	if _, err := upgradeGeneration(); err == nil {
+		t.Error("a malformed generation was accepted")
+	}
+
+	m, f := newTestMaster(t, testConfig(1))
+	m.gen, m.firstGen = 8, 8
+	m.reconcile(f.now)
+	pid := m.pids(8)[0]
+	m.handleMsg(msgEvent{pid: pid, msg: &ipc.Message{Type: ipc.TypeBootError, Error: "no database"}})
+	m.reap(exited(pid, 3))
+	if m.exitCode != ExitBootFailed {
+		t.Fatalf("boot error in the first generation 8: exit code %d", m.exitCode)
+	}
+	if m.latestGen() != 8 {
+		t.Fatalf("latest generation %d", m.latestGen())
 	}
 }

@@ -96,16 +96,22 @@ func (m *Master) serveControl(srv *control.Server) {
 			case <-time.After(5 * time.Second):
 				return control.Response{Error: "master busy"}
 			}
-			wait := 5 * time.Second
-			if req.Cmd == control.CmdReload {
-				// Answered when the new generation is ready or refused.
-				wait = control.ReloadTimeout - 5*time.Second
+			// A reload is answered when the new generation is ready or
+			// refused, which its worker_timeout bounds: wait for it as
+			// long as the loop runs. Anything else is answered at once.
+			var late <-chan time.Time
+			if req.Cmd != control.CmdReload {
+				t := time.NewTimer(5 * time.Second)
+				defer t.Stop()
+				late = t.C
 			}
 			select {
 			case resp := <-r.reply:
 				return resp
-			case <-time.After(wait):
+			case <-late:
 				return control.Response{Error: "master did not answer"}
+			case <-m.stopped:
+				return control.Response{Error: "the master stopped"}
 			}
 		})
 		if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -128,7 +134,9 @@ func (m *Master) handleControl(r ctlReq) {
 	case control.CmdStop:
 		m.log.Info("stop requested over the control socket")
 		m.shutdown(stopping)
-		resp = control.Response{OK: true}
+		// With the master's pid: `forkd stop` waits for that process to
+		// go, not for the control socket, which a USR2 successor shares.
+		resp = control.Response{OK: true, Status: m.status()}
 	case control.CmdScale:
 		if m.phase != running {
 			resp = control.Response{Error: "the master is stopping"}
@@ -156,6 +164,10 @@ func (m *Master) status() *control.Status {
 	switch m.phase {
 	case running:
 		st.State = control.StateRunning
+		if m.winched {
+			// Not "running" with no workers and requests hanging.
+			st.State = control.StateIdle
+		}
 	case draining:
 		st.State, st.DrainEnds = control.StateDraining, m.drainEnd
 	default:

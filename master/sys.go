@@ -24,6 +24,23 @@ func clockGettime(ts *syscall.Timespec) error {
 	return nil
 }
 
+// hasTerminal tells whether this process has a controlling terminal:
+// opening /dev/tty succeeds only then (tty(4)); under systemd, or after
+// setsid, it fails with ENXIO.
+func hasTerminal() bool {
+	for {
+		fd, err := unix.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false
+		}
+		unix.Close(fd)
+		return true
+	}
+}
+
 // credential returns the user and group workers run as: set only when the
 // master runs as root and the configuration names a user. Supplementary
 // groups are cleared.

@@ -21,7 +21,23 @@ const (
 	envUpgradeCtl     = "FORKD_UPGRADE_CTL"     // fd of the control socket, if any
 	envUpgradeReady   = "FORKD_UPGRADE_READY"   // fd of the pipe to write one byte to when ready
 	envUpgradeFrom    = "FORKD_UPGRADE_FROM"    // pid of the old master
+	envUpgradeGen     = "FORKD_UPGRADE_GEN"     // the old master's latest generation; the new one goes on from it
 )
+
+// upgradeGeneration is the generation a master starts with: 1, or after a
+// binary upgrade the one after the old master's latest, so that numbers in
+// logs, status and metrics never repeat across the hand-over.
+func upgradeGeneration() (int, error) {
+	v := os.Getenv(envUpgradeGen)
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: not a generation", envUpgradeGen, v)
+	}
+	return n + 1, nil
+}
 
 // upgradeEvent is the outcome of a binary upgrade: ready, or the new
 // master's failure.
@@ -69,6 +85,7 @@ func (m *Master) startUpgrade() {
 		envUpgradeFDs+"="+ipc.EncodeFDs(fds),
 		envUpgradeReady+"="+strconv.Itoa(readyFD),
 		envUpgradeFrom+"="+strconv.Itoa(m.pid),
+		envUpgradeGen+"="+strconv.Itoa(m.latestGen()),
 	)
 	if m.metricsFile != nil {
 		env = append(env, envUpgradeMetrics+"="+ipc.EncodeFDs([]ipc.NamedFD{{Name: m.cfg.Metrics.Address, FD: add(m.metricsFile)}}))
@@ -115,6 +132,15 @@ func (m *Master) startUpgrade() {
 	_ = cmd.Process.Release()
 }
 
+// latestGen is the newest generation this master has numbered: the current
+// one, or a reload's still booting.
+func (m *Master) latestGen() int {
+	if m.pending != nil {
+		return m.pending.gen
+	}
+	return m.gen
+}
+
 // handleUpgrade acts on the successor's outcome: on success the old master
 // (us) hands over to it and stops gracefully; on failure it keeps serving.
 func (m *Master) handleUpgrade(ev upgradeEvent) {
@@ -144,7 +170,7 @@ func (m *Master) adoptUpgrade() error {
 		return nil
 	}
 	defer func() {
-		for _, k := range []string{envUpgradeFDs, envUpgradeMetrics, envUpgradeCtl, envUpgradeFrom} {
+		for _, k := range []string{envUpgradeFDs, envUpgradeMetrics, envUpgradeCtl, envUpgradeFrom, envUpgradeGen} {
 			os.Unsetenv(k)
 		}
 	}()

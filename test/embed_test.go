@@ -64,14 +64,14 @@ func TestEmbedExamples(t *testing.T) {
 // generation.
 func TestEmbedHooks(t *testing.T) {
 	s := start(t, opts{workers: 1, bin: filepath.Join(binDir, "hello"), noSites: true})
-	s.seen(`hello worker starting.*slot=0.*generation=1`, 5*time.Second)
+	s.seen(`hello worker starting: generation=1 .*slot=0`, 5*time.Second)
 	code, body, err := get(s.addr, "/worker")
 	if err != nil || code != 200 || body != "slot 0 generation 1\n" {
 		t.Fatalf("GET /worker = %d %q %v", code, body, err)
 	}
 	s.signal(syscall.SIGHUP)
-	s.waitLog(`hello worker starting.*slot=0.*generation=2`, 10*time.Second)
-	s.waitLog(`hello worker stopping.*slot=0.*generation=1`, 10*time.Second)
+	s.waitLog(`hello worker starting: generation=2 .*slot=0`, 10*time.Second)
+	s.waitLog(`hello worker stopping: generation=1 .*slot=0`, 10*time.Second)
 }
 
 // TestEmbedNetHTTPEcho streams a request body through the net/http adapter.

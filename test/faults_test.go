@@ -23,9 +23,10 @@ import (
 type statusJSON struct {
 	OK     bool `json:"ok"`
 	Status struct {
-		MasterPID  int  `json:"master_pid"`
-		Generation int  `json:"generation"`
-		Reloading  bool `json:"reloading"`
+		MasterPID  int    `json:"master_pid"`
+		Generation int    `json:"generation"`
+		State      string `json:"state"`
+		Reloading  bool   `json:"reloading"`
 		LastReload *struct {
 			OK    bool   `json:"ok"`
 			Error string `json:"error"`

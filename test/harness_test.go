@@ -80,6 +80,10 @@ type opts struct {
 	bin     string // binary to run; default the forkd daemon
 	noSites bool   // write no site block (an embedding app serves everything)
 	listen  string // more keys of the listen block
+	// tty, when set, is the master's controlling terminal (and stdin).
+	// Without it the master runs in a session of its own, with no
+	// terminal, whatever terminal the tests were started from.
+	tty *os.File
 }
 
 // start writes a config.hcl into a temp dir and starts a master on it.
@@ -137,6 +141,12 @@ listen {
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), o.env...)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if o.tty != nil {
+		s.cmd.Stdin = o.tty
+		s.cmd.SysProcAttr.Setctty = true
+		s.cmd.SysProcAttr.Ctty = 0 // stdin, in the child
+	}
 	s.logs = newLogWatcher()
 	s.run()
 	if !o.noWait {

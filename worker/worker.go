@@ -319,8 +319,9 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		case <-beat.C:
 			w.heartbeat()
 		case <-retire:
-			w.log.Info("max_requests reached; asking for a replacement")
-			_ = w.send(&ipc.Message{Type: ipc.TypeRetire})
+			hb := w.stats()
+			w.log.Info("max_requests reached; asking for a replacement", "requests", hb.Requests)
+			_ = w.send(&ipc.Message{Type: ipc.TypeRetire, Heartbeat: hb})
 		case err := <-masterGone:
 			w.log.Warn("master gone; exiting", "error", err)
 			w.srv.Close()
@@ -379,14 +380,18 @@ func (w *runtime) reopen() {
 }
 
 func (w *runtime) heartbeat() {
+	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: w.stats()})
+}
+
+// stats is what a heartbeat (and a retire message) reports.
+func (w *runtime) stats() *ipc.Heartbeat {
 	st := w.srv.Stats()
-	hb := &ipc.Heartbeat{
+	return &ipc.Heartbeat{
 		Requests:  st.Requests,
 		OpenConns: st.OpenConns,
 		RSS:       rss(),
 		Status:    metrics.Classes(st.Status),
 	}
-	_ = w.send(&ipc.Message{Type: ipc.TypeHeartbeat, Heartbeat: hb})
 }
 
 // rss reads this process's resident set size from /proc/self/statm.

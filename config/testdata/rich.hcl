@@ -8,7 +8,7 @@ max_requests_jitter = 500
 pidfile             = "run/forkd.pid"
 user                = "root"
 group               = "0"
-control_socket      = "/run/forkd/control.sock"
+control_socket      = "/tmp/forkd-control.sock"
 max_worker_memory   = "512MiB"
 max_worker_memory_window = "1m"
 

@@ -33,11 +33,12 @@ func main() {
 		forkd.OnWorkerStart(func(wk forkd.Worker) error {
 			// Open per-worker resources (database pools, caches) here.
 			slot = []byte("slot " + strconv.Itoa(wk.Slot) + " generation " + strconv.Itoa(wk.Generation) + "\n")
-			wk.Logger.Info("hello worker starting", "slot", wk.Slot, "generation", wk.Generation)
+			// wk.Logger already names the slot and generation.
+			wk.Logger.Info("hello worker starting")
 			return nil
 		}),
 		forkd.OnWorkerStop(func(wk forkd.Worker) {
-			wk.Logger.Info("hello worker stopping", "slot", wk.Slot, "generation", wk.Generation)
+			wk.Logger.Info("hello worker stopping")
 		}),
 	)
 }

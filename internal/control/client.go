@@ -46,7 +46,7 @@ func Call(path string, req Request, timeout time.Duration) (Response, error) {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return Response{}, fmt.Errorf("%w (control socket %s)", ErrNoMaster, path)
 		}
-		return Response{}, fmt.Errorf("control: connecting to %s: %w", path, err)
+		return Response{}, fmt.Errorf("control: %w", err) // err names the socket
 	}
 	defer c.Close()
 	c.SetDeadline(deadline)

@@ -112,6 +112,10 @@ func TestInvalidRequests(t *testing.T) {
 		if resp.OK || resp.Error == "" {
 			t.Errorf("%+v: response %+v, want an error", req, resp)
 		}
+		// The command line prints "forkd scale: " before the error.
+		if strings.HasPrefix(resp.Error, req.Cmd+":") {
+			t.Errorf("%+v: error %q repeats the command's name", req, resp.Error)
+		}
 	}
 
 	// Raw garbage, and a line longer than any request.

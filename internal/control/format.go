@@ -29,6 +29,8 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 			left = "in " + d.Round(100*time.Millisecond).String()
 		}
 		fmt.Fprintf(tw, "state:\tdraining (health routes answer 503; listeners close %s)\n", left)
+	case StateIdle:
+		fmt.Fprintf(tw, "state:\tidle (WINCH stopped every worker; HUP or a reload starts them again)\n")
 	default:
 		fmt.Fprintf(tw, "state:\t%s\n", s.State)
 	}

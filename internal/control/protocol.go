@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/forkd/forkd/config"
 )
 
 // Master states in Status.State.
@@ -20,6 +22,9 @@ const (
 	StateRunning  = "running"
 	StateDraining = "draining"
 	StateStopping = "stopping"
+	// StateIdle: WINCH stopped every worker; the master keeps the
+	// listeners and starts workers again on HUP (forkd reload).
+	StateIdle = "idle"
 )
 
 // Commands understood by the master.
@@ -30,9 +35,9 @@ const (
 	CmdScale  = "scale"  // set the number of workers to Request.N
 )
 
-// maxWorkers bounds Request.N for CmdScale, a sanity limit against typos
-// such as "scale 10000".
-const maxWorkers = 1024
+// maxWorkers bounds Request.N for CmdScale, as it bounds the workers key: a
+// sanity limit against typos such as "scale 10000".
+const maxWorkers = config.MaxWorkers
 
 // A Request is one command sent to the master.
 type Request struct {
@@ -49,7 +54,8 @@ func (r Request) Validate() error {
 		return nil
 	case CmdScale:
 		if r.N < 1 || r.N > maxWorkers {
-			return fmt.Errorf("scale: worker count %d out of range [1, %d]", r.N, maxWorkers)
+			// No "scale:" prefix: the command line names the command.
+			return fmt.Errorf("worker count %d out of range [1, %d]", r.N, maxWorkers)
 		}
 		return nil
 	case "":
@@ -86,8 +92,8 @@ type Status struct {
 	Generation int       `json:"generation"`
 	Config     string    `json:"config"` // path of config.hcl; "" for built-in defaults
 	// State is the master's: StateRunning, StateDraining (drain_delay
-	// after TERM: health routes answer 503, listeners still open) or
-	// StateStopping. Empty from a master that predates it.
+	// after TERM: health routes answer 503, listeners still open),
+	// StateIdle (no workers after WINCH) or StateStopping. Empty from a master that predates it.
 	State string `json:"state,omitempty"`
 	// DrainEnds is when the listeners close, while State is StateDraining.
 	DrainEnds time.Time      `json:"drain_ends,omitzero"`

@@ -4,6 +4,8 @@
 //     CRASHY_SWITCH exists (crash loops);
 //   - its OnWorkerStart hook fails when the configuration has a site named
 //     "hook-fails" (a reload whose workers cannot boot);
+//   - its OnWorkerStart hook takes slowBoot when the configuration has a
+//     site named "slow-boot" (a reload that outlasts a fixed 5 s wait);
 //   - GET /grow?mb=N allocates N MiB and keeps it (memory recycling);
 //   - GET /orphan starts a shell that leaves an orphan behind (PID 1 reaping);
 //   - GET /pid answers the worker's pid, anything else "alive".
@@ -16,9 +18,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/forkd/forkd"
 )
+
+// slowBoot is how long a worker of a "slow-boot" configuration takes to
+// start.
+const slowBoot = 6 * time.Second
 
 var (
 	mu   sync.Mutex
@@ -53,8 +60,12 @@ func main() {
 		}
 	}), forkd.OnWorkerStart(func(w forkd.Worker) error {
 		for _, s := range w.Config.Sites {
-			if s.Name == "hook-fails" {
+			switch s.Name {
+			case "hook-fails":
 				return errors.New("hook refuses site hook-fails")
+			case "slow-boot":
+				w.Logger.Info("slow boot", "takes", slowBoot.String())
+				time.Sleep(slowBoot) // an application's slow start, such as warming a cache
 			}
 		}
 		if _, err := os.Stat(os.Getenv("CRASHY_SWITCH")); err == nil {

@@ -1,0 +1,272 @@
+package test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY opens a pseudo-terminal pair (pty(7)): the multiplexer side the
+// test keeps, and the terminal a master gets as its controlling terminal.
+// Both are closed when the test ends, after the master has stopped (a
+// hang-up of its terminal would send it SIGHUP).
+func openPTY(t *testing.T) (ptm, tty *os.File) {
+	t.Helper()
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	t.Cleanup(func() { ptm.Close() })
+	fd := int(ptm.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil { // unlockpt(3)
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN) // ptsname(3)
+	if err != nil {
+		t.Fatalf("ptsname: %v", err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("cannot open the pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return ptm, tty
+}
+
+// resize changes the terminal's window size, as resizing a terminal window
+// does: the kernel sends WINCH to the terminal's foreground process group.
+func resize(t *testing.T, ptm *os.File, rows, cols uint16) {
+	t.Helper()
+	if err := unix.IoctlSetWinsize(int(ptm.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		t.Fatalf("TIOCSWINSZ: %v", err)
+	}
+}
+
+// TestWINCHFromATerminalIsIgnored: a master run in a terminal (the README's
+// first command) keeps its workers when the window is resized, and says
+// once that it ignored the WINCH.
+func TestWINCHFromATerminalIsIgnored(t *testing.T) {
+	ptm, tty := openPTY(t)
+	s := start(t, opts{workers: 2, tty: tty})
+	before := s.workers()
+	resize(t, ptm, 40, 100)
+	s.waitLog(`\[WARN\] +forkd: ignoring WINCH: the master has a controlling terminal`, 10*time.Second)
+	resize(t, ptm, 50, 120)
+	resize(t, ptm, 60, 140)
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after a resize: %d %v", code, err)
+	}
+	st := status(t, s.cfg)
+	if st.Status.State != "running" || len(st.Status.Workers) != 2 {
+		t.Fatalf("status after a resize: %+v", st.Status)
+	}
+	s.signal(syscall.SIGTERM)
+	if code := s.waitExit(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, pid := range before {
+		if !s.logs.has(fmt.Sprintf(`worker stopped.*worker_pid=%d.*cause=shutdown`, pid)) {
+			t.Errorf("worker %d did not serve until the shutdown", pid)
+		}
+	}
+	if n := strings.Count(s.logs.String(), "ignoring WINCH"); n != 1 {
+		t.Errorf("the ignored WINCH was logged %d times, want once", n)
+	}
+}
+
+// TestWINCHWithoutATerminal: without a terminal (as under systemd) WINCH
+// stops every worker, and status says so instead of "running".
+func TestWINCHWithoutATerminal(t *testing.T) {
+	s := start(t, opts{workers: 2})
+	s.signal(syscall.SIGWINCH)
+	eventually(t, 10*time.Second, "no workers", func() bool { return len(s.workers()) == 0 })
+	if st := status(t, s.cfg); st.Status.State != "idle" || len(st.Status.Workers) != 0 {
+		t.Fatalf("status after WINCH: %+v", st.Status)
+	}
+	out, code := runCLI(t, "status", "-c", s.cfg)
+	if code != 0 || !regexp.MustCompile(`state: +idle \(WINCH stopped every worker`).MatchString(out) {
+		t.Fatalf("status after WINCH: exit %d\n%s", code, out)
+	}
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`all workers ready.*generation=2`, 10*time.Second)
+	if st := status(t, s.cfg); st.Status.State != "running" {
+		t.Fatalf("status after HUP: %+v", st.Status)
+	}
+}
+
+// slowBootSite makes crashy's worker start take 6 s (crashy's slowBoot).
+const slowBootSite = `site "slow-boot" {
+  hosts = ["never.invalid"]
+  route "/" {
+    respond {
+      body = "never\n"
+    }
+  }
+}`
+
+// TestReloadWaitsForSlowWorkers: `forkd reload` answers when the reload is
+// done, even when the new workers take longer to start than the 5 s it
+// used to wait: worker_timeout bounds a reload, and so the command.
+func TestReloadWaitsForSlowWorkers(t *testing.T) {
+	s := start(t, opts{workers: 1, bin: filepath.Join(binDir, "crashy"), noSites: true})
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\n" + slowBootSite + "\n")
+	began := time.Now()
+	out, code := runCLI(t, "reload", "-c", s.cfg)
+	took := time.Since(began)
+	if code != 0 || strings.TrimSpace(out) != "reload applied" {
+		t.Fatalf("reload of slow workers: exit %d after %v\n%s", code, took, out)
+	}
+	if took < 5*time.Second {
+		t.Fatalf("the reload took %v; the test wants a worker start over 5 s", took)
+	}
+	if st := status(t, s.cfg); st.Status.Generation != 2 || st.Status.LastReload == nil || !st.Status.LastReload.OK {
+		t.Fatalf("status after the reload: %+v", st.Status)
+	}
+	// A refused reload says so, with the cause.
+	s.rewrite(string(good) + "\n" + hookFailsSite + "\n")
+	out, code = runCLI(t, "reload", "-c", s.cfg)
+	if code != 1 || !regexp.MustCompile(`forkd reload: refused: .*hook refuses site hook-fails`).MatchString(out) {
+		t.Fatalf("refused reload: exit %d\n%s", code, out)
+	}
+}
+
+// TestControlWithABrokenConfig: while config.hcl is invalid, or does not
+// even parse, `forkd status` still reaches the master, says which socket
+// it used, and shows the failed reload; stop waits for the master to exit.
+func TestControlWithABrokenConfig(t *testing.T) {
+	s := start(t, opts{workers: 1})
+	good, _ := os.ReadFile(s.cfg)
+	sock := filepath.Join(s.dir, "forkd.sock")
+
+	// A value the loader refuses: the master refuses the reload.
+	s.rewrite(string(good) + "\ndrain_delay = \"never\"\n")
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`reload refused`, 10*time.Second)
+	out, code := runCLI(t, "status", "-c", s.cfg)
+	if code != 0 || !regexp.MustCompile(`last reload: +FAILED .*config\.hcl:\d+`).MatchString(out) ||
+		!strings.Contains(out, "the configuration is invalid; using its control socket "+sock) {
+		t.Fatalf("status with an invalid config: exit %d\n%s", code, out)
+	}
+
+	// Broken syntax after the pidfile: the part that parses names it.
+	s.rewrite(string(good) + "\nsite \"x\" {\n")
+	out, code = runCLI(t, "status", "-c", s.cfg)
+	if code != 0 || !strings.Contains(out, "last reload:") || !strings.Contains(out, "does not parse; using its control socket "+sock) {
+		t.Fatalf("status with a config that does not parse: exit %d\n%s", code, out)
+	}
+
+	// Broken before the pidfile: nothing names the socket; -s does.
+	s.rewrite("site {\n" + string(good))
+	out, code = runCLI(t, "status", "-c", s.cfg)
+	if code != 1 || !strings.Contains(out, "-s SOCKET") {
+		t.Fatalf("status with no socket to be found: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "status", "-c", s.cfg, "-s", sock)
+	if code != 0 || !strings.Contains(out, "last reload:") {
+		t.Fatalf("status -s: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "stop", "-s", sock)
+	if code != 0 || !strings.Contains(out, "master stopped") {
+		t.Fatalf("stop -s: exit %d\n%s", code, out)
+	}
+	if code := s.waitExit(5 * time.Second); code != 0 {
+		t.Fatalf("master exit %d", code)
+	}
+}
+
+// TestCheckMissingDirectories: forkd -t names, at its line, a pidfile or
+// unix socket whose directory does not exist, and the master refuses to
+// start with the same file:line instead of failing later without one.
+func TestCheckMissingDirectories(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.hcl")
+	src := fmt.Sprintf("workers = 1\npidfile = %q\nlisten {\n  address = %q\n}\n",
+		filepath.Join(dir, "run/forkd.pid"), "unix:"+filepath.Join(dir, "sockets/http.sock"))
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, "-t", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "warning: "+cfg+":2:11: Invalid pidfile; The directory \""+filepath.Join(dir, "run")+"\" does not exist") ||
+		!strings.Contains(out, cfg+":4:13: Invalid listen address; The directory \""+filepath.Join(dir, "sockets")+"\" does not exist") {
+		t.Fatalf("forkd -t: exit %d\n%s", code, out)
+	}
+	c := exec.Command(binary, "-c", cfg)
+	c.Dir = dir
+	b, err := c.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(b), cfg+":2:11: Invalid pidfile") {
+		t.Fatalf("start: %v\n%s", err, b)
+	}
+}
+
+// TestUSR2GoesOnFromTheOldGeneration: the master a binary upgrade starts
+// numbers its generation after the old master's, not 1 again.
+func TestUSR2GoesOnFromTheOldGeneration(t *testing.T) {
+	s := start(t, opts{workers: 1})
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`all workers ready.*generation=2`, 15*time.Second)
+	s.signal(syscall.SIGUSR2)
+	s.handedOver(30 * time.Second)
+	if st := status(t, s.cfg); st.Status.Generation != 3 || len(st.Status.Workers) != 1 || st.Status.Workers[0].Generation != 3 {
+		t.Fatalf("the new master's status: %+v", st.Status)
+	}
+}
+
+// TestHelpAndVersionCommands: help and version are commands, and help
+// says what each command does.
+func TestHelpAndVersionCommands(t *testing.T) {
+	out, code := runCLI(t, "help")
+	if code != 0 || !regexp.MustCompile(`(?m)^  reload +\S`).MatchString(out) {
+		t.Errorf("forkd help: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "version")
+	if code != 0 || !strings.Contains(out, "\tgo\tgo1.") || !strings.Contains(out, "\tmod\tgithub.com/forkd/forkd\t") {
+		t.Errorf("forkd version: exit %d\n%s", code, out)
+	}
+}
+
+// TestScaleOutOfRangeNamedOnce: "forkd scale: ...", not "scale: scale:".
+func TestScaleOutOfRangeNamedOnce(t *testing.T) {
+	s := start(t, opts{workers: 1})
+	out, code := runCLI(t, "scale", "5000", "-c", s.cfg)
+	if code != 2 || strings.Count(out, "scale:") != 1 {
+		t.Errorf("forkd scale 5000: exit %d\n%s", code, out)
+	}
+}
+
+// TestTTOUAtOneWorkerSaysRefused: TTOU at one worker says it refused.
+func TestTTOUAtOneWorkerSaysRefused(t *testing.T) {
+	s := start(t, opts{workers: 1})
+	s.signal(syscall.SIGTTOU)
+	s.waitLog(`not scaling down: at least one worker must run.*workers=1`, 10*time.Second)
+}
+
+// TestMaxRequestsLogsTheCount: a worker recycled by max_requests is logged
+// with the requests it served, not the count of its last heartbeat.
+func TestMaxRequestsLogsTheCount(t *testing.T) {
+	s := start(t, opts{workers: 1, extra: "max_requests = 3"})
+	for i := 0; i < 3; i++ {
+		if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+			t.Fatalf("GET %d: %d %v", i, code, err)
+		}
+	}
+	s.waitLog(`worker reached max_requests.*requests=3`, 10*time.Second)
+}
+
+// TestHelloLogsSlotOnce: the hello example names slot and generation once:
+// its worker logger already has them.
+func TestHelloLogsSlotOnce(t *testing.T) {
+	h := start(t, opts{workers: 1, bin: filepath.Join(binDir, "hello"), noSites: true})
+	line := h.seen(`hello worker starting.*`, 10*time.Second)[0]
+	if strings.Count(line, "slot=") != 1 || strings.Count(line, "generation=") != 1 {
+		t.Errorf("hello logs slot or generation twice: %s", line)
+	}
+}
