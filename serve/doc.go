@@ -148,9 +148,27 @@
 // # Redirects
 //
 // A redirect route answers every method with its status (301 by default)
-// and an empty body; Location is the configured template with {host} the
-// Host header without its port (or, without a Host, the address the request
-// arrived on) and {uri} the request path and query exactly as received.
+// and an empty body; Location is the configured template with its
+// placeholders expanded (template, the same expander that header values and
+// rate-limit keys are to use):
+//
+//   - {host}: the Host header without its port (or, without a Host, the
+//     address the request arrived on);
+//   - {port}: the port the connection arrived on, from the socket, never
+//     from Host (empty on a unix socket);
+//   - {scheme}: "https" on a TLS listener, else "http";
+//   - {path}: the request path, normalised: as received when it was
+//     already canonical, else the path the router cleaned (percent-decoded,
+//     "." and ".." resolved as RFC 3986 section 5.2.4 says, repeated and
+//     encoded slashes collapsed) encoded again, a backslash as %5C; it
+//     never starts with "//" or "/\", which browsers take for another host;
+//   - {query}: the query as received, without "?";
+//   - {uri}: {path}, then "?" and {query} when the target had a "?";
+//   - {remote_addr}: the client's IP address (the PROXY header's source on
+//     a PROXY protocol listener); {header.NAME}: the request's first NAME
+//     field.
+//
+// Configuration validation refuses any other {name}.
 //
 // # Access log
 //
