@@ -130,9 +130,9 @@
 // down, which does not wait for hijacked connections); a 101 nobody asked
 // for, or to another protocol, is a 502. A request that asks for any other
 // protocol goes on as a plain HTTP/1.1 request, its Upgrade removed with
-// the hop-by-hop fields, as nginx and HAProxy send requests whose upgrade
-// they do not tunnel; the client, which must be ready for a server that
-// does not switch, gets the upstream's ordinary answer. "h2c" is never
+// the hop-by-hop fields, as nginx sends an Upgrade it was not told to
+// pass on; the client, which must be ready for a server that does not
+// switch, gets the upstream's ordinary answer. "h2c" is never
 // tunnelled, whatever upgrades says: an HTTP/2 connection to the upstream
 // would carry requests for any of its paths past the routes (h2c
 // smuggling). TRACE is answered 405 with Allow and never sent upstream

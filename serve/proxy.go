@@ -481,8 +481,8 @@ func (pr *prefixReader) Read(p []byte) (int, error) {
 // whose every protocol is in upgrades. A request asking for another one
 // (h2c above all: an HTTP/2 connection to the upstream would reach any of
 // its paths past the routes) goes on as a plain request, without its
-// Upgrade and Connection, as nginx and HAProxy send one they do not
-// tunnel; the client carries on over HTTP/1.1.
+// Upgrade and Connection, as nginx sends an Upgrade it was not told to
+// pass on; the client carries on over HTTP/1.1.
 func (p *proxy) isUpgrade(r *protocol.Request) bool {
 	v := r.Header.Get("Upgrade")
 	if r.ProtoMinor == 0 || v == nil {
