@@ -239,6 +239,12 @@ type Proxy struct {
 	// sent, so that the request can be retried on another upstream; larger
 	// bodies stream, and are not retried once sent. 0 buffers none.
 	RetryBodyBuffer uint64 `json:"retry_body_buffer"`
+	// Upgrades are the protocols (Upgrade tokens, compared without case
+	// and without a "/version") that are tunnelled after the upstream's
+	// 101; a request asking for another is sent as a plain request, its
+	// Upgrade removed. Nil means DefaultUpgrade alone; "h2c" is never
+	// tunnelled, whatever the list says.
+	Upgrades []string `json:"upgrades"`
 }
 
 // Proxy balance methods, and the Host value that means the client's.
@@ -246,6 +252,12 @@ const (
 	BalanceRoundRobin = "round_robin"
 	BalanceLeastConn  = "least_conn"
 	ProxyHostClient   = "$host"
+	// DefaultUpgrade is the one protocol proxy routes tunnel by default.
+	DefaultUpgrade = "websocket"
+	// UpgradeH2C is HTTP/2 over cleartext, which proxy routes never
+	// tunnel: an upgraded connection would reach any path of the upstream
+	// past the routing (h2c smuggling).
+	UpgradeH2C = "h2c"
 )
 
 // Respond sends a fixed response.
@@ -346,6 +358,9 @@ func (c *Config) SetDefaults() {
 				}
 				if r.Proxy.Host == "" {
 					r.Proxy.Host = ProxyHostClient
+				}
+				if r.Proxy.Upgrades == nil {
+					r.Proxy.Upgrades = []string{DefaultUpgrade}
 				}
 			}
 			if r.Respond != nil {

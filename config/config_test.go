@@ -116,7 +116,7 @@ func TestLoadFull(t *testing.T) {
 			{Prefix: "/api/", Proxy: &Proxy{
 				Upstreams: []string{"127.0.0.1:9000", "127.0.0.1:9001"}, ConnectTimeout: 5 * time.Second, ResponseTimeout: 60 * time.Second,
 				Balance: BalanceLeastConn, Weights: []int{3, 1}, Keepalive: 16, KeepaliveTimeout: DefaultKeepaliveTimeout, MaxFails: 3, FailTimeout: 30 * time.Second,
-				Host: "api.internal", Via: true, RetryBodyBuffer: 8 << 10,
+				Host: "api.internal", Via: true, RetryBodyBuffer: 8 << 10, Upgrades: []string{DefaultUpgrade},
 			}},
 			{Prefix: "/healthz", Respond: &Respond{Status: 200, Body: "ok\n"}},
 		},
@@ -167,6 +167,7 @@ func TestLoadRich(t *testing.T) {
 						ConnectTimeout: 250 * time.Millisecond, ResponseTimeout: 2 * time.Minute,
 						Balance: BalanceRoundRobin, Keepalive: DefaultKeepalive, KeepaliveTimeout: DefaultKeepaliveTimeout, MaxFails: DefaultMaxFails,
 						FailTimeout: DefaultFailTimeout, Host: ProxyHostClient, RetryBodyBuffer: DefaultRetryBodyBuffer,
+						Upgrades: []string{DefaultUpgrade},
 					}},
 				},
 			},

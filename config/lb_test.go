@@ -47,6 +47,18 @@ site "s" {
 	}
 }
 
+// TestTrustedWithoutProxyProtocol: trusted alone names the peers whose
+// forwarding headers proxy routes believe.
+func TestTrustedWithoutProxyProtocol(t *testing.T) {
+	c, err := Parse([]byte("listen {\n  address = \"127.0.0.1:80\"\n  trusted = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\n}\n"), "c.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Listen[0]; l.ProxyProtocol || len(l.TrustedPrefixes()) != 2 {
+		t.Errorf("listen = %+v", l)
+	}
+}
+
 // TestProxyProtocolChecks covers the checks that need more than one key.
 func TestProxyProtocolChecks(t *testing.T) {
 	tests := []struct {
@@ -57,6 +69,8 @@ func TestProxyProtocolChecks(t *testing.T) {
 			[]string{"c.hcl:3:", "Missing trusted"}},
 		{"unix with trusted", "listen {\n  address = \"unix:/tmp/x.sock\"\n  proxy_protocol = true\n  trusted = [\"10.0.0.0/8\"]\n}\n",
 			[]string{"c.hcl:4:", "Invalid trusted"}},
+		{"unix with trusted, no proxy_protocol", "listen {\n  address = \"unix:/tmp/x.sock\"\n  trusted = [\"10.0.0.0/8\"]\n}\n",
+			[]string{"c.hcl:3:", "Invalid trusted"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

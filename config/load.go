@@ -188,6 +188,7 @@ var (
 			{Name: "upstreams", Required: true}, {Name: "connect_timeout"}, {Name: "response_timeout"},
 			{Name: "balance"}, {Name: "weights"}, {Name: "keepalive"}, {Name: "keepalive_timeout"},
 			{Name: "max_fails"}, {Name: "fail_timeout"}, {Name: "host"}, {Name: "via"}, {Name: "retry_body_buffer"},
+			{Name: "upgrades"},
 		},
 	}
 	healthSchema  = &hcl.BodySchema{}
@@ -389,7 +390,7 @@ func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
 		ConnectTimeout: DefaultConnectTimeout, ResponseTimeout: DefaultResponseTimeout,
 		Balance: BalanceRoundRobin, Keepalive: DefaultKeepalive, KeepaliveTimeout: DefaultKeepaliveTimeout,
 		MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Host: ProxyHostClient,
-		RetryBodyBuffer: DefaultRetryBodyBuffer,
+		RetryBodyBuffer: DefaultRetryBodyBuffer, Upgrades: []string{DefaultUpgrade},
 	}
 	a := d.content(b.Body, proxySchema).Attributes
 	d.required(a, key, "upstreams")
@@ -405,6 +406,7 @@ func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
 	d.string(a["host"], key+".host", &p.Host)
 	d.bool(a["via"], key+".via", &p.Via)
 	d.size(a["retry_body_buffer"], key+".retry_body_buffer", &p.RetryBodyBuffer)
+	d.strings(a["upgrades"], key+".upgrades", &p.Upgrades)
 	return p
 }
 

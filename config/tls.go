@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -56,9 +55,9 @@ func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "[redacted]
 // MarshalJSON writes "[redacted]".
 func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
 
-// Redirect answers every request with a redirection to Location, in which
-// {host} is the request's host name (the Host header without its port) and
-// {uri} the request target as received (path and query).
+// Redirect answers every request with a redirection to Location, a
+// template whose placeholders (see Placeholder) are expanded for each
+// request: "https://{host}{uri}".
 type Redirect struct {
 	Status   int    `json:"status"`
 	Location string `json:"location"`
@@ -190,9 +189,6 @@ func firstCertificate(pemBytes []byte) *x509.Certificate {
 	}
 }
 
-// placeholder matches a {name} in a redirect location.
-var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
-
 func (v *validator) redirect(key string, r *Redirect) {
 	switch r.Status {
 	case 301, 302, 303, 307, 308:
@@ -206,10 +202,8 @@ func (v *validator) redirect(key string, r *Redirect) {
 	case strings.ContainsAny(r.Location, "\r\n\x00"):
 		v.errorf(lkey, "Invalid location", "The location contains CR, LF or NUL.")
 	}
-	for _, p := range placeholder.FindAllString(r.Location, -1) {
-		if p != "{host}" && p != "{uri}" {
-			v.errorf(lkey, "Invalid location", "Unknown placeholder %s; the location may use {host} and {uri}.", p)
-		}
+	if _, err := ParseTemplate(r.Location); err != nil {
+		v.errorErr(lkey, "Invalid location", err)
 	}
 }
 

@@ -238,12 +238,13 @@ func (v *validator) proxyProtocol(key string, l Listen, isUnix bool) {
 			v.errorErr(fmt.Sprintf("%s.trusted[%d]", key, i), "Invalid trusted network", err)
 		}
 	}
+	// Without proxy_protocol, trusted names the peers whose forwarding
+	// headers (X-Forwarded-*, Forwarded, X-Real-IP) proxy routes believe.
 	switch {
-	case !l.ProxyProtocol:
 	case isUnix && len(l.Trusted) > 0:
 		v.errorf(key+".trusted", "Invalid trusted",
-			"A unix socket's peers have no IP address; file permissions (mode) decide who may connect, and every connection must send the PROXY header.")
-	case !isUnix && len(l.Trusted) == 0:
+			"A unix socket's peers have no IP address; file permissions (mode) decide who may connect, and all of them are trusted.")
+	case l.ProxyProtocol && !isUnix && len(l.Trusted) == 0:
 		v.errorf(key+".proxy_protocol", "Missing trusted",
 			"With proxy_protocol = true, trusted must list the load balancers' addresses or networks, such as [\"127.0.0.1/32\", \"10.0.0.0/8\"]; every other client is refused.")
 	}
@@ -434,6 +435,16 @@ func (v *validator) proxy(key string, p *Proxy) {
 	}
 	if p.RetryBodyBuffer > 64<<20 {
 		v.errorf(key+".retry_body_buffer", "Invalid retry_body_buffer", "retry_body_buffer is at most 64MiB (each request in flight may hold that much); got %d.", p.RetryBodyBuffer)
+	}
+	for i, u := range p.Upgrades {
+		ukey := fmt.Sprintf("%s.upgrades[%d]", key, i)
+		switch {
+		case strings.EqualFold(u, UpgradeH2C):
+			v.errorf(ukey, "Invalid upgrades",
+				"%q is never tunnelled: an HTTP/2 connection upgraded through the proxy would reach every path of the upstream past the routes (h2c smuggling).", u)
+		case !isToken(u) || strings.ContainsRune(u, '/'):
+			v.errorf(ukey, "Invalid upgrades", "%q is not a protocol name (an HTTP token without \"/version\"), such as \"websocket\".", u)
+		}
 	}
 }
 

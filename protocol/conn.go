@@ -1002,6 +1002,7 @@ func (c *conn) release() {
 	c.nt.reset()
 	c.req.reset()
 	c.req.RemoteAddr, c.req.LocalAddr = nil, nil
+	c.req.TrustedPeer = false
 	c.resp.reset(&c.req)
 	s := c.srv
 	s.pool.Put(c)

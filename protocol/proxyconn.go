@@ -37,9 +37,11 @@ type ListenOptions struct {
 	// at the start of every connection; its source address becomes the
 	// connection's RemoteAddr.
 	ProxyProtocol bool
-	// Trusted are the peers that may connect when ProxyProtocol is set;
-	// connections from anywhere else are closed at accept. Peers of a
-	// unix socket have no address and are all trusted.
+	// Trusted are the peers that may connect when ProxyProtocol is set
+	// (connections from anywhere else are closed at accept) and, with or
+	// without it, the peers whose forwarding headers handlers may believe
+	// (Request.TrustedPeer). Peers of a unix socket have no address and
+	// are all trusted.
 	Trusted []netip.Prefix
 }
 

@@ -54,6 +54,13 @@ type Request struct {
 	Body          io.Reader
 	RemoteAddr    net.Addr
 	LocalAddr     net.Addr
+	// TrustedPeer reports whether the connection's peer is in its
+	// listener's ListenOptions.Trusted: a proxy whose forwarding headers
+	// (X-Forwarded-For, Forwarded...) may be believed. The peer is the
+	// one that connected, the balancer on a PROXY protocol listener
+	// rather than the client its header names. Peers of a unix socket
+	// are trusted.
+	TrustedPeer bool
 
 	// Trailer holds the trailer fields of a chunked body once Body has
 	// returned io.EOF (RFC 9112 §7.1.2). It is empty before that.

@@ -413,6 +413,21 @@ func (w *ResponseWriter) Flush() error {
 	return w.c.flush()
 }
 
+// Reset forgets the status, header fields, trailer and buffered body set
+// so far, so that the handler can answer differently (a proxy whose
+// upstream failed before a byte of its response went out). It reports
+// false, changing nothing, once the head has been committed (Flush, or a
+// body over the buffer) or the connection hijacked.
+func (w *ResponseWriter) Reset() bool {
+	if w.committed || w.hijacked {
+		return false
+	}
+	keepClose := w.close
+	w.reset(w.req)
+	w.close = keepClose // SetClose still holds: the request's body may be unread
+	return true
+}
+
 // Status returns the status code sent or to be sent.
 func (w *ResponseWriter) Status() int { return w.status }
 

@@ -294,6 +294,7 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		s.open.Add(1)
 		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
 		c.proxy = o.ProxyProtocol
+		c.req.TrustedPeer = o.trusts(c.req.RemoteAddr) // the peer's, before any PROXY header
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()

@@ -97,7 +97,9 @@
 //     upstream, when the method is idempotent and the body was read whole.
 //
 // A malformed response and a response timeout are not retried (502, 504),
-// nor is anything once the response head went out. Failures (connects,
+// nor is anything once the response head went out. A body that fails
+// before any of the response reached the client (a malformed first chunk
+// that came with the head) is a 502 as well. Failures (connects,
 // timeouts, resets, malformed responses; not stale pooled connections)
 // count against the upstream as nginx's max_fails: max_fails of them
 // within fail_timeout take it out of the rotation for fail_timeout. When
@@ -116,20 +118,39 @@
 //
 // Hop-by-hop fields (RFC 9110 section 7.6.1) are removed in both
 // directions: Connection and the fields it names, Keep-Alive, Proxy-*, TE,
-// Trailer, Transfer-Encoding and Upgrade. A request that asks to upgrade
-// (HTTP/1.1, Upgrade named in Connection) is sent on with Upgrade and
-// Connection: upgrade; when the upstream answers 101, the client's
-// connection is hijacked and bytes are copied both ways until both sides
-// have finished (WebSocket, h2c...), or neither way has moved a byte for
+// Trailer, Transfer-Encoding and Upgrade; HTTP2-Settings from requests too.
+// A request that asks to upgrade (HTTP/1.1, Upgrade named in Connection)
+// to protocols all listed in upgrades (default "websocket"; names compared
+// without case, a "/version" ignored) is sent on with Upgrade and
+// Connection: upgrade; when the upstream answers 101 naming such a
+// protocol, the client's connection is hijacked and bytes are copied both
+// ways until both sides have finished, or neither way has moved a byte for
 // response_timeout (nginx's proxy_read_timeout on upgraded connections),
 // or the handler is closed (the worker does so once its server has shut
 // down, which does not wait for hijacked connections); a 101 nobody asked
-// for is a 502. Host
-// is the client's (host = "$host") or a fixed name; X-Forwarded-For gets
-// the client address (Request.RemoteAddr) appended to what the client sent,
-// in one field; X-Forwarded-Proto ("https" over a TLS listener, see
-// internal/tlsconn) and X-Forwarded-Host replace the client's; via = true
-// adds "Via: 1.1 forkd". The request target is passed on as received when
+// for, or to another protocol, is a 502. A request that asks for any other
+// protocol goes on as a plain HTTP/1.1 request, its Upgrade removed with
+// the hop-by-hop fields, as nginx sends an Upgrade it was not told to
+// pass on; the client, which must be ready for a server that does not
+// switch, gets the upstream's ordinary answer. "h2c" is never
+// tunnelled, whatever upgrades says: an HTTP/2 connection to the upstream
+// would carry requests for any of its paths past the routes (h2c
+// smuggling). TRACE is answered 405 with Allow and never sent upstream
+// (an upstream would echo the request back, cookies and credentials
+// included). Both are logged at debug level, without the request's bytes.
+//
+// Host is the client's (host = "$host") or a fixed name. The forwarding
+// fields (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Forwarded,
+// X-Real-IP) are believed only from a peer in the listener's trusted list
+// (Request.TrustedPeer: the peer that connected, which on a PROXY protocol
+// listener is the balancer; every peer of a unix socket): from one,
+// X-Forwarded-For gets the client address (Request.RemoteAddr) appended to
+// what it sent, in one field, and the others are kept, forkd's own
+// X-Forwarded-Proto and X-Forwarded-Host sent only where it sent none.
+// From anyone else they are all removed, and X-Forwarded-For is the client
+// address alone, X-Forwarded-Proto "https" over a TLS listener (see
+// internal/tlsconn) or "http", X-Forwarded-Host the request's Host
+// (Caddy's trusted_proxies). via = true adds "Via: 1.1 forkd". The request target is passed on as received when
 // its path was already in canonical form, else the cleaned path that was
 // routed, re-encoded, so that the upstream sees the path the route
 // matched. Request bodies over retry_body_buffer stream, chunked when
@@ -148,9 +169,27 @@
 // # Redirects
 //
 // A redirect route answers every method with its status (301 by default)
-// and an empty body; Location is the configured template with {host} the
-// Host header without its port (or, without a Host, the address the request
-// arrived on) and {uri} the request path and query exactly as received.
+// and an empty body; Location is the configured template with its
+// placeholders expanded (template, the same expander that header values and
+// rate-limit keys are to use):
+//
+//   - {host}: the Host header without its port (or, without a Host, the
+//     address the request arrived on);
+//   - {port}: the port the connection arrived on, from the socket, never
+//     from Host (empty on a unix socket);
+//   - {scheme}: "https" on a TLS listener, else "http";
+//   - {path}: the request path, normalised: as received when it was
+//     already canonical, else the path the router cleaned (percent-decoded,
+//     "." and ".." resolved as RFC 3986 section 5.2.4 says, repeated and
+//     encoded slashes collapsed) encoded again, a backslash as %5C; it
+//     never starts with "//" or "/\", which browsers take for another host;
+//   - {query}: the query as received, without "?";
+//   - {uri}: {path}, then "?" and {query} when the target had a "?";
+//   - {remote_addr}: the client's IP address (the PROXY header's source on
+//     a PROXY protocol listener); {header.NAME}: the request's first NAME
+//     field.
+//
+// Configuration validation refuses any other {name}.
 //
 // # Access log
 //

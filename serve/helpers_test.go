@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/testcert"
 	"github.com/forkd/forkd/protocol"
 	"github.com/hashicorp/go-hclog"
 )
@@ -26,13 +28,25 @@ func startServer(t testing.TB, h protocol.Handler, logf protocol.LogFunc) string
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveWith(t, h, ln, protocol.ListenOptions{}, logf)
+}
+
+// serveListener serves h on ln and returns its address.
+func serveListener(t testing.TB, h protocol.Handler, ln net.Listener) string {
+	t.Helper()
+	return serveWith(t, h, ln, protocol.ListenOptions{}, nil)
+}
+
+// serveWith serves h on ln with o and returns its address.
+func serveWith(t testing.TB, h protocol.Handler, ln net.Listener, o protocol.ListenOptions, logf protocol.LogFunc) string {
+	t.Helper()
 	lim := protocol.DefaultLimits()
 	lim.BodyBytes = 256 << 20
 	srv := &protocol.Server{Handler: h, Limits: lim, Logger: hclog.NewNullLogger(), Log: logf}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = srv.Serve(ln)
+		_ = srv.ServeWith(ln, o)
 	}()
 	t.Cleanup(func() {
 		_ = srv.Close()
@@ -47,6 +61,25 @@ func startServer(t testing.TB, h protocol.Handler, logf protocol.LogFunc) string
 		}
 	})
 	return ln.Addr().String()
+}
+
+// testCertificate is a certificate for "example.com" and 127.0.0.1 from a
+// throwaway CA.
+func testCertificate(t testing.TB) tls.Certificate {
+	t.Helper()
+	ca, err := testcert.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue([]string{"example.com", "127.0.0.1"}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
 }
 
 // newHandler builds the serve handler for sites and closes it after the test.
@@ -79,6 +112,12 @@ func rawRequest(t testing.TB, addr, method, req string) rawResponse {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return readRaw(t, conn, method, req)
+}
+
+// readRaw sends req on conn, reads one response and closes conn.
+func readRaw(t testing.TB, conn net.Conn, method, req string) rawResponse {
+	t.Helper()
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(testTimeout))
 	if _, err := io.WriteString(conn, req); err != nil {

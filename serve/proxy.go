@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,9 @@ const (
 	// requests in flight than keepalive then reuses them instead of
 	// dialling and closing connections all the time.
 	proxySurplusIdle = time.Second
+	// proxyAllow is the Allow field of the 405 that answers TRACE: the
+	// methods a proxy route passes on (it cannot know the upstream's).
+	proxyAllow = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 )
 
 // backend is one upstream of a proxy route, with its pool and health.
@@ -58,6 +62,7 @@ type proxy struct {
 	rr          atomic.Uint32
 	host        string // fixed Host, or "" for the client's
 	via         bool
+	upgrades    []string // the protocols tunnelled (never h2c)
 	retryBody   int64
 	maxFails    int32
 	failTimeout time.Duration
@@ -114,6 +119,15 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 	}
 	if c.Host != "" && c.Host != config.ProxyHostClient {
 		p.host = c.Host
+	}
+	upgrades := c.Upgrades
+	if upgrades == nil {
+		upgrades = []string{config.DefaultUpgrade}
+	}
+	for _, u := range upgrades {
+		if !strings.EqualFold(u, config.UpgradeH2C) { // validation refuses it; never, even in code
+			p.upgrades = append(p.upgrades, u)
+		}
 	}
 	if p.failTimeout <= 0 {
 		p.failTimeout = config.DefaultFailTimeout
@@ -280,6 +294,15 @@ func idempotent(m []byte) bool {
 
 // serveRoute forwards r and streams the response back.
 func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *reqPath) {
+	if string(r.Method) == "TRACE" {
+		// TRACE echoes the request back, cookies and credentials
+		// included, to whatever script can send it (RFC 9110 §9.3.8
+		// warns of it): the upstream never sees one.
+		p.logger.Debug("TRACE refused with 405")
+		w.Header().Set("Allow", proxyAllow)
+		writeError(w, http.StatusMethodNotAllowed)
+		return
+	}
 	w.WillBlock() // the upstream makes us wait
 
 	// The body: small ones are read whole first, so that the request can
@@ -453,19 +476,59 @@ func (pr *prefixReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// isUpgrade reports whether r asks to switch protocols (RFC 9110 §7.8):
-// an HTTP/1.1 request with Upgrade, named in Connection.
+// isUpgrade reports whether r asks to switch to a protocol p tunnels
+// (RFC 9110 §7.8): an HTTP/1.1 request with Upgrade, named in Connection,
+// whose every protocol is in upgrades. A request asking for another one
+// (h2c above all: an HTTP/2 connection to the upstream would reach any of
+// its paths past the routes) goes on as a plain request, without its
+// Upgrade and Connection, as nginx sends an Upgrade it was not told to
+// pass on; the client carries on over HTTP/1.1.
 func (p *proxy) isUpgrade(r *protocol.Request) bool {
-	if r.ProtoMinor == 0 || r.Header.Get("Upgrade") == nil {
+	v := r.Header.Get("Upgrade")
+	if r.ProtoMinor == 0 || v == nil {
 		return false
 	}
+	asked := false
 	for i := 0; i < r.Header.Len(); i++ {
 		f := r.Header.At(i)
 		if httplex.EqualFold(f.Name, "Connection") && httplex.HasToken(f.Value, "upgrade") {
-			return true
+			asked = true
+			break
 		}
 	}
-	return false
+	if !asked {
+		return false
+	}
+	if !p.upgradeAllowed(v) {
+		// Which protocol it was is the client's bytes: not logged.
+		p.logger.Debug("upgrade not tunnelled; sent as a plain request", "h2c", httplex.HasToken(v, config.UpgradeH2C))
+		return false
+	}
+	return true
+}
+
+// upgradeAllowed reports whether v, an Upgrade field value, names at least
+// one protocol and only protocols in upgrades (compared without case, a
+// "/version" ignored).
+func (p *proxy) upgradeAllowed(v []byte) bool {
+	ok, n := true, 0
+	httplex.ForEachElement(v, func(el []byte) {
+		n++
+		if i := bytes.IndexByte(el, '/'); i >= 0 {
+			el = el[:i]
+		}
+		if len(el) == len(config.UpgradeH2C) && httplex.EqualFold(el, config.UpgradeH2C) {
+			ok = false
+			return
+		}
+		for _, u := range p.upgrades {
+			if len(el) == len(u) && httplex.EqualFold(el, u) {
+				return
+			}
+		}
+		ok = false
+	})
+	return ok && n > 0
 }
 
 // appendHead writes the request head sent upstream.
@@ -501,15 +564,36 @@ func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backe
 			conn = append(conn, f.Value)
 		}
 	}
-	xff := false
+	// The forwarding fields are believed from a trusted peer (a balancer
+	// in the listener's trusted list) and kept, X-Forwarded-For with the
+	// client's address appended; from anyone else they are dropped and
+	// forkd's own sent instead (Caddy's trusted_proxies).
+	trusted := r.TrustedPeer
+	xff, xfp, xfh := false, false, false
 	for i := 0; i < r.Header.Len(); i++ {
 		f := r.Header.At(i)
 		if skipRequestField(f.Name) || namedIn(conn, f.Name) {
 			continue
 		}
-		if len(f.Name) == 15 && httplex.EqualFold(f.Name, "X-Forwarded-For") {
-			xff = true // sent below, in one field with the client's address
+		switch forwardingField(f.Name) {
+		case fwdNone:
+		case fwdFor:
+			xff = trusted // sent below, in one field with the client's address
 			continue
+		case fwdProto:
+			if !trusted {
+				continue
+			}
+			xfp = true
+		case fwdHost:
+			if !trusted {
+				continue
+			}
+			xfh = true
+		default:
+			if !trusted {
+				continue
+			}
 		}
 		b = append(b, f.Name...)
 		b = append(b, ": "...)
@@ -539,12 +623,14 @@ func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backe
 		}
 		b = append(b, "\r\n"...)
 	}
-	if tlsconn.IsTLS(r.LocalAddr) {
+	switch {
+	case xfp:
+	case tlsconn.IsTLS(r.LocalAddr):
 		b = append(b, "X-Forwarded-Proto: https\r\n"...)
-	} else {
+	default:
 		b = append(b, "X-Forwarded-Proto: http\r\n"...)
 	}
-	if len(r.Host) > 0 {
+	if len(r.Host) > 0 && !xfh {
 		b = append(b, "X-Forwarded-Host: "...)
 		b = append(b, r.Host...)
 		b = append(b, "\r\n"...)
@@ -586,7 +672,8 @@ func addrPort(a net.Addr) (netip.AddrPort, bool) {
 // skipRequestField reports whether a client field is not sent upstream as
 // it is: hop-by-hop fields, the framing (set for the upstream's own), Host
 // (sent first), Expect (100-continue is the protocol's business with the
-// client), and the X-Forwarded fields the proxy sets itself.
+// client), and HTTP2-Settings (a connection-specific field of the h2c
+// upgrade, RFC 7540 §3.2.1, which is never tunnelled).
 func skipRequestField(name []byte) bool {
 	switch len(name) {
 	case 2:
@@ -595,12 +682,43 @@ func skipRequestField(name []byte) bool {
 		return httplex.EqualFold(name, "Host")
 	case 6:
 		return httplex.EqualFold(name, "Expect")
+	case 14:
+		return httplex.EqualFold(name, "Content-Length") || httplex.EqualFold(name, "HTTP2-Settings")
 	}
-	if hopByHop(name) {
-		return true
+	return hopByHop(name)
+}
+
+// The forwarding fields: who the client is, as proxies before forkd tell.
+const (
+	fwdNone  = iota
+	fwdFor   // X-Forwarded-For
+	fwdProto // X-Forwarded-Proto
+	fwdHost  // X-Forwarded-Host
+	fwdOther // Forwarded (RFC 7239), X-Real-IP
+)
+
+// forwardingField reports which forwarding field name is, if any.
+func forwardingField(name []byte) int {
+	switch len(name) {
+	case 9:
+		switch {
+		case httplex.EqualFold(name, "Forwarded"), httplex.EqualFold(name, "X-Real-IP"):
+			return fwdOther
+		}
+	case 15:
+		if httplex.EqualFold(name, "X-Forwarded-For") {
+			return fwdFor
+		}
+	case 16:
+		if httplex.EqualFold(name, "X-Forwarded-Host") {
+			return fwdHost
+		}
+	case 17:
+		if httplex.EqualFold(name, "X-Forwarded-Proto") {
+			return fwdProto
+		}
 	}
-	return httplex.EqualFold(name, "Content-Length") || httplex.EqualFold(name, "X-Forwarded-Proto") ||
-		httplex.EqualFold(name, "X-Forwarded-Host")
+	return fwdNone
 }
 
 // hopByHop reports whether a field is hop-by-hop (RFC 9110 §7.6.1, plus
@@ -639,7 +757,7 @@ func namedIn(conn [][]byte, name []byte) bool {
 func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *backend, c *upstream.Conn,
 	resp *upstream.Response, upgrade bool) {
 	if resp.Status == http.StatusSwitchingProtocols {
-		if !upgrade || !resp.UpgradeToken {
+		if !upgrade || !resp.UpgradeToken || !p.upgradeAllowed(responseUpgrade(resp)) {
 			c.Close()
 			p.logf(b, time.Now().UnixNano(), "upstream switched protocols unasked", errors.New("unexpected 101"))
 			writeError(w, http.StatusBadGateway)
@@ -706,13 +824,30 @@ func (p *proxy) respond(w *protocol.ResponseWriter, r *protocol.Request, b *back
 				p.logger.Debug("client write failed", "error", rerr)
 				return // the client went away
 			}
+			p.failed(b, time.Now().UnixNano(), "upstream response body failed", rerr)
+			if w.Reset() {
+				// Nothing has reached the client yet (the head and a
+				// malformed first chunk came in one read, so the head was
+				// never flushed): it can still be told, with a 502.
+				writeError(w, http.StatusBadGateway)
+				return
+			}
 			// The head is out; all that is left is to cut the connection
 			// so that the client sees a truncated response, not a complete
 			// one (net/http's convention, which the protocol honours).
-			p.failed(b, time.Now().UnixNano(), "upstream response body failed", rerr)
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// responseUpgrade is the Upgrade field of a response, or nil.
+func responseUpgrade(resp *upstream.Response) []byte {
+	for _, f := range resp.Fields {
+		if len(f.Name) == 7 && httplex.EqualFold(f.Name, "Upgrade") {
+			return f.Value
+		}
+	}
+	return nil
 }
 
 // forwardTrailer sends an upstream's trailer fields on, less the hop-by-hop

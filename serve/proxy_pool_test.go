@@ -66,6 +66,10 @@ func TestProxyHostileResponses(t *testing.T) {
 		"te list":       "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
 		"garbage":       "HELLO\r\n\r\n",
 		"unasked 101":   "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+		// A body that fails before any byte went out is a 502 too, not
+		// a connection cut with nothing said.
+		"bad chunk size": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+		"bad chunk end":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n5\r\nhelloXX0\r\n\r\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			bad := atomic.Bool{}
@@ -79,8 +83,8 @@ func TestProxyHostileResponses(t *testing.T) {
 				return true
 			})
 			addr := proxySite(t, config.Proxy{Upstreams: []string{up.addr}, MaxFails: 0})
-			if r := get(t, addr, "GET", "/"); r.status != 502 {
-				t.Fatalf("status %d %q, want 502", r.status, r.body)
+			if r := get(t, addr, "GET", "/"); r.status != 502 || r.header.Get("X-Up") != "" {
+				t.Fatalf("status %d %q %v, want 502 without the upstream's fields", r.status, r.body, r.header)
 			}
 			bad.Store(false)
 			if r := get(t, addr, "GET", "/"); r.status != 200 || r.body != "ok" {
@@ -721,7 +725,7 @@ func upgradeUpstream(t *testing.T, fn func(c net.Conn, br *bufio.Reader) error) 
 		if _, err := http.ReadRequest(br); err != nil {
 			return
 		}
-		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 		ended <- fn(c, br)
 	})
 	return addr, ended
@@ -736,7 +740,7 @@ func dialUpgrade(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(testTimeout))
-	_, _ = io.WriteString(conn, "GET /t HTTP/1.1\r\nHost: a\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	_, _ = io.WriteString(conn, "GET /t HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 101 {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -30,6 +31,16 @@ import (
 // as -1).
 func proxySite(t *testing.T, px config.Proxy) string {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxySiteOn(t, px, ln, protocol.ListenOptions{})
+}
+
+// proxySiteOn is proxySite served on ln with o.
+func proxySiteOn(t *testing.T, px config.Proxy, ln net.Listener, o protocol.ListenOptions) string {
+	t.Helper()
 	switch px.Keepalive {
 	case 0:
 		px.Keepalive = config.DefaultKeepalive
@@ -43,7 +54,7 @@ func proxySite(t *testing.T, px config.Proxy) string {
 		{Prefix: "/", Proxy: &px},
 		{Prefix: "/local/", Respond: &config.Respond{Status: 200, Body: "local"}},
 	}}}, Options{})
-	return startServer(t, h, nil)
+	return serveWith(t, h, ln, o, nil)
 }
 
 // upstreamAddr returns the host:port of an httptest server.
@@ -92,6 +103,8 @@ func TestProxyHeaders(t *testing.T) {
 		"X-Forwarded-For: 10.0.0.1\r\n"+
 		"X-Forwarded-Proto: https\r\n"+
 		"X-Forwarded-Host: evil\r\n"+
+		"Forwarded: for=10.0.0.1\r\n"+
+		"X-Real-IP: 10.0.0.1\r\n"+
 		"X-Keep: kept\r\n"+
 		"User-Agent: tester/1\r\n"+
 		"Content-Length: 5\r\n\r\nhello")
@@ -105,8 +118,10 @@ func TestProxyHeaders(t *testing.T) {
 	if s.Method != "POST" || s.URI != "/api/~user?q=1&r=%20" || s.Host != "Front.Example:8080" || s.Body != "hello" {
 		t.Errorf("upstream saw %s %s Host %s body %q", s.Method, s.URI, s.Host, s.Body)
 	}
+	// The peer is not trusted: forkd's own forwarding fields replace
+	// the client's.
 	want := map[string]string{
-		"X-Forwarded-For":   "10.0.0.1, 127.0.0.1",
+		"X-Forwarded-For":   "127.0.0.1",
 		"X-Forwarded-Proto": "http",
 		"X-Forwarded-Host":  "Front.Example:8080",
 		"X-Keep":            "kept",
@@ -117,9 +132,10 @@ func TestProxyHeaders(t *testing.T) {
 			t.Errorf("upstream header %s = %q, want %q", k, got, v)
 		}
 	}
-	for _, k := range []string{"X-Hop", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer"} {
+	for _, k := range []string{"X-Hop", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer",
+		"Forwarded", "X-Real-Ip"} {
 		if v, ok := s.Header[k]; ok {
-			t.Errorf("hop-by-hop %s reached the upstream: %q", k, v)
+			t.Errorf("%s reached the upstream: %q", k, v)
 		}
 	}
 
@@ -641,5 +657,53 @@ func TestProxyBodyTooLarge(t *testing.T) {
 		"258\r\n"+chunk+"\r\n258\r\n"+chunk+"\r\n0\r\n\r\n")
 	if r.status != 413 {
 		t.Errorf("status %d, want 413", r.status)
+	}
+}
+
+// TestProxyForwardedTrusted: forwarding fields are believed only from a
+// peer in the listener's trusted list. 127.0.0.1 and 127.0.0.2 are both
+// loopback: the client binds one or the other to be a different peer.
+func TestProxyForwardedTrusted(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(r.Header)
+	}))
+	defer up.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := proxySiteOn(t, config.Proxy{Upstreams: []string{upstreamAddr(up)}}, ln,
+		protocol.ListenOptions{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	req := "GET /x HTTP/1.1\r\nHost: front.example\r\nConnection: close\r\n" +
+		"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\n" +
+		"X-Forwarded-Host: public.example\r\nForwarded: for=10.0.0.1;proto=https\r\nX-Real-IP: 10.0.0.1\r\n\r\n"
+	for _, tc := range []struct {
+		from string
+		want map[string]string
+	}{
+		{"127.0.0.1", map[string]string{
+			"X-Forwarded-For": "10.0.0.1, 10.0.0.2, 127.0.0.1", "X-Forwarded-Proto": "https",
+			"X-Forwarded-Host": "public.example", "Forwarded": "for=10.0.0.1;proto=https", "X-Real-Ip": "10.0.0.1",
+		}},
+		{"127.0.0.2", map[string]string{
+			"X-Forwarded-For": "127.0.0.2", "X-Forwarded-Proto": "http",
+			"X-Forwarded-Host": "front.example", "Forwarded": "", "X-Real-Ip": "",
+		}},
+	} {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(tc.from)}, Timeout: testTimeout}
+		conn, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := readRaw(t, conn, "GET", req)
+		var h http.Header
+		if err := json.Unmarshal([]byte(r.body), &h); err != nil {
+			t.Fatalf("from %s: %d %q: %v", tc.from, r.status, r.body, err)
+		}
+		for k, v := range tc.want {
+			if got := strings.Join(h[k], ", "); got != v {
+				t.Errorf("from %s: upstream saw %s %q, want %q", tc.from, k, got, v)
+			}
+		}
 	}
 }

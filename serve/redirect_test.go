@@ -29,3 +29,27 @@ func TestRedirect(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectOpen: {uri} is the normalised target, so that a location
+// made of it alone never names another host ("//host" and "/\host" are
+// network-path references to browsers).
+func TestRedirectOpen(t *testing.T) {
+	h := newHandler(t, []config.Site{{Name: "r", Routes: []config.Route{
+		{Prefix: "/", Redirect: &config.Redirect{Status: 302, Location: "{uri}"}},
+	}}}, Options{})
+	addr := startServer(t, h, nil)
+	for _, tc := range []struct{ target, loc string }{
+		{"//evil.example/../u/x", "/u/x"},
+		{`/\evil.example/..`, "/"},
+		{`/\evil.example`, "/%5Cevil.example"},
+		{"/%2F%2Fevil", "/evil"},
+		{"/..//evil", "/evil"},
+		{"/.//evil?a=//b", "/evil?a=//b"},
+		{"/ok?q", "/ok?q"},
+	} {
+		r := get(t, addr, "GET", tc.target)
+		if r.status != 302 || r.header.Get("Location") != tc.loc {
+			t.Errorf("GET %s: %d Location %q, want 302 %q", tc.target, r.status, r.header.Get("Location"), tc.loc)
+		}
+	}
+}

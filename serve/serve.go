@@ -117,7 +117,11 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 	case rt.Health != nil:
 		return newHealth(h.draining), nil
 	case rt.Redirect != nil:
-		return newRedirect(rt.Redirect), nil
+		rd, err := newRedirect(rt.Redirect)
+		if err != nil {
+			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
+		}
+		return rd, nil
 	default:
 		return newRespond(rt.Respond), nil
 	}

@@ -57,6 +57,11 @@ func TestConfigCheckHost(t *testing.T) {
 		{"empty file", "", "", "Empty configuration"},
 		{"blank file", "\n  \t\n\n", "", "Empty configuration"},
 		{"comments only", "# workers = 4\n// nothing else\n", "", "Empty configuration"},
+		{"unknown placeholder", "site \"s\" {\n  route \"/\" {\n    redirect {\n      location = \"{scheme}://{host}:{port}{url}\"\n    }\n  }\n}\n",
+			"location =", "Unknown placeholder {url}"},
+		{"h2c upgrade", "site \"s\" {\n  route \"/\" {\n    proxy {\n      upstreams = [\"127.0.0.1:9\"]\n      upgrades = [\"websocket\", \"h2c\"]\n    }\n  }\n}\n",
+			"upgrades =", `"h2c" is never tunnelled`},
+		{"trusted without proxy_protocol", "listen {\n  address = \"127.0.0.1:8080\"\n  trusted = [\"127.0.0.1/32\"]\n}\n", "", ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -181,8 +181,8 @@ func (w *runtime) capConnections(limit int) int {
 // address, from its listen block.
 func (w *runtime) listenOptions(address string) protocol.ListenOptions {
 	for _, l := range w.cfg.Listen {
-		if l.Address == address && l.ProxyProtocol {
-			return protocol.ListenOptions{ProxyProtocol: true, Trusted: l.TrustedPrefixes()}
+		if l.Address == address {
+			return protocol.ListenOptions{ProxyProtocol: l.ProxyProtocol, Trusted: l.TrustedPrefixes()}
 		}
 	}
 	return protocol.ListenOptions{}
@@ -270,7 +270,9 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 			// The PROXY header comes before the TLS handshake: it is
 			// stripped below the TLS layer.
 			ln = protocol.NewProxyListener(ln, opts, w.log)
-			opts = protocol.ListenOptions{}
+			// Its trusted peers still decide whose forwarding headers
+			// are believed.
+			opts = protocol.ListenOptions{Trusted: opts.Trusted}
 		}
 		lns = append(lns, served{w.tls.wrap(l.Address, ln), opts})
 	}
