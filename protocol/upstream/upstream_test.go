@@ -21,7 +21,7 @@ type server struct {
 	ts   *testserver.Server
 }
 
-func newServer(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) *server {
+func newServer(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) *server {
 	t.Helper()
 	ts := testserver.Start(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
