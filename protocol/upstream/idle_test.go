@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -294,4 +296,72 @@ func TestPutBuffered(t *testing.T) {
 			waitEnded(t, u)
 		})
 	}
+}
+
+// TestIdleWatchConcurrent: exchanges on many goroutines while the upstream
+// closes every second connection after a response, so that the idle watch
+// closes connections while Get takes others (the race detector's part);
+// every exchange succeeds, sent again on a new connection when a reused
+// one turns out closed, as the proxy does.
+func TestIdleWatchConcurrent(t *testing.T) {
+	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+		for i := 0; ; i++ {
+			if _, _, err := readRequest(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if i%2 == 1 {
+				return // a FIN while it idles, or before the next request
+			}
+		}
+	})
+	p := newPool(s.addr)
+	defer p.Close()
+	const workers, each = 8, 50
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for range each {
+				_, body, err := exchange(t, p)
+				if errors.Is(err, ErrNoResponse) {
+					// Closed between Get's check and the request.
+					_, body, err = exchangeFresh(p)
+				}
+				if err != nil || body != "ok" {
+					errs <- fmt.Errorf("%q %w", body, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.Idle(); n > 4 {
+		t.Errorf("%d idle connections, over Keepalive's 4", n)
+	}
+}
+
+// exchangeFresh is exchange on a new connection.
+func exchangeFresh(p *Pool) (*Response, string, error) {
+	c, err := p.Dial()
+	if err != nil {
+		return nil, "", err
+	}
+	head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
+	resp, err := c.Do(head, nil, nil, 0, false)
+	if err != nil {
+		c.Close()
+		return nil, "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		c.Close()
+		return resp, string(b), err
+	}
+	c.Release()
+	return resp, string(b), nil
 }

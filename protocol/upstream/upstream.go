@@ -48,9 +48,13 @@
 //     one or dials. This costs two system calls per reuse, and the watch
 //     one more per put (BenchmarkPoolGetPut).
 //
-// The epoll set (protocol/internal/epoll) and the sockets are used by
-// number only inside a RawConn.Control of the socket, which keeps it open,
-// and the set's own lock; closing a socket drops its registration with it.
+// A socket's descriptor number is used (epoll_ctl, the peek) only inside
+// its RawConn.Control, which keeps it open, and by its owner, or under
+// Pool.mu while it is idle; the epoll set (protocol/internal/epoll) guards
+// its own. Registering takes one epoll_ctl under Pool.mu, so that the
+// watch never sees an event before it can find the connection. Closing a
+// socket drops its registration with it, so the pruning timer and Close
+// just close theirs.
 package upstream
 
 import (
@@ -417,7 +421,8 @@ func (p *Pool) readable(evs []unix.EpollEvent) {
 	}
 }
 
-// drop closes c, an idle connection that got saw, and logs why.
+// drop closes c, an idle connection in which a peek found got (data, or
+// the connection's end), and logs why.
 func (p *Pool) drop(c *Conn, got epoll.Peeked, now time.Time) {
 	c.nc.Close()
 	ok, n := p.dropLim.Allow(now)
