@@ -288,8 +288,9 @@ func (p *Pool) Idle() int {
 	return len(p.idle)
 }
 
-// Close closes the idle connections; connections in use are closed when
-// they are released.
+// Close closes the idle connections and ends the idle watch; connections
+// in use are closed when they are released. A pool that kept connections
+// holds an epoll descriptor and a goroutine until it is closed.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	idle := p.idle

@@ -300,13 +300,9 @@ func TestAlive(t *testing.T) {
 	}
 	close(closeIt)
 	<-closed
-	// The FIN is on its way; wait for it rather than for a duration.
-	deadline := time.Now().Add(30 * time.Second)
-	for c.Alive() {
-		if time.Now().After(deadline) {
-			t.Fatal("a closed connection still looks alive")
-		}
-		time.Sleep(time.Millisecond)
+	waitReadable(t, c) // the FIN is there
+	if c.Alive() {
+		t.Fatal("a closed connection still looks alive")
 	}
 	c.Close()
 }
