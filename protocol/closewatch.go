@@ -1,11 +1,12 @@
 package protocol
 
 import (
-	"os"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
+	"github.com/forkd/forkd/protocol/internal/epoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,8 +25,8 @@ import (
 //
 // Who owns what: the duplicate belongs to its clientWatch, which alone
 // closes it (unwatch), after removing it from the epoll set, so the number
-// is never used after it is closed; the epoll descriptor is used under
-// closeWatcher.mu, and closed under it, so no call uses a stale number.
+// is never used after it is closed; the epoll set (protocol/internal/epoll)
+// guards its own descriptor the same way.
 
 // closeWatch is the Server's watcher, made on first use.
 type closeWatch struct {
@@ -37,18 +38,12 @@ type closeWatch struct {
 // closeWatcher waits for the events of every watch of one Server on one
 // goroutine, parked in the runtime's poller on the epoll descriptor.
 type closeWatcher struct {
-	epfd int
-	file *os.File
-	rc   syscall.RawConn
+	set *epoll.Set
 
 	mu      sync.Mutex
 	watches map[uint64]*clientWatch
 	next    uint64
 	closed  bool
-
-	events [32]unix.EpollEvent
-	n      int
-	waitFn func(uintptr) bool
 }
 
 // clientWatch is one watched request.
@@ -99,13 +94,11 @@ func (s *Server) stopWatcher() {
 }
 
 func newCloseWatcher() (*closeWatcher, error) {
-	fd, f, rc, err := newPolledEpoll("closewatch")
+	set, err := epoll.NewSet("closewatch")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("protocol: %w", err)
 	}
-	w := &closeWatcher{epfd: fd, file: f, rc: rc, watches: make(map[uint64]*clientWatch)}
-	w.waitFn = w.poll
-	return w, nil
+	return &closeWatcher{set: set, watches: make(map[uint64]*clientWatch)}, nil
 }
 
 // watch starts watching the socket rc holds; gone runs (once, on the
@@ -134,8 +127,7 @@ func (w *closeWatcher) watch(rc syscall.RawConn, gone func()) *clientWatch {
 	}
 	w.next++
 	cw.token = w.next
-	ev := watchEvent(cw.token)
-	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, dfd, &ev); err != nil {
+	if err := w.set.Ctl(unix.EPOLL_CTL_ADD, dfd, watchEvents, cw.token); err != nil {
 		unix.Close(dfd)
 		return nil
 	}
@@ -148,17 +140,15 @@ func (w *closeWatcher) unwatch(cw *clientWatch) {
 	w.mu.Lock()
 	delete(w.watches, cw.token)
 	if !w.closed {
-		unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, cw.fd, nil)
+		w.set.Ctl(unix.EPOLL_CTL_DEL, cw.fd, 0, 0)
 	}
 	w.mu.Unlock()
 	unix.Close(cw.fd)
 }
 
-// watchEvent is the one-shot registration of a watch: the peer's FIN
+// watchEvents is the one-shot registration of a watch: the peer's FIN
 // (EPOLLRDHUP) and, always reported, EPOLLHUP and EPOLLERR.
-func watchEvent(token uint64) unix.EpollEvent {
-	return unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(uint32(token)), Pad: int32(uint32(token >> 32))}
-}
+const watchEvents = unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
 // close stops the watcher (Server.Close, or the end of Shutdown) and
 // cancels the requests still watched, as net/http's background reads fail
@@ -171,7 +161,7 @@ func (w *closeWatcher) close() {
 		return
 	}
 	w.closed = true
-	w.file.Close() // ends run's wait
+	w.set.Close() // ends run's wait
 	for _, cw := range w.watches {
 		cw.gone()
 	}
@@ -180,49 +170,34 @@ func (w *closeWatcher) close() {
 // run handles events until the watcher is closed.
 func (w *closeWatcher) run() {
 	for {
-		if err := w.rc.Read(w.waitFn); err != nil {
+		evs, err := w.set.Wait()
+		if err != nil {
 			return
 		}
-		w.handle()
-	}
-}
-
-// poll is epoll_wait without a timeout; as a RawConn.Read callback it
-// reports whether events came (else the runtime's poller waits).
-func (w *closeWatcher) poll(fd uintptr) bool {
-	for {
-		n, err := unix.EpollWait(int(fd), w.events[:], 0)
-		if err == unix.EINTR {
-			continue
-		}
-		w.n = max(n, 0)
-		return w.n > 0
+		w.handle(evs)
 	}
 }
 
 // handle looks at the sockets whose events came.
-func (w *closeWatcher) handle() {
+func (w *closeWatcher) handle(evs []unix.EpollEvent) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, ev := range w.events[:w.n] {
-		cw := w.watches[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]
+	for i := range evs {
+		cw := w.watches[epoll.Token(&evs[i])]
 		if cw == nil {
 			continue // unwatched meanwhile
 		}
-		var b [1]byte
-		n, _, err := unix.Recvfrom(cw.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		switch {
-		case n > 0:
+		switch epoll.Peek(cw.fd) {
+		case epoll.Data:
 			// The client sent more: it is still there (net/http, too,
 			// stops watching once a byte came).
-		case err == unix.EAGAIN || err == unix.EINTR:
-			ev := watchEvent(cw.token) // nothing after all: watch on
-			if unix.EpollCtl(w.epfd, unix.EPOLL_CTL_MOD, cw.fd, &ev) != nil {
+		case epoll.Nothing:
+			// Nothing after all: watch on.
+			if w.set.Ctl(unix.EPOLL_CTL_MOD, cw.fd, watchEvents, cw.token) != nil {
 				cw.gone()
 			}
 		default:
 			cw.gone() // EOF, or the connection broke
 		}
 	}
-	w.n = 0
 }

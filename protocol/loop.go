@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/forkd/forkd/protocol/internal/epoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -165,27 +166,6 @@ func spareThreads(n int) {
 	release.Done()
 }
 
-// newPolledEpoll makes an epoll instance that a goroutine waits on in the
-// runtime's poller (rc.Read), not in the kernel: its descriptor, the file
-// that owns it (closing the file ends a wait), and the file's RawConn.
-func newPolledEpoll(name string) (int, *os.File, syscall.RawConn, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return -1, nil, nil, fmt.Errorf("protocol: epoll_create1: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, nil, nil, fmt.Errorf("protocol: epoll nonblocking: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return -1, nil, nil, fmt.Errorf("protocol: epoll: %w", err)
-	}
-	return fd, f, rc, nil
-}
-
 func newEventLoop(s *Server, direct bool) (*eventLoop, error) {
 	l := &eventLoop{s: s, direct: direct, epfd: -1, wake: -1}
 	var err error
@@ -194,8 +174,8 @@ func newEventLoop(s *Server, direct bool) (*eventLoop, error) {
 			return nil, fmt.Errorf("protocol: epoll_create1: %w", err)
 		}
 	} else {
-		if l.epfd, l.file, l.rc, err = newPolledEpoll("epoll"); err != nil {
-			return nil, err
+		if l.epfd, l.file, l.rc, err = epoll.New("epoll"); err != nil {
+			return nil, fmt.Errorf("protocol: %w", err)
 		}
 		l.waitFn = l.pollReady
 	}

@@ -162,6 +162,7 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 				Keepalive: c.Keepalive, IdleTimeout: keepaliveTimeout,
 				SurplusTimeout: proxySurplusIdle,
 				MaxHeadBytes:   lim.HeaderBytes, MaxHeadFields: lim.HeaderCount,
+				Logger: logger,
 			}),
 		}
 		if c.Weights != nil {
@@ -372,12 +373,8 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			c, err = b.pool.Get()
 		}
 		fresh = false
-		if err == nil && !retryable && c.Reused() && !c.Alive() {
-			// A streamed body cannot be sent twice: not on a connection
-			// the upstream has already closed.
-			c.Close()
-			c, err = b.pool.Dial()
-		}
+		// Get has peeked at a pooled connection: one the upstream closed
+		// while idle, or that holds stray bytes, never comes back.
 		if err != nil {
 			// Nothing was sent: any request may go to the next upstream.
 			tried[i] = true

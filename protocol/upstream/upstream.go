@@ -15,7 +15,46 @@
 // A Conn belongs to the Pool while it is idle, and to the caller of Get or
 // Dial from then until it calls Release (which hands it back to the pool
 // when the exchange left it reusable, and closes it otherwise), Close or
-// Tunnel. Only the owner reads, writes or sets deadlines on it.
+// Tunnel. Only the owner reads, writes or sets deadlines on it. While a
+// Conn is idle, whoever holds Pool.mu acts for the pool: the goroutine that
+// takes it out of the idle list (Get, the pruning timer, the idle watch,
+// Close) owns it from then on, and no one else touches it.
+//
+// # Idle connections never carry bytes to the next request
+//
+// An upstream may send bytes after a complete response: a body on a HEAD
+// answer or after a 204 or 304, more than its Content-Length, a second
+// response. Were the connection reused, the next request, from whichever
+// client, would read them as its response, and every response after would
+// be one late. So a connection is never reused with a byte unread, however
+// briefly it idled (nginx's upstream keepalive module keeps every cached
+// connection's read event armed for this, and its
+// ngx_http_upstream_keepalive_close_handler closes one that becomes
+// readable):
+//
+//   - Release (put) closes a connection whose read buffer holds bytes past
+//     the end of the response.
+//   - While a connection is idle, the pool's idle watch (one epoll set and
+//     one goroutine per pool, made when the pool first keeps a connection)
+//     waits for it to become readable: data, the upstream's FIN, a reset.
+//     When it does, the watch takes it out of the idle list and closes it
+//     at once. The registration is one-shot and carries a token that is
+//     new at each put, so an event that comes after Get took the
+//     connection finds no idle connection with its token and is ignored.
+//   - Get takes each idle connection out of the watch and peeks at it
+//     (recv with MSG_PEEK|MSG_DONTWAIT) before handing it out: bytes or
+//     the connection's end that arrived before the watch got to it, or
+//     while the watch could not be made, close it, and Get tries the next
+//     one or dials. This costs two system calls per reuse, and the watch
+//     one more per put (BenchmarkPoolGetPut).
+//
+// A socket's descriptor number is used (epoll_ctl, the peek) only inside
+// its RawConn.Control, which keeps it open, and by its owner, or under
+// Pool.mu while it is idle; the epoll set (protocol/internal/epoll) guards
+// its own. Registering takes one epoll_ctl under Pool.mu, so that the
+// watch never sees an event before it can find the connection. Closing a
+// socket drops its registration with it, so the pruning timer and Close
+// just close theirs.
 package upstream
 
 import (
@@ -30,7 +69,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/forkd/forkd/internal/lograte"
+	"github.com/forkd/forkd/protocol/internal/epoll"
 	"github.com/forkd/forkd/protocol/internal/wire"
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,10 +90,6 @@ const (
 	// straight into the caller's buffer.
 	directRead   = 8 << 10
 	maxChunkLine = 4 << 10
-	// checkIdle is how long a pooled connection must have been idle for
-	// Get to peek at it (Alive) before handing it out: upstreams close
-	// connections that have idled, and a busy pool costs no syscall.
-	checkIdle = time.Second
 	// syncBody is the largest body written before the response is read:
 	// any socket's send buffer takes it without waiting for the upstream.
 	syncBody = 16 << 10
@@ -111,7 +149,20 @@ type Config struct {
 	// MaxHeadBytes and MaxHeadFields bound a response head (status line
 	// and fields); 0 means 64 KiB and 100.
 	MaxHeadBytes, MaxHeadFields int
+	// Logger gets a debug line (at most one a second per pool) for each
+	// connection closed rather than reused because the upstream sent bytes
+	// past a response or closed it while idle; nil logs nothing.
+	Logger hclog.Logger
 }
+
+// idleEvents is the one-shot registration of an idle connection with the
+// pool's watch: any readability (EPOLLIN), the upstream's FIN (EPOLLRDHUP)
+// and, always reported, EPOLLHUP and EPOLLERR.
+const idleEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// dropLogEvery is how often a pool logs a connection dropped for unread
+// bytes or an end seen while idle.
+const dropLogEvery = time.Second
 
 // Pool keeps idle connections to one upstream. It is safe for concurrent use.
 type Pool struct {
@@ -127,6 +178,15 @@ type Pool struct {
 	// zero while it is not armed.
 	prune   *time.Timer
 	armedAt time.Time
+	// watch waits for idle connections to become readable (see the
+	// package doc); made by the first put that keeps a connection, nil
+	// before and when it cannot be made (watchTried). tokens numbers the
+	// registrations.
+	watch      *epoll.Set
+	watchTried bool
+	tokens     uint64
+	logger     hclog.Logger
+	dropLim    *lograte.Limiter
 	// sendBufs are the copy buffers of streamed request bodies, which
 	// cannot use the read buffer while the response head is awaited.
 	sendBufs sync.Pool
@@ -145,13 +205,19 @@ func NewPool(cfg Config) *Pool {
 	// is closed after IdleTimeout and peeked at before reuse, and an
 	// exchange that makes no progress ends at Timeout; nginx's
 	// proxy_socket_keepalive is off by default too.
-	p := &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: -1}}
+	p := &Pool{cfg: cfg, dialer: net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: -1},
+		logger: cfg.Logger, dropLim: lograte.New(dropLogEvery)}
+	if p.logger == nil {
+		p.logger = hclog.NewNullLogger()
+	}
 	p.sendBufs.New = func() any { b := make([]byte, bufSize); return &b }
 	return p
 }
 
-// Get returns an idle connection (Reused reports true), or dials one. A
-// connection idle for a second or more is checked with Alive first.
+// Get returns an idle connection (Reused reports true), or dials one. Each
+// idle connection is taken out of the idle watch and peeked at first,
+// however briefly it idled: one with bytes waiting, or that the upstream
+// closed, is closed, never handed out.
 func (p *Pool) Get() (*Conn, error) {
 	now := time.Now()
 	p.mu.Lock()
@@ -159,17 +225,18 @@ func (p *Pool) Get() (*Conn, error) {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
 		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) >= p.cfg.IdleTimeout {
-			p.mu.Unlock()
 			c.nc.Close()
 			p.mu.Lock()
 			continue
 		}
-		p.mu.Unlock()
-		if now.Sub(c.idleAt) >= checkIdle && !c.Alive() {
-			// Closed by the upstream while idle (its keep-alive timeout
-			// is shorter than ours): not one to send a request on.
-			c.nc.Close()
+		if got := c.take(); got != epoll.Nothing {
+			// Stray bytes (another response's, or a body past the end of
+			// the last one), or the upstream closed it while idle (its
+			// keep-alive timeout is shorter than ours): not one to send a
+			// request on.
+			p.drop(c, got, now)
 			p.mu.Lock()
 			continue
 		}
@@ -186,7 +253,20 @@ func (p *Pool) Dial() (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
-	c := &Conn{pool: p, nc: nc}
+	// The pool watches and peeks at the socket (see the package doc):
+	// TCP and unix connections have a RawConn.
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("%w: %T is not a socket", ErrDial, nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%w: %w", ErrDial, err)
+	}
+	c := &Conn{pool: p, nc: nc, rc: rc}
+	c.fdFn = c.onFD
 	if b, ok := readBufs.Get().(*[bufSize]byte); ok {
 		c.buf = b[:]
 	} else {
@@ -208,8 +288,9 @@ func (p *Pool) Idle() int {
 	return len(p.idle)
 }
 
-// Close closes the idle connections; connections in use are closed when
-// they are released.
+// Close closes the idle connections and ends the idle watch; connections
+// in use are closed when they are released. A pool that kept connections
+// holds an epoll descriptor and a goroutine until it is closed.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	idle := p.idle
@@ -217,17 +298,40 @@ func (p *Pool) Close() {
 	if p.prune != nil {
 		p.prune.Stop()
 	}
+	if p.watch != nil {
+		p.watch.Close() // ends watchIdle
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.nc.Close()
 	}
 }
 
+// put keeps c, whose exchange is over, as an idle connection, or closes
+// it: when bytes past the response are in its buffer, when the pool is
+// closed or full, or when it cannot be watched.
 func (p *Pool) put(c *Conn) {
 	c.idleAt = time.Now()
+	if c.r != c.w {
+		// The upstream sent more than the response: the next request
+		// would read it as its answer.
+		if ok, n := p.dropLim.Allow(c.idleAt); ok {
+			args := []any{"upstream", p.cfg.Address, "unread", c.w - c.r}
+			if n > 0 {
+				args = append(args, "suppressed", n)
+			}
+			p.logger.Debug("upstream sent bytes past the end of a response; connection not reused", args...)
+		}
+		c.nc.Close()
+		return
+	}
+	c.r, c.w = 0, 0
+	if cap(c.buf) > bufSize {
+		c.buf = make([]byte, bufSize) // a long head grew it
+	}
 	p.mu.Lock()
 	full := len(p.idle) >= p.cfg.Keepalive
-	if p.closed || full && (p.cfg.SurplusTimeout <= 0 || p.cfg.Keepalive <= 0) {
+	if p.closed || full && (p.cfg.SurplusTimeout <= 0 || p.cfg.Keepalive <= 0) || !p.watchLocked(c) {
 		p.mu.Unlock()
 		c.nc.Close()
 		// The exchange is over (Release) and nothing aliases the buffer.
@@ -240,6 +344,101 @@ func (p *Pool) put(c *Conn) {
 	p.idle = append(p.idle, c)
 	p.arm(c.idleAt)
 	p.mu.Unlock()
+}
+
+// watchLocked registers c with the idle watch, making the watch on first
+// use, before c joins the idle list (under the same hold of p.mu, so that
+// the watch finds c by its token however soon an event comes). It
+// reports false when c must not be pooled: the registration failed. A
+// pool whose watch could not be made keeps its connections unwatched, and
+// Get's peek still checks each.
+func (p *Pool) watchLocked(c *Conn) bool {
+	if p.watch == nil && !p.watchTried {
+		p.watchTried = true
+		s, err := epoll.NewSet("upstream-idle")
+		if err != nil {
+			p.logger.Warn("idle upstream connections are not watched", "upstream", p.cfg.Address, "error", err)
+		} else {
+			p.watch = s
+			go p.watchIdle(s)
+		}
+	}
+	if p.watch == nil {
+		return true
+	}
+	p.tokens++
+	c.token = p.tokens
+	return c.control(opWatch) == nil
+}
+
+// watchIdle closes the idle connections that become readable, until the
+// pool is closed.
+func (p *Pool) watchIdle(s *epoll.Set) {
+	for {
+		evs, err := s.Wait()
+		if err != nil {
+			return
+		}
+		p.readable(evs)
+	}
+}
+
+// readable handles the watch's events: each idle connection they name
+// (by token: one Get has taken since is not there) is peeked at, and
+// closed unless nothing is there after all (then it is watched on). An
+// upstream sending stray bytes does so once per connection, so this path
+// does not run per request.
+func (p *Pool) readable(evs []unix.EpollEvent) {
+	var drop []*Conn
+	var why []epoll.Peeked
+	p.mu.Lock()
+	for i := range evs {
+		tok := epoll.Token(&evs[i])
+		k := -1
+		for j, c := range p.idle {
+			if c.token == tok {
+				k = j
+				break
+			}
+		}
+		if k < 0 {
+			continue // taken, pruned or closed meanwhile
+		}
+		c := p.idle[k]
+		got := c.peek()
+		if got == epoll.Nothing && c.control(opRewatch) == nil {
+			continue
+		}
+		copy(p.idle[k:], p.idle[k+1:])
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		drop = append(drop, c)
+		why = append(why, got)
+	}
+	p.mu.Unlock()
+	now := time.Now()
+	for i, c := range drop {
+		p.drop(c, why[i], now)
+	}
+}
+
+// drop closes c, an idle connection in which a peek found got (data, or
+// the connection's end), and logs why.
+func (p *Pool) drop(c *Conn, got epoll.Peeked, now time.Time) {
+	c.nc.Close()
+	ok, n := p.dropLim.Allow(now)
+	if !ok {
+		return
+	}
+	args := []any{"upstream", p.cfg.Address, "idle", now.Sub(c.idleAt).Round(time.Microsecond)}
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	if got == epoll.Data {
+		p.logger.Debug("upstream sent bytes on an idle connection; closed it", args...)
+	} else {
+		p.logger.Debug("upstream closed an idle connection", args...)
+	}
 }
 
 // nextPrune returns when pruneIdle has work next: idle[0], which has
@@ -337,8 +536,18 @@ type Flusher interface{ Flush() error }
 type Conn struct {
 	pool   *Pool
 	nc     net.Conn
+	rc     syscall.RawConn // nc's
 	reused bool
 	idleAt time.Time
+
+	// The idle watch's registration (token) and what control does with
+	// the descriptor: fdFn is onFD, made once, so that Control allocates
+	// nothing; op, peeked and opErr are its argument and results.
+	token  uint64
+	fdFn   func(uintptr)
+	op     fdOp
+	peeked epoll.Peeked
+	opErr  error
 
 	buf  []byte // read buffer; buf[r:w] is unread
 	r, w int
@@ -381,32 +590,63 @@ type Conn struct {
 // Reused reports whether the connection came from the pool.
 func (c *Conn) Reused() bool { return c.reused }
 
-// Alive reports whether a pooled connection still looks open: a peek at
-// the socket finds neither its end nor a reset nor stray bytes. It costs a
-// syscall; callers use it before a request that could not be sent again
-// (a streamed body), where a stale connection would cost a 502.
-func (c *Conn) Alive() bool {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return true
+// Alive reports whether a connection between exchanges still looks open:
+// a peek at the socket finds neither its end nor a reset nor stray bytes.
+// It costs a syscall; Get has just checked every connection it hands out
+// this way.
+func (c *Conn) Alive() bool { return c.peek() == epoll.Nothing }
+
+// What Conn.control does with the socket's descriptor.
+type fdOp uint8
+
+const (
+	opPeek    fdOp = iota // peek at it
+	opWatch               // register it with the idle watch
+	opRewatch             // arm its registration again
+	opTake                // end its registration, and peek
+)
+
+// control does op with the socket's descriptor, inside RawConn.Control,
+// which keeps it open meanwhile; an error is op's, or a closed socket.
+func (c *Conn) control(op fdOp) error {
+	c.op, c.opErr, c.peeked = op, nil, epoll.Gone
+	if err := c.rc.Control(c.fdFn); err != nil {
+		return err
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
-	cerr := rc.Control(func(fd uintptr) {
-		var b [1]byte
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err == syscall.EINTR {
-				continue
-			}
-			alive = err == syscall.EAGAIN
-			return
+	return c.opErr
+}
+
+// onFD is control's callback.
+func (c *Conn) onFD(fd uintptr) {
+	switch c.op {
+	case opPeek:
+		c.peeked = epoll.Peek(int(fd))
+	case opWatch:
+		c.opErr = c.pool.watch.Ctl(unix.EPOLL_CTL_ADD, int(fd), idleEvents, c.token)
+	case opRewatch:
+		c.opErr = c.pool.watch.Ctl(unix.EPOLL_CTL_MOD, int(fd), idleEvents, c.token)
+	case opTake:
+		if c.token != 0 {
+			// Taken out before the peek: anything that arrives from
+			// now on is the owner's to read.
+			c.pool.watch.Ctl(unix.EPOLL_CTL_DEL, int(fd), 0, 0)
+			c.token = 0
 		}
-	})
-	return cerr == nil && alive
+		c.peeked = epoll.Peek(int(fd))
+	}
+}
+
+// peek peeks at the socket; a closed one is Gone.
+func (c *Conn) peek() epoll.Peeked {
+	c.control(opPeek)
+	return c.peeked
+}
+
+// take ends c's registration with the idle watch, if any, and peeks at the
+// socket, for Get.
+func (c *Conn) take() epoll.Peeked {
+	c.control(opTake)
+	return c.peeked
 }
 
 // HeadBuffer returns an empty buffer to build the request head in, for Do.
@@ -420,12 +660,8 @@ func (c *Conn) Close() { c.nc.Close() }
 // closed otherwise.
 func (c *Conn) Release() {
 	c.flusher = nil
-	if c.reusable && c.done && c.r == c.w && c.err == nil {
-		c.r, c.w = 0, 0
-		if cap(c.buf) > bufSize {
-			c.buf = make([]byte, bufSize) // a long head grew it
-		}
-		c.pool.put(c)
+	if c.reusable && c.done && c.err == nil {
+		c.pool.put(c) // closes it if bytes past the response are buffered
 		return
 	}
 	c.nc.Close()

@@ -21,7 +21,7 @@ type server struct {
 	ts   *testserver.Server
 }
 
-func newServer(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) *server {
+func newServer(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) *server {
 	t.Helper()
 	ts := testserver.Start(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
@@ -175,34 +175,26 @@ func TestHostile(t *testing.T) {
 	}
 }
 
-// TestStale: a pooled connection the upstream closed while idle fails with
-// ErrNoResponse, the cue to send the request again on a new connection.
+// TestStale: a pooled connection the upstream closes between Get and the
+// request (Get's check saw it open) fails with ErrNoResponse, the cue to
+// send the request again on a new connection.
 func TestStale(t *testing.T) {
-	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
-		if _, _, err := readRequest(br); err != nil {
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		c.(*net.TCPConn).SetLinger(0) // then close with a reset
-	})
-	p := newPool(s.addr)
+	u := newLateUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	p := newPool(u.addr)
 	defer p.Close()
 	if _, body, err := exchange(t, p); err != nil || body != "ok" {
 		t.Fatalf("%q %v", body, err)
 	}
-	if p.Idle() != 1 {
-		t.Fatalf("%d idle, want 1", p.Idle())
+	c, err := p.Get()
+	if err != nil || !c.Reused() {
+		t.Fatalf("not the pooled connection: %v", err)
 	}
-	// Wait until the upstream's reset has arrived: a read on the idle
-	// connection sees it.
-	c, _ := p.Get()
-	if !c.Reused() {
-		t.Fatal("not the pooled connection")
-	}
+	defer c.Close()
+	u.act <- rstClose
+	<-u.done
+	waitReadable(t, c)
 	head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
-	_, err := c.Do(head, nil, nil, 0, false)
-	c.Close()
-	if !errors.Is(err, ErrNoResponse) {
+	if _, err := c.Do(head, nil, nil, 0, false); !errors.Is(err, ErrNoResponse) {
 		t.Fatalf("stale connection: %v, want ErrNoResponse", err)
 	}
 }
@@ -308,13 +300,9 @@ func TestAlive(t *testing.T) {
 	}
 	close(closeIt)
 	<-closed
-	// The FIN is on its way; wait for it rather than for a duration.
-	deadline := time.Now().Add(30 * time.Second)
-	for c.Alive() {
-		if time.Now().After(deadline) {
-			t.Fatal("a closed connection still looks alive")
-		}
-		time.Sleep(time.Millisecond)
+	waitReadable(t, c) // the FIN is there
+	if c.Alive() {
+		t.Fatal("a closed connection still looks alive")
 	}
 	c.Close()
 }
@@ -347,52 +335,6 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	if n := p.Idle(); n != 0 {
 		t.Errorf("%d idle connections left, want 0", n)
-	}
-}
-
-// TestGetSkipsClosed: a connection the upstream closed while it sat in the
-// pool is not handed out once it has idled for checkIdle; Get dials.
-func TestGetSkipsClosed(t *testing.T) {
-	closed := make(chan struct{}, 4)
-	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
-		if _, _, err := readRequest(br); err != nil {
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		c.Close()
-		closed <- struct{}{}
-	})
-	p := newPool(s.addr)
-	defer p.Close()
-	if _, _, err := exchange(t, p); err != nil {
-		t.Fatal(err)
-	}
-	<-closed
-	p.mu.Lock()
-	p.idle[0].idleAt = p.idle[0].idleAt.Add(-checkIdle) // as if it had idled
-	p.mu.Unlock()
-	// The FIN is on its way; Get must not hand the connection out once it
-	// has arrived. Wait for that with Alive's own view.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		p.mu.Lock()
-		alive := p.idle[0].Alive()
-		p.mu.Unlock()
-		if !alive {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the closed connection still looks alive")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	c, err := p.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if c.Reused() {
-		t.Fatal("Get handed out the connection the upstream closed")
 	}
 }
 
