@@ -114,7 +114,10 @@ const DescriptorReserve = 64
 
 // Listen is one listen block.
 type Listen struct {
-	Address   string `json:"address"` // "host:port", "[::1]:port" or "unix:/path"
+	Address string `json:"address"` // "host:port", "[::1]:port" or "unix:/path"
+	// Name, when set, lets sites name the listeners they serve
+	// (Site.Listen).
+	Name      string `json:"name,omitempty"`
 	ReusePort bool   `json:"reuse_port"`
 	Mode      uint32 `json:"mode"` // unix sockets: file mode, default 0666; 0 for TCP
 	// ProxyProtocol requires a PROXY protocol header (v1 or v2) at the
@@ -181,8 +184,11 @@ type Limits = protocol.Limits
 
 // Site is one site block.
 type Site struct {
-	Name   string   `json:"name"`
-	Hosts  []string `json:"hosts"` // lower case; "*" = any, "*.example.com" = any subdomain
+	Name  string   `json:"name"`
+	Hosts []string `json:"hosts"` // lower case; "*" = any, "*.example.com" = any subdomain
+	// Listen names the listeners (Listen.Name) whose requests this site
+	// serves; nil: every listener.
+	Listen []string `json:"listen,omitempty"`
 	Routes []Route  `json:"routes"`
 }
 

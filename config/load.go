@@ -143,6 +143,7 @@ var (
 	listenSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "address", Required: true},
+			{Name: "name"},
 			{Name: "reuse_port"},
 			{Name: "mode"},
 			{Name: "proxy_protocol"},
@@ -172,7 +173,7 @@ var (
 		Attributes: []hcl.AttributeSchema{{Name: "address"}, {Name: "path"}},
 	}
 	siteSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "hosts"}},
+		Attributes: []hcl.AttributeSchema{{Name: "hosts"}, {Name: "listen"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "route", LabelNames: []string{"prefix"}}},
 	}
 	routeSchema = &hcl.BodySchema{
@@ -315,6 +316,7 @@ func (d *decoder) listen(b *hcl.Block, key string) Listen {
 	d.listenTLS(a, ct.Blocks, key, &l)
 	d.required(a, key, "address")
 	d.string(a["address"], key+".address", &l.Address)
+	d.string(a["name"], key+".name", &l.Name)
 	d.bool(a["reuse_port"], key+".reuse_port", &l.ReusePort)
 	d.bool(a["proxy_protocol"], key+".proxy_protocol", &l.ProxyProtocol)
 	d.strings(a["trusted"], key+".trusted", &l.Trusted)
@@ -333,6 +335,7 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 	ct := d.content(b.Body, siteSchema)
 	s.Hosts = []string{"*"}
 	d.strings(ct.Attributes["hosts"], key+".hosts", &s.Hosts)
+	d.strings(ct.Attributes["listen"], key+".listen", &s.Listen)
 	for i, rb := range ct.Blocks.OfType("route") {
 		rkey := fmt.Sprintf("%s.routes[%d]", key, i)
 		d.pos[rkey] = rb.DefRange

@@ -180,10 +180,12 @@ func (v *validator) config(c *Config) {
 		v.errorf("listen", "Missing listen block", "At least one listener is required.")
 	}
 	seen := make(map[string]string) // canonical address -> key
+	listenNames := make(map[string]int)
 	for i, l := range c.Listen {
 		key := fmt.Sprintf("listen[%d]", i)
 		v.listen(key, l, seen)
 		v.listenTLS(key, &c.Listen[i])
+		v.listenName(key+".name", l.Name, i, listenNames)
 	}
 
 	v.log(c.Log)
@@ -194,10 +196,70 @@ func (v *validator) config(c *Config) {
 	}
 
 	siteNames := make(map[string]string)
-	hosts := make(map[string]string)
+	hosts := make(map[string][]hostUse)
 	for i := range c.Sites {
-		v.site(fmt.Sprintf("sites[%d]", i), &c.Sites[i], siteNames, hosts)
+		key := fmt.Sprintf("sites[%d]", i)
+		on := v.siteListen(key+".listen", c.Sites[i].Listen, listenNames, len(c.Listen))
+		v.site(key, &c.Sites[i], siteNames, hosts, on)
 	}
+}
+
+// listenName checks a listener's name: unique, and a token (a site names
+// it in its listen list).
+func (v *validator) listenName(key, name string, i int, names map[string]int) {
+	if name == "" {
+		return
+	}
+	if !isToken(name) {
+		v.errorf(key, "Invalid listen name", "The name %q is not a plain word such as \"https\" (letters, digits, '-', '_', '.').", name)
+		return
+	}
+	if prev, dup := names[name]; dup {
+		v.errorf(key, "Duplicate listen name", "A listener named %q is already defined at %s.", name, v.where(fmt.Sprintf("listen[%d].name", prev)))
+		return
+	}
+	names[name] = i
+}
+
+// siteListen checks a site's listen list and returns the indices of the
+// listeners it serves: every one when the list is absent.
+func (v *validator) siteListen(key string, list []string, names map[string]int, n int) []bool {
+	on := make([]bool, n)
+	if list == nil {
+		for i := range on {
+			on[i] = true
+		}
+		return on
+	}
+	if len(list) == 0 {
+		v.errorf(key, "Invalid listen", "The site serves no listener; name at least one, or leave listen out to serve every listener.")
+	}
+	for i, name := range list {
+		j, ok := names[name]
+		if !ok {
+			v.errorf(fmt.Sprintf("%s[%d]", key, i), "Unknown listener", "No listen block has name = %q.", name)
+			continue
+		}
+		on[j] = true
+	}
+	return on
+}
+
+// hostUse is where a site host was written and the listeners that site
+// serves: a host may repeat in sites that share no listener.
+type hostUse struct {
+	key string
+	on  []bool
+}
+
+// overlaps reports whether two sites serve a listener in common.
+func overlaps(a, b []bool) bool {
+	for i := range a {
+		if a[i] && i < len(b) && b[i] {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *validator) listen(key string, l Listen, seen map[string]string) {
@@ -299,7 +361,7 @@ func (v *validator) metrics(m Metrics, listens map[string]string) {
 	}
 }
 
-func (v *validator) site(key string, s *Site, names, hosts map[string]string) {
+func (v *validator) site(key string, s *Site, names map[string]string, hosts map[string][]hostUse, on []bool) {
 	nkey := key + ".name"
 	if s.Name == "" {
 		v.errorf(nkey, "Invalid site name", "The site name must not be empty.")
@@ -319,11 +381,17 @@ func (v *validator) site(key string, s *Site, names, hosts map[string]string) {
 			continue
 		}
 		norm := strings.ToLower(h)
-		if prev, dup := hosts[norm]; dup {
-			v.errorf(hkey, "Duplicate host", "The host %q is already matched at %s.", h, v.where(prev))
-			continue
+		dup := false
+		for _, prev := range hosts[norm] {
+			if overlaps(prev.on, on) {
+				v.errorf(hkey, "Duplicate host", "The host %q is already matched at %s. Sites may repeat a host only on different listeners (site.listen).", h, v.where(prev.key))
+				dup = true
+				break
+			}
 		}
-		hosts[norm] = hkey
+		if !dup {
+			hosts[norm] = append(hosts[norm], hostUse{key: hkey, on: on})
+		}
 	}
 
 	if len(s.Routes) == 0 {

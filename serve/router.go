@@ -36,28 +36,51 @@ type route struct {
 
 // build fills the router from the site blocks, calling mk for each route.
 func (rt *router) build(sites []config.Site, mk func(site string, r config.Route) (routeHandler, error)) error {
-	rt.exact = make(map[string]*site)
-	rt.wildcard = make(map[string]*site)
+	built, err := buildSites(sites, mk)
+	if err != nil {
+		return err
+	}
+	return rt.index(sites, built, func(int) bool { return true })
+}
+
+// buildSites makes the routes of every site block, calling mk for each
+// route, once: routers for several listeners share them.
+func buildSites(sites []config.Site, mk func(site string, r config.Route) (routeHandler, error)) ([]*site, error) {
+	out := make([]*site, 0, len(sites))
 	for _, cs := range sites {
 		s := &site{name: cs.Name}
 		seen := make(map[string]bool)
 		for _, cr := range cs.Routes {
 			if !strings.HasPrefix(cr.Prefix, "/") {
-				return fmt.Errorf("site %q: route %q: prefix must start with /", cs.Name, cr.Prefix)
+				return nil, fmt.Errorf("site %q: route %q: prefix must start with /", cs.Name, cr.Prefix)
 			}
 			if seen[cr.Prefix] {
-				return fmt.Errorf("site %q: route %q: duplicate prefix", cs.Name, cr.Prefix)
+				return nil, fmt.Errorf("site %q: route %q: duplicate prefix", cs.Name, cr.Prefix)
 			}
 			seen[cr.Prefix] = true
 			h, err := mk(cs.Name, cr)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			s.routes = append(s.routes, route{prefix: cr.Prefix, slash: strings.HasSuffix(cr.Prefix, "/"), h: h})
 		}
 		// Longest first, so that the first match is the longest.
 		sort.SliceStable(s.routes, func(i, j int) bool { return len(s.routes[i].prefix) > len(s.routes[j].prefix) })
+		out = append(out, s)
+	}
+	return out, nil
+}
 
+// index makes the router match the hosts of the sites include accepts
+// (by index into sites; built holds their routes).
+func (rt *router) index(sites []config.Site, built []*site, include func(i int) bool) error {
+	rt.exact = make(map[string]*site)
+	rt.wildcard = make(map[string]*site)
+	for i, cs := range sites {
+		if !include(i) {
+			continue
+		}
+		s := built[i]
 		hosts := cs.Hosts
 		if len(hosts) == 0 {
 			hosts = []string{"*"}

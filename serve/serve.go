@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -22,6 +23,10 @@ type Options struct {
 	// Draining, once set, makes health routes answer 503; nil: they always
 	// answer 200. The worker sets it when its master starts draining.
 	Draining *atomic.Bool
+	// Bound maps a listen block's address to the address its socket is
+	// bound to (port 0 becomes the port chosen), for matching the sites
+	// of a listener (site.listen); nil: the addresses as written.
+	Bound map[string]net.Addr
 }
 
 // routeHandler serves the requests of one route. p is the cleaned request
@@ -33,7 +38,11 @@ type routeHandler interface {
 
 // handler is what New returns: the router in front of the routes.
 type handler struct {
+	// router serves every listener, or with views (some site names its
+	// listeners) the connections no listener view matches.
 	router   router
+	views    []listenerView
+	noSites  bool
 	fallback protocol.Handler
 	// fallbackSafe: the fallback may run on an event loop; otherwise the
 	// connection leaves the loop first (WillBlock).
@@ -80,7 +89,12 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 	if ls, ok := h.fallback.(protocol.LoopSafe); ok && ls.LoopSafe() {
 		h.fallbackSafe = true
 	}
-	if err := h.router.build(sites, h.newRoute); err != nil {
+	h.noSites = len(sites) == 0
+	built, err := buildSites(sites, h.newRoute)
+	if err == nil && cfg != nil {
+		err = h.buildViews(cfg, built, opts.Bound)
+	}
+	if err != nil {
 		_ = h.Close()
 		return nil, err
 	}
@@ -133,7 +147,7 @@ func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
 // Static files are read inline, as nginx reads them without its thread pool.
 // With no sites and such a fallback (an application embedding forkd with a
 // net/http handler), every request would leave the loop: no loops then.
-func (h *handler) LoopSafe() bool { return h.fallbackSafe || !h.router.empty() }
+func (h *handler) LoopSafe() bool { return h.fallbackSafe || !h.noSites }
 
 // serveFallback runs the embedding application's handler (or the welcome
 // page).
@@ -146,7 +160,7 @@ func (h *handler) serveFallback(w *protocol.ResponseWriter, r *protocol.Request)
 
 // Serve routes r to its site and route.
 func (h *handler) Serve(w *protocol.ResponseWriter, r *protocol.Request) {
-	if h.router.empty() {
+	if h.noSites {
 		h.serveFallback(w, r)
 		return
 	}
@@ -160,7 +174,7 @@ func (h *handler) Serve(w *protocol.ResponseWriter, r *protocol.Request) {
 		writeError(w, 400)
 		return
 	}
-	rh := h.router.lookup(r.Host, p.path)
+	rh := h.routerFor(r.LocalAddr).lookup(r.Host, p.path)
 	if rh == nil {
 		if h.fallback != nil {
 			h.serveFallback(w, r)

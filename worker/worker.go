@@ -207,7 +207,20 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		w.access = a
 		defer a.Close()
 	}
-	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler, Draining: &w.draining})
+	// The listeners first: the sites of each (site.listen) are matched
+	// by the address it is bound to.
+	raw := make([]net.Listener, 0, len(inherited))
+	bound := make(map[string]net.Addr, len(inherited))
+	for _, l := range inherited {
+		ln, err := net.FileListener(l.File)
+		l.File.Close()
+		if err != nil {
+			return w.bootFail(fmt.Errorf("listener %s: %w", l.Address, err))
+		}
+		raw = append(raw, ln)
+		bound[l.Address] = ln.Addr()
+	}
+	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler, Draining: &w.draining, Bound: bound})
 	if err != nil {
 		return w.bootFail(err)
 	}
@@ -259,12 +272,8 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		opts protocol.ListenOptions
 	}
 	lns := make([]served, 0, len(inherited))
-	for _, l := range inherited {
-		ln, err := net.FileListener(l.File)
-		l.File.Close()
-		if err != nil {
-			return w.bootFail(fmt.Errorf("listener %s: %w", l.Address, err))
-		}
+	for i, l := range inherited {
+		ln := raw[i]
 		opts := w.listenOptions(l.Address)
 		if w.tls.serves(l.Address) && opts.ProxyProtocol {
 			// The PROXY header comes before the TLS handshake: it is
