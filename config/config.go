@@ -189,13 +189,27 @@ type Site struct {
 	// Listen names the listeners (Listen.Name) whose requests this site
 	// serves; nil: every listener.
 	Listen []string `json:"listen,omitempty"`
-	Routes []Route  `json:"routes"`
+	// Headers change the header fields of every response of the site's
+	// routes (and of its 404s), before the routes' own.
+	Headers *Headers `json:"headers,omitempty"`
+	Routes  []Route  `json:"routes"`
+}
+
+// Headers is a headers block: changes to a response's header fields, made
+// just before its head is sent, on every response, errors included
+// (nginx's add_header ... always). Values are templates (Placeholder).
+type Headers struct {
+	Set    map[string]string `json:"set,omitempty"`    // replace any field of the name
+	Add    map[string]string `json:"add,omitempty"`    // add a field
+	Remove []string          `json:"remove,omitempty"` // remove every field of the name
 }
 
 // Route is one route block inside a site; exactly one of Static, Proxy,
 // Respond, Health, Redirect is set.
 type Route struct {
-	Prefix   string    `json:"prefix"`
+	Prefix string `json:"prefix"`
+	// Headers apply after the site's.
+	Headers  *Headers  `json:"headers,omitempty"`
 	Static   *Static   `json:"static,omitempty"`
 	Proxy    *Proxy    `json:"proxy,omitempty"`
 	Respond  *Respond  `json:"respond,omitempty"`

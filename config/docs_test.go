@@ -204,6 +204,7 @@ var schemas = []struct {
 	{"respond", "respondSchema", respondSchema},
 	{"health", "healthSchema", healthSchema},
 	{"redirect", "redirectSchema", redirectSchema},
+	{"headers", "headersSchema", headersSchema},
 }
 
 // TestDocsSchemasComplete checks that schemas holds every hcl.BodySchema

@@ -174,10 +174,16 @@ var (
 	}
 	siteSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "hosts"}, {Name: "listen"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "route", LabelNames: []string{"prefix"}}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "route", LabelNames: []string{"prefix"}}, {Type: "headers"}},
 	}
 	routeSchema = &hcl.BodySchema{
-		Blocks: []hcl.BlockHeaderSchema{{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}, {Type: "redirect"}},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}, {Type: "redirect"},
+			{Type: "headers"},
+		},
+	}
+	headersSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "set"}, {Name: "add"}, {Name: "remove"}},
 	}
 	staticSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
@@ -336,6 +342,9 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 	s.Hosts = []string{"*"}
 	d.strings(ct.Attributes["hosts"], key+".hosts", &s.Hosts)
 	d.strings(ct.Attributes["listen"], key+".listen", &s.Listen)
+	if hb := d.single(ct.Blocks, "headers"); hb != nil {
+		s.Headers = d.headers(hb, key+".headers")
+	}
 	for i, rb := range ct.Blocks.OfType("route") {
 		rkey := fmt.Sprintf("%s.routes[%d]", key, i)
 		d.pos[rkey] = rb.DefRange
@@ -347,8 +356,14 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 			// An unknown handler block: do not also call it missing.
 			d.bad[rkey] = true
 		}
+		if hb := d.single(rct.Blocks, "headers"); hb != nil {
+			r.Headers = d.headers(hb, rkey+".headers")
+		}
 		seen := make(map[string]*hcl.Block)
 		for _, hb := range rct.Blocks {
+			if hb.Type == "headers" {
+				continue
+			}
 			if first := seen[hb.Type]; first != nil {
 				d.errorAt(hb.DefRange, "Duplicate "+hb.Type+" block",
 					fmt.Sprintf("Route %q already has a %s block at line %d; a route takes exactly one of static, proxy, respond, health or redirect.",
@@ -411,6 +426,16 @@ func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
 	d.size(a["retry_body_buffer"], key+".retry_body_buffer", &p.RetryBodyBuffer)
 	d.strings(a["upgrades"], key+".upgrades", &p.Upgrades)
 	return p
+}
+
+func (d *decoder) headers(b *hcl.Block, key string) *Headers {
+	d.pos[key] = b.DefRange
+	h := &Headers{}
+	a := d.content(b.Body, headersSchema).Attributes
+	d.stringMap(a["set"], key+".set", &h.Set)
+	d.stringMap(a["add"], key+".add", &h.Add)
+	d.strings(a["remove"], key+".remove", &h.Remove)
+	return h
 }
 
 func (d *decoder) respond(b *hcl.Block, key string) *Respond {

@@ -67,3 +67,23 @@ func TestSiteListenLoads(t *testing.T) {
 		t.Errorf("listen %+v, sites %+v", c.Listen, c.Sites)
 	}
 }
+
+// TestHeadersErrors checks the headers block of sites and routes.
+func TestHeadersErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		line int
+		want string
+	}{
+		{"unknown placeholder", site("  headers {\n    set = {\n      \"X-A\" = \"{nope}\"\n    }\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 4,
+			"Invalid header value; Unknown placeholder {nope}"},
+		{"framing", site("  route \"/\" {\n    headers {\n      add = { \"Content-Length\" = \"1\" }\n    }\n    respond {}\n  }\n"), 4, "cannot be configured"},
+		{"bad remove", site("  route \"/\" {\n    headers {\n      remove = [\"A B\"]\n    }\n    respond {}\n  }\n"), 4, `Invalid header name; The header name "A B"`},
+		{"two blocks", site("  route \"/\" {\n    headers {}\n    headers {}\n    respond {}\n  }\n"), 4, "Duplicate headers block"},
+		{"unknown key", site("  headers {\n    append = {}\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `An argument named "append"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { oneError(t, tt.src, tt.line, tt.want) })
+	}
+}

@@ -394,6 +394,7 @@ func (v *validator) site(key string, s *Site, names map[string]string, hosts map
 		}
 	}
 
+	v.headers(key+".headers", s.Headers)
 	if len(s.Routes) == 0 {
 		v.errorf(key, "Missing route", "Site %q has no route blocks.", s.Name)
 	}
@@ -414,6 +415,7 @@ func (v *validator) site(key string, s *Site, names map[string]string, hosts map
 }
 
 func (v *validator) route(key string, r *Route) {
+	v.headers(key+".headers", r.Headers)
 	var kinds []string
 	if r.Static != nil {
 		kinds = append(kinds, "static")
@@ -533,15 +535,22 @@ func (v *validator) respond(key string, r *Respond) {
 		// RFC 9110, sections 15.3.5 and 15.4.5: no content in 204 and 304.
 		v.errorf(key+".body", "Invalid body", "A %d response cannot have a body.", r.Status)
 	}
-	names := make([]string, 0, len(r.Headers))
-	for name := range r.Headers {
+	v.fieldMap(key+".headers", r.Headers, false)
+}
+
+// fieldMap checks a map of response header fields at key: names are
+// unique tokens that are not framing, values hold no CR, LF or NUL, and
+// with templates they are valid templates (placeholders).
+func (v *validator) fieldMap(key string, m map[string]string, templates bool) {
+	names := make([]string, 0, len(m))
+	for name := range m {
 		names = append(names, name)
 	}
 	// In file order where known, so that a duplicate is reported where it
 	// is written the second time.
 	sort.Slice(names, func(i, j int) bool {
-		a := v.rangeOf(fmt.Sprintf("%s.headers[%q]", key, names[i]))
-		b := v.rangeOf(fmt.Sprintf("%s.headers[%q]", key, names[j]))
+		a := v.rangeOf(fmt.Sprintf("%s[%q]", key, names[i]))
+		b := v.rangeOf(fmt.Sprintf("%s[%q]", key, names[j]))
 		if a != nil && b != nil && a.Start.Byte != b.Start.Byte {
 			return a.Start.Byte < b.Start.Byte
 		}
@@ -549,7 +558,7 @@ func (v *validator) respond(key string, r *Respond) {
 	})
 	folded := make(map[string]string, len(names))
 	for _, name := range names {
-		hkey := fmt.Sprintf("%s.headers[%q]", key, name)
+		hkey := fmt.Sprintf("%s[%q]", key, name)
 		prev, dup := folded[strings.ToLower(name)]
 		folded[strings.ToLower(name)] = name
 		switch {
@@ -559,11 +568,39 @@ func (v *validator) respond(key string, r *Respond) {
 		case !isToken(name):
 			// RFC 9110, section 5.1: a field name is a token.
 			v.errorf(hkey, "Invalid header name", "The header name %q is not an HTTP token.", name)
-		case strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Transfer-Encoding"):
+		case isFramingField(name):
 			v.errorf(hkey, "Invalid header", "The server sets %s from the body; it cannot be configured.", name)
-		case strings.ContainsAny(r.Headers[name], "\r\n\x00"):
+		case strings.ContainsAny(m[name], "\r\n\x00"):
 			// RFC 9110, section 5.5: CR, LF and NUL are invalid in field values.
 			v.errorf(hkey, "Invalid header value", "The value of %q contains CR, LF or NUL.", name)
+		case templates:
+			if _, err := ParseTemplate(m[name]); err != nil {
+				v.errorErr(hkey, "Invalid header value", err)
+			}
+		}
+	}
+}
+
+// isFramingField reports whether name is a field the server writes from
+// the body and the connection's state.
+func isFramingField(name string) bool {
+	return strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Transfer-Encoding")
+}
+
+// headers checks a headers block.
+func (v *validator) headers(key string, h *Headers) {
+	if h == nil {
+		return
+	}
+	v.fieldMap(key+".set", h.Set, true)
+	v.fieldMap(key+".add", h.Add, true)
+	for i, name := range h.Remove {
+		rkey := fmt.Sprintf("%s.remove[%d]", key, i)
+		switch {
+		case !isToken(name):
+			v.errorf(rkey, "Invalid header name", "The header name %q is not an HTTP token.", name)
+		case isFramingField(name):
+			v.errorf(rkey, "Invalid header", "The server sets %s from the body; it cannot be removed.", name)
 		}
 	}
 }

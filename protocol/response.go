@@ -51,7 +51,22 @@ type ResponseWriter struct {
 	trailers   bool
 	trailerSrc trailerSource
 	trailer    ResponseHeader // scratch for trailerSrc, or Trailer's fields
+	hook       HeadHook       // SetHeadHook's, until the head is committed
 }
+
+// HeadHook is told when a response's head is about to be written, once
+// per response, whoever wrote it: route middleware (serve's headers) sets
+// header fields there on every response, a handler's errors included.
+type HeadHook interface {
+	// BeforeHead may change w's header fields, status and declared
+	// length; it must not write a body.
+	BeforeHead(w *ResponseWriter, r *Request)
+}
+
+// SetHeadHook makes h run just before the head of this response is
+// committed (the first flush, or when the handler returns). It holds
+// through Reset, and is forgotten for the next request.
+func (w *ResponseWriter) SetHeadHook(h HeadHook) { w.hook = h }
 
 // trailerSource supplies a chunked response's trailer fields when the
 // handler has returned (FromHTTP's writer).
@@ -71,6 +86,7 @@ func (w *ResponseWriter) reset(r *Request) {
 	w.close = false
 	w.trailers = false
 	w.trailerSrc = nil
+	w.hook = nil
 }
 
 // Header returns the header fields to send; changes after the first body byte
@@ -422,9 +438,10 @@ func (w *ResponseWriter) Reset() bool {
 	if w.committed || w.hijacked {
 		return false
 	}
-	keepClose := w.close
+	keepClose, keepHook := w.close, w.hook
 	w.reset(w.req)
 	w.close = keepClose // SetClose still holds: the request's body may be unread
+	w.hook = keepHook
 	return true
 }
 
@@ -468,6 +485,10 @@ func (w *ResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *ResponseWriter) commit(final bool) {
 	if w.committed {
 		return
+	}
+	if h := w.hook; h != nil {
+		w.hook = nil
+		h.BeforeHead(w, w.req)
 	}
 	w.committed = true
 	c := w.c

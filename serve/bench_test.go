@@ -75,10 +75,28 @@ func BenchmarkStaticFile(b *testing.B) {
 // on loopback. Client and upstream are raw sockets that allocate nothing,
 // so allocs/op is the proxy's (protocol, serve, upstream client).
 func BenchmarkProxy(b *testing.B) {
+	benchProxy(b, config.Site{})
+}
+
+// BenchmarkProxyMiddleware is BenchmarkProxy with headers, an allow list
+// and request IDs: what the route middleware costs.
+func BenchmarkProxyMiddleware(b *testing.B) {
+	benchProxy(b, config.Site{
+		Headers: &config.Headers{
+			Set:    map[string]string{"Strict-Transport-Security": "max-age=31536000", "X-Host": "{host}"},
+			Add:    map[string]string{"Link": "</app.css>; rel=preload"},
+			Remove: []string{"Server"},
+		},
+	})
+}
+
+func benchProxy(b *testing.B, site config.Site) {
 	upstream := rawBenchUpstream(b, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!")
-	h := newHandler(b, []config.Site{{Name: "p", Routes: []config.Route{
+	site.Name = "p"
+	site.Routes = []config.Route{
 		{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{upstream}, Keepalive: 64}},
-	}}}, Options{})
+	}
+	h := newHandler(b, []config.Site{site}, Options{})
 	addr := startServer(b, h, nil)
 	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	b.ReportAllocs()

@@ -25,6 +25,10 @@ type router struct {
 type site struct {
 	name   string
 	routes []route
+	// notFound answers the site's requests that no route matches, when
+	// the site's middleware must see them (headers on its 404s); nil:
+	// the handler's own 404 or fallback.
+	notFound routeHandler
 }
 
 // route is one prefix and what serves it.
@@ -36,7 +40,7 @@ type route struct {
 
 // build fills the router from the site blocks, calling mk for each route.
 func (rt *router) build(sites []config.Site, mk func(site string, r config.Route) (routeHandler, error)) error {
-	built, err := buildSites(sites, mk)
+	built, err := buildSites(sites, func(cs *config.Site, r config.Route) (routeHandler, error) { return mk(cs.Name, r) }, nil)
 	if err != nil {
 		return err
 	}
@@ -44,11 +48,21 @@ func (rt *router) build(sites []config.Site, mk func(site string, r config.Route
 }
 
 // buildSites makes the routes of every site block, calling mk for each
-// route, once: routers for several listeners share them.
-func buildSites(sites []config.Site, mk func(site string, r config.Route) (routeHandler, error)) ([]*site, error) {
+// route, once: routers for several listeners share them. notFound, when
+// not nil, makes the handler of a site's requests that no route matches.
+func buildSites(sites []config.Site, mk func(cs *config.Site, r config.Route) (routeHandler, error),
+	notFound func(cs *config.Site) (routeHandler, error)) ([]*site, error) {
 	out := make([]*site, 0, len(sites))
-	for _, cs := range sites {
+	for i := range sites {
+		cs := &sites[i]
 		s := &site{name: cs.Name}
+		if notFound != nil {
+			h, err := notFound(cs)
+			if err != nil {
+				return nil, err
+			}
+			s.notFound = h
+		}
 		seen := make(map[string]bool)
 		for _, cr := range cs.Routes {
 			if !strings.HasPrefix(cr.Prefix, "/") {
@@ -58,7 +72,7 @@ func buildSites(sites []config.Site, mk func(site string, r config.Route) (route
 				return nil, fmt.Errorf("site %q: route %q: duplicate prefix", cs.Name, cr.Prefix)
 			}
 			seen[cr.Prefix] = true
-			h, err := mk(cs.Name, cr)
+			h, err := mk(cs, cr)
 			if err != nil {
 				return nil, err
 			}
@@ -117,11 +131,6 @@ func (rt *router) index(sites []config.Site, built []*site, include func(i int) 
 	return nil
 }
 
-// empty reports whether no site is configured.
-func (rt *router) empty() bool {
-	return rt.any == nil && len(rt.exact) == 0 && len(rt.wildcard) == 0
-}
-
 // lookup returns the handler for the route matching host and the cleaned
 // path, or nil. It does not allocate.
 func (rt *router) lookup(host, path []byte) routeHandler {
@@ -135,7 +144,7 @@ func (rt *router) lookup(host, path []byte) routeHandler {
 			return r.h
 		}
 	}
-	return nil
+	return s.notFound
 }
 
 // matchPrefix reports whether path is under r's prefix, on a segment

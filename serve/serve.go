@@ -90,7 +90,11 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		h.fallbackSafe = true
 	}
 	h.noSites = len(sites) == 0
-	built, err := buildSites(sites, h.newRoute)
+	var notFound func(*config.Site) (routeHandler, error)
+	if h.fallback == nil {
+		notFound = h.siteNotFound
+	}
+	built, err := buildSites(sites, h.newRoute, notFound)
 	if err == nil && cfg != nil {
 		err = h.buildViews(cfg, built, opts.Bound)
 	}
@@ -101,8 +105,41 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 	return h, nil
 }
 
-// newRoute builds the handler of one route.
-func (h *handler) newRoute(site string, rt config.Route) (routeHandler, error) {
+// newRoute builds the handler of one route and its middleware.
+func (h *handler) newRoute(cs *config.Site, rt config.Route) (routeHandler, error) {
+	next, err := h.routeKind(cs.Name, rt)
+	if err != nil {
+		return nil, err
+	}
+	m, err := h.compose(cs, &rt, next)
+	if err != nil {
+		return nil, fmt.Errorf("site %q route %q: %w", cs.Name, rt.Prefix, err)
+	}
+	return m, nil
+}
+
+// siteNotFound builds the 404 of a site whose middleware must see it, or
+// returns nil when the site has none.
+func (h *handler) siteNotFound(cs *config.Site) (routeHandler, error) {
+	m, err := h.compose(cs, nil, notFound{})
+	if err != nil {
+		return nil, fmt.Errorf("site %q: %w", cs.Name, err)
+	}
+	if _, plain := m.(notFound); plain {
+		return nil, nil
+	}
+	return m, nil
+}
+
+// notFound answers 404.
+type notFound struct{}
+
+func (notFound) serveRoute(w *protocol.ResponseWriter, _ *protocol.Request, _ *reqPath) {
+	writeError(w, 404)
+}
+
+// routeKind builds the handler of one route's kind.
+func (h *handler) routeKind(site string, rt config.Route) (routeHandler, error) {
 	n := 0
 	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil, rt.Health != nil, rt.Redirect != nil} {
 		if set {
