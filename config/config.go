@@ -192,8 +192,33 @@ type Site struct {
 	// Headers change the header fields of every response of the site's
 	// routes (and of its 404s), before the routes' own.
 	Headers *Headers `json:"headers,omitempty"`
-	Routes  []Route  `json:"routes"`
+	Access
+	Routes []Route `json:"routes"`
 }
+
+// Access is what sites and routes share besides headers: who may reach
+// them. A site's checks run first, then its route's.
+type Access struct {
+	// Allow and Deny are client networks ("10.0.0.0/8", or a bare
+	// address); a client in Deny, or not in a non-empty Allow, gets 403.
+	// The client is the one a PROXY protocol header names.
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+	// BasicAuth asks for a user and password (401); a route's replaces
+	// its site's.
+	BasicAuth *BasicAuth `json:"basic_auth,omitempty"`
+}
+
+// BasicAuth is a basic_auth block: users and their bcrypt hashes, written
+// inline or in an htpasswd file (bcrypt entries only).
+type BasicAuth struct {
+	Realm    string            `json:"realm"`
+	Users    map[string]string `json:"users,omitempty"`
+	Htpasswd string            `json:"htpasswd,omitempty"` // absolute after Load
+}
+
+// DefaultRealm is basic_auth's realm when none is given.
+const DefaultRealm = "restricted"
 
 // Headers is a headers block: changes to a response's header fields, made
 // just before its head is sent, on every response, errors included
@@ -209,7 +234,8 @@ type Headers struct {
 type Route struct {
 	Prefix string `json:"prefix"`
 	// Headers apply after the site's.
-	Headers  *Headers  `json:"headers,omitempty"`
+	Headers *Headers `json:"headers,omitempty"`
+	Access
 	Static   *Static   `json:"static,omitempty"`
 	Proxy    *Proxy    `json:"proxy,omitempty"`
 	Respond  *Respond  `json:"respond,omitempty"`
@@ -472,10 +498,16 @@ func (c *Config) Normalize(dir string) {
 		for j, h := range s.Hosts {
 			s.Hosts[j] = strings.ToLower(strings.TrimSuffix(h, "."))
 		}
+		if s.BasicAuth != nil {
+			s.BasicAuth.Htpasswd = abs(s.BasicAuth.Htpasswd)
+		}
 		for j := range s.Routes {
 			r := &s.Routes[j]
 			if r.Static != nil {
 				r.Static.Root = abs(r.Static.Root)
+			}
+			if r.BasicAuth != nil {
+				r.BasicAuth.Htpasswd = abs(r.BasicAuth.Htpasswd)
 			}
 			if r.Proxy != nil {
 				for k, u := range r.Proxy.Upstreams {

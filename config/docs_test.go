@@ -108,6 +108,10 @@ func hclBlocks(t *testing.T, path string) []hclBlock {
 // missing directory is valid is not what a documentation example is about.
 var relPaths = regexp.MustCompile(`(?m)^\s*(root|file|access)\s*=\s*"([^"/-][^"]*|\./[^"]*)"`)
 
+// namedFiles finds the relative htpasswd files and error pages a block
+// names.
+var namedFiles = regexp.MustCompile(`(?m)(?:htpasswd\s*=\s*|"\d{3}"\s*=\s*)"([^"/][^"]*)"`)
+
 // certPaths finds the relative certificate and key files a block names.
 var certPaths = regexp.MustCompile(`(?m)^\s*(certificate|key)\s*=\s*"([^"/][^"]*)"`)
 
@@ -162,6 +166,17 @@ func TestDocsConfigBlocks(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// Files a block names (htpasswd files, error pages) exist,
+			// empty.
+			for _, m := range namedFiles.FindAllStringSubmatch(bl.src, -1) {
+				p := filepath.Join(dir, m[1])
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			// Each certificate a block names gets a fresh certificate and
 			// the key that follows it.
 			certs := certPaths.FindAllStringSubmatch(bl.src, -1)
@@ -205,6 +220,7 @@ var schemas = []struct {
 	{"health", "healthSchema", healthSchema},
 	{"redirect", "redirectSchema", redirectSchema},
 	{"headers", "headersSchema", headersSchema},
+	{"basic_auth", "basicAuthSchema", basicAuthSchema},
 }
 
 // TestDocsSchemasComplete checks that schemas holds every hcl.BodySchema

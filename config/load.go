@@ -173,14 +173,20 @@ var (
 		Attributes: []hcl.AttributeSchema{{Name: "address"}, {Name: "path"}},
 	}
 	siteSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "hosts"}, {Name: "listen"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "route", LabelNames: []string{"prefix"}}, {Type: "headers"}},
+		Attributes: []hcl.AttributeSchema{{Name: "hosts"}, {Name: "listen"}, {Name: "allow"}, {Name: "deny"}},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "route", LabelNames: []string{"prefix"}}, {Type: "headers"}, {Type: "basic_auth"},
+		},
 	}
 	routeSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}, {Type: "redirect"},
-			{Type: "headers"},
+			{Type: "headers"}, {Type: "basic_auth"},
 		},
+	}
+	basicAuthSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "realm"}, {Name: "users"}, {Name: "htpasswd"}},
 	}
 	headersSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "set"}, {Name: "add"}, {Name: "remove"}},
@@ -345,6 +351,7 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 	if hb := d.single(ct.Blocks, "headers"); hb != nil {
 		s.Headers = d.headers(hb, key+".headers")
 	}
+	d.access(ct.Attributes, ct.Blocks, key, &s.Access)
 	for i, rb := range ct.Blocks.OfType("route") {
 		rkey := fmt.Sprintf("%s.routes[%d]", key, i)
 		d.pos[rkey] = rb.DefRange
@@ -359,9 +366,10 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 		if hb := d.single(rct.Blocks, "headers"); hb != nil {
 			r.Headers = d.headers(hb, rkey+".headers")
 		}
+		d.access(rct.Attributes, rct.Blocks, rkey, &r.Access)
 		seen := make(map[string]*hcl.Block)
 		for _, hb := range rct.Blocks {
-			if hb.Type == "headers" {
+			if hb.Type == "headers" || hb.Type == "basic_auth" {
 				continue
 			}
 			if first := seen[hb.Type]; first != nil {
@@ -436,6 +444,24 @@ func (d *decoder) headers(b *hcl.Block, key string) *Headers {
 	d.stringMap(a["add"], key+".add", &h.Add)
 	d.strings(a["remove"], key+".remove", &h.Remove)
 	return h
+}
+
+// access decodes allow, deny and basic_auth of a site or route.
+func (d *decoder) access(a hcl.Attributes, blocks hcl.Blocks, key string, dst *Access) {
+	d.strings(a["allow"], key+".allow", &dst.Allow)
+	d.strings(a["deny"], key+".deny", &dst.Deny)
+	b := d.single(blocks, "basic_auth")
+	if b == nil {
+		return
+	}
+	bkey := key + ".basic_auth"
+	d.pos[bkey] = b.DefRange
+	ba := &BasicAuth{Realm: DefaultRealm}
+	ba2 := d.content(b.Body, basicAuthSchema).Attributes
+	d.string(ba2["realm"], bkey+".realm", &ba.Realm)
+	d.stringMap(ba2["users"], bkey+".users", &ba.Users)
+	d.string(ba2["htpasswd"], bkey+".htpasswd", &ba.Htpasswd)
+	dst.BasicAuth = ba
 }
 
 func (d *decoder) respond(b *hcl.Block, key string) *Respond {

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -85,5 +87,61 @@ func TestHeadersErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { oneError(t, tt.src, tt.line, tt.want) })
+	}
+}
+
+// TestAccessErrors checks allow, deny and basic_auth.
+func TestAccessErrors(t *testing.T) {
+	dir := t.TempDir()
+	md5 := filepath.Join(dir, "md5.htpasswd")
+	if err := os.WriteFile(md5, []byte("# users\nalice:"+testHash+"\n\nbob:$apr1$abc$def\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	auth := func(body string) string {
+		return site("  route \"/\" {\n    basic_auth {\n" + body + "    }\n    respond {}\n  }\n")
+	}
+	tests := []struct {
+		name string
+		src  string
+		line int
+		want string
+	}{
+		{"bad allow", site("  allow = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n  route \"/\" {\n    respond {}\n  }\n"), 2, `Invalid allow network; "10.0.0.1/8" has bits set`},
+		{"bad deny", site("  route \"/\" {\n    deny = [\"nope\"]\n    respond {}\n  }\n"), 3, `Invalid deny network; "nope" is not an IP address`},
+		{"no users", auth("      realm = \"a\"\n"), 3, "Missing users"},
+		{"bad realm", auth("      realm = \"a\\\"b\"\n      users = { \"a\" = \"" + testHash + "\" }\n"), 4, "Invalid realm"},
+		{"not bcrypt", auth("      users = { \"alice\" = \"{SHA}abc\" }\n"), 4, `Invalid password hash; User "alice": the hash is not bcrypt`},
+		{"bad user", auth("      users = { \"a:b\" = \"" + testHash + "\" }\n"), 4, `Invalid user`},
+		{"htpasswd md5", auth("      htpasswd = \"" + md5 + "\"\n"), 4, "md5.htpasswd:4: user \"bob\": the hash is not bcrypt"},
+		{"htpasswd missing", auth("      htpasswd = \"" + filepath.Join(dir, "none") + "\"\n"), 4, "Invalid htpasswd file"},
+		{"two basic_auth", site("  basic_auth {\n    users = { \"a\" = \"" + testHash + "\" }\n  }\n  basic_auth {\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 5, "Duplicate basic_auth block"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { oneError(t, tt.src, tt.line, tt.want) })
+	}
+}
+
+// testHash is bcrypt("correct horse") at cost 10.
+const testHash = "$2a$10$HF6Y.9G5AmEyaTwSxmIaIe7rgsalSEorsYWrdmZokXz39.cDIdBU2"
+
+// TestAccessLoads checks that the keys load, the htpasswd path resolved
+// against the file's directory, and that ReadUsers merges both sources.
+func TestAccessLoads(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "users"), []byte("bob:"+testHash+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := site("  allow = [\"10.0.0.0/8\"]\n  basic_auth {\n    users = { \"alice\" = \"" + testHash + "\" }\n    htpasswd = \"users\"\n  }\n  route \"/\" {\n    deny = [\"10.1.0.0/16\"]\n    respond {}\n  }\n")
+	c, err := Parse([]byte(src), filepath.Join(dir, "c.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Sites[0]
+	if s.Allow[0] != "10.0.0.0/8" || s.Routes[0].Deny[0] != "10.1.0.0/16" || s.BasicAuth.Realm != DefaultRealm {
+		t.Errorf("site %+v", s)
+	}
+	users, err := s.BasicAuth.ReadUsers()
+	if err != nil || len(users) != 2 || users["bob"] != testHash || users["alice"] != testHash {
+		t.Errorf("ReadUsers: %v %v", users, err)
 	}
 }

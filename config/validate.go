@@ -395,6 +395,7 @@ func (v *validator) site(key string, s *Site, names map[string]string, hosts map
 	}
 
 	v.headers(key+".headers", s.Headers)
+	v.access(key, &s.Access)
 	if len(s.Routes) == 0 {
 		v.errorf(key, "Missing route", "Site %q has no route blocks.", s.Name)
 	}
@@ -416,6 +417,7 @@ func (v *validator) site(key string, s *Site, names map[string]string, hosts map
 
 func (v *validator) route(key string, r *Route) {
 	v.headers(key+".headers", r.Headers)
+	v.access(key, &r.Access)
 	var kinds []string
 	if r.Static != nil {
 		kinds = append(kinds, "static")

@@ -6,19 +6,42 @@ import (
 
 // compose wraps next, a route's handler (or a site's 404 when cr is nil),
 // in the middleware that the site and route blocks ask for. This is the
-// one place where a route's behaviour is put together; read it from the
-// bottom up to follow a request in, outermost wrapper last. A route that
-// asks for none of it is next itself, with nothing in front.
+// one place where a route's behaviour is put together: a request passes
+// the wrappers in the order they are listed here, then reaches the
+// handler. A route that asks for none of it is next itself, with nothing
+// in front.
+//
+//  1. headers: registers the header changes (site's, then route's), made
+//     just before the head goes out, so that they reach every response
+//     below, the 403s and 401s included.
+//  2. allow/deny of the site, then of the route: 403.
+//  3. basic_auth, the route's or else the site's: 401.
+//  4. the handler.
 func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) (routeHandler, error) {
-	var routeHeaders *config.Headers
+	var route config.Route
 	if cr != nil {
-		routeHeaders = cr.Headers
+		route = *cr
 	}
 
-	// Response headers: set just before the head goes out, on whatever
-	// answers, the checks above's 401 and 403 and the handler's errors
-	// included; the wrapper only registers them.
-	hdrs, err := newHeaderOps(cs.Headers, routeHeaders)
+	// Built from the handler outwards: 3, 2, 1.
+	auth := route.BasicAuth
+	if auth == nil {
+		auth = cs.BasicAuth
+	}
+	if auth != nil {
+		a, err := newBasicAuth(auth, next)
+		if err != nil {
+			return nil, err
+		}
+		next = a
+	}
+	if l := newAccessList(route.Access, next); l != nil {
+		next = l
+	}
+	if l := newAccessList(cs.Access, next); l != nil {
+		next = l
+	}
+	hdrs, err := newHeaderOps(cs.Headers, route.Headers)
 	if err != nil {
 		return nil, err
 	}

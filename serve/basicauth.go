@@ -1,0 +1,131 @@
+package serve
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"sync"
+
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/httplex"
+	"github.com/forkd/forkd/protocol"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// authCacheSize bounds how many verified credentials a basic_auth block
+// remembers in each worker.
+const authCacheSize = 1024
+
+// maxCredentials bounds the decoded "user:password" of an Authorization
+// field; longer ones are refused without a bcrypt comparison.
+const maxCredentials = 512
+
+// basicAuth answers 401 with a challenge unless the request carries the
+// user and password of one of its users (RFC 7617).
+//
+// bcrypt is slow on purpose: a comparison at cost 10 takes tens of
+// milliseconds, which would hold up every other connection of an event
+// loop. So, as Caddy does, each worker remembers the credentials it has
+// verified, keyed by a hash of "user:password" under a random key of its
+// own (the passwords themselves are never kept): a client that sends them
+// again passes with one SHA-256, on the loop. Only a comparison moves the
+// connection off the loop first (WillBlock). Failed attempts are not
+// remembered, so each costs its own comparison; an unknown user is
+// compared against a dummy hash, so that the time taken does not tell
+// which users exist. Nothing here logs the Authorization field.
+type basicAuth struct {
+	challenge string // the WWW-Authenticate value
+	users     map[string][]byte
+	dummy     []byte
+	key       [32]byte
+	next      routeHandler
+
+	mu       sync.RWMutex
+	verified map[[sha256.Size]byte]struct{}
+}
+
+func newBasicAuth(b *config.BasicAuth, next routeHandler) (*basicAuth, error) {
+	users, err := b.ReadUsers()
+	if err != nil {
+		return nil, err
+	}
+	a := &basicAuth{
+		challenge: fmt.Sprintf("Basic realm=%q, charset=\"UTF-8\"", b.Realm),
+		users:     make(map[string][]byte, len(users)),
+		next:      next,
+		verified:  make(map[[sha256.Size]byte]struct{}),
+	}
+	cost := bcrypt.MinCost // the dummy costs what the dearest user does
+	for u, h := range users {
+		a.users[u] = []byte(h)
+		if c, err := bcrypt.Cost([]byte(h)); err == nil && c > cost {
+			cost = c
+		}
+	}
+	_, _ = rand.Read(a.key[:])
+	a.dummy, err = bcrypt.GenerateFromPassword(a.key[:16], cost)
+	if err != nil {
+		return nil, fmt.Errorf("basic_auth: %w", err)
+	}
+	return a, nil
+}
+
+func (a *basicAuth) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *reqPath) {
+	if a.admits(w, r) {
+		a.next.serveRoute(w, r, p)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", a.challenge)
+	writeError(w, 401)
+}
+
+// admits reports whether r carries a user's credentials.
+func (a *basicAuth) admits(w *protocol.ResponseWriter, r *protocol.Request) bool {
+	v := bytes.TrimSpace(r.Header.Get("Authorization"))
+	if len(v) < 6 || !httplex.EqualFold(v[:6], "basic ") {
+		return false
+	}
+	enc := bytes.TrimLeft(v[6:], " ")
+	var in [sha256.Size + maxCredentials]byte
+	if base64.StdEncoding.DecodedLen(len(enc)) > maxCredentials {
+		return false
+	}
+	copy(in[:], a.key[:])
+	n, err := base64.StdEncoding.Decode(in[sha256.Size:], enc)
+	if err != nil {
+		return false
+	}
+	cred := in[sha256.Size : sha256.Size+n]
+	i := bytes.IndexByte(cred, ':')
+	if i < 0 {
+		return false
+	}
+	sum := sha256.Sum256(in[:sha256.Size+n])
+	a.mu.RLock()
+	_, ok := a.verified[sum]
+	a.mu.RUnlock()
+	if ok {
+		return true
+	}
+	w.WillBlock() // a bcrypt comparison: off the event loop
+	hash, known := a.users[string(cred[:i])]
+	if !known {
+		_ = bcrypt.CompareHashAndPassword(a.dummy, cred[i+1:])
+		return false
+	}
+	if bcrypt.CompareHashAndPassword(hash, cred[i+1:]) != nil {
+		return false
+	}
+	a.mu.Lock()
+	if len(a.verified) >= authCacheSize {
+		for k := range a.verified { // forget one, any
+			delete(a.verified, k)
+			break
+		}
+	}
+	a.verified[sum] = struct{}{}
+	a.mu.Unlock()
+	return true
+}
