@@ -291,6 +291,19 @@ type Proxy struct {
 	// Upgrade removed. Nil means DefaultUpgrade alone; "h2c" is never
 	// tunnelled, whatever the list says.
 	Upgrades []string `json:"upgrades"`
+	// StripPrefix removes the route's prefix from the path sent upstream:
+	// "/api/users" under route "/api/" is sent as "/users".
+	StripPrefix bool `json:"strip_prefix"`
+	// RequestHeaders change the fields sent upstream.
+	RequestHeaders *RequestHeaders `json:"request_headers,omitempty"`
+}
+
+// RequestHeaders is a proxy's request_headers block: fields removed from
+// the client's request, then fields set (replacing the client's), before
+// it goes upstream. Values are templates (Placeholder).
+type RequestHeaders struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
 }
 
 // Proxy balance methods, and the Host value that means the client's.

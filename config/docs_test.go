@@ -221,6 +221,7 @@ var schemas = []struct {
 	{"redirect", "redirectSchema", redirectSchema},
 	{"headers", "headersSchema", headersSchema},
 	{"basic_auth", "basicAuthSchema", basicAuthSchema},
+	{"request_headers", "requestHeadersSchema", requestHeadersSchema},
 }
 
 // TestDocsSchemasComplete checks that schemas holds every hcl.BodySchema

@@ -201,8 +201,12 @@ var (
 			{Name: "upstreams", Required: true}, {Name: "connect_timeout"}, {Name: "response_timeout"},
 			{Name: "balance"}, {Name: "weights"}, {Name: "keepalive"}, {Name: "keepalive_timeout"},
 			{Name: "max_fails"}, {Name: "fail_timeout"}, {Name: "host"}, {Name: "via"}, {Name: "retry_body_buffer"},
-			{Name: "upgrades"},
+			{Name: "upgrades"}, {Name: "strip_prefix"},
 		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "request_headers"}},
+	}
+	requestHeadersSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "set"}, {Name: "remove"}},
 	}
 	healthSchema  = &hcl.BodySchema{}
 	respondSchema = &hcl.BodySchema{
@@ -418,8 +422,19 @@ func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {
 		MaxFails: DefaultMaxFails, FailTimeout: DefaultFailTimeout, Host: ProxyHostClient,
 		RetryBodyBuffer: DefaultRetryBodyBuffer, Upgrades: []string{DefaultUpgrade},
 	}
-	a := d.content(b.Body, proxySchema).Attributes
+	ct := d.content(b.Body, proxySchema)
+	a := ct.Attributes
 	d.required(a, key, "upstreams")
+	d.bool(a["strip_prefix"], key+".strip_prefix", &p.StripPrefix)
+	if rb := d.single(ct.Blocks, "request_headers"); rb != nil {
+		rkey := key + ".request_headers"
+		d.pos[rkey] = rb.DefRange
+		rh := &RequestHeaders{}
+		ra := d.content(rb.Body, requestHeadersSchema).Attributes
+		d.stringMap(ra["set"], rkey+".set", &rh.Set)
+		d.strings(ra["remove"], rkey+".remove", &rh.Remove)
+		p.RequestHeaders = rh
+	}
 	d.strings(a["upstreams"], key+".upstreams", &p.Upstreams)
 	d.duration(a["connect_timeout"], key+".connect_timeout", &p.ConnectTimeout)
 	d.duration(a["response_timeout"], key+".response_timeout", &p.ResponseTimeout)

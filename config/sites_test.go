@@ -145,3 +145,24 @@ func TestAccessLoads(t *testing.T) {
 		t.Errorf("ReadUsers: %v %v", users, err)
 	}
 }
+
+// TestProxyRewriteErrors checks strip_prefix and request_headers.
+func TestProxyRewriteErrors(t *testing.T) {
+	proxy := func(body string) string {
+		return site("  route \"/api/\" {\n    proxy {\n      upstreams = [\"a:1\"]\n" + body + "    }\n  }\n")
+	}
+	tests := []struct {
+		name string
+		src  string
+		line int
+		want string
+	}{
+		{"strip_prefix not bool", proxy("      strip_prefix = \"yes\"\n"), 5, "a bool is required"},
+		{"set Host", proxy("      request_headers {\n        set = { \"host\" = \"x\" }\n      }\n"), 6, "it cannot be set"},
+		{"set placeholder", proxy("      request_headers {\n        set = { \"X-A\" = \"{nope}\" }\n      }\n"), 6, "Unknown placeholder {nope}"},
+		{"remove not token", proxy("      request_headers {\n        remove = [\"a b\"]\n      }\n"), 6, "Invalid header name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { oneError(t, tt.src, tt.line, tt.want) })
+	}
+}

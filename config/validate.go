@@ -508,6 +508,21 @@ func (v *validator) proxy(key string, p *Proxy) {
 	if p.RetryBodyBuffer > 64<<20 {
 		v.errorf(key+".retry_body_buffer", "Invalid retry_body_buffer", "retry_body_buffer is at most 64MiB (each request in flight may hold that much); got %d.", p.RetryBodyBuffer)
 	}
+	if rh := p.RequestHeaders; rh != nil {
+		rkey := key + ".request_headers"
+		v.fieldMap(rkey+".set", rh.Set, true)
+		for name := range rh.Set {
+			if isHopField(name) {
+				v.errorf(fmt.Sprintf("%s.set[%q]", rkey, name), "Invalid header",
+					"%s is the proxy's to send (use host for Host); it cannot be set.", name)
+			}
+		}
+		for i, name := range rh.Remove {
+			if !isToken(name) {
+				v.errorf(fmt.Sprintf("%s.remove[%d]", rkey, i), "Invalid header name", "The header name %q is not an HTTP token.", name)
+			}
+		}
+	}
 	for i, u := range p.Upgrades {
 		ukey := fmt.Sprintf("%s.upgrades[%d]", key, i)
 		switch {
@@ -518,6 +533,17 @@ func (v *validator) proxy(key string, p *Proxy) {
 			v.errorf(ukey, "Invalid upgrades", "%q is not a protocol name (an HTTP token without \"/version\"), such as \"websocket\".", u)
 		}
 	}
+}
+
+// isHopField reports whether name is a field a proxy writes itself: Host,
+// the framing and the hop-by-hop fields.
+func isHopField(name string) bool {
+	for _, f := range []string{"Host", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer", "Proxy-Connection"} {
+		if strings.EqualFold(name, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // isHostByte reports whether c may appear in a Host value (RFC 3986

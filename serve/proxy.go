@@ -63,6 +63,13 @@ type proxy struct {
 	host        string // fixed Host, or "" for the client's
 	via         bool
 	upgrades    []string // the protocols tunnelled (never h2c)
+	// strip is the route prefix removed from the path sent upstream
+	// (strip_prefix), or "".
+	strip string
+	// reqRemove and reqSet are request_headers: the client's fields
+	// dropped (reqSet's names too), then reqSet's added.
+	reqRemove []string
+	reqSet    []headerField
 	retryBody   int64
 	maxFails    int32
 	failTimeout time.Duration
@@ -123,6 +130,17 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 	upgrades := c.Upgrades
 	if upgrades == nil {
 		upgrades = []string{config.DefaultUpgrade}
+	}
+	if rh := c.RequestHeaders; rh != nil {
+		p.reqRemove = rh.Remove
+		p.reqSet = []headerField{} // not nil: the request's fields are checked
+		for _, name := range sortedKeys(rh.Set) {
+			f, err := newHeaderField(name, rh.Set[name])
+			if err != nil {
+				return nil, fmt.Errorf("proxy: request_headers: %w", err)
+			}
+			p.reqSet = append(p.reqSet, f)
+		}
 	}
 	for _, u := range upgrades {
 		if !strings.EqualFold(u, config.UpgradeH2C) { // validation refuses it; never, even in code
@@ -528,14 +546,40 @@ func (p *proxy) upgradeAllowed(v []byte) bool {
 	return ok && n > 0
 }
 
+// dropField reports whether request_headers removes or replaces the
+// client's field name.
+func (p *proxy) dropField(name []byte) bool {
+	for _, n := range p.reqRemove {
+		if httplex.EqualFold(name, n) {
+			return true
+		}
+	}
+	for i := range p.reqSet {
+		if httplex.EqualFold(name, p.reqSet[i].name) {
+			return true
+		}
+	}
+	return false
+}
+
 // appendHead writes the request head sent upstream.
 func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backend, upgrade bool,
 	bodyLen int, streaming bool, streamLen int64) []byte {
 	b = append(b, r.Method...)
 	b = append(b, ' ')
-	if rp.flags&pathNormalized == 0 {
+	switch {
+	case p.strip != "":
+		// The route matched, so the cleaned path starts with the prefix;
+		// what is left is sent from the root ("/api/" and "/api/users"
+		// give "/users", "/api" and "/api" give "/").
+		rest := rp.path[min(len(p.strip), len(rp.path)):]
+		if len(rest) == 0 || rest[0] != '/' {
+			b = append(b, '/')
+		}
+		b = appendEscapedPath(b, rest)
+	case rp.flags&pathNormalized == 0:
 		b = append(b, r.Path...)
-	} else {
+	default:
 		b = appendEscapedPath(b, rp.path)
 	}
 	if r.Query != nil {
@@ -569,7 +613,7 @@ func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backe
 	xff, xfp, xfh := false, false, false
 	for i := 0; i < r.Header.Len(); i++ {
 		f := r.Header.At(i)
-		if skipRequestField(f.Name) || namedIn(conn, f.Name) {
+		if skipRequestField(f.Name) || namedIn(conn, f.Name) || p.reqSet != nil && p.dropField(f.Name) {
 			continue
 		}
 		switch forwardingField(f.Name) {
@@ -595,6 +639,17 @@ func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backe
 		b = append(b, f.Name...)
 		b = append(b, ": "...)
 		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	for i := range p.reqSet {
+		f := &p.reqSet[i]
+		b = append(b, f.name...)
+		b = append(b, ": "...)
+		if f.tmpl != nil {
+			b = f.tmpl.appendTo(b, r, rp)
+		} else {
+			b = append(b, f.value...)
+		}
 		b = append(b, "\r\n"...)
 	}
 	ap, tcp := addrPort(r.RemoteAddr)

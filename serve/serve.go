@@ -163,6 +163,9 @@ func (h *handler) routeKind(site string, rt config.Route) (routeHandler, error) 
 		if err != nil {
 			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
 		}
+		if rt.Proxy.StripPrefix {
+			p.strip = rt.Prefix
+		}
 		h.closers = append(h.closers, p)
 		return p, nil
 	case rt.Health != nil:
