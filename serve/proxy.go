@@ -63,13 +63,6 @@ type proxy struct {
 	host        string // fixed Host, or "" for the client's
 	via         bool
 	upgrades    []string // the protocols tunnelled (never h2c)
-	// strip is the route prefix removed from the path sent upstream
-	// (strip_prefix), or "".
-	strip string
-	// reqRemove and reqSet are request_headers: the client's fields
-	// dropped (reqSet's names too), then reqSet's added.
-	reqRemove []string
-	reqSet    []headerField
 	retryBody   int64
 	maxFails    int32
 	failTimeout time.Duration
@@ -82,6 +75,14 @@ type proxy struct {
 	tmu     sync.Mutex // guards tunnels and closed
 	tunnels map[*tunnel]struct{}
 	closed  bool // Close has ended the tunnels; no new ones
+
+	// strip is the route prefix removed from the path sent upstream
+	// (strip_prefix), or "".
+	strip string
+	// reqRemove and reqSet are request_headers: the client's fields
+	// dropped (reqSet's names too), then reqSet's added.
+	reqRemove []string
+	reqSet    []headerField
 }
 
 // parseUpstream splits "host:port" or "unix:/path" into a network and an
