@@ -193,7 +193,11 @@ type Site struct {
 	// routes (and of its 404s), before the routes' own.
 	Headers *Headers `json:"headers,omitempty"`
 	Access
-	Routes []Route `json:"routes"`
+	// ErrorPages maps a status ("404") to a file whose contents replace
+	// the body of forkd's own errors with that status, and of upstream
+	// errors that have none; absolute after Load.
+	ErrorPages map[string]string `json:"error_pages,omitempty"`
+	Routes     []Route           `json:"routes"`
 }
 
 // Access is what sites and routes share besides headers: who may reach
@@ -254,6 +258,10 @@ type Static struct {
 	Index    []string `json:"index"`
 	Dotfiles bool     `json:"dotfiles"`
 	Gzip     bool     `json:"gzip"` // serve name.gz when present; default true
+	// Fallback is the file ("/index.html", below Root) served with 200
+	// for a path that names no file, as single-page applications want;
+	// "" answers 404.
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // Proxy forwards to upstreams.
@@ -513,6 +521,9 @@ func (c *Config) Normalize(dir string) {
 		}
 		if s.BasicAuth != nil {
 			s.BasicAuth.Htpasswd = abs(s.BasicAuth.Htpasswd)
+		}
+		for k, v := range s.ErrorPages {
+			s.ErrorPages[k] = abs(v)
 		}
 		for j := range s.Routes {
 			r := &s.Routes[j]

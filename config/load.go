@@ -173,7 +173,9 @@ var (
 		Attributes: []hcl.AttributeSchema{{Name: "address"}, {Name: "path"}},
 	}
 	siteSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "hosts"}, {Name: "listen"}, {Name: "allow"}, {Name: "deny"}},
+		Attributes: []hcl.AttributeSchema{
+			{Name: "hosts"}, {Name: "listen"}, {Name: "allow"}, {Name: "deny"}, {Name: "error_pages"},
+		},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "route", LabelNames: []string{"prefix"}}, {Type: "headers"}, {Type: "basic_auth"},
 		},
@@ -193,7 +195,7 @@ var (
 	}
 	staticSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: "root", Required: true}, {Name: "index"}, {Name: "dotfiles"}, {Name: "gzip"},
+			{Name: "root", Required: true}, {Name: "index"}, {Name: "dotfiles"}, {Name: "gzip"}, {Name: "fallback"},
 		},
 	}
 	proxySchema = &hcl.BodySchema{
@@ -356,6 +358,7 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 		s.Headers = d.headers(hb, key+".headers")
 	}
 	d.access(ct.Attributes, ct.Blocks, key, &s.Access)
+	d.stringMap(ct.Attributes["error_pages"], key+".error_pages", &s.ErrorPages)
 	for i, rb := range ct.Blocks.OfType("route") {
 		rkey := fmt.Sprintf("%s.routes[%d]", key, i)
 		d.pos[rkey] = rb.DefRange
@@ -412,6 +415,7 @@ func (d *decoder) static(b *hcl.Block, key string) *Static {
 	d.strings(a["index"], key+".index", &st.Index)
 	d.bool(a["dotfiles"], key+".dotfiles", &st.Dotfiles)
 	d.bool(a["gzip"], key+".gzip", &st.Gzip)
+	d.string(a["fallback"], key+".fallback", &st.Fallback)
 	return st
 }
 

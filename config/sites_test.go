@@ -166,3 +166,43 @@ func TestProxyRewriteErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { oneError(t, tt.src, tt.line, tt.want) })
 	}
 }
+
+// TestFallbackAndErrorPagesErrors checks static fallback and error_pages.
+func TestFallbackAndErrorPagesErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "404.html"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	static := func(fallback string) string {
+		return site("  route \"/\" {\n    static {\n      root = \"" + dir + "\"\n      fallback = \"" + fallback + "\"\n    }\n  }\n")
+	}
+	pages := func(m string) string {
+		return site("  error_pages = {\n" + m + "  }\n  route \"/\" {\n    respond {}\n  }\n")
+	}
+	tests := []struct {
+		name string
+		src  string
+		line int
+		want string
+	}{
+		{"fallback relative", static("index.html"), 5, "Invalid fallback"},
+		{"fallback dotdot", static("/../x"), 5, "Invalid fallback"},
+		{"fallback missing", static("/index.html"), 5, "no such file"},
+		{"page status", pages("    \"200\" = \"" + filepath.Join(dir, "404.html") + "\"\n"), 3, `Invalid error page status; The status "200"`},
+		{"page missing", pages("    \"404\" = \"" + filepath.Join(dir, "none.html") + "\"\n"), 3, "Invalid error page"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { oneError(t, tt.src, tt.line, tt.want) })
+	}
+	src := site("  error_pages = { \"404\" = \"404.html\" }\n  route \"/\" {\n    static {\n      root = \".\"\n      fallback = \"/404.html\"\n    }\n  }\n")
+	c, err := Parse([]byte(src), filepath.Join(dir, "c.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Sites[0].ErrorPages["404"]; got != filepath.Join(dir, "404.html") {
+		t.Errorf("error page %q, want it resolved against the file's directory", got)
+	}
+	if got := c.Sites[0].Routes[0].Static.Fallback; got != "/404.html" {
+		t.Errorf("fallback %q", got)
+	}
+}

@@ -3,8 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -396,6 +400,7 @@ func (v *validator) site(key string, s *Site, names map[string]string, hosts map
 
 	v.headers(key+".headers", s.Headers)
 	v.access(key, &s.Access)
+	v.errorPages(key+".error_pages", s.ErrorPages)
 	if len(s.Routes) == 0 {
 		v.errorf(key, "Missing route", "Site %q has no route blocks.", s.Name)
 	}
@@ -459,6 +464,14 @@ func (v *validator) static(key string, s *Static) {
 		v.errorf(key+".root", "Invalid static root", "The root directory must not be empty.")
 	} else if err := v.host(checkStaticRoot, s.Root); err != nil {
 		v.errorErr(key+".root", "Invalid static root", err)
+	}
+	if f := s.Fallback; f != "" {
+		fkey := key + ".fallback"
+		if !strings.HasPrefix(f, "/") || strings.HasSuffix(f, "/") || strings.ContainsRune(f, 0) || slices.Contains(strings.Split(f, "/"), "..") {
+			v.errorf(fkey, "Invalid fallback", "The fallback %q must be the path of a file below the root, such as \"/index.html\".", f)
+		} else if err := v.host(checkFile, filepath.Join(s.Root, f)); err != nil && s.Root != "" {
+			v.errorErr(fkey, "Invalid fallback", err)
+		}
 	}
 	for i, name := range s.Index {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
@@ -746,4 +759,52 @@ func isToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkFile checks that path is a regular file that can be read.
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	return nil
+}
+
+// MaxErrorPage bounds the size of an error page: each worker holds them.
+const MaxErrorPage = 1 << 20
+
+// errorPages checks a site's error_pages: statuses from 400 to 599, and
+// files that can be read.
+func (v *validator) errorPages(key string, pages map[string]string) {
+	for _, code := range slices.Sorted(maps.Keys(pages)) {
+		pkey := fmt.Sprintf("%s[%q]", key, code)
+		n, err := strconv.Atoi(code)
+		if err != nil || n < 400 || n > 599 || len(code) != 3 {
+			v.errorf(pkey, "Invalid error page status", "The status %q is not an error status from 400 to 599.", code)
+			continue
+		}
+		if err := v.host(checkErrorPage, pages[code]); err != nil {
+			v.errorErr(pkey, "Invalid error page", err)
+		}
+	}
+}
+
+// checkErrorPage checks that an error page can be read and is not too big.
+func checkErrorPage(path string) error {
+	if err := checkFile(path); err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err == nil && st.Size() > MaxErrorPage {
+		return fmt.Errorf("%s is larger than 1 MiB", path)
+	}
+	return err
 }

@@ -14,16 +14,18 @@ import (
 //  1. headers: registers the header changes (site's, then route's), made
 //     just before the head goes out, so that they reach every response
 //     below, the 403s and 401s included.
-//  2. allow/deny of the site, then of the route: 403.
-//  3. basic_auth, the route's or else the site's: 401.
-//  4. the handler.
+//  2. error_pages of the site: once the rest has answered, an error
+//     without a body of its own gets the page for its status.
+//  3. allow/deny of the site, then of the route: 403.
+//  4. basic_auth, the route's or else the site's: 401.
+//  5. the handler.
 func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) (routeHandler, error) {
 	var route config.Route
 	if cr != nil {
 		route = *cr
 	}
 
-	// Built from the handler outwards: 3, 2, 1.
+	// Built from the handler outwards: 4, 3, 2, 1.
 	auth := route.BasicAuth
 	if auth == nil {
 		auth = cs.BasicAuth
@@ -40,6 +42,13 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 	}
 	if l := newAccessList(cs.Access, next); l != nil {
 		next = l
+	}
+	pages, err := newErrorPages(cs.ErrorPages, next)
+	if err != nil {
+		return nil, err
+	}
+	if pages != nil {
+		next = pages
 	}
 	hdrs, err := newHeaderOps(cs.Headers, route.Headers)
 	if err != nil {

@@ -33,6 +33,9 @@ type static struct {
 	gzip     bool
 	logger   hclog.Logger
 	cache    *fileCache // nil with the os.Root fallback
+	// fallback is the file (below the root, without its leading '/')
+	// served with 200 for a path that names none; "" answers 404.
+	fallback string
 }
 
 // openFile is a file opened below the root.
@@ -111,6 +114,7 @@ func newStatic(c *config.Static, logger hclog.Logger) (*static, error) {
 		dotfiles: c.Dotfiles,
 		gzip:     c.Gzip,
 		logger:   logger,
+		fallback: strings.TrimPrefix(c.Fallback, "/"),
 	}
 	if s.index == nil {
 		s.index = []string{"index.html"}
@@ -261,12 +265,16 @@ func (s *static) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *
 			}
 			f.close()
 		}
-		writeError(w, 404)
+		s.notFound(w, r, head)
 		return
 	}
 	f, err := s.open(rel)
 	if err != nil {
-		writeError(w, s.openErrorStatus(err))
+		if status := s.openErrorStatus(err); status != 404 {
+			writeError(w, status)
+			return
+		}
+		s.notFound(w, r, head)
 		return
 	}
 	switch {
@@ -277,8 +285,23 @@ func (s *static) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *
 		s.serveFile(w, r, f, rel, head)
 	default:
 		f.close()
-		writeError(w, 404)
+		s.notFound(w, r, head)
 	}
+}
+
+// notFound answers a path that names no file: with the fallback file
+// when there is one (a single-page application's index.html), else 404.
+func (s *static) notFound(w *protocol.ResponseWriter, r *protocol.Request, head bool) {
+	if s.fallback != "" {
+		if f, err := s.open(s.fallback); err == nil {
+			if f.isRegular() {
+				s.serveFile(w, r, f, s.fallback, head)
+				return
+			}
+			f.close()
+		}
+	}
+	writeError(w, 404)
 }
 
 // openErrorStatus maps an open error to a status: 403 for permissions, 500
