@@ -201,7 +201,7 @@ type Site struct {
 }
 
 // Access is what sites and routes share besides headers: who may reach
-// them. A site's checks run first, then its route's.
+// them (a site's checks run first, then its route's), and request IDs.
 type Access struct {
 	// Allow and Deny are client networks ("10.0.0.0/8", or a bare
 	// address); a client in Deny, or not in a non-empty Allow, gets 403.
@@ -211,6 +211,10 @@ type Access struct {
 	// BasicAuth asks for a user and password (401); a route's replaces
 	// its site's.
 	BasicAuth *BasicAuth `json:"basic_auth,omitempty"`
+	// RequestID names the field that carries a request's ID ("" off): an
+	// ID a trusted peer sent is kept, else one is generated; it is sent
+	// back, forwarded upstream and logged. A route's replaces its site's.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // BasicAuth is a basic_auth block: users and their bcrypt hashes, written

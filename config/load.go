@@ -175,13 +175,14 @@ var (
 	siteSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "hosts"}, {Name: "listen"}, {Name: "allow"}, {Name: "deny"}, {Name: "error_pages"},
+			{Name: "request_id"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "route", LabelNames: []string{"prefix"}}, {Type: "headers"}, {Type: "basic_auth"},
 		},
 	}
 	routeSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}},
+		Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}, {Name: "request_id"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}, {Type: "redirect"},
 			{Type: "headers"}, {Type: "basic_auth"},
@@ -469,6 +470,7 @@ func (d *decoder) headers(b *hcl.Block, key string) *Headers {
 func (d *decoder) access(a hcl.Attributes, blocks hcl.Blocks, key string, dst *Access) {
 	d.strings(a["allow"], key+".allow", &dst.Allow)
 	d.strings(a["deny"], key+".deny", &dst.Deny)
+	d.string(a["request_id"], key+".request_id", &dst.RequestID)
 	b := d.single(blocks, "basic_auth")
 	if b == nil {
 		return

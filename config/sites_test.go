@@ -206,3 +206,16 @@ func TestFallbackAndErrorPagesErrors(t *testing.T) {
 		t.Errorf("fallback %q", got)
 	}
 }
+
+// TestRequestIDErrors checks request_id.
+func TestRequestIDErrors(t *testing.T) {
+	oneError(t, site("  request_id = \"X Id\"\n  route \"/\" {\n    respond {}\n  }\n"), 2, "Invalid request_id")
+	oneError(t, site("  route \"/\" {\n    request_id = \"Content-Length\"\n    respond {}\n  }\n"), 3, "Invalid request_id")
+	c, err := Parse([]byte(site("  request_id = \"X-Request-Id\"\n  route \"/\" {\n    request_id = \"X-Trace\"\n    respond {}\n  }\n")), "t.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sites[0].RequestID != "X-Request-Id" || c.Sites[0].Routes[0].RequestID != "X-Trace" {
+		t.Errorf("request_id %q %q", c.Sites[0].RequestID, c.Sites[0].Routes[0].RequestID)
+	}
+}

@@ -61,6 +61,10 @@ type Request struct {
 	// rather than the client its header names. Peers of a unix socket
 	// are trusted.
 	TrustedPeer bool
+	// ID is the request's ID when route middleware gave it one (serve's
+	// request_id): kept from a trusted peer or generated. Access logs
+	// write it; it is empty otherwise.
+	ID []byte
 
 	// Trailer holds the trailer fields of a chunked body once Body has
 	// returned io.EOF (RFC 9112 §7.1.2). It is empty before that.
@@ -78,6 +82,7 @@ func (r *Request) reset() {
 	r.Header.reset()
 	r.Trailer.reset()
 	r.ContentLength = 0
+	r.ID = r.ID[:0]
 	r.Close = false
 	r.chunked = false
 	r.expectContinue = false

@@ -179,6 +179,7 @@ type logEntry struct {
 	bytes   int64
 	referer []byte
 	ua      []byte
+	id      []byte // request_id's, or empty
 }
 
 func (e *logEntry) fill(r *protocol.Request, w *protocol.ResponseWriter) {
@@ -190,6 +191,7 @@ func (e *logEntry) fill(r *protocol.Request, w *protocol.ResponseWriter) {
 		e.major, e.minor = r.ProtoMajor, r.ProtoMinor
 		e.referer = r.Header.Get("Referer")
 		e.ua = r.Header.Get("User-Agent")
+		e.id = r.ID
 	}
 	if w != nil {
 		e.status = w.Status()
@@ -224,6 +226,10 @@ func (e *logEntry) appendText(b []byte, start time.Time, dur time.Duration, pid 
 	b = strconv.AppendInt(b, int64(pid), 10)
 	b = append(b, " dur_ms="...)
 	b = strconv.AppendFloat(b, float64(dur.Nanoseconds())/1e6, 'f', 3, 64)
+	if len(e.id) > 0 {
+		b = append(b, " request_id="...)
+		b = appendTextEscaped(b, e.id)
+	}
 	return append(b, '\n')
 }
 
@@ -253,6 +259,10 @@ func (e *logEntry) appendJSON(b []byte, start time.Time, dur time.Duration, pid 
 	b = appendJSONEscaped(b, e.referer)
 	b = append(b, `","ua":"`...)
 	b = appendJSONEscaped(b, e.ua)
+	if len(e.id) > 0 {
+		b = append(b, `","request_id":"`...)
+		b = appendJSONEscaped(b, e.id)
+	}
 	return append(b, "\"}\n"...)
 }
 

@@ -87,6 +87,7 @@ func BenchmarkProxyMiddleware(b *testing.B) {
 			Add:    map[string]string{"Link": "</app.css>; rel=preload"},
 			Remove: []string{"Server"},
 		},
+		Access: config.Access{Allow: []string{"127.0.0.0/8"}, Deny: []string{"10.0.0.0/8"}, RequestID: "X-Request-Id"},
 	})
 }
 

@@ -11,9 +11,13 @@ import (
 // handler. A route that asks for none of it is next itself, with nothing
 // in front.
 //
-//  1. headers: registers the header changes (site's, then route's), made
-//     just before the head goes out, so that they reach every response
-//     below, the 403s and 401s included.
+//  0. request_id, the route's or else the site's: the request's ID, kept
+//     from a trusted peer or generated, in Request.ID for all below and
+//     the access log.
+//  1. headers: registers the header changes (the ID's field, then the
+//     site's headers, then the route's), made just before the head goes
+//     out, so that they reach every response below, the 403s and 401s
+//     included.
 //  2. error_pages of the site: once the rest has answered, an error
 //     without a body of its own gets the page for its status.
 //  3. allow/deny of the site, then of the route: 403.
@@ -25,7 +29,7 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 		route = *cr
 	}
 
-	// Built from the handler outwards: 4, 3, 2, 1.
+	// Built from the handler outwards: 4, 3, 2, 1, 0.
 	auth := route.BasicAuth
 	if auth == nil {
 		auth = cs.BasicAuth
@@ -54,8 +58,22 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 	if err != nil {
 		return nil, err
 	}
-	if hdrs != nil {
-		next = &withHeaders{ops: hdrs, next: next}
+	id := requestIDName(cs, cr)
+	switch {
+	case id != "":
+		next = &withHeaders{hook: &idHook{name: id, ops: hdrs}, next: next}
+		next = &requestID{name: id, next: next}
+	case hdrs != nil:
+		next = &withHeaders{hook: hdrs, next: next}
 	}
 	return next, nil
+}
+
+// requestIDName is the request_id field of a route: its own, else its
+// site's; "" for none.
+func requestIDName(cs *config.Site, cr *config.Route) string {
+	if cr != nil && cr.RequestID != "" {
+		return cr.RequestID
+	}
+	return cs.RequestID
 }

@@ -149,14 +149,15 @@ func (o *headerOps) scratch(sc *headerScratch, r *protocol.Request) *headerScrat
 	return sc
 }
 
-// withHeaders registers a route's header changes for its response.
+// withHeaders registers a route's header changes (a *headerOps, or an
+// *idHook with them) for its response.
 type withHeaders struct {
-	ops  *headerOps
+	hook protocol.HeadHook
 	next routeHandler
 }
 
 func (m *withHeaders) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *reqPath) {
-	w.SetHeadHook(m.ops)
+	w.SetHeadHook(m.hook)
 	m.next.serveRoute(w, r, p)
 }
 

@@ -83,6 +83,9 @@ type proxy struct {
 	// dropped (reqSet's names too), then reqSet's added.
 	reqRemove []string
 	reqSet    []headerField
+	// requestID is the field that carries Request.ID upstream (the
+	// client's own is dropped), or "".
+	requestID string
 }
 
 // parseUpstream splits "host:port" or "unix:/path" into a network and an
@@ -550,6 +553,9 @@ func (p *proxy) upgradeAllowed(v []byte) bool {
 // dropField reports whether request_headers removes or replaces the
 // client's field name.
 func (p *proxy) dropField(name []byte) bool {
+	if p.requestID != "" && httplex.EqualFold(name, p.requestID) {
+		return true
+	}
 	for _, n := range p.reqRemove {
 		if httplex.EqualFold(name, n) {
 			return true
@@ -614,7 +620,7 @@ func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backe
 	xff, xfp, xfh := false, false, false
 	for i := 0; i < r.Header.Len(); i++ {
 		f := r.Header.At(i)
-		if skipRequestField(f.Name) || namedIn(conn, f.Name) || p.reqSet != nil && p.dropField(f.Name) {
+		if skipRequestField(f.Name) || namedIn(conn, f.Name) || (p.reqSet != nil || p.requestID != "") && p.dropField(f.Name) {
 			continue
 		}
 		switch forwardingField(f.Name) {
@@ -640,6 +646,12 @@ func (p *proxy) appendHead(b []byte, r *protocol.Request, rp *reqPath, be *backe
 		b = append(b, f.Name...)
 		b = append(b, ": "...)
 		b = append(b, f.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if p.requestID != "" && len(r.ID) > 0 {
+		b = append(b, p.requestID...)
+		b = append(b, ": "...)
+		b = append(b, r.ID...)
 		b = append(b, "\r\n"...)
 	}
 	for i := range p.reqSet {

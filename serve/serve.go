@@ -107,7 +107,7 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 
 // newRoute builds the handler of one route and its middleware.
 func (h *handler) newRoute(cs *config.Site, rt config.Route) (routeHandler, error) {
-	next, err := h.routeKind(cs.Name, rt)
+	next, err := h.routeKind(cs, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +139,8 @@ func (notFound) serveRoute(w *protocol.ResponseWriter, _ *protocol.Request, _ *r
 }
 
 // routeKind builds the handler of one route's kind.
-func (h *handler) routeKind(site string, rt config.Route) (routeHandler, error) {
+func (h *handler) routeKind(cs *config.Site, rt config.Route) (routeHandler, error) {
+	site := cs.Name
 	n := 0
 	for _, set := range []bool{rt.Static != nil, rt.Proxy != nil, rt.Respond != nil, rt.Health != nil, rt.Redirect != nil} {
 		if set {
@@ -166,6 +167,7 @@ func (h *handler) routeKind(site string, rt config.Route) (routeHandler, error) 
 		if rt.Proxy.StripPrefix {
 			p.strip = rt.Prefix
 		}
+		p.requestID = requestIDName(cs, &rt)
 		h.closers = append(h.closers, p)
 		return p, nil
 	case rt.Health != nil:
