@@ -26,7 +26,24 @@
 //
 // Requests no route matches go to Options.Fallback; without one they get the
 // built-in welcome page and /healthz when the configuration has no sites,
-// else 404.
+// else 404 (through the site's middleware, below).
+//
+// Before the Host, the listener: when a site names the listeners it serves
+// (site.listen), each listener gets a router of its own sites, chosen by
+// the connection's local address (listeners.go); otherwise there is one
+// router and no address is looked at.
+//
+// # Route middleware
+//
+// Headers, error pages, allow/deny, basic_auth and request IDs are small
+// wrappers around a route's handler, one file each (headers.go,
+// errorpages.go, access.go, basicauth.go, requestid.go), put together in
+// one place, compose in compose.go, in the order a request meets them. A
+// route that uses none of them is its handler, with nothing in front.
+// Header changes are made in a protocol.HeadHook, just before the head is
+// written, so they reach every response, errors included. None of them
+// makes a route leave its event loop but a bcrypt comparison, which calls
+// WillBlock first; verified credentials are remembered per worker.
 //
 // # Static files
 //
