@@ -100,3 +100,43 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 	}
 	return a
 }
+
+// TestBasicAuthSharedBySite checks that a site's basic_auth is one set of
+// users for all its routes, so that credentials verified on one route are
+// remembered on the others.
+func TestBasicAuthSharedBySite(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(t, []config.Site{{
+		Name: "s", Hosts: []string{"*"},
+		Access: config.Access{BasicAuth: &config.BasicAuth{Realm: "r", Users: map[string]string{"u": string(hash)}}},
+		Routes: []config.Route{
+			{Prefix: "/a", Respond: &config.Respond{Status: 200}},
+			{Prefix: "/b", Respond: &config.Respond{Status: 200}},
+		},
+	}}, Options{}).(*handler)
+	if len(h.auths) != 1 {
+		t.Fatalf("%d sets of users, want 1", len(h.auths))
+	}
+	addr := startServer(t, h, nil)
+	cred := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("u:pw"))
+	for _, path := range []string{"/a", "/b", "/nothing"} {
+		r := get(t, addr, "GET", path, cred)
+		if want := map[bool]int{true: 404, false: 200}[path == "/nothing"]; r.status != want {
+			t.Errorf("%s: %d, want %d", path, r.status, want)
+		}
+	}
+	for _, users := range h.auths {
+		users.mu.RLock()
+		n := len(users.verified)
+		users.mu.RUnlock()
+		if n != 1 {
+			t.Errorf("%d credentials remembered, want 1", n)
+		}
+	}
+	if r := get(t, addr, "GET", "/nothing"); r.status != 401 {
+		t.Errorf("the site's 404 without credentials: %d, want 401", r.status)
+	}
+}

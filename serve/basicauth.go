@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/forkd/forkd/config"
@@ -36,37 +38,45 @@ const maxCredentials = 512
 // compared against a dummy hash, so that the time taken does not tell
 // which users exist. Nothing here logs the Authorization field.
 type basicAuth struct {
+	*authUsers
+	next routeHandler
+}
+
+// authUsers is one basic_auth block's users and the credentials verified
+// with them; the routes that share the block (a site's) share it.
+type authUsers struct {
 	challenge string // the WWW-Authenticate value
 	users     map[string][]byte
-	dummy     []byte
+	dummy     []byte // compared for unknown users
 	key       [32]byte
-	next      routeHandler
 
 	mu       sync.RWMutex
 	verified map[[sha256.Size]byte]struct{}
 }
 
-func newBasicAuth(b *config.BasicAuth, next routeHandler) (*basicAuth, error) {
+// noUsersHash is a bcrypt hash (cost 10) compared when a block has no
+// users at all (an empty htpasswd file), so that a refusal takes the time
+// of a comparison all the same.
+const noUsersHash = "$2a$10$HF6Y.9G5AmEyaTwSxmIaIe7rgsalSEorsYWrdmZokXz39.cDIdBU2"
+
+func newAuthUsers(b *config.BasicAuth) (*authUsers, error) {
 	users, err := b.ReadUsers()
 	if err != nil {
 		return nil, err
 	}
-	a := &basicAuth{
+	a := &authUsers{
 		challenge: fmt.Sprintf("Basic realm=%q, charset=\"UTF-8\"", b.Realm),
 		users:     make(map[string][]byte, len(users)),
-		next:      next,
+		dummy:     []byte(noUsersHash),
 		verified:  make(map[[sha256.Size]byte]struct{}),
 	}
-	cost := bcrypt.MinCost // the dummy costs what the dearest user does
-	for u, h := range users {
-		a.users[u] = []byte(h)
-		if c, err := bcrypt.Cost([]byte(h)); err == nil && c > cost {
-			cost = c
-		}
+	// An unknown user is compared against a user's hash: the same cost,
+	// so the time taken does not tell which users exist.
+	for _, u := range slices.Sorted(maps.Keys(users)) {
+		a.users[u] = []byte(users[u])
+		a.dummy = a.users[u]
 	}
-	_, _ = rand.Read(a.key[:])
-	a.dummy, err = bcrypt.GenerateFromPassword(a.key[:16], cost)
-	if err != nil {
+	if _, err := rand.Read(a.key[:]); err != nil {
 		return nil, fmt.Errorf("basic_auth: %w", err)
 	}
 	return a, nil
@@ -82,7 +92,7 @@ func (a *basicAuth) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, 
 }
 
 // admits reports whether r carries a user's credentials.
-func (a *basicAuth) admits(w *protocol.ResponseWriter, r *protocol.Request) bool {
+func (a *authUsers) admits(w *protocol.ResponseWriter, r *protocol.Request) bool {
 	v := bytes.TrimSpace(r.Header.Get("Authorization"))
 	if len(v) < 6 || !httplex.EqualFold(v[:6], "basic ") {
 		return false

@@ -35,11 +35,15 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 		auth = cs.BasicAuth
 	}
 	if auth != nil {
-		a, err := newBasicAuth(auth, next)
-		if err != nil {
-			return nil, err
+		users := h.auths[auth]
+		if users == nil {
+			var err error
+			if users, err = newAuthUsers(auth); err != nil {
+				return nil, err
+			}
+			h.auths[auth] = users
 		}
-		next = a
+		next = &basicAuth{authUsers: users, next: next}
 	}
 	if l := newAccessList(route.Access, next); l != nil {
 		next = l
@@ -47,12 +51,16 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 	if l := newAccessList(cs.Access, next); l != nil {
 		next = l
 	}
-	pages, err := newErrorPages(cs.ErrorPages, next)
-	if err != nil {
-		return nil, err
-	}
-	if pages != nil {
-		next = pages
+	if len(cs.ErrorPages) > 0 {
+		pages, ok := h.pages[cs]
+		if !ok {
+			var err error
+			if pages, err = readErrorPages(cs.ErrorPages); err != nil {
+				return nil, err
+			}
+			h.pages[cs] = pages
+		}
+		next = &errorPages{pages: pages, next: next}
 	}
 	hdrs, err := newHeaderOps(cs.Headers, route.Headers)
 	if err != nil {

@@ -26,12 +26,12 @@ type errorPages struct {
 	next  routeHandler
 }
 
-// newErrorPages reads the pages; nil when there are none.
-func newErrorPages(pages map[string]string, next routeHandler) (*errorPages, error) {
+// readErrorPages reads a site's error pages; nil when there are none.
+func readErrorPages(pages map[string]string) (map[int]*errorPage, error) {
 	if len(pages) == 0 {
 		return nil, nil
 	}
-	e := &errorPages{pages: make(map[int]*errorPage, len(pages)), next: next}
+	out := make(map[int]*errorPage, len(pages))
 	for code, path := range pages {
 		n, err := strconv.Atoi(code)
 		if err != nil || n < 400 || n > 599 {
@@ -41,9 +41,9 @@ func newErrorPages(pages map[string]string, next routeHandler) (*errorPages, err
 		if err != nil {
 			return nil, fmt.Errorf("error_pages: %w", err)
 		}
-		e.pages[n] = &errorPage{body: b, ctype: contentType(path)}
+		out[n] = &errorPage{body: b, ctype: contentType(path)}
 	}
-	return e, nil
+	return out, nil
 }
 
 // keptOnErrorPage are the fields of an error response that still apply

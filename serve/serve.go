@@ -52,6 +52,14 @@ type handler struct {
 	closers      []io.Closer
 	paths        sync.Pool // *reqPath
 
+	// auths holds each basic_auth block's users while the routes are
+	// built, so that a site's routes share one (and its verified
+	// credentials).
+	auths map[*config.BasicAuth]*authUsers
+	// pages holds each site's error pages while the routes are built:
+	// read once per site.
+	pages map[*config.Site]map[int]*errorPage
+
 	// limits bound what upstream responses may make a worker hold, as
 	// they bound requests.
 	limits config.Limits
@@ -70,6 +78,8 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		fallback: opts.Fallback,
 		logger:   logger,
 		draining: opts.Draining,
+		auths:    make(map[*config.BasicAuth]*authUsers),
+		pages:    make(map[*config.Site]map[int]*errorPage),
 	}
 	h.paths.New = func() any { return &reqPath{buf: make([]byte, 0, 256)} }
 	var sites []config.Site
