@@ -34,9 +34,12 @@ const maxCredentials = 512
 // own (the passwords themselves are never kept): a client that sends them
 // again passes with one SHA-256, on the loop. Only a comparison moves the
 // connection off the loop first (WillBlock). Failed attempts are not
-// remembered, so each costs its own comparison; an unknown user is
-// compared against a dummy hash, so that the time taken does not tell
-// which users exist. Nothing here logs the Authorization field.
+// remembered, so each costs its own comparison (a deliberate choice: a
+// cache of failures would let a guesser go faster); an unknown user is
+// compared against a user's hash, so that the time taken does not tell
+// which users exist. The cache is bounded (authCacheSize per block; when
+// full, one entry is forgotten). Nothing here logs the Authorization
+// field.
 type basicAuth struct {
 	*authUsers
 	next routeHandler
