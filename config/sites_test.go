@@ -82,6 +82,8 @@ func TestHeadersErrors(t *testing.T) {
 			"Invalid header value; Unknown placeholder {nope}"},
 		{"framing", site("  route \"/\" {\n    headers {\n      add = { \"Content-Length\" = \"1\" }\n    }\n    respond {}\n  }\n"), 4, "cannot be configured"},
 		{"bad remove", site("  route \"/\" {\n    headers {\n      remove = [\"A B\"]\n    }\n    respond {}\n  }\n"), 4, `Invalid header name; The header name "A B"`},
+		{"connection", site("  route \"/\" {\n    headers {\n      remove = [\"connection\"]\n    }\n    respond {}\n  }\n"), 4, "cannot be removed"},
+		{"set connection", site("  route \"/\" {\n    headers {\n      set = { \"Connection\" = \"close\" }\n    }\n    respond {}\n  }\n"), 4, "cannot be configured"},
 		{"two blocks", site("  route \"/\" {\n    headers {}\n    headers {}\n    respond {}\n  }\n"), 4, "Duplicate headers block"},
 		{"unknown key", site("  headers {\n    append = {}\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `An argument named "append"`},
 	}

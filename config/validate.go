@@ -635,13 +635,23 @@ func (v *validator) headers(key string, h *Headers) {
 	}
 	v.fieldMap(key+".set", h.Set, true)
 	v.fieldMap(key+".add", h.Add, true)
+	for _, m := range []struct {
+		name   string
+		fields map[string]string
+	}{{"set", h.Set}, {"add", h.Add}} {
+		for name := range m.fields {
+			if strings.EqualFold(name, "Connection") {
+				v.errorf(fmt.Sprintf("%s.%s[%q]", key, m.name, name), "Invalid header", "The server sets Connection from the connection's state; it cannot be configured.")
+			}
+		}
+	}
 	for i, name := range h.Remove {
 		rkey := fmt.Sprintf("%s.remove[%d]", key, i)
 		switch {
 		case !isToken(name):
 			v.errorf(rkey, "Invalid header name", "The header name %q is not an HTTP token.", name)
-		case isFramingField(name):
-			v.errorf(rkey, "Invalid header", "The server sets %s from the body; it cannot be removed.", name)
+		case isFramingField(name) || strings.EqualFold(name, "Connection"):
+			v.errorf(rkey, "Invalid header", "The server sets %s itself; it cannot be removed.", name)
 		}
 	}
 }
