@@ -82,6 +82,9 @@ func newHTTPRequest(r *Request) (*http.Request, bool) {
 		}
 		hdr[k] = append(hdr[k], string(f.Value))
 	}
+	if len(r.ID) > 0 && r.IDField != "" {
+		hdr[textproto.CanonicalMIMEHeaderKey(r.IDField)] = []string{string(r.ID)}
+	}
 	req := &http.Request{
 		Method:        method(r.Method),
 		URL:           u,

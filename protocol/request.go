@@ -63,8 +63,11 @@ type Request struct {
 	TrustedPeer bool
 	// ID is the request's ID when route middleware gave it one (serve's
 	// request_id): kept from a trusted peer or generated. Access logs
-	// write it; it is empty otherwise.
-	ID []byte
+	// write it; it is empty otherwise. IDField names the header field
+	// that carries it: a net/http handler (FromHTTP) sees the ID there,
+	// in place of what the client sent.
+	ID      []byte
+	IDField string
 
 	// Trailer holds the trailer fields of a chunked body once Body has
 	// returned io.EOF (RFC 9112 §7.1.2). It is empty before that.
@@ -82,7 +85,7 @@ func (r *Request) reset() {
 	r.Header.reset()
 	r.Trailer.reset()
 	r.ContentLength = 0
-	r.ID = r.ID[:0]
+	r.ID, r.IDField = r.ID[:0], ""
 	r.Close = false
 	r.chunked = false
 	r.expectContinue = false

@@ -13,9 +13,10 @@ const maxRequestID = 128
 // requestID gives each request of a route an ID (request_id): the one a
 // trusted peer (a balancer in the listener's trusted list) sent in the
 // field, when well formed, else 128 random bits in hex. The ID lives in
-// Request.ID, so that everything after sees it: the response's field
-// (idHook), the request sent upstream (proxy), an embedded handler, and
-// both access-log formats.
+// Request.ID (and the field's name in Request.IDField), so that everything
+// after sees it: the response's field (idHook), the request sent upstream
+// (proxy), the embedding program's handler (a net/http one in the field),
+// and both access-log formats.
 type requestID struct {
 	name string
 	next routeHandler
@@ -27,6 +28,7 @@ func (m *requestID) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, 
 	} else {
 		r.ID = appendNewID(r.ID[:0])
 	}
+	r.IDField = m.name
 	m.next.serveRoute(w, r, p)
 }
 

@@ -107,3 +107,24 @@ func TestAccessLogRequestID(t *testing.T) {
 		t.Errorf("combined without an ID: %q", got)
 	}
 }
+
+// TestRequestIDEmbedded checks that a site's middleware also stands in
+// front of the embedding program's handler for the paths no route
+// matches: a net/http handler sees the request's ID in its field, and the
+// response carries it and the site's headers.
+func TestRequestIDEmbedded(t *testing.T) {
+	app := protocol.FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("app saw " + r.Header.Get("X-Request-Id")))
+	}))
+	h := newHandler(t, []config.Site{{
+		Name: "s", Hosts: []string{"*"}, Access: config.Access{RequestID: "X-Request-Id"},
+		Headers: &config.Headers{Set: map[string]string{"X-Site": "1"}},
+		Routes:  []config.Route{{Prefix: "/fixed", Respond: &config.Respond{Status: 200}}},
+	}}, Options{Fallback: app})
+	addr := startServer(t, h, nil)
+	r := get(t, addr, "GET", "/app", "X-Request-Id: from-client")
+	id := r.header.Get("X-Request-Id")
+	if r.status != 200 || !generatedID.MatchString(id) || r.body != "app saw "+id || r.header.Get("X-Site") != "1" {
+		t.Errorf("%d %q, ID %q, X-Site %q", r.status, r.body, id, r.header.Get("X-Site"))
+	}
+}

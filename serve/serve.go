@@ -100,11 +100,7 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		h.fallbackSafe = true
 	}
 	h.noSites = len(sites) == 0
-	var notFound func(*config.Site) (routeHandler, error)
-	if h.fallback == nil {
-		notFound = h.siteNotFound
-	}
-	built, err := buildSites(sites, h.newRoute, notFound)
+	built, err := buildSites(sites, h.newRoute, h.siteNotFound)
 	if err == nil && cfg != nil {
 		err = h.buildViews(cfg, built, opts.Bound)
 	}
@@ -128,14 +124,20 @@ func (h *handler) newRoute(cs *config.Site, rt config.Route) (routeHandler, erro
 	return m, nil
 }
 
-// siteNotFound builds the 404 of a site whose middleware must see it, or
-// returns nil when the site has none.
+// siteNotFound builds what answers a site's requests that no route
+// matches, the 404 or the embedding program's handler (Options.Fallback),
+// when the site's middleware must see them (its headers, checks, error
+// pages, request IDs); it returns nil when the site has none.
 func (h *handler) siteNotFound(cs *config.Site) (routeHandler, error) {
-	m, err := h.compose(cs, nil, notFound{})
+	var last routeHandler = notFound{}
+	if h.fallback != nil {
+		last = fallbackRoute{h}
+	}
+	m, err := h.compose(cs, nil, last)
 	if err != nil {
 		return nil, fmt.Errorf("site %q: %w", cs.Name, err)
 	}
-	if _, plain := m.(notFound); plain {
+	if m == last {
 		return nil, nil
 	}
 	return m, nil
@@ -146,6 +148,13 @@ type notFound struct{}
 
 func (notFound) serveRoute(w *protocol.ResponseWriter, _ *protocol.Request, _ *reqPath) {
 	writeError(w, 404)
+}
+
+// fallbackRoute runs the embedding program's handler as a site's route.
+type fallbackRoute struct{ h *handler }
+
+func (f fallbackRoute) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, _ *reqPath) {
+	f.h.serveFallback(w, r)
 }
 
 // routeKind builds the handler of one route's kind.
