@@ -479,6 +479,9 @@ func (c *conn) readHead() int {
 		if err == nil {
 			continue
 		}
+		if c.proxy {
+			return c.proxyLost(err)
+		}
 		if c.r < c.w && isTimeout(err) {
 			return http.StatusRequestTimeout
 		}
@@ -502,6 +505,8 @@ func (c *conn) readHeadNow() int {
 			c.got(n)
 		case err == errWait:
 			return stWait
+		case c.proxy:
+			return c.proxyLost(err)
 		default:
 			return -1 // EOF or a broken connection
 		}

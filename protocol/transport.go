@@ -175,6 +175,10 @@ func (t *netTransport) serveTurns(c *conn) int {
 		c.extendReadDeadline(d)
 	}
 	if err := t.rc.Read(t.readFn); err != nil {
+		if c.proxy {
+			c.proxyLost(err)
+			return actClose
+		}
 		if c.r < c.w && isTimeout(err) {
 			return c.serveRequest(http.StatusRequestTimeout)
 		}
