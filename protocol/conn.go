@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/forkd/forkd/protocol/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -525,7 +526,11 @@ func (c *conn) parseHead() (st int, ok bool) {
 			return st, ok
 		}
 	}
-	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead {
+	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead && wire.CanStartRequest(c.rbuf[c.r]) {
+		// A head that has not ended waits for more bytes, unless its
+		// first byte already refuses it (a TLS ClientHello sent to a
+		// plain listener, say): parseRequest answers that with a 400 at
+		// once, rather than after read_header_timeout.
 		return 0, false
 	}
 	n, st := parseRequest(&c.req, c.rbuf[c.r:c.w], &s.lim)

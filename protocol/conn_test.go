@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,46 @@ func testShortBadRequestLineAnsweredAtOnce(t *testing.T) {
 	_, addr := startServer(t, echo, func(s *Server) { s.Limits.ReadHeaderTimeout = time.Minute })
 	for _, raw := range []string{"GET / \r\n\r\n", "GET / HTTP\r\n\r\n", "GET / X\r\n\r\n"} {
 		checkRefused(t, exchange(t, addr, raw), 400)
+	}
+}
+
+// clientHello returns the first record a TLS client sends: its
+// ClientHello.
+func clientHello(t *testing.T) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		defer a.Close()
+		tls.Client(a, &tls.Config{ServerName: "a.test"}).Handshake()
+	}()
+	buf := make([]byte, 16<<10)
+	n, err := b.Read(buf)
+	if err != nil || n < 6 || buf[0] != 0x16 {
+		t.Fatalf("no ClientHello: %q, %v", buf[:n], err)
+	}
+	return buf[:n]
+}
+
+// TestNoRequestAnsweredAtFirstByte sends the beginning of what can be no
+// request, a TLS ClientHello on a plain listener or a control byte, and
+// nothing more: the 400 comes at once, at the first byte, instead of after
+// ReadHeaderTimeout (a minute here: a server that waits fails at the
+// client's deadline), on a new connection and after a request on one.
+func TestNoRequestAnsweredAtFirstByte(t *testing.T) {
+	inModes(t, testNoRequestAnsweredAtFirstByte)
+}
+
+func testNoRequestAnsweredAtFirstByte(t *testing.T) {
+	_, addr := startServer(t, echo, func(s *Server) { s.Limits.ReadHeaderTimeout = time.Minute })
+	hello := clientHello(t)
+	for _, raw := range []string{string(hello), string(hello[:1]), "\x00", "\x01GET / HTTP/1.1\r\n", " GET", "\nGET /"} {
+		checkRefused(t, exchange(t, addr, raw), 400)
+		out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"+raw)
+		rs := readResponses(t, out, "GET", "GET")
+		if rs[0].StatusCode != 200 || rs[1].StatusCode != 400 || !rs[1].Close {
+			t.Fatalf("%q after a request: %d, %d", raw, rs[0].StatusCode, rs[1].StatusCode)
+		}
 	}
 }
 
