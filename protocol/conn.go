@@ -35,7 +35,8 @@ const (
 // Connection states, for Shutdown.
 const (
 	stateActive = iota
-	stateIdle
+	stateIdle   // waiting for its next request
+	stateFresh  // waiting for its first request: Shutdown leaves its deadline
 )
 
 // conn is one client connection: the HTTP exchange (its buffers, the
@@ -629,9 +630,16 @@ func (c *conn) headComplete() bool {
 // idle timeout, the read-header timeout before the first request, or the
 // drain grace once Shutdown has begun. The deadline is set before the state
 // changes, so a concurrent Shutdown's deadline always lands after it.
+//
+// The drain grace is for connections that have carried a request: one that
+// has not keeps its read-header timeout under Shutdown too. Its client has
+// not been slow (its TLS handshake may just have ended, on a worker short of
+// CPU), and cutting it would fail a request it has every right to send;
+// Shutdown's own deadline (graceful_timeout) still bounds it.
 func (c *conn) enterIdle() {
 	s := c.srv
-	if !s.draining.Load() {
+	switch {
+	case !s.draining.Load():
 		d := s.lim.IdleTimeout
 		if c.first {
 			d = s.lim.ReadHeaderTimeout
@@ -645,15 +653,34 @@ func (c *conn) enterIdle() {
 		} else {
 			c.extendReadDeadline(d)
 		}
+	case c.first:
+		c.keepFirstDeadline()
 	}
-	c.state.Store(stateIdle)
+	st := int32(stateIdle)
+	if c.first {
+		st = stateFresh
+	}
+	c.state.Store(st)
 	c.setState(http.StateIdle) // hook: Server.ConnState (connstate.go)
-	if s.draining.Load() {
+	if s.draining.Load() && !c.first {
 		c.mu.Lock()
 		c.t.setReadDeadline(time.Now().Add(s.idleGrace))
 		c.mu.Unlock()
 		c.rdl = 0
 	}
+}
+
+// keepFirstDeadline sets the read deadline of c, which waits for its first
+// request under Shutdown, to the read-header timeout it had (rdl: from
+// accept, or from its last read), or a full one when that is unknown. It
+// no longer parks: there are no loops to go back to.
+func (c *conn) keepFirstDeadline() {
+	c.parking = false // rdl is the real deadline (see becomeActive)
+	if c.rdl == 0 {
+		c.setReadDeadline(time.Now(), c.srv.lim.ReadHeaderTimeout)
+		return
+	}
+	c.t.setReadDeadline(c.srv.epoch.Add(c.rdl))
 }
 
 // becomeActive marks the connection busy when a request's first bytes
@@ -686,7 +713,9 @@ func (c *conn) mayPark(d time.Duration) bool {
 }
 
 // drainIdle is Shutdown's call: an idle connection gets until dl for its
-// next request, which will be answered with Connection: close.
+// next request, which will be answered with Connection: close. One that
+// has not carried a request yet (stateFresh) keeps its read-header timeout
+// (see enterIdle).
 func (c *conn) drainIdle(dl time.Time) {
 	c.mu.Lock()
 	if c.state.Load() == stateIdle {

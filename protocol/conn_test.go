@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -915,6 +916,57 @@ func testShutdownClosesIdle(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("want EOF, got %v", err)
+	}
+}
+
+// TestShutdownSparesFreshConnections: under Shutdown, a connection that
+// has carried no request yet (a client that has just connected, or just
+// finished its TLS handshake) is not cut after IdleGrace, as an idle
+// keep-alive one is: it keeps its ReadHeaderTimeout for its first request,
+// which is answered with Connection: close.
+func TestShutdownSparesFreshConnections(t *testing.T) {
+	inModes(t, testShutdownSparesFreshConnections)
+}
+
+func testShutdownSparesFreshConnections(t *testing.T) {
+	const grace = 20 * time.Millisecond
+	s, addr := startServer(t, hello, func(s *Server) {
+		s.IdleGrace = grace
+		s.Limits.ReadHeaderTimeout = time.Minute
+	})
+	used := dial(t, addr)
+	usedR := bufio.NewReader(used)
+	io.WriteString(used, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(usedR, nil); err != nil || bodyOf(resp) == "" {
+		t.Fatal(err)
+	}
+	fresh := dial(t, addr)
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().OpenConns != 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second connection was not accepted: %+v", s.Stats())
+		}
+		runtime.Gosched()
+	}
+
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// The keep-alive connection is closed once idle for the grace...
+	if _, err := usedR.ReadByte(); err != io.EOF {
+		t.Fatalf("idle keep-alive connection during shutdown: %v, want EOF", err)
+	}
+	// ...the fresh one is not, even well past it.
+	fresh.SetReadDeadline(time.Now().Add(10 * grace))
+	if n, err := fresh.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Fatalf("fresh connection during shutdown: read %d, %v; want it open", n, err)
+	}
+	fresh.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(fresh, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(fresh), nil)
+	if err != nil || !resp.Close || bodyOf(resp) != "Hello, World!" {
+		t.Fatalf("fresh connection's request during shutdown: %v %v", resp, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -182,8 +182,17 @@ func (t *netTransport) serveTurns(c *conn) int {
 		if c.r < c.w && isTimeout(err) {
 			return c.serveRequest(http.StatusRequestTimeout)
 		}
-		if c.parking && c.r == c.w && len(c.wbuf) == 0 && isTimeout(err) && !c.srv.draining.Load() {
-			return actPark
+		if c.parking && c.r == c.w && len(c.wbuf) == 0 && isTimeout(err) {
+			if !c.srv.draining.Load() {
+				return actPark
+			}
+			if c.first {
+				// Shutdown began while it waited to park: a connection
+				// that has carried no request keeps its read-header
+				// timeout (see enterIdle).
+				c.keepFirstDeadline()
+				return actNext
+			}
 		}
 		return actClose
 	}
