@@ -579,9 +579,12 @@ func (c *conn) prepareRead() bool {
 		c.enterIdle()
 	} else if !c.partial {
 		// RFC 9112 has no number; ReadHeaderTimeout counts from the
-		// request's first byte.
+		// request's first byte, once: later bytes do not move it.
 		c.partial = true
 		c.setReadDeadline(time.Now(), s.lim.ReadHeaderTimeout)
+		if t, ok := c.t.(*loopTransport); ok && t.l != nil {
+			t.l.sweepBy(c.rdl) // the 408 is due then, not at the next second's sweep
+		}
 	}
 	return true
 }

@@ -567,6 +567,81 @@ func testReadHeaderTimeout(t *testing.T) {
 	}
 }
 
+// TestReadHeaderTimeoutOnTime trickles request heads a byte at a time,
+// without end: each gets its 408 ReadHeaderTimeout after its first byte,
+// though bytes keep coming (they do not move the deadline), and not a
+// second later, whenever in the event loops' once-a-second sweep its
+// deadline falls: the heads start 200 ms apart, so that their deadlines
+// cover a whole second of it. The bound is generous (twice the timeout);
+// a sweep that waited for its next round would answer some head 0.8 s or
+// more late.
+func TestReadHeaderTimeoutOnTime(t *testing.T) { inModes(t, testReadHeaderTimeoutOnTime) }
+
+func testReadHeaderTimeoutOnTime(t *testing.T) {
+	const (
+		timeout = 500 * time.Millisecond
+		every   = 100 * time.Millisecond // a byte
+		heads   = 5
+		apart   = 200 * time.Millisecond
+	)
+	_, addr := startServer(t, hello, func(s *Server) { s.Limits.ReadHeaderTimeout = timeout })
+	head := "GET /" + strings.Repeat("a", 200) // 20 s of bytes: it never ends
+	type result struct {
+		took time.Duration
+		resp *http.Response
+		err  error
+	}
+	results := make(chan result, heads)
+	for i := range heads {
+		go func() {
+			<-time.After(time.Duration(i) * apart)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			if _, err := io.WriteString(c, head[:1]); err != nil {
+				results <- result{err: err}
+				return
+			}
+			stop := make(chan struct{})
+			go func() {
+				tick := time.NewTicker(every)
+				defer tick.Stop()
+				for k := 1; k < len(head); k++ {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					if _, err := io.WriteString(c, head[k:k+1]); err != nil {
+						return // the server has answered and closed
+					}
+				}
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			r := result{took: time.Since(start), resp: resp, err: err}
+			close(stop)
+			results <- r
+		}()
+	}
+	for range heads {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("no answer to a trickled head: %v", r.err)
+		}
+		if r.resp.StatusCode != 408 {
+			t.Fatalf("status %d, want 408", r.resp.StatusCode)
+		}
+		if r.took < timeout || r.took >= 2*timeout {
+			t.Errorf("408 after %v, want it after ReadHeaderTimeout (%v), counted from the first byte", r.took, timeout)
+		}
+	}
+}
+
 func TestIdleTimeout(t *testing.T) { inModes(t, testIdleTimeout) }
 
 func testIdleTimeout(t *testing.T) {
