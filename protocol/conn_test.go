@@ -636,6 +636,7 @@ func testReadHeaderTimeoutOnTime(t *testing.T) {
 		if r.resp.StatusCode != 408 {
 			t.Fatalf("status %d, want 408", r.resp.StatusCode)
 		}
+		t.Logf("408 after %v", r.took)
 		if r.took < timeout || r.took >= 2*timeout {
 			t.Errorf("408 after %v, want it after ReadHeaderTimeout (%v), counted from the first byte", r.took, timeout)
 		}
