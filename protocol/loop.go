@@ -576,7 +576,7 @@ func (l *eventLoop) sweep() bool {
 		case c == nil:
 		case draining || c.rdl != 0 && c.rdl <= now:
 			out = append(out, c)
-		case c.partial || c.lt.lingering:
+		case c.rdl > now && (c.partial || c.lt.lingering):
 			l.sweepBy(c.rdl)
 		}
 	}
