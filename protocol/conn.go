@@ -501,6 +501,13 @@ func (c *conn) readHeadNow() int {
 		if !c.prepareRead() {
 			return -1
 		}
+		if c.r < c.w {
+			// A head has begun but not ended: if the client closed
+			// after it, only a read says so (one read(2) more per wait
+			// for the rest of a head), and the connection closes now
+			// instead of at read_header_timeout.
+			c.t.readAgain()
+		}
 		n, err := c.t.readNow(c.rbuf[c.w:])
 		switch {
 		case n > 0:

@@ -643,6 +643,47 @@ func testReadHeaderTimeoutOnTime(t *testing.T) {
 	}
 }
 
+// TestCutHeadClosedAtOnce: a client that sends part of a head, or of a
+// PROXY header, and then closes its end is closed at once without an
+// answer, not at ReadHeaderTimeout (a minute here: a server that waits
+// fails the client's deadline). Its bytes and its FIN are both in the
+// socket before the server first reads it (the server's one connection
+// slot is taken until then), so the end of the stream brings no readiness
+// of its own after the read that returns the bytes.
+func TestCutHeadClosedAtOnce(t *testing.T) { inModes(t, testCutHeadClosedAtOnce) }
+
+func testCutHeadClosedAtOnce(t *testing.T) {
+	const proxyHeader = "PROXY TCP4 192.0.2.7 127.0.0.1 40000 80\r\n"
+	for _, proxied := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, addr := serveOn(t, ln, hello, func(s *Server) {
+			s.Limits.ReadHeaderTimeout = time.Minute
+			s.Limits.MaxConnections = 1
+		}, ListenOptions{ProxyProtocol: proxied, Trusted: loopback})
+		first, cut := getReq, "GET / HTTP/1.1\r\nHost"
+		if proxied {
+			first, cut = proxyHeader+getReq, proxyHeader[:20]
+		}
+		hold := dial(t, addr)
+		io.WriteString(hold, first)
+		if resp, err := http.ReadResponse(bufio.NewReader(hold), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first connection: %v %v", resp, err)
+		}
+		c := dial(t, addr)
+		io.WriteString(c, cut)
+		c.(*net.TCPConn).CloseWrite()
+		waitDelivered(t, c)
+		hold.Close() // the slot is free: the server takes c, FIN and all
+		b, err := io.ReadAll(c)
+		if err != nil || len(b) > 0 {
+			t.Fatalf("proxied %v: a head cut short got %q, %v; want the connection closed at once, unanswered", proxied, b, err)
+		}
+	}
+}
+
 func TestIdleTimeout(t *testing.T) { inModes(t, testIdleTimeout) }
 
 func testIdleTimeout(t *testing.T) {

@@ -253,6 +253,8 @@ func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }
 
 func (t *loopTransport) readNow(p []byte) (int, error) { return readRaw(t.fd, p, &t.drained) }
 
+func (t *loopTransport) readAgain() { t.drained = false }
+
 func (t *loopTransport) writeNow(step func(uintptr) bool) bool { return step(uintptr(t.fd)) }
 
 func (t *loopTransport) setReadDeadline(time.Time) {} // the sweep enforces c.rdl

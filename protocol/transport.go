@@ -43,6 +43,10 @@ type transport interface {
 	// without waiting at this moment: a netTransport outside its read
 	// callback. At the end of the stream it returns io.EOF.
 	readNow(p []byte) (int, error)
+	// readAgain makes the next readNow read even if the last read came
+	// back short: the end of the stream may have come with that read's
+	// bytes, and brings no readiness of its own afterwards.
+	readAgain()
 	// writeNow calls step with the descriptor if the transport may use it
 	// at this moment, and returns what step returned: true when it is done
 	// (or failed), false when it must wait for the socket. It returns false
@@ -101,6 +105,8 @@ func (t *netTransport) readNow(p []byte) (int, error) {
 	}
 	return readRaw(t.fd, p, &t.drained)
 }
+
+func (t *netTransport) readAgain() { t.drained = false }
 
 func (t *netTransport) writeNow(step func(uintptr) bool) bool {
 	return t.fd >= 0 && step(uintptr(t.fd))
