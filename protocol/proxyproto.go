@@ -469,10 +469,13 @@ func checkProxyV2TLVs(b []byte, i, n int) error {
 		// zeroed. (MakeTable makes Castagnoli's table once, and hands
 		// every caller that one.)
 		castagnoli := crc32.MakeTable(crc32.Castagnoli)
-		var zero [4]byte
-		sum := crc32.Update(0, castagnoli, b[:crc])
-		sum = crc32.Update(sum, castagnoli, zero[:])
-		sum = crc32.Update(sum, castagnoli, b[crc+4:n])
+		sum := ^crc32.Update(0, castagnoli, b[:crc])
+		for range 4 {
+			// A zero byte, the table way (a slice of zeros passed to
+			// Update would escape, and allocate).
+			sum = castagnoli[byte(sum)] ^ sum>>8
+		}
+		sum = crc32.Update(^sum, castagnoli, b[crc+4:n])
 		if sum != binary.BigEndian.Uint32(b[crc:crc+4]) {
 			return errProxyV2CRC
 		}

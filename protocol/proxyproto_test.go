@@ -214,6 +214,9 @@ func TestParseProxyHeaderAllocs(t *testing.T) {
 		[]byte("PROXY TCP4 1.2.3.4 1.2.3"),
 		[]byte("PROXY TCP4 1.2.3.4 1.2.3.4 99999 1\r\n"),
 		v2(0x21, 0x41, nil),
+		withCRC(v2inet("192.0.2.1", "198.51.100.2", 1, 2, []byte{4, 0, 1, 0}), false),
+		withCRC(v2inet("192.0.2.1", "198.51.100.2", 1, 2, nil), true),
+		v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{0x04, 0xff, 0xff}),
 	}
 	for _, in := range ins {
 		if a := testing.AllocsPerRun(100, func() { _, _, _ = ParseProxyHeader(in) }); a != 0 {
