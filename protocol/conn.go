@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -74,6 +75,10 @@ type conn struct {
 	// one when it strikes (backToLoop).
 	parking bool
 	proxy   bool // a PROXY header must come first (proxyconn.go)
+	// trusted is the listener's ListenOptions.Trusted, against which the
+	// client address is judged again when a PROXY header names it
+	// (setClient).
+	trusted []netip.Prefix
 
 	// The two transports, kept with the conn so that a pooled conn brings
 	// them along; c.t points at the one in use.
@@ -174,6 +179,7 @@ func (c *conn) reset() {
 	c.partial = false
 	c.parking = false
 	c.proxy = false
+	c.trusted = nil
 	c.hijacked = false
 	c.resp.hijacked = false
 	c.state.Store(stateActive)
@@ -549,7 +555,7 @@ func (c *conn) parseHead() (st int, ok bool) {
 		if nc := c.netConn(); c.first && nc != nil && c.rawConn() == nil {
 			// A layered connection (TLS over NewProxyListener's) may
 			// learn its client's address in its first Read.
-			c.req.RemoteAddr = nc.RemoteAddr()
+			c.setClient(nc.RemoteAddr())
 		}
 		return 0, true
 	}

@@ -51,10 +51,28 @@ type ListenOptions struct {
 // trusts reports whether a peer at addr may connect to a listener served
 // with o.
 func (o *ListenOptions) trusts(addr net.Addr) bool {
+	return trustedAddr(o.Trusted, addr)
+}
+
+// setClient makes addr, which a PROXY header named, the connection's
+// client address, and judges it again against the listener's trusted
+// peers: forwarding headers are the client's own words now, believed only
+// if the client itself is trusted. A balancer in trusted may send the PROXY
+// header; that does not make what its clients typed (X-Forwarded-For behind
+// a layer-4 balancer) true. A LOCAL header (the balancer's own health
+// check) names no client and leaves the peer's verdict.
+func (c *conn) setClient(addr net.Addr) {
+	c.req.RemoteAddr = addr
+	c.req.TrustedPeer = trustedAddr(c.trusted, addr)
+}
+
+// trustedAddr reports whether addr is in trusted; a unix socket's peer,
+// which has no address, always is.
+func trustedAddr(trusted []netip.Prefix, addr net.Addr) bool {
 	switch a := addr.(type) {
 	case *net.TCPAddr:
 		ip, ok := netip.AddrFromSlice(a.IP)
-		return ok && ProxyTrusted(o.Trusted, ip)
+		return ok && ProxyTrusted(trusted, ip)
 	case *net.UnixAddr:
 		return true
 	}
@@ -128,7 +146,7 @@ func (c *conn) takeProxyHeader() (st int, ok bool) {
 		c.scan = c.r
 		c.proxy = false
 		if h.Source.IsValid() {
-			c.req.RemoteAddr = net.TCPAddrFromAddrPort(h.Source)
+			c.setClient(net.TCPAddrFromAddrPort(h.Source))
 		}
 		return 0, true
 	}

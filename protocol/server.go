@@ -294,8 +294,8 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		s.acceptMu.RUnlock() // taken for this accept, above
 		s.open.Add(1)
 		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
-		c.proxy = o.ProxyProtocol
-		c.req.TrustedPeer = o.trusts(c.req.RemoteAddr) // the peer's, before any PROXY header
+		c.proxy, c.trusted = o.ProxyProtocol, o.Trusted
+		c.req.TrustedPeer = o.trusts(c.req.RemoteAddr) // the peer's; a PROXY header's client is judged again (setClient)
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()
