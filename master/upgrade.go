@@ -241,6 +241,13 @@ func (m *Master) signalUpgradeReady() {
 		// Without a pidfile nobody could find us: fail the upgrade, so the
 		// old master keeps serving with its own.
 		m.log.Error("binary upgrade failed: cannot write pidfile; stopping this new master", "error", err)
+		// Stop answering on the control socket we share with the old
+		// master before it learns of the failure: from then on every
+		// `forkd status` must reach the master that keeps serving. The
+		// file stays (KeepFile): it is still the old master's.
+		if m.ctlSrv != nil {
+			m.ctlSrv.Close()
+		}
 		m.readyPipe.Close()
 		m.readyPipe = nil
 		m.exitCode = ExitConfig

@@ -292,8 +292,8 @@ func (ll *loopListener) admit(fd int, rlen uint32, rsa *unix.RawSockaddrAny) *co
 	s.acceptMu.RUnlock()
 	s.open.Add(1)
 	s.connNew(c, ll.base) // hook: ConnContext, ConnState (connstate.go)
-	c.proxy = ll.proxy.ProxyProtocol
-	c.req.TrustedPeer = ll.proxy.trusts(c.req.RemoteAddr) // the peer's, before any PROXY header
+	c.proxy, c.trusted = ll.proxy.ProxyProtocol, ll.proxy.Trusted
+	c.req.TrustedPeer = ll.proxy.trusts(c.req.RemoteAddr) // the peer's; a PROXY header's client is judged again (setClient)
 	switch {
 	case closed: // Close raced with this accept
 		c.release()

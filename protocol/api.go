@@ -210,6 +210,10 @@ func (f HandlerFunc) Serve(w *ResponseWriter, r *Request) { f(w, r) }
 // Limits bounds what one client may make a worker do. Zero values mean the
 // defaults in DefaultLimits. It is also config.hcl's limits block
 // (config.Limits is this type), and the JSON names are that block's keys.
+//
+// ReadHeaderTimeout is counted once per head, from its first byte: later
+// bytes do not extend it. A new connection also gets that long for its
+// first byte, and is then closed without an answer, under Shutdown too.
 type Limits struct {
 	RequestLine       int           `json:"request_line"`        // bytes in the request line; over it: 414
 	HeaderBytes       int           `json:"header_bytes"`        // bytes in all header fields; over it: 431

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/forkd/forkd/protocol/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,7 +36,8 @@ const (
 // Connection states, for Shutdown.
 const (
 	stateActive = iota
-	stateIdle
+	stateIdle   // waiting for its next request
+	stateFresh  // waiting for its first request: Shutdown leaves its deadline
 )
 
 // conn is one client connection: the HTTP exchange (its buffers, the
@@ -72,6 +75,10 @@ type conn struct {
 	// one when it strikes (backToLoop).
 	parking bool
 	proxy   bool // a PROXY header must come first (proxyconn.go)
+	// trusted is the listener's ListenOptions.Trusted, against which the
+	// client address is judged again when a PROXY header names it
+	// (setClient).
+	trusted []netip.Prefix
 
 	// The two transports, kept with the conn so that a pooled conn brings
 	// them along; c.t points at the one in use.
@@ -172,6 +179,7 @@ func (c *conn) reset() {
 	c.partial = false
 	c.parking = false
 	c.proxy = false
+	c.trusted = nil
 	c.hijacked = false
 	c.resp.hijacked = false
 	c.state.Store(stateActive)
@@ -479,6 +487,9 @@ func (c *conn) readHead() int {
 		if err == nil {
 			continue
 		}
+		if c.proxy {
+			return c.proxyLost(err)
+		}
 		if c.r < c.w && isTimeout(err) {
 			return http.StatusRequestTimeout
 		}
@@ -496,12 +507,21 @@ func (c *conn) readHeadNow() int {
 		if !c.prepareRead() {
 			return -1
 		}
+		if c.r < c.w {
+			// A head has begun but not ended: if the client closed
+			// after it, only a read says so (one read(2) more per wait
+			// for the rest of a head), and the connection closes now
+			// instead of at read_header_timeout.
+			c.t.readAgain()
+		}
 		n, err := c.t.readNow(c.rbuf[c.w:])
 		switch {
 		case n > 0:
 			c.got(n)
 		case err == errWait:
 			return stWait
+		case c.proxy:
+			return c.proxyLost(err)
 		default:
 			return -1 // EOF or a broken connection
 		}
@@ -520,7 +540,11 @@ func (c *conn) parseHead() (st int, ok bool) {
 			return st, ok
 		}
 	}
-	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead {
+	if c.r == c.w || !c.headComplete() && c.w-c.r < s.maxHead && wire.CanStartRequest(c.rbuf[c.r]) {
+		// A head that has not ended waits for more bytes, unless its
+		// first byte already refuses it (a TLS ClientHello sent to a
+		// plain listener, say): parseRequest answers that with a 400 at
+		// once, rather than after read_header_timeout.
 		return 0, false
 	}
 	n, st := parseRequest(&c.req, c.rbuf[c.r:c.w], &s.lim)
@@ -531,7 +555,7 @@ func (c *conn) parseHead() (st int, ok bool) {
 		if nc := c.netConn(); c.first && nc != nil && c.rawConn() == nil {
 			// A layered connection (TLS over NewProxyListener's) may
 			// learn its client's address in its first Read.
-			c.req.RemoteAddr = nc.RemoteAddr()
+			c.setClient(nc.RemoteAddr())
 		}
 		return 0, true
 	}
@@ -568,9 +592,12 @@ func (c *conn) prepareRead() bool {
 		c.enterIdle()
 	} else if !c.partial {
 		// RFC 9112 has no number; ReadHeaderTimeout counts from the
-		// request's first byte.
+		// request's first byte, once: later bytes do not move it.
 		c.partial = true
 		c.setReadDeadline(time.Now(), s.lim.ReadHeaderTimeout)
+		if t, ok := c.t.(*loopTransport); ok && t.l != nil {
+			t.l.sweepBy(c.rdl) // the 408 is due then, not at the next second's sweep
+		}
 	}
 	return true
 }
@@ -619,9 +646,16 @@ func (c *conn) headComplete() bool {
 // idle timeout, the read-header timeout before the first request, or the
 // drain grace once Shutdown has begun. The deadline is set before the state
 // changes, so a concurrent Shutdown's deadline always lands after it.
+//
+// The drain grace is for connections that have carried a request: one that
+// has not keeps its read-header timeout under Shutdown too. Its client has
+// not been slow (its TLS handshake may just have ended, on a worker short of
+// CPU), and cutting it would fail a request it has every right to send;
+// Shutdown's own deadline (graceful_timeout) still bounds it.
 func (c *conn) enterIdle() {
 	s := c.srv
-	if !s.draining.Load() {
+	switch {
+	case !s.draining.Load():
 		d := s.lim.IdleTimeout
 		if c.first {
 			d = s.lim.ReadHeaderTimeout
@@ -635,15 +669,34 @@ func (c *conn) enterIdle() {
 		} else {
 			c.extendReadDeadline(d)
 		}
+	case c.first:
+		c.keepFirstDeadline()
 	}
-	c.state.Store(stateIdle)
+	st := int32(stateIdle)
+	if c.first {
+		st = stateFresh
+	}
+	c.state.Store(st)
 	c.setState(http.StateIdle) // hook: Server.ConnState (connstate.go)
-	if s.draining.Load() {
+	if s.draining.Load() && !c.first {
 		c.mu.Lock()
 		c.t.setReadDeadline(time.Now().Add(s.idleGrace))
 		c.mu.Unlock()
 		c.rdl = 0
 	}
+}
+
+// keepFirstDeadline sets the read deadline of c, which waits for its first
+// request under Shutdown, to the read-header timeout it had (rdl: from
+// accept, or from its last read), or a full one when that is unknown. It
+// no longer parks: there are no loops to go back to.
+func (c *conn) keepFirstDeadline() {
+	c.parking = false // rdl is the real deadline (see becomeActive)
+	if c.rdl == 0 {
+		c.setReadDeadline(time.Now(), c.srv.lim.ReadHeaderTimeout)
+		return
+	}
+	c.t.setReadDeadline(c.srv.epoch.Add(c.rdl))
 }
 
 // becomeActive marks the connection busy when a request's first bytes
@@ -676,7 +729,9 @@ func (c *conn) mayPark(d time.Duration) bool {
 }
 
 // drainIdle is Shutdown's call: an idle connection gets until dl for its
-// next request, which will be answered with Connection: close.
+// next request, which will be answered with Connection: close. One that
+// has not carried a request yet (stateFresh) keeps its read-header timeout
+// (see enterIdle).
 func (c *conn) drainIdle(dl time.Time) {
 	c.mu.Lock()
 	if c.state.Load() == stateIdle {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +64,46 @@ func testShortBadRequestLineAnsweredAtOnce(t *testing.T) {
 	_, addr := startServer(t, echo, func(s *Server) { s.Limits.ReadHeaderTimeout = time.Minute })
 	for _, raw := range []string{"GET / \r\n\r\n", "GET / HTTP\r\n\r\n", "GET / X\r\n\r\n"} {
 		checkRefused(t, exchange(t, addr, raw), 400)
+	}
+}
+
+// clientHello returns the first record a TLS client sends: its
+// ClientHello.
+func clientHello(t *testing.T) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		defer a.Close()
+		tls.Client(a, &tls.Config{ServerName: "a.test"}).Handshake()
+	}()
+	buf := make([]byte, 16<<10)
+	n, err := b.Read(buf)
+	if err != nil || n < 6 || buf[0] != 0x16 {
+		t.Fatalf("no ClientHello: %q, %v", buf[:n], err)
+	}
+	return buf[:n]
+}
+
+// TestNoRequestAnsweredAtFirstByte sends the beginning of what can be no
+// request, a TLS ClientHello on a plain listener or a control byte, and
+// nothing more: the 400 comes at once, at the first byte, instead of after
+// ReadHeaderTimeout (a minute here: a server that waits fails at the
+// client's deadline), on a new connection and after a request on one.
+func TestNoRequestAnsweredAtFirstByte(t *testing.T) {
+	inModes(t, testNoRequestAnsweredAtFirstByte)
+}
+
+func testNoRequestAnsweredAtFirstByte(t *testing.T) {
+	_, addr := startServer(t, echo, func(s *Server) { s.Limits.ReadHeaderTimeout = time.Minute })
+	hello := clientHello(t)
+	for _, raw := range []string{string(hello), string(hello[:1]), "\x00", "\x01GET / HTTP/1.1\r\n", " GET", "\nGET /"} {
+		checkRefused(t, exchange(t, addr, raw), 400)
+		out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n"+raw)
+		rs := readResponses(t, out, "GET", "GET")
+		if rs[0].StatusCode != 200 || rs[1].StatusCode != 400 || !rs[1].Close {
+			t.Fatalf("%q after a request: %d, %d", raw, rs[0].StatusCode, rs[1].StatusCode)
+		}
 	}
 }
 
@@ -525,6 +567,123 @@ func testReadHeaderTimeout(t *testing.T) {
 	}
 }
 
+// TestReadHeaderTimeoutOnTime trickles request heads a byte at a time,
+// without end: each gets its 408 ReadHeaderTimeout after its first byte,
+// though bytes keep coming (they do not move the deadline), and not a
+// second later, whenever in the event loops' once-a-second sweep its
+// deadline falls: the heads start 200 ms apart, so that their deadlines
+// cover a whole second of it. The bound is generous (twice the timeout);
+// a sweep that waited for its next round would answer some head 0.8 s or
+// more late.
+func TestReadHeaderTimeoutOnTime(t *testing.T) { inModes(t, testReadHeaderTimeoutOnTime) }
+
+func testReadHeaderTimeoutOnTime(t *testing.T) {
+	const (
+		timeout = 500 * time.Millisecond
+		every   = 100 * time.Millisecond // a byte
+		heads   = 5
+		apart   = 200 * time.Millisecond
+	)
+	_, addr := startServer(t, hello, func(s *Server) { s.Limits.ReadHeaderTimeout = timeout })
+	head := "GET /" + strings.Repeat("a", 200) // 20 s of bytes: it never ends
+	type result struct {
+		took time.Duration
+		resp *http.Response
+		err  error
+	}
+	results := make(chan result, heads)
+	for i := range heads {
+		go func() {
+			<-time.After(time.Duration(i) * apart)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			if _, err := io.WriteString(c, head[:1]); err != nil {
+				results <- result{err: err}
+				return
+			}
+			stop := make(chan struct{})
+			go func() {
+				tick := time.NewTicker(every)
+				defer tick.Stop()
+				for k := 1; k < len(head); k++ {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					if _, err := io.WriteString(c, head[k:k+1]); err != nil {
+						return // the server has answered and closed
+					}
+				}
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			r := result{took: time.Since(start), resp: resp, err: err}
+			close(stop)
+			results <- r
+		}()
+	}
+	for range heads {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("no answer to a trickled head: %v", r.err)
+		}
+		if r.resp.StatusCode != 408 {
+			t.Fatalf("status %d, want 408", r.resp.StatusCode)
+		}
+		t.Logf("408 after %v", r.took)
+		if r.took < timeout || r.took >= 2*timeout {
+			t.Errorf("408 after %v, want it after ReadHeaderTimeout (%v), counted from the first byte", r.took, timeout)
+		}
+	}
+}
+
+// TestCutHeadClosedAtOnce: a client that sends part of a head, or of a
+// PROXY header, and then closes its end is closed at once without an
+// answer, not at ReadHeaderTimeout (a minute here: a server that waits
+// fails the client's deadline). Its bytes and its FIN are both in the
+// socket before the server first reads it (the server's one connection
+// slot is taken until then), so the end of the stream brings no readiness
+// of its own after the read that returns the bytes.
+func TestCutHeadClosedAtOnce(t *testing.T) { inModes(t, testCutHeadClosedAtOnce) }
+
+func testCutHeadClosedAtOnce(t *testing.T) {
+	const proxyHeader = "PROXY TCP4 192.0.2.7 127.0.0.1 40000 80\r\n"
+	for _, proxied := range []bool{false, true} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, addr := serveOn(t, ln, hello, func(s *Server) {
+			s.Limits.ReadHeaderTimeout = time.Minute
+			s.Limits.MaxConnections = 1
+		}, ListenOptions{ProxyProtocol: proxied, Trusted: loopback})
+		first, cut := getReq, "GET / HTTP/1.1\r\nHost"
+		if proxied {
+			first, cut = proxyHeader+getReq, proxyHeader[:20]
+		}
+		hold := dial(t, addr)
+		io.WriteString(hold, first)
+		if resp, err := http.ReadResponse(bufio.NewReader(hold), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("first connection: %v %v", resp, err)
+		}
+		c := dial(t, addr)
+		io.WriteString(c, cut)
+		c.(*net.TCPConn).CloseWrite()
+		waitDelivered(t, c)
+		hold.Close() // the slot is free: the server takes c, FIN and all
+		b, err := io.ReadAll(c)
+		if err != nil || len(b) > 0 {
+			t.Fatalf("proxied %v: a head cut short got %q, %v; want the connection closed at once, unanswered", proxied, b, err)
+		}
+	}
+}
+
 func TestIdleTimeout(t *testing.T) { inModes(t, testIdleTimeout) }
 
 func testIdleTimeout(t *testing.T) {
@@ -874,6 +1033,57 @@ func testShutdownClosesIdle(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("want EOF, got %v", err)
+	}
+}
+
+// TestShutdownSparesFreshConnections: under Shutdown, a connection that
+// has carried no request yet (a client that has just connected, or just
+// finished its TLS handshake) is not cut after IdleGrace, as an idle
+// keep-alive one is: it keeps its ReadHeaderTimeout for its first request,
+// which is answered with Connection: close.
+func TestShutdownSparesFreshConnections(t *testing.T) {
+	inModes(t, testShutdownSparesFreshConnections)
+}
+
+func testShutdownSparesFreshConnections(t *testing.T) {
+	const grace = 20 * time.Millisecond
+	s, addr := startServer(t, hello, func(s *Server) {
+		s.IdleGrace = grace
+		s.Limits.ReadHeaderTimeout = time.Minute
+	})
+	used := dial(t, addr)
+	usedR := bufio.NewReader(used)
+	io.WriteString(used, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, err := http.ReadResponse(usedR, nil); err != nil || bodyOf(resp) == "" {
+		t.Fatal(err)
+	}
+	fresh := dial(t, addr)
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().OpenConns != 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second connection was not accepted: %+v", s.Stats())
+		}
+		runtime.Gosched()
+	}
+
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// The keep-alive connection is closed once idle for the grace...
+	if _, err := usedR.ReadByte(); err != io.EOF {
+		t.Fatalf("idle keep-alive connection during shutdown: %v, want EOF", err)
+	}
+	// ...the fresh one is not, even well past it.
+	fresh.SetReadDeadline(time.Now().Add(10 * grace))
+	if n, err := fresh.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Fatalf("fresh connection during shutdown: read %d, %v; want it open", n, err)
+	}
+	fresh.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(fresh, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(fresh), nil)
+	if err != nil || !resp.Close || bodyOf(resp) != "Hello, World!" {
+		t.Fatalf("fresh connection's request during shutdown: %v %v", resp, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -29,6 +29,10 @@ func FuzzParseRequest(f *testing.F) {
 		if st == statusNeedMore && headEnded(data) {
 			t.Fatalf("a complete head asks for more bytes")
 		}
+		if len(data) > 0 && !wire.CanStartRequest(data[0]) && st != 400 {
+			// conn.parseHead refuses such a head before it ends.
+			t.Fatalf("first byte %#02x: status %d, want 400", data[0], st)
+		}
 		if st == statusNeedMore || st != 0 {
 			if st != statusNeedMore && (st < 400 || st > 505) {
 				t.Fatalf("status %d", st)

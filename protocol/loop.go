@@ -233,6 +233,8 @@ func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }
 
 func (t *loopTransport) readNow(p []byte) (int, error) { return readRaw(t.fd, p, &t.drained) }
 
+func (t *loopTransport) readAgain() { t.drained = false }
+
 func (t *loopTransport) writeNow(step func(uintptr) bool) bool { return step(uintptr(t.fd)) }
 
 func (t *loopTransport) setReadDeadline(time.Time) {} // the sweep enforces c.rdl
@@ -455,8 +457,8 @@ func (t *loopTransport) linger(c *conn) int {
 	if st == lingerWait {
 		t.lingering = true
 		c.rdl = time.Since(c.srv.epoch) + lingerTimeout
-		if l := t.l; l != nil && c.rdl < l.sweepAt {
-			l.sweepAt = c.rdl // sweep when the linger ends, not a second later
+		if l := t.l; l != nil {
+			l.sweepBy(c.rdl) // sweep when the linger ends, not a second later
 		}
 	}
 	return st
@@ -524,9 +526,27 @@ func (t *loopTransport) attach(c *conn) *netTransport {
 	return nt
 }
 
+// sweepTick is the granularity of the deadlines a loop's sweep enforces
+// early, between its once-a-second rounds: a request head's (its 408) and
+// a linger's end. Rounding them up to it bounds the extra sweeps to ten a
+// second however many connections are due.
+const sweepTick = 100 * time.Millisecond
+
+// sweepBy makes the loop sweep no later than dl (on the server's clock),
+// rounded up to sweepTick: a deadline that must not wait for the next
+// round. Only the loop's goroutine calls it (in a turn).
+func (l *eventLoop) sweepBy(dl time.Duration) {
+	if dl = (dl + sweepTick - 1) / sweepTick * sweepTick; dl < l.sweepAt {
+		l.sweepAt = dl
+	}
+}
+
 // sweep hands the connections whose read deadline has passed to goroutines
 // of their own, where the deadline takes effect (408 or close); under
 // Shutdown it hands over all of them and ends the loop, reporting true.
+// The next sweep is a second away, or sooner for a head or a linger due
+// before then (sweepBy): the deadlines of idle connections may be a second
+// late, a 408's only by sweepTick.
 func (l *eventLoop) sweep() bool {
 	now := time.Since(l.s.epoch)
 	l.sweepAt = now + time.Second
@@ -534,8 +554,12 @@ func (l *eventLoop) sweep() bool {
 	var out []*conn
 	l.mu.Lock()
 	for _, c := range l.conns {
-		if c != nil && (draining || c.rdl != 0 && c.rdl <= now) {
+		switch {
+		case c == nil:
+		case draining || c.rdl != 0 && c.rdl <= now:
 			out = append(out, c)
+		case c.rdl > now && (c.partial || c.lt.lingering):
+			l.sweepBy(c.rdl)
 		}
 	}
 	if draining {
@@ -627,7 +651,11 @@ func (l *eventLoop) wait() {
 		// A busy loop never parks: yield between batches, so that the
 		// runtime sees it make progress (else sysmon preempts it, and
 		// takes its P away in the middle of syscalls) and the goroutines
-		// of connections that left the loop get their turn.
+		// of connections that left the loop get their turn. Nor does
+		// its deadline above strike: look at the clock here instead.
+		if time.Since(l.s.epoch) >= l.sweepAt {
+			l.timedOut = true
+		}
 		runtime.Gosched()
 	}
 	l.resolve()
@@ -653,6 +681,9 @@ func (l *eventLoop) waitKernel() {
 		// would take the loop's core for nothing.
 		if now := time.Since(l.s.epoch); now-l.yielded >= yieldEvery {
 			l.yielded = now
+			if now >= l.sweepAt {
+				l.timedOut = true // a busy loop's sweeps are on time too
+			}
 			runtime.Gosched()
 		}
 		l.resolve()

@@ -17,7 +17,10 @@ const maxEmptyLines = 4
 // parseRequest parses the request head at the start of b into r: the request
 // line, the header fields and the empty line that ends them (RFC 9112 §2.1).
 // It returns the number of bytes consumed and 0, or an HTTP error status, or
-// statusNeedMore when b ends before the head does. r's slices alias b.
+// statusNeedMore when b ends before the head does. r's slices alias b. A
+// head whose first byte cannot begin a request (wire.CanStartRequest) is
+// refused from that byte on, however short b is: conn.parseHead relies on
+// that to answer it at once instead of waiting for the head to end.
 func parseRequest(r *Request, b []byte, lim *Limits) (int, int) {
 	r.reset()
 	start := 0

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/forkd/forkd/protocol/internal/wire"
 )
 
 // badRequests are heads every one of which must be refused with status.
@@ -73,6 +75,9 @@ var badRequests = []struct {
 	{"cl overflow", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", 413},
 	{"request line too long", "GET /" + strings.Repeat("a", 300) + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
 	{"headers too big", "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("a", 600) + "\r\n\r\n", 431},
+	{"tls client hello", "\x16\x03\x01\x00\xf1\x01\x00\x00\xed\x03\x03\r\n\r\n", 400},
+	{"control byte first", "\x01GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"space first", " GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"too many headers", "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X: a\r\n", 10) + "\r\n", 431},
 }
 
@@ -160,6 +165,34 @@ func TestParseRequestIncomplete(t *testing.T) {
 		var r Request
 		if _, st := parseRequest(&r, []byte(raw[:i]), &lim); st != statusNeedMore {
 			t.Fatalf("prefix %q: status %d", raw[:i], st)
+		}
+	}
+}
+
+// TestParseRequestFirstByte: a head is refused at its first byte when no
+// request can begin with it, before the head ends; any other first byte
+// asks for more.
+func TestParseRequestFirstByte(t *testing.T) {
+	lim := testLimits()
+	for c := 0; c < 256; c++ {
+		var r Request
+		_, st := parseRequest(&r, []byte{byte(c)}, &lim)
+		want := statusNeedMore
+		if !wire.CanStartRequest(byte(c)) {
+			want = 400
+		}
+		if st != want {
+			t.Errorf("first byte %#02x: status %d, want %d", c, st, want)
+		}
+	}
+	for _, c := range []byte{0x16, 0x00, '\n', ' ', 0x80, 0xff} {
+		if wire.CanStartRequest(c) {
+			t.Errorf("CanStartRequest(%#02x)", c)
+		}
+	}
+	for _, c := range []byte{'G', 'P', 'a', '\r', '!', '~'} {
+		if !wire.CanStartRequest(c) {
+			t.Errorf("!CanStartRequest(%q)", c)
 		}
 	}
 }

@@ -10,9 +10,12 @@ package protocol
 // no extra read, works on every serving path (event loops, the raw
 // keep-alive loop, plain net.Conns) and runs under read_header_timeout. Its
 // source address replaces the connection's RemoteAddr once, for every
-// request on it. A connection without a header, or with a malformed one,
-// is closed without an answer (anything else would be answering an HTTP
-// request the balancer did not frame), with a rate-limited log line.
+// request on it. A connection without a header, with a malformed one, or
+// whose header times out (read_header_timeout) or ends half-way, is closed
+// without an answer (anything else would be answering an HTTP request the
+// balancer did not frame, which the balancer could relay to its client as
+// the server's), with a rate-limited log line: a warning for a missing or
+// malformed header, a debug line for one that timed out or was cut.
 //
 // A layer that reads the connection before the protocol code does — TLS,
 // whose records start right after the PROXY header — goes on top of
@@ -48,10 +51,28 @@ type ListenOptions struct {
 // trusts reports whether a peer at addr may connect to a listener served
 // with o.
 func (o *ListenOptions) trusts(addr net.Addr) bool {
+	return trustedAddr(o.Trusted, addr)
+}
+
+// setClient makes addr, which a PROXY header named, the connection's
+// client address, and judges it again against the listener's trusted
+// peers: forwarding headers are the client's own words now, believed only
+// if the client itself is trusted. A balancer in trusted may send the PROXY
+// header; that does not make what its clients typed (X-Forwarded-For behind
+// a layer-4 balancer) true. A LOCAL header (the balancer's own health
+// check) names no client and leaves the peer's verdict.
+func (c *conn) setClient(addr net.Addr) {
+	c.req.RemoteAddr = addr
+	c.req.TrustedPeer = trustedAddr(c.trusted, addr)
+}
+
+// trustedAddr reports whether addr is in trusted; a unix socket's peer,
+// which has no address, always is.
+func trustedAddr(trusted []netip.Prefix, addr net.Addr) bool {
 	switch a := addr.(type) {
 	case *net.TCPAddr:
 		ip, ok := netip.AddrFromSlice(a.IP)
-		return ok && ProxyTrusted(o.Trusted, ip)
+		return ok && ProxyTrusted(trusted, ip)
 	case *net.UnixAddr:
 		return true
 	}
@@ -61,11 +82,11 @@ func (o *ListenOptions) trusts(addr net.Addr) bool {
 // proxyLogs keeps the PROXY protocol's failures, which repeat for every
 // connection of a misconfigured balancer, to one line a second each.
 type proxyLogs struct {
-	untrusted, malformed *lograte.Limiter
+	untrusted, malformed, cut *lograte.Limiter
 }
 
 func newProxyLogs() *proxyLogs {
-	return &proxyLogs{untrusted: lograte.New(time.Second), malformed: lograte.New(time.Second)}
+	return &proxyLogs{untrusted: lograte.New(time.Second), malformed: lograte.New(time.Second), cut: lograte.New(time.Second)}
 }
 
 func (p *proxyLogs) refused(log hclog.Logger, remote net.Addr) {
@@ -78,6 +99,31 @@ func (p *proxyLogs) bad(log hclog.Logger, remote net.Addr, err error) {
 	if ok, n := p.malformed.Allow(time.Now()); ok {
 		log.Warn("bad PROXY header; connection closed", "remote", remote, "error", err, "suppressed", n)
 	}
+}
+
+// lost logs, at debug level, a connection that timed out or ended before
+// its PROXY header was complete: the network's or the client's doing more
+// often than the balancer's, so it is no warning.
+func (p *proxyLogs) lost(log hclog.Logger, remote net.Addr, err error) {
+	if ok, n := p.cut.Allow(time.Now()); ok {
+		log.Debug("PROXY header not received in full; connection closed without an answer", "remote", remote, "error", err, "suppressed", n)
+	}
+}
+
+// proxyLost closes c, whose PROXY header is not complete, after a read
+// that failed with err (a timeout, EOF, a reset): it answers nothing, as
+// for a malformed header, since no request has been framed. It returns
+// readHead's -1. A connection that ends before its first byte is no news
+// (a balancer's TCP health check); one that times out, or is cut in the
+// middle of its header, gets a line.
+func (c *conn) proxyLost(err error) int {
+	if c.r < c.w || isTimeout(err) {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		c.srv.proxyLogs.lost(c.srv.logger, c.req.RemoteAddr, err)
+	}
+	return -1
 }
 
 // takeProxyHeader parses the PROXY header at the start of rbuf[r:w] for a
@@ -100,7 +146,7 @@ func (c *conn) takeProxyHeader() (st int, ok bool) {
 		c.scan = c.r
 		c.proxy = false
 		if h.Source.IsValid() {
-			c.req.RemoteAddr = net.TCPAddrFromAddrPort(h.Source)
+			c.setClient(net.TCPAddrFromAddrPort(h.Source))
 		}
 		return 0, true
 	}
@@ -177,6 +223,10 @@ func (c *proxyConn) Read(p []byte) (int, error) {
 		if c.err != nil {
 			if isProxyFault(c.err) {
 				c.l.logs.bad(c.l.log, c.Conn.RemoteAddr(), c.err)
+			} else if c.err != io.EOF {
+				// Timed out or cut in the middle: closed, unanswered,
+				// like a malformed header.
+				c.l.logs.lost(c.l.log, c.Conn.RemoteAddr(), c.err)
 			}
 			c.Conn.Close()
 		}

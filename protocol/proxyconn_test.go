@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkd/forkd/internal/tlsconn"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -34,7 +35,7 @@ func startProxied(t *testing.T, trusted []netip.Prefix, lw io.Writer) string {
 	}
 	_, addr := serveOn(t, ln, echoRemote, func(s *Server) {
 		if lw != nil {
-			s.Logger = hclog.New(&hclog.LoggerOptions{Output: lw, Level: hclog.Warn})
+			s.Logger = hclog.New(&hclog.LoggerOptions{Output: lw, Level: hclog.Debug})
 		}
 		s.Limits.ReadHeaderTimeout = time.Second
 	}, ListenOptions{ProxyProtocol: true, Trusted: trusted})
@@ -180,20 +181,84 @@ func testProxyUntrustedRefused(t *testing.T) {
 	}
 }
 
-// A header that never completes is bounded by read_header_timeout.
-func TestProxyHeaderTimeout(t *testing.T) { inModes(t, testProxyHeaderTimeout) }
+// A header that never completes, or is cut, closes the connection
+// without a byte of answer: there is no request to answer with a 408 (the
+// balancer framed none), and the balancer must not relay one to its client
+// as if it were the server's. read_header_timeout bounds the wait; the log
+// says why at debug level.
+func TestProxyHeaderTimeoutOrCut(t *testing.T) { inModes(t, testProxyHeaderTimeoutOrCut) }
 
-func testProxyHeaderTimeout(t *testing.T) {
-	addr := startProxied(t, loopback, nil)
-	c := dial(t, addr)
-	c.Write([]byte("PROXY TCP4 192.0.2.7"))
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("read: %v (the header's timeout did not close the connection)", err)
+func testProxyHeaderTimeoutOrCut(t *testing.T) {
+	lw := &lineWaiter{want: "PROXY header not received", seen: make(chan struct{})}
+	addr := startProxied(t, loopback, lw)
+	for _, tc := range []struct {
+		name, header string
+		cut          bool // the client half-closes after the header's beginning
+	}{
+		{"v1 timeout", "PROXY TCP4 192.0.2.7", false},
+		{"v2 timeout", string(v2inet("192.0.2.7", "127.0.0.1", 1, 2, nil)[:20]), false},
+		{"v2 TLVs timeout", string(withLength(v2inet("192.0.2.7", "127.0.0.1", 1, 2, []byte{4, 0, 1, 'x'}), 12+4+64)), false},
+		{"v1 cut", "PROXY TCP4 192.0.2.7 127.0.0.1", true},
+		{"v2 cut", string(v2inet("192.0.2.7", "127.0.0.1", 1, 2, nil)[:27]), true},
+	} {
+		c := dial(t, addr)
+		io.WriteString(c, tc.header)
+		if tc.cut {
+			c.(*net.TCPConn).CloseWrite()
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("%s: read: %v (the header's timeout did not close the connection)", tc.name, err)
+		}
+		if len(b) > 0 {
+			t.Errorf("%s: got %q, want the connection closed without an answer", tc.name, b)
+		}
+		c.Close()
 	}
-	if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
-		t.Fatalf("got %q", b)
+	select {
+	case <-lw.seen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no log line for a PROXY header that timed out or was cut")
+	}
+}
+
+// The same under TLS (NewProxyListener below the TLS layer, as the worker
+// serves a TLS listener with proxy_protocol): a header that times out or
+// is cut gets no answer, plain or encrypted.
+func TestProxyHeaderTimeoutUnderTLS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := httptest.NewTLSServer(http.NotFoundHandler())
+	cfg := cert.TLS.Clone()
+	cert.Close()
+	lw := &lineWaiter{want: "PROXY header not received", seen: make(chan struct{})}
+	log := hclog.New(&hclog.LoggerOptions{Output: lw, Level: hclog.Debug})
+	tln := tlsconn.NewListener(NewProxyListener(ln, ListenOptions{ProxyProtocol: true, Trusted: loopback}, log), cfg)
+	s := &Server{Handler: echoRemote, Limits: Limits{ReadHeaderTimeout: 300 * time.Millisecond}}
+	go s.Serve(tln)
+	t.Cleanup(func() { s.Close() })
+	for _, cut := range []bool{false, true} {
+		c := dial(t, ln.Addr().String())
+		io.WriteString(c, "PROXY TCP4 192.0.2.7 127.0.0.1 4")
+		if cut {
+			c.(*net.TCPConn).CloseWrite()
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("cut %v: read: %v (the header's timeout did not close the connection)", cut, err)
+		}
+		if len(b) > 0 {
+			t.Errorf("cut %v: got %q, want the connection closed without an answer", cut, b)
+		}
+	}
+	select {
+	case <-lw.seen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no log line for a PROXY header that timed out or was cut")
 	}
 }
 

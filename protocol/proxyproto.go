@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net/netip"
 
 	"github.com/forkd/forkd/internal/httplex"
@@ -45,6 +46,8 @@ var (
 	errProxyV2Family    = fmt.Errorf("%w: v2 address family or transport is not defined", ErrProxyMalformed)
 	errProxyV2Length    = fmt.Errorf("%w: v2 length too short for its address family", ErrProxyMalformed)
 	errProxyV2Transport = fmt.Errorf("%w: v2 transport is datagram on a stream connection", ErrProxyMalformed)
+	errProxyV2TLV       = fmt.Errorf("%w: v2 TLVs do not fill the header's length exactly", ErrProxyMalformed)
+	errProxyV2CRC       = fmt.Errorf("%w: v2 CRC32C TLV is not 4 bytes, repeated, or does not match", ErrProxyMalformed)
 )
 
 // Sizes from the specification.
@@ -88,8 +91,10 @@ type ProxyHeader struct {
 // len(b) >= n and call again with all the bytes. ErrProxyMissing and
 // errors that wrap ErrProxyMalformed are final.
 //
-// Extra bytes after the header are left alone; v2 TLVs are skipped, not
-// interpreted. ParseProxyHeader does not allocate.
+// Extra bytes after the header are left alone. v2 TLVs are checked for
+// framing (they must fill the header's length exactly) and a CRC32C TLV
+// is verified; the others are skipped, not interpreted. ParseProxyHeader
+// does not allocate.
 func ParseProxyHeader(b []byte) (h ProxyHeader, n int, err error) {
 	if len(b) == 0 {
 		return h, 1, ErrProxyIncomplete
@@ -336,9 +341,36 @@ const (
 	proxyV2Dgram  = 0x2
 )
 
+// proxyV2AddrLen is the size of the address block of a v2 address family
+// (section 2.2); TLVs follow it. AF_UNSPEC has none.
+func proxyV2AddrLen(fam byte) int {
+	switch fam {
+	case proxyV2Inet:
+		return 12
+	case proxyV2Inet6:
+		return 36
+	case proxyV2Unix:
+		return 216
+	}
+	return 0
+}
+
+// v2 TLV types that the parser looks at (section 2.2.1 onwards); the
+// others (ALPN, AUTHORITY, SSL, NETNS, NOOP, custom ones) are skipped.
+const proxyV2TypeCRC32C = 0x03
+
 // parseProxyV2 parses the binary header (section 2.2): the 12-byte
 // signature, version and command, family and transport, a big-endian
-// length, then that many bytes of addresses and TLVs.
+// length, then that many bytes: the family's address block and TLVs,
+// each a type byte, a big-endian 16-bit length and that many bytes.
+//
+// The TLVs must fill the declared length exactly: a TLV that runs past
+// it, or bytes left over that cannot be a TLV, make the header malformed,
+// so that a length that claims bytes which are really the client's request
+// is refused instead of swallowing them. They are checked as they arrive,
+// so such a header is refused as soon as a TLV header overruns, not only
+// after a wait for bytes that never come. A CRC32C TLV, if present, must
+// be 4 bytes and match the header (section 2.2.5).
 func parseProxyV2(b []byte) (h ProxyHeader, n int, err error) {
 	if len(b) < 16 {
 		if len(b) > 12 && b[12]>>4 != 2 {
@@ -356,6 +388,23 @@ func parseProxyV2(b []byte) (h ProxyHeader, n int, err error) {
 	fam, transport := b[13]>>4, b[13]&0xf
 	length := int(binary.BigEndian.Uint16(b[14:16]))
 	n = 16 + length
+	known := fam <= proxyV2Unix && transport <= proxyV2Dgram
+	if cmd == 1 && !known {
+		// "Other values ... must be rejected as invalid by receivers."
+		return h, 0, errProxyV2Family
+	}
+	if known {
+		// A LOCAL header of a family nobody defined is discarded whole,
+		// unchecked: its receiver "must ... discard the protocol block
+		// including the family".
+		alen := proxyV2AddrLen(fam)
+		if length < alen {
+			return h, 0, errProxyV2Length
+		}
+		if err := checkProxyV2TLVs(b[:min(len(b), n)], 16+alen, n); err != nil {
+			return h, 0, err
+		}
+	}
 	if len(b) < n {
 		return h, n, ErrProxyIncomplete
 	}
@@ -365,10 +414,6 @@ func parseProxyV2(b []byte) (h ProxyHeader, n int, err error) {
 		// family included, whatever it holds.
 		h.Local = true
 		return h, n, nil
-	}
-	if fam > proxyV2Unix || transport > proxyV2Dgram {
-		// "Other values ... must be rejected as invalid by receivers."
-		return ProxyHeader{}, 0, errProxyV2Family
 	}
 	if fam == proxyV2Unspec || transport == 0 {
 		// Unknown or unsupported protocol: accept with the real endpoint
@@ -381,25 +426,61 @@ func parseProxyV2(b []byte) (h ProxyHeader, n int, err error) {
 	addr := b[16:n]
 	switch fam {
 	case proxyV2Inet:
-		if len(addr) < 12 {
-			return ProxyHeader{}, 0, errProxyV2Length
-		}
 		h.Source = netip.AddrPortFrom(netip.AddrFrom4([4]byte(addr[0:4])), binary.BigEndian.Uint16(addr[8:10]))
 		h.Destination = netip.AddrPortFrom(netip.AddrFrom4([4]byte(addr[4:8])), binary.BigEndian.Uint16(addr[10:12]))
 	case proxyV2Inet6:
-		if len(addr) < 36 {
-			return ProxyHeader{}, 0, errProxyV2Length
-		}
 		h.Source = netip.AddrPortFrom(netip.AddrFrom16([16]byte(addr[0:16])), binary.BigEndian.Uint16(addr[32:34]))
 		h.Destination = netip.AddrPortFrom(netip.AddrFrom16([16]byte(addr[16:32])), binary.BigEndian.Uint16(addr[34:36]))
 	case proxyV2Unix:
 		// Two 108-byte paths; an AddrPort cannot hold them, so the
 		// connection's own addresses apply.
-		if len(addr) < 216 {
-			return ProxyHeader{}, 0, errProxyV2Length
-		}
 	}
 	return h, n, nil
+}
+
+// checkProxyV2TLVs checks the TLVs of a v2 header that ends at n, those
+// of b[i:] that have arrived (b is the header so far, at most n bytes):
+// each TLV's 3-byte header must be followed by a length that ends within
+// n, and once the header is complete the last TLV must end at n exactly.
+// A complete header's CRC32C TLV is verified.
+func checkProxyV2TLVs(b []byte, i, n int) error {
+	crc := -1 // where the CRC32C value is, if there is one
+	for i+3 <= len(b) {
+		typ, tlen := b[i], int(binary.BigEndian.Uint16(b[i+1:i+3]))
+		if i+3+tlen > n {
+			return errProxyV2TLV
+		}
+		if typ == proxyV2TypeCRC32C {
+			if tlen != 4 || crc >= 0 {
+				return errProxyV2CRC
+			}
+			crc = i + 3
+		}
+		i += 3 + tlen
+	}
+	if len(b) < n {
+		return nil // the rest of the header has not arrived
+	}
+	if i != n {
+		return errProxyV2TLV
+	}
+	if crc >= 0 {
+		// The checksum covers the whole header with its own value
+		// zeroed. (MakeTable makes Castagnoli's table once, and hands
+		// every caller that one.)
+		castagnoli := crc32.MakeTable(crc32.Castagnoli)
+		sum := ^crc32.Update(0, castagnoli, b[:crc])
+		for range 4 {
+			// A zero byte, the table way (a slice of zeros passed to
+			// Update would escape, and allocate).
+			sum = castagnoli[byte(sum)] ^ sum>>8
+		}
+		sum = crc32.Update(^sum, castagnoli, b[crc+4:n])
+		if sum != binary.BigEndian.Uint32(b[crc:crc+4]) {
+			return errProxyV2CRC
+		}
+	}
+	return nil
 }
 
 // ProxyTrusted reports whether a connection from addr may send a PROXY

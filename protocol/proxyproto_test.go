@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"net/netip"
 	"strings"
 	"testing"
@@ -29,6 +30,37 @@ func v2inet6(src, dst string, sp, dp uint16) []byte {
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// withCRC appends a CRC32C TLV to the v2 header h and fills it in
+// (section 2.2.5: the checksum of the whole header with the value zeroed);
+// bad spoils it.
+func withCRC(h []byte, bad bool) []byte {
+	h = append(h, proxyV2TypeCRC32C, 0, 4, 0, 0, 0, 0)
+	binary.BigEndian.PutUint16(h[14:], uint16(len(h)-16))
+	sum := crc32.Checksum(h, crc32.MakeTable(crc32.Castagnoli))
+	if bad {
+		sum++
+	}
+	binary.BigEndian.PutUint32(h[len(h)-4:], sum)
+	return h
+}
+
+// withLength sets the length field of the v2 header h.
+func withLength(h []byte, n int) []byte {
+	binary.BigEndian.PutUint16(h[14:], uint16(n))
+	return h
+}
+
+// tlvsFill reports whether the TLVs of the complete v2 header h, after its
+// address block, fill it exactly: the test's own reading of section 2.2.
+func tlvsFill(h []byte) bool {
+	fam := h[13] >> 4
+	i := 16 + map[byte]int{0: 0, 1: 12, 2: 36, 3: 216}[fam]
+	for i+3 <= len(h) {
+		i += 3 + int(h[i+1])<<8 + int(h[i+2])
+	}
+	return i == len(h)
+}
 
 func TestParseProxyHeader(t *testing.T) {
 	const req = "GET / HTTP/1.1\r\n"
@@ -98,6 +130,32 @@ func TestParseProxyHeader(t *testing.T) {
 		{"v2 inet short", v2(0x21, 0x11, make([]byte, 11)), ProxyHeader{}, 0, ErrProxyMalformed},
 		{"v2 inet6 short", v2(0x21, 0x21, make([]byte, 35)), ProxyHeader{}, 0, ErrProxyMalformed},
 		{"v2 unix short", v2(0x21, 0x31, make([]byte, 215)), ProxyHeader{}, 0, ErrProxyMalformed},
+
+		// TLVs must fill the declared length exactly (section 2.2).
+		{"v2 TLV of length 0", v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{0x04, 0, 0}),
+			ProxyHeader{Version: 2, Source: ap("1.2.3.4:1"), Destination: ap("5.6.7.8:2")}, 31, nil},
+		{"v2 TLVs after unspec", v2(0x21, 0x00, append([]byte{0x01, 0, 2, 'h', '2'}, tlv...)), ProxyHeader{Version: 2}, 27, nil},
+		{"v2 longest", v2inet("1.2.3.4", "5.6.7.8", 1, 2, append([]byte{0x04, 0xff, 0xf0}, make([]byte, 0xfff0)...)),
+			ProxyHeader{Version: 2, Source: ap("1.2.3.4:1"), Destination: ap("5.6.7.8:2")}, ProxyV2MaxLen, nil},
+		{"v2 TLV claims 0xffff past the header", v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{0x04, 0xff, 0xff}), ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 TLV claims 0xffff, header incomplete", withLength(v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{0x04, 0xff, 0xff}), 112), ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 TLV overruns by one", v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{0x04, 0, 2, 'a'}), ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 one byte after the TLVs", v2inet("1.2.3.4", "5.6.7.8", 1, 2, append(tlv, 0x04)), ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 two bytes after the TLVs", v2inet("1.2.3.4", "5.6.7.8", 1, 2, append(tlv, 0x04, 0)), ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 TLV overrun after unspec", v2(0x21, 0x00, []byte{0x04, 0, 9}), ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 local TLV overrun", v2(0x20, 0x00, []byte{0x04, 0xff, 0xff}), ProxyHeader{}, 0, ErrProxyMalformed},
+		// A length that covers the request's bytes: they are no TLVs.
+		{"v2 length covering the request", append(withLength(v2inet("1.2.3.4", "5.6.7.8", 1, 2, nil), 12+len(req)), req...),
+			ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 length past the request", append(withLength(v2inet("1.2.3.4", "5.6.7.8", 1, 2, nil), 12+1000), req...),
+			ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 inet length 0", withLength(v2inet("1.2.3.4", "5.6.7.8", 1, 2, nil)[:16], 0), ProxyHeader{}, 0, ErrProxyMalformed},
+
+		// CRC32C (section 2.2.5) is verified when present.
+		{"v2 CRC32C", withCRC(v2inet("1.2.3.4", "5.6.7.8", 1, 2, tlv), false),
+			ProxyHeader{Version: 2, Source: ap("1.2.3.4:1"), Destination: ap("5.6.7.8:2")}, 41, nil},
+		{"v2 CRC32C wrong", withCRC(v2inet("1.2.3.4", "5.6.7.8", 1, 2, tlv), true), ProxyHeader{}, 0, ErrProxyMalformed},
+		{"v2 CRC32C short", v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{proxyV2TypeCRC32C, 0, 3, 1, 2, 3}), ProxyHeader{}, 0, ErrProxyMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,6 +183,8 @@ func TestParseProxyHeaderPieces(t *testing.T) {
 		v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{4, 0, 1, 0}),
 		v2inet6("::1", "::2", 3, 4),
 		v2(0x20, 0, nil),
+		v2(0x21, 0x00, []byte{0x04, 0, 1, 'x', 0x02, 0, 0}),
+		withCRC(v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{4, 0, 1, 0}), false),
 	} {
 		want, wantN, err := ParseProxyHeader(full)
 		if err != nil || wantN != len(full) {
@@ -154,6 +214,9 @@ func TestParseProxyHeaderAllocs(t *testing.T) {
 		[]byte("PROXY TCP4 1.2.3.4 1.2.3"),
 		[]byte("PROXY TCP4 1.2.3.4 1.2.3.4 99999 1\r\n"),
 		v2(0x21, 0x41, nil),
+		withCRC(v2inet("192.0.2.1", "198.51.100.2", 1, 2, []byte{4, 0, 1, 0}), false),
+		withCRC(v2inet("192.0.2.1", "198.51.100.2", 1, 2, nil), true),
+		v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{0x04, 0xff, 0xff}),
 	}
 	for _, in := range ins {
 		if a := testing.AllocsPerRun(100, func() { _, _, _ = ParseProxyHeader(in) }); a != 0 {
@@ -231,6 +294,8 @@ func FuzzParseProxyV2(f *testing.F) {
 	f.Add(v2(0x21, 0x31, make([]byte, 216)))
 	f.Add(v2(0x21, 0x00, nil))
 	f.Add([]byte(proxyV2Sig + "\x21\x11\x00"))
+	f.Add(withCRC(v2inet("10.1.2.3", "10.0.0.1", 1, 2, []byte{4, 0, 1, 'a'}), false))
+	f.Add(v2inet("1.2.3.4", "5.6.7.8", 1, 2, []byte{0x04, 0xff, 0xff}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkProxyResult(t, b)
 		// With the signature forced, the fuzzer explores the v2 body.
@@ -244,6 +309,9 @@ func FuzzParseProxyV2(f *testing.F) {
 			}
 			if n != 16+int(binary.BigEndian.Uint16(withSig[14:16])) {
 				t.Fatalf("%q: n %d", withSig, n)
+			}
+			if fam := withSig[13] >> 4; fam <= 3 && withSig[13]&0xf <= 2 && !tlvsFill(withSig[:n]) {
+				t.Fatalf("%q: accepted with TLVs that do not fill its length", withSig[:n])
 			}
 		}
 	})

@@ -56,10 +56,11 @@ type Request struct {
 	LocalAddr     net.Addr
 	// TrustedPeer reports whether the connection's peer is in its
 	// listener's ListenOptions.Trusted: a proxy whose forwarding headers
-	// (X-Forwarded-For, Forwarded...) may be believed. The peer is the
-	// one that connected, the balancer on a PROXY protocol listener
-	// rather than the client its header names. Peers of a unix socket
-	// are trusted.
+	// (X-Forwarded-For, Forwarded...) may be believed. On a PROXY protocol
+	// listener the peer judged is the client the header names (the
+	// balancer only for a LOCAL header): the balancer vouches for the
+	// address, not for the headers its clients typed. Peers of a unix
+	// socket are trusted.
 	TrustedPeer bool
 	// ID is the request's ID when route middleware gave it one (serve's
 	// request_id): kept from a trusted peer or generated. Access logs

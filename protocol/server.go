@@ -42,8 +42,9 @@ type Server struct {
 	OnRequestDone func()
 	// IdleGrace is how long, once Shutdown has begun, a keep-alive
 	// connection may stay idle before it is closed; a request that arrives
-	// within it is answered (with Connection: close). Zero means
-	// DefaultIdleGrace.
+	// within it is answered (with Connection: close). A connection that
+	// has not carried a request yet is not cut by it: it keeps
+	// Limits.ReadHeaderTimeout. Zero means DefaultIdleGrace.
 	IdleGrace time.Duration
 
 	// BaseContext, ConnContext and ConnState are net/http.Server's hooks
@@ -293,8 +294,8 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		s.acceptMu.RUnlock() // taken for this accept, above
 		s.open.Add(1)
 		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
-		c.proxy = o.ProxyProtocol
-		c.req.TrustedPeer = o.trusts(c.req.RemoteAddr) // the peer's, before any PROXY header
+		c.proxy, c.trusted = o.ProxyProtocol, o.Trusted
+		c.req.TrustedPeer = o.trusts(c.req.RemoteAddr) // the peer's; a PROXY header's client is judged again (setClient)
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()
@@ -483,7 +484,10 @@ func (s *Server) stop() {
 //
 // An idle keep-alive connection is not cut at once: a client may be sending
 // its next request just then. It gets IdleGrace to send one, which is
-// answered with Connection: close.
+// answered with Connection: close. A connection that has not carried a
+// request yet keeps its ReadHeaderTimeout (counted from accept) for its
+// first one, also answered with Connection: close: it is new, not idle,
+// and a TLS handshake may just have taken it that long. ctx bounds both.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	defer s.stopWatcher() // hook: client-gone detection ends (closewatch.go)

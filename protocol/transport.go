@@ -43,6 +43,10 @@ type transport interface {
 	// without waiting at this moment: a netTransport outside its read
 	// callback. At the end of the stream it returns io.EOF.
 	readNow(p []byte) (int, error)
+	// readAgain makes the next readNow read even if the last read came
+	// back short: the end of the stream may have come with that read's
+	// bytes, and brings no readiness of its own afterwards.
+	readAgain()
 	// writeNow calls step with the descriptor if the transport may use it
 	// at this moment, and returns what step returned: true when it is done
 	// (or failed), false when it must wait for the socket. It returns false
@@ -101,6 +105,8 @@ func (t *netTransport) readNow(p []byte) (int, error) {
 	}
 	return readRaw(t.fd, p, &t.drained)
 }
+
+func (t *netTransport) readAgain() { t.drained = false }
 
 func (t *netTransport) writeNow(step func(uintptr) bool) bool {
 	return t.fd >= 0 && step(uintptr(t.fd))
@@ -175,11 +181,24 @@ func (t *netTransport) serveTurns(c *conn) int {
 		c.extendReadDeadline(d)
 	}
 	if err := t.rc.Read(t.readFn); err != nil {
+		if c.proxy {
+			c.proxyLost(err)
+			return actClose
+		}
 		if c.r < c.w && isTimeout(err) {
 			return c.serveRequest(http.StatusRequestTimeout)
 		}
-		if c.parking && c.r == c.w && len(c.wbuf) == 0 && isTimeout(err) && !c.srv.draining.Load() {
-			return actPark
+		if c.parking && c.r == c.w && len(c.wbuf) == 0 && isTimeout(err) {
+			if !c.srv.draining.Load() {
+				return actPark
+			}
+			if c.first {
+				// Shutdown began while it waited to park: a connection
+				// that has carried no request keeps its read-header
+				// timeout (see enterIdle).
+				c.keepFirstDeadline()
+				return actNext
+			}
 		}
 		return actClose
 	}

@@ -50,8 +50,14 @@ func TestTrustedPeer(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, addr = serveOn(t, ln, h, nil, ListenOptions{ProxyProtocol: true, Trusted: trusted})
-		if got := ask(t, addr, "127.0.0.1", "PROXY TCP4 192.0.2.9 192.0.2.1 5555 80\r\n"); got != "true 192.0.2.9" {
-			t.Errorf("through a trusted balancer: %q", got)
+		// The balancer may send the PROXY header; its client's own
+		// forwarding headers are not believed, unless the client is in
+		// trusted itself.
+		if got := ask(t, addr, "127.0.0.1", "PROXY TCP4 192.0.2.9 192.0.2.1 5555 80\r\n"); got != "false 192.0.2.9" {
+			t.Errorf("a client through a trusted balancer: %q", got)
+		}
+		if got := ask(t, addr, "127.0.0.1", "PROXY TCP4 127.0.0.1 192.0.2.1 5555 80\r\n"); got != "true 127.0.0.1" {
+			t.Errorf("a trusted client through a trusted balancer: %q", got)
 		}
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -195,7 +195,10 @@ func TestProxyAnswerBeforeReading(t *testing.T) {
 // body moves, also once all of it is written and the upstream is still
 // taking it out of the socket buffers (megabytes of it on loopback).
 func TestProxySlowReadingUpstream(t *testing.T) {
-	const timeout = 500 * time.Millisecond
+	// The whole upload outlasts the timeout (32 reads at timeout/20: 1.6
+	// timeouts), while a stall of the test itself (-race on a busy
+	// machine) would have to last 19/20 of it to trip it.
+	const timeout = 2 * time.Second
 	up := rawUpstream(t, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(testTimeout))
 		req, err := http.ReadRequest(bufio.NewReader(c))
@@ -215,7 +218,7 @@ func TestProxySlowReadingUpstream(t *testing.T) {
 		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(s), s)
 	})
 	addr := proxySite(t, config.Proxy{Upstreams: []string{up}, ResponseTimeout: timeout})
-	const size = 4 << 20 // 64 reads: about 1.6 s
+	const size = 2 << 20 // 32 reads: about 3.2 s
 	resp, body, _ := upload(t, addr, size)
 	if resp.StatusCode != 200 || body != strconv.Itoa(size) {
 		t.Fatalf("%d %q, want 200 %d", resp.StatusCode, body, size)

@@ -1,8 +1,14 @@
 package test
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"syscall"
 	"testing"
@@ -86,4 +92,62 @@ func TestDrainDelay(t *testing.T) {
 	if code := s.waitExit(20 * time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
+}
+
+// TestDrainSparesFreshTLSConnection: a worker's graceful stop closes an
+// idle keep-alive connection after its grace (1 s), but a TLS connection
+// whose handshake is done and that has sent no request yet is not idle: it
+// keeps read_header_timeout for its first request, which is answered in
+// full (with Connection: close).
+func TestDrainSparesFreshTLSConnection(t *testing.T) {
+	e := newTLSEnv(t)
+	e.issue("a", "a.test", "127.0.0.1")
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := start(t, opts{workers: 1, extra: e.listen(tlsAddr, "", "a") + "limits {\n  read_header_timeout = \"30s\"\n}\n"})
+	dial := func() *tls.Conn {
+		t.Helper()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: clientTimeout}, "tcp", tlsAddr, e.client("a.test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(clientTimeout))
+		return c
+	}
+	used := dial() // carries a request, then idles
+	usedR := bufio.NewReader(used)
+	io.WriteString(used, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	if resp, err := http.ReadResponse(usedR, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first request: %v %v", resp, err)
+	} else if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	fresh := dial() // handshake done, no request yet
+
+	s.signal(syscall.SIGHUP) // the worker holding both stops gracefully
+	s.waitLog(`graceful stop`, 10*time.Second)
+	if _, err := usedR.ReadByte(); err != io.EOF {
+		t.Fatalf("idle keep-alive connection during the graceful stop: %v, want EOF after the grace", err)
+	}
+	// The grace is over; the fresh connection is still open.
+	fresh.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := fresh.Read(make([]byte, 1)); err == nil || !isTimeout(err) {
+		t.Fatalf("fresh TLS connection during the graceful stop: read %d, %v; want it open", n, err)
+	}
+	fresh.SetDeadline(time.Now().Add(clientTimeout))
+	io.WriteString(fresh, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(fresh), nil)
+	if err != nil {
+		t.Fatalf("fresh TLS connection's request during the graceful stop: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || string(body) != "hello\n" || !resp.Close {
+		t.Fatalf("fresh TLS connection's request during the graceful stop: %d %q %v (close %v)", resp.StatusCode, body, err, resp.Close)
+	}
+}
+
+// isTimeout reports whether err is a net.Error timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

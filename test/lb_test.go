@@ -357,3 +357,46 @@ func TestProxyProtocolPlainAndTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyHeaderTimeoutGetsNoAnswer: on a plain and on a TLS listener
+// with proxy_protocol, a PROXY header that times out (read_header_timeout),
+// is cut, or whose v2 TLVs overrun its length closes the connection
+// without a byte: no 408, neither in clear text nor after a handshake.
+func TestProxyHeaderTimeoutGetsNoAnswer(t *testing.T) {
+	e := newTLSEnv(t)
+	e.issue("a", "a.test", "127.0.0.1")
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	trusted := "  proxy_protocol = true\n  trusted = [\"127.0.0.1/32\"]\n"
+	s := start(t, opts{workers: 1, listen: trusted,
+		extra: e.listen(tlsAddr, trusted, "a") + "limits {\n  read_header_timeout = \"500ms\"\n}\n"})
+
+	// A v2 header whose only TLV claims 0xffff bytes, followed by a
+	// request that it must not swallow.
+	v2 := []byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0f" + "\xcb\x00\x71\x06\x7f\x00\x00\x01\x15\xb4\x00\x50" + "\x04\xff\xff")
+	for _, addr := range []string{s.addr, tlsAddr} {
+		for _, tc := range []struct {
+			name, send string
+			cut        bool
+		}{
+			{"timeout", "PROXY TCP4 203.0.113.6 127.0.0.1 5", false},
+			{"cut", "PROXY TCP4 203.0.113.6 127.0.0.1 5", true},
+			{"v2 TLV overrun", string(v2) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n", false},
+		} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(clientTimeout))
+			io.WriteString(c, tc.send)
+			if tc.cut {
+				c.(*net.TCPConn).CloseWrite()
+			}
+			b, err := io.ReadAll(c)
+			c.Close()
+			if len(b) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("%s, %s: got %q, %v; want the connection closed without an answer", addr, tc.name, b, err)
+			}
+		}
+	}
+	s.waitLog(`PROXY header not received in full`, 10*time.Second)
+}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"strings"
@@ -88,5 +89,42 @@ func TestConfiguredLimits(t *testing.T) {
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("third connection after one closed: %v %v", resp, err)
+	}
+}
+
+// TestClientHelloOnPlainListenerAnsweredAtOnce: a TLS client that talks to
+// a plain listener gets a 400 at its ClientHello's first byte, not a 408
+// after read_header_timeout (30 s here: a server that waited would fail the
+// client's deadline, 10 s).
+func TestClientHelloOnPlainListenerAnsweredAtOnce(t *testing.T) {
+	s := start(t, opts{workers: 1, extra: "limits {\n  read_header_timeout = \"30s\"\n}\n"})
+	// The ClientHello crypto/tls sends, as it sends it.
+	a, b := net.Pipe()
+	go func() {
+		defer a.Close()
+		tls.Client(a, &tls.Config{ServerName: "a.test"}).Handshake()
+	}()
+	hello := make([]byte, 16<<10)
+	n, err := b.Read(hello)
+	b.Close()
+	if err != nil || n == 0 || hello[0] != 0x16 {
+		t.Fatalf("no ClientHello: %v", err)
+	}
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(hello[:n]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a ClientHello: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !resp.Close {
+		t.Fatalf("status %d (close %v), want 400 and Connection: close", resp.StatusCode, resp.Close)
 	}
 }

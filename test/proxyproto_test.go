@@ -71,28 +71,36 @@ func proxyBackend(t *testing.T, seen chan<- proxySeen) string {
 // TestHAProxyProxyHeaders checks the PROXY header parser against what
 // haproxy really sends: send-proxy (v1) and send-proxy-v2, for relayed
 // requests (the client's address and the frontend's) and for health
-// checks (v2 LOCAL).
+// checks (v2 LOCAL), with TLVs (a CRC32C and a unique ID) and without.
 func TestHAProxyProxyHeaders(t *testing.T) {
 	seen := make(chan proxySeen, 256)
-	v1, v2 := proxyBackend(t, seen), proxyBackend(t, seen)
+	v1, v2, v2tlv := proxyBackend(t, seen), proxyBackend(t, seen), proxyBackend(t, seen)
+	// v2tlv's headers carry TLVs, a CRC32C among them, which the parser
+	// checks.
 	h := startHAProxyBackend(t, fmt.Sprintf(`  option httpchk GET /ready
   default-server inter 200ms fall 1 rise 1
   use-server v1 if { path_beg /v1 }
+  use-server v2tlv if { path_beg /v2tlv }
   use-server v2 if { path_beg /v2 }
   server v1 %s send-proxy check check-send-proxy
   server v2 %s send-proxy-v2 check check-send-proxy
-`, v1, v2))
+  server v2tlv %s send-proxy-v2 proxy-v2-options crc32c,unique-id check check-send-proxy
+`, v1, v2, v2tlv))
 	h.waitServer("v1", "UP", 20*time.Second)
 	h.waitServer("v2", "UP", 20*time.Second)
+	h.waitServer("v2tlv", "UP", 20*time.Second)
 	front := netip.MustParseAddrPort(h.addr)
 
-	for _, version := range []int{1, 2} {
+	for _, path := range []string{"/v1/x", "/v2/x", "/v2tlv/x"} {
+		version := 1
+		if strings.HasPrefix(path, "/v2") {
+			version = 2
+		}
 		c, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		client := netip.MustParseAddrPort(c.LocalAddr().String())
-		path := fmt.Sprintf("/v%d/x", version)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", path)
 		resp, err := io.ReadAll(c)

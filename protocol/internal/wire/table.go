@@ -53,3 +53,10 @@ func IsHex(c byte) bool { return byteClass[c]&classHex != 0 }
 
 // IsQdtext reports whether c is in the class of that name.
 func IsQdtext(c byte) bool { return byteClass[c]&classQdtext != 0 }
+
+// CanStartRequest reports whether a request head may begin with c: the
+// first byte of a method, a tchar (RFC 9112 §3), or the CR of an empty line
+// that a server skips before the request line (RFC 9112 §2.2). A head that
+// begins with any other byte, such as 0x16, which begins a TLS handshake
+// record, is no request whatever follows it.
+func CanStartRequest(c byte) bool { return IsToken(c) || c == '\r' }
