@@ -293,6 +293,7 @@ func (ll *loopListener) admit(fd int, rlen uint32, rsa *unix.RawSockaddrAny) *co
 	s.open.Add(1)
 	s.connNew(c, ll.base) // hook: ConnContext, ConnState (connstate.go)
 	c.proxy = ll.proxy.ProxyProtocol
+	c.h2 = ll.proxy.HTTP2 && s.HandOff != nil // hook: HTTP/2 (handoff.go)
 	switch {
 	case closed: // Close raced with this accept
 		c.release()

@@ -72,6 +72,7 @@ type conn struct {
 	// one when it strikes (backToLoop).
 	parking bool
 	proxy   bool // a PROXY header must come first (proxyconn.go)
+	h2      bool // the first bytes may hand it to HTTP/2 (handoff.go)
 
 	// The two transports, kept with the conn so that a pooled conn brings
 	// them along; c.t points at the one in use.
@@ -517,6 +518,11 @@ func (c *conn) parseHead() (st int, ok bool) {
 	s := c.srv
 	if c.proxy && c.r < c.w {
 		if st, ok := c.takeProxyHeader(); st != 0 || !ok {
+			return st, ok
+		}
+	}
+	if c.h2 && c.r < c.w {
+		if st, ok := c.takeH2(); st != 0 || !ok { // hook: HTTP/2 (handoff.go)
 			return st, ok
 		}
 	}

@@ -45,6 +45,9 @@ type Server struct {
 	// within it is answered (with Connection: close). Zero means
 	// DefaultIdleGrace.
 	IdleGrace time.Duration
+	// HandOff takes the connections of listeners served with
+	// ListenOptions.HTTP2 that turn out to speak HTTP/2 (handoff.go).
+	HandOff func(HandOff)
 
 	// BaseContext, ConnContext and ConnState are net/http.Server's hooks
 	// (see connstate.go): the base context of connections accepted on ln
@@ -294,6 +297,7 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		s.open.Add(1)
 		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
 		c.proxy = o.ProxyProtocol
+		c.h2 = o.HTTP2 && s.HandOff != nil // hook: HTTP/2 (handoff.go)
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()

@@ -1,0 +1,250 @@
+package test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// h2Env is a master with an h2c listener (s.addr) and a TLS listener
+// (tlsAddr) offering h2, serving every kind of route.
+type h2Env struct {
+	s        *server
+	e        *tlsEnv
+	tlsAddr  string
+	upstream *httptest.Server
+	big      []byte
+}
+
+func startH2(t *testing.T, extra string) *h2Env {
+	t.Helper()
+	e := newTLSEnv(t)
+	e.issue("a", "a.test", "127.0.0.1")
+	env := &h2Env{e: e, tlsAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	env.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/up/sse":
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := range 3 {
+				fmt.Fprintf(w, "data: %d\n\n", i)
+				w.(http.Flusher).Flush()
+				// The next event waits for the client to have seen this
+				// one: only a flushed event can arrive.
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		case "/up/echo":
+			w.Header().Set("Trailer", "X-Sum")
+			b, _ := io.ReadAll(r.Body)
+			w.Write(b)
+			w.Header().Set("X-Sum", fmt.Sprint(len(b)))
+		default:
+			fmt.Fprintf(w, "%s %s proto=%s", r.Method, r.URL.Path, r.Header.Get("X-Forwarded-Proto"))
+		}
+	}))
+	t.Cleanup(env.upstream.Close)
+	env.big = []byte(strings.Repeat("0123456789abcdef", 1<<16)) // 1 MiB: many windows
+	if err := os.Mkdir(e.path("files"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.path("files/big.bin"), env.big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.path("files/small.txt"), []byte("small file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env.s = start(t, opts{workers: 1,
+		listen: "  protocols = [\"http/1.1\", \"h2c\"]\n",
+		extra: e.listen(env.tlsAddr, "", "a") + extra + fmt.Sprintf(`
+log {
+  level  = "debug"
+  access = %q
+}
+`, e.path("access.log")),
+		sites: `site "test" {
+  route "/" {
+    respond {
+      body = "hello\n"
+    }
+  }
+  route "/up/" {
+    proxy {
+      upstreams = ["` + strings.TrimPrefix(env.upstream.URL, "http://") + `"]
+    }
+  }
+  route "/files/" {
+    static {
+      root = "` + e.dir + `"
+    }
+  }
+  route "/old/" {
+    redirect {
+      location = "/new"
+    }
+  }
+  route "/health" {
+    health {}
+  }
+}`})
+	return env
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge.
+func h2cClient() *http.Client {
+	return &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect, Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+}
+
+func (env *h2Env) tlsClient() *http.Client {
+	cfg := env.e.client("a.test")
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	return &http.Client{Timeout: 20 * time.Second, CheckRedirect: noRedirect, Transport: &http2.Transport{TLSClientConfig: cfg}}
+}
+
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func TestH2Routes(t *testing.T) {
+	env := startH2(t, "")
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		base   string
+		proto  string
+	}{
+		{"h2c", h2cClient(), "http://" + env.s.addr, "http"},
+		{"tls", env.tlsClient(), "https://" + env.tlsAddr, "https"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			do := func(method, path string, body io.Reader, hdr ...string) (*http.Response, string) {
+				t.Helper()
+				req, err := http.NewRequest(method, c.base+path, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = "a.test"
+				for i := 0; i+1 < len(hdr); i += 2 {
+					req.Header.Set(hdr[i], hdr[i+1])
+				}
+				resp, err := c.client.Do(req)
+				if err != nil {
+					t.Fatalf("%s %s: %v", method, path, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("%s %s: body: %v", method, path, err)
+				}
+				if resp.ProtoMajor != 2 {
+					t.Errorf("%s %s: %s", method, path, resp.Proto)
+				}
+				return resp, string(b)
+			}
+			if resp, b := do("GET", "/", nil); resp.StatusCode != 200 || b != "hello\n" {
+				t.Errorf("respond: %d %q", resp.StatusCode, b)
+			}
+			if resp, _ := do("GET", "/old/x", nil); resp.StatusCode != 301 && resp.StatusCode != 302 && resp.StatusCode != 308 {
+				t.Errorf("redirect: %d", resp.StatusCode)
+			}
+			if resp, b := do("GET", "/health", nil); resp.StatusCode != 200 {
+				t.Errorf("health: %d %q", resp.StatusCode, b)
+			}
+			// Static: a large file under flow control, a range, a 304.
+			resp, b := do("GET", "/files/big.bin", nil)
+			if resp.StatusCode != 200 || b != string(env.big) {
+				t.Errorf("static: %d, %d bytes", resp.StatusCode, len(b))
+			}
+			if resp, b := do("GET", "/files/big.bin", nil, "Range", "bytes=16-31"); resp.StatusCode != 206 || b != "0123456789abcdef" {
+				t.Errorf("range: %d %q", resp.StatusCode, b)
+			}
+			if lm := resp.Header.Get("Last-Modified"); lm != "" {
+				if resp, _ := do("GET", "/files/big.bin", nil, "If-Modified-Since", lm); resp.StatusCode != 304 {
+					t.Errorf("conditional: %d", resp.StatusCode)
+				}
+			} else {
+				t.Error("static: no Last-Modified")
+			}
+			if resp, b := do("HEAD", "/files/small.txt", nil); resp.StatusCode != 200 || b != "" || resp.ContentLength != 11 {
+				t.Errorf("HEAD: %d %q %d", resp.StatusCode, b, resp.ContentLength)
+			}
+			// Proxy: the scheme, a streamed request body with the
+			// response's trailer, server-sent events one by one.
+			if resp, b := do("GET", "/up/x", nil); resp.StatusCode != 200 || b != "GET /up/x proto="+c.proto {
+				t.Errorf("proxy: %d %q", resp.StatusCode, b)
+			}
+			pr, pw := io.Pipe()
+			go func() {
+				for range 64 {
+					pw.Write([]byte(strings.Repeat("x", 1024)))
+				}
+				pw.Close()
+			}()
+			resp, b = do("POST", "/up/echo", pr)
+			if resp.StatusCode != 200 || len(b) != 64<<10 || resp.Trailer.Get("X-Sum") != "65536" {
+				t.Errorf("proxy POST: %d, %d bytes, trailer %q", resp.StatusCode, len(b), resp.Trailer)
+			}
+			req, _ := http.NewRequest("GET", c.base+"/up/sse", nil)
+			req.Host = "a.test"
+			sse, err := c.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(sse.Body)
+			for i := range 3 {
+				line, err := br.ReadString('\n')
+				if err != nil || line != fmt.Sprintf("data: %d\n", i) {
+					t.Fatalf("event %d: %q %v", i, line, err)
+				}
+				br.ReadString('\n')
+			}
+			sse.Body.Close()
+		})
+	}
+	// The access log says HTTP/2.0.
+	eventually(t, 10*time.Second, "access log lines with HTTP/2.0", func() bool {
+		b, _ := os.ReadFile(env.e.path("access.log"))
+		return strings.Contains(string(b), "HTTP/2.0")
+	})
+}
+
+// TestH2Curl checks curl's HTTP/2 over TLS (ALPN) and with prior knowledge.
+func TestH2Curl(t *testing.T) {
+	env := startH2(t, "")
+	ca := filepath.Join(env.e.dir, "ca.pem")
+	if err := os.WriteFile(ca, env.e.ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--http2-prior-knowledge", "http://" + env.s.addr + "/"},
+		{"--http2", "--cacert", ca, "--resolve", "a.test:" + strings.Split(env.tlsAddr, ":")[1] + ":127.0.0.1", "https://a.test:" + strings.Split(env.tlsAddr, ":")[1] + "/"},
+	} {
+		out, err := exec.Command("curl", append([]string{"-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"}, args...)...).CombinedOutput()
+		if err != nil || string(out) != "2 200" {
+			t.Errorf("curl %v: %q %v", args, out, err)
+		}
+	}
+	// HTTP/1.1 on the same listeners as before.
+	if code, body, err := get(env.s.addr, "/"); err != nil || code != 200 || body != "hello\n" {
+		t.Errorf("HTTP/1.1 on the h2c listener: %d %q %v", code, body, err)
+	}
+}
