@@ -181,7 +181,7 @@ type HTTP2 struct {
 // Defaults of the http2 block.
 const (
 	DefaultMaxConcurrentStreams = 128
-	DefaultMaxReadFrameSize     = 1 << 20
+	DefaultMaxReadFrameSize     = 16 << 10
 )
 
 // TrustedPrefixes returns Trusted parsed, for protocol.ProxyTrusted. The

@@ -56,8 +56,8 @@ type Options struct {
 	// idle timeout, and HeaderBytes its SETTINGS_MAX_HEADER_LIST_SIZE.
 	Limits protocol.Limits
 	// MaxConcurrentStreams and MaxReadFrameSize are SETTINGS a client
-	// must keep to; zero means DefaultMaxConcurrentStreams and
-	// DefaultMaxReadFrameSize.
+	// must keep to; zero means x/net's defaults (the http2 block's are
+	// config's).
 	MaxConcurrentStreams uint32
 	MaxReadFrameSize     uint32
 	Logger               hclog.Logger
@@ -66,12 +66,6 @@ type Options struct {
 	Log           protocol.LogFunc
 	OnRequestDone func()
 }
-
-// Defaults of the http2 block.
-const (
-	DefaultMaxConcurrentStreams = 128
-	DefaultMaxReadFrameSize     = 1 << 20
-)
 
 // Server serves HTTP/2 connections.
 type Server struct {
@@ -106,14 +100,7 @@ func New(o Options) *Server {
 	// the clients' connections, and max_concurrent_streams each one's
 	// streams.
 	mcs := o.MaxConcurrentStreams
-	if mcs == 0 {
-		mcs = DefaultMaxConcurrentStreams
-	}
-	frame := o.MaxReadFrameSize
-	if frame == 0 {
-		frame = DefaultMaxReadFrameSize
-	}
-	streams.MaxConnections = max(lim.MaxConnections, d.MaxConnections) * int(mcs)
+	streams.MaxConnections = max(lim.MaxConnections, d.MaxConnections) * int(max(mcs, 250))
 	log := o.Log
 	s := &Server{
 		streams: &protocol.Server{
@@ -124,12 +111,13 @@ func New(o Options) *Server {
 		},
 		h2: &http2.Server{
 			MaxConcurrentStreams: mcs,
-			MaxReadFrameSize:     frame,
+			MaxReadFrameSize:     o.MaxReadFrameSize,
 			IdleTimeout:          lim.IdleTimeout,
 		},
 		base: &http.Server{
 			MaxHeaderBytes: lim.HeaderBytes,
-			ErrorLog:       logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+			// x/net logs what clients do wrong: debug, not the operator's concern.
+			ErrorLog: logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 		},
 		logger: logger,
 		conns:  make(map[net.Conn]struct{}),

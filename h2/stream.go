@@ -95,8 +95,15 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	err := relay(w, r, pr)
 	pr.CloseWithError(errStreamDone)
-	sc.finish()
+	if err != nil {
+		sc.finish()
+	}
+	// The engine may still read (and discard, bounded) what is left of
+	// the body, as after an HTTP/1.1 answer: meanwhile the stream stays
+	// open, so a body shorter or longer than its content-length is still
+	// seen as the stream error it is (RFC 9113 §8.1.1).
 	<-engine
+	sc.finish()
 	if err != nil {
 		// The answer is torn or missing: reset the stream rather than
 		// end it as if complete.
