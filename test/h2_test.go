@@ -12,7 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,5 +249,89 @@ func TestH2Curl(t *testing.T) {
 	// HTTP/1.1 on the same listeners as before.
 	if code, body, err := get(env.s.addr, "/"); err != nil || code != 200 || body != "hello\n" {
 		t.Errorf("HTTP/1.1 on the h2c listener: %d %q %v", code, body, err)
+	}
+}
+
+// h2load runs h2load against url for d and returns its output.
+func startH2load(t *testing.T, url string, d time.Duration) (wait func() string) {
+	t.Helper()
+	bin, err := exec.LookPath("h2load")
+	if err != nil {
+		t.Fatal("h2load not installed (Debian package nghttp2-client; .ci/run installs it)")
+	}
+	cmd := exec.Command(bin, "-c", "8", "-m", "4", "-D", fmt.Sprint(int(d.Seconds())), url)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return func() string {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("h2load: %v", err)
+			}
+		case <-time.After(d + 60*time.Second):
+			t.Fatalf("h2load did not end:\n%s", out.String())
+		}
+		return out.String()
+	}
+}
+
+// TestH2ReloadUnderH2load: HTTP/2 clients (h2c and TLS) lose no request
+// over 20 HUPs and 2 USR2: each retiring worker sends GOAWAY, finishes the
+// streams it named, then closes; a stream in flight completes.
+func TestH2ReloadUnderH2load(t *testing.T) {
+	env := startH2(t, "")
+	s := env.s
+	waits := []func() string{
+		startH2load(t, "http://"+s.addr+"/", 40*time.Second),
+		startH2load(t, "https://"+env.tlsAddr+"/", 40*time.Second),
+	}
+	// A long stream (three events, 200 ms apart) across the first HUP.
+	c := h2cClient()
+	req, _ := http.NewRequest("GET", "http://"+s.addr+"/up/sse", nil)
+	req.Host = "a.test"
+	sse, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "h2load's requests to reach the workers", func() bool {
+		return servedRequests(t, s) > 100
+	})
+	for gen := 2; gen <= 21; gen++ {
+		s.signal(syscall.SIGHUP)
+		s.waitLog(fmt.Sprintf(`all workers ready.*generation=%d`, gen), 20*time.Second)
+		if gen == 2 {
+			b, err := io.ReadAll(sse.Body)
+			sse.Body.Close()
+			if err != nil || string(b) != "data: 0\n\ndata: 1\n\ndata: 2\n\n" {
+				t.Errorf("stream across a HUP: %q %v", b, err)
+			}
+		}
+	}
+	pidfile := filepath.Join(s.dir, "forkd.pid")
+	s.signal(syscall.SIGUSR2)
+	pid := s.handedOver(30 * time.Second)
+	syscall.Kill(pid, syscall.SIGUSR2)
+	eventually(t, 30*time.Second, "a second binary upgrade", func() bool {
+		b, _ := os.ReadFile(pidfile)
+		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if p != pid && p != 0 && alive(p) && !alive(pid) {
+			stopAtEnd(t, p)
+			return true
+		}
+		return false
+	})
+	for _, wait := range waits {
+		out := wait()
+		t.Logf("h2load:\n%s", out)
+		m := regexp.MustCompile(`requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout`).FindStringSubmatch(out)
+		if m == nil || m[3] == "0" || m[4] != "0" || m[5] != "0" || m[6] != "0" {
+			t.Errorf("h2load saw failures across reloads:\n%s", out)
+		}
 	}
 }
