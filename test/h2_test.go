@@ -335,3 +335,69 @@ func TestH2ReloadUnderH2load(t *testing.T) {
 		}
 	}
 }
+
+// TestH2Embedded: embedded applications, net/http (examples/nethttp) and
+// native (examples/hello), serve HTTP/2 unchanged, their connection
+// context included.
+func TestH2Embedded(t *testing.T) {
+	for _, c := range []struct{ bin, path, want string }{
+		{"hello", "/", "Hello, World!\n"},
+		{"nethttp", "/", "Hello from net/http under forkd\n"},
+		{"nethttp", "/hello/gopher", `"hello":"gopher"`},
+		{"nethttp", "/stats", "app: "}, // the value from WithBaseContext
+	} {
+		t.Run(c.bin+c.path, func(t *testing.T) {
+			s := start(t, opts{workers: 1, bin: filepath.Join(binDir, c.bin), noSites: true,
+				listen: "  protocols = [\"http/1.1\", \"h2c\"]\n"})
+			resp, err := h2cClient().Get("http://" + s.addr + c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(string(b), c.want) {
+				t.Errorf("%d %s %q", resp.StatusCode, resp.Proto, b)
+			}
+		})
+	}
+}
+
+// TestH2Limits: the limits block applies per stream.
+func TestH2Limits(t *testing.T) {
+	env := startH2(t, `limits {
+  header_count = 20
+  body_bytes   = 1000
+  idle_timeout = "2s"
+}
+`)
+	c := h2cClient()
+	req, _ := http.NewRequest("GET", "http://"+env.s.addr+"/", nil)
+	for i := range 30 {
+		req.Header.Set(fmt.Sprintf("X-H%d", i), "v")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("30 fields: %d", resp.StatusCode)
+	}
+	for _, n := range []int64{1000, 1001} {
+		req, _ := http.NewRequest("POST", "http://"+env.s.addr+"/up/echo", strings.NewReader(strings.Repeat("x", int(n))))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[int64]int{1000: 200, 1001: 413}[n]; resp.StatusCode != want {
+			t.Errorf("body of %d bytes: %d, want %d", n, resp.StatusCode, want)
+		}
+	}
+	// A connection without streams closes after idle_timeout (GOAWAY).
+	idle := dialAttack(t, env.s.addr)
+	idle.drain()
+	eventually(t, 15*time.Second, "the idle connection to be closed", func() bool {
+		return idle.goaway.Load() || idle.closed.Load()
+	})
+}
