@@ -35,6 +35,8 @@
 // it returns, so nothing touches the stream after x/net has finished it.
 package h2
 
+//lint:file-ignore SA1019 x/net/http2.Server is deprecated in favour of net/http's bundled copy of the same code, which has no ServeConn: it serves connections only from a listener, through http.Server. forkd hands over connections whose first bytes it has read; a net/http server fed by such a listener lost streams across reloads in TestH2ReloadUnderH2load, x/net's ServeConn does not.
+
 import (
 	"context"
 	"net"
@@ -74,11 +76,10 @@ type Server struct {
 	base    *http.Server // x/net's source of limits, and of GOAWAY on Shutdown
 	logger  hclog.Logger
 
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
-	closing  bool
-	shutting bool
-	idle     chan struct{} // closed when conns empties during Shutdown
+	mu      sync.Mutex
+	conns   map[net.Conn]*goAwayConn
+	closing bool
+	idle    chan struct{} // closed when conns empties during Shutdown
 }
 
 // New returns a Server for o.
@@ -120,7 +121,7 @@ func New(o Options) *Server {
 			ErrorLog: logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 		},
 		logger: logger,
-		conns:  make(map[net.Conn]struct{}),
+		conns:  make(map[net.Conn]*goAwayConn),
 	}
 	if log != nil {
 		s.streams.Log = func(r *protocol.Request, w *protocol.ResponseWriter, start time.Time) {
@@ -148,19 +149,13 @@ func (s *Server) ServeConn(h protocol.HandOff) {
 		nc.Close()
 		return
 	}
-	s.conns[nc] = struct{}{}
-	shutting := s.shutting
+	g, c := newGoAwayConn(wrapConn(nc, h))
+	s.conns[nc] = g
 	s.mu.Unlock()
 	defer s.forget(nc)
 	// The engine's read-header deadline is not HTTP/2's: x/net keeps its
 	// own (the preface's, idle_timeout).
 	_ = nc.SetDeadline(time.Time{})
-	c := wrapConn(nc, h)
-	if shutting {
-		// Shutdown began after this connection was accepted: it is
-		// served, then told GOAWAY like the others (Shutdown repeats it).
-		s.logger.Trace("h2 connection during shutdown", "remote", h.RemoteAddr)
-	}
 	ctx := h.Context
 	if ctx == nil {
 		ctx = context.Background()
@@ -187,19 +182,26 @@ func (s *Server) forget(nc net.Conn) {
 // finish, and returns when every connection has closed, or when ctx ends
 // (then it closes the rest).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutting = true
-	s.mu.Unlock()
+	s.goAwayAll()
+	// The first GOAWAY's round trip (see goaway.go), then x/net's.
+	first := time.NewTimer(goAwayRTT)
+	select {
+	case <-first.C:
+	case <-ctx.Done():
+	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		// Each call tells the connections registered by then; one
-		// handed over meanwhile is told on the next turn.
+		// handed over meanwhile is told on the next turn (its first
+		// GOAWAY just before).
+		s.goAwayAll()
 		_ = s.base.Shutdown(context.Background())
 		s.mu.Lock()
 		if len(s.conns) == 0 {
+			// (The streams' server stays: a connection handed over
+			// late is still served; Close ends it.)
 			s.mu.Unlock()
-			s.streams.Close()
 			return nil
 		}
 		if s.idle == nil {
@@ -214,6 +216,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.Close()
 			return ctx.Err()
 		}
+	}
+}
+
+// goAwayRTT is how long the first GOAWAY has to reach clients, and the
+// streams they sent before it to arrive, before x/net's names the last
+// stream served: a round trip, approximated as x/net does its own
+// (goAwayTimeout), by a second.
+const goAwayRTT = time.Second
+
+// goAwayAll sends every connection the first GOAWAY (each once).
+func (s *Server) goAwayAll() {
+	s.mu.Lock()
+	gs := make([]*goAwayConn, 0, len(s.conns))
+	for _, g := range s.conns {
+		gs = append(gs, g)
+	}
+	s.mu.Unlock()
+	for _, g := range gs {
+		g.goAway() // may wait for a write in progress: not under s.mu
 	}
 }
 

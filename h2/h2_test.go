@@ -2,7 +2,6 @@ package h2
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/forkd/forkd/protocol"
 )
@@ -38,13 +35,7 @@ func serveH2C(t *testing.T, h protocol.Handler, o Options) (string, *Server) {
 }
 
 func h2cClient() *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: h2cOnly()}}
 }
 
 func TestBodies(t *testing.T) {
@@ -76,4 +67,10 @@ func TestBodies(t *testing.T) {
 			t.Errorf("chunked=%v: %d %q", chunked, resp.StatusCode, b)
 		}
 	}
+}
+
+func h2cOnly() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }

@@ -370,6 +370,11 @@ func (w *runtime) drain() int {
 		}
 		err := w.srv.Shutdown(ctx)
 		wg.Wait()
+		if w.h2 != nil && h2err == nil {
+			// A connection srv handed over while it drained: told
+			// GOAWAY and finished too.
+			h2err = w.h2.Shutdown(ctx)
+		}
 		done <- errors.Join(err, h2err)
 	}()
 	beat := time.NewTicker(time.Second)
