@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,6 +96,7 @@ type Config struct {
 	Limits  Limits   `json:"limits"`
 	Sites   []Site   `json:"sites"`
 	Metrics *Metrics `json:"metrics,omitempty"`
+	HTTP2   HTTP2    `json:"http2"`
 
 	// Path is the file this came from ("" for built-in defaults). Load
 	// makes it absolute.
@@ -132,7 +134,58 @@ type Listen struct {
 	// "1.3"; TLS, when not empty, holds the certificates, chosen by SNI.
 	MinVersion string    `json:"min_version,omitempty"`
 	TLS        []TLSCert `json:"tls,omitempty"`
+
+	// Protocols are what the listener speaks: on TLS, the ALPN names it
+	// offers, in order ("h2", "http/1.1"); on a plain listener
+	// "http/1.1", and "h2c" for HTTP/2 with prior knowledge. Empty means
+	// the default (Protocols method).
+	Protocols []string `json:"protocols,omitempty"`
 }
+
+// The protocol names of a listen block's protocols.
+const (
+	ProtoHTTP11 = "http/1.1"
+	ProtoH2     = "h2"
+	ProtoH2C    = "h2c"
+)
+
+// ProtocolList returns the listener's protocols, the default filled in:
+// ["h2", "http/1.1"] on TLS, ["http/1.1"] otherwise.
+func (l Listen) ProtocolList() []string {
+	switch {
+	case len(l.Protocols) > 0:
+		return l.Protocols
+	case l.IsTLS():
+		return []string{ProtoH2, ProtoHTTP11}
+	}
+	return []string{ProtoHTTP11}
+}
+
+// HTTP2 reports whether the listener serves HTTP/2: "h2" on TLS, "h2c"
+// otherwise.
+func (l Listen) HTTP2() bool {
+	want := ProtoH2C
+	if l.IsTLS() {
+		want = ProtoH2
+	}
+	return slices.Contains(l.ProtocolList(), want)
+}
+
+// HTTP2 is the http2 block: the limits of HTTP/2 connections.
+type HTTP2 struct {
+	// MaxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS: the
+	// streams a client may have open on one connection.
+	MaxConcurrentStreams uint32 `json:"max_concurrent_streams"`
+	// MaxReadFrameSize is SETTINGS_MAX_FRAME_SIZE: the largest frame
+	// payload a client may send, 16KiB to 16MiB-1 (RFC 9113 §6.5.2).
+	MaxReadFrameSize uint64 `json:"max_read_frame_size"`
+}
+
+// Defaults of the http2 block.
+const (
+	DefaultMaxConcurrentStreams = 128
+	DefaultMaxReadFrameSize     = 16 << 10
+)
 
 // TrustedPrefixes returns Trusted parsed, for protocol.ProxyTrusted. The
 // entries of a validated configuration all parse; others are left out.
@@ -363,6 +416,7 @@ func base() *Config {
 		DrainDelay:            DefaultDrainDelay,
 		Log:                   Log{Level: DefaultLogLevel, Format: DefaultLogFormat, AccessFormat: DefaultAccessFormat},
 		Limits:                protocol.DefaultLimits(),
+		HTTP2:                 HTTP2{MaxConcurrentStreams: DefaultMaxConcurrentStreams, MaxReadFrameSize: DefaultMaxReadFrameSize},
 	}
 }
 
@@ -404,6 +458,12 @@ func (c *Config) SetDefaults() {
 	setDuration(&l.IdleTimeout, d.IdleTimeout)
 	setDuration(&l.WriteTimeout, d.WriteTimeout)
 	setInt(&l.MaxConnections, d.MaxConnections)
+	if c.HTTP2.MaxConcurrentStreams == 0 {
+		c.HTTP2.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if c.HTTP2.MaxReadFrameSize == 0 {
+		c.HTTP2.MaxReadFrameSize = DefaultMaxReadFrameSize
+	}
 	for i := range c.Listen {
 		if c.Listen[i].Mode == 0 && strings.HasPrefix(c.Listen[i].Address, unixPrefix) {
 			c.Listen[i].Mode = DefaultSocketMode

@@ -156,6 +156,7 @@ func TestLoadRich(t *testing.T) {
 			WriteTimeout: 500 * time.Millisecond, MaxConnections: 256,
 		},
 		Metrics: &Metrics{Address: "127.0.0.1:9200", Path: "/metrics"},
+		HTTP2:   HTTP2{MaxConcurrentStreams: DefaultMaxConcurrentStreams, MaxReadFrameSize: DefaultMaxReadFrameSize},
 		Sites: []Site{
 			{
 				Name:  "www",

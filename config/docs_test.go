@@ -212,6 +212,7 @@ var schemas = []struct {
 	{"log", "logSchema", logSchema},
 	{"limits", "limitsSchema", limitsSchema},
 	{"metrics", "metricsSchema", metricsSchema},
+	{"http2", "http2Schema", http2Schema},
 	{"site", "siteSchema", siteSchema},
 	{"route", "routeSchema", routeSchema},
 	{"static", "staticSchema", staticSchema},

@@ -137,6 +137,7 @@ var (
 			{Type: "log"},
 			{Type: "limits"},
 			{Type: "metrics"},
+			{Type: "http2"},
 			{Type: "site", LabelNames: []string{"name"}},
 		},
 	}
@@ -149,6 +150,7 @@ var (
 			{Name: "proxy_protocol"},
 			{Name: "trusted"},
 			{Name: "min_version"},
+			{Name: "protocols"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}},
 	}
@@ -168,6 +170,9 @@ var (
 			{Name: "write_timeout"},
 			{Name: "max_connections"},
 		},
+	}
+	http2Schema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "max_concurrent_streams"}, {Name: "max_read_frame_size"}},
 	}
 	metricsSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "address"}, {Name: "path"}},
@@ -321,6 +326,21 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 		d.string(ma["path"], "metrics.path", &m.Path)
 		c.Metrics = m
 	}
+	if b := d.single(ct.Blocks, "http2"); b != nil {
+		d.pos["http2"] = b.DefRange
+		ha := d.content(b.Body, http2Schema).Attributes
+		var n int64
+		if attr := ha["max_concurrent_streams"]; attr != nil {
+			d.int64(attr, "http2.max_concurrent_streams", &n)
+			if n < 1 || n > math.MaxInt32 {
+				d.invalid("http2.max_concurrent_streams", attr.Expr.Range(), "Invalid max_concurrent_streams",
+					fmt.Sprintf("The value must be between 1 and %d; got %d.", math.MaxInt32, n))
+			} else {
+				c.HTTP2.MaxConcurrentStreams = uint32(n)
+			}
+		}
+		d.size(ha["max_read_frame_size"], "http2.max_read_frame_size", &c.HTTP2.MaxReadFrameSize)
+	}
 	for i, b := range ct.Blocks.OfType("site") {
 		key := fmt.Sprintf("sites[%d]", i)
 		c.Sites = append(c.Sites, d.site(b, key))
@@ -339,6 +359,7 @@ func (d *decoder) listen(b *hcl.Block, key string) Listen {
 	d.bool(a["reuse_port"], key+".reuse_port", &l.ReusePort)
 	d.bool(a["proxy_protocol"], key+".proxy_protocol", &l.ProxyProtocol)
 	d.strings(a["trusted"], key+".trusted", &l.Trusted)
+	d.strings(a["protocols"], key+".protocols", &l.Protocols)
 	if attr := a["mode"]; attr != nil {
 		d.mode(attr, key+".mode", &l.Mode)
 	} else if strings.HasPrefix(l.Address, unixPrefix) {

@@ -190,10 +190,15 @@ func (v *validator) config(c *Config) {
 		v.listen(key, l, seen)
 		v.listenTLS(key, &c.Listen[i])
 		v.listenName(key+".name", l.Name, i, listenNames)
+		v.protocols(key, l)
 	}
 
 	v.log(c.Log)
 	v.limits(c.Limits)
+	if f := c.HTTP2.MaxReadFrameSize; f != 0 && f < 1<<14 || f > 1<<24-1 {
+		v.errorf("http2.max_read_frame_size", "Invalid max_read_frame_size",
+			"The size must be between 16KiB and 16MiB-1 (16777215) bytes (RFC 9113 §6.5.2); got %d.", f)
+	}
 
 	if m := c.Metrics; m != nil {
 		v.metrics(*m, seen)
@@ -295,6 +300,36 @@ func (v *validator) listen(key string, l Listen, seen map[string]string) {
 		v.errorf(key+".mode", "Invalid socket mode", "mode applies only to unix sockets.")
 	}
 	v.proxyProtocol(key, l, isUnix)
+}
+
+// protocols checks a listener's protocols: known names for its kind, each
+// once; a plain listener always speaks HTTP/1.1.
+func (v *validator) protocols(key string, l Listen) {
+	if l.Protocols == nil {
+		return
+	}
+	allowed := []string{ProtoHTTP11, ProtoH2C}
+	kind := "a plain listener"
+	if l.IsTLS() {
+		allowed, kind = []string{ProtoH2, ProtoHTTP11}, "a TLS listener"
+	}
+	if len(l.Protocols) == 0 {
+		v.errorf(key+".protocols", "Invalid protocols", "The list must not be empty; %s may list %q.", kind, allowed)
+		return
+	}
+	for i, p := range l.Protocols {
+		ekey := fmt.Sprintf("%s.protocols[%d]", key, i)
+		switch {
+		case !slices.Contains(allowed, p):
+			v.errorf(ekey, "Invalid protocol", "%s may list %q; got %q.", kind, allowed, p)
+		case slices.Index(l.Protocols, p) < i:
+			v.errorf(ekey, "Duplicate protocol", "%q is listed twice.", p)
+		}
+	}
+	if !l.IsTLS() && !slices.Contains(l.Protocols, ProtoHTTP11) {
+		v.errorf(key+".protocols", "Invalid protocols",
+			"A plain listener always speaks %q: list it (\"h2c\" adds HTTP/2 with prior knowledge).", ProtoHTTP11)
+	}
 }
 
 // proxyProtocol checks a listener's proxy_protocol and trusted keys.

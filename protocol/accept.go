@@ -294,6 +294,7 @@ func (ll *loopListener) admit(fd int, rlen uint32, rsa *unix.RawSockaddrAny) *co
 	s.connNew(c, ll.base) // hook: ConnContext, ConnState (connstate.go)
 	c.proxy, c.trusted = ll.proxy.ProxyProtocol, ll.proxy.Trusted
 	c.req.TrustedPeer = ll.proxy.trusts(c.req.RemoteAddr) // the peer's; a PROXY header's client is judged again (setClient)
+	c.h2 = ll.proxy.HTTP2 && s.HandOff != nil             // hook: HTTP/2 (handoff.go)
 	switch {
 	case closed: // Close raced with this accept
 		c.release()

@@ -79,6 +79,7 @@ type conn struct {
 	// client address is judged again when a PROXY header names it
 	// (setClient).
 	trusted []netip.Prefix
+	h2      bool // the first bytes may hand it to HTTP/2 (handoff.go)
 
 	// The two transports, kept with the conn so that a pooled conn brings
 	// them along; c.t points at the one in use.
@@ -537,6 +538,11 @@ func (c *conn) parseHead() (st int, ok bool) {
 	s := c.srv
 	if c.proxy && c.r < c.w {
 		if st, ok := c.takeProxyHeader(); st != 0 || !ok {
+			return st, ok
+		}
+	}
+	if c.h2 && c.r < c.w {
+		if st, ok := c.takeH2(); st != 0 || !ok { // hook: HTTP/2 (handoff.go)
 			return st, ok
 		}
 	}

@@ -46,6 +46,10 @@ type ListenOptions struct {
 	// (Request.TrustedPeer). Peers of a unix socket have no address and
 	// are all trusted.
 	Trusted []netip.Prefix
+	// HTTP2 hands connections that speak HTTP/2 to Server.HandOff: on
+	// TLS, those whose client chose "h2" by ALPN; otherwise those that
+	// start with the client preface (h2c with prior knowledge).
+	HTTP2 bool
 }
 
 // trusts reports whether a peer at addr may connect to a listener served

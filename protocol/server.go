@@ -46,6 +46,9 @@ type Server struct {
 	// has not carried a request yet is not cut by it: it keeps
 	// Limits.ReadHeaderTimeout. Zero means DefaultIdleGrace.
 	IdleGrace time.Duration
+	// HandOff takes the connections of listeners served with
+	// ListenOptions.HTTP2 that turn out to speak HTTP/2 (handoff.go).
+	HandOff func(HandOff)
 
 	// BaseContext, ConnContext and ConnState are net/http.Server's hooks
 	// (see connstate.go): the base context of connections accepted on ln
@@ -296,6 +299,7 @@ func (s *Server) ServeWith(ln net.Listener, o ListenOptions) error {
 		s.connNew(c, base) // hook: ConnContext, ConnState (connstate.go)
 		c.proxy, c.trusted = o.ProxyProtocol, o.Trusted
 		c.req.TrustedPeer = o.trusts(c.req.RemoteAddr) // the peer's; a PROXY header's client is judged again (setClient)
+		c.h2 = o.HTTP2 && s.HandOff != nil             // hook: HTTP/2 (handoff.go)
 		switch {
 		case closed: // Close raced with this accept
 			go c.release()

@@ -57,7 +57,7 @@ func newTLSState(cfg *config.Config, msg *ipc.TLS) (*tlsState, error) {
 		}
 		tc := &tls.Config{
 			MinVersion: l.TLSMinVersion(),
-			NextProtos: []string{"http/1.1"},
+			NextProtos: l.ProtocolList(), // ALPN, in order
 		}
 		for i, c := range got {
 			pair, err := tls.X509KeyPair(c.Cert, c.Key)

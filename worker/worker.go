@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/h2"
 	"github.com/forkd/forkd/internal/logging"
 	"github.com/forkd/forkd/internal/metrics"
 	"github.com/forkd/forkd/internal/procname"
@@ -135,6 +136,7 @@ type runtime struct {
 	logFile *logging.File
 	access  *serve.AccessLog
 	srv     *protocol.Server
+	h2      *h2.Server // nil without HTTP/2 listeners
 	sendMu  sync.Mutex
 	// draining is set when the master drains (ipc.TypeDrain, or
 	// ipc.EnvDraining at start): health routes answer 503.
@@ -260,6 +262,20 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		}
 	}
 
+	if w.serveHTTP2() {
+		// HTTP/2 connections leave srv for the bridge, which brings
+		// each stream back to the same handler (package h2).
+		w.h2 = h2.New(h2.Options{
+			Handler:              h,
+			Limits:               w.srv.Limits,
+			MaxConcurrentStreams: w.cfg.HTTP2.MaxConcurrentStreams,
+			MaxReadFrameSize:     uint32(w.cfg.HTTP2.MaxReadFrameSize),
+			Logger:               w.log.Named("h2"),
+			Log:                  w.srv.Log,
+			OnRequestDone:        w.srv.OnRequestDone,
+		})
+		w.srv.HandOff = w.h2.ServeConn
+	}
 	if w.cfg.HasTLS() {
 		st, err := w.awaitTLS()
 		if err != nil {
@@ -283,6 +299,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 			// are believed.
 			opts = protocol.ListenOptions{Trusted: opts.Trusted}
 		}
+		opts.HTTP2 = w.h2 != nil && w.listensHTTP2(l.Address)
 		lns = append(lns, served{w.tls.wrap(l.Address, ln), opts})
 	}
 	// The master's end closing (it died) reads as EOF here. Read before
@@ -305,7 +322,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 	}
 	if err := w.send(&ipc.Message{Type: ipc.TypeReady}); err != nil {
 		w.log.Error("cannot report ready; master gone", "error", err)
-		w.srv.Close()
+		w.closeAll()
 		return ExitFailure
 	}
 	w.log.Debug("worker ready", "listeners", len(lns))
@@ -323,7 +340,7 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 				return w.drain()
 			default: // INT, QUIT: quick
 				w.log.Info("quick stop", "signal", sig.String())
-				w.srv.Close()
+				w.closeAll()
 				w.stopHook()
 				return ExitOK
 			}
@@ -335,14 +352,14 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 			_ = w.send(&ipc.Message{Type: ipc.TypeRetire, Heartbeat: hb})
 		case err := <-masterGone:
 			w.log.Warn("master gone; exiting", "error", err)
-			w.srv.Close()
+			w.closeAll()
 			return ExitFailure
 		case err := <-serveErr:
 			if errors.Is(err, protocol.ErrServerClosed) {
 				continue
 			}
 			w.log.Error("accept loop failed", "error", err)
-			w.srv.Close()
+			w.closeAll()
 			return ExitFailure
 		}
 	}
@@ -355,7 +372,23 @@ func (w *runtime) drain() int {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.GracefulTimeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- w.srv.Shutdown(ctx) }()
+	go func() {
+		// HTTP/2 connections get a GOAWAY and finish their streams
+		// meanwhile.
+		var h2err error
+		var wg sync.WaitGroup
+		if w.h2 != nil {
+			wg.Go(func() { h2err = w.h2.Shutdown(ctx) })
+		}
+		err := w.srv.Shutdown(ctx)
+		wg.Wait()
+		if w.h2 != nil && h2err == nil {
+			// A connection srv handed over while it drained: told
+			// GOAWAY and finished too.
+			h2err = w.h2.Shutdown(ctx)
+		}
+		done <- errors.Join(err, h2err)
+	}()
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
 	for {
@@ -370,6 +403,34 @@ func (w *runtime) drain() int {
 			w.heartbeat()
 		}
 	}
+}
+
+// closeAll closes every connection now.
+func (w *runtime) closeAll() {
+	w.srv.Close()
+	if w.h2 != nil {
+		w.h2.Close()
+	}
+}
+
+// serveHTTP2 reports whether any listener speaks HTTP/2.
+func (w *runtime) serveHTTP2() bool {
+	for _, l := range w.cfg.Listen {
+		if l.HTTP2() {
+			return true
+		}
+	}
+	return false
+}
+
+// listensHTTP2 reports whether the listener at address speaks HTTP/2.
+func (w *runtime) listensHTTP2(address string) bool {
+	for _, l := range w.cfg.Listen {
+		if l.Address == address {
+			return l.HTTP2()
+		}
+	}
+	return false
 }
 
 func (w *runtime) stopHook() {
@@ -397,6 +458,14 @@ func (w *runtime) heartbeat() {
 // stats is what a heartbeat (and a retire message) reports.
 func (w *runtime) stats() *ipc.Heartbeat {
 	st := w.srv.Stats()
+	if w.h2 != nil {
+		hs := w.h2.Stats()
+		st.Requests += hs.Requests
+		st.OpenConns += hs.OpenConns
+		for i := range st.Status {
+			st.Status[i] += hs.Status[i]
+		}
+	}
 	return &ipc.Heartbeat{
 		Requests:  st.Requests,
 		OpenConns: st.OpenConns,

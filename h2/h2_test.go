@@ -1,0 +1,76 @@
+package h2
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/forkd/forkd/protocol"
+)
+
+// serveH2C serves h on a loopback listener whose HTTP/2 connections go to
+// a bridge, and returns its address.
+func serveH2C(t *testing.T, h protocol.Handler, o Options) (string, *Server) {
+	t.Helper()
+	o.Handler = h
+	b := New(o)
+	srv := &protocol.Server{Handler: h, HandOff: b.ServeConn}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeWith(ln, protocol.ListenOptions{HTTP2: true})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		b.Shutdown(ctx)
+	})
+	return ln.Addr().String(), b
+}
+
+func h2cClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: h2cOnly()}}
+}
+
+func TestBodies(t *testing.T) {
+	addr, _ := serveH2C(t, protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d %v %s", n, err, r.Trailer.Get("X-T"))
+	}), Options{})
+	c := h2cClient()
+	for _, chunked := range []bool{false, true} {
+		var body io.Reader = strings.NewReader(strings.Repeat("x", 100000))
+		if chunked {
+			pr, pw := io.Pipe()
+			go func() {
+				for range 100 {
+					pw.Write([]byte(strings.Repeat("x", 1000)))
+				}
+				pw.Close()
+			}()
+			body = pr
+		}
+		req, _ := http.NewRequest("POST", "http://"+addr+"/", body)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "100000 <nil>") {
+			t.Errorf("chunked=%v: %d %q", chunked, resp.StatusCode, b)
+		}
+	}
+}
+
+func h2cOnly() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return p
+}

@@ -1,0 +1,366 @@
+package h2
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/forkd/forkd/protocol"
+)
+
+// wrapConn returns nc reading h.Preread first, with h's addresses; a TLS
+// connection keeps its ConnectionState, which x/net checks (RFC 9113
+// §9.2) and puts in Request.TLS.
+func wrapConn(nc net.Conn, h protocol.HandOff) net.Conn {
+	c := &prereadConn{Conn: nc, rest: h.Preread, remote: h.RemoteAddr, local: h.LocalAddr}
+	if cs, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return &tlsConn{prereadConn: c, cs: cs}
+	}
+	return c
+}
+
+type prereadConn struct {
+	net.Conn
+	rest          []byte
+	remote, local net.Addr
+}
+
+func (c *prereadConn) Read(p []byte) (int, error) {
+	if len(c.rest) > 0 {
+		n := copy(p, c.rest)
+		c.rest = c.rest[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *prereadConn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
+}
+
+func (c *prereadConn) LocalAddr() net.Addr {
+	if c.local != nil {
+		return c.local
+	}
+	return c.Conn.LocalAddr()
+}
+
+type tlsConn struct {
+	*prereadConn
+	cs interface{ ConnectionState() tls.ConnectionState }
+}
+
+func (c *tlsConn) ConnectionState() tls.ConnectionState { return c.cs.ConnectionState() }
+
+// connHandler answers the streams of one connection.
+type connHandler struct {
+	s             *Server
+	remote, local net.Addr
+}
+
+// errStreamDone ends the engine's writes once the stream has its answer.
+var errStreamDone = errors.New("h2: stream done")
+
+// bufPool holds the relay's read buffers.
+var bufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// ServeHTTP serves one stream through the engine (see the package doc).
+func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	pr, pw := io.Pipe()
+	sc := &streamConn{
+		head:   requestHead(r),
+		r:      r,
+		rc:     http.NewResponseController(w),
+		pw:     pw,
+		remote: h.remote,
+		local:  h.local,
+	}
+	if r.ContentLength != 0 { // x/net: 0 when the stream ended with its head
+		sc.body = r.Body
+		sc.chunked = r.ContentLength < 0
+	}
+	engine := make(chan struct{})
+	go func() {
+		defer close(engine)
+		h.s.streams.ServeConn(r.Context(), sc)
+	}()
+	err := relay(w, r, pr)
+	pr.CloseWithError(errStreamDone)
+	if err != nil {
+		sc.finish()
+	}
+	// The engine may still read (and discard, bounded) what is left of
+	// the body, as after an HTTP/1.1 answer: meanwhile the stream stays
+	// open, so a body shorter or longer than its content-length is still
+	// seen as the stream error it is (RFC 9113 §8.1.1).
+	<-engine
+	sc.finish()
+	if err != nil {
+		// The answer is torn or missing: reset the stream rather than
+		// end it as if complete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// requestHead writes r's head as HTTP/1.1 for the engine.
+func requestHead(r *http.Request) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, r.RequestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.Host...)
+	b = append(b, "\r\n"...)
+	for k, vv := range r.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
+			"Proxy-Connection", "Upgrade", "Expect":
+			// Framing and connection fields are this hop's (x/net sends
+			// 100 Continue itself when the body is first read).
+			continue
+		}
+		for _, v := range vv {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	switch {
+	case r.ContentLength > 0 || r.ContentLength == 0 && r.Header["Content-Length"] != nil:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, r.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	case r.ContentLength < 0:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// relay reads the engine's response from pr and writes it to w.
+func relay(w http.ResponseWriter, r *http.Request, pr io.Reader) error {
+	buf := bufPool.Get().(*[32 << 10]byte)
+	defer bufPool.Put(buf)
+	br := bufio.NewReaderSize(pr, 4<<10)
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = http.ReadResponse(br, r)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode >= 200 {
+			break
+		}
+		if resp.StatusCode == http.StatusEarlyHints {
+			copyHeader(w.Header(), resp.Header)
+			w.WriteHeader(resp.StatusCode)
+		}
+	}
+	h := w.Header()
+	clear(h)
+	copyHeader(h, resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, err := resp.Body.Read(buf[:])
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if br.Buffered() == 0 && flusher != nil {
+				// The engine has nothing more queued: what it wrote
+				// goes out now (an event, the end of a chunk).
+				flusher.Flush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for k, vv := range resp.Trailer {
+		if len(vv) > 0 {
+			h[http.TrailerPrefix+k] = vv
+		}
+	}
+	return nil
+}
+
+// copyHeader copies the fields of an HTTP/1.1 response that HTTP/2 can
+// carry (RFC 9113 §8.2.2).
+func copyHeader(dst, src http.Header) {
+	for k, vv := range src {
+		switch k {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+// streamConn is one stream's exchange as the engine sees it: Read gives
+// the request head, then its body (chunked when its length is unknown),
+// then EOF; Write takes the response into the pipe relay reads.
+type streamConn struct {
+	head    []byte
+	r       *http.Request
+	body    io.Reader // nil: no body
+	chunked bool
+	out     []byte // chunk framing waiting to be read
+	cbuf    []byte // chunked: body bytes read
+	ended   bool   // the body (and its framing) is all read
+	rc      *http.ResponseController
+	pw      *io.PipeWriter
+
+	remote, local net.Addr
+
+	mu   sync.Mutex
+	done bool // the stream has its answer: no more deadlines, reads end
+}
+
+// finish ends the exchange: a body read the engine waits in is cut, and
+// later reads see EOF.
+func (c *streamConn) finish() {
+	c.mu.Lock()
+	c.done = true
+	c.mu.Unlock()
+	c.pw.CloseWithError(errStreamDone)
+	if c.body != nil {
+		_ = c.rc.SetReadDeadline(time.Now())
+	}
+}
+
+func (c *streamConn) isDone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	if len(c.head) > 0 {
+		n := copy(p, c.head)
+		c.head = c.head[n:]
+		return n, nil
+	}
+	if len(c.out) > 0 {
+		n := copy(p, c.out)
+		c.out = c.out[n:]
+		return n, nil
+	}
+	if c.body == nil || c.ended || c.isDone() {
+		return 0, io.EOF
+	}
+	if !c.chunked {
+		n, err := c.body.Read(p)
+		if err == io.EOF {
+			c.ended = true
+			if n > 0 {
+				err = nil
+			}
+		}
+		return n, err
+	}
+	return c.readChunk(p)
+}
+
+// readChunk reads body bytes as one chunk, or the last chunk and the
+// trailers at the body's end, into c.out, and gives p what fits.
+func (c *streamConn) readChunk(p []byte) (int, error) {
+	if c.cbuf == nil {
+		c.cbuf = make([]byte, 16<<10)
+	}
+	n, err := c.body.Read(c.cbuf)
+	out := c.out[:0]
+	if n > 0 {
+		out = strconv.AppendInt(out, int64(n), 16)
+		out = append(out, "\r\n"...)
+		out = append(out, c.cbuf[:n]...)
+		out = append(out, "\r\n"...)
+	}
+	switch {
+	case err == io.EOF:
+		out = c.lastChunk(out)
+		err = nil
+	case err != nil && n > 0:
+		err = nil // again on the next Read
+	}
+	if err != nil {
+		return 0, err
+	}
+	m := copy(p, out)
+	c.out = out[m:]
+	return m, nil
+}
+
+// lastChunk appends the last chunk and the request's trailers.
+func (c *streamConn) lastChunk(b []byte) []byte {
+	c.ended = true
+	b = append(b, "0\r\n"...)
+	for k, vv := range c.r.Trailer {
+		for _, v := range vv {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
+func (c *streamConn) Write(p []byte) (int, error) {
+	return c.pw.Write(p)
+}
+
+func (c *streamConn) Close() error {
+	return c.pw.Close()
+}
+
+func (c *streamConn) LocalAddr() net.Addr  { return c.local }
+func (c *streamConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *streamConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline is the stream's, while its body is being read.
+func (c *streamConn) SetReadDeadline(t time.Time) error {
+	if c.body == nil || c.ended {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return nil
+	}
+	return ignoreUnsupported(c.rc.SetReadDeadline(t))
+}
+
+// SetWriteDeadline is the stream's, until it has its answer.
+func (c *streamConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return nil
+	}
+	return ignoreUnsupported(c.rc.SetWriteDeadline(t))
+}
+
+func ignoreUnsupported(err error) error {
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
+}
