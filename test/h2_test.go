@@ -69,7 +69,7 @@ func startH2(t *testing.T, extra string) *h2Env {
 	}
 	env.s = start(t, opts{workers: 1,
 		listen: "  protocols = [\"http/1.1\", \"h2c\"]\n",
-		extra: e.listen(env.tlsAddr, "", "a") + extra + fmt.Sprintf(`
+		extra: e.listen(env.tlsAddr, "  protocols = [\"h2\", \"http/1.1\"]\n", "a") + extra + fmt.Sprintf(`
 log {
   level  = "debug"
   access = %q

@@ -148,8 +148,8 @@ func TestTLSServe(t *testing.T) {
   }
 }`})
 
-	// A Go client trusting the test CA, through net/http: ALPN h2 (the
-	// TLS default offers h2 first).
+	// A Go client trusting the test CA, through net/http: ALPN http/1.1
+	// (HTTP/2 is opt-in: protocols).
 	tr := &http.Transport{TLSClientConfig: e.client("a.test"), ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -159,8 +159,8 @@ func TestTLSServe(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "hello\n" || resp.Proto != "HTTP/2.0" ||
-		resp.TLS == nil || resp.TLS.NegotiatedProtocol != "h2" {
+	if resp.StatusCode != 200 || string(body) != "hello\n" || resp.Proto != "HTTP/1.1" ||
+		resp.TLS == nil || resp.TLS.NegotiatedProtocol != "http/1.1" {
 		t.Errorf("GET: %d %q %s %+v", resp.StatusCode, body, resp.Proto, resp.TLS)
 	}
 
