@@ -1033,21 +1033,32 @@ func (c *conn) hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// Not parkDelay's deadline (see becomeActive): the idle timeout's.
 		t.nc.SetReadDeadline(time.Now().Add(c.srv.lim.IdleTimeout))
 	}
-	nc, err := t.hijack()
+	nc, rest, err := c.detach(t)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.hijacked = true
-	c.resp.hijacked = true
-	rest := bytes.Clone(c.rbuf[c.r:c.w])
-	c.r = c.w
-	c.srv.forget(c)
-	c.setState(http.StateHijacked) // hook: Server.ConnState (connstate.go)
 	var r io.Reader = nc
 	if len(rest) > 0 {
 		r = io.MultiReader(bytes.NewReader(rest), nc)
 	}
 	return nc, bufio.NewReadWriter(hijackReader(r, len(rest)), bufio.NewWriter(nc)), nil // hook: buffered bytes visible, as net/http's (connstate.go)
+}
+
+// detach takes the connection's net.Conn out of t, which has left its loop,
+// for whoever takes it over whole (a handler's Hijack, HTTP/2's HandOff):
+// the server forgets c, and rest is a copy of what was read but not parsed.
+func (c *conn) detach(t *netTransport) (nc net.Conn, rest []byte, err error) {
+	nc, err = t.hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	c.hijacked = true
+	c.resp.hijacked = true
+	rest = bytes.Clone(c.rbuf[c.r:c.w])
+	c.r = c.w
+	c.srv.forget(c)
+	c.setState(http.StateHijacked) // hook: Server.ConnState (connstate.go)
+	return nc, rest, nil
 }
 
 // release closes the connection (unless it was handed over whole by

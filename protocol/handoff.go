@@ -19,7 +19,6 @@ package protocol
 // unchanged.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
@@ -81,16 +80,10 @@ func (c *conn) toHTTP2() {
 	if err != nil {
 		return
 	}
-	nc, err := t.hijack()
+	nc, rest, err := c.detach(t)
 	if err != nil {
 		return
 	}
-	c.hijacked = true
-	c.resp.hijacked = true
-	rest := bytes.Clone(c.rbuf[c.r:c.w])
-	c.r = c.w
-	c.srv.forget(c)
-	c.setState(http.StateHijacked) // hook: Server.ConnState (connstate.go)
 	go c.srv.HandOff(HandOff{Conn: nc, Preread: rest, RemoteAddr: c.req.RemoteAddr, LocalAddr: c.req.LocalAddr, Context: c.hooks.ctx})
 }
 
