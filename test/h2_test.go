@@ -361,7 +361,8 @@ func TestH2Embedded(t *testing.T) {
 		{"hello", "/", "Hello, World!\n"},
 		{"nethttp", "/", "Hello from net/http under forkd\n"},
 		{"nethttp", "/hello/gopher", `"hello":"gopher"`},
-		{"nethttp", "/stats", "app: "}, // the value from WithBaseContext
+		{"nethttp", "/hello/proto", `"proto":"HTTP/2.0"`}, // r.Proto is the client's
+		{"nethttp", "/stats", "app: "},                    // the value from WithBaseContext
 	} {
 		t.Run(c.bin+c.path, func(t *testing.T) {
 			s := start(t, opts{workers: 1, bin: filepath.Join(binDir, c.bin), noSites: true,
