@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # pack.sh makes bench/ self-contained for a machine that gets only a copy of
 # the working tree (no Go, no apt): it builds bench/bin/{forkd,nethttp,fasthttp,upstream}
-# and copies wrk, nginx, every shared library they link (per ldd), their
-# dynamic loader and nginx's mime.types into bench/.work/tools/:
+# and copies wrk, nginx, h2load (when installed: the HTTP/2 tests'), every
+# shared library they link (per ldd), their dynamic loader and nginx's
+# mime.types into bench/.work/tools/:
 #
-#   bench/.work/tools/bin/{wrk,nginx}
+#   bench/.work/tools/bin/{wrk,nginx,h2load}
 #   bench/.work/tools/lib/*.so*
 #   bench/.work/tools/ld.so          the loader the libraries came with
 #   bench/.work/tools/conf/mime.types
@@ -33,16 +34,24 @@ find_tool() {
 }
 WRK=$(find_tool wrk)
 NGINX=$(find_tool nginx)
+TOOLS=(wrk nginx)
+H2LOAD=$(command -v h2load || true)
+if [[ -n $H2LOAD ]]; then
+	TOOLS+=(h2load)
+else
+	echo "pack.sh: h2load not found; the HTTP/2 tests will be skipped (apt-get install -y nghttp2-client)" >&2
+fi
 
 rm -rf "$T"
 mkdir -p "$T/bin" "$T/lib" "$T/conf"
 cp -L "$WRK" "$T/bin/wrk"
 cp -L "$NGINX" "$T/bin/nginx"
+[[ -n $H2LOAD ]] && cp -L "$H2LOAD" "$T/bin/h2load"
 
 # ldd prints "name => /path (addr)" for libraries and "/path/ld-linux... (addr)"
 # for the loader; linux-vdso has no file and is skipped.
 loader=""
-for exe in "$WRK" "$NGINX"; do
+for exe in "$WRK" "$NGINX" ${H2LOAD:+"$H2LOAD"}; do
 	while read -r a b c _; do
 		if [[ $b == "=>" && $c == /* ]]; then
 			cp -L "$c" "$T/lib/$a"
@@ -69,7 +78,7 @@ fi
 
 # Check that the set is complete: every library must resolve inside $T/lib.
 ok=1
-for tool in wrk nginx; do
+for tool in "${TOOLS[@]}"; do
 	while read -r a b c _; do
 		if [[ $b == "=>" && $c != "$T/lib/"* && $c != "$T/ld.so" ]]; then
 			echo "pack.sh: $tool: $a resolves to $c, outside the pack" >&2
@@ -80,6 +89,7 @@ done
 ((ok)) || exit 1
 "$T/ld.so" --library-path "$T/lib" "$T/bin/wrk" --version 2>&1 | head -1 || true
 "$T/ld.so" --library-path "$T/lib" "$T/bin/nginx" -v
+[[ -n $H2LOAD ]] && "$T/ld.so" --library-path "$T/lib" "$T/bin/h2load" --version
 
 echo "packed into $T ($(du -sh "$T" | cut -f1)); binaries in $BENCH_DIR/bin ($(du -sh "$BENCH_DIR/bin" | cut -f1))"
 echo "carry bench/bin and bench/.work, then run: bench/run.sh --no-build --packed"

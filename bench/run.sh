@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # run.sh drives forkd, Go net/http, fasthttp (prefork) and nginx with wrk on
-# loopback and prints one markdown table of the results.
+# loopback (and forkd and nginx with h2load for the HTTP/2 tests) and prints
+# one markdown table of the results.
 #
 # Usage: bench/run.sh [options]     (bench/run.sh -h lists them)
 #
 # Every option also has an environment variable (shown in -h), so a remote run
 # can be configured either way. The script builds the Go binaries when `go` is
 # on PATH; otherwise it uses the prebuilt ones in bench/bin/ (see pack.sh).
-# wrk and nginx come from PATH, or from bench/.work/tools/ made by pack.sh.
+# wrk, h2load and nginx come from PATH, or from bench/.work/tools/ made by
+# pack.sh.
 set -uo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,7 +17,9 @@ ROOT=$(dirname "$BENCH_DIR")
 BIN="$BENCH_DIR/bin"
 TOOLS="$BENCH_DIR/.work/tools"
 
-ALL_TESTS="plaintext,static4k,static1m,churn,scaling,tls,tlshandshake,tls1m,embedded,proxy,proxychurn"
+ALL_TESTS="plaintext,static4k,static1m,churn,scaling,tls,tlshandshake,tls1m,embedded,proxy,proxychurn,h2tls,h2tls4k,h2c,h2c4k"
+# H2_TESTS are the HTTP/2 tests, h2load's; "h2" in TESTS names them all.
+H2_TESTS="h2tls,h2tls4k,h2c,h2c4k"
 ALL_SERVERS="forkd,nethttp,fasthttp,nginx"
 
 DURATION=${DURATION:-10s}
@@ -35,6 +39,9 @@ PACKED=${PACKED:-0}
 KEEP=${KEEP:-0}
 REPEAT=${REPEAT:-1}
 BUILD_ONLY=0
+H2_CONNS=${H2_CONNS:-64}
+H2_STREAMS=${H2_STREAMS:-10}
+H2_WORKERS=${H2_WORKERS:-1}
 
 usage() {
 	cat <<EOF
@@ -49,7 +56,12 @@ Usage: bench/run.sh [options]
   -l, --client-cpus L    taskset CPU list for wrk, e.g. 16-31 (CLIENT_CPUS)
                          default: first half of the CPUs for servers, second half for wrk
   -n, --workers N        server workers/processes (WORKERS, default: CPUs in the server set)
-  -T, --tests LIST       comma list of $ALL_TESTS (TESTS)
+  -T, --tests LIST       comma list of $ALL_TESTS (TESTS);
+                         h2 = all four HTTP/2 tests ($H2_TESTS)
+      --h2-connections N  h2load connections (H2_CONNS, default 64)
+      --h2-streams N     h2load concurrent streams per connection (H2_STREAMS, default 10)
+      --h2-workers N     forkd workers and nginx worker processes of the HTTP/2
+                         tests (H2_WORKERS, default 1)
   -S, --servers LIST     comma list of $ALL_SERVERS (SERVERS); the embedded test
                          always runs both of its servers (forkd.HTTP and net/http.Server)
       --scale "LIST"     forkd worker counts for the scaling test (SCALE, default "1 2 4 8")
@@ -57,7 +69,7 @@ Usage: bench/run.sh [options]
   -q, --quick            smoke mode: --duration 2s --warmup 0
   -o, --out FILE         also write the table to FILE (OUT)
       --no-build         use the binaries already in bench/bin (BUILD=0)
-      --packed           use wrk/nginx from bench/.work/tools even if installed (PACKED=1)
+      --packed           use wrk/h2load/nginx from bench/.work/tools even if installed (PACKED=1)
       --keep             keep the temporary directory (configs, server logs) (KEEP=1)
       --build-only       build bench/bin/{forkd,nethttp,fasthttp,benchapp} and exit
   -h, --help             this help
@@ -77,6 +89,9 @@ while (($#)); do
 	-T | --tests) TESTS=$2; shift ;;
 	-S | --servers) SERVERS=$2; shift ;;
 	--scale) SCALE=$2; shift ;;
+	--h2-connections) H2_CONNS=$2; shift ;;
+	--h2-streams) H2_STREAMS=$2; shift ;;
+	--h2-workers) H2_WORKERS=$2; shift ;;
 	-q | --quick) DURATION=2s; WARMUP=0 ;;
 	-r | --repeat) REPEAT=$2; shift ;;
 	-o | --out) OUT=$2; shift ;;
@@ -96,6 +111,10 @@ die() { warn "$*"; exit 1; }
 
 # has reports whether the comma list $1 contains the word $2.
 has() { [[ ",$1," == *",$2,"* ]]; }
+
+has "$TESTS" h2 && TESTS+=",$H2_TESTS"
+has_h2_test() { has "$TESTS" h2tls || has "$TESTS" h2tls4k || has "$TESTS" h2c || has "$TESTS" h2c4k; }
+is_h2_test() { has "$H2_TESTS" "$1"; }
 
 # cpu_count prints how many CPUs a taskset list such as "0-3,8,10-11" names.
 cpu_count() {
@@ -183,6 +202,14 @@ elif packed nginx; then
 	MIME="$TOOLS/conf/mime.types"
 elif has "$SERVERS" nginx; then
 	warn "nginx not found; its rows are skipped. Install it with: apt-get install -y nginx   (or use bench/pack.sh)"
+fi
+H2LOAD=()
+if ((!PACKED)) && command -v h2load >/dev/null; then
+	H2LOAD=(h2load)
+elif packed h2load; then
+	H2LOAD=("$TOOLS/ld.so" --library-path "$TOOLS/lib" "$TOOLS/bin/h2load")
+elif has_h2_test; then
+	warn "h2load not found; the HTTP/2 rows are skipped. Install it with: apt-get install -y nghttp2-client   (or use bench/pack.sh)"
 fi
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
 command -v setsid >/dev/null || die "setsid not found (util-linux)"
@@ -427,6 +454,48 @@ wrk_run() {
 	fi
 }
 
+# h2load_run URL DURATION runs h2load (H2_CONNS connections, H2_STREAMS
+# streams each; h2c with prior knowledge for http://, h2 by ALPN for
+# https://) pinned to the client CPUs and sets RESULT like wrk_run. h2load
+# reports no latency percentiles: mean_us and max_us are the mean and the
+# maximum of its "time for request".
+h2load_run() {
+	local url=$1 dur=$2 out=$TMP/h2load.out threads=$THREADS
+	((threads > H2_CONNS)) && threads=$H2_CONNS
+	setsid timeout --kill-after=5 "$TIMEOUT_S" taskset -c "$CLIENT_CPUS" "${H2LOAD[@]}" \
+		-t "$threads" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$dur" "$url" >"$out" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID"
+	local rc=$?
+	WRK_PID=""
+	# finished in 2.00s, 61187.50 req/s, 6.07MB/s
+	# requests: 122375 total, 122375 started, 122375 done, 122375 succeeded, 0 failed, 0 errored, 0 timeout
+	# status codes: 122375 2xx, 0 3xx, 0 4xx, 0 5xx
+	# traffic: 12.15MB (12737346) total, ...
+	# time for request:      223us     43.10ms      9.90ms      3.21ms    75.31%
+	RESULT=$(awk '
+		function us(v) {
+			if (v ~ /us$/) return v + 0
+			if (v ~ /ms$/) return v * 1000
+			if (v ~ /s$/) return v * 1e6
+			return v + 0
+		}
+		/^finished in / { d = $3; sub(/s,$/, "", d); dur = d * 1e6 }
+		/^requests: / { done = $6; bad = $10 + $12 + $14 }
+		/^status codes: / { non2xx = $5 + $7 + $9 }
+		/^traffic: / { b = $3; gsub(/[()]/, "", b) }
+		/^time for request:/ { mean = us($6); max = us($5) }
+		END {
+			if (dur > 0 && done != "")
+				printf "BENCH requests=%d duration_us=%d bytes=%d errors=%d mean_us=%d max_us=%d\n", done, dur, b, bad + non2xx, mean, max
+		}' "$out")
+	if [[ -z $RESULT ]]; then
+		warn "h2load failed (exit $rc):"
+		sed 's/^/    /' "$out" >&2
+		return 1
+	fi
+}
+
 # ---------------------------------------------------------------- targets
 
 # Every server is started first and stays up; then the runs are interleaved:
@@ -462,9 +531,15 @@ measure_round() {
 		i=$(((j + r) % n))
 		is_url "${T_URL[i]}" || continue
 		log "round $((r + 1))/$REPEAT: ${T_TEST[i]}: ${T_SERVER[i]} (${T_WORKERS[i]} workers) ${T_URL[i]}"
-		warmup && { wrk_run "${T_URL[i]}" "$WARMUP" "${T_TEST[i]}" "${T_HDR[i]}" || true; }
-		t0=$(server_ticks)
-		wrk_run "${T_URL[i]}" "$DURATION" "${T_TEST[i]}" "${T_HDR[i]}" || continue
+		if is_h2_test "${T_TEST[i]}"; then
+			warmup && { h2load_run "${T_URL[i]}" "$WARMUP" || true; }
+			t0=$(server_ticks)
+			h2load_run "${T_URL[i]}" "$DURATION" || continue
+		else
+			warmup && { wrk_run "${T_URL[i]}" "$WARMUP" "${T_TEST[i]}" "${T_HDR[i]}" || true; }
+			t0=$(server_ticks)
+			wrk_run "${T_URL[i]}" "$DURATION" "${T_TEST[i]}" "${T_HDR[i]}" || continue
+		fi
 		RESULT+=" cpu_ticks=$(($(server_ticks) - t0))"
 		rate=$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] * 1e6 }' <<<"$RESULT")
 		T_RUNS[i]+="$rate $RESULT"$'\n'
@@ -485,7 +560,7 @@ declare -A ROWS=() RATE=() P99=() CPU=()
 
 # rows turns every target into a table row, from its median run.
 rows() {
-	local i n med requests duration_us bytes errors p50_us p99_us cpu_ticks kv
+	local i n med requests duration_us bytes errors p50_us p99_us mean_us max_us cpu_ticks kv lat50 lat99
 	for ((i = 0; i < ${#T_TEST[@]}; i++)); do
 		if ! is_url "${T_URL[i]}"; then
 			row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" "${T_URL[i]}" "" "" "" "" "" ""
@@ -499,13 +574,20 @@ rows() {
 		med=$(grep . <<<"${T_RUNS[i]}" | sort -n | sed -n "$(((n + 1) / 2))p")
 		for kv in ${med#* BENCH }; do local "$kv"; done
 		RATE[${T_TEST[i]}:${T_SERVER[i]}]=${med%% *}
-		P99[${T_TEST[i]}:${T_SERVER[i]}]=$p99_us
+		if is_h2_test "${T_TEST[i]}"; then
+			# h2load's mean and maximum, labelled: no percentiles.
+			lat50="$(awk -v v="$mean_us" 'BEGIN { printf "%.3f", v / 1000 }') (mean)"
+			lat99="$(awk -v v="$max_us" 'BEGIN { printf "%.3f", v / 1000 }') (max)"
+		else
+			P99[${T_TEST[i]}:${T_SERVER[i]}]=$p99_us
+			lat50=$(awk -v v="$p50_us" 'BEGIN { printf "%.3f", v / 1000 }')
+			lat99=$(awk -v v="$p99_us" 'BEGIN { printf "%.3f", v / 1000 }')
+		fi
 		CPU[${T_TEST[i]}:${T_SERVER[i]}]=$(awk -v t="$cpu_ticks" -v r="$requests" 'BEGIN { printf "%.6f", r ? t / r : 0 }')
 		row "${T_TEST[i]}" "${T_SERVER[i]}" "${T_WORKERS[i]}" \
 			"$(awk -v r="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')" \
 			"$(awk -v b="$bytes" -v d="$duration_us" 'BEGIN { printf "%.1f", b / 1048576 / (d / 1e6) }')" \
-			"$(awk -v v="$p50_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
-			"$(awk -v v="$p99_us" 'BEGIN { printf "%.3f", v / 1000 }')" \
+			"$lat50" "$lat99" \
 			"$(awk -v t="$cpu_ticks" -v r="$requests" -v hz="$HZ" 'BEGIN { printf "%.2f", r ? t * 1e6 / hz / r : 0 }')" \
 			"$errors" "${T_RSS[i]}"
 	done
@@ -544,7 +626,7 @@ HELLO_ROUTE='respond {
 
 start_forkd() {
 	if [[ ! -x $BIN/forkd ]]; then
-		skip_targets forkd "not built" plaintext static4k static1m churn tls tlshandshake tls1m proxy proxychurn
+		skip_targets forkd "not built" plaintext static4k static1m churn tls tlshandshake tls1m proxy proxychurn h2tls h2tls4k h2c h2c4k
 		if has "$TESTS" scaling; then RSS_NOTE="" target scaling forkd "" "not built"; fi
 		return
 	fi
@@ -612,6 +694,9 @@ EOF
 			skip_targets forkd "did not start" proxy proxychurn
 		fi
 	fi
+	if has_h2_test; then
+		start_forkd_h2
+	fi
 	if has "$TESTS" scaling; then
 		for w in $SCALE; do
 			port=$(free_port)
@@ -622,6 +707,155 @@ EOF
 				RSS_NOTE="" target scaling forkd "$w" "did not start"
 			fi
 		done
+	fi
+}
+
+# start_forkd_h2 starts the HTTP/2 tests' forkd: H2_WORKERS workers, a TLS
+# listener offering h2 (ALPN) and a plain one taking h2c with prior
+# knowledge, both serving the hello and the static files.
+start_forkd_h2() {
+	if ((${#H2LOAD[@]} == 0)); then
+		skip_targets forkd "h2load not installed" h2tls h2tls4k h2c h2c4k
+		return
+	fi
+	local tport cport
+	tport=$(free_port)
+	cport=$(free_port)
+	cat >"$TMP/forkd-h2.hcl" <<EOF
+workers = $H2_WORKERS
+listen {
+  address   = "127.0.0.1:$tport"
+  protocols = ["h2", "http/1.1"]
+  tls {
+    certificate = "$TMP/tls/cert.pem"
+    key         = "$TMP/tls/key.pem"
+  }
+}
+listen {
+  address   = "127.0.0.1:$cport"
+  protocols = ["http/1.1", "h2c"]
+}
+log {
+  level = "warn"
+}
+site "bench" {
+  route "/" {
+    $HELLO_ROUTE
+  }
+  route "/4k.bin" {
+    static {
+      root = "$TMP/www"
+    }
+  }
+}
+EOF
+	if start_server forkd-h2 "$cport" /4k.bin "$H2_WORKERS" "$BIN/forkd" -c "$TMP/forkd-h2.hcl"; then
+		h2_targets forkd "https://127.0.0.1:$tport" "http://127.0.0.1:$cport"
+	else
+		skip_targets forkd "did not start" h2tls h2tls4k h2c h2c4k
+	fi
+}
+
+# h2_targets SERVER TLS-BASE H2C-BASE registers the HTTP/2 tests.
+h2_targets() {
+	has "$TESTS" h2tls && target h2tls "$1" "$H2_WORKERS" "$2/"
+	has "$TESTS" h2tls4k && target h2tls4k "$1" "$H2_WORKERS" "$2/4k.bin"
+	has "$TESTS" h2c && target h2c "$1" "$H2_WORKERS" "$3/"
+	has "$TESTS" h2c4k && target h2c4k "$1" "$H2_WORKERS" "$3/4k.bin"
+}
+
+# start_nginx_h2 starts the HTTP/2 tests' nginx: H2_WORKERS worker
+# processes, h2 over TLS and h2c (prior knowledge) on a plain port. nginx
+# before 1.25.1 turns HTTP/2 on with a listen parameter, on a plain port
+# h2c only; later ones with "http2 on;", on a plain port beside HTTP/1.1.
+start_nginx_h2() {
+	has_h2_test || return
+	if ((${#NGINX[@]} == 0)); then
+		skip_targets nginx "not installed" h2tls h2tls4k h2c h2c4k
+		return
+	fi
+	if ((${#H2LOAD[@]} == 0)); then
+		skip_targets nginx "h2load not installed" h2tls h2tls4k h2c h2c4k
+		return
+	fi
+	local tport cport d=$TMP/nginx-h2 ver listen_h2="" http2_on=""
+	tport=$(free_port)
+	cport=$(free_port)
+	mkdir -p "$d/logs" "$d/tmp"
+	ver=$("${NGINX[@]}" -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')
+	if [[ $(printf '%s\n' "$ver" 1.25.1 | sort -V | head -1) == 1.25.1 ]]; then
+		http2_on="http2 on;"
+	else
+		listen_h2=" http2"
+	fi
+	local mime="types { application/octet-stream bin; }"
+	[[ -n $MIME ]] && mime="include $MIME;"
+	cat >"$d/nginx.conf" <<EOF
+# Generated by bench/run.sh (nginx $ver).
+user root;
+daemon off;
+master_process on;
+worker_processes $H2_WORKERS;
+worker_rlimit_nofile 65536;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+
+events {
+    worker_connections 16384;
+}
+
+http {
+    $mime
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 10000000;
+    client_body_temp_path $d/tmp/client;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+
+    server {
+        listen 127.0.0.1:$tport ssl$listen_h2;
+        $http2_on
+        server_name _;
+        root $TMP/www;
+        ssl_certificate $TMP/tls/cert.pem;
+        ssl_certificate_key $TMP/tls/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+
+        location = / {
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }
+        location / {
+        }
+    }
+    server {
+        listen 127.0.0.1:$cport$listen_h2;
+        $http2_on
+        server_name _;
+        root $TMP/www;
+
+        location = / {
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }
+        location / {
+        }
+    }
+}
+EOF
+	# The TLS port answers HTTP/1.1 too (ALPN): the probe's.
+	if PROBE_TLS=1 start_server nginx-h2 "$tport" / "$H2_WORKERS" "${NGINX[@]}" -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf"; then
+		h2_targets nginx "https://127.0.0.1:$tport" "http://127.0.0.1:$cport"
+	else
+		skip_targets nginx "did not start" h2tls h2tls4k h2c h2c4k
 	fi
 }
 
@@ -862,7 +1096,7 @@ tls_targets() {
 }
 
 # One ECDSA P-256 certificate, made once, serves forkd and nginx alike.
-if has_tls_test; then
+if has_tls_test || has_h2_test; then
 	command -v openssl >/dev/null || die "openssl not found (for the TLS tests). Install it with: apt-get install -y openssl"
 	mkdir -p "$TMP/tls"
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -882,7 +1116,7 @@ for s in "${server_list[@]}"; do
 	forkd) start_forkd ;;
 	nethttp) start_nethttp ;;
 	fasthttp) start_fasthttp ;;
-	nginx) start_nginx ;;
+	nginx) start_nginx; RSS_NOTE=""; start_nginx_h2 ;;
 	*) warn "unknown server $s (want $ALL_SERVERS)" ;;
 	esac
 done
@@ -918,14 +1152,21 @@ report() {
 	if [[ -n ${RATE[embedded:Go net/http]:-} ]]; then
 		echo "| embedded net/http app: forkd.HTTP ÷ net/http.Server (same cores) | $(ratio "${RATE[embedded:forkd]:-}" "${RATE[embedded:Go net/http]}") | $(ratio "${P99[embedded:forkd]:-}" "${P99[embedded:Go net/http]}") | $(ratio "${CPU[embedded:forkd]:-}" "${CPU[embedded:Go net/http]}") |"
 	fi
-	for t in static4k static1m churn tls tlshandshake tls1m proxy proxychurn; do
+	for t in static4k static1m churn tls tlshandshake tls1m proxy proxychurn h2tls h2tls4k h2c h2c4k; do
 		[[ -n ${RATE[$t:nginx]:-} ]] || continue
-		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]}") | $(ratio "${CPU[$t:forkd]:-}" "${CPU[$t:nginx]}") |"
+		echo "| $t ÷ nginx | $(ratio "${RATE[$t:forkd]:-}" "${RATE[$t:nginx]}") | $(ratio "${P99[$t:forkd]:-}" "${P99[$t:nginx]:-}") | $(ratio "${CPU[$t:forkd]:-}" "${CPU[$t:nginx]}") |"
 	done
 	echo
 	echo "Server CPU is all non-idle time on the server CPUs during the measured runs (kernel and"
 	echo "softirq included), divided by the requests. When wrk saturates its own CPUs, req/s"
 	echo "tie and this column still tells the servers apart."
+	if has_h2_test; then
+		echo
+		echo "HTTP/2 rows (h2tls, h2tls4k: h2 over TLS; h2c, h2c4k: h2c with prior knowledge; hello and"
+		echo "static 4 KiB) are h2load's: $H2_CONNS connections × $H2_STREAMS concurrent streams, $H2_WORKERS worker(s)"
+		echo "per server. h2load gives no latency percentiles: their p50 and p99 columns hold the mean"
+		echo "and the maximum of its request time, labelled, and their ratios have no p99."
+	fi
 }
 echo >&2
 if [[ -n $OUT ]]; then

@@ -74,3 +74,56 @@ func h2cOnly() *http.Protocols {
 	p.SetUnencryptedHTTP2(true)
 	return p
 }
+
+// TestProto checks that handlers see the protocol the client spoke, over
+// h2c and over HTTP/1.1 on the same listener, natively (Request.Proto) and
+// through net/http (FromHTTP), and that Stats counts only the streams.
+func TestProto(t *testing.T) {
+	native := protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
+		fmt.Fprintf(w, "%s %d.%d", r.Proto(), r.ProtoMajor, r.ProtoMinor)
+	})
+	nethttp := protocol.FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %d.%d", r.Proto, r.ProtoMajor, r.ProtoMinor)
+	}))
+	for _, tc := range []struct {
+		name    string
+		h       protocol.Handler
+		h2, h11 string
+	}{
+		// The native request keeps the version the engine parsed.
+		{"native", native, "HTTP/2.0 1.1", "HTTP/1.1 1.1"},
+		{"net/http", nethttp, "HTTP/2.0 2.0", "HTTP/1.1 1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			streamDone := make(chan struct{}, 1)
+			addr, b := serveH2C(t, tc.h, Options{OnRequestDone: func() { streamDone <- struct{}{} }})
+			for _, c := range []struct {
+				client *http.Client
+				want   string
+			}{
+				{h2cClient(), tc.h2},
+				{&http.Client{Timeout: 10 * time.Second}, tc.h11},
+			} {
+				resp, err := c.client.Get("http://" + addr + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if string(body) != c.want {
+					t.Errorf("%s: got %q, want %q", resp.Proto, body, c.want)
+				}
+			}
+			// The stream is counted once its answer is sent, maybe
+			// after the client read it.
+			select {
+			case <-streamDone:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream was never done")
+			}
+			if st := b.Stats(); st.Requests != 1 || st.Status[1] != 1 {
+				t.Errorf("h2 Stats: %d requests, classes %v; want the one stream", st.Requests, st.Status)
+			}
+		})
+	}
+}

@@ -327,6 +327,11 @@ func (c *streamConn) Close() error {
 	return c.pw.Close()
 }
 
+// HTTP2Stream tells the engine that its requests are HTTP/2 (Request.Proto).
+func (c *streamConn) HTTP2Stream() {}
+
+var _ protocol.HTTP2Stream = (*streamConn)(nil)
+
 func (c *streamConn) LocalAddr() net.Addr  { return c.local }
 func (c *streamConn) RemoteAddr() net.Addr { return c.remote }
 

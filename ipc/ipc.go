@@ -60,6 +60,10 @@ type Heartbeat struct {
 	OpenConns int64           `json:"open_conns"`
 	RSS       uint64          `json:"rss"`
 	Status    metrics.Classes `json:"status"` // responses by status class
+	// H2Status and H2OpenConns are the part of Status and OpenConns
+	// that is HTTP/2 (streams, connections).
+	H2Status    metrics.Classes `json:"h2_status"`
+	H2OpenConns int64           `json:"h2_open_conns"`
 }
 
 // Message is one packet.

@@ -143,6 +143,7 @@ type counters struct {
 	reloads        uint64
 	reloadFailures uint64
 	retired        metrics.Classes // final status-class counts of exited workers
+	retiredH2      metrics.Classes // the HTTP/2 part of retired
 	retiredReqs    uint64
 }
 
@@ -889,6 +890,7 @@ func (m *Master) reap(ev exitEvent) {
 	}
 	m.stats.retiredReqs += w.beat.Requests
 	m.stats.retired = m.stats.retired.Plus(w.beat.Status)
+	m.stats.retiredH2 = m.stats.retiredH2.Plus(w.beat.H2Status)
 	cause := classify(ev, w.killedFor)
 	now := m.env.now()
 	if w.stopping && w.killedFor == notKilled {

@@ -535,11 +535,15 @@ func TestStatusCountersSurviveWorkers(t *testing.T) {
 	m.reconcile(f.now)
 	pid := m.pids(1)[0]
 	m.send(pid, ipc.TypeReady)
-	m.beat(pid, ipc.Heartbeat{Requests: 7, Status: metrics.Classes{0, 5, 1, 1, 0}})
+	m.beat(pid, ipc.Heartbeat{Requests: 7, Status: metrics.Classes{0, 5, 1, 1, 0},
+		H2Status: metrics.Classes{0, 2, 0, 1, 0}, H2OpenConns: 1})
+	if s := m.buildSnapshot(); len(s.Workers) != 1 || s.Workers[0].H2Status != (metrics.Classes{0, 2, 0, 1, 0}) || s.Workers[0].H2OpenConns != 1 {
+		t.Fatalf("live workers %+v", s.Workers)
+	}
 	f.advance(time.Minute)
 	m.reap(exited(pid, 0))
-	if s := m.buildSnapshot(); s.Retired != (metrics.Classes{0, 5, 1, 1, 0}) {
-		t.Fatalf("retired %v", s.Retired)
+	if s := m.buildSnapshot(); s.Retired != (metrics.Classes{0, 5, 1, 1, 0}) || s.RetiredH2 != (metrics.Classes{0, 2, 0, 1, 0}) {
+		t.Fatalf("retired %v, HTTP/2 %v", s.Retired, s.RetiredH2)
 	}
 }
 

@@ -120,13 +120,14 @@ func (m *Master) buildSnapshot() metrics.Snapshot {
 		Started:        m.started,
 	}
 	s.Retired = m.stats.retired
+	s.RetiredH2 = m.stats.retiredH2
 	for k, v := range m.stats.restarts {
 		s.Restarts[k] = v
 	}
 	for _, w := range m.workers {
 		s.Workers = append(s.Workers, metrics.Worker{
 			Slot: w.slot, PID: w.pid, RSS: w.beat.RSS, Requests: w.beat.Requests, OpenConns: w.beat.OpenConns,
-			Status: w.beat.Status,
+			Status: w.beat.Status, H2Status: w.beat.H2Status, H2OpenConns: w.beat.H2OpenConns,
 		})
 	}
 	return s

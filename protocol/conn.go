@@ -183,6 +183,7 @@ func (c *conn) reset() {
 	c.trusted = nil
 	c.hijacked = false
 	c.resp.hijacked = false
+	c.req.h2 = false
 	c.state.Store(stateActive)
 }
 

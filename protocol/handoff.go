@@ -87,6 +87,16 @@ func (c *conn) toHTTP2() {
 	go c.srv.HandOff(HandOff{Conn: nc, Preread: rest, RemoteAddr: c.req.RemoteAddr, LocalAddr: c.req.LocalAddr, Context: c.hooks.ctx})
 }
 
+// An HTTP2Stream is a connection that carries one HTTP/2 stream's exchange
+// written as HTTP/1.1 (package h2's stream connections). Requests that
+// ServeConn reads from one report the client's protocol, HTTP/2.0:
+// Request.Proto, and a net/http handler's Request.Proto and ProtoMajor.
+type HTTP2Stream interface {
+	net.Conn
+	// HTTP2Stream marks the connection; it does nothing.
+	HTTP2Stream()
+}
+
 // ServeConn serves nc, a connection that is not a listener's (an HTTP/2
 // stream's exchange), on the calling goroutine until it ends. ctx is the
 // connection's context (nil: the Server's hooks make none). It counts
@@ -108,6 +118,7 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 	s.open.Add(1)
 	c.hooks = connHooks{ctx: ctx, id: s.hk.connIDs.Add(1), state: http.StateHijacked}
 	c.proxy, c.h2 = false, false
+	_, c.req.h2 = nc.(HTTP2Stream)
 	if closed {
 		c.release()
 		return

@@ -99,7 +99,13 @@ func newHTTPRequest(r *Request) (*http.Request, bool) {
 		RequestURI:    target,
 		Trailer:       trailer,
 	}
-	if r.ProtoMinor == 0 {
+	switch {
+	case r.h2:
+		// The engine read the stream's request as HTTP/1.1; the
+		// handler sees what the client spoke, as under net/http's
+		// own HTTP/2.
+		req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
+	case r.ProtoMinor == 0:
 		req.Proto = "HTTP/1.0"
 	}
 	if r.chunked {

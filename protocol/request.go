@@ -41,11 +41,14 @@ func (h *Header) reset() {
 // Request is one parsed request. Byte slices alias connection buffers and are
 // valid only until the handler returns.
 type Request struct {
-	Method        []byte
-	Target        []byte // the request-target exactly as received
-	Path          []byte // path part of the target, still percent-encoded ("*" for OPTIONS *)
-	Query         []byte // after '?', without it; nil when absent
-	Host          []byte // Host header (or authority of an absolute-form target)
+	Method []byte
+	Target []byte // the request-target exactly as received
+	Path   []byte // path part of the target, still percent-encoded ("*" for OPTIONS *)
+	Query  []byte // after '?', without it; nil when absent
+	Host   []byte // Host header (or authority of an absolute-form target)
+	// ProtoMajor and ProtoMinor are the version of the HTTP/1.x message
+	// the engine parsed, which decides its framing: 1.1 for an HTTP/2
+	// stream's request (see Proto).
 	ProtoMajor    int
 	ProtoMinor    int
 	Header        Header
@@ -76,7 +79,22 @@ type Request struct {
 
 	chunked        bool // Transfer-Encoding: chunked
 	expectContinue bool // Expect: 100-continue on an HTTP/1.1 request
+	h2             bool // the request came on an HTTP/2 stream (HTTP2Stream); kept by reset
 	slash          [1]byte
+}
+
+// Proto returns the protocol the client spoke: "HTTP/2.0" for a request
+// that came on an HTTP/2 stream (served through an HTTP2Stream), else the
+// HTTP/1.x version of the message, "HTTP/1.1" or "HTTP/1.0".
+func (r *Request) Proto() string {
+	switch {
+	case r.h2:
+		return "HTTP/2.0"
+	case r.ProtoMinor == 0:
+		return "HTTP/1.0"
+	default:
+		return "HTTP/1.1"
+	}
 }
 
 // reset clears r for the next request, keeping its slices' capacity.

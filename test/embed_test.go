@@ -21,7 +21,7 @@ func TestEmbedExamples(t *testing.T) {
 	}{
 		{"hello", "/", "Hello, World!\n"},
 		{"nethttp", "/", "Hello from net/http under forkd\n"},
-		{"nethttp", "/hello/gopher", `"hello":"gopher"`},
+		{"nethttp", "/hello/gopher", `"proto":"HTTP/1.1"`},
 		{"nethttp", "/stats", "app: "}, // the value from WithBaseContext
 	}
 	for _, c := range cases {

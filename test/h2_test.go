@@ -365,7 +365,8 @@ func TestH2Embedded(t *testing.T) {
 		{"hello", "/", "Hello, World!\n"},
 		{"nethttp", "/", "Hello from net/http under forkd\n"},
 		{"nethttp", "/hello/gopher", `"hello":"gopher"`},
-		{"nethttp", "/stats", "app: "}, // the value from WithBaseContext
+		{"nethttp", "/hello/proto", `"proto":"HTTP/2.0"`}, // r.Proto is the client's
+		{"nethttp", "/stats", "app: "},                    // the value from WithBaseContext
 	} {
 		t.Run(c.bin+c.path, func(t *testing.T) {
 			s := start(t, opts{workers: 1, bin: filepath.Join(binDir, c.bin), noSites: true,
@@ -380,6 +381,52 @@ func TestH2Embedded(t *testing.T) {
 				t.Errorf("%d %s %q", resp.StatusCode, resp.Proto, b)
 			}
 		})
+	}
+}
+
+// TestH2Metrics: the metrics tell HTTP/2 streams and connections apart
+// from the totals, which count every protocol.
+func TestH2Metrics(t *testing.T) {
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := start(t, opts{workers: 1, listen: "  protocols = [\"http/1.1\", \"h2c\"]\n",
+		extra: fmt.Sprintf(`metrics { address = "%s" }`, maddr)})
+	c := h2cClient()
+	defer c.CloseIdleConnections()
+	for range 5 {
+		resp, err := c.Get("http://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("h2c GET: %d %s", resp.StatusCode, resp.Proto)
+		}
+	}
+	for range 3 {
+		if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+			t.Fatalf("HTTP/1.1 GET: %d %v", code, err)
+		}
+	}
+	metric := func(body, name string) int {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)$`).FindStringSubmatch(body)
+		if m == nil {
+			return -1
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	var body string
+	// The h2c client keeps its connection open: one HTTP/2 connection.
+	eventually(t, 10*time.Second, "metrics to count the streams", func() bool {
+		_, b, err := get(maddr, "/metrics")
+		body = b
+		return err == nil && metric(b, `forkd_http2_requests_total{class="2xx"}`) == 5 &&
+			metric(b, `forkd_requests_total{class="2xx"}`) == 8 &&
+			metric(b, "forkd_http2_open_connections") == 1
+	})
+	if n := metric(body, `forkd_http2_requests_total{class="4xx"}`); n != 0 {
+		t.Errorf("forkd_http2_requests_total 4xx = %d, want 0:\n%s", n, body)
 	}
 }
 

@@ -458,8 +458,9 @@ func (w *runtime) heartbeat() {
 // stats is what a heartbeat (and a retire message) reports.
 func (w *runtime) stats() *ipc.Heartbeat {
 	st := w.srv.Stats()
+	var hs protocol.Stats
 	if w.h2 != nil {
-		hs := w.h2.Stats()
+		hs = w.h2.Stats()
 		st.Requests += hs.Requests
 		st.OpenConns += hs.OpenConns
 		for i := range st.Status {
@@ -467,10 +468,12 @@ func (w *runtime) stats() *ipc.Heartbeat {
 		}
 	}
 	return &ipc.Heartbeat{
-		Requests:  st.Requests,
-		OpenConns: st.OpenConns,
-		RSS:       rss(),
-		Status:    metrics.Classes(st.Status),
+		Requests:    st.Requests,
+		OpenConns:   st.OpenConns,
+		RSS:         rss(),
+		Status:      metrics.Classes(st.Status),
+		H2Status:    metrics.Classes(hs.Status),
+		H2OpenConns: hs.OpenConns,
 	}
 }
 

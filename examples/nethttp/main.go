@@ -47,7 +47,7 @@ func main() {
 	})
 	mux.HandleFunc("GET /hello/{name}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"hello": r.PathValue("name"), "pid": os.Getpid()})
+		json.NewEncoder(w).Encode(map[string]any{"hello": r.PathValue("name"), "pid": os.Getpid(), "proto": r.Proto})
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
 		// Reading the body while the response streams out needs full

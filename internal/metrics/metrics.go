@@ -54,6 +54,10 @@ type Worker struct {
 	Requests  uint64  // requests served since the worker started
 	OpenConns int64   // connections open now
 	Status    Classes // responses since the worker started, by status class
+	// H2Status and H2OpenConns are the HTTP/2 part of Status (streams
+	// answered) and of OpenConns (HTTP/2 connections).
+	H2Status    Classes
+	H2OpenConns int64
 }
 
 // Snapshot is the state of a master at one moment.
@@ -64,6 +68,8 @@ type Snapshot struct {
 	// last heartbeat. forkd_requests_total is Retired plus the live
 	// workers' counts, so it never goes down when a worker is replaced.
 	Retired Classes
+	// RetiredH2 is the HTTP/2 part of Retired.
+	RetiredH2 Classes
 	// Restarts counts worker replacements by cause: "crash", "timeout",
 	// "max_requests", "reload" and so on.
 	Restarts       map[string]uint64
@@ -88,11 +94,13 @@ func Write(w io.Writer, s Snapshot) error {
 		return cmp.Or(cmp.Compare(a.Slot, b.Slot), cmp.Compare(a.PID, b.PID))
 	})
 
-	total := s.Retired
-	var conns int64
+	total, h2 := s.Retired, s.RetiredH2
+	var conns, h2conns int64
 	for _, wk := range workers {
 		total = total.Plus(wk.Status)
+		h2 = h2.Plus(wk.H2Status)
 		conns += wk.OpenConns
+		h2conns += wk.H2OpenConns
 	}
 
 	e.family("forkd_requests_total", "counter", "Responses sent by all workers, current and retired, by status class.")
@@ -102,6 +110,17 @@ func Write(w io.Writer, s Snapshot) error {
 
 	e.family("forkd_open_connections", "gauge", "Client connections open across all workers.")
 	e.sample("forkd_open_connections", strconv.FormatInt(conns, 10))
+
+	// HTTP/2 is told apart in families of its own, not by a label on
+	// the two above: their series keep their meaning (all protocols),
+	// and a sum over them counts nothing twice.
+	e.family("forkd_http2_requests_total", "counter", "Responses sent on HTTP/2 streams, a part of forkd_requests_total, by status class.")
+	for i, n := range h2 {
+		e.sample("forkd_http2_requests_total", uintStr(n), "class", classLabels[i])
+	}
+
+	e.family("forkd_http2_open_connections", "gauge", "HTTP/2 client connections open across all workers, a part of forkd_open_connections.")
+	e.sample("forkd_http2_open_connections", strconv.FormatInt(h2conns, 10))
 
 	e.family("forkd_workers", "gauge", "Live worker processes.")
 	e.sample("forkd_workers", strconv.Itoa(len(workers)))

@@ -26,10 +26,13 @@ func sampleSnapshot() Snapshot {
 	return Snapshot{
 		// Out of order on purpose: Write sorts by slot, then pid.
 		Workers: []Worker{
-			{Slot: 1, PID: 202, RSS: 11 << 20, Requests: 40, OpenConns: 3, Status: Classes{0, 30, 5, 4, 1}},
-			{Slot: 0, PID: 201, RSS: 10276044, Requests: 100, OpenConns: 7, Status: Classes{1, 90, 0, 9, 0}},
+			{Slot: 1, PID: 202, RSS: 11 << 20, Requests: 40, OpenConns: 3, Status: Classes{0, 30, 5, 4, 1},
+				H2Status: Classes{0, 12, 0, 1, 0}, H2OpenConns: 1},
+			{Slot: 0, PID: 201, RSS: 10276044, Requests: 100, OpenConns: 7, Status: Classes{1, 90, 0, 9, 0},
+				H2Status: Classes{0, 20, 0, 0, 0}, H2OpenConns: 2},
 		},
-		Retired: retired,
+		Retired:   retired,
+		RetiredH2: Classes{0, 4, 0, 0, 0},
 		Restarts: map[string]uint64{
 			"timeout":             1,
 			"crash":               2,
@@ -84,7 +87,8 @@ func TestWriteEmpty(t *testing.T) {
 	}
 	out := b.String()
 	checkExposition(t, out)
-	for _, want := range []string{"forkd_workers 0\n", `forkd_requests_total{class="2xx"} 0` + "\n", "forkd_generation 0\n"} {
+	for _, want := range []string{"forkd_workers 0\n", `forkd_requests_total{class="2xx"} 0` + "\n", "forkd_generation 0\n",
+		`forkd_http2_requests_total{class="2xx"} 0` + "\n", "forkd_http2_open_connections 0\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("empty snapshot output lacks %q", want)
 		}
