@@ -445,3 +445,47 @@ func TestLoadLenient(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// TestParseCompress checks a compress block's defaults and a route's
+// block replacing its site's.
+func TestParseCompress(t *testing.T) {
+	src := `site "s" {
+  compress {}
+  route "/a" {
+    respond {}
+  }
+  route "/b" {
+    compress {
+      algorithms = ["gzip"]
+      types      = ["text/plain"]
+      min_length = 0
+      cache      = "1MiB"
+    }
+    static {
+      root          = "."
+      precompressed = ["br", "gzip"]
+    }
+  }
+}
+`
+	c, err := Parse([]byte(src), "c.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Sites[0]
+	want := &Compress{Algorithms: DefaultCompressAlgorithms, Types: DefaultCompressTypes,
+		MinLength: DefaultCompressMinLength, Cache: DefaultCompressCache}
+	if !reflect.DeepEqual(s.Compress, want) {
+		t.Errorf("site compress = %+v, want %+v", s.Compress, want)
+	}
+	if s.Routes[0].Compress != nil {
+		t.Errorf("route /a compress = %+v, want nil (the site's applies)", s.Routes[0].Compress)
+	}
+	want = &Compress{Algorithms: []string{"gzip"}, Types: []string{"text/plain"}, MinLength: 0, Cache: 1 << 20}
+	if !reflect.DeepEqual(s.Routes[1].Compress, want) {
+		t.Errorf("route /b compress = %+v, want %+v", s.Routes[1].Compress, want)
+	}
+	if got := s.Routes[1].Static.Precompressed; !reflect.DeepEqual(got, []string{"br", "gzip"}) {
+		t.Errorf("precompressed = %q", got)
+	}
+}
