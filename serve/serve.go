@@ -59,6 +59,9 @@ type handler struct {
 	// pages holds each site's error pages while the routes are built:
 	// read once per site.
 	pages map[*config.Site]map[int]*errorPage
+	// compressors holds each compress block's compressor while the routes
+	// are built, so that a site's routes share one (and its cache).
+	compressors map[*config.Compress]*compressor
 
 	// limits bound what upstream responses may make a worker hold, as
 	// they bound requests.
@@ -75,11 +78,12 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		logger = hclog.NewNullLogger()
 	}
 	h := &handler{
-		fallback: opts.Fallback,
-		logger:   logger,
-		draining: opts.Draining,
-		auths:    make(map[*config.BasicAuth]*authUsers),
-		pages:    make(map[*config.Site]map[int]*errorPage),
+		fallback:    opts.Fallback,
+		logger:      logger,
+		draining:    opts.Draining,
+		auths:       make(map[*config.BasicAuth]*authUsers),
+		compressors: make(map[*config.Compress]*compressor),
+		pages:       make(map[*config.Site]map[int]*errorPage),
 	}
 	h.paths.New = func() any { return &reqPath{buf: make([]byte, 0, 256)} }
 	var sites []config.Site
@@ -176,6 +180,7 @@ func (h *handler) routeKind(cs *config.Site, rt config.Route) (routeHandler, err
 		if err != nil {
 			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
 		}
+		s.comp = h.compressor(compressOf(cs, &rt))
 		h.closers = append(h.closers, s)
 		return s, nil
 	case rt.Proxy != nil:
