@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/httplex"
+	"github.com/forkd/forkd/protocol"
 )
 
 // encoder is what the codecs of klauspost/compress and andybalholm/brotli
@@ -42,6 +44,7 @@ type compressor struct {
 	// variant must fit in the cache, with room for others.
 	maxStatic int64
 	pools     [codingGzip + 1]sync.Pool // encoders, by coding
+	bodies    sync.Pool                 // *compressBody
 }
 
 func newCompressor(c *config.Compress) *compressor {
@@ -184,6 +187,13 @@ func (c *variantCache) get(k variantKey) ([]byte, bool) {
 	return e.Value.(*variant).body, true
 }
 
+// len returns how many variants are cached.
+func (c *variantCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
 // put adds a variant, evicting the least recently used until it fits.
 func (c *variantCache) put(k variantKey, body []byte) {
 	n := int64(len(body))
@@ -204,3 +214,93 @@ func (c *variantCache) put(k variantKey, body []byte) {
 	c.m[k] = c.lru.PushFront(&variant{key: k, body: body})
 	c.used += n
 }
+
+// compressHook is the head hook of a route that compresses (after the
+// route's header changes, prev, so that it sees the fields that go out):
+// it decides, per response, whether the body is compressed, and installs
+// a pooled compressBody as the body filter when it is. A response it
+// leaves alone costs a look at a few fields.
+type compressHook struct {
+	z    *compressor
+	prev protocol.HeadHook // nil: none
+}
+
+// BeforeHead compresses what gzhttp and nginx's gzip would: a response
+// with a body (not 1xx, 204, 206, 304), not already encoded, not marked
+// Cache-Control: no-transform (RFC 9111 section 5.2.2.6), of a listed
+// type, at least min_length long when the length is known, to a client
+// that accepts a coding offered.
+func (hk *compressHook) BeforeHead(w *protocol.ResponseWriter, r *protocol.Request) {
+	if hk.prev != nil {
+		hk.prev.BeforeHead(w, r)
+	}
+	z := hk.z
+	status := w.Status()
+	if status < 200 || status == 204 || status == 206 || status == 304 {
+		return
+	}
+	h := w.Header()
+	if h.Peek("Content-Encoding") != "" || !z.typeOK(stringBytes(h.Peek("Content-Type"))) ||
+		httplex.HasToken(stringBytes(h.Peek("Cache-Control")), "no-transform") {
+		return
+	}
+	// The encoding depends on Accept-Encoding, whichever this client gets
+	// (RFC 9110 section 12.5.5).
+	if vary := stringBytes(h.Peek("Vary")); !httplex.HasToken(vary, "Accept-Encoding") && !httplex.HasToken(vary, "*") {
+		h.Add("Vary", "Accept-Encoding")
+	}
+	if cl := h.ContentLength(); cl >= 0 && cl < z.minLength {
+		return
+	}
+	c := negotiate(r.Header.Get("Accept-Encoding"), z.offered)
+	if c == codingIdentity {
+		return
+	}
+	b, _ := z.bodies.Get().(*compressBody)
+	if b == nil {
+		b = &compressBody{z: z}
+	}
+	h.Set("Content-Encoding", c.name())
+	h.Del("Accept-Ranges")
+	// A strong validator names the identity bytes; the compressed ones
+	// differ from one compression to the next: weak.
+	if etag := h.Peek("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+		b.tag = append(append(b.tag[:0], "W/"...), etag...)
+		h.SetBytes("ETag", b.tag)
+	}
+	if string(r.Method) == "HEAD" {
+		w.SetBodyFilter(nil)
+		z.bodies.Put(b)
+		return
+	}
+	b.coding = c
+	b.enc = z.encoder(c, w.RawBody())
+	w.SetBodyFilter(b)
+}
+
+// compressBody is the body filter of one compressed response.
+type compressBody struct {
+	z      *compressor
+	coding coding
+	enc    encoder
+	tag    []byte // scratch for the weak ETag
+}
+
+func (b *compressBody) Write(p []byte) (int, error) { return b.enc.Write(p) }
+
+// Flush ends the current block so that the client can decode all that
+// was written (gzip's and zstd's sync flush, brotli's empty metadata
+// block): an event is never held back.
+func (b *compressBody) Flush() error { return b.enc.Flush() }
+
+// Close ends the stream and goes back to the pool.
+func (b *compressBody) Close() error {
+	err := b.enc.Close()
+	b.z.release(b.coding, b.enc)
+	b.enc = nil
+	b.z.bodies.Put(b)
+	return err
+}
+
+// stringBytes views s as bytes, without a copy; they must not change.
+func stringBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }

@@ -140,7 +140,7 @@ func TestStaticCompressCache(t *testing.T) {
 	for range 3 {
 		get(t, addr, "GET", "/style.css", "Accept-Encoding: br")
 	}
-	if n := cache.lru.Len(); n != 1 {
+	if n := cache.len(); n != 1 {
 		t.Fatalf("%d variants cached after 3 requests, want 1", n)
 	}
 	edited := bytes.Repeat([]byte("p { margin: 0 }\n"), 40)
