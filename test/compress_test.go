@@ -14,7 +14,7 @@ import (
 
 // TestCompressCurl fetches static, respond and proxy (fixed length and
 // chunked with trailers) responses through a real master with curl
-// --compressed, once per coding: each decodes, with curl's decoders, to
+// --compressed, over HTTP/1.1 and HTTP/2 (h2c), once per coding: each decodes, with curl's decoders, to
 // the bytes served uncompressed.
 func TestCompressCurl(t *testing.T) {
 	text := strings.Repeat("forkd compresses this line for curl to decode. ", 100)
@@ -40,7 +40,7 @@ func TestCompressCurl(t *testing.T) {
 		io.WriteString(w, text)
 	}))
 	t.Cleanup(up.Close)
-	s := start(t, opts{sites: fmt.Sprintf(`site "c" {
+	s := start(t, opts{listen: "  protocols = [\"http/1.1\", \"h2c\"]\n", sites: fmt.Sprintf(`site "c" {
   compress {
     cache = "1MiB"
   }
@@ -63,33 +63,42 @@ func TestCompressCurl(t *testing.T) {
 }
 `, root, text, strings.TrimPrefix(up.URL, "http://"))})
 	static := "/static/app.js"
-	for _, path := range []string{static, "/respond", "/up/fixed", "/up/chunked"} {
-		for _, enc := range []string{"gzip", "br", "zstd", "identity"} {
-			hdrs := filepath.Join(t.TempDir(), "h")
-			out, err := exec.Command("curl", "-sS", "--compressed", "-H", "Accept-Encoding: "+enc,
-				"-D", hdrs, "http://"+s.addr+path).Output()
-			if err != nil {
-				t.Fatalf("curl %s %s: %v", enc, path, err)
-			}
-			h, _ := os.ReadFile(hdrs)
-			head := strings.ToLower(string(h))
-			if string(out) != text {
-				t.Fatalf("%s %s: curl decoded %d bytes, want %d\n%s", enc, path, len(out), len(text), h)
-			}
-			want := "content-encoding: " + enc
-			if enc == "identity" {
-				if strings.Contains(head, "content-encoding") {
-					t.Errorf("%s %s: %s", enc, path, h)
-				}
-			} else if !strings.Contains(head, want) {
-				t.Errorf("%s %s: no %q in\n%s", enc, path, want, h)
-			}
-			if !strings.Contains(head, "vary: accept-encoding") {
-				t.Errorf("%s %s: no Vary in\n%s", enc, path, h)
-			}
-			if path == "/up/chunked" && enc != "identity" && !strings.Contains(head, "x-done: yes") {
-				t.Errorf("%s %s: no trailer in\n%s", enc, path, h)
+	for _, proto := range []string{"--http1.1", "--http2-prior-knowledge"} {
+		for _, path := range []string{static, "/respond", "/up/fixed", "/up/chunked"} {
+			for _, enc := range []string{"gzip", "br", "zstd", "identity"} {
+				curlCompressed(t, s.addr, proto, path, enc, text)
 			}
 		}
+	}
+}
+
+// curlCompressed fetches path with curl --compressed over proto, asking
+// for enc, and checks that curl decodes the response to text.
+func curlCompressed(t *testing.T, addr, proto, path, enc, text string) {
+	t.Helper()
+	hdrs := filepath.Join(t.TempDir(), "h")
+	out, err := exec.Command("curl", "-sS", "-m", "10", proto, "--compressed", "-H", "Accept-Encoding: "+enc,
+		"-D", hdrs, "http://"+addr+path).Output()
+	if err != nil {
+		t.Fatalf("curl %s %s %s: %v", proto, enc, path, err)
+	}
+	h, _ := os.ReadFile(hdrs)
+	head := strings.ToLower(string(h))
+	if string(out) != text {
+		t.Fatalf("%s %s %s: curl decoded %d bytes, want %d\n%s", proto, enc, path, len(out), len(text), h)
+	}
+	want := "content-encoding: " + enc
+	if enc == "identity" {
+		if strings.Contains(head, "content-encoding") {
+			t.Errorf("%s %s %s: %s", proto, enc, path, h)
+		}
+	} else if !strings.Contains(head, want) {
+		t.Errorf("%s %s %s: no %q in\n%s", proto, enc, path, want, h)
+	}
+	if !strings.Contains(head, "vary: accept-encoding") {
+		t.Errorf("%s %s %s: no Vary in\n%s", proto, enc, path, h)
+	}
+	if path == "/up/chunked" && enc != "identity" && !strings.Contains(head, "x-done: yes") {
+		t.Errorf("%s %s %s: no trailer in\n%s", proto, enc, path, h)
 	}
 }
