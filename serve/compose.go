@@ -20,7 +20,8 @@ import (
 //     out, so that they reach every response below, the 403s and 401s
 //     included; then compress, the route's or else the site's, which
 //     decides on the fields so made whether the body is compressed
-//     (static routes compress their files themselves).
+//     (static routes compress their files themselves; the embedding
+//     program's handler only when marked protocol.Compressed).
 //  2. error_pages of the site: once the rest has answered, an error
 //     without a body of its own gets the page for its status.
 //  3. allow/deny of the site, then of the route: 403.
@@ -77,8 +78,10 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 	case hdrs != nil:
 		hook = hdrs
 	}
-	if z := h.compressor(compressOf(cs, cr)); z != nil && cr != nil && cr.Static == nil {
-		// Static routes compress files themselves (cached, with lengths).
+	// Static routes compress files themselves (cached, with lengths); the
+	// embedding program's handler, which serves what no route matches,
+	// only when it opted in.
+	if z := h.compressor(compressOf(cs, cr)); z != nil && (cr != nil && cr.Static == nil || cr == nil && h.fallbackCompress) {
 		hook = &compressHook{z: z, prev: hook}
 	}
 	if hook != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
 )
 
 var codingNames = []string{"gzip", "br", "zstd"}
@@ -238,5 +239,45 @@ func TestProxyCompressSSE(t *testing.T) {
 				t.Fatalf("rest %q, %v", rest, err)
 			}
 		})
+	}
+}
+
+// TestFallbackCompressOptIn: the embedding program's handler is
+// compressed by its site's block only when marked protocol.Compressed.
+func TestFallbackCompressOptIn(t *testing.T) {
+	long := strings.Repeat("an embedded handler's response. ", 40)
+	app := protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteString(long)
+	})
+	site := []config.Site{{Name: "s", Compress: compressBlock(), Routes: []config.Route{
+		{Prefix: "/r", Respond: &config.Respond{Status: 200, Body: long, Headers: map[string]string{"Content-Type": "text/plain"}}},
+	}}}
+	c := noDecodeClient(t)
+	for _, tc := range []struct {
+		name string
+		h    protocol.Handler
+		want string
+	}{
+		{"plain", app, ""},
+		{"Compressed", protocol.Compressed(app), "br"},
+		{"Nonblocking(Compressed)", protocol.Nonblocking(protocol.Compressed(app)), "br"},
+		{"Compressed(Nonblocking)", protocol.Compressed(protocol.Nonblocking(app)), "br"},
+		{"Compressed(HTTP)", protocol.Compressed(protocol.FromHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, long)
+		}))), "br"},
+	} {
+		addr := startServer(t, newHandler(t, site, Options{Fallback: tc.h}), nil)
+		resp, b := fetch(t, c, "GET", "http://"+addr+"/app", "br")
+		if got := resp.Header.Get("Content-Encoding"); got != tc.want {
+			t.Errorf("%s: Content-Encoding %q, want %q", tc.name, got, tc.want)
+		}
+		if got := decode(t, resp.Header.Get("Content-Encoding"), b); string(got) != long {
+			t.Errorf("%s: body %q", tc.name, got)
+		}
+	}
+	if ls, ok := protocol.Compressed(protocol.Nonblocking(app)).(protocol.LoopSafe); !ok || !ls.LoopSafe() {
+		t.Error("Compressed(Nonblocking(h)) is not LoopSafe")
 	}
 }

@@ -47,10 +47,13 @@ type handler struct {
 	// fallbackSafe: the fallback may run on an event loop; otherwise the
 	// connection leaves the loop first (WillBlock).
 	fallbackSafe bool
-	logger       hclog.Logger
-	draining     *atomic.Bool
-	closers      []io.Closer
-	paths        sync.Pool // *reqPath
+	// fallbackCompress: the fallback opted in (protocol.Compressed) to its
+	// sites' compress blocks.
+	fallbackCompress bool
+	logger           hclog.Logger
+	draining         *atomic.Bool
+	closers          []io.Closer
+	paths            sync.Pool // *reqPath
 
 	// auths holds each basic_auth block's users while the routes are
 	// built, so that a site's routes share one (and its verified
@@ -99,6 +102,9 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 	}
 	if len(sites) == 0 && h.fallback == nil {
 		h.fallback = welcomeHandler(opts.Draining)
+	}
+	if c, ok := h.fallback.(protocol.Compressible); ok && c.Compressible() {
+		h.fallbackCompress = true
 	}
 	if ls, ok := h.fallback.(protocol.LoopSafe); ok && ls.LoopSafe() {
 		h.fallbackSafe = true
