@@ -285,6 +285,20 @@ var (
 	DefaultCompressTypes      = []string{"text/*", "application/json", "application/javascript", "image/svg+xml"}
 )
 
+// setDefaults fills in the algorithms and types of a block built in code;
+// a zero min_length or cache means zero. It does nothing to nil.
+func (c *Compress) setDefaults() {
+	if c == nil {
+		return
+	}
+	if c.Algorithms == nil {
+		c.Algorithms = slices.Clone(DefaultCompressAlgorithms)
+	}
+	if c.Types == nil {
+		c.Types = slices.Clone(DefaultCompressTypes)
+	}
+}
+
 const (
 	DefaultCompressMinLength = 256
 	DefaultCompressCache     = 64 << 20
@@ -518,8 +532,10 @@ func (c *Config) SetDefaults() {
 		if len(s.Hosts) == 0 {
 			s.Hosts = []string{"*"}
 		}
+		s.Compress.setDefaults()
 		for j := range s.Routes {
 			r := &s.Routes[j]
+			r.Compress.setDefaults()
 			if r.Static != nil && len(r.Static.Index) == 0 {
 				r.Static.Index = []string{DefaultIndex}
 			}

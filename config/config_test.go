@@ -489,3 +489,19 @@ func TestParseCompress(t *testing.T) {
 		t.Errorf("precompressed = %q", got)
 	}
 }
+
+// TestSetDefaultsCompress: a compress block built in code gets the
+// default algorithms and types; zero lengths stay zero.
+func TestSetDefaultsCompress(t *testing.T) {
+	c := &Config{Sites: []Site{{Name: "s", Compress: &Compress{}, Routes: []Route{
+		{Prefix: "/", Compress: &Compress{Algorithms: []string{CodingGzip}}, Respond: &Respond{}},
+	}}}}
+	c.SetDefaults()
+	s := c.Sites[0]
+	if !reflect.DeepEqual(s.Compress, &Compress{Algorithms: DefaultCompressAlgorithms, Types: DefaultCompressTypes}) {
+		t.Errorf("site compress %+v", s.Compress)
+	}
+	if rc := s.Routes[0].Compress; !reflect.DeepEqual(rc.Algorithms, []string{CodingGzip}) || !reflect.DeepEqual(rc.Types, DefaultCompressTypes) {
+		t.Errorf("route compress %+v", rc)
+	}
+}
