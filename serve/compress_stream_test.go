@@ -85,6 +85,11 @@ func TestRespondCompress(t *testing.T) {
 			t.Errorf("%s: HEAD %v", enc, hd.Header)
 		}
 	}
+	// HTTP/1.0: no chunks, the body ends with the connection.
+	r10 := rawRequest(t, addr, "GET", "GET /long HTTP/1.0\r\nHost: x\r\nAccept-Encoding: zstd\r\n\r\n")
+	if r10.header.Get("Content-Encoding") != "zstd" || string(decode(t, "zstd", []byte(r10.body))) != long {
+		t.Errorf("HTTP/1.0: %v", r10.header)
+	}
 	resp, b := fetch(t, c, "GET", base+"/long", "")
 	if string(b) != long || resp.Header.Get("Vary") != "Accept-Encoding" || resp.Header.Get("ETag") != `"v1"` ||
 		resp.Header.Get("Content-Encoding") != "" {
