@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -284,5 +285,40 @@ func TestFallbackCompressOptIn(t *testing.T) {
 	}
 	if ls, ok := protocol.Compressed(protocol.Nonblocking(app)).(protocol.LoopSafe); !ok || !ls.LoopSafe() {
 		t.Error("Compressed(Nonblocking(h)) is not LoopSafe")
+	}
+}
+
+// TestCompressSendFile: a handler that declares its length and sends a
+// file with SendFile still gets a compressed body when its head's hook
+// compresses (the file is copied through the encoder).
+func TestCompressSendFile(t *testing.T) {
+	long := strings.Repeat("sent with sendfile, compressed anyway. ", 60)
+	p := t.TempDir() + "/f.txt"
+	if err := os.WriteFile(p, []byte(long), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	app := protocol.Compressed(protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
+		f, err := os.Open(p)
+		if err != nil {
+			writeError(w, 500)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "text/plain")
+		w.SetContentLength(int64(len(long)))
+		if err := w.SendFile(f, 0, int64(len(long))); err != nil {
+			t.Errorf("SendFile: %v", err)
+		}
+	}))
+	site := []config.Site{{Name: "s", Compress: compressBlock(), Routes: []config.Route{
+		{Prefix: "/r", Respond: &config.Respond{Status: 200}},
+	}}}
+	addr := startServer(t, newHandler(t, site, Options{Fallback: app}), nil)
+	c := noDecodeClient(t)
+	for _, enc := range []string{"gzip", ""} {
+		resp, b := fetch(t, c, "GET", "http://"+addr+"/f", enc)
+		if resp.Header.Get("Content-Encoding") != enc || string(decode(t, enc, b)) != long {
+			t.Errorf("%q: %v, %d bytes", enc, resp.Header, len(b))
+		}
 	}
 }
