@@ -61,6 +61,13 @@ type LoopSafe = protocol.LoopSafe
 // connections.
 func Nonblocking(h Handler) Handler { return protocol.Nonblocking(h) }
 
+// Compressed lets the compress block of a site compress h's responses:
+// those to the site's requests that none of its routes matches, which h
+// serves. Without it they go out as h wrote them (h may compress for
+// itself). Nonblocking(Compressed(h)) and Compressed(Nonblocking(h)) are
+// both.
+func Compressed(h Handler) Handler { return protocol.Compressed(h) }
+
 // Worker describes the worker process a hook runs in.
 type Worker = worker.Info
 

@@ -3,8 +3,10 @@ module github.com/forkd/forkd
 go 1.26.0
 
 require (
+	github.com/andybalholm/brotli v1.3.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/hcl/v2 v2.25.0
+	github.com/klauspost/compress v1.20.3
 	github.com/zclconf/go-cty v1.19.0
 	golang.org/x/crypto v0.59.0
 	golang.org/x/net v0.63.0

@@ -250,8 +250,59 @@ type Site struct {
 	// the body of forkd's own errors with that status, and of upstream
 	// errors that have none; absolute after Load.
 	ErrorPages map[string]string `json:"error_pages,omitempty"`
-	Routes     []Route           `json:"routes"`
+	// Compress compresses the responses of the site's routes; nil: off.
+	Compress *Compress `json:"compress,omitempty"`
+	Routes   []Route   `json:"routes"`
 }
+
+// Compress is a compress block: the responses it compresses, and how.
+type Compress struct {
+	// Algorithms are the content codings offered (CodingZstd, CodingBr,
+	// CodingGzip), in the server's order of preference among those a
+	// client accepts with the same q-value.
+	Algorithms []string `json:"algorithms"`
+	// Types are the media types compressed: "text/html", or "text/*"
+	// for a whole top-level type.
+	Types []string `json:"types"`
+	// MinLength is the smallest body, in bytes, worth compressing (when
+	// its length is known beforehand).
+	MinLength int64 `json:"min_length"`
+	// Cache bounds, in bytes, the compressed variants of static files
+	// that each worker keeps for reuse; 0: none kept.
+	Cache uint64 `json:"cache"`
+}
+
+// The content codings forkd compresses with (RFC 9110 section 8.4.1).
+const (
+	CodingZstd = "zstd"
+	CodingBr   = "br"
+	CodingGzip = "gzip"
+)
+
+// Defaults of a compress block.
+var (
+	DefaultCompressAlgorithms = []string{CodingZstd, CodingBr, CodingGzip}
+	DefaultCompressTypes      = []string{"text/*", "application/json", "application/javascript", "image/svg+xml"}
+)
+
+// setDefaults fills in the algorithms and types of a block built in code;
+// a zero min_length or cache means zero. It does nothing to nil.
+func (c *Compress) setDefaults() {
+	if c == nil {
+		return
+	}
+	if c.Algorithms == nil {
+		c.Algorithms = slices.Clone(DefaultCompressAlgorithms)
+	}
+	if c.Types == nil {
+		c.Types = slices.Clone(DefaultCompressTypes)
+	}
+}
+
+const (
+	DefaultCompressMinLength = 256
+	DefaultCompressCache     = 64 << 20
+)
 
 // Access is what sites and routes share besides headers: who may reach
 // them (a site's checks run first, then its route's), and request IDs.
@@ -297,6 +348,8 @@ type Route struct {
 	// Headers apply after the site's.
 	Headers *Headers `json:"headers,omitempty"`
 	Access
+	// Compress replaces the site's compress block for this route.
+	Compress *Compress `json:"compress,omitempty"`
 	Static   *Static   `json:"static,omitempty"`
 	Proxy    *Proxy    `json:"proxy,omitempty"`
 	Respond  *Respond  `json:"respond,omitempty"`
@@ -315,6 +368,11 @@ type Static struct {
 	Index    []string `json:"index"`
 	Dotfiles bool     `json:"dotfiles"`
 	Gzip     bool     `json:"gzip"` // serve name.gz when present; default true
+	// Precompressed are the codings (CodingBr, CodingZstd, CodingGzip),
+	// in order of preference, whose files (name.br, name.zst, name.gz)
+	// are served in place of name when present and not older; nil: Gzip
+	// decides (["gzip"] or none).
+	Precompressed []string `json:"precompressed,omitempty"`
 	// Fallback is the file ("/index.html", below Root) served with 200
 	// for a path that names no file, as single-page applications want;
 	// "" answers 404.
@@ -474,8 +532,10 @@ func (c *Config) SetDefaults() {
 		if len(s.Hosts) == 0 {
 			s.Hosts = []string{"*"}
 		}
+		s.Compress.setDefaults()
 		for j := range s.Routes {
 			r := &s.Routes[j]
+			r.Compress.setDefaults()
 			if r.Static != nil && len(r.Static.Index) == 0 {
 				r.Static.Index = []string{DefaultIndex}
 			}

@@ -445,3 +445,63 @@ func TestLoadLenient(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// TestParseCompress checks a compress block's defaults and a route's
+// block replacing its site's.
+func TestParseCompress(t *testing.T) {
+	src := `site "s" {
+  compress {}
+  route "/a" {
+    respond {}
+  }
+  route "/b" {
+    compress {
+      algorithms = ["gzip"]
+      types      = ["text/plain"]
+      min_length = 0
+      cache      = "1MiB"
+    }
+    static {
+      root          = "."
+      precompressed = ["br", "gzip"]
+    }
+  }
+}
+`
+	c, err := Parse([]byte(src), "c.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Sites[0]
+	want := &Compress{Algorithms: DefaultCompressAlgorithms, Types: DefaultCompressTypes,
+		MinLength: DefaultCompressMinLength, Cache: DefaultCompressCache}
+	if !reflect.DeepEqual(s.Compress, want) {
+		t.Errorf("site compress = %+v, want %+v", s.Compress, want)
+	}
+	if s.Routes[0].Compress != nil {
+		t.Errorf("route /a compress = %+v, want nil (the site's applies)", s.Routes[0].Compress)
+	}
+	want = &Compress{Algorithms: []string{"gzip"}, Types: []string{"text/plain"}, MinLength: 0, Cache: 1 << 20}
+	if !reflect.DeepEqual(s.Routes[1].Compress, want) {
+		t.Errorf("route /b compress = %+v, want %+v", s.Routes[1].Compress, want)
+	}
+	if got := s.Routes[1].Static.Precompressed; !reflect.DeepEqual(got, []string{"br", "gzip"}) {
+		t.Errorf("precompressed = %q", got)
+	}
+}
+
+// TestSetDefaultsCompress: a compress block built in code gets the
+// default algorithms and types; zero lengths stay zero.
+func TestSetDefaultsCompress(t *testing.T) {
+	c := &Config{Sites: []Site{{Name: "s", Compress: &Compress{}, Routes: []Route{
+		{Prefix: "/", Compress: &Compress{Algorithms: []string{CodingGzip}}, Respond: &Respond{}},
+	}}}}
+	c.SetDefaults()
+	s := c.Sites[0]
+	if !reflect.DeepEqual(s.Compress, &Compress{Algorithms: DefaultCompressAlgorithms, Types: DefaultCompressTypes}) {
+		t.Errorf("site compress %+v", s.Compress)
+	}
+	if rc := s.Routes[0].Compress; !reflect.DeepEqual(rc.Algorithms, []string{CodingGzip}) || !reflect.DeepEqual(rc.Types, DefaultCompressTypes) {
+		t.Errorf("route compress %+v", rc)
+	}
+}

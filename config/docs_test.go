@@ -223,6 +223,7 @@ var schemas = []struct {
 	{"headers", "headersSchema", headersSchema},
 	{"basic_auth", "basicAuthSchema", basicAuthSchema},
 	{"request_headers", "requestHeadersSchema", requestHeadersSchema},
+	{"compress", "compressSchema", compressSchema},
 }
 
 // TestDocsSchemasComplete checks that schemas holds every hcl.BodySchema

@@ -43,6 +43,18 @@ func TestErrors(t *testing.T) {
 		{"string", "pidfile = [\"a\"]\n", 1, "a string is required"},
 		{"map", site("  route \"/\" {\n    respond {\n      headers = [\"a\"]\n    }\n  }\n"), 4, "a map of strings is required"},
 
+		// Compression.
+		{"compress unknown algorithm", site("  compress {\n    algorithms = [\"gzip\", \"deflate\"]\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Unknown content coding; "deflate" is not one of`},
+		{"compress duplicate algorithm", site("  route \"/\" {\n    respond {}\n    compress {\n      algorithms = [\"br\",\n \"br\"]\n    }\n  }\n"), 6, `Duplicate content coding; "br" is listed twice.`},
+		{"compress no algorithm", site("  compress {\n    algorithms = []\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Invalid algorithms`},
+		{"compress bad type", site("  compress {\n    types = [\"text\"]\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Invalid media type; "text" is not a media type`},
+		{"compress type with parameters", site("  compress {\n    types = [\"text/html; charset=utf-8\"]\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Invalid media type`},
+		{"compress negative min_length", site("  compress {\n    min_length = -1\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Invalid min_length`},
+		{"compress bad cache", site("  compress {\n    cache = \"lots\"\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Invalid size`},
+		{"compress unknown key", site("  compress {\n    level = 9\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `named "level"`},
+		{"duplicate compress", site("  compress {}\n  compress {}\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Duplicate compress block`},
+		{"precompressed unknown", site("  route \"/\" {\n    static {\n      root = \".\"\n      precompressed = [\"br\", \"xz\"]\n    }\n  }\n"), 5, `Unknown content coding; "xz"`},
+
 		// Top-level values.
 		{"negative workers", "workers = -1\n", 1, "Invalid workers; The value must be 0 (one per CPU) or between 1 and 1024; got -1."},
 		{"too many workers", "\nworkers = 1025\n", 2, "got 1025"},

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -184,14 +185,18 @@ var (
 		},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "route", LabelNames: []string{"prefix"}}, {Type: "headers"}, {Type: "basic_auth"},
+			{Type: "compress"},
 		},
 	}
 	routeSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}, {Name: "request_id"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}, {Type: "redirect"},
-			{Type: "headers"}, {Type: "basic_auth"},
+			{Type: "headers"}, {Type: "basic_auth"}, {Type: "compress"},
 		},
+	}
+	compressSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "algorithms"}, {Name: "types"}, {Name: "min_length"}, {Name: "cache"}},
 	}
 	basicAuthSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "realm"}, {Name: "users"}, {Name: "htpasswd"}},
@@ -202,6 +207,7 @@ var (
 	staticSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "root", Required: true}, {Name: "index"}, {Name: "dotfiles"}, {Name: "gzip"}, {Name: "fallback"},
+			{Name: "precompressed"},
 		},
 	}
 	proxySchema = &hcl.BodySchema{
@@ -380,6 +386,9 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 		s.Headers = d.headers(hb, key+".headers")
 	}
 	d.access(ct.Attributes, ct.Blocks, key, &s.Access)
+	if cb := d.single(ct.Blocks, "compress"); cb != nil {
+		s.Compress = d.compress(cb, key+".compress")
+	}
 	d.stringMap(ct.Attributes["error_pages"], key+".error_pages", &s.ErrorPages)
 	for i, rb := range ct.Blocks.OfType("route") {
 		rkey := fmt.Sprintf("%s.routes[%d]", key, i)
@@ -396,9 +405,12 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 			r.Headers = d.headers(hb, rkey+".headers")
 		}
 		d.access(rct.Attributes, rct.Blocks, rkey, &r.Access)
+		if cb := d.single(rct.Blocks, "compress"); cb != nil {
+			r.Compress = d.compress(cb, rkey+".compress")
+		}
 		seen := make(map[string]*hcl.Block)
 		for _, hb := range rct.Blocks {
-			if hb.Type == "headers" || hb.Type == "basic_auth" {
+			if hb.Type == "headers" || hb.Type == "basic_auth" || hb.Type == "compress" {
 				continue
 			}
 			if first := seen[hb.Type]; first != nil {
@@ -438,7 +450,22 @@ func (d *decoder) static(b *hcl.Block, key string) *Static {
 	d.bool(a["dotfiles"], key+".dotfiles", &st.Dotfiles)
 	d.bool(a["gzip"], key+".gzip", &st.Gzip)
 	d.string(a["fallback"], key+".fallback", &st.Fallback)
+	d.strings(a["precompressed"], key+".precompressed", &st.Precompressed)
 	return st
+}
+
+func (d *decoder) compress(b *hcl.Block, key string) *Compress {
+	d.pos[key] = b.DefRange
+	c := &Compress{
+		Algorithms: slices.Clone(DefaultCompressAlgorithms), Types: slices.Clone(DefaultCompressTypes),
+		MinLength: DefaultCompressMinLength, Cache: DefaultCompressCache,
+	}
+	a := d.content(b.Body, compressSchema).Attributes
+	d.strings(a["algorithms"], key+".algorithms", &c.Algorithms)
+	d.strings(a["types"], key+".types", &c.Types)
+	d.int64(a["min_length"], key+".min_length", &c.MinLength)
+	d.size(a["cache"], key+".cache", &c.Cache)
+	return c
 }
 
 func (d *decoder) proxy(b *hcl.Block, key string) *Proxy {

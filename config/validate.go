@@ -435,6 +435,7 @@ func (v *validator) site(key string, s *Site, names map[string]string, hosts map
 
 	v.headers(key+".headers", s.Headers)
 	v.access(key, &s.Access)
+	v.compress(key+".compress", s.Compress)
 	v.errorPages(key+".error_pages", s.ErrorPages)
 	if len(s.Routes) == 0 {
 		v.errorf(key, "Missing route", "Site %q has no route blocks.", s.Name)
@@ -458,6 +459,7 @@ func (v *validator) site(key string, s *Site, names map[string]string, hosts map
 func (v *validator) route(key string, r *Route) {
 	v.headers(key+".headers", r.Headers)
 	v.access(key, &r.Access)
+	v.compress(key+".compress", r.Compress)
 	var kinds []string
 	if r.Static != nil {
 		kinds = append(kinds, "static")
@@ -508,12 +510,51 @@ func (v *validator) static(key string, s *Static) {
 			v.errorErr(fkey, "Invalid fallback", err)
 		}
 	}
+	v.codings(key+".precompressed", s.Precompressed, false)
 	for i, name := range s.Index {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 			v.errorf(fmt.Sprintf("%s.index[%d]", key, i), "Invalid index file",
 				"The index entry %q must be a plain file name, without \"/\".", name)
 		}
 	}
+}
+
+// compress checks a compress block; nil is off.
+func (v *validator) compress(key string, c *Compress) {
+	if c == nil {
+		return
+	}
+	v.codings(key+".algorithms", c.Algorithms, true)
+	for i, t := range c.Types {
+		if !isMediaRange(t) {
+			v.errorf(fmt.Sprintf("%s.types[%d]", key, i), "Invalid media type",
+				"%q is not a media type without parameters, such as \"application/json\", or a range such as \"text/*\".", t)
+		}
+	}
+	v.nonNegative(key+".min_length", c.MinLength)
+}
+
+// codings checks a list of content codings: each one forkd knows, once.
+func (v *validator) codings(key string, list []string, required bool) {
+	if required && len(list) == 0 {
+		v.errorf(key, "Invalid algorithms", "The list must name at least one of %q, %q, %q.", CodingZstd, CodingBr, CodingGzip)
+	}
+	for i, c := range list {
+		ikey := fmt.Sprintf("%s[%d]", key, i)
+		switch {
+		case c != CodingZstd && c != CodingBr && c != CodingGzip:
+			v.errorf(ikey, "Unknown content coding", "%q is not one of %q, %q, %q.", c, CodingZstd, CodingBr, CodingGzip)
+		case slices.Index(list, c) < i:
+			v.errorf(ikey, "Duplicate content coding", "%q is listed twice.", c)
+		}
+	}
+}
+
+// isMediaRange reports whether t is "type/subtype" or "type/*", both
+// HTTP tokens, without parameters (RFC 9110 section 8.3.1).
+func isMediaRange(t string) bool {
+	typ, sub, ok := strings.Cut(t, "/")
+	return ok && typ != "*" && isToken(typ) && (sub == "*" || isToken(sub))
 }
 
 func (v *validator) proxy(key string, p *Proxy) {

@@ -122,6 +122,23 @@ func (h *ResponseHeader) Get(name string) string {
 	return ""
 }
 
+// Peek is Get without a copy: the string is only valid until the header
+// changes, and Content-Length and Connection are not fields to it ("").
+func (h *ResponseHeader) Peek(name string) string {
+	for _, f := range h.fields {
+		if httplex.EqualFold(f.name, name) {
+			if f.inArena {
+				return unsafe.String(unsafe.SliceData(h.arena[f.off:]), f.n)
+			}
+			return f.value
+		}
+	}
+	return ""
+}
+
+// ContentLength is the declared body length, -1 when none.
+func (h *ResponseHeader) ContentLength() int64 { return h.contentLength }
+
 // special handles the fields the writer owns and validates name. It reports
 // whether the field should be stored.
 func (h *ResponseHeader) special(name, value string) bool {

@@ -33,6 +33,32 @@ type nonblocking struct{ Handler }
 
 func (nonblocking) LoopSafe() bool { return true }
 
+// Compressible reports whether the handler it marks is Compressible.
+func (n nonblocking) Compressible() bool {
+	c, ok := n.Handler.(Compressible)
+	return ok && c.Compressible()
+}
+
+// Compressible is implemented by a handler of an embedding program that
+// lets the compress block of the site it serves compress its responses
+// (Compressed marks one). A handler without it, the default, has its
+// responses sent as it wrote them: it may compress for itself.
+type Compressible interface {
+	Compressible() bool
+}
+
+// Compressed marks h Compressible; it stays LoopSafe if it was.
+func Compressed(h Handler) Handler { return compressed{h} }
+
+type compressed struct{ Handler }
+
+func (compressed) Compressible() bool { return true }
+
+func (c compressed) LoopSafe() bool {
+	ls, ok := c.Handler.(LoopSafe)
+	return ok && ls.LoopSafe()
+}
+
 // loopEvents is how many readiness events one epoll_wait returns at most.
 const loopEvents = 512
 

@@ -52,6 +52,49 @@ type ResponseWriter struct {
 	trailerSrc trailerSource
 	trailer    ResponseHeader // scratch for trailerSrc, or Trailer's fields
 	hook       HeadHook       // SetHeadHook's, until the head is committed
+	filter     BodyFilter     // SetBodyFilter's, until the body is complete
+	filtered   bool           // SetBodyFilter was called: the length is unknown
+	chunkHead  [20]byte       // scratch for a chunk's size line
+}
+
+// BodyFilter transforms a response's body on its way out (serve's
+// compression): it takes the body the handler writes and writes what it
+// makes to the ResponseWriter's RawBody, in the response's framing.
+type BodyFilter interface {
+	// Write takes body bytes, in order.
+	Write(p []byte) (int, error)
+	// Flush writes out what the filter holds: it is called before every
+	// flush of the response, so that a streamed event is never held back.
+	Flush() error
+	// Close writes the end of the body, when the handler has returned.
+	Close() error
+}
+
+// SetBodyFilter makes f transform the body; it is meant for a HeadHook,
+// which knows the status and fields the body goes out with. Since a
+// filter changes the body's length, the declared length is dropped: an
+// HTTP/1.1 response is then chunked. f may be nil for a response that has
+// no body (HEAD), whose fields describe the body a GET would get.
+func (w *ResponseWriter) SetBodyFilter(f BodyFilter) {
+	if w.committed {
+		return
+	}
+	w.hdr.contentLength = -1
+	w.filter = f
+	w.filtered = true
+}
+
+// RawBody is where a BodyFilter writes: the body, framed as committed.
+func (w *ResponseWriter) RawBody() io.Writer { return (*rawBody)(w) }
+
+// rawBody is the ResponseWriter seen by its BodyFilter.
+type rawBody ResponseWriter
+
+func (b *rawBody) Write(p []byte) (int, error) {
+	if err := (*ResponseWriter)(b).writeRaw(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // HeadHook is told when a response's head is about to be written, once
@@ -87,6 +130,8 @@ func (w *ResponseWriter) reset(r *Request) {
 	w.trailers = false
 	w.trailerSrc = nil
 	w.hook = nil
+	w.filter = nil
+	w.filtered = false
 }
 
 // Header returns the header fields to send; changes after the first body byte
@@ -189,15 +234,28 @@ func (w *ResponseWriter) WriteString(s string) (int, error) {
 	return w.Write([]byte(s))
 }
 
-// writeBody sends p with the committed framing.
+// writeBody sends p through the body filter, if any, with the committed
+// framing.
 func (w *ResponseWriter) writeBody(p []byte) error {
+	if w.filter != nil {
+		if len(p) == 0 {
+			return nil
+		}
+		_, err := w.filter.Write(p)
+		return err
+	}
+	return w.writeRaw(p)
+}
+
+// writeRaw sends p with the committed framing.
+func (w *ResponseWriter) writeRaw(p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
 	c := w.c
 	if w.chunked {
-		var hb [20]byte
-		h := strconv.AppendInt(hb[:0], int64(len(p)), 16)
+		// The scratch lives in w: a local array would escape (c.send).
+		h := strconv.AppendInt(w.chunkHead[:0], int64(len(p)), 16)
 		h = append(h, '\r', '\n')
 		if err := c.write(h); err != nil {
 			return err
@@ -288,6 +346,15 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		return nil
 	}
 	w.commit(false)
+	if w.filter != nil {
+		// The head's hook filters the body: it cannot go out as it is.
+		ra, ok := f.(io.ReaderAt)
+		if !ok {
+			return errors.New("protocol: SendFile with a body filter needs an io.ReaderAt")
+		}
+		_, err := w.ReadFrom(io.NewSectionReader(ra, offset, n))
+		return err
+	}
 	if len(w.body) > 0 {
 		// Written before, still buffered: it goes first.
 		if err := w.writeBody(w.body); err != nil {
@@ -426,6 +493,11 @@ func (w *ResponseWriter) Flush() error {
 		}
 		w.body = w.body[:0]
 	}
+	if w.filter != nil {
+		if err := w.filter.Flush(); err != nil {
+			return err
+		}
+	}
 	return w.c.flush()
 }
 
@@ -507,7 +579,7 @@ func (w *ResponseWriter) commit(final bool) {
 		b = appendContentLength(b, cl)
 	case final && r.isHead() && (w.written == 0 || w.trailers):
 		// Unknown for HEAD: say nothing rather than a wrong 0.
-	case final && !w.trailers:
+	case final && !w.trailers && !w.filtered:
 		b = appendContentLength(b, w.written)
 	case r.isHead():
 		// Flushed before the handler finished: the length is unknown, and
@@ -533,12 +605,16 @@ func (w *ResponseWriter) commit(final bool) {
 func (w *ResponseWriter) finish() {
 	if !w.committed {
 		w.commit(true)
-		if w.chunked { // (when trailers follow)
+		if w.chunked || w.filter != nil { // (when trailers follow, or filtered)
 			w.writeBody(w.body)
 		} else if len(w.body) > 0 {
 			w.c.write(w.body)
 		}
 		w.body = w.body[:0]
+	}
+	if f := w.filter; f != nil {
+		w.filter = nil
+		f.Close()
 	}
 	if w.chunked {
 		t := &w.trailer

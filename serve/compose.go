@@ -2,6 +2,7 @@ package serve
 
 import (
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
 )
 
 // compose wraps next, a route's handler (or a site's 404 when cr is nil),
@@ -17,7 +18,10 @@ import (
 //  1. headers: registers the header changes (the ID's field, then the
 //     site's headers, then the route's), made just before the head goes
 //     out, so that they reach every response below, the 403s and 401s
-//     included.
+//     included; then compress, the route's or else the site's, which
+//     decides on the fields so made whether the body is compressed
+//     (static routes compress their files themselves; the embedding
+//     program's handler only when marked protocol.Compressed).
 //  2. error_pages of the site: once the rest has answered, an error
 //     without a body of its own gets the page for its status.
 //  3. allow/deny of the site, then of the route: 403.
@@ -67,12 +71,24 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 		return nil, err
 	}
 	id := requestIDName(cs, cr)
+	var hook protocol.HeadHook
 	switch {
 	case id != "":
-		next = &withHeaders{hook: &idHook{name: id, ops: hdrs}, next: next}
-		next = &requestID{name: id, next: next}
+		hook = &idHook{name: id, ops: hdrs}
 	case hdrs != nil:
-		next = &withHeaders{hook: hdrs, next: next}
+		hook = hdrs
+	}
+	// Static routes compress files themselves (cached, with lengths); the
+	// embedding program's handler, which serves what no route matches,
+	// only when it opted in.
+	if z := h.compressor(compressOf(cs, cr)); z != nil && (cr != nil && cr.Static == nil || cr == nil && h.fallbackCompress) {
+		hook = &compressHook{z: z, prev: hook}
+	}
+	if hook != nil {
+		next = &withHeaders{hook: hook, next: next}
+	}
+	if id != "" {
+		next = &requestID{name: id, next: next}
 	}
 	return next, nil
 }

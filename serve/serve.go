@@ -47,10 +47,13 @@ type handler struct {
 	// fallbackSafe: the fallback may run on an event loop; otherwise the
 	// connection leaves the loop first (WillBlock).
 	fallbackSafe bool
-	logger       hclog.Logger
-	draining     *atomic.Bool
-	closers      []io.Closer
-	paths        sync.Pool // *reqPath
+	// fallbackCompress: the fallback opted in (protocol.Compressed) to its
+	// sites' compress blocks.
+	fallbackCompress bool
+	logger           hclog.Logger
+	draining         *atomic.Bool
+	closers          []io.Closer
+	paths            sync.Pool // *reqPath
 
 	// auths holds each basic_auth block's users while the routes are
 	// built, so that a site's routes share one (and its verified
@@ -59,6 +62,9 @@ type handler struct {
 	// pages holds each site's error pages while the routes are built:
 	// read once per site.
 	pages map[*config.Site]map[int]*errorPage
+	// compressors holds each compress block's compressor while the routes
+	// are built, so that a site's routes share one (and its cache).
+	compressors map[*config.Compress]*compressor
 
 	// limits bound what upstream responses may make a worker hold, as
 	// they bound requests.
@@ -75,11 +81,12 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		logger = hclog.NewNullLogger()
 	}
 	h := &handler{
-		fallback: opts.Fallback,
-		logger:   logger,
-		draining: opts.Draining,
-		auths:    make(map[*config.BasicAuth]*authUsers),
-		pages:    make(map[*config.Site]map[int]*errorPage),
+		fallback:    opts.Fallback,
+		logger:      logger,
+		draining:    opts.Draining,
+		auths:       make(map[*config.BasicAuth]*authUsers),
+		compressors: make(map[*config.Compress]*compressor),
+		pages:       make(map[*config.Site]map[int]*errorPage),
 	}
 	h.paths.New = func() any { return &reqPath{buf: make([]byte, 0, 256)} }
 	var sites []config.Site
@@ -95,6 +102,9 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 	}
 	if len(sites) == 0 && h.fallback == nil {
 		h.fallback = welcomeHandler(opts.Draining)
+	}
+	if c, ok := h.fallback.(protocol.Compressible); ok && c.Compressible() {
+		h.fallbackCompress = true
 	}
 	if ls, ok := h.fallback.(protocol.LoopSafe); ok && ls.LoopSafe() {
 		h.fallbackSafe = true
@@ -176,6 +186,7 @@ func (h *handler) routeKind(cs *config.Site, rt config.Route) (routeHandler, err
 		if err != nil {
 			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
 		}
+		s.comp = h.compressor(compressOf(cs, &rt))
 		h.closers = append(h.closers, s)
 		return s, nil
 	case rt.Proxy != nil:

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,9 +31,13 @@ type static struct {
 	root     *os.Root // set when openat2 is unavailable
 	index    []string
 	dotfiles bool
-	gzip     bool
-	logger   hclog.Logger
-	cache    *fileCache // nil with the os.Root fallback
+	// precompressed are the codings of the files served in place of a
+	// file (name.br...), in order of preference.
+	precompressed []coding
+	// comp compresses files on the fly, into its cache; nil: none.
+	comp   *compressor
+	logger hclog.Logger
+	cache  *fileCache // nil with the os.Root fallback
 	// fallback is the file (below the root, without its leading '/')
 	// served with 200 for a path that names none; "" answers 404.
 	fallback string
@@ -112,12 +117,17 @@ func newStatic(c *config.Static, logger hclog.Logger) (*static, error) {
 		dirfd:    -1,
 		index:    c.Index,
 		dotfiles: c.Dotfiles,
-		gzip:     c.Gzip,
 		logger:   logger,
 		fallback: strings.TrimPrefix(c.Fallback, "/"),
 	}
 	if s.index == nil {
 		s.index = []string{"index.html"}
+	}
+	switch {
+	case c.Precompressed != nil:
+		s.precompressed = codingsOf(c.Precompressed)
+	case c.Gzip:
+		s.precompressed = []coding{codingGzip}
 	}
 	var fd int
 	for {
@@ -337,24 +347,44 @@ func (s *static) redirectDir(w *protocol.ResponseWriter, r *protocol.Request, p 
 	writeError(w, 301)
 }
 
-// serveFile answers with the file f (named name below the root), or with its
-// gzip variant, honouring conditional and range requests.
+// serveFile answers with the file f (named name below the root), or with a
+// compressed variant of it (a precompressed file, or one compressed here
+// and cached), honouring conditional and range requests.
 func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *openFile, name string, head bool) {
 	defer func() { f.close() }()
 	hdr := w.Header()
 	ctype := contentType(name)
-	gz := false
-	if s.gzip && !strings.HasSuffix(name, ".gz") {
+	pre := len(s.precompressed) > 0 && !hasCodingExt(name)
+	dyn := s.comp != nil && s.comp.cache != nil && typeIn(s.comp.types, mediaType(ctype)) && f.st.Size >= s.comp.minLength &&
+		f.st.Size <= s.comp.maxStatic
+	enc := codingIdentity
+	var cached []byte // the variant compressed here
+	if pre || dyn {
 		// The response depends on Accept-Encoding whether or not this
-		// client gets the variant (RFC 9110 section 12.5.5).
+		// client gets a variant (RFC 9110 section 12.5.5).
 		hdr.Set("Vary", "Accept-Encoding")
-		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			if zf, err := s.open(name + ".gz"); err == nil {
-				if zf.isRegular() {
-					f.close()
-					f, gz = zf, true
-				} else {
-					zf.close()
+		// A range is of the identity bytes: a variant's bytes differ from
+		// one compression to the next, and clients resume what they saw.
+		if ae := r.Header.Get("Accept-Encoding"); len(ae) > 0 && r.Header.Get("Range") == nil {
+			if pre {
+				// The best coding with a file, then the next best.
+				var left [codingGzip]coding
+				offered := append(left[:0], s.precompressed...)
+				for c := negotiate(ae, offered); c != codingIdentity; c = negotiate(ae, offered) {
+					if zf := s.openVariant(f, name, c); zf != nil {
+						f.close()
+						f, enc = zf, c
+						break
+					}
+					offered = slices.DeleteFunc(offered, func(o coding) bool { return o == c })
+				}
+			}
+			if enc == codingIdentity && dyn {
+				if c := negotiate(ae, s.comp.offered); c != codingIdentity {
+					var ok bool
+					if cached, ok = s.variant(f, c); ok {
+						enc = c
+					}
 				}
 			}
 		}
@@ -363,7 +393,7 @@ func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *o
 	size := f.st.Size
 	mtime := time.Unix(int64(f.st.Mtim.Sec), int64(f.st.Mtim.Nsec))
 	var tagBuf [48]byte
-	etag := appendETag(tagBuf[:0], mtime, size, gz)
+	etag := appendETag(tagBuf[:0], mtime, size, enc)
 	var lmBuf [len(http.TimeFormat) + 4]byte
 	lastMod := mtime.UTC().AppendFormat(lmBuf[:0], http.TimeFormat)
 	hdr.SetBytes("ETag", etag)
@@ -379,8 +409,16 @@ func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *o
 	}
 
 	hdr.Set("Content-Type", ctype)
-	if gz {
-		hdr.Set("Content-Encoding", "gzip")
+	if enc != codingIdentity {
+		hdr.Set("Content-Encoding", enc.name())
+	}
+	if cached != nil {
+		w.SetContentLength(int64(len(cached)))
+		w.WriteHeader(200)
+		if !head {
+			_, _ = w.Write(cached)
+		}
+		return
 	}
 	hdr.Set("Accept-Ranges", "bytes")
 	status, start, length := 200, int64(0), size
@@ -415,15 +453,63 @@ func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *o
 	}
 }
 
+// openVariant opens name's precompressed file for coding c: a regular
+// file not older than f (an edited name with a stale name.gz beside it
+// gets name itself); nil when there is none.
+func (s *static) openVariant(f *openFile, name string, c coding) *openFile {
+	zf, err := s.open(name + c.ext())
+	if err != nil {
+		return nil
+	}
+	if !zf.isRegular() || zf.st.Mtim.Sec < f.st.Mtim.Sec ||
+		zf.st.Mtim.Sec == f.st.Mtim.Sec && zf.st.Mtim.Nsec < f.st.Mtim.Nsec {
+		zf.close()
+		return nil
+	}
+	return zf
+}
+
+// variant returns f compressed with c, from the cache or compressed now
+// and cached: a hot file is compressed once per worker and coding.
+func (s *static) variant(f *openFile, c coding) ([]byte, bool) {
+	k := variantKey{dev: f.st.Dev, ino: f.st.Ino, mtime: f.st.Mtim.Nano(), size: f.st.Size, coding: c}
+	if b, ok := s.comp.cache.get(k); ok {
+		return b, true
+	}
+	b, err := s.comp.compressAll(c, io.NewSectionReader(f, 0, f.st.Size))
+	if err != nil {
+		s.logger.Debug("compressing a static file failed", "coding", c.name(), "error", err)
+		return nil, false
+	}
+	s.comp.cache.put(k, b)
+	return b, true
+}
+
+// mediaType is a Content-Type value without its parameters.
+func mediaType(ctype string) string {
+	if i := strings.IndexByte(ctype, ';'); i >= 0 {
+		ctype = ctype[:i]
+	}
+	return strings.TrimSpace(ctype)
+}
+
+// hasCodingExt reports whether name is itself a precompressed file
+// (served as it is, with its own type).
+func hasCodingExt(name string) bool {
+	return strings.HasSuffix(name, ".gz") || strings.HasSuffix(name, ".br") || strings.HasSuffix(name, ".zst")
+}
+
 // appendETag appends a strong entity tag (RFC 9110 section 8.8.3) made of
-// the modification time and size, and a suffix for the gzip variant.
-func appendETag(dst []byte, mtime time.Time, size int64, gz bool) []byte {
+// the modification time and size, and for a compressed variant a suffix
+// naming its coding: a variant never carries the identity's tag.
+func appendETag(dst []byte, mtime time.Time, size int64, enc coding) []byte {
 	dst = append(dst, '"')
 	dst = strconv.AppendInt(dst, mtime.UnixNano(), 36)
 	dst = append(dst, '-')
 	dst = strconv.AppendInt(dst, size, 36)
-	if gz {
-		dst = append(dst, "-gz"...)
+	if enc != codingIdentity {
+		dst = append(dst, '-')
+		dst = append(dst, enc.ext()[1:]...)
 	}
 	return append(dst, '"')
 }
