@@ -198,30 +198,6 @@ func TestParseRange(t *testing.T) {
 	}
 }
 
-func TestAcceptsGzip(t *testing.T) {
-	tests := map[string]bool{
-		"":                     false,
-		"gzip":                 true,
-		"GZip":                 true,
-		"br, gzip;q=0.5":       true,
-		"deflate, br":          false,
-		"gzip;q=0":             false,
-		"gzip; q=0.000":        false,
-		"gzip;q=0.001":         true,
-		"*":                    true,
-		"*;q=0":                false,
-		"*, gzip;q=0":          false,
-		"identity, x-gzip":     true,
-		"gzipx":                false,
-		"br;q=1.0, gzip;q=0.8": true,
-	}
-	for v, want := range tests {
-		if got := acceptsGzip([]byte(v)); got != want {
-			t.Errorf("acceptsGzip(%q) = %v, want %v", v, got, want)
-		}
-	}
-}
-
 func TestETagListMatches(t *testing.T) {
 	etag := []byte(`"abc-1"`)
 	tests := []struct {

@@ -653,66 +653,6 @@ func parseDigits(b []byte) (int64, bool) {
 	return n, true
 }
 
-// acceptsGzip reports whether an Accept-Encoding value (RFC 9110 section
-// 12.5.3) accepts gzip: listed, or covered by "*", without q=0.
-func acceptsGzip(v []byte) bool {
-	gzip, star := -1, -1 // -1 not listed, 0 refused, 1 accepted
-	for len(v) > 0 {
-		var item []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			item, v = v[:i], v[i+1:]
-		} else {
-			item, v = v, nil
-		}
-		name, params := item, []byte(nil)
-		if i := bytes.IndexByte(item, ';'); i >= 0 {
-			name, params = item[:i], item[i+1:]
-		}
-		name = httplex.TrimOWS(name)
-		ok := 1
-		if qZero(params) {
-			ok = 0
-		}
-		switch {
-		case httplex.EqualFold(name, "gzip"), httplex.EqualFold(name, "x-gzip"):
-			gzip = ok
-		case len(name) == 1 && name[0] == '*':
-			star = ok
-		}
-	}
-	if gzip >= 0 {
-		return gzip == 1
-	}
-	return star == 1
-}
-
-// qZero reports whether the parameters of a list item carry a zero weight
-// ("q=0", "q=0.0", "q=0.000").
-func qZero(params []byte) bool {
-	for len(params) > 0 {
-		var p []byte
-		if i := bytes.IndexByte(params, ';'); i >= 0 {
-			p, params = params[:i], params[i+1:]
-		} else {
-			p, params = params, nil
-		}
-		p = httplex.TrimOWS(p)
-		if len(p) >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=' {
-			q := p[2:]
-			if len(q) == 0 || q[0] != '0' {
-				return false
-			}
-			for _, c := range q[1:] {
-				if c != '.' && c != '0' {
-					return false
-				}
-			}
-			return true
-		}
-	}
-	return false
-}
-
 // visibleASCII reports whether b holds only visible ASCII characters.
 func visibleASCII(b []byte) bool {
 	for _, c := range b {
