@@ -174,11 +174,22 @@ func underAttack(t *testing.T, env *h2Env, attack func(t *testing.T) (check func
 	if grew > 256<<20 {
 		t.Errorf("the worker's RSS grew by %d MiB", grew>>20)
 	}
-	// Once the attack is over the worker goes back to rest.
-	idle := procUsage(t, pid)
-	<-time.After(time.Second)
-	if used := procUsage(t, pid).cpu - idle.cpu; used > 500*time.Millisecond {
-		t.Errorf("the worker kept busy after the attack: %v CPU in 1s", used)
+	// Once the attack is over the worker goes back to rest: a second in
+	// which it uses under half a second of CPU comes, within a deadline
+	// (under -race on a busy machine it may still be working off the
+	// attack's queued frames for a moment).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		idle := procUsage(t, pid)
+		<-time.After(time.Second)
+		used := procUsage(t, pid).cpu - idle.cpu
+		if used <= 500*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the worker kept busy after the attack: %v CPU in the last second, 30s on", used)
+			break
+		}
 	}
 }
 
