@@ -270,6 +270,9 @@ type Compress struct {
 	// Cache bounds, in bytes, the compressed variants of static files
 	// that each worker keeps for reuse; 0: none kept.
 	Cache uint64 `json:"cache"`
+	// Levels are the compression levels by coding (gzip 1-9, br 0-11,
+	// zstd 1-22); a coding not named gets DefaultCompressLevels' level.
+	Levels map[string]int `json:"levels,omitempty"`
 }
 
 // The content codings forkd compresses with (RFC 9110 section 8.4.1).
@@ -303,6 +306,22 @@ const (
 	DefaultCompressMinLength = 256
 	DefaultCompressCache     = 64 << 20
 )
+
+// DefaultCompressLevels are the levels of the codings a compress block's
+// levels map leaves out: gzip's and zstd's defaults, and the brotli level
+// that compresses about as fast as gzip's.
+var DefaultCompressLevels = map[string]int{CodingGzip: 6, CodingBr: 5, CodingZstd: 3}
+
+// CompressLevelRange is the lowest and highest level of each coding.
+var CompressLevelRange = map[string][2]int{CodingGzip: {1, 9}, CodingBr: {0, 11}, CodingZstd: {1, 22}}
+
+// Level returns the level of coding c: the block's, else the default.
+func (c *Compress) Level(coding string) int {
+	if l, ok := c.Levels[coding]; ok {
+		return l
+	}
+	return DefaultCompressLevels[coding]
+}
 
 // Access is what sites and routes share besides headers: who may reach
 // them (a site's checks run first, then its route's), and request IDs.

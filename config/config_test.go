@@ -460,6 +460,7 @@ func TestParseCompress(t *testing.T) {
       types      = ["text/plain"]
       min_length = 0
       cache      = "1MiB"
+      levels     = { gzip = 1, zstd = 19 }
     }
     static {
       root          = "."
@@ -481,9 +482,13 @@ func TestParseCompress(t *testing.T) {
 	if s.Routes[0].Compress != nil {
 		t.Errorf("route /a compress = %+v, want nil (the site's applies)", s.Routes[0].Compress)
 	}
-	want = &Compress{Algorithms: []string{"gzip"}, Types: []string{"text/plain"}, MinLength: 0, Cache: 1 << 20}
+	want = &Compress{Algorithms: []string{"gzip"}, Types: []string{"text/plain"}, MinLength: 0, Cache: 1 << 20,
+		Levels: map[string]int{"gzip": 1, "zstd": 19}}
 	if !reflect.DeepEqual(s.Routes[1].Compress, want) {
 		t.Errorf("route /b compress = %+v, want %+v", s.Routes[1].Compress, want)
+	}
+	if c := s.Routes[1].Compress; c.Level("gzip") != 1 || c.Level("br") != DefaultCompressLevels["br"] {
+		t.Errorf("levels: gzip %d, br %d", c.Level("gzip"), c.Level("br"))
 	}
 	if got := s.Routes[1].Static.Precompressed; !reflect.DeepEqual(got, []string{"br", "gzip"}) {
 		t.Errorf("precompressed = %q", got)

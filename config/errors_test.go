@@ -52,6 +52,9 @@ func TestErrors(t *testing.T) {
 		{"compress negative min_length", site("  compress {\n    min_length = -1\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Invalid min_length`},
 		{"compress bad cache", site("  compress {\n    cache = \"lots\"\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Invalid size`},
 		{"compress unknown key", site("  compress {\n    level = 9\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `named "level"`},
+		{"compress level out of range", site("  compress {\n    levels = {\n      br = 3\n      gzip = 10\n    }\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 5, `Invalid compression level; The gzip level must be from 1 to 9, not 10.`},
+		{"compress level unknown coding", site("  compress {\n    levels = { deflate = 1 }\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Unknown content coding; "deflate" is not one of`},
+		{"compress level not whole", site("  compress {\n    levels = { gzip = 1.5 }\n  }\n  route \"/\" {\n    respond {}\n  }\n"), 3, `must hold whole numbers`},
 		{"duplicate compress", site("  compress {}\n  compress {}\n  route \"/\" {\n    respond {}\n  }\n"), 3, `Duplicate compress block`},
 		{"precompressed unknown", site("  route \"/\" {\n    static {\n      root = \".\"\n      precompressed = [\"br\", \"xz\"]\n    }\n  }\n"), 5, `Unknown content coding; "xz"`},
 

@@ -196,7 +196,7 @@ var (
 		},
 	}
 	compressSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "algorithms"}, {Name: "types"}, {Name: "min_length"}, {Name: "cache"}},
+		Attributes: []hcl.AttributeSchema{{Name: "algorithms"}, {Name: "types"}, {Name: "min_length"}, {Name: "cache"}, {Name: "levels"}},
 	}
 	basicAuthSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "realm"}, {Name: "users"}, {Name: "htpasswd"}},
@@ -465,6 +465,7 @@ func (d *decoder) compress(b *hcl.Block, key string) *Compress {
 	d.strings(a["types"], key+".types", &c.Types)
 	d.int64(a["min_length"], key+".min_length", &c.MinLength)
 	d.size(a["cache"], key+".cache", &c.Cache)
+	d.intMap(a["levels"], key+".levels", &c.Levels)
 	return c
 }
 
@@ -768,6 +769,39 @@ func (d *decoder) ints(attr *hcl.Attribute, key string, dst *[]int) {
 			return
 		}
 		out = append(out, int(n))
+	}
+	*dst = out
+}
+
+// intMap decodes a map of whole numbers, keeping each key's position.
+func (d *decoder) intMap(attr *hcl.Attribute, key string, dst *map[string]int) {
+	v, ok := d.value(attr, key, cty.Map(cty.Number), "a map of numbers")
+	if !ok {
+		return
+	}
+	pairs, _ := hcl.ExprMap(attr.Expr)
+	for _, p := range pairs {
+		if k, diags := p.Key.Value(nil); !diags.HasErrors() && k.Type() == cty.String {
+			d.pos[fmt.Sprintf("%s[%q]", key, k.AsString())] = p.Key.Range()
+		}
+	}
+	out := make(map[string]int, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		k, ev := it.Element()
+		var n int64
+		acc := big.Below
+		if !ev.IsNull() {
+			f := ev.AsBigFloat()
+			if f.IsInt() {
+				n, acc = f.Int64()
+			}
+		}
+		if acc != big.Exact {
+			d.invalid(key, attr.Expr.Range(), "Invalid map element",
+				fmt.Sprintf("The %q map must hold whole numbers.", attr.Name))
+			return
+		}
+		out[k.AsString()] = int(n)
 	}
 	*dst = out
 }

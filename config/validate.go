@@ -532,6 +532,16 @@ func (v *validator) compress(key string, c *Compress) {
 		}
 	}
 	v.nonNegative(key+".min_length", c.MinLength)
+	for _, coding := range slices.Sorted(maps.Keys(c.Levels)) {
+		lkey := fmt.Sprintf("%s.levels[%q]", key, coding)
+		r, ok := CompressLevelRange[coding]
+		switch l := c.Levels[coding]; {
+		case !ok:
+			v.errorf(lkey, "Unknown content coding", "%q is not one of %q, %q, %q.", coding, CodingZstd, CodingBr, CodingGzip)
+		case l < r[0] || l > r[1]:
+			v.errorf(lkey, "Invalid compression level", "The %s level must be from %d to %d, not %d.", coding, r[0], r[1], l)
+		}
+	}
 }
 
 // codings checks a list of content codings: each one forkd knows, once.

@@ -25,13 +25,6 @@ type encoder interface {
 	Reset(w io.Writer)
 }
 
-// Levels: fast enough to compress responses as they stream, with ratios
-// near the codecs' defaults (gzhttp uses gzip's default too).
-const (
-	gzipLevel   = gzip.DefaultCompression
-	brotliLevel = 5
-)
-
 // compressor is one compress block made ready: what it compresses, its
 // pooled encoders, and the per-worker cache of static variants. Routes
 // that share the block (a site's) share it.
@@ -39,7 +32,8 @@ type compressor struct {
 	offered   []coding
 	types     []string // lower case
 	minLength int64
-	cache     *variantCache // nil: cache = 0
+	levels    [codingGzip + 1]int // by coding
+	cache     *variantCache       // nil: cache = 0
 	// maxStatic is the largest static file compressed on the fly: its
 	// variant must fit in the cache, with room for others.
 	maxStatic int64
@@ -49,6 +43,9 @@ type compressor struct {
 
 func newCompressor(c *config.Compress) *compressor {
 	z := &compressor{offered: codingsOf(c.Algorithms), minLength: c.MinLength}
+	for _, k := range []coding{codingZstd, codingBr, codingGzip} {
+		z.levels[k] = c.Level(k.name())
+	}
 	for _, t := range c.Types {
 		z.types = append(z.types, strings.ToLower(t))
 	}
@@ -115,11 +112,11 @@ func (z *compressor) encoder(k coding, w io.Writer) encoder {
 	var e encoder
 	switch k {
 	case codingGzip:
-		e, _ = gzip.NewWriterLevel(w, gzipLevel) // the level is valid
+		e, _ = gzip.NewWriterLevel(w, z.levels[k]) // config checked the level
 	case codingBr:
-		e = brotli.NewWriterLevel(w, brotliLevel)
+		e = brotli.NewWriterLevel(w, z.levels[k])
 	default:
-		e, _ = zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault),
+		e, _ = zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(z.levels[k])),
 			zstd.WithWindowSize(1<<20)) // the options are valid
 	}
 	return e
@@ -143,6 +140,21 @@ func (z *compressor) compressAll(k coding, src io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.Clone(out.Bytes()), nil
+}
+
+// copyBufs are the buffers compressTo reads files through.
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// compressTo compresses src with coding k onto w, as a stream.
+func (z *compressor) compressTo(w io.Writer, k coding, src io.Reader) error {
+	e := z.encoder(k, w)
+	defer z.release(k, e)
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	if _, err := io.CopyBuffer(struct{ io.Writer }{e}, src, buf[:]); err != nil {
+		return err
+	}
+	return e.Close()
 }
 
 // variantKey names a compressed variant of one version of a file: the

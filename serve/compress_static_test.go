@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -214,5 +215,102 @@ func TestStaticPrecompressed(t *testing.T) {
 	addr = f.serve(t, config.Static{Gzip: true, Precompressed: []string{}})
 	if r := get(t, addr, "GET", "/style.css", "Accept-Encoding: gzip"); r.header.Get("Content-Encoding") != "" || r.header.Get("Vary") != "" {
 		t.Errorf("precompressed = []: %v", r.header)
+	}
+}
+
+// TestStaticCompressStream: without a cache (cache = 0), and for a file
+// larger than an eighth of the cache, a compressible file is compressed
+// as it is sent: no Accept-Ranges, a weak ETag of its own that
+// 304s If-None-Match and never satisfies If-Match, decoding to the file;
+// ranges still get identity bytes.
+func TestStaticCompressStream(t *testing.T) {
+	f := newStaticFixture(t)
+	// ~200 KB that compresses to more than the writer buffers: chunked.
+	var js []byte
+	for i := range 8000 {
+		js = fmt.Appendf(js, "var v%d=f(%d,%q);\n", i, i*7919%10007, strconv.Itoa(i*31337%65521))
+	}
+	if err := os.WriteFile(filepath.Join(f.root, "bundle.js"), js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		cache uint64
+	}{{"no cache", 0}, {"larger than cache/8", 64 << 10}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cb := compressBlock()
+			cb.Cache = tc.cache
+			st := config.Static{Root: f.root}
+			h := newHandler(t, []config.Site{{Name: "s", Compress: cb, Routes: []config.Route{{Prefix: "/", Static: &st}}}}, Options{})
+			addr := startServer(t, h, nil)
+			for _, enc := range []string{"gzip", "br", "zstd"} {
+				r := get(t, addr, "GET", "/bundle.js", "Accept-Encoding: "+enc)
+				// Chunked, unless the compressed body fit the writer's buffer.
+				if cl := r.header.Get("Content-Length"); r.status != 200 || r.header.Get("Content-Encoding") != enc ||
+					cl != "" && cl != strconv.Itoa(len(r.body)) || r.header.Get("Accept-Ranges") != "" || r.header.Get("Vary") != "Accept-Encoding" {
+					t.Fatalf("%s: %d %v", enc, r.status, r.header)
+				}
+				if got := decode(t, enc, []byte(r.body)); !bytes.Equal(got, js) {
+					t.Fatalf("%s: decodes to %d bytes, want the file's %d", enc, len(got), len(js))
+				}
+				if len(r.body) > 16<<10 && r.header.Get("Content-Length") != "" {
+					t.Errorf("%s: %d bytes with a Content-Length, want chunked", enc, len(r.body))
+				}
+				if len(r.body) >= len(js)/2 {
+					t.Errorf("%s: %d bytes for %d", enc, len(r.body), len(js))
+				}
+				tag := r.header.Get("ETag")
+				if !strings.HasPrefix(tag, `W/"`) || !strings.HasSuffix(tag, "-"+strings.TrimPrefix(codingOf(enc).ext(), ".")+`"`) {
+					t.Errorf("%s: ETag %s, want a weak tag with the coding's suffix", enc, tag)
+				}
+				if nm := get(t, addr, "GET", "/bundle.js", "Accept-Encoding: "+enc, "If-None-Match: "+tag); nm.status != 304 {
+					t.Errorf("%s: If-None-Match its weak ETag: %d", enc, nm.status)
+				}
+				if im := get(t, addr, "GET", "/bundle.js", "Accept-Encoding: "+enc, "If-Match: "+strings.TrimPrefix(tag, "W/")); im.status != 412 {
+					t.Errorf("%s: If-Match (strong comparison) with its weak ETag: %d, want 412", enc, im.status)
+				}
+				if im := get(t, addr, "GET", "/bundle.js", "Accept-Encoding: "+enc, "If-Match: *"); im.status != 200 {
+					t.Errorf("%s: If-Match *: %d", enc, im.status)
+				}
+				hd := get(t, addr, "HEAD", "/bundle.js", "Accept-Encoding: "+enc)
+				if hd.status != 200 || hd.body != "" || hd.header.Get("Content-Encoding") != enc || hd.header.Get("ETag") != tag {
+					t.Errorf("%s: HEAD: %d %v", enc, hd.status, hd.header)
+				}
+			}
+			r := get(t, addr, "GET", "/bundle.js", "Accept-Encoding: gzip", "Range: bytes=10-19")
+			if r.status != 206 || r.body != string(js[10:20]) || r.header.Get("Content-Encoding") != "" {
+				t.Errorf("range: %d %q %v", r.status, r.body, r.header)
+			}
+			if c := h.(*handler).router.any.routes[0].h.(*static).comp.cache; c != nil && c.len() != 0 {
+				t.Errorf("%d variants cached; a file this large is not", c.len())
+			}
+		})
+	}
+}
+
+// TestCompressLevels: a block's levels reach the encoders (level 1 gives
+// a larger gzip body than level 9), and absent codings keep the defaults.
+func TestCompressLevels(t *testing.T) {
+	js := bytes.Repeat([]byte("function f(a,b){return a+b*2}var x=f(1,2);/* 0123456789 */\n"), 2000)
+	size := func(levels map[string]int) int {
+		cb := compressBlock()
+		cb.Levels = levels
+		z := newCompressor(cb)
+		b, err := z.compressAll(codingGzip, bytes.NewReader(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := decode(t, "gzip", b); !bytes.Equal(got, js) {
+			t.Fatal("gzip body does not decode to the input")
+		}
+		return len(b)
+	}
+	if l1, l9 := size(map[string]int{"gzip": 1}), size(map[string]int{"gzip": 9}); l1 <= l9 {
+		t.Errorf("gzip level 1: %d bytes, level 9: %d; want level 1 larger", l1, l9)
+	}
+	z := newCompressor(compressBlock())
+	if z.levels[codingGzip] != config.DefaultCompressLevels["gzip"] || z.levels[codingBr] != config.DefaultCompressLevels["br"] ||
+		z.levels[codingZstd] != config.DefaultCompressLevels["zstd"] {
+		t.Errorf("default levels %v", z.levels)
 	}
 }

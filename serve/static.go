@@ -355,10 +355,10 @@ func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *o
 	hdr := w.Header()
 	ctype := contentType(name)
 	pre := len(s.precompressed) > 0 && !hasCodingExt(name)
-	dyn := s.comp != nil && s.comp.cache != nil && typeIn(s.comp.types, mediaType(ctype)) && f.st.Size >= s.comp.minLength &&
-		f.st.Size <= s.comp.maxStatic
+	dyn := s.comp != nil && typeIn(s.comp.types, mediaType(ctype)) && f.st.Size >= s.comp.minLength
 	enc := codingIdentity
-	var cached []byte // the variant compressed here
+	var cached []byte // the variant compressed here and cached
+	stream := false   // the variant is compressed as it goes out
 	if pre || dyn {
 		// The response depends on Accept-Encoding whether or not this
 		// client gets a variant (RFC 9110 section 12.5.5).
@@ -381,8 +381,12 @@ func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *o
 			}
 			if enc == codingIdentity && dyn {
 				if c := negotiate(ae, s.comp.offered); c != codingIdentity {
+					// A file too large for the cache (or without one) is
+					// compressed as it is sent, as nginx's gzip does.
 					var ok bool
-					if cached, ok = s.variant(f, c); ok {
+					if s.comp.cache == nil || f.st.Size > s.comp.maxStatic {
+						enc, stream = c, true
+					} else if cached, ok = s.variant(f, c); ok {
 						enc = c
 					}
 				}
@@ -392,14 +396,21 @@ func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *o
 
 	size := f.st.Size
 	mtime := time.Unix(int64(f.st.Mtim.Sec), int64(f.st.Mtim.Nsec))
-	var tagBuf [48]byte
-	etag := appendETag(tagBuf[:0], mtime, size, enc)
+	var tagBuf [50]byte
+	etag := appendETag(append(tagBuf[:0], "W/"...), mtime, size, enc)
+	if stream {
+		// Compressed here on each request: the bytes need not be the
+		// same twice (a level or library changed), so the tag is weak.
+		hdr.SetBytes("ETag", etag)
+	} else {
+		hdr.SetBytes("ETag", etag[2:])
+	}
+	etag = etag[2:]
 	var lmBuf [len(http.TimeFormat) + 4]byte
 	lastMod := mtime.UTC().AppendFormat(lmBuf[:0], http.TimeFormat)
-	hdr.SetBytes("ETag", etag)
 	hdr.SetBytes("Last-Modified", lastMod)
 
-	switch checkConditions(r, etag, mtime) {
+	switch checkConditions(r, etag, stream, mtime) {
 	case 304:
 		w.WriteHeader(304)
 		return
@@ -417,6 +428,16 @@ func (s *static) serveFile(w *protocol.ResponseWriter, r *protocol.Request, f *o
 		w.WriteHeader(200)
 		if !head {
 			_, _ = w.Write(cached)
+		}
+		return
+	}
+	if stream {
+		// Chunked: the length is known once the last byte is compressed.
+		w.WriteHeader(200)
+		if !head {
+			if err := s.comp.compressTo(w, enc, io.NewSectionReader(f, 0, size)); err != nil {
+				s.logger.Debug("compressing a static file failed", "coding", enc.name(), "error", err)
+			}
 		}
 		return
 	}
@@ -516,10 +537,11 @@ func appendETag(dst []byte, mtime time.Time, size int64, enc coding) []byte {
 
 // checkConditions evaluates the preconditions of a GET or HEAD in the order
 // of RFC 9110 section 13.2.2 and returns 304, 412, or 0 to go on.
-func checkConditions(r *protocol.Request, etag []byte, mtime time.Time) int {
+func checkConditions(r *protocol.Request, etag []byte, weak bool, mtime time.Time) int {
 	mtime = mtime.Truncate(time.Second) // HTTP dates have one-second resolution
 	if im := r.Header.Get("If-Match"); im != nil {
-		if !etagListMatches(im, etag, true) {
+		// A weak tag never matches strongly; "*" matches any.
+		if !etagListMatches(im, etag, true) || weak && string(httplex.TrimOWS(im)) != "*" {
 			return 412
 		}
 	} else if ius := r.Header.Get("If-Unmodified-Since"); ius != nil {
