@@ -12,7 +12,7 @@ import (
 	"testing"
 )
 
-// TestCompressCurl fetches static, respond and proxy (fixed length and
+// TestCompressCurl fetches static (cached, and compressed as it is sent), respond and proxy (fixed length and
 // chunked with trailers) responses through a real master with curl
 // --compressed, over HTTP/1.1 and HTTP/2 (h2c), once per coding: each decodes, with curl's decoders, to
 // the bytes served uncompressed.
@@ -23,6 +23,17 @@ func TestCompressCurl(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(root, "static", "app.js"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Compressed as it is sent (no cache), and long enough to be chunked.
+	var big strings.Builder
+	for i := range 6000 {
+		fmt.Fprintf(&big, "var v%d=f(%d);\n", i, i*7919%10007)
+	}
+	if err := os.Mkdir(filepath.Join(root, "big"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "big", "app.js"), []byte(big.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +60,15 @@ func TestCompressCurl(t *testing.T) {
       root = %q
     }
   }
+  route "/big/" {
+    compress {
+      cache  = "0"
+      levels = { gzip = 1 }
+    }
+    static {
+      root = %q
+    }
+  }
   route "/respond" {
     respond {
       body    = %q
@@ -61,13 +81,16 @@ func TestCompressCurl(t *testing.T) {
     }
   }
 }
-`, root, text, strings.TrimPrefix(up.URL, "http://"))})
+`, root, root, text, strings.TrimPrefix(up.URL, "http://"))})
 	static := "/static/app.js"
 	for _, proto := range []string{"--http1.1", "--http2-prior-knowledge"} {
 		for _, path := range []string{static, "/respond", "/up/fixed", "/up/chunked"} {
 			for _, enc := range []string{"gzip", "br", "zstd", "identity"} {
 				curlCompressed(t, s.addr, proto, path, enc, text)
 			}
+		}
+		for _, enc := range []string{"gzip", "br", "zstd"} {
+			curlCompressed(t, s.addr, proto, "/big/app.js", enc, big.String())
 		}
 	}
 }
