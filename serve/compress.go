@@ -151,10 +151,20 @@ func (z *compressor) compressTo(w io.Writer, k coding, src io.Reader) error {
 	defer z.release(k, e)
 	buf := copyBufs.Get().(*[32 << 10]byte)
 	defer copyBufs.Put(buf)
-	if _, err := io.CopyBuffer(struct{ io.Writer }{e}, src, buf[:]); err != nil {
-		return err
+	for {
+		n, err := src.Read(buf[:])
+		if n > 0 {
+			if _, werr := e.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return e.Close()
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return e.Close()
 }
 
 // variantKey names a compressed variant of one version of a file: the
