@@ -1,6 +1,7 @@
 package test
 
 import (
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkd/forkd"
 	"golang.org/x/sys/unix"
 )
 
@@ -268,5 +270,136 @@ func TestHelloLogsSlotOnce(t *testing.T) {
 	line := h.seen(`hello worker starting.*`, 10*time.Second)[0]
 	if strings.Count(line, "slot=") != 1 || strings.Count(line, "generation=") != 1 {
 		t.Errorf("hello logs slot or generation twice: %s", line)
+	}
+}
+
+func TestConfigCheckFlag(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hcl")
+	bad := filepath.Join(dir, "bad.hcl")
+	os.WriteFile(good, []byte("workers = 2\n"), 0o644)
+	os.WriteFile(bad, []byte("workers = 2\nlimits {\n  idle_timeout = \"soon\"\n}\n"), 0o644)
+	if out, code := runCLI(t, "-t", "-c", good); code != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("-t on a good file: exit %d\n%s", code, out)
+	}
+	out, code := runCLI(t, "-t", "-c", bad)
+	if code != 1 || !regexp.MustCompile(`bad\.hcl:3`).MatchString(out) {
+		t.Fatalf("-t on a bad file: exit %d, want 1 and bad.hcl:3\n%s", code, out)
+	}
+	if _, code := runCLI(t, "-t", "-c", filepath.Join(dir, "missing.hcl")); code != 1 {
+		t.Fatalf("-t on a missing file: exit %d", code)
+	}
+}
+
+// TestVersion: -version prints forkd's version once, then the Go version,
+// module and VCS settings the binary was built with, as "go version -m"
+// reads them from the binary.
+func TestVersion(t *testing.T) {
+	out, code := runCLI(t, "-version")
+	if code != 0 || !strings.HasPrefix(out, "forkd "+forkd.Version+"\n") || strings.Count(out, forkd.Version) != 1 {
+		t.Fatalf("-version: exit %d\n%s", code, out)
+	}
+	bi, err := buildinfo.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"\tgo\t" + bi.GoVersion + "\n", "\tpath\tgithub.com/forkd/forkd/cmd/forkd\n"}
+	for _, s := range bi.Settings {
+		if strings.HasPrefix(s.Key, "vcs") {
+			want = append(want, "\tbuild\t"+s.Key+"="+s.Value+"\n")
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("-version lacks %q:\n%s", w, out)
+		}
+	}
+	// An embedding program names itself and the forkd it embeds.
+	hb, err := exec.Command(filepath.Join(binDir, "hello"), "-version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(hb), "hello (forkd "+forkd.Version+")\n") {
+		t.Fatalf("hello -version: %v\n%s", err, hb)
+	}
+}
+
+// TestNoConfigDefaults runs forkd with no configuration at all: it must
+// serve the welcome page and /healthz. The built-in listener is
+// 127.0.0.1:8080 (forkd's unit tests check that); here a test hook moves
+// it to a free port, so the test does not depend on 8080 being free.
+func TestNoConfigDefaults(t *testing.T) {
+	dir := t.TempDir()
+	s := startNoConfig(t, dir, binary)
+	out, code := runCLIIn(t, dir, "-t")
+	if code != 0 || !strings.Contains(out, "built-in defaults is valid") {
+		t.Fatalf("-t with no configuration: exit %d\n%s", code, out)
+	}
+	s.waitLog(`all workers ready`, 15*time.Second)
+	code, body, err := get(s.addr, "/healthz")
+	if err != nil || code != 200 || body != "ok\n" {
+		t.Fatalf("GET /healthz = %d %q %v", code, body, err)
+	}
+	code, body, err = get(s.addr, "/")
+	if err != nil || code != 200 || !strings.Contains(body, "forkd") {
+		t.Fatalf("GET / = %d %q %v", code, body, err)
+	}
+	s.signal(syscall.SIGTERM)
+	if code := s.waitExit(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// startNoConfig starts bin in dir with no -c flag, its built-in listener
+// moved to a free port.
+func startNoConfig(t *testing.T, dir, bin string) *server {
+	t.Helper()
+	s := &server{t: t, dir: dir, exited: make(chan struct{}), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), logs: newLogWatcher()}
+	s.cmd = execIn(dir, bin)
+	s.cmd.Env = append(os.Environ(), "FORKD_TEST_DEFAULT_ADDRESS="+s.addr)
+	s.run()
+	return s
+}
+
+func runCLIIn(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	out, err := execIn(dir, binary, args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// TestExampleIgnoresWorkingDirConfig runs examples/hello as the README
+// does, from a directory whose config.hcl would shadow its handler with a
+// static site: an embedding program reads a file only when given -c, while
+// the daemon picks up ./config.hcl.
+func TestExampleIgnoresWorkingDirConfig(t *testing.T) {
+	dir := t.TempDir()
+	www := filepath.Join(dir, "www")
+	if err := os.Mkdir(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("sample site\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	cfg := fmt.Sprintf("workers = 1\nlisten {\n  address = \"127.0.0.1:%d\"\n}\nsite \"s\" {\n  route \"/\" {\n    static { root = \"./www\" }\n  }\n}\n", port)
+	if err := os.WriteFile(filepath.Join(dir, "config.hcl"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startNoConfig(t, dir, filepath.Join(binDir, "hello"))
+	s.waitLog(`all workers ready`, 15*time.Second)
+	for path, want := range map[string]string{"/": `^Hello, World!\n$`, "/worker": `^slot \d+ generation 1\n$`} {
+		if code, body, err := get(s.addr, path); err != nil || code != 200 || !regexp.MustCompile(want).MatchString(body) {
+			t.Fatalf("hello: GET %s = %d %q %v, want %s", path, code, body, err, want)
+		}
+	}
+	// The daemon, started the same way, serves ./config.hcl.
+	d := startNoConfig(t, dir, binary)
+	d.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	d.waitLog(`all workers ready`, 15*time.Second)
+	if code, body, err := get(d.addr, "/"); err != nil || code != 200 || body != "sample site\n" {
+		t.Fatalf("forkd: GET / = %d %q %v", code, body, err)
 	}
 }
