@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -108,7 +107,7 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 	}
 	upgrade := p.isUpgrade(r)
 	noBody := string(r.Method) == "HEAD"
-	retryable := stream == nil
+	replayable := stream == nil // the whole body is at hand to send again
 	idem := idempotent(r.Method)
 
 	var triedBuf [16]bool
@@ -143,49 +142,39 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			c, err = b.pool.Get()
 		}
 		fresh = false
-		// Get has peeked at a pooled connection: one the upstream closed
+		// Get has checked a pooled connection: one the upstream closed
 		// while idle, or that holds stray bytes, never comes back.
-		if err != nil {
-			// Nothing was sent: any request may go to the next upstream.
-			tried[i] = true
-			p.failed(b, now, "upstream connect failed", err)
-			continue
-		}
-		head := p.appendHead(c.HeadBuffer(), r, rp, b, upgrade, len(body), stream != nil, streamLen)
-		b.active.Add(1)
-		resp, err := c.Do(head, body, stream, streamLen, noBody)
-		if err != nil {
-			b.active.Add(-1)
-			c.Close()
-			switch {
-			case errors.Is(err, upstream.ErrRequestBody):
-				p.logger.Debug("request body read failed", "error", err)
-				return // the protocol answers with the body's error status
-			case errors.Is(err, upstream.ErrNoResponse) && c.Reused():
-				// The upstream closed the pooled connection while it was
-				// idle: it never saw the request, and is not to blame.
-				// Again, on a new connection, unless part of a streamed
-				// body is gone with it.
-				if retryable {
-					fresh = true
-					continue
-				}
-				p.logger.Debug("stale pooled connection; a streamed body cannot be sent again", "upstream", b.addr)
-				writeError(w, http.StatusBadGateway)
-				return
-			case errors.Is(err, upstream.ErrTimeout):
-				p.failed(b, now, "upstream timed out", err)
-				writeError(w, http.StatusGatewayTimeout)
-				return
+		connecting := err != nil
+		var resp *upstream.Response
+		if !connecting {
+			head := p.appendHead(c.HeadBuffer(), r, rp, b, upgrade, len(body), stream != nil, streamLen)
+			b.active.Add(1)
+			resp, err = c.Do(head, body, stream, streamLen, noBody)
+			if err != nil {
+				b.active.Add(-1)
+				c.Close()
 			}
-			tried[i] = true
-			p.failed(b, now, "upstream request failed", err)
-			if errors.Is(err, upstream.ErrNoResponse) && retryable && idem {
-				// Closed or reset before answering (nginx's "error"): the
-				// next upstream. A malformed answer is not retried.
+		}
+		if err != nil {
+			d := shouldRetry(attempt{err: err, connecting: connecting, reused: !connecting && c.Reused(),
+				replayable: replayable, idempotent: idem})
+			switch {
+			case d.blame != "":
+				p.failed(b, now, d.blame, err)
+			case d.note != "":
+				p.logger.Debug(d.note, "upstream", b.addr, "error", err)
+			}
+			switch d.next {
+			case retryNext:
+				tried[i] = true
+				continue
+			case retryFresh:
+				fresh = true
 				continue
 			}
-			writeError(w, http.StatusBadGateway)
+			if d.status != 0 {
+				writeError(w, d.status)
+			}
 			return
 		}
 		b.succeeded()
