@@ -42,7 +42,8 @@
 //     new at each put, so an event that comes after Get took the
 //     connection finds no idle connection with its token and is ignored.
 //   - Get takes each idle connection out of the watch and peeks at it
-//     (recv with MSG_PEEK|MSG_DONTWAIT) before handing it out: bytes or
+//     (recv with MSG_PEEK|MSG_DONTWAIT) before handing it out, with the
+//     one check the watch makes on an event too (idleCheck): bytes or
 //     the connection's end that arrived before the watch got to it, or
 //     while the watch could not be made, close it, and Get tries the next
 //     one or dials. This costs two system calls per reuse, and the watch
@@ -231,7 +232,7 @@ func (p *Pool) Get() (*Conn, error) {
 			p.mu.Lock()
 			continue
 		}
-		if got := c.take(); got != epoll.Nothing {
+		if got, _ := c.idleCheck(opTake); got != epoll.Nothing {
 			// Stray bytes (another response's, or a body past the end of
 			// the last one), or the upstream closed it while idle (its
 			// keep-alive timeout is shorter than ours): not one to send a
@@ -405,8 +406,8 @@ func (p *Pool) readable(evs []unix.EpollEvent) {
 			continue // taken, pruned or closed meanwhile
 		}
 		c := p.idle[k]
-		got := c.peek()
-		if got == epoll.Nothing && c.control(opRewatch) == nil {
+		got, err := c.idleCheck(opCheck)
+		if got == epoll.Nothing && err == nil {
 			continue
 		}
 		copy(p.idle[k:], p.idle[k+1:])
@@ -590,20 +591,13 @@ type Conn struct {
 // Reused reports whether the connection came from the pool.
 func (c *Conn) Reused() bool { return c.reused }
 
-// Alive reports whether a connection between exchanges still looks open:
-// a peek at the socket finds neither its end nor a reset nor stray bytes.
-// It costs a syscall; Get has just checked every connection it hands out
-// this way.
-func (c *Conn) Alive() bool { return c.peek() == epoll.Nothing }
-
 // What Conn.control does with the socket's descriptor.
 type fdOp uint8
 
 const (
-	opPeek    fdOp = iota // peek at it
-	opWatch               // register it with the idle watch
-	opRewatch             // arm its registration again
-	opTake                // end its registration, and peek
+	opWatch fdOp = iota // register it with the idle watch
+	opCheck             // the idle check, for the watch: peek; arm again if nothing is there
+	opTake              // the idle check, for Get: end the registration, then peek
 )
 
 // control does op with the socket's descriptor, inside RawConn.Control,
@@ -618,35 +612,30 @@ func (c *Conn) control(op fdOp) error {
 
 // onFD is control's callback.
 func (c *Conn) onFD(fd uintptr) {
-	switch c.op {
-	case opPeek:
-		c.peeked = epoll.Peek(int(fd))
-	case opWatch:
+	if c.op == opWatch {
 		c.opErr = c.pool.watch.Ctl(unix.EPOLL_CTL_ADD, int(fd), idleEvents, c.token)
-	case opRewatch:
+		return
+	}
+	if c.op == opTake && c.token != 0 {
+		// Taken out before the peek: anything that arrives from now on
+		// is the owner's to read.
+		c.pool.watch.Ctl(unix.EPOLL_CTL_DEL, int(fd), 0, 0)
+		c.token = 0
+	}
+	c.peeked = epoll.Peek(int(fd))
+	if c.op == opCheck && c.peeked == epoll.Nothing {
 		c.opErr = c.pool.watch.Ctl(unix.EPOLL_CTL_MOD, int(fd), idleEvents, c.token)
-	case opTake:
-		if c.token != 0 {
-			// Taken out before the peek: anything that arrives from
-			// now on is the owner's to read.
-			c.pool.watch.Ctl(unix.EPOLL_CTL_DEL, int(fd), 0, 0)
-			c.token = 0
-		}
-		c.peeked = epoll.Peek(int(fd))
 	}
 }
 
-// peek peeks at the socket; a closed one is Gone.
-func (c *Conn) peek() epoll.Peeked {
-	c.control(opPeek)
-	return c.peeked
-}
-
-// take ends c's registration with the idle watch, if any, and peeks at the
-// socket, for Get.
-func (c *Conn) take() epoll.Peeked {
-	c.control(opTake)
-	return c.peeked
+// idleCheck is the one check of an idle connection, for Get (opTake) and
+// for the idle watch (opCheck), in one RawConn.Control: a peek (recv with
+// MSG_PEEK|MSG_DONTWAIT) finds Nothing when the connection may carry a
+// request, and Data (stray bytes) or Gone (its end, a reset, a closed
+// socket) when it must be closed. err is the watch registration's.
+func (c *Conn) idleCheck(op fdOp) (epoll.Peeked, error) {
+	err := c.control(op)
+	return c.peeked, err
 }
 
 // HeadBuffer returns an empty buffer to build the request head in, for Do.
