@@ -29,6 +29,7 @@ import (
 	"github.com/forkd/forkd/internal/metrics"
 	"github.com/forkd/forkd/internal/sdnotify"
 	"github.com/forkd/forkd/ipc"
+	"github.com/forkd/forkd/protocol"
 )
 
 // Exit codes of the master.
@@ -800,8 +801,8 @@ func (m *Master) spawn(spec workerSpec, txn *reloadTxn) error {
 
 // workerEnv is the environment a worker starts with: ours, minus systemd's
 // variables meant for the master alone, plus a GOMAXPROCS that shares the
-// CPUs between workers (one more than a worker's share: see protocol's
-// startLoops) unless the operator chose one.
+// CPUs between workers (protocol.WorkerProcs) unless the operator chose
+// one.
 func workerEnv(cfg *config.Config) []string {
 	env := make([]string, 0, len(os.Environ())+1)
 	hasProcs := false
@@ -819,10 +820,7 @@ func workerEnv(cfg *config.Config) []string {
 		env = append(env, kv)
 	}
 	if !hasProcs && cfg.Workers > 0 {
-		// One event loop per CPU share, plus the P that runs everything
-		// that is not on a loop (see protocol's startLoops).
-		n := (runtime.NumCPU() + cfg.Workers - 1) / cfg.Workers
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(n, 1)+1), ipc.EnvLoopP+"=1")
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(protocol.WorkerProcs(runtime.NumCPU(), cfg.Workers)), ipc.EnvLoopP+"=1")
 	}
 	return env
 }

@@ -94,10 +94,11 @@
 // GOMAXPROCS=1 the loop waits in the runtime's poller instead, where
 // EPOLLEXCLUSIVE has no effect, so Serve's goroutine waits for the
 // listener itself, in the kernel, and hands each connection to the loop.
-// forkd's workers get one P more than their share of the CPUs, unless
-// their requests mostly run on goroutines (a proxy route, an application
-// that is not LoopSafe): a P more than the CPUs lengthens the latency tail
-// of goroutines.
+// forkd's workers get one P more than their share of the CPUs
+// (WorkerProcs), unless their requests mostly run on goroutines (a proxy
+// route, an application that is not LoopSafe; ProcsOnGoroutines): a P more
+// than the CPUs lengthens the latency tail of goroutines. procs.go has the
+// whole policy.
 //
 // A connection leaves its loop for a goroutine of its own whenever serving
 // it could wait: its handler is not LoopSafe (an embedded net/http app, a

@@ -126,27 +126,11 @@ type eventLoop struct {
 	stalled bool
 }
 
-// startLoops makes the event loops; if epoll is not available, the server
+// startLoops makes the event loops, as many and waiting as loopLayout says
+// for GOMAXPROCS (see procs.go); if epoll is not available, the server
 // keeps a goroutine per connection.
-//
-// With GOMAXPROCS of 2 or more, there is one loop per GOMAXPROCS but one,
-// and each waits in epoll_wait itself, in the kernel (direct), like an
-// nginx worker: a connection is accepted, read and answered on one thread
-// with no hand-off, and only such a waiter can take a listener's wake-ups
-// one at a time (EPOLLEXCLUSIVE; see accept.go). A goroutine asleep in a
-// system call keeps its P, though, and the runtime hands that P to other
-// goroutines only after a delay (sysmon's, 20 µs to 10 ms): the P left
-// over runs everything that is not on a loop (handlers that left, timers,
-// the runtime's poller) at once. With GOMAXPROCS=1 there is one loop, and
-// it waits in the runtime's poller, its epoll nested in the poller's, so
-// that the one P is free whenever the loop waits; Serve then accepts for
-// it (serveAcceptor).
 func (s *Server) startLoops() {
-	n := runtime.GOMAXPROCS(0)
-	direct := n >= 2
-	if direct {
-		n--
-	}
+	n, direct := loopLayout(runtime.GOMAXPROCS(0))
 	loops := make([]*eventLoop, 0, n)
 	for range n {
 		l, err := newEventLoop(s, direct)
