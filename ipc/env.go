@@ -24,9 +24,9 @@ const (
 	EnvGeneration = "FORKD_GENERATION"
 	EnvDraining   = "FORKD_DRAINING" // "1" when the worker starts while its master drains (see TypeDrain)
 	// EnvLoopP is "1" when the master gave the worker a GOMAXPROCS one
-	// more than its share of the CPUs, for the event loops (see
-	// protocol's startLoops): a worker whose requests mostly run on
-	// goroutines gives it back.
+	// more than its share of the CPUs, for the event loops
+	// (protocol.WorkerProcs): a worker whose requests mostly run on
+	// goroutines gives it back (protocol.ProcsOnGoroutines).
 	EnvLoopP = "FORKD_LOOP_P"
 )
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/ipc"
+	"golang.org/x/sys/unix"
 )
 
 // env is the master's window on the operating system: every process start,
@@ -23,6 +24,11 @@ type env struct {
 	start  func(spec workerSpec) (pid int, conn *ipc.Conn, err error)
 	kill   func(pid int, sig syscall.Signal) error
 	notify func(lines ...string) error // sd_notify
+	// wait4 is wait4(2), which reapChildren calls with WNOHANG.
+	wait4 func(pid int, ws *unix.WaitStatus, options int) (int, error)
+	// exec starts a command, a successor master on USR2, and returns its
+	// pid; it is reaped by reapChildren like every child.
+	exec func(cmd *exec.Cmd) (int, error)
 	// terminal tells whether the master has a controlling terminal.
 	terminal func() bool
 }
@@ -35,16 +41,25 @@ type workerSpec struct {
 	draining  bool     // started while the master drains: health routes answer 503
 }
 
-// osEnv is the real environment: workers are re-executions of the binary,
-// each with an ipc socket whose messages reach the loop over m.msgs; their
-// exits reach it as SIGCHLD.
-func (m *Master) osEnv() env {
+// osEnv is the real environment of m: workers are re-executions of the
+// binary, each with an ipc socket whose messages reach the loop over
+// m.msgs; their exits reach it as SIGCHLD.
+func osEnv(m *Master) env {
 	return env{
 		now:   time.Now,
 		start: m.startProcess,
 		kill:  syscall.Kill,
 		notify: func(lines ...string) error {
 			return m.sd.Send(lines...)
+		},
+		wait4: func(pid int, ws *unix.WaitStatus, options int) (int, error) {
+			return unix.Wait4(pid, ws, options, nil)
+		},
+		exec: func(cmd *exec.Cmd) (int, error) {
+			if err := cmd.Start(); err != nil {
+				return 0, err
+			}
+			return cmd.Process.Pid, nil
 		},
 		terminal: hasTerminal,
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/control"
@@ -28,6 +29,7 @@ import (
 	"github.com/forkd/forkd/internal/metrics"
 	"github.com/forkd/forkd/internal/sdnotify"
 	"github.com/forkd/forkd/ipc"
+	"github.com/forkd/forkd/protocol"
 )
 
 // Exit codes of the master.
@@ -139,7 +141,7 @@ type slotState struct {
 }
 
 type counters struct {
-	restarts       map[string]uint64
+	restarts       [numRestartCauses]uint64
 	reloads        uint64
 	reloadFailures uint64
 	retired        metrics.Classes // final status-class counts of exited workers
@@ -154,54 +156,10 @@ const stallGrace = 100 * time.Millisecond
 
 // New prepares a master: it opens the log file and binds every listener.
 func New(opts Options) (*Master, error) {
-	if opts.Config == nil {
-		return nil, errors.New("master: no configuration")
-	}
-	if opts.Executable == "" {
-		opts.Executable = "/proc/self/exe"
-	}
-	if len(opts.Args) == 0 {
-		opts.Args = os.Args[:1]
-	}
-	if opts.Stderr == nil {
-		opts.Stderr = os.Stderr
-	}
-	if opts.Binary == "" {
-		if exe, err := os.Executable(); err == nil {
-			opts.Binary = exe
-		} else {
-			opts.Binary = os.Args[0]
-		}
-	}
-	if opts.MasterArgs == nil {
-		opts.MasterArgs = os.Args[1:]
-	}
-	m := &Master{
-		opts:      opts,
-		cfg:       opts.Config,
-		pid:       os.Getpid(),
-		want:      opts.Config.Workers,
-		workers:   make(map[int]*worker),
-		slots:     make(map[int]*slotState),
-		listeners: make(map[string]*listener),
-		sigs:      make(chan os.Signal, 64),
-		msgs:      make(chan msgEvent, 256),
-		stopped:   make(chan struct{}),
-		pendingUp: true,
-		stats:     counters{restarts: make(map[string]uint64)},
-		ctl:       make(chan ctlReq),
-		bgErr:     make(chan error, 1),
-		upgrades:  make(chan upgradeEvent, 4),
-		snaps:     make(chan chan metrics.Snapshot),
-	}
-	m.env = m.osEnv()
-	m.started = m.env.now()
-	// A master started by USR2 goes on from its predecessor's generations.
-	gen, err := upgradeGeneration()
+	m, err := newMaster(opts, osEnv)
 	if err != nil {
 		return nil, err
 	}
-	m.gen, m.firstGen = gen, gen
 	// A user or group that does not exist would make every worker fail to
 	// start: refuse at once, before binding anything.
 	if _, err := credential(m.cfg); err != nil {
@@ -239,6 +197,60 @@ func New(opts Options) (*Master, error) {
 		m.closeAll()
 		return nil, err
 	}
+	return m, nil
+}
+
+// newMaster builds the master for opts around the environment mkEnv makes
+// for it: osEnv in New, a fake in unit tests, which so build their masters
+// the way production does. It opens and binds nothing; New does that next.
+func newMaster(opts Options, mkEnv func(*Master) env) (*Master, error) {
+	if opts.Config == nil {
+		return nil, errors.New("master: no configuration")
+	}
+	if opts.Executable == "" {
+		opts.Executable = "/proc/self/exe"
+	}
+	if len(opts.Args) == 0 {
+		opts.Args = os.Args[:1]
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Binary == "" {
+		if exe, err := os.Executable(); err == nil {
+			opts.Binary = exe
+		} else {
+			opts.Binary = os.Args[0]
+		}
+	}
+	if opts.MasterArgs == nil {
+		opts.MasterArgs = os.Args[1:]
+	}
+	m := &Master{
+		opts:      opts,
+		cfg:       opts.Config,
+		pid:       os.Getpid(),
+		want:      opts.Config.Workers,
+		workers:   make(map[int]*worker),
+		slots:     make(map[int]*slotState),
+		listeners: make(map[string]*listener),
+		sigs:      make(chan os.Signal, 64),
+		msgs:      make(chan msgEvent, 256),
+		stopped:   make(chan struct{}),
+		pendingUp: true,
+		ctl:       make(chan ctlReq),
+		bgErr:     make(chan error, 1),
+		upgrades:  make(chan upgradeEvent, 4),
+		snaps:     make(chan chan metrics.Snapshot),
+	}
+	m.env = mkEnv(m)
+	m.started = m.env.now()
+	// A master started by USR2 goes on from its predecessor's generations.
+	gen, err := upgradeGeneration()
+	if err != nil {
+		return nil, err
+	}
+	m.gen, m.firstGen = gen, gen
 	return m, nil
 }
 
@@ -789,8 +801,8 @@ func (m *Master) spawn(spec workerSpec, txn *reloadTxn) error {
 
 // workerEnv is the environment a worker starts with: ours, minus systemd's
 // variables meant for the master alone, plus a GOMAXPROCS that shares the
-// CPUs between workers (one more than a worker's share: see protocol's
-// startLoops) unless the operator chose one.
+// CPUs between workers (protocol.WorkerProcs) unless the operator chose
+// one.
 func workerEnv(cfg *config.Config) []string {
 	env := make([]string, 0, len(os.Environ())+1)
 	hasProcs := false
@@ -808,10 +820,7 @@ func workerEnv(cfg *config.Config) []string {
 		env = append(env, kv)
 	}
 	if !hasProcs && cfg.Workers > 0 {
-		// One event loop per CPU share, plus the P that runs everything
-		// that is not on a loop (see protocol's startLoops).
-		n := (runtime.NumCPU() + cfg.Workers - 1) / cfg.Workers
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(n, 1)+1), ipc.EnvLoopP+"=1")
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(protocol.WorkerProcs(runtime.NumCPU(), cfg.Workers)), ipc.EnvLoopP+"=1")
 	}
 	return env
 }
@@ -867,6 +876,34 @@ func (m *Master) handleMsg(ev msgEvent) {
 	}
 }
 
+// reapChildren waits for every child that has exited: workers, a
+// successor master that failed, and, when forkd runs as PID 1 (a
+// container's init), the orphans reparented to it, which gunicorn's arbiter
+// reaps too. This is the one place the master waits for children.
+func (m *Master) reapChildren() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := m.env.wait4(-1, &ws, unix.WNOHANG)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return // ECHILD: no children; 0: none has exited
+		}
+		switch {
+		case m.workers[pid] != nil:
+			m.exited(m.workers[pid], exitEvent{pid: pid, status: syscall.WaitStatus(ws), known: true})
+		case m.upgrading != nil && m.upgrading.pid == pid:
+			m.handleUpgrade(upgradeEvent{err: fmt.Errorf("new master %s", causeOf(syscall.WaitStatus(ws)))})
+			if m.upgrading.done && !m.handedOver {
+				m.upgrading = nil
+			}
+		default:
+			m.log.Debug("reaped an orphan", "orphan_pid", pid)
+		}
+	}
+}
+
 // exited records a worker's exit; it is handled (reap) once every message
 // the worker sent has been read, so that a boot error sent just before the
 // exit is known when the exit is classified.
@@ -895,10 +932,8 @@ func (m *Master) reap(ev exitEvent) {
 	now := m.env.now()
 	if w.stopping && w.killedFor == notKilled {
 		m.log.Info("worker stopped", "worker_pid", w.pid, "slot", w.slot, "worker_generation", w.gen, "cause", w.stopCause.String())
-		switch w.stopCause {
-		case stopShutdown, stopRefused, stopWinch:
-		default:
-			m.stats.restarts[w.stopCause.String()]++
+		if c, ok := w.stopCause.restart(); ok {
+			m.stats.restarts[c]++
 		}
 		return
 	}
@@ -921,11 +956,11 @@ func (m *Master) reap(ev exitEvent) {
 	failedBoot := !w.ready || now.Sub(w.started) < bootWindow
 	switch {
 	case failedBoot:
-		m.stats.restarts["boot failure"]++
+		m.stats.restarts[restartBootFailure]++
 	case w.killedFor == killTimeout:
-		m.stats.restarts["timeout"]++
+		m.stats.restarts[restartTimeout]++
 	default:
-		m.stats.restarts["crash"]++
+		m.stats.restarts[restartCrash]++
 	}
 	s := m.slot(w.slot)
 	if failedBoot {

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/control"
@@ -29,6 +31,9 @@ type fakeOS struct {
 	notified []string
 	startErr error
 	tty      bool // the master has a controlling terminal
+	// exits are the children wait4 reports, in order, then none.
+	exits  []exitEvent
+	execed []*exec.Cmd
 }
 
 func (f *fakeOS) env() env {
@@ -49,6 +54,23 @@ func (f *fakeOS) env() env {
 		notify: func(lines ...string) error {
 			f.notified = append(f.notified, strings.Join(lines, "\n"))
 			return nil
+		},
+		wait4: func(pid int, ws *unix.WaitStatus, options int) (int, error) {
+			if pid != -1 || options&unix.WNOHANG == 0 {
+				return 0, fmt.Errorf("wait4(%d, %#x): the master waits for any child, without blocking", pid, options)
+			}
+			if len(f.exits) == 0 {
+				return 0, nil // children, none exited
+			}
+			ev := f.exits[0]
+			f.exits = f.exits[1:]
+			*ws = unix.WaitStatus(ev.status)
+			return ev.pid, nil
+		},
+		exec: func(cmd *exec.Cmd) (int, error) {
+			f.pid++
+			f.execed = append(f.execed, cmd)
+			return f.pid, nil
 		},
 		terminal: func() bool { return f.tty },
 	}
@@ -95,26 +117,16 @@ func newTestMaster(t *testing.T, cfg *config.Config) (*Master, *fakeOS) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &Master{
-		opts:      Options{Config: cfg, Stderr: io.Discard, Args: []string{"forkd"}},
-		cfg:       cfg,
-		env:       f.env(),
-		gen:       1,
-		firstGen:  1,
-		want:      cfg.Workers,
-		pendingUp: true,
-		logFile:   lf,
-		workers:   make(map[int]*worker),
-		slots:     make(map[int]*slotState),
-		listeners: make(map[string]*listener),
-		msgs:      make(chan msgEvent, 16),
-		stats:     counters{restarts: make(map[string]uint64)},
+	m, err := newMaster(Options{Config: cfg, Stderr: io.Discard, Args: []string{"forkd"}},
+		func(*Master) env { return f.env() })
+	if err != nil {
+		t.Fatal(err)
 	}
+	m.logFile = lf
 	for _, l := range cfg.Listen {
 		m.listeners[l.Address] = &listener{address: l.Address}
 	}
 	m.log = m.newLogger(cfg)
-	m.started = f.now
 	return m, f
 }
 
@@ -230,7 +242,7 @@ func TestFailedBootsBackOffExponentially(t *testing.T) {
 	if m.slot(0).failures != 0 || !m.slot(0).next.IsZero() {
 		t.Fatalf("after a crash of a healthy worker: failures %d next %v", m.slot(0).failures, m.slot(0).next)
 	}
-	if m.stats.restarts["crash"] != 1 || m.stats.restarts["boot failure"] != 5 {
+	if m.stats.restarts[restartCrash] != 1 || m.stats.restarts[restartBootFailure] != 5 {
 		t.Fatalf("restarts %v", m.stats.restarts)
 	}
 }
@@ -264,7 +276,7 @@ func TestSilentWorkerIsKilledAndReplaced(t *testing.T) {
 		t.Fatalf("signals %v", s)
 	}
 	m.reap(signaled(pid, syscall.SIGKILL))
-	if m.stats.restarts["timeout"] != 1 {
+	if m.stats.restarts[restartTimeout] != 1 {
 		t.Fatalf("restarts %v", m.stats.restarts)
 	}
 	m.reconcile(f.now)
@@ -391,7 +403,7 @@ func TestReloadRefusedWhenANewWorkerFails(t *testing.T) {
 	if r := <-reply; r.OK || r.Error != "worker start hook: no database" {
 		t.Fatalf("control reply %+v", r)
 	}
-	if m.lastReload == nil || m.lastReload.OK || m.stats.reloadFailures != 1 || m.stats.restarts["boot failure"] != 0 {
+	if m.lastReload == nil || m.lastReload.OK || m.stats.reloadFailures != 1 || m.stats.restarts[restartBootFailure] != 0 {
 		t.Fatalf("last reload %+v, failures %d, restarts %v", m.lastReload, m.stats.reloadFailures, m.stats.restarts)
 	}
 	// The stopped worker of the refused generation exits; nothing restarts it.
@@ -632,6 +644,7 @@ func TestUpgradeGeneration(t *testing.T) {
 		t.Error("a malformed generation was accepted")
 	}
 
+	t.Setenv(envUpgradeGen, "") // the test master reads it as New does
 	m, f := newTestMaster(t, testConfig(1))
 	m.gen, m.firstGen = 8, 8
 	m.reconcile(f.now)
@@ -643,5 +656,46 @@ func TestUpgradeGeneration(t *testing.T) {
 	}
 	if m.latestGen() != 8 {
 		t.Fatalf("latest generation %d", m.latestGen())
+	}
+}
+
+// TestReapChildrenReapsEveryExit: one wake reaps every child wait4 reports,
+// workers and orphans alike, each exit classified and counted once, and
+// stops when none is left.
+func TestReapChildrenReapsEveryExit(t *testing.T) {
+	m, f := newTestMaster(t, testConfig(2))
+	m.reconcile(f.now)
+	pids := m.pids(1) // by slot
+	for _, pid := range pids {
+		m.send(pid, ipc.TypeReady)
+	}
+	f.advance(bootWindow + time.Second)
+	f.exits = []exitEvent{signaled(pids[0], syscall.SIGSEGV), exited(999, 0), exited(pids[1], 1)}
+	m.reapChildren()
+	if len(f.exits) != 0 || len(m.workers) != 0 {
+		t.Fatalf("after reapChildren: exits left %v, workers %d", f.exits, len(m.workers))
+	}
+	if m.stats.restarts[restartCrash] != 2 {
+		t.Fatalf("restarts %v, want 2 crashes", m.stats.restarts)
+	}
+	if got := m.buildSnapshot().Restarts; len(got) != 1 || got["crash"] != 2 {
+		t.Fatalf("snapshot restarts %v, want crash 2", got)
+	}
+}
+
+// TestRestartCauseNames: each counter's label, the stop causes' from their
+// own names.
+func TestRestartCauseNames(t *testing.T) {
+	want := map[restartCause]string{restartCrash: "crash", restartBootFailure: "boot failure", restartTimeout: "timeout",
+		restartReload: "reload", restartScaleDown: "scale down", restartMaxRequests: "max_requests", restartMemory: "max_worker_memory"}
+	for c := restartCause(0); c < numRestartCauses; c++ {
+		if c.String() != want[c] {
+			t.Errorf("restartCause(%d) = %q, want %q", c, c.String(), want[c])
+		}
+	}
+	for _, s := range []stopCause{stopShutdown, stopRefused, stopWinch, stopNone} {
+		if c, ok := s.restart(); ok {
+			t.Errorf("stop %s counts as restart %s", s, c)
+		}
 	}
 }

@@ -113,7 +113,7 @@ func (m *Master) snapshot() metrics.Snapshot {
 // buildSnapshot runs in the loop.
 func (m *Master) buildSnapshot() metrics.Snapshot {
 	s := metrics.Snapshot{
-		Restarts:       make(map[string]uint64, len(m.stats.restarts)),
+		Restarts:       make(map[string]uint64),
 		Reloads:        m.stats.reloads + m.stats.reloadFailures,
 		ReloadFailures: m.stats.reloadFailures,
 		Generation:     m.gen,
@@ -121,8 +121,10 @@ func (m *Master) buildSnapshot() metrics.Snapshot {
 	}
 	s.Retired = m.stats.retired
 	s.RetiredH2 = m.stats.retiredH2
-	for k, v := range m.stats.restarts {
-		s.Restarts[k] = v
+	for c, v := range m.stats.restarts {
+		if v > 0 {
+			s.Restarts[restartCause(c).String()] = v
+		}
 	}
 	for _, w := range m.workers {
 		s.Workers = append(s.Workers, metrics.Worker{

@@ -143,31 +143,3 @@ func (m *Master) checkFileLimit(cfg *config.Config) {
 			"max_connections", cfg.Limits.MaxConnections, "nofile_limit", rl.Max)
 	}
 }
-
-// reapChildren waits for every child that has exited: workers, a
-// successor master that failed, and, when forkd runs as PID 1 (a
-// container's init), the orphans reparented to it, which gunicorn's arbiter
-// reaps too. This is the one place the master waits for children.
-func (m *Master) reapChildren() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || pid <= 0 {
-			return // ECHILD: no children; 0: none has exited
-		}
-		switch {
-		case m.workers[pid] != nil:
-			m.exited(m.workers[pid], exitEvent{pid: pid, status: syscall.WaitStatus(ws), known: true})
-		case m.upgrading != nil && m.upgrading.pid == pid:
-			m.handleUpgrade(upgradeEvent{err: fmt.Errorf("new master %s", causeOf(syscall.WaitStatus(ws)))})
-			if m.upgrading.done && !m.handedOver {
-				m.upgrading = nil
-			}
-		default:
-			m.log.Debug("reaped an orphan", "orphan_pid", pid)
-		}
-	}
-}

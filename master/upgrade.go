@@ -108,13 +108,14 @@ func (m *Master) startUpgrade() {
 	cmd.Env = env
 	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
+	pid, err := m.env.exec(cmd)
+	if err != nil {
 		r.Close()
 		m.log.Error("binary upgrade failed: cannot start the new binary; still serving", "binary", bin, "error", err)
 		return
 	}
-	m.upgrading = &upgrade{cmd: cmd, pid: cmd.Process.Pid}
-	m.log.Info("binary upgrade: new master started", "binary", bin, "new_master_pid", cmd.Process.Pid)
+	m.upgrading = &upgrade{cmd: cmd, pid: pid}
+	m.log.Info("binary upgrade: new master started", "binary", bin, "new_master_pid", pid)
 	go func() {
 		defer r.Close()
 		b := make([]byte, 1)

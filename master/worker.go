@@ -74,6 +74,61 @@ func (c stopCause) String() string {
 	}
 }
 
+// restartCause is why the master replaced a worker: the key of its restart
+// counters, and the cause label of forkd_worker_restarts_total.
+type restartCause uint8
+
+const (
+	restartCrash       restartCause = iota
+	restartBootFailure              // died before it was ready, or within bootWindow
+	restartTimeout                  // killed for missing heartbeats
+	restartReload                   // the stops that replace a worker, as stopRestarts pairs them
+	restartScaleDown
+	restartMaxRequests
+	restartMemory
+	numRestartCauses
+)
+
+// stopRestarts pairs each stop that replaces a worker with its counter;
+// the others (shutdown, a refused reload, WINCH) replace none.
+var stopRestarts = [...]struct {
+	stop    stopCause
+	restart restartCause
+}{
+	{stopReload, restartReload},
+	{stopScaleDown, restartScaleDown},
+	{stopMaxRequests, restartMaxRequests},
+	{stopMemory, restartMemory},
+}
+
+// restart returns the counter of a worker stopped for c, false when c
+// replaces no worker.
+func (c stopCause) restart() (restartCause, bool) {
+	for _, p := range stopRestarts {
+		if p.stop == c {
+			return p.restart, true
+		}
+	}
+	return 0, false
+}
+
+func (c restartCause) String() string {
+	switch c {
+	case restartCrash:
+		return "crash"
+	case restartBootFailure:
+		return "boot failure"
+	case restartTimeout:
+		return "timeout"
+	}
+	for _, p := range stopRestarts {
+		if p.restart == c {
+			return p.stop.String() // one name for the stop and its counter
+		}
+	}
+	return "unknown"
+}
+
 // killReason says why the master sent SIGKILL, if it did.
 type killReason int
 

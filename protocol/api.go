@@ -94,10 +94,11 @@
 // GOMAXPROCS=1 the loop waits in the runtime's poller instead, where
 // EPOLLEXCLUSIVE has no effect, so Serve's goroutine waits for the
 // listener itself, in the kernel, and hands each connection to the loop.
-// forkd's workers get one P more than their share of the CPUs, unless
-// their requests mostly run on goroutines (a proxy route, an application
-// that is not LoopSafe): a P more than the CPUs lengthens the latency tail
-// of goroutines.
+// forkd's workers get one P more than their share of the CPUs
+// (WorkerProcs), unless their requests mostly run on goroutines (a proxy
+// route, an application that is not LoopSafe; ProcsOnGoroutines): a P more
+// than the CPUs lengthens the latency tail of goroutines. procs.go has the
+// whole policy.
 //
 // A connection leaves its loop for a goroutine of its own whenever serving
 // it could wait: its handler is not LoopSafe (an embedded net/http app, a
@@ -124,43 +125,55 @@
 //
 // # Who owns a descriptor
 //
-// A connection is an exchange (conn: buffers, Request, ResponseWriter, body
-// reader, serveRequest) over a transport that moves its bytes, and there
-// are two transports (transport.go). A raw descriptor number is used only
-// while something holds the descriptor open; otherwise Close or Shutdown
-// may close it, the process may reuse the number for its next socket (an
-// upstream dial, another client), and bytes meant for one client would
-// reach another:
+// A raw descriptor number is used only while whatever keeps the descriptor
+// open is held: otherwise Close or Shutdown may close it, the process may
+// reuse the number for its next socket (an upstream dial, another client),
+// and bytes meant for one client would reach another. This table is the one
+// account of who that is; the code cites it.
 //
-//   - loopTransport: a socket accepted for an event loop belongs to its
-//     loop: only the loop closes it, so the loop's goroutine, and the
-//     exchange code that runs in the loop's turn for the connection (a
-//     LoopSafe handler included), use its number directly. No other
-//     goroutine touches a connection while it is on a loop.
-//   - netTransport: a net.Conn, which Server.Close may close at any moment
-//     from another goroutine (net.Conn.Close is safe for that). Its number
-//     is used only inside its RawConn's Read, Write and Control callbacks,
-//     which keep it open; the exchange reaches it only through the
-//     transport's methods, which check that they run inside such a
-//     callback.
-//   - Leaving a loop is one change of transport: the loop removes the
-//     socket from its epoll (leave), then the goroutine that takes the
-//     connection over replaces the raw descriptor by a net.Conn of its own
-//     (attach) and sets it as the connection's transport under the
-//     Server's mu. When that happens in the middle of a turn, the turn
-//     ends after the request, and never uses the old number again.
-//   - Going back to a loop is the other, made by the goroutine serving
-//     the connection when it is idle (backToLoop): inside the net.Conn's
-//     Control callback, which holds the descriptor open, it duplicates
-//     it; it sets the duplicate as the transport under the Server's mu
-//     (unless Close has begun: then it keeps the net.Conn, which Close
-//     closes), closes the net.Conn, and registers the duplicate with a
-//     loop, after which it never touches the connection again: from the
-//     registration on, the loop owns it.
-//   - Only the goroutine serving a connection reads, writes or sets
-//     deadlines on it; Shutdown and Close read its transport under the
-//     Server's mu, and Shutdown sets read deadlines under the connection's
-//     mutex.
+//	descriptor                   owner                       closed by                    number used
+//	---------------------------  --------------------------  ---------------------------  ---------------------------
+//	socket on a loop             its event loop              the loop (drop), or, after   by the loop's goroutine and
+//	(loopTransport.fd)                                       leave, the net.Conn attach   the connection's turn
+//	                                                         hands it to
+//	socket on a net.Conn         the goroutine serving the   that goroutine, or Close /   only inside its RawConn's
+//	(netTransport)               connection                  Shutdown at any moment       Read/Write/Control callbacks
+//	hijacked net.Conn            the handler                 the handler                  the handler's
+//	                             (a duplicate when taken
+//	                             inside a callback)
+//	loop's epoll, wake eventfd   the loop                    the loop when it ends        by the loop; wake written by
+//	                                                         (wake under Server.mu)       others under Server.mu
+//	listener duplicate (lfd)     its loopListener, counted   the last release             by the loops holding a
+//	                             (Serve and each loop)                                    reference (accept.go)
+//	close-watch duplicate        its clientWatch             unwatch, after taking it     by the watcher, under the
+//	                                                         out of the epoll set         watch (closewatch.go)
+//	HandOff.Conn (HTTP/2)        the receiver                the receiver                 the receiver's
+//
+// Locks: a connection's transport (c.t) is written only by the goroutine
+// serving it, under Server.mu once the connection is on the Server's books,
+// so that Shutdown and Close may read it there; a loop's table of
+// connections (eventLoop.conns) changes under the loop's mu (add, forget);
+// Shutdown sets read deadlines under the connection's mutex. Only the
+// goroutine serving a connection reads, writes or sets deadlines on it; no
+// other goroutine touches a connection while it is on a loop.
+//
+// A connection is an exchange (conn: buffers, Request, ResponseWriter, body
+// reader, serveRequest) over a transport, loopTransport or netTransport, and
+// a change of owner is a one-way switch of transport, all in transport.go:
+//
+//   - Leaving a loop (offLoop): the loop takes the socket out of its epoll
+//     (leave), then the goroutine that takes the connection over replaces
+//     the raw descriptor by a net.Conn of its own (attach) and sets it as
+//     the transport under Server.mu. When that happens in the middle of a
+//     turn, the turn ends after the request and never uses the old number
+//     again.
+//   - Going back to a loop (backToLoop), by the goroutine serving an idle
+//     connection: inside the net.Conn's Control callback, which holds the
+//     descriptor open, it duplicates it; it sets the duplicate as the
+//     transport under Server.mu (unless Close has begun: then it keeps the
+//     net.Conn, which Close closes), closes the net.Conn, and registers the
+//     duplicate with a loop, after which it never touches the connection
+//     again: from the registration on, the loop owns it.
 //
 // # net/http handlers
 //

@@ -13,8 +13,6 @@ const (
 	// directRead is the read size from which body bytes go straight from the
 	// socket into the caller's buffer instead of through the read buffer.
 	directRead = 8 << 10
-	// maxChunkLine bounds a chunk-size line with its extensions.
-	maxChunkLine = 4 << 10
 	// maxDrain is how much unread request body the server discards to keep
 	// a connection alive; a longer rest closes the connection instead.
 	maxDrain = 256 << 10
@@ -35,32 +33,24 @@ const (
 	bodyChunked
 )
 
-const (
-	chunkSize = iota
-	chunkData
-	chunkEnd
-	chunkTrailer
-)
-
 // bodyReader is a request body, framed by Content-Length or chunked
 // (RFC 9112 §6). It reads from the connection's read buffer and refills it
 // behind the request head, which the Request still aliases.
 type bodyReader struct {
 	c      *conn
 	mode   uint8
-	state  uint8
+	chunks wire.Chunked // the framing of a chunked body
 	done   bool
 	expect bool  // 100 Continue not sent yet
-	n      int64 // bytes left in the body or in the current chunk
-	total  int64 // decoded chunk bytes so far
+	n      int64 // bytes left in a Content-Length body
 	err    error // sticky
 	status int   // the error status a failed body maps to
 }
 
 func (b *bodyReader) reset(r *Request) {
-	b.total, b.err, b.status = 0, nil, 0
+	b.err, b.status = nil, 0
 	b.expect = r.expectContinue
-	b.state = chunkSize
+	b.chunks.Reset()
 	b.done = false
 	switch {
 	case r.chunked:
@@ -156,68 +146,42 @@ func (b *bodyReader) consumed(n int) (int, error) {
 
 func (b *bodyReader) readChunked(p []byte, max int) (int, error) {
 	c := b.c
+	d := &b.chunks
 	for {
-		switch b.state {
-		case chunkSize:
-			i := bytes.IndexByte(c.rbuf[c.r:c.w], '\n')
-			if i < 0 {
-				if c.w-c.r > maxChunkLine {
-					return b.fail(http.StatusBadRequest, ErrMalformedChunk)
-				}
-				if err := c.fill(); err != nil {
-					return b.readErr(err)
-				}
-				continue
+		used, step := d.Next(c.rbuf[c.r:c.w])
+		c.r += used
+		switch step {
+		case wire.ChunkNeed:
+			if err := c.fill(); err != nil {
+				return b.readErr(err)
 			}
-			size, ok := wire.ParseChunkLine(c.rbuf[c.r : c.r+i])
-			if !ok || i > maxChunkLine {
-				return b.fail(http.StatusBadRequest, ErrMalformedChunk)
-			}
-			c.r += i + 1
-			if size == 0 {
-				b.state = chunkTrailer
-				continue
-			}
-			if size > c.srv.lim.BodyBytes-b.total {
+		case wire.ChunkBad:
+			return b.fail(http.StatusBadRequest, ErrMalformedChunk)
+		case wire.ChunkData:
+			if d.Total() > c.srv.lim.BodyBytes {
 				return b.fail(http.StatusRequestEntityTooLarge, ErrBodyTooLarge)
 			}
-			b.total += size
-			b.n = size
-			b.state = chunkData
-		case chunkData:
 			if c.r == c.w {
-				if len(p) >= directRead && b.n >= directRead {
-					n, err := c.readDirect(p[:min(int64(len(p)), b.n)])
+				if len(p) >= directRead && d.Left() >= directRead {
+					n, err := c.readDirect(p[:min(int64(len(p)), d.Left())])
 					if n == 0 {
 						return b.readErr(err)
 					}
-					b.chunkRead(n)
+					d.Consume(n)
 					return n, nil
 				}
 				if err := c.fill(); err != nil {
 					return b.readErr(err)
 				}
 			}
-			n := int(min(int64(c.w-c.r), int64(max), b.n))
+			n := int(min(int64(c.w-c.r), int64(max), d.Left()))
 			if p != nil {
 				copy(p, c.rbuf[c.r:c.r+n])
 			}
 			c.r += n
-			b.chunkRead(n)
+			d.Consume(n)
 			return n, nil
-		case chunkEnd:
-			if c.w-c.r < 2 {
-				if err := c.fill(); err != nil {
-					return b.readErr(err)
-				}
-				continue
-			}
-			if c.rbuf[c.r] != '\r' || c.rbuf[c.r+1] != '\n' {
-				return b.fail(http.StatusBadRequest, ErrMalformedChunk)
-			}
-			c.r += 2
-			b.state = chunkSize
-		default: // chunkTrailer
+		default: // wire.ChunkTrailer
 			if !fieldsComplete(c.rbuf[c.r:c.w]) {
 				if c.w-c.r > c.srv.lim.HeaderBytes {
 					return b.fail(http.StatusRequestHeaderFieldsTooLarge, ErrMalformedChunk)
@@ -250,13 +214,6 @@ func (b *bodyReader) readChunked(p []byte, max int) (int, error) {
 			b.done = true
 			return 0, io.EOF
 		}
-	}
-}
-
-func (b *bodyReader) chunkRead(n int) {
-	b.n -= int64(n)
-	if b.n == 0 {
-		b.state = chunkEnd
 	}
 }
 

@@ -266,54 +266,6 @@ func (c *conn) closesQuietly(drained bool) bool {
 	return drained && c.req.Close && c.body.done && c.resp.status < 400 && c.r == c.w && !c.srv.draining.Load()
 }
 
-// backToLoop moves c, idle on its net.Conn t with nothing buffered or
-// queued, back onto an event loop: inside t's Control callback (which
-// holds the descriptor open) it duplicates the socket, closes the
-// net.Conn, makes the duplicate c's loopTransport under the Server's mu,
-// gives its buffers back and registers it with a loop. From then on the
-// loop owns the descriptor and serves c's next bytes, and the calling
-// goroutine must not touch c. It reports false when c stays on a
-// net.Conn (c.t, possibly a new one): the server is closing, or the
-// duplicate or the loop failed.
-func (c *conn) backToLoop(t *netTransport) bool {
-	s := c.srv
-	l := s.pickLoop()
-	if l == nil || t.rc == nil {
-		return false
-	}
-	fd := -1
-	var derr error
-	err := t.rc.Control(func(f uintptr) {
-		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if err != nil || derr != nil {
-		return false
-	}
-	c.lt.reset()
-	c.lt.fd = fd
-	s.mu.Lock()
-	closed := s.closed
-	if !closed {
-		c.t = &c.lt // Close and Shutdown now leave it to the loop
-	}
-	s.mu.Unlock()
-	if closed {
-		unix.Close(fd)
-		c.lt.fd = -1
-		return false // release closes the net.Conn
-	}
-	t.nc.Close() // the duplicate (same open file, nonblocking) lives on
-	t.reset()
-	c.parking = false // rdl is the real deadline again, for the sweep
-	c.dropBuffers()
-	if l.add(&c.lt) {
-		return true
-	}
-	// The loop has ended (Shutdown): carry on here.
-	c.lt.attach(c)
-	return false
-}
-
 // turn serves the requests whose bytes have arrived, reading with the
 // transport's readNow, until it must wait for more (actWait) or the
 // connection must go on outside the turn. A turn is a stretch in which the
@@ -341,28 +293,6 @@ func (c *conn) turn() int {
 			return act
 		}
 	}
-}
-
-// offLoop makes c's transport one that may wait, and returns it: a
-// connection on an event loop leaves it for good (the goroutine running
-// the turn stays with it, and a new goroutine carries on with the loop, so
-// that the loop's other connections never wait for this one). Exchange
-// code runs for a connection on a loop only in the loop's turn, so that is
-// where offLoop is called from. It fails when the net.Conn could not be
-// made (c.werr says why).
-func (c *conn) offLoop() (*netTransport, error) {
-	if t, ok := c.t.(*loopTransport); ok {
-		if l := t.l; l != nil {
-			t.leave()
-			go l.run()
-		}
-		t.attach(c)
-	}
-	nt := c.t.(*netTransport)
-	if nt.nc == nil {
-		return nt, c.werr
-	}
-	return nt, nil
 }
 
 // bodyBuffered reports whether the parsed request's body is entirely in the

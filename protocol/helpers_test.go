@@ -20,6 +20,10 @@ type serveMode struct {
 	name  string
 	loop  int  // 0, loopInline or loopMove
 	noRaw bool // the plain keep-alive loop instead of serveTurns
+	// procs, when set, is the GOMAXPROCS the server starts with: 1 lays
+	// out one loop that waits in the runtime's poller (loopLayout), with
+	// Serve accepting for it.
+	procs int
 }
 
 const (
@@ -32,6 +36,9 @@ var serveModes = []serveMode{
 	{name: "loop-inline", loop: loopInline},
 	{name: "loop-move", loop: loopMove},
 	{name: "noraw", noRaw: true},
+	// A worker whose requests run on goroutines gives its loop P back
+	// (ProcsOnGoroutines): with a CPU share of one, GOMAXPROCS=1.
+	{name: "gomaxprocs1", loop: loopMove, procs: 1},
 }
 
 // inModes runs f once per serving mode, as a subtest named by the mode:
@@ -95,6 +102,10 @@ func startServerOn[T testing.TB](t T, h Handler, mod func(*Server), prep func(T,
 func serveOn(t testing.TB, ln net.Listener, h Handler, mod func(*Server), o ListenOptions) (*Server, string) {
 	t.Helper()
 	mode := modeOf(t)
+	if mode.procs != 0 {
+		prev := runtime.GOMAXPROCS(mode.procs)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	}
 	s := &Server{Handler: h, noRaw: mode.noRaw}
 	if mod != nil {
 		mod(s)

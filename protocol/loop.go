@@ -126,27 +126,11 @@ type eventLoop struct {
 	stalled bool
 }
 
-// startLoops makes the event loops; if epoll is not available, the server
+// startLoops makes the event loops, as many and waiting as loopLayout says
+// for GOMAXPROCS (see procs.go); if epoll is not available, the server
 // keeps a goroutine per connection.
-//
-// With GOMAXPROCS of 2 or more, there is one loop per GOMAXPROCS but one,
-// and each waits in epoll_wait itself, in the kernel (direct), like an
-// nginx worker: a connection is accepted, read and answered on one thread
-// with no hand-off, and only such a waiter can take a listener's wake-ups
-// one at a time (EPOLLEXCLUSIVE; see accept.go). A goroutine asleep in a
-// system call keeps its P, though, and the runtime hands that P to other
-// goroutines only after a delay (sysmon's, 20 µs to 10 ms): the P left
-// over runs everything that is not on a loop (handlers that left, timers,
-// the runtime's poller) at once. With GOMAXPROCS=1 there is one loop, and
-// it waits in the runtime's poller, its epoll nested in the poller's, so
-// that the one P is free whenever the loop waits; Serve then accepts for
-// it (serveAcceptor).
 func (s *Server) startLoops() {
-	n := runtime.GOMAXPROCS(0)
-	direct := n >= 2
-	if direct {
-		n--
-	}
+	n, direct := loopLayout(runtime.GOMAXPROCS(0))
 	loops := make([]*eventLoop, 0, n)
 	for range n {
 		l, err := newEventLoop(s, direct)
@@ -239,39 +223,6 @@ func (l *eventLoop) closeEpoll() {
 	l.epfd = -1
 }
 
-// loopTransport is the transport of a socket accepted raw for an event
-// loop. The loop owns the descriptor: only the loop (or the goroutine it
-// hands the connection to, after leave) closes it, so while the connection
-// is on the loop, the loop's goroutine and the exchange code of the
-// connection's turn use the number directly.
-type loopTransport struct {
-	l       *eventLoop // the loop holding the socket; nil before add and after leave
-	fd      int        // the socket; -1 once attach has replaced it
-	drained bool       // the last read came back short
-	// lingering: the loop discards what the client still sends before it
-	// closes (linger); lingered counts it.
-	lingering bool
-	lingered  int
-	c         *conn // the conn t belongs to
-}
-
-func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }
-
-func (t *loopTransport) readNow(p []byte) (int, error) { return readRaw(t.fd, p, &t.drained) }
-
-func (t *loopTransport) readAgain() { t.drained = false }
-
-func (t *loopTransport) writeNow(step func(uintptr) bool) bool { return step(uintptr(t.fd)) }
-
-func (t *loopTransport) setReadDeadline(time.Time) {} // the sweep enforces c.rdl
-
-func (t *loopTransport) close() {
-	if t.fd >= 0 {
-		unix.Close(t.fd)
-		t.fd = -1
-	}
-}
-
 // add registers c's socket with the loop; it reports false when the loop
 // has ended.
 func (l *eventLoop) add(t *loopTransport) bool {
@@ -295,29 +246,6 @@ func (l *eventLoop) add(t *loopTransport) bool {
 		return false
 	}
 	return true
-}
-
-// leave takes the socket off its loop, which no longer watches or closes
-// it: from now on it belongs to the goroutine that calls attach.
-func (t *loopTransport) leave() {
-	l := t.l
-	if l == nil {
-		return
-	}
-	t.forget()
-	// The descriptor is still open (attach replaces it only after this),
-	// so this cannot hit a reused number.
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
-}
-
-// forget removes the socket from the loop's table, for a socket about to
-// be closed (close(2) takes it out of the epoll instance).
-func (t *loopTransport) forget() {
-	l := t.l
-	l.mu.Lock()
-	l.conns[t.fd] = nil
-	l.mu.Unlock()
-	t.l = nil
 }
 
 // drop closes c, which is on the loop, and pools it.
@@ -511,45 +439,6 @@ func (t *loopTransport) discard(buf []byte) int {
 // one), on the calling goroutine.
 func (c *conn) handOff(t *loopTransport, act int) {
 	c.serveNet(t.attach(c), act)
-}
-
-// attach is the second half of leaving a loop: it hands the raw socket of
-// t, which is off its loop, to a net.Conn (a sockConn: the descriptor
-// itself, registered with the runtime's poller) and makes that c's
-// transport. On failure c.werr says why, and the netTransport it returns
-// has no net.Conn: serving it only releases c.
-func (t *loopTransport) attach(c *conn) *netTransport {
-	nt := &c.nt
-	nt.drained = t.drained // for closesQuietly
-	nc, rc, err := newSockConn(t.fd, c.req.LocalAddr, c.req.RemoteAddr)
-	t.fd = -1 // nc's now, or closed
-	if err != nil {
-		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
-		c.srv.logger.Warn("connection lost leaving the event loop", "remote", c.req.RemoteAddr, "error", err)
-	}
-	// From here on the descriptor is nc's, which Close or Shutdown may
-	// close at any time; its number may then be reused at once by any
-	// socket this process opens, which must never receive this client's
-	// bytes. So it is used only inside rc's callbacks (netTransport).
-	s := c.srv
-	s.mu.Lock()
-	if nc != nil {
-		nt.nc, nt.rc = nc, rc
-	}
-	c.t = nt
-	closed := s.closed
-	s.mu.Unlock()
-	if nc == nil {
-		return nt
-	}
-	if closed {
-		nc.Close() // Close has passed over c while it had no net.Conn
-	}
-	if c.rdl != 0 {
-		// The deadline the loop's sweep kept for it.
-		nc.SetReadDeadline(s.epoch.Add(c.rdl))
-	}
-	return nt
 }
 
 // sweepTick is the granularity of the deadlines a loop's sweep enforces

@@ -14,28 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A connection is two things: the exchange (conn: its buffers, Request,
-// ResponseWriter and body reader, and serveRequest, which speak HTTP), and
-// the transport that moves its bytes. A conn has one transport at a time,
-// in c.t, and there are exactly two kinds:
-//
-//   - *loopTransport: a socket accepted raw (accept4) and registered with an
-//     event loop. The loop owns its descriptor: nothing else closes it, so
-//     the loop's goroutine, and the exchange code that runs in the loop's
-//     turn for this connection, use the number directly.
-//   - *netTransport: a net.Conn. Server.Close may close it from another
-//     goroutine at any moment, so its descriptor number is used only inside
-//     its RawConn's Read, Write and Control callbacks, which hold it open.
-//
-// There are two changes of transport. Leaving a loop: the loop lets the
-// socket go (leave), and the goroutine that takes the connection over
-// replaces the raw descriptor with a net.Conn of its own (attach). Going
-// back to a loop, when a socket's connection served on a goroutine is
-// idle: that goroutine duplicates the descriptor inside the net.Conn's
-// Control callback, closes the net.Conn and hands the duplicate to a loop
-// (conn.backToLoop). c.t is written only by the goroutine serving c (the
-// connection's owner at that moment), under the Server's mu once c is on
-// the Server's books, so that Shutdown and Close may read it there.
+// transport moves a connection's bytes; a conn has one at a time, in c.t,
+// of two kinds: *loopTransport (a raw socket on an event loop) and
+// *netTransport (a net.Conn). Who owns each descriptor, who may close it and
+// under which lock is the package doc's table ("Who owns a descriptor");
+// this file holds both transports and every change of owner between them
+// (leave, attach, offLoop, backToLoop).
 type transport interface {
 	// readNow reads into p what has arrived, without waiting. It returns
 	// errWait when nothing has (or the last read came back short, which
@@ -266,6 +250,170 @@ func (t *netTransport) closeLinger(buf []byte) {
 			return
 		}
 	}
+}
+
+// loopTransport is the transport of a socket accepted raw for an event
+// loop, which owns the descriptor (the package doc's table): the loop's
+// goroutine and the exchange code of the connection's turn use the number
+// directly.
+type loopTransport struct {
+	l       *eventLoop // the loop holding the socket; nil before add and after leave
+	fd      int        // the socket; -1 once attach has replaced it
+	drained bool       // the last read came back short
+	// lingering: the loop discards what the client still sends before it
+	// closes (linger); lingered counts it.
+	lingering bool
+	lingered  int
+	c         *conn // the conn t belongs to
+}
+
+func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }
+
+func (t *loopTransport) readNow(p []byte) (int, error) { return readRaw(t.fd, p, &t.drained) }
+
+func (t *loopTransport) readAgain() { t.drained = false }
+
+func (t *loopTransport) writeNow(step func(uintptr) bool) bool { return step(uintptr(t.fd)) }
+
+func (t *loopTransport) setReadDeadline(time.Time) {} // the sweep enforces c.rdl
+
+func (t *loopTransport) close() {
+	if t.fd >= 0 {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+}
+
+// leave takes the socket off its loop, which no longer watches or closes
+// it: from now on it belongs to the goroutine that calls attach.
+func (t *loopTransport) leave() {
+	l := t.l
+	if l == nil {
+		return
+	}
+	t.forget()
+	// The descriptor is still open (attach replaces it only after this),
+	// so this cannot hit a reused number.
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+}
+
+// forget removes the socket from the loop's table, for a socket about to
+// be closed (close(2) takes it out of the epoll instance).
+func (t *loopTransport) forget() {
+	l := t.l
+	l.mu.Lock()
+	l.conns[t.fd] = nil
+	l.mu.Unlock()
+	t.l = nil
+}
+
+// attach is the second half of leaving a loop: it hands the raw socket of
+// t, which is off its loop, to a net.Conn (a sockConn: the descriptor
+// itself, registered with the runtime's poller) and makes that c's
+// transport. On failure c.werr says why, and the netTransport it returns
+// has no net.Conn: serving it only releases c.
+func (t *loopTransport) attach(c *conn) *netTransport {
+	nt := &c.nt
+	nt.drained = t.drained // for closesQuietly
+	nc, rc, err := newSockConn(t.fd, c.req.LocalAddr, c.req.RemoteAddr)
+	t.fd = -1 // nc's now, or closed
+	if err != nil {
+		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
+		c.srv.logger.Warn("connection lost leaving the event loop", "remote", c.req.RemoteAddr, "error", err)
+	}
+	// From here on the descriptor is nc's, which Close or Shutdown may
+	// close at any time; its number may then be reused at once by any
+	// socket this process opens, which must never receive this client's
+	// bytes. So it is used only inside rc's callbacks (netTransport).
+	s := c.srv
+	s.mu.Lock()
+	if nc != nil {
+		nt.nc, nt.rc = nc, rc
+	}
+	c.t = nt
+	closed := s.closed
+	s.mu.Unlock()
+	if nc == nil {
+		return nt
+	}
+	if closed {
+		nc.Close() // Close has passed over c while it had no net.Conn
+	}
+	if c.rdl != 0 {
+		// The deadline the loop's sweep kept for it.
+		nc.SetReadDeadline(s.epoch.Add(c.rdl))
+	}
+	return nt
+}
+
+// offLoop makes c's transport one that may wait, and returns it: a
+// connection on an event loop leaves it for good (the goroutine running
+// the turn stays with it, and a new goroutine carries on with the loop, so
+// that the loop's other connections never wait for this one). Exchange
+// code runs for a connection on a loop only in the loop's turn, so that is
+// where offLoop is called from. It fails when the net.Conn could not be
+// made (c.werr says why).
+func (c *conn) offLoop() (*netTransport, error) {
+	if t, ok := c.t.(*loopTransport); ok {
+		if l := t.l; l != nil {
+			t.leave()
+			go l.run()
+		}
+		t.attach(c)
+	}
+	nt := c.t.(*netTransport)
+	if nt.nc == nil {
+		return nt, c.werr
+	}
+	return nt, nil
+}
+
+// backToLoop moves c, idle on its net.Conn t with nothing buffered or
+// queued, back onto an event loop: inside t's Control callback (which
+// holds the descriptor open) it duplicates the socket, closes the
+// net.Conn, makes the duplicate c's loopTransport under the Server's mu,
+// gives its buffers back and registers it with a loop. From then on the
+// loop owns the descriptor and serves c's next bytes, and the calling
+// goroutine must not touch c. It reports false when c stays on a
+// net.Conn (c.t, possibly a new one): the server is closing, or the
+// duplicate or the loop failed.
+func (c *conn) backToLoop(t *netTransport) bool {
+	s := c.srv
+	l := s.pickLoop()
+	if l == nil || t.rc == nil {
+		return false
+	}
+	fd := -1
+	var derr error
+	err := t.rc.Control(func(f uintptr) {
+		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err != nil || derr != nil {
+		return false
+	}
+	c.lt.reset()
+	c.lt.fd = fd
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		c.t = &c.lt // Close and Shutdown now leave it to the loop
+	}
+	s.mu.Unlock()
+	if closed {
+		unix.Close(fd)
+		c.lt.fd = -1
+		return false // release closes the net.Conn
+	}
+	t.nc.Close() // the duplicate (same open file, nonblocking) lives on
+	t.reset()
+	c.parking = false // rdl is the real deadline again, for the sweep
+	c.dropBuffers()
+	if l.add(&c.lt) {
+		return true
+	}
+	// The loop has ended (Shutdown): carry on here.
+	c.lt.attach(c)
+	return false
 }
 
 // dupConn makes a second net.Conn on nc's socket with a descriptor of its

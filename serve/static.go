@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/forkd/forkd/config"
@@ -25,10 +26,18 @@ import (
 const staticMaxRetries = 16
 
 // static serves files below one root directory.
+//
+// The root (dirfd or root, and the cache whose lookups resolve through it)
+// is shared by the handler and every request being served: refs counts them,
+// one for the handler until Close and one per request in serveRoute, and the
+// last to let go closes it. A descriptor closed under a request would fail
+// its opens, or resolve them in whatever directory reused the number.
 type static struct {
 	rootPath string
 	dirfd    int      // O_PATH descriptor of the root; -1 when closed
 	root     *os.Root // set when openat2 is unavailable
+	refs     atomic.Int64
+	closed   atomic.Bool // Close has dropped the handler's reference
 	index    []string
 	dotfiles bool
 	// precompressed are the codings of the files served in place of a
@@ -120,6 +129,7 @@ func newStatic(c *config.Static, logger hclog.Logger) (*static, error) {
 		logger:   logger,
 		fallback: strings.TrimPrefix(c.Fallback, "/"),
 	}
+	s.refs.Store(1) // the handler's, dropped by Close
 	if s.index == nil {
 		s.index = []string{"index.html"}
 	}
@@ -162,8 +172,41 @@ func newStatic(c *config.Static, logger hclog.Logger) (*static, error) {
 	return s, nil
 }
 
-// Close closes the root directory.
+// Close drops the handler's hold on the root directory: it closes now, or
+// when the last request still serving from it finishes. Requests that
+// begin after Close are answered 503.
 func (s *static) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.release()
+}
+
+// acquire takes a hold on the root for one request; false once the root
+// is closed or closing.
+func (s *static) acquire() bool {
+	for {
+		n := s.refs.Load()
+		if n == 0 || s.closed.Load() {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a hold taken by acquire (or the handler's), closing the
+// root with the last one.
+func (s *static) release() error {
+	if s.refs.Add(-1) != 0 {
+		return nil
+	}
+	return s.closeRoot()
+}
+
+// closeRoot closes the root directory and the cache; no one holds them.
+func (s *static) closeRoot() error {
 	var err error
 	if s.cache != nil {
 		s.cache.close()
@@ -246,8 +289,14 @@ func (s *static) openFresh(rel string) (*openFile, error) {
 	}
 }
 
-// serveRoute serves the file named by the cleaned path.
+// serveRoute serves the file named by the cleaned path, holding the root
+// until it is done.
 func (s *static) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *reqPath) {
+	if !s.acquire() {
+		writeError(w, 503)
+		return
+	}
+	defer func() { _ = s.release() }()
 	head := string(r.Method) == "HEAD"
 	if !head && string(r.Method) != "GET" {
 		w.Header().Set("Allow", "GET, HEAD")

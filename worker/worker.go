@@ -108,13 +108,9 @@ func Run(opts Options) int {
 		return ExitBootError
 	}
 	if in.LoopP && onGoroutines(cfg, opts.Handler) {
-		// Requests that run on goroutines would share the worker's CPUs
-		// with one thread more than it has, through the P the master
-		// added for the event loops: their latency tail grows (on one
-		// CPU, p99 about 2.6x for a net/http application, 1.3x for a
-		// proxy). With GOMAXPROCS=1, the loop waits in the runtime's
-		// poller and Serve accepts for it (see protocol's startLoops).
-		goruntime.GOMAXPROCS(max(goruntime.GOMAXPROCS(0)-1, 1))
+		// The master's GOMAXPROCS includes the loop P: requests that run
+		// on goroutines give it back (see protocol's procs.go).
+		goruntime.GOMAXPROCS(protocol.ProcsOnGoroutines(goruntime.GOMAXPROCS(0)))
 	}
 	w := &runtime{opts: opts, conn: conn, cfg: cfg, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
 		log: early.With("slot", in.Slot, "generation", in.Generation)}

@@ -42,7 +42,8 @@
 //     new at each put, so an event that comes after Get took the
 //     connection finds no idle connection with its token and is ignored.
 //   - Get takes each idle connection out of the watch and peeks at it
-//     (recv with MSG_PEEK|MSG_DONTWAIT) before handing it out: bytes or
+//     (recv with MSG_PEEK|MSG_DONTWAIT) before handing it out, with the
+//     one check the watch makes on an event too (idleCheck): bytes or
 //     the connection's end that arrived before the watch got to it, or
 //     while the watch could not be made, close it, and Get tries the next
 //     one or dials. This costs two system calls per reuse, and the watch
@@ -88,8 +89,7 @@ const (
 	bufSize = 16 << 10
 	// directRead is the size from which body reads go from the socket
 	// straight into the caller's buffer.
-	directRead   = 8 << 10
-	maxChunkLine = 4 << 10
+	directRead = 8 << 10
 	// syncBody is the largest body written before the response is read:
 	// any socket's send buffer takes it without waiting for the upstream.
 	syncBody = 16 << 10
@@ -231,7 +231,7 @@ func (p *Pool) Get() (*Conn, error) {
 			p.mu.Lock()
 			continue
 		}
-		if got := c.take(); got != epoll.Nothing {
+		if got, _ := c.idleCheck(opTake); got != epoll.Nothing {
 			// Stray bytes (another response's, or a body past the end of
 			// the last one), or the upstream closed it while idle (its
 			// keep-alive timeout is shorter than ours): not one to send a
@@ -405,8 +405,8 @@ func (p *Pool) readable(evs []unix.EpollEvent) {
 			continue // taken, pruned or closed meanwhile
 		}
 		c := p.idle[k]
-		got := c.peek()
-		if got == epoll.Nothing && c.control(opRewatch) == nil {
+		got, err := c.idleCheck(opCheck)
+		if got == epoll.Nothing && err == nil {
 			continue
 		}
 		copy(p.idle[k:], p.idle[k+1:])
@@ -519,14 +519,6 @@ const (
 	bodyClose // until the upstream closes the connection
 )
 
-// Chunked decoder states.
-const (
-	chunkSize = iota
-	chunkData
-	chunkDataEnd // the CRLF after a chunk's data
-	chunkTrailer
-)
-
 // Flusher sends what the caller has written so far to its client; the Conn
 // calls it before it waits for the upstream, so that streamed responses
 // reach the client as the upstream sends them.
@@ -555,9 +547,9 @@ type Conn struct {
 
 	head     wire.ResponseHead
 	mode     uint8
-	state    uint8
-	left     int64 // bytes left in the body or the current chunk
-	done     bool  // the body has been read to its end
+	chunks   wire.Chunked // the framing of a chunked body
+	left     int64        // bytes left in a Content-Length body
+	done     bool         // the body has been read to its end
 	reusable bool
 	err      error // sticky body error
 	got      bool  // a byte of the response arrived
@@ -590,20 +582,13 @@ type Conn struct {
 // Reused reports whether the connection came from the pool.
 func (c *Conn) Reused() bool { return c.reused }
 
-// Alive reports whether a connection between exchanges still looks open:
-// a peek at the socket finds neither its end nor a reset nor stray bytes.
-// It costs a syscall; Get has just checked every connection it hands out
-// this way.
-func (c *Conn) Alive() bool { return c.peek() == epoll.Nothing }
-
 // What Conn.control does with the socket's descriptor.
 type fdOp uint8
 
 const (
-	opPeek    fdOp = iota // peek at it
-	opWatch               // register it with the idle watch
-	opRewatch             // arm its registration again
-	opTake                // end its registration, and peek
+	opWatch fdOp = iota // register it with the idle watch
+	opCheck             // the idle check, for the watch: peek; arm again if nothing is there
+	opTake              // the idle check, for Get: end the registration, then peek
 )
 
 // control does op with the socket's descriptor, inside RawConn.Control,
@@ -618,35 +603,30 @@ func (c *Conn) control(op fdOp) error {
 
 // onFD is control's callback.
 func (c *Conn) onFD(fd uintptr) {
-	switch c.op {
-	case opPeek:
-		c.peeked = epoll.Peek(int(fd))
-	case opWatch:
+	if c.op == opWatch {
 		c.opErr = c.pool.watch.Ctl(unix.EPOLL_CTL_ADD, int(fd), idleEvents, c.token)
-	case opRewatch:
+		return
+	}
+	if c.op == opTake && c.token != 0 {
+		// Taken out before the peek: anything that arrives from now on
+		// is the owner's to read.
+		c.pool.watch.Ctl(unix.EPOLL_CTL_DEL, int(fd), 0, 0)
+		c.token = 0
+	}
+	c.peeked = epoll.Peek(int(fd))
+	if c.op == opCheck && c.peeked == epoll.Nothing {
 		c.opErr = c.pool.watch.Ctl(unix.EPOLL_CTL_MOD, int(fd), idleEvents, c.token)
-	case opTake:
-		if c.token != 0 {
-			// Taken out before the peek: anything that arrives from
-			// now on is the owner's to read.
-			c.pool.watch.Ctl(unix.EPOLL_CTL_DEL, int(fd), 0, 0)
-			c.token = 0
-		}
-		c.peeked = epoll.Peek(int(fd))
 	}
 }
 
-// peek peeks at the socket; a closed one is Gone.
-func (c *Conn) peek() epoll.Peeked {
-	c.control(opPeek)
-	return c.peeked
-}
-
-// take ends c's registration with the idle watch, if any, and peeks at the
-// socket, for Get.
-func (c *Conn) take() epoll.Peeked {
-	c.control(opTake)
-	return c.peeked
+// idleCheck is the one check of an idle connection, for Get (opTake) and
+// for the idle watch (opCheck), in one RawConn.Control: a peek (recv with
+// MSG_PEEK|MSG_DONTWAIT) finds Nothing when the connection may carry a
+// request, and Data (stray bytes) or Gone (its end, a reset, a closed
+// socket) when it must be closed. err is the watch registration's.
+func (c *Conn) idleCheck(op fdOp) (epoll.Peeked, error) {
+	err := c.control(op)
+	return c.peeked, err
 }
 
 // HeadBuffer returns an empty buffer to build the request head in, for Do.
@@ -695,7 +675,8 @@ func (c *Conn) Tunnel() (net.Conn, []byte) {
 // The head stays valid until the first body read.
 func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
 	c.out = head
-	c.mode, c.state, c.left, c.done, c.reusable, c.err, c.got = bodyNone, chunkSize, 0, false, false, nil, false
+	c.mode, c.left, c.done, c.reusable, c.err, c.got = bodyNone, 0, false, false, nil, false
+	c.chunks.Reset()
 	c.tarena, c.toff = c.tarena[:0], c.toff[:0]
 	c.bodyLeft, c.queued = false, math.MaxInt
 	if stream != nil || len(body) > syncBody {
@@ -1101,69 +1082,66 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) read(p []byte) (int, error) {
 	switch c.mode {
 	case bodyLength:
-		return c.readData(p, true)
+		n, err := c.readData(p, c.left)
+		c.left -= int64(n)
+		if c.left == 0 {
+			c.done = true
+		}
+		return n, err
 	case bodyClose:
-		n, err := c.readData(p, false)
+		n, err := c.readData(p, -1)
 		if err == io.EOF {
 			c.done = true
 		}
 		return n, err
 	}
+	d := &c.chunks
 	for {
-		switch c.state {
-		case chunkSize, chunkDataEnd, chunkTrailer:
+		used, step := d.Next(c.buf[c.r:c.w])
+		c.r += used
+		switch step {
+		case wire.ChunkNeed:
+			if c.w == cap(c.buf) {
+				c.compact()
+			}
+			if err := c.fill(); err != nil {
+				return 0, c.bodyErr(err)
+			}
+		case wire.ChunkBad:
+			return 0, fmt.Errorf("%w: bad chunked framing", ErrBadResponse)
+		case wire.ChunkData:
+			n, err := c.readData(p, d.Left())
+			d.Consume(n)
+			if n > 0 || err != nil {
+				return n, err
+			}
+		default: // wire.ChunkTrailer
 			line, err := c.line()
 			if err != nil {
 				return 0, err
 			}
-			switch c.state {
-			case chunkDataEnd:
-				if len(line) != 2 {
-					return 0, fmt.Errorf("%w: bad chunk end", ErrBadResponse)
-				}
-				c.state = chunkSize
-			case chunkSize:
-				size, ok := wire.ParseChunkLine(line[:len(line)-1])
-				if !ok {
-					return 0, fmt.Errorf("%w: bad chunk size line", ErrBadResponse)
-				}
-				if size == 0 {
-					c.state = chunkTrailer
-				} else {
-					c.state, c.left = chunkData, size
-				}
-			case chunkTrailer:
-				// Trailer fields have the header's syntax and limits
-				// (RFC 9112 §7.1.2); they are kept for Trailer.
-				name, value, _, st := wire.ParseFieldLine(line, 0)
-				if st != 0 {
-					return 0, fmt.Errorf("%w: bad trailer", ErrBadResponse)
-				}
-				if name == nil {
-					c.done = true
-					return 0, io.EOF
-				}
-				if len(c.toff)/3 >= c.pool.cfg.MaxHeadFields || len(c.tarena)+len(line) > c.pool.cfg.MaxHeadBytes {
-					return 0, fmt.Errorf("%w: trailer section too large", ErrBadResponse)
-				}
-				c.tarena = append(c.tarena, name...)
-				ne := len(c.tarena)
-				c.tarena = append(c.tarena, value...)
-				c.toff = append(c.toff, ne-len(name), ne, len(c.tarena))
+			// Trailer fields have the header's syntax and limits (RFC
+			// 9112 §7.1.2); they are kept for Trailer.
+			name, value, _, st := wire.ParseFieldLine(line, 0)
+			if st != 0 {
+				return 0, fmt.Errorf("%w: bad trailer", ErrBadResponse)
 			}
-		case chunkData:
-			n, err := c.readData(p, true)
-			if c.left == 0 {
-				c.state = chunkDataEnd
+			if name == nil {
+				c.done = true
+				return 0, io.EOF
 			}
-			if n > 0 || err != nil {
-				return n, err
+			if len(c.toff)/3 >= c.pool.cfg.MaxHeadFields || len(c.tarena)+len(line) > c.pool.cfg.MaxHeadBytes {
+				return 0, fmt.Errorf("%w: trailer section too large", ErrBadResponse)
 			}
+			c.tarena = append(c.tarena, name...)
+			ne := len(c.tarena)
+			c.tarena = append(c.tarena, value...)
+			c.toff = append(c.toff, ne-len(name), ne, len(c.tarena))
 		}
 	}
 }
 
-// line returns the next line with its CRLF, reading as needed.
+// line returns the next trailer line with its CRLF, reading as needed.
 func (c *Conn) line() ([]byte, error) {
 	for {
 		for i := c.r; i < c.w; i++ {
@@ -1176,8 +1154,8 @@ func (c *Conn) line() ([]byte, error) {
 				return line, nil
 			}
 		}
-		if c.w-c.r > maxChunkLine {
-			return nil, fmt.Errorf("%w: chunk line too long", ErrBadResponse)
+		if c.w-c.r > wire.MaxChunkLine {
+			return nil, fmt.Errorf("%w: trailer line too long", ErrBadResponse)
 		}
 		if c.w == cap(c.buf) {
 			c.compact()
@@ -1188,10 +1166,10 @@ func (c *Conn) line() ([]byte, error) {
 	}
 }
 
-// readData reads up to c.left bytes (any number when !limited).
-func (c *Conn) readData(p []byte, limited bool) (int, error) {
-	if limited && int64(len(p)) > c.left {
-		p = p[:c.left]
+// readData reads up to limit bytes (any number when limit < 0).
+func (c *Conn) readData(p []byte, limit int64) (int, error) {
+	if limit >= 0 && int64(len(p)) > limit {
+		p = p[:limit]
 	}
 	if c.r == c.w {
 		if len(p) >= directRead {
@@ -1201,7 +1179,6 @@ func (c *Conn) readData(p []byte, limited bool) (int, error) {
 			if err != nil {
 				return 0, c.bodyErr(err)
 			}
-			c.account(n, limited)
 			return n, nil
 		}
 		c.r, c.w = 0, 0
@@ -1211,18 +1188,7 @@ func (c *Conn) readData(p []byte, limited bool) (int, error) {
 	}
 	n := copy(p, c.buf[c.r:c.w])
 	c.r += n
-	c.account(n, limited)
 	return n, nil
-}
-
-func (c *Conn) account(n int, limited bool) {
-	if !limited {
-		return
-	}
-	c.left -= int64(n)
-	if c.left == 0 && c.mode == bodyLength {
-		c.done = true
-	}
 }
 
 // bodyErr classifies a failed read inside a body.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/forkd/forkd/internal/testserver"
+	"github.com/forkd/forkd/protocol/internal/epoll"
 )
 
 // server runs a loopback TCP server that hands each connection to fn, and
@@ -275,9 +276,9 @@ func TestAppendChunk(t *testing.T) {
 	}
 }
 
-// TestAlive: a pooled connection the upstream closed is not alive; an open
-// one is.
-func TestAlive(t *testing.T) {
+// TestIdleCheck: the idle check finds a connection open after an exchange,
+// and its end once the upstream closes it.
+func TestIdleCheck(t *testing.T) {
 	closeIt := make(chan struct{})
 	closed := make(chan struct{})
 	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
@@ -295,14 +296,14 @@ func TestAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := p.Get()
-	if !c.Reused() || !c.Alive() {
-		t.Fatalf("reused %v, alive %v: want both", c.Reused(), c.Alive())
+	if got, err := c.idleCheck(opTake); !c.Reused() || got != epoll.Nothing || err != nil {
+		t.Fatalf("reused %v, idle check %v %v: want reused, nothing", c.Reused(), got, err)
 	}
 	close(closeIt)
 	<-closed
 	waitReadable(t, c) // the FIN is there
-	if c.Alive() {
-		t.Fatal("a closed connection still looks alive")
+	if got, _ := c.idleCheck(opTake); got != epoll.Gone {
+		t.Fatalf("idle check of a closed connection: %v, want gone", got)
 	}
 	c.Close()
 }
