@@ -4,11 +4,17 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // load keeps n keep-alive clients sending GET / to addr until the test
@@ -118,5 +124,103 @@ func TestTop(t *testing.T) {
 	out, code := runCLI(t, "top", "-n", "2", "-interval", "100ms", "-c", s.cfg)
 	if code != 0 || strings.Count(out, "forkd top  ") != 2 || !strings.Contains(out, "\n\nforkd top  ") {
 		t.Fatalf("top -n 2 exit %d:\n%s", code, out)
+	}
+}
+
+// startTop runs `forkd top` on the terminal tty, its screen read from ptm
+// into the returned watcher, and returns the command with a channel closed
+// when it has exited.
+func startTop(t *testing.T, ptm, tty *os.File, cfg string) (*exec.Cmd, *logWatcher, chan struct{}) {
+	t.Helper()
+	screen := newLogWatcher()
+	cmd := exec.Command(binary, "top", "-interval", "200ms", "-c", cfg)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	go io.Copy(screen, ptm) // ends when the test closes ptm
+	return cmd, screen, exited
+}
+
+// canonical reports whether tty is in canonical (cooked) mode, as a shell
+// leaves it; raw mode clears ICANON.
+func canonical(t *testing.T, tty *os.File) bool {
+	t.Helper()
+	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tio.Lflag&unix.ICANON != 0
+}
+
+func waitScreen(t *testing.T, screen *logWatcher, pattern string) {
+	t.Helper()
+	if _, err := screen.wait(regexp.MustCompile(pattern), 15*time.Second); err != nil {
+		t.Fatalf("screen: %q %v; screen so far:\n%q", pattern, err, screen.String())
+	}
+}
+
+// waitExited waits for an exited channel, with a deadline.
+func waitExited(t *testing.T, exited chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("forkd top did not exit within 10s after %s", what)
+	}
+}
+
+// TestTopTerminal runs `forkd top` on a pseudo-terminal: it draws both
+// workers in raw mode, s changes the sort, q quits and leaves the terminal
+// as it found it; so does SIGTERM.
+func TestTopTerminal(t *testing.T) {
+	s := start(t, opts{workers: 2})
+	ptm, tty := openPTY(t)
+	resize(t, ptm, 40, 120)
+	if !canonical(t, tty) {
+		t.Fatal("a new terminal is not in canonical mode")
+	}
+	cmd, screen, exited := startTop(t, ptm, tty, s.cfg)
+	waitScreen(t, screen, `sort: slot  \(s: next sort, q: quit\)`)
+	for _, pid := range s.workers() {
+		waitScreen(t, screen, `^\d+ +`+strconv.Itoa(pid)+` +1 `)
+	}
+	if canonical(t, tty) {
+		t.Error("forkd top runs with the terminal in canonical mode, not raw")
+	}
+	ptm.Write([]byte("s"))
+	waitScreen(t, screen, `sort: rps  `)
+	ptm.Write([]byte("q"))
+	waitExited(t, exited, "q")
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d after q, want 0", code)
+	}
+	// The last bytes may still be on their way through the terminal.
+	eventually(t, 5*time.Second, "forkd top to leave the alternate screen and show the cursor", func() bool {
+		return strings.HasSuffix(screen.String(), "\x1b[?25h\x1b[?1049l")
+	})
+	if !canonical(t, tty) {
+		t.Error("the terminal is left in raw mode after q")
+	}
+
+	cmd, screen, exited = startTop(t, ptm, tty, s.cfg)
+	waitScreen(t, screen, `sort: slot`)
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitExited(t, exited, "SIGTERM")
+	if !canonical(t, tty) {
+		t.Error("the terminal is left in raw mode after SIGTERM")
 	}
 }
