@@ -17,7 +17,8 @@ import (
 
 // A Frame is one screen of `forkd top`.
 type Frame struct {
-	// Status is the master's latest answer; nil when Err is set.
+	// Status is the master's latest answer; nil when Err is set, or
+	// before the first answer.
 	Status *control.Status
 	// Raw is the same status object as the master sent it: fields that
 	// Status has no type for (a newer master's, such as rate-limit zones)
@@ -87,6 +88,9 @@ func (f Frame) lines() []string {
 		return []string{head, "", "master not reachable: " + f.Err.Error(), "(retrying)"}
 	}
 	s := f.Status
+	if s == nil {
+		return []string{head, "", "waiting for the master's first answer"}
+	}
 	rates := f.Rates
 	if rates == nil {
 		rates = NewRates()

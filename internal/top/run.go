@@ -55,7 +55,16 @@ type sampler struct {
 	raw     json.RawMessage
 }
 
-func (s *sampler) sample() error {
+// answer is one status answer, or why there is none.
+type answer struct {
+	status *control.Status
+	raw    json.RawMessage
+	err    error
+}
+
+// fetch asks the master for its status; it touches nothing of s but its
+// constant fields, so it may run on another goroutine.
+func (s *sampler) fetch() answer {
 	resp, raw, err := control.CallStatus(s.socket, s.timeout)
 	if err == nil {
 		err = resp.Err()
@@ -64,13 +73,21 @@ func (s *sampler) sample() error {
 		err = errors.New("the master answered without a status")
 	}
 	if err != nil {
-		s.status, s.raw = nil, nil
-		return err
+		return answer{err: err}
 	}
-	s.status, s.raw = resp.Status, raw
-	s.rates.Update(resp.Status)
-	return nil
+	return answer{status: resp.Status, raw: raw}
 }
+
+// apply takes an answer as the latest and returns its error.
+func (s *sampler) apply(a answer) error {
+	s.status, s.raw = a.status, a.raw
+	if a.err == nil {
+		s.rates.Update(a.status)
+	}
+	return a.err
+}
+
+func (s *sampler) sample() error { return s.apply(s.fetch()) }
 
 func (s *sampler) frame(sort string, err error) Frame {
 	return Frame{Status: s.status, Raw: s.raw, Rates: s.rates, Sort: sort, Now: time.Now(), Err: err}
@@ -174,11 +191,30 @@ func interactive(ctx context.Context, o Options, s *sampler, out *os.File) error
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
-	tick := time.NewTicker(o.Interval)
-	defer tick.Stop()
+	// The master is asked on a goroutine of its own, so that keys are
+	// read even while a master that does not answer holds a request.
+	answers := make(chan answer)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(o.Interval)
+		defer tick.Stop()
+		for {
+			select {
+			case answers <- s.fetch():
+			case <-done:
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-done:
+				return
+			}
+		}
+	}()
 
 	sort := o.Sort
-	err = s.sample()
+	err = nil // and no status: the frame says it waits for the first answer
 	for {
 		f := s.frame(sort, err)
 		f.Keys = true
@@ -199,8 +235,8 @@ func interactive(ctx context.Context, o Options, s *sampler, out *os.File) error
 			case c == 's', c == 'S':
 				sort = NextSort(sort)
 			}
-		case <-tick.C:
-			err = s.sample()
+		case a := <-answers:
+			err = s.apply(a)
 		}
 	}
 }

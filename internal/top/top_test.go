@@ -179,6 +179,11 @@ func TestRenderStates(t *testing.T) {
 	}
 
 	b.Reset()
+	Render(&b, Frame{Now: t0})
+	if !strings.Contains(b.String(), "waiting for the master's first answer") {
+		t.Errorf("frame before the first answer:\n%s", b.String())
+	}
+	b.Reset()
 	Render(&b, Frame{Now: t0, Err: errors.New("no forkd master is running")})
 	if !strings.Contains(b.String(), "master not reachable: no forkd master is running") {
 		t.Errorf("unreachable frame:\n%s", b.String())
