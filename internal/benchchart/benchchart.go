@@ -30,11 +30,15 @@ type Result struct {
 	HasP99 bool
 }
 
-// Label is the bar's name: the server, and its workers when the same
+// label is the bar's name: the server, and its workers when the same
 // server appears more than once in one test (the scaling rows).
 func (r Result) label(dup bool) string {
-	if dup && r.Workers != "" {
-		return r.Server + " ×" + r.Workers
+	switch {
+	case !dup || r.Workers == "":
+	case r.Workers == "1":
+		return r.Server + " (1 worker)"
+	default:
+		return r.Server + " (" + r.Workers + " workers)"
 	}
 	return r.Server
 }

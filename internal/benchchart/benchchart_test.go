@@ -152,7 +152,7 @@ func TestRender(t *testing.T) {
 	all := strings.Join(texts, "\n")
 	for _, want := range []string{
 		"requests per second (higher is better)", "p99 latency, ms (lower is better)",
-		"Go net/http", "forkd ×2", "78k", "141k", "3.3", "150k", "no p99 (h2load)", "2026-12-01T07:23Z",
+		"Go net/http", "forkd (2 workers)", "78k", "141k", "3.3", "150k", "no p99 (h2load)", "2026-12-01T07:23Z",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("the chart lacks the text %q", want)

@@ -24,8 +24,16 @@ const (
 	valueFont = 10
 )
 
-// palette colours the servers in the order they first appear.
-var palette = []string{"#2b6cb0", "#dd8a1f", "#2f9e5b", "#c53030", "#6b46c1", "#319795", "#975a16", "#4a5568"}
+// known gives run.sh's servers the same colour in every chart.
+var known = map[string]string{
+	"forkd":            "#2b6cb0",
+	"nginx":            "#2f9e5b",
+	"Go net/http":      "#dd8a1f",
+	"fasthttp prefork": "#6b46c1",
+}
+
+// palette colours the other servers in the order they first appear.
+var palette = []string{"#c53030", "#319795", "#975a16", "#4a5568"}
 
 // Render writes rs as an SVG chart to w: per test a group of bars, one per
 // server (labelled, coloured by server, its value at its end), req/s on the
@@ -38,14 +46,17 @@ func Render(w io.Writer, title string, rs []Result) error {
 	}
 	gs := groups(rs)
 	srv := servers(rs)
-	colour := func(s string) string {
-		for i, x := range srv {
-			if x == s {
-				return palette[i%len(palette)]
-			}
+	colours := make(map[string]string)
+	other := 0
+	for _, s := range srv {
+		if c, ok := known[s]; ok {
+			colours[s] = c
+			continue
 		}
-		return palette[0]
+		colours[s] = palette[other%len(palette)]
+		other++
 	}
+	colour := func(s string) string { return colours[s] }
 	var maxRPS, maxP99 float64
 	for _, r := range rs {
 		maxRPS = math.Max(maxRPS, r.RPS)
