@@ -38,6 +38,12 @@ func NextSort(s string) string {
 	return SortOrders[(i+1)%len(SortOrders)]
 }
 
+// minSpan is the shortest interval between two heartbeats that a rate is
+// measured over. Workers send one a second; two received closer together
+// were queued while the master's loop was busy, and their receipt times
+// say little about when the requests were served.
+const minSpan = 500 * time.Millisecond
+
 // rate is what Rates keeps per worker: its counter at its latest heartbeat,
 // and the rate over the interval that ended there.
 type rate struct {
@@ -72,7 +78,9 @@ func (r *Rates) Update(st *control.Status) {
 			r.byPID[w.PID] = &rate{beat: w.Beat, requests: w.Requests}
 			continue
 		}
-		if !w.Beat.After(p.beat) {
+		if w.Beat.Sub(p.beat) < minSpan {
+			// The same heartbeat, or two read in a burst after the
+			// master's loop was held up: measure over a longer span.
 			continue
 		}
 		if w.Requests < p.requests {

@@ -69,9 +69,15 @@ func TestRates(t *testing.T) {
 	if _, ok := r.Rate(200); ok {
 		t.Fatal("the new worker has a rate after one heartbeat")
 	}
-	r.Update(&control.Status{Workers: []control.WorkerStatus{worker(0, 200, 1, 5500*time.Millisecond, 107)}})
-	if v, ok := r.Rate(200); !ok || v != 200 {
-		t.Fatalf("rate = %v, %v; want 200/s", v, ok)
+	// Two heartbeats read 100ms apart (queued while the master was busy)
+	// give no rate of their own: the span grows to the next one.
+	r.Update(&control.Status{Workers: []control.WorkerStatus{worker(0, 200, 1, 5100*time.Millisecond, 1007)}})
+	if _, ok := r.Rate(200); ok {
+		t.Fatal("a rate over 100ms between two heartbeats")
+	}
+	r.Update(&control.Status{Workers: []control.WorkerStatus{worker(0, 200, 1, 6*time.Second, 1007)}})
+	if v, ok := r.Rate(200); !ok || v != 1000 {
+		t.Fatalf("rate = %v, %v; want 1000/s", v, ok)
 	}
 }
 
