@@ -1,48 +1,18 @@
 package test
 
 import (
-	"context"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// load keeps n keep-alive clients sending GET / to addr until the test
-// ends.
-func load(t *testing.T, addr string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			c := &http.Client{Timeout: clientTimeout, Transport: &http.Transport{}}
-			defer c.CloseIdleConnections()
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
-				resp, err := c.Do(req)
-				if err != nil {
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		})
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-}
 
 // topRates parses a plain frame of `forkd top` into each worker row's
 // REQ/S column, by pid, and the frame's total.
@@ -82,7 +52,16 @@ func TestTop(t *testing.T) {
 	if len(pids) != 2 {
 		t.Fatalf("workers %v, want 2", pids)
 	}
-	load(t, s.addr, 8)
+	load := startLoad(s.addr, 8)
+	t.Cleanup(func() { // when the test fails before load.finish
+		select {
+		case <-load.stop:
+		default:
+			close(load.stop)
+			load.wg.Wait()
+		}
+	})
+	load.progress(t, 100)
 	deadline := time.Now().Add(30 * time.Second)
 	var out string
 	for {
@@ -119,6 +98,7 @@ func TestTop(t *testing.T) {
 	if strings.ContainsRune(out, 0x1b) {
 		t.Errorf("a plain frame carries escape codes:\n%q", out)
 	}
+	load.finish(t)
 
 	// -n 2: two frames, each starting with its header.
 	out, code := runCLI(t, "top", "-n", "2", "-interval", "100ms", "-c", s.cfg)
