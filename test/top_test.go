@@ -1,7 +1,10 @@
 package test
 
 import (
+	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -202,5 +205,60 @@ func TestTopTerminal(t *testing.T) {
 	waitExited(t, exited, "SIGTERM")
 	if !canonical(t, tty) {
 		t.Error("the terminal is left in raw mode after SIGTERM")
+	}
+}
+
+// TestTopShowsDrainingGeneration: after a reload, a worker of the old
+// generation that still serves a request is listed as draining under the
+// new generation's workers.
+func TestTopShowsDrainingGeneration(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "late\n")
+	})}
+	go up.Serve(ln)
+	t.Cleanup(func() { up.Close() })
+	s := start(t, opts{workers: 1, sites: proxySites(map[string]string{"/slow": fmt.Sprintf("%q", ln.Addr().String())}, "")})
+	old := s.workers()
+	got := make(chan error, 1)
+	go func() {
+		code, _, err := get(s.addr, "/slow")
+		if err == nil && code != 200 {
+			err = fmt.Errorf("status %d", code)
+		}
+		got <- err
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow request did not reach the upstream within 20s")
+	}
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`all workers ready.*generation=2`, 30*time.Second)
+	out, code := runCLI(t, "top", "-n", "1", "-interval", "100ms", "-c", s.cfg)
+	close(release)
+	if code != 0 {
+		t.Fatalf("top exit %d:\n%s", code, out)
+	}
+	row := regexp.MustCompile(`(?m)^\d+ +` + strconv.Itoa(old[0]) + ` +1 .* draining$`)
+	if !strings.Contains(out, "generation 2") || !strings.Contains(out, "draining (older generations):") || !row.MatchString(out) {
+		t.Errorf("frame does not show worker %d of generation 1 draining:\n%s", old[0], out)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Errorf("the request the old worker drained: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the drained request did not finish within 20s")
 	}
 }
