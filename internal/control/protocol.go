@@ -1,6 +1,7 @@
 // Package control implements the control socket through which the forkd
-// command line talks to a running master: `forkd status`, `forkd reload`,
-// `forkd stop` and `forkd scale N`.
+// command line talks to a running master: `forkd status` (and `forkd top`,
+// which asks for the status once per interval), `forkd reload`, `forkd
+// stop` and `forkd scale N`.
 //
 // The master listens on a unix stream socket with mode 0600. A client
 // connects, writes one request as a single line of JSON, and reads one JSON
