@@ -1,20 +1,24 @@
 package forkd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/internal/control"
+	"github.com/forkd/forkd/internal/top"
 	"github.com/forkd/forkd/ipc"
 	"github.com/forkd/forkd/master"
 )
@@ -39,6 +43,7 @@ func usageExit(err error) int {
 const commandHelp = `commands:
   (none)     run the master: it starts the workers and supervises them
   status     show the running master's state, last reload and workers
+  top        a live view of the master and its workers (requests per second, connections, RSS), refreshed every -interval; keys: s sort, q quit
   reload     reload the configuration (as HUP); waits until the new workers serve (applied) or the reload is refused
   stop       stop gracefully (as TERM); waits until the master has exited
   scale N    set the number of workers to N, from 1 to %d
@@ -48,7 +53,7 @@ const commandHelp = `commands:
 
 // usage writes the command line's synopsis, its commands and flags to w.
 func usage(w io.Writer, name string, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage:\n  %[1]s [-c config.hcl]\n  %[1]s -t [-c config.hcl]\n  %[1]s status|reload|stop|scale N [-c config.hcl | -s socket] [-json]\n  %[1]s version|help\n\n", name)
+	fmt.Fprintf(w, "usage:\n  %[1]s [-c config.hcl]\n  %[1]s -t [-c config.hcl]\n  %[1]s status|reload|stop|scale N [-c config.hcl | -s socket] [-json]\n  %[1]s top [-c config.hcl | -s socket] [-interval 1s] [-n N]\n  %[1]s version|help\n\n", name)
 	fmt.Fprintf(w, commandHelp, config.MaxWorkers)
 	fmt.Fprint(w, "\nflags (before or after the command):\n")
 	out := fs.Output()
@@ -78,6 +83,8 @@ func runCommand(o *options) int {
 	sock := fs.String("s", "", "control commands: the master's control `socket` (default: the configuration's control_socket, or its pidfile with .sock)")
 	version := fs.Bool("version", false, "print the version and exit (as the version command)")
 	asJSON := fs.Bool("json", false, "control commands: print the master's answer as JSON")
+	interval := fs.Duration("interval", time.Second, "top: the time between two frames")
+	frames := fs.Int("n", 0, "top: print `N` frames as plain text and exit (0: until q or a signal)")
 	fs.Usage = func() { usage(fs.Output(), o.name, fs) }
 	// Flags may come before the command, after it, or both:
 	// "forkd -c x.hcl status" and "forkd status -c x.hcl" are the same.
@@ -90,7 +97,7 @@ func runCommand(o *options) int {
 	if len(rest) > 0 {
 		cmd, rest = rest[0], rest[1:]
 		switch cmd {
-		case control.CmdStatus, control.CmdReload, control.CmdStop, "help", "version":
+		case control.CmdStatus, control.CmdReload, control.CmdStop, cmdTop, "help", "version":
 		case control.CmdScale:
 			if len(rest) == 0 {
 				fmt.Fprintf(o.stderr, "%s scale: missing the number of workers\n", o.name)
@@ -124,8 +131,22 @@ func runCommand(o *options) int {
 		printVersion(o.stdout, o.name)
 		return 0
 	case *sock != "" && (cmd == "" || *check):
-		fmt.Fprintf(o.stderr, "%s: -s names the control socket for status, reload, stop and scale\n", o.name)
+		fmt.Fprintf(o.stderr, "%s: -s names the control socket for status, top, reload, stop and scale\n", o.name)
 		return exitUsage
+	case cmd != cmdTop && (isSet(fs, "interval") || isSet(fs, "n")):
+		fmt.Fprintf(o.stderr, "%s: -interval and -n are for top\n", o.name)
+		return exitUsage
+	case cmd == cmdTop && *asJSON:
+		fmt.Fprintf(o.stderr, "%s top: -json is for status, reload, stop and scale; top's frames are text\n", o.name)
+		return exitUsage
+	case cmd == cmdTop && *interval < top.MinInterval:
+		fmt.Fprintf(o.stderr, "%s top: -interval %v is below %v\n", o.name, *interval, top.MinInterval)
+		return exitUsage
+	case cmd == cmdTop && *frames < 0:
+		fmt.Fprintf(o.stderr, "%s top: -n %d is negative\n", o.name, *frames)
+		return exitUsage
+	case cmd == cmdTop && !*check:
+		return topCommand(o, *cfgPath, *sock, *interval, *frames)
 	case cmd != "" && !*check:
 		return controlCommand(o, *cfgPath, *sock, control.Request{Cmd: cmd, N: n}, *asJSON)
 	}
@@ -160,6 +181,37 @@ func runCommand(o *options) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// cmdTop is the live view; it is no control command of its own: it sends
+// control.CmdStatus once per interval.
+const cmdTop = "top"
+
+// isSet reports whether the flag name was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// topCommand runs `forkd top`: until q or SIGINT/SIGTERM on a terminal, or
+// for n plain frames.
+func topCommand(o *options, path, sock string, interval time.Duration, n int) int {
+	_, sock, err := controlConfig(o, cmdTop, path, sock)
+	if err != nil {
+		fmt.Fprintf(o.stderr, "%s top: %v\n", o.name, err)
+		return 1
+	}
+	// The signals end the view (and restore the terminal) instead of
+	// killing the process in raw mode.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = top.Run(ctx, top.Options{Socket: sock, Interval: interval, Frames: n, Stdin: os.Stdin, Stdout: o.stdout})
+	if err != nil {
+		fmt.Fprintf(o.stderr, "%s top: %v\n", o.name, err)
+		return 1
+	}
+	return 0
 }
 
 // loadConfig loads path for the master (start: config.Load) or for forkd -t

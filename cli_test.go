@@ -66,6 +66,11 @@ func TestCommandLineUsage(t *testing.T) {
 		// a usage error, whichever side of the command the flag is on.
 		{[]string{"-json", "status"}, 1},
 		{[]string{"status", "-json"}, 1},
+		{[]string{"top", "-json"}, exitUsage},
+		{[]string{"top", "-interval", "10ms"}, exitUsage},
+		{[]string{"top", "-n", "-1"}, exitUsage},
+		{[]string{"status", "-interval", "1s"}, exitUsage},
+		{[]string{"-n", "1", "reload"}, exitUsage},
 	} {
 		if got := runCommand(&options{name: "forkd", defaultConfig: config.Default, args: c.args}); got != c.want {
 			t.Errorf("forkd %v: exit %d, want %d", c.args, got, c.want)
@@ -216,5 +221,15 @@ func TestWaitStopped(t *testing.T) {
 	}
 	if err := waitStopped(sock, 42, time.Second); err != nil {
 		t.Fatalf("a successor answers: %v", err)
+	}
+}
+
+// TestTopNoMaster: `forkd top -n 1` with no master on the socket fails with
+// a clear error instead of waiting.
+func TestTopNoMaster(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	code, stdout, stderr := runCapture(t, options{}, "top", "-n", "1", "-interval", "100ms", "-s", sock)
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "master not reachable: no forkd master is running") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -8,8 +8,8 @@
 //	}
 //
 // Main parses the usual command line (-c config.hcl, -t, the
-// status|reload|stop|scale control commands with -s and -json, version and
-// help). In the master it never
+// status|reload|stop|scale control commands with -s and -json, top, version
+// and help). In the master it never
 // returns; in a worker it serves until told to stop, then exits. Unlike the
 // forkd daemon, a program reads a configuration file only when it is named
 // with -c (or with WithConfigFile): a config.hcl that happens to be in the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pack.sh makes bench/ self-contained for a machine that gets only a copy of
-# the working tree (no Go, no apt): it builds bench/bin/{forkd,nethttp,fasthttp,upstream}
+# the working tree (no Go, no apt): it builds bench/bin/{forkd,nethttp,fasthttp,upstream,benchchart}
 # and copies wrk, nginx, h2load (when installed: the HTTP/2 tests'), every
 # shared library they link (per ldd), their dynamic loader and nginx's
 # mime.types into bench/.work/tools/:

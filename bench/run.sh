@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh drives forkd, Go net/http, fasthttp (prefork) and nginx with wrk on
-# loopback (and forkd and nginx with h2load for the HTTP/2 tests) and prints
-# one markdown table of the results.
+# loopback (and forkd and nginx with h2load for the HTTP/2 tests), prints
+# one markdown table of the results and draws it as an SVG chart
+# (internal/benchchart).
 #
 # Usage: bench/run.sh [options]     (bench/run.sh -h lists them)
 #
@@ -34,6 +35,8 @@ TESTS=${TESTS:-$ALL_TESTS}
 SERVERS=${SERVERS:-$ALL_SERVERS}
 SCALE=${SCALE:-1 2 4 8}
 OUT=${OUT:-}
+CHART=${CHART:-}
+CHART_LATEST=${CHART_LATEST:-}
 BUILD=${BUILD:-1}
 PACKED=${PACKED:-0}
 KEEP=${KEEP:-0}
@@ -70,10 +73,13 @@ Usage: bench/run.sh [options]
   -r, --repeat N         N interleaved rounds of every test, report the median (REPEAT, default 1)
   -q, --quick            smoke mode: --duration 2s --warmup 0
   -o, --out FILE         also write the table to FILE (OUT)
+      --chart FILE       the run's SVG chart (CHART; default: FILE of -o with .svg,
+                         else bench/results/run-<UTC time>.svg); also copied to
+                         bench/chart-latest.svg (CHART_LATEST), which bench/README.md shows
       --no-build         use the binaries already in bench/bin (BUILD=0)
       --packed           use wrk/h2load/nginx from bench/.work/tools even if installed (PACKED=1)
       --keep             keep the temporary directory (configs, server logs) (KEEP=1)
-      --build-only       build bench/bin/{forkd,nethttp,fasthttp,benchapp} and exit
+      --build-only       build bench/bin/{forkd,nethttp,fasthttp,benchapp,benchchart} and exit
   -h, --help             this help
 EOF
 }
@@ -98,6 +104,7 @@ while (($#)); do
 	-q | --quick) DURATION=2s; WARMUP=0 ;;
 	-r | --repeat) REPEAT=$2; shift ;;
 	-o | --out) OUT=$2; shift ;;
+	--chart) CHART=$2; shift ;;
 	--no-build) BUILD=0 ;;
 	--packed) PACKED=1 ;;
 	--keep) KEEP=1 ;;
@@ -168,6 +175,9 @@ build() {
 		warn "building forkd failed; its rows are skipped. Compiler output:"
 		sed 's/^/    /' "$BIN/forkd-build.log" | head -20 >&2
 	fi
+	log "building the chart maker (go build -o bench/bin/benchchart ./internal/benchchart/cmd/benchchart)"
+	(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o bench/bin/benchchart ./internal/benchchart/cmd/benchchart) ||
+		warn "building benchchart failed; the run makes no chart"
 	log "building the embedded net/http app (go build -o bench/bin/benchapp ./internal/benchapp)"
 	if (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o bench/bin/benchapp.new ./internal/benchapp) 2>"$BIN/benchapp-build.log"; then
 		mv -f "$BIN/benchapp.new" "$BIN/benchapp"
@@ -1271,9 +1281,36 @@ report() {
 	fi
 }
 echo >&2
+report >"$TMP/report.md"
+cat "$TMP/report.md"
 if [[ -n $OUT ]]; then
 	mkdir -p "$(dirname "$OUT")"
-	report | tee "$OUT"
-else
-	report
+	cp "$TMP/report.md" "$OUT"
 fi
+
+# chart draws the report as an SVG chart (req/s and p99 per test and
+# server, internal/benchchart) to CHART and copies it to CHART_LATEST.
+chart() {
+	local out=$CHART latest=${CHART_LATEST:-$BENCH_DIR/chart-latest.svg} cmd=()
+	if [[ -z $out && -n $OUT ]]; then
+		out=${OUT%.md}.svg
+	elif [[ -z $out ]]; then
+		out=$BENCH_DIR/results/run-$(date -u +%Y%m%dT%H%M%SZ).svg
+	fi
+	if [[ -x $BIN/benchchart ]]; then
+		cmd=("$BIN/benchchart")
+	elif command -v go >/dev/null; then
+		cmd=(go -C "$ROOT" run ./internal/benchchart/cmd/benchchart)
+	else
+		warn "no bench/bin/benchchart and no go: no chart (bench/pack.sh builds it)"
+		return
+	fi
+	mkdir -p "$(dirname "$out")"
+	if "${cmd[@]}" -o "$out" "$TMP/report.md"; then
+		cp "$out" "$latest"
+		log "chart: $out (and $latest)"
+	else
+		warn "the chart failed; the table above is the run's result"
+	fi
+}
+chart

@@ -160,7 +160,7 @@ func (m *Master) handleControl(r ctlReq) {
 
 func (m *Master) status() *control.Status {
 	st := &control.Status{MasterPID: m.pid, Started: m.started, Generation: m.gen, Config: m.cfg.Path,
-		Reloading: m.pending != nil, LastReload: m.lastReload}
+		Reloading: m.pending != nil, LastReload: m.lastReload, Now: m.env.now()}
 	switch m.phase {
 	case running:
 		st.State = control.StateRunning
@@ -177,7 +177,7 @@ func (m *Master) status() *control.Status {
 		st.Workers = append(st.Workers, control.WorkerStatus{
 			Slot: w.slot, PID: w.pid, Generation: w.gen, Started: w.started,
 			Requests: w.beat.Requests, OpenConns: w.beat.OpenConns, RSS: w.beat.RSS,
-			State: w.state(),
+			State: w.state(), Beat: w.lastBeat,
 		})
 	}
 	sort.Slice(st.Workers, func(i, j int) bool {

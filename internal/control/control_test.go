@@ -1,9 +1,11 @@
 package control
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -327,5 +329,46 @@ func TestFormatStatusDraining(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("%s:\n%s\nwant a line %q", state, b.String(), want)
 		}
+	}
+}
+
+// TestCallStatusRaw: CallStatus decodes the status and also hands back the
+// status object as sent, fields this side has no type for included.
+func TestCallStatusRaw(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raw.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	answers := []string{
+		`{"ok":true,"status":{"master_pid":5,"generation":2,"workers":[{"slot":0,"pid":6,"requests":9,"beat":"2026-12-05T14:00:00Z"}],"zones":[{"name":"api"}]}}`,
+		`{"ok":false,"error":"master busy"}`,
+	}
+	go func() {
+		for _, a := range answers {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(c).ReadBytes('\n')
+			io.WriteString(c, a+"\n")
+			c.Close()
+		}
+	}()
+	resp, raw, err := CallStatus(path, 0)
+	if err != nil || !resp.OK || resp.Status == nil {
+		t.Fatalf("CallStatus: %+v, %v", resp, err)
+	}
+	if st := resp.Status; st.MasterPID != 5 || len(st.Workers) != 1 || st.Workers[0].Requests != 9 ||
+		!st.Workers[0].Beat.Equal(time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)) {
+		t.Errorf("status %+v", st)
+	}
+	if !strings.Contains(string(raw), `"zones":[{"name":"api"}]`) {
+		t.Errorf("raw status %s lacks the zones", raw)
+	}
+	resp, raw, err = CallStatus(path, 0)
+	if err != nil || resp.OK || resp.Error != "master busy" || resp.Status != nil || raw != nil {
+		t.Errorf("refusal: %+v, raw %s, %v", resp, raw, err)
 	}
 }

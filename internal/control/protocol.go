@@ -1,6 +1,7 @@
 // Package control implements the control socket through which the forkd
-// command line talks to a running master: `forkd status`, `forkd reload`,
-// `forkd stop` and `forkd scale N`.
+// command line talks to a running master: `forkd status` (and `forkd top`,
+// which asks for the status once per interval), `forkd reload`, `forkd
+// stop` and `forkd scale N`.
 //
 // The master listens on a unix stream socket with mode 0600. A client
 // connects, writes one request as a single line of JSON, and reads one JSON
@@ -103,6 +104,10 @@ type Status struct {
 	Reloading bool `json:"reloading,omitempty"`
 	// LastReload is the outcome of the latest reload, if any.
 	LastReload *ReloadOutcome `json:"last_reload,omitempty"`
+	// Now is the master's clock when it answered: a client that samples
+	// the status repeatedly (forkd top) measures ages and intervals on the
+	// master's clock, not its own. Zero from a master that predates it.
+	Now time.Time `json:"now,omitzero"`
 }
 
 // ReloadOutcome is how a reload ended: applied whole, or refused with the
@@ -125,4 +130,10 @@ type WorkerStatus struct {
 	OpenConns  int64     `json:"open_conns"`
 	RSS        uint64    `json:"rss"` // resident set size in bytes
 	State      string    `json:"state"`
+	// Beat is when the master received the heartbeat that Requests,
+	// OpenConns and RSS come from (the ready message, when the counters
+	// were zero, until the first heartbeat; zero while booting). Two samples
+	// of a worker give its request rate over its own heartbeat interval:
+	// (Requests₂ − Requests₁) / (Beat₂ − Beat₁).
+	Beat time.Time `json:"beat,omitzero"`
 }
