@@ -142,3 +142,45 @@ func TestReloadRefusesEmptyAndMissingRoot(t *testing.T) {
 		t.Fatalf("GET after the refused reload: %d %q %v", code, body, err)
 	}
 }
+
+// TestMissingStaticRootExitsOne: what forkd -t can see is refused before
+// any worker starts, with file:line.
+func TestMissingStaticRootExitsOne(t *testing.T) {
+	s := start(t, opts{workers: 2, noWait: true, sites: `site "x" {
+  hosts = ["*"]
+  route "/" {
+    static {
+      root = "./does-not-exist"
+    }
+  }
+}`})
+	if code := s.waitExit(15 * time.Second); code != 1 {
+		t.Fatalf("exit code %d, want 1\n%s", code, s.logs.String())
+	}
+	// The output is copied from a pipe: wait for the line.
+	s.seen(`config\.hcl:\d+.*does-not-exist`, 10*time.Second)
+}
+
+// TestConfigOfAnySize: a 5 MB configuration reaches the workers at start
+// and on reload.
+func TestConfigOfAnySize(t *testing.T) {
+	site := func(c byte) string {
+		return fmt.Sprintf("site \"big\" {\n  hosts = [\"*\"]\n  route \"/\" {\n    respond {\n      body = %q\n    }\n  }\n}\n", strings.Repeat(string(c), 5<<20))
+	}
+	s := start(t, opts{workers: 2, sites: site('a')})
+	code, body, err := get(s.addr, "/")
+	if err != nil || code != 200 || len(body) != 5<<20 || body[0] != 'a' {
+		t.Fatalf("GET: %d, %d bytes, %v", code, len(body), err)
+	}
+	cfg, _ := os.ReadFile(s.cfg)
+	s.rewrite(strings.Replace(string(cfg), strings.Repeat("a", 5<<20), strings.Repeat("b", 5<<20), 1))
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`all workers ready.*generation=2`, 30*time.Second)
+	eventually(t, 10*time.Second, "the new body", func() bool {
+		code, body, err := get(s.addr, "/")
+		return err == nil && code == 200 && len(body) == 5<<20 && body[0] == 'b'
+	})
+	if s.logs.has(`ipc failure|message too long`) {
+		t.Fatal("ipc failure with a big configuration")
+	}
+}

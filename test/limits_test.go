@@ -3,8 +3,11 @@ package test
 import (
 	"bufio"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +129,70 @@ func TestClientHelloOnPlainListenerAnsweredAtOnce(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 || !resp.Close {
 		t.Fatalf("status %d (close %v), want 400 and Connection: close", resp.StatusCode, resp.Close)
+	}
+}
+
+// TestFileLimitWarning: max_connections beyond RLIMIT_NOFILE is warned
+// about at start, as nginx does, and the worker caps it: at the cap it
+// stops accepting (the kernel queues new connections) instead of failing
+// accept4 with EMFILE, and serves the queued ones as others close.
+func TestFileLimitWarning(t *testing.T) {
+	wrapper := filepath.Join(t.TempDir(), "forkd-lowfd")
+	script := "#!/bin/sh\nulimit -n 128 || exit 9\nexec " + binary + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, opts{workers: 1, bin: wrapper, extra: "limits {\n  max_connections = 5000\n}"})
+	s.seen(`limits.max_connections exceeds the open file limit.*max_connections=5000 nofile_limit=128`, 10*time.Second)
+	s.seen(`max_connections capped by the open file limit.*max_connections=5000 capped_to=64`, 10*time.Second)
+
+	// 80 keep-alive clients: 64 are served at once, the others when
+	// some of those close.
+	type client struct {
+		c    net.Conn
+		done chan error
+	}
+	var cs []client
+	for range 80 {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(clientTimeout))
+		cl := client{c, make(chan error, 1)}
+		go func() {
+			_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			if err == nil {
+				var resp *http.Response
+				if resp, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+				}
+			}
+			cl.done <- err
+		}()
+		cs = append(cs, cl)
+	}
+	served := 0
+	for i, cl := range cs {
+		if i == 64 {
+			// The cap is reached: free room for the rest.
+			for _, o := range cs[:20] {
+				o.c.Close()
+			}
+		}
+		if err := <-cl.done; err != nil {
+			if i < 20 {
+				continue // closed by the test above, maybe before its answer
+			}
+			t.Fatalf("client %d: %v", i+1, err)
+		}
+		served++
+	}
+	if served < 60 {
+		t.Fatalf("only %d clients served", served)
+	}
+	if s.logs.has(`accept failed`) {
+		t.Fatalf("the worker hit the descriptor limit:\n%s", s.logs)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -238,5 +240,222 @@ func TestBrokenConfigFileKindsAreRefused(t *testing.T) {
 	os.WriteFile(s.cfg, good, 0o644)
 	if st := status(t, s.cfg); st.Status.Generation != 1 {
 		t.Fatalf("generation %d after refused reloads", st.Status.Generation)
+	}
+}
+
+func TestHUPWithBrokenConfigKeepsServing(t *testing.T) {
+	s := start(t, opts{workers: 2})
+	before := s.workers()
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\nworkers = \"many\"\nbogus_key = 1\n")
+	s.signal(syscall.SIGHUP)
+	m := s.waitLog(`reload refused.*(config\.hcl:\d+)`, 5*time.Second)
+	if !strings.Contains(m[0], "config.hcl:") {
+		t.Fatalf("no file:line in %q", m[0])
+	}
+	if code, body, err := get(s.addr, "/"); err != nil || code != 200 || body != "hello\n" {
+		t.Fatalf("GET after refused reload: %d %q %v", code, body, err)
+	}
+	after := s.workers()
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("workers changed after a refused reload: %v -> %v", before, after)
+	}
+	// A fixed file reloads.
+	s.rewrite(strings.Replace(string(good), `body = "hello\n"`, `body = "v2\n"`, 1))
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`all workers ready.*generation=2`, 10*time.Second)
+	eventually(t, 10*time.Second, "old workers gone", func() bool {
+		for _, pid := range before {
+			if alive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+	if _, body, _ := get(s.addr, "/"); body != "v2\n" {
+		t.Fatalf("after reload body = %q, want v2", body)
+	}
+}
+
+// TestHUPUnderLoadLosesNothing reloads several times while clients send
+// requests over keep-alive and fresh connections; none may fail.
+func TestHUPUnderLoadLosesNothing(t *testing.T) {
+	s := start(t, opts{workers: 2})
+	load := startLoad(s.addr, 8)
+	for gen := 2; gen <= 11; gen++ {
+		load.progress(t, 200)
+		s.signal(syscall.SIGHUP)
+		s.waitLog(fmt.Sprintf(`all workers ready.*generation=%d`, gen), 15*time.Second)
+	}
+	// Let the last generation's predecessors drain under load too.
+	s.waitLog(`worker stopped.*worker_generation=10`, 15*time.Second)
+	load.progress(t, 200)
+	load.finish(t)
+}
+
+// hookFailsSite makes crashy's OnWorkerStart hook fail: the configuration
+// is valid (forkd -t says so), but no worker of it can boot.
+const hookFailsSite = `site "hook-fails" {
+  hosts = ["never.invalid"]
+  route "/" {
+    respond {
+      body = "never\n"
+    }
+  }
+}`
+
+// TestRefusedReloadIsWholeAndDeadWorkersAreReplaced: a reload whose
+// workers cannot boot is refused whole (generation kept, READY=1 with the
+// cause, status shows it, `forkd reload` fails with it), and the old
+// workers, killed afterwards, are replaced from the kept configuration.
+func TestRefusedReloadIsWholeAndDeadWorkersAreReplaced(t *testing.T) {
+	n := newNotifyListener(t)
+	s := start(t, opts{workers: 2, bin: filepath.Join(binDir, "crashy"), noSites: true,
+		extra: `control_socket = "forkd.sock"`, env: []string{"NOTIFY_SOCKET=" + n.path}})
+	expect := func(re string) {
+		t.Helper()
+		if m := n.next(t); !regexp.MustCompile(re).MatchString(m) {
+			t.Fatalf("sd_notify message %q does not match %q", m, re)
+		}
+	}
+	expect(`^READY=1\nSTATUS=generation 1: 2/2 workers ready$`)
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\n" + hookFailsSite + "\n")
+	if out, code := runCLI(t, "-t", "-c", s.cfg); code != 0 {
+		t.Fatalf("forkd -t on the config whose hook fails: exit %d\n%s", code, out)
+	}
+	load := startLoad(s.addr, 4)
+	load.progress(t, 100)
+
+	s.signal(syscall.SIGHUP)
+	expect(`^RELOADING=1\nMONOTONIC_USEC=\d+$`)
+	expect(`^READY=1\nSTATUS=reload failed: .*hook refuses site hook-fails`)
+	s.waitLog(`reload refused.*hook refuses site hook-fails`, 15*time.Second)
+	st := status(t, s.cfg)
+	if st.Status.Generation != 1 || st.Status.LastReload == nil || st.Status.LastReload.OK ||
+		!strings.Contains(st.Status.LastReload.Error, "hook refuses site hook-fails") {
+		t.Fatalf("status after a refused reload: %+v", st.Status)
+	}
+	out, _ := runCLI(t, "status", "-c", s.cfg)
+	if !strings.Contains(out, "FAILED") || !strings.Contains(out, "hook refuses site hook-fails") {
+		t.Fatalf("status text does not show the refused reload:\n%s", out)
+	}
+	// The control command waits for the outcome and reports the cause.
+	out, code := runCLI(t, "reload", "-c", s.cfg)
+	if code == 0 || !strings.Contains(out, "hook refuses site hook-fails") {
+		t.Fatalf("forkd reload of a config whose workers cannot boot: exit %d\n%s", code, out)
+	}
+	expect(`^RELOADING=1\nMONOTONIC_USEC=\d+$`)
+	expect(`^READY=1\nSTATUS=reload failed: `)
+	// Logged once per refused reload (the output arrives through a pipe).
+	refusals := func() int {
+		return strings.Count(s.logs.String(), "reload refused; the old configuration keeps serving")
+	}
+	eventually(t, 10*time.Second, "two refusals logged", func() bool { return refusals() >= 2 })
+	if c := refusals(); c != 2 {
+		t.Fatalf("%d \"reload refused\" lines for two refused reloads", c)
+	}
+
+	// Kill every old worker: each is replaced from the kept configuration.
+	old := s.workers()
+	for _, pid := range old {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	eventually(t, 10*time.Second, "2 new workers of generation 1", func() bool {
+		st := status(t, s.cfg)
+		ready := 0
+		for _, w := range st.Status.Workers {
+			if w.Generation == 1 && w.State == "ready" && !containsInt(old, w.PID) {
+				ready++
+			}
+		}
+		return ready == 2
+	})
+	load.progress(t, 100)
+	// Only the killed workers' in-flight requests may fail; a fresh request
+	// must succeed.
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after the old workers were replaced: %d %v", code, err)
+	}
+	close(load.stop)
+	load.wg.Wait()
+
+	// Fixed, the reload goes through as generation 2.
+	s.rewrite(string(good))
+	if out, code := runCLI(t, "reload", "-c", s.cfg); code != 0 {
+		t.Fatalf("reload of the fixed config: exit %d\n%s", code, out)
+	}
+	expect(`^RELOADING=1\nMONOTONIC_USEC=\d+$`)
+	expect(`^READY=1\nSTATUS=generation 2: \d/2 workers ready$`)
+	if st := status(t, s.cfg); st.Status.Generation != 2 || st.Status.LastReload == nil || !st.Status.LastReload.OK {
+		t.Fatalf("status after a good reload: %+v", st.Status)
+	}
+}
+
+// TestRefusedReloadUnderLoadLosesNothing: while a refused reload's workers
+// start and fail, the old generation serves every request.
+func TestRefusedReloadUnderLoadLosesNothing(t *testing.T) {
+	s := start(t, opts{workers: 2, bin: filepath.Join(binDir, "crashy"), noSites: true})
+	good, _ := os.ReadFile(s.cfg)
+	load := startLoad(s.addr, 8)
+	load.progress(t, 200)
+	for i := 0; i < 3; i++ {
+		s.rewrite(string(good) + "\n" + hookFailsSite + "\n")
+		s.signal(syscall.SIGHUP)
+		s.waitLog(`reload refused`, 15*time.Second)
+		load.progress(t, 100)
+	}
+	s.rewrite(string(good))
+	s.signal(syscall.SIGHUP)
+	s.waitLog(`all workers ready.*generation=2`, 15*time.Second)
+	load.progress(t, 100)
+	load.finish(t)
+}
+
+// TestHUPUnderWrk reloads repeatedly while wrk drives load, over keep-alive
+// connections and with a new connection per request; wrk must report no
+// socket errors and no non-2xx responses. wrk runs with a duration far
+// longer than the test needs and is stopped with SIGINT once the 20 reloads
+// are done (wrk prints its summary on SIGINT), so a slow machine makes the
+// test slower, never red.
+func TestHUPUnderWrk(t *testing.T) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		t.Fatal("wrk not installed (Debian package wrk; .ci/run installs it)")
+	}
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{
+		{"keep-alive", nil},
+		{"connection-close", []string{"-H", "Connection: close"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := start(t, opts{workers: 2})
+			// A generous timeout: on a loaded CI machine wrk's 2 s default can
+			// count a slow answer as an error; a lost request still shows.
+			args := append([]string{"-t2", "-c64", "-d1h", "--timeout", "10s"}, mode.args...)
+			w := startWrk(t, wrk, append(args, "http://"+s.addr+"/")...)
+			// Reload only once the load is reaching the workers.
+			eventually(t, 15*time.Second, "wrk's requests to reach the workers", func() bool {
+				return servedRequests(t, s) > 0
+			})
+			for gen := 2; gen <= 21; gen++ {
+				if w.exited() {
+					t.Fatalf("wrk ended before the reloads were done:\n%s", w.out)
+				}
+				s.signal(syscall.SIGHUP)
+				s.waitLog(fmt.Sprintf(`all workers ready.*generation=%d`, gen), 15*time.Second)
+			}
+			out := w.stop(15 * time.Second)
+			t.Logf("wrk:\n%s", out)
+			if strings.Contains(out, "Socket errors") || strings.Contains(out, "Non-2xx") {
+				t.Fatalf("wrk saw failures across reloads:\n%s", out)
+			}
+			m := regexp.MustCompile(`(\d+) requests in`).FindStringSubmatch(out)
+			if m == nil || m[1] == "0" {
+				t.Fatalf("unexpected wrk output:\n%s", out)
+			}
+		})
 	}
 }

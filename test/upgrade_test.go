@@ -3,6 +3,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,4 +116,91 @@ func TestUSR2KillNewMaster(t *testing.T) {
 	eventually(t, 10*time.Second, "the new master's workers to be gone", func() bool {
 		return len(children(newPid)) == 0
 	})
+}
+
+// TestUSR2WithMetricsAndControlSocket: the metrics listener and the control
+// socket move to the new master with the HTTP listeners.
+func TestUSR2WithMetricsAndControlSocket(t *testing.T) {
+	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s := start(t, opts{workers: 2, extra: fmt.Sprintf("metrics {\n  address = %q\n}\ncontrol_socket = \"forkd.sock\"", maddr)})
+	oldPid := s.cmd.Process.Pid
+	load := startLoad(s.addr, 8)
+	load.progress(t, 200)
+	s.signal(syscall.SIGUSR2)
+	newPid := s.handedOver(20 * time.Second)
+	load.progress(t, 200)
+	load.finish(t)
+	if st := status(t, s.cfg); st.Status.MasterPID != newPid || st.Status.MasterPID == oldPid {
+		t.Fatalf("forkd status answers from master %d, want the new one %d", st.Status.MasterPID, newPid)
+	}
+	kids := children(newPid)
+	eventually(t, 10*time.Second, "metrics from the new master", func() bool {
+		_, body, err := get(maddr, "/metrics")
+		return err == nil && strings.Contains(body, fmt.Sprintf(`pid="%d"`, kids[0]))
+	})
+}
+
+// TestFailedUSR2KeepsControlSocket: a successor that fails (here it cannot
+// bind its metrics port, taken by someone else after the hand-over offer)
+// leaves the old master's control socket and pidfile in place.
+func TestFailedUSR2KeepsControlSocket(t *testing.T) {
+	s := start(t, opts{workers: 1, extra: `control_socket = "forkd.sock"`})
+	pidfile := filepath.Join(s.dir, "forkd.pid")
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\nnonsense = true\n")
+	s.signal(syscall.SIGUSR2)
+	s.waitLog(`binary upgrade failed; the old master keeps serving`, 20*time.Second)
+	s.rewrite(string(good))
+	if st := status(t, s.cfg); st.Status.MasterPID != s.cmd.Process.Pid {
+		t.Fatalf("status after a failed upgrade names master %d", st.Status.MasterPID)
+	}
+	if b, _ := os.ReadFile(pidfile); strings.TrimSpace(string(b)) != strconv.Itoa(s.cmd.Process.Pid) {
+		t.Fatalf("pidfile after a failed upgrade: %q", b)
+	}
+	s.signal(syscall.SIGTERM)
+	if code := s.waitExit(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	// Ours again after the failed hand-over: removed at stop.
+	if _, err := os.Stat(filepath.Join(s.dir, "forkd.sock")); !os.IsNotExist(err) {
+		t.Fatalf("control socket left behind after stop: %v", err)
+	}
+}
+
+func TestUSR2BinaryUpgradeUnderLoad(t *testing.T) {
+	s := start(t, opts{workers: 2})
+	oldPid := s.cmd.Process.Pid
+	pidfile := filepath.Join(s.dir, "forkd.pid")
+	load := startLoad(s.addr, 8)
+	load.progress(t, 200)
+	s.signal(syscall.SIGUSR2)
+	newPid := s.handedOver(20 * time.Second)
+	eventually(t, 5*time.Second, "pidfile to name the new master", func() bool {
+		b, _ := os.ReadFile(pidfile)
+		return strings.TrimSpace(string(b)) == strconv.Itoa(newPid)
+	})
+	load.progress(t, 200)
+	load.finish(t)
+	if newPid == oldPid || !alive(newPid) {
+		t.Fatalf("new master %d not running", newPid)
+	}
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET from the new master: %d %v", code, err)
+	}
+	if n := len(children(newPid)); n != 2 {
+		t.Fatalf("new master has %d workers, want 2", n)
+	}
+}
+
+func TestUSR2FailedUpgradeKeepsServing(t *testing.T) {
+	s := start(t, opts{workers: 1})
+	// Break the configuration: the new master refuses to start, the old one
+	// stays.
+	good, _ := os.ReadFile(s.cfg)
+	s.rewrite(string(good) + "\nnonsense = true\n")
+	s.signal(syscall.SIGUSR2)
+	s.waitLog(`binary upgrade failed; the old master keeps serving`, 20*time.Second)
+	if code, _, err := get(s.addr, "/"); err != nil || code != 200 {
+		t.Fatalf("GET after a failed upgrade: %d %v", code, err)
+	}
 }
