@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/forkd/forkd/internal/zone"
 )
@@ -58,4 +59,19 @@ func (v *validator) rateLimitRefs(key string, names []string) {
 			v.errorf(fmt.Sprintf("%s.rate_limit[%d]", key, i), "Unknown rate_limit", "No rate_limit block is named %q.", n)
 		}
 	}
+}
+
+// ZoneSpec is the zone the block asks for: what the master creates, and
+// compares on reload and upgrade to keep a zone (a changed key, rate,
+// burst or size gives a new one; status does not).
+func (r RateLimit) ZoneSpec() zone.Spec {
+	return zone.Spec{
+		Kind: zone.KindLimiter, Name: r.Name, Size: int64(r.Size),
+		Interval: r.Interval, Tau: time.Duration(r.Burst) * r.Interval, Key: r.Key,
+	}
+}
+
+// ZoneSpec is the zone of the shared store.
+func (s Shared) ZoneSpec() zone.Spec {
+	return zone.Spec{Kind: zone.KindStore, Name: "shared", Size: int64(s.Size)}
 }

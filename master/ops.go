@@ -187,6 +187,7 @@ func (m *Master) status() *control.Status {
 		}
 		return a.Generation > b.Generation
 	})
+	st.Zones = m.zones.stats()
 	return st
 }
 

@@ -86,7 +86,7 @@ func (h *handler) zone(name string) (*rateZone, error) {
 	if lim := h.sharedZones[name]; lim != nil {
 		z.lim = lim
 	} else {
-		lim, err := zone.NewLimiter(RateLimitSpec(*block))
+		lim, err := zone.NewLimiter(block.ZoneSpec())
 		if err != nil {
 			return nil, err
 		}
@@ -94,13 +94,4 @@ func (h *handler) zone(name string) (*rateZone, error) {
 	}
 	h.zones[name] = z
 	return z, nil
-}
-
-// RateLimitSpec is the zone a rate_limit block asks for: what the master
-// creates, and compares on reload and upgrade to keep a zone.
-func RateLimitSpec(b config.RateLimit) zone.Spec {
-	return zone.Spec{
-		Kind: zone.KindLimiter, Name: b.Name, Size: int64(b.Size),
-		Interval: b.Interval, Tau: time.Duration(b.Burst) * b.Interval, Key: b.Key,
-	}
 }

@@ -103,6 +103,9 @@ type Status struct {
 	Reloading bool `json:"reloading,omitempty"`
 	// LastReload is the outcome of the latest reload, if any.
 	LastReload *ReloadOutcome `json:"last_reload,omitempty"`
+	// Zones are the shared-memory zones: rate_limit blocks and the
+	// shared store.
+	Zones []ZoneStatus `json:"zones,omitempty"`
 }
 
 // ReloadOutcome is how a reload ended: applied whole, or refused with the
