@@ -124,6 +124,9 @@ func (m *Master) buildSnapshot() metrics.Snapshot {
 	for k, v := range m.stats.restarts {
 		s.Restarts[k] = v
 	}
+	for _, z := range m.zones.stats() {
+		s.Zones = append(s.Zones, metrics.Zone(z))
+	}
 	for _, w := range m.workers {
 		s.Workers = append(s.Workers, metrics.Worker{
 			Slot: w.slot, PID: w.pid, RSS: w.beat.RSS, Requests: w.beat.Requests, OpenConns: w.beat.OpenConns,
