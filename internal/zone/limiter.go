@@ -154,8 +154,11 @@ func (l *Limiter) allowAt(h, now uint64) (bool, uint64) {
 	b := l.bucket(h)
 	var s *limiterSlot
 	for try := 0; s == nil; try++ {
-		if s = find(b, h); s == nil {
-			s = l.claim(b, h, now)
+		if s = find(b, h); s == nil && l.claim(b, h, now) != nil {
+			// Another process may have claimed a slot for h at the same
+			// moment: all use the first slot that holds h, and the
+			// other lapses unused.
+			s = find(b, h)
 		}
 		if try == 8 && s == nil {
 			// Lost eight claims in a row to other processes: rather

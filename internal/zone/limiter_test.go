@@ -318,3 +318,32 @@ func TestLimiterSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("a fresh key was allowed %d times, want burst+1 = 5", allowed)
 	}
 }
+
+func BenchmarkLimiterAllow(b *testing.B) {
+	l := newTestLimiter(b, 1<<20, time.Microsecond, 1<<20)
+	key := []byte("203.0.113.9")
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Allow(key)
+	}
+}
+
+func BenchmarkSipHash(b *testing.B) {
+	key := []byte("203.0.113.9")
+	for b.Loop() {
+		sipHash(1, 2, key)
+	}
+}
+
+// BenchmarkLimiterAllowParallel checks one key from every CPU at once:
+// the worst case, every check contending for one state word.
+func BenchmarkLimiterAllowParallel(b *testing.B) {
+	l := newTestLimiter(b, 1<<20, time.Nanosecond*1000, 1<<20)
+	key := []byte("203.0.113.9")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Allow(key)
+		}
+	})
+}
