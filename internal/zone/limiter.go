@@ -50,8 +50,10 @@ import (
 // So whatever instruction a process dies at, every slot holds either a
 // key with its own state, or a key with a foreign state that reads as
 // fresh: no state is ever invalid, nothing needs repair, and the worst a
-// death or a race costs is one key that starts afresh. Check verifies
-// these invariants.
+// death or a race costs is one key that starts afresh. (The tag tells two
+// keys of a slot apart but for one pair in 65536: then the new key takes
+// over the old one's TAT, which errs by at most one burst, once.) Check
+// verifies these invariants.
 type Limiter struct {
 	z        *zone
 	slots    []limiterSlot
