@@ -27,7 +27,7 @@ type rateLimit struct {
 // name outermost.
 func (h *handler) newRateLimits(names []string, next routeHandler) (routeHandler, error) {
 	for i := len(names) - 1; i >= 0; i-- {
-		z, err := h.zone(names[i])
+		z, err := h.zoneFor(names[i])
 		if err != nil {
 			return nil, err
 		}
@@ -62,10 +62,10 @@ type rateZone struct {
 	own   bool // made here (no master gave one): closed with the handler
 }
 
-// zone returns the zone of the rate_limit block name: the one the master
+// zoneFor returns the zone of the rate_limit block name: the one the master
 // handed over (Options.Zones), or, in a process without a master (tests,
 // a handler built on its own), one made for this process alone.
-func (h *handler) zone(name string) (*rateZone, error) {
+func (h *handler) zoneFor(name string) (*rateZone, error) {
 	if z, ok := h.zones[name]; ok {
 		return z, nil
 	}

@@ -347,3 +347,29 @@ func BenchmarkLimiterAllowParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLimiterFlood checks a new key each time in a zone that is
+// full: the eviction path, which must cost what a known key does.
+func BenchmarkLimiterFlood(b *testing.B) {
+	l := newTestLimiter(b, 1<<20, time.Second, 0)
+	var key [8]byte
+	fill := func(i int) {
+		for j := range key {
+			key[j] = byte(i >> (8 * j))
+		}
+	}
+	for i := range 2 * len(l.slots) {
+		fill(i)
+		l.Allow(key[:])
+	}
+	b.ReportAllocs()
+	i := 2 * len(l.slots)
+	for b.Loop() {
+		fill(i)
+		l.Allow(key[:])
+		i++
+	}
+	if st := l.Stats(); st.Entries > st.Capacity {
+		b.Fatalf("stats %+v", st)
+	}
+}
