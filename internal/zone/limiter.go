@@ -164,7 +164,7 @@ func (l *Limiter) allowAt(h, now uint64) (bool, uint64) {
 		}
 		if try == 8 && s == nil {
 			// Lost eight claims in a row to other processes: rather
-			// than spin, let this one request through uncounted.
+			// than spin, let this one request through.
 			l.z.st.allowed.Add(1)
 			return true, 0
 		}

@@ -263,6 +263,7 @@ func (s *Store) lockBucket(b []storeSlot) {
 					if seq := b[j].seq.Load(); seq&1 == 1 {
 						b[j].hash.Store(0)
 						b[j].seq.Store(seq + 1)
+						s.z.st.entries.Add(^uint64(0)) // counted when its writer took it
 					}
 				}
 				return
@@ -376,6 +377,7 @@ func (s *Store) Delete(key []byte) bool {
 	sl.seq.Store(seq)
 	sl.hash.Store(0)
 	sl.seq.Store(seq + 1)
+	s.z.st.entries.Add(^uint64(0))
 	return true
 }
 

@@ -177,3 +177,18 @@ func TestStoreSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreEntries: the entries count follows sets and deletes.
+func TestStoreEntries(t *testing.T) {
+	s := newTestStore(t, MinSize)
+	for i := range 10 {
+		s.Set([]byte(strconv.Itoa(i)), []byte("v"), 0)
+	}
+	for i := range 4 {
+		s.Delete([]byte(strconv.Itoa(i)))
+	}
+	s.Set([]byte("1"), []byte("again"), 0)
+	if st := s.Stats(); st.Entries != 7 {
+		t.Fatalf("entries %d, want 7", st.Entries)
+	}
+}
