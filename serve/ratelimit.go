@@ -38,6 +38,12 @@ func (h *handler) newRateLimits(names []string, next routeHandler) (routeHandler
 
 func (l *rateLimit) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, p *reqPath) {
 	p.key = l.key.appendTo(p.key[:0], r, p)
+	if len(p.key) == 0 {
+		// As nginx's limit_req: a request whose key is empty (no such
+		// header, a unix-socket client's address) is not counted.
+		l.next.serveRoute(w, r, p)
+		return
+	}
 	ok, retry := l.lim.Allow(p.key)
 	if ok {
 		l.next.serveRoute(w, r, p)
