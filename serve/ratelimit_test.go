@@ -43,9 +43,9 @@ func TestRateLimitRoute(t *testing.T) {
 		{"/keyed/", "X-Key: a", 200},
 		{"/keyed/", "X-Key: a", 200},
 		{"/keyed/", "X-Key: a", 503}, // per_key's burst 1 used up; the site's counted 3
+		{"/keyed/", "", 200},         // no key: per_key does not count it (nginx's rule)
 		{"/keyed/", "X-Key: b", 200}, // another key
-		{"/", "", 200},
-		{"/", "", 200}, // the site's 6th: burst 5 used up
+		{"/", "", 200},               // the site's 6th: burst 5 used up
 		{"/", "", 429},
 		{"/keyed/", "X-Key: c", 429}, // the site's limit comes first
 	} {
