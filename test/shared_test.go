@@ -1,12 +1,15 @@
 package test
 
 import (
+	"cmp"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,10 +36,49 @@ func TestSharedStoreExample(t *testing.T) {
 			next++
 		}
 	}
-	count(40)
-	if len(pids) < 2 {
-		t.Fatalf("one worker answered every request; the test shows nothing")
+	// Parallel batches until two workers at least have answered: the
+	// counts they return, together, are 1 to N with none twice.
+	seen := make(map[int]bool)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(pids) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("one worker answered every request; the test shows nothing")
+		}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var failed error
+		for range 8 {
+			wg.Go(func() {
+				for range 5 {
+					code, body, err := get(s.addr, "/visits")
+					m := visits.FindStringSubmatch(body)
+					mu.Lock()
+					if err != nil || code != 200 || m == nil {
+						failed = cmp.Or(failed, fmt.Errorf("/visits: %d %q %v", code, body, err))
+					} else {
+						n, _ := strconv.Atoi(m[1])
+						if seen[n] {
+							failed = cmp.Or(failed, fmt.Errorf("count %d returned twice", n))
+						}
+						seen[n] = true
+						pids[m[2]] = true
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if failed != nil {
+			t.Fatal(failed)
+		}
 	}
+	for n := 1; n <= len(seen); n++ {
+		if !seen[n] {
+			t.Fatalf("counts %v: %d missing", seen, n)
+		}
+	}
+	next = len(seen) + 1
+	count(5)
 	req, _ := http.NewRequest("PUT", "http://"+s.addr+"/kv/greeting?ttl=1h", strings.NewReader("hello, workers"))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 204 {
