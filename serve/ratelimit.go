@@ -91,6 +91,10 @@ func (h *handler) zoneFor(name string) (*rateZone, error) {
 	z := &rateZone{block: *block, key: key}
 	if lim := h.sharedZones[name]; lim != nil {
 		z.lim = lim
+	} else if h.sharedZones != nil {
+		// A master handed zones over but not this one: a zone of our own
+		// would hold per worker only, a silent factor of N.
+		return nil, fmt.Errorf("rate_limit %q: the master handed over no zone for it", name)
 	} else {
 		lim, err := zone.NewLimiter(block.ZoneSpec())
 		if err != nil {

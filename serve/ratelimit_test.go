@@ -119,3 +119,16 @@ func BenchmarkRateLimitCheck(b *testing.B) {
 		l.serveRoute(nil, r, p)
 	}
 }
+
+// TestRateLimitNeedsHandedZone: with zones from a master, a block it gave
+// no zone for fails New instead of limiting per process.
+func TestRateLimitNeedsHandedZone(t *testing.T) {
+	cfg := &config.Config{
+		RateLimits: []config.RateLimit{{Name: "a", Key: "{remote_addr}", Interval: time.Second, Size: zone.MinSize, Status: 429}},
+		Sites: []config.Site{{Name: "s", Hosts: []string{"*"}, Access: config.Access{RateLimit: []string{"a"}},
+			Routes: []config.Route{{Prefix: "/", Respond: &config.Respond{Status: 200}}}}},
+	}
+	if _, err := New(cfg, Options{Zones: map[string]*zone.Limiter{}}); err == nil {
+		t.Fatal("New accepted a rate_limit without its zone")
+	}
+}

@@ -29,8 +29,9 @@ type Options struct {
 	// of a listener (site.listen); nil: the addresses as written.
 	Bound map[string]net.Addr
 	// Zones are the rate_limit blocks' shared zones, by block name, that
-	// the master handed to the worker; a block without one gets a zone of
-	// its own process (its limit then holds per process only).
+	// the master handed to the worker; a block without one is an error.
+	// Nil: each block gets a zone of this process alone (a handler built
+	// without a master, in tests).
 	Zones map[string]*zone.Limiter
 }
 
