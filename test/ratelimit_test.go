@@ -303,3 +303,34 @@ func openZone(t *testing.T, pid int, name string) *zone.Limiter {
 	t.Fatalf("the master (pid %d) holds no zone %q", pid, name)
 	return nil
 }
+
+// TestRateLimitOverH2C: HTTP/2 streams pass the same limit as HTTP/1.1
+// requests, and get the same 429 with Retry-After.
+func TestRateLimitOverH2C(t *testing.T) {
+	s := start(t, opts{workers: 2, sites: rateSites, listen: "  protocols = [\"http/1.1\", \"h2c\"]\n",
+		extra: rateBlock("ip", "{remote_addr}", 2)})
+	c := h2cClient()
+	allowed := 0
+	for range 5 {
+		resp, err := c.Get("http://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.ProtoMajor != 2:
+			t.Fatalf("%s, not HTTP/2", resp.Proto)
+		case resp.StatusCode == 200:
+			allowed++
+		case resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "":
+			t.Fatalf("status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+	if allowed != 3 {
+		t.Fatalf("%d streams allowed, want burst+1 = 3", allowed)
+	}
+	if got := countAllowed(t, s.addr, 2); got != 0 {
+		t.Fatalf("HTTP/1.1 after HTTP/2: %d allowed; the limit is the client's, whatever its protocol", got)
+	}
+}
