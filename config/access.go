@@ -94,6 +94,7 @@ func (v *validator) access(key string, a *Access) {
 	if id := a.RequestID; id != "" && (!isToken(id) || isFramingField(id) || isHopField(id)) {
 		v.errorf(key+".request_id", "Invalid request_id", "request_id must name a header field such as \"X-Request-Id\"; got %q.", id)
 	}
+	v.rateLimitRefs(key, a.RateLimit)
 	b := a.BasicAuth
 	if b == nil {
 		return

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +98,13 @@ type Config struct {
 	Sites   []Site   `json:"sites"`
 	Metrics *Metrics `json:"metrics,omitempty"`
 	HTTP2   HTTP2    `json:"http2"`
+
+	// RateLimits are the rate_limit blocks: each is a zone shared by
+	// every worker, which sites and routes name in their rate_limit.
+	RateLimits []RateLimit `json:"rate_limits,omitempty"`
+	// Shared sizes the embedding API's store shared by every worker
+	// (forkd.Store); nil: no store.
+	Shared *Shared `json:"shared,omitempty"`
 
 	// Path is the file this came from ("" for built-in defaults). Load
 	// makes it absolute.
@@ -338,6 +346,68 @@ type Access struct {
 	// ID a trusted peer sent is kept, else one is generated; it is sent
 	// back, forwarded upstream and logged. A route's replaces its site's.
 	RequestID string `json:"request_id,omitempty"`
+	// RateLimit names the rate_limit blocks (RateLimit.Name) a request
+	// must pass, in order; a site's come before its route's.
+	RateLimit []string `json:"rate_limit,omitempty"`
+}
+
+// RateLimit is a rate_limit block: a limit on the requests of each key
+// that holds across every worker (a shared-memory zone the master
+// creates), like nginx's limit_req with burst=N nodelay.
+type RateLimit struct {
+	Name string `json:"name"`
+	// Key is a template (Placeholder) whose expansion names the client
+	// counted: "{remote_addr}" by default.
+	Key string `json:"key"`
+	// Rate is the rate as written ("10r/s", "600r/m"); Interval is the
+	// time between two requests it allows.
+	Rate     string        `json:"rate"`
+	Interval time.Duration `json:"interval"`
+	// Burst is how many requests beyond the rate may come at once.
+	Burst int `json:"burst"`
+	// Size is the zone's size in bytes; when its keys fill it, the ones
+	// that lapse first are dropped (an approximate LRU).
+	Size uint64 `json:"size"`
+	// Status answers a refused request, with Retry-After.
+	Status int `json:"status"`
+}
+
+// Defaults of a rate_limit block.
+const (
+	DefaultRateLimitKey    = "{remote_addr}"
+	DefaultRateLimitSize   = 1 << 20
+	DefaultRateLimitStatus = 429
+)
+
+// Shared is the shared block: the size of the embedding API's store.
+type Shared struct {
+	Size uint64 `json:"size"`
+}
+
+// DefaultSharedSize is the shared block's default size.
+const DefaultSharedSize = 64 << 20
+
+// ParseRate reads a rate_limit rate, "N r/s" or "N r/m" without spaces,
+// and returns the interval between two requests.
+func ParseRate(s string) (time.Duration, error) {
+	num, unit, ok := strings.Cut(s, "r/")
+	per := time.Second
+	switch {
+	case ok && unit == "s":
+	case ok && unit == "m":
+		per = time.Minute
+	default:
+		return 0, fmt.Errorf("%q is not a rate such as \"10r/s\" or \"600r/m\"", s)
+	}
+	n, err := strconv.ParseUint(num, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q: the number of requests must be a whole number from 1", s)
+	}
+	iv := per / time.Duration(n)
+	if iv < time.Microsecond {
+		return 0, fmt.Errorf("%q is above a million requests a second", s)
+	}
+	return iv, nil
 }
 
 // BasicAuth is a basic_auth block: users and their bcrypt hashes, written

@@ -224,6 +224,8 @@ var schemas = []struct {
 	{"basic_auth", "basicAuthSchema", basicAuthSchema},
 	{"request_headers", "requestHeadersSchema", requestHeadersSchema},
 	{"compress", "compressSchema", compressSchema},
+	{"rate_limit", "rateLimitSchema", rateLimitSchema},
+	{"shared", "sharedSchema", sharedSchema},
 }
 
 // TestDocsSchemasComplete checks that schemas holds every hcl.BodySchema

@@ -140,7 +140,17 @@ var (
 			{Type: "metrics"},
 			{Type: "http2"},
 			{Type: "site", LabelNames: []string{"name"}},
+			{Type: "rate_limit", LabelNames: []string{"name"}},
+			{Type: "shared"},
 		},
+	}
+	rateLimitSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "key"}, {Name: "rate", Required: true}, {Name: "burst"}, {Name: "size"}, {Name: "status"},
+		},
+	}
+	sharedSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "size"}},
 	}
 	listenSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
@@ -181,7 +191,7 @@ var (
 	siteSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "hosts"}, {Name: "listen"}, {Name: "allow"}, {Name: "deny"}, {Name: "error_pages"},
-			{Name: "request_id"},
+			{Name: "request_id"}, {Name: "rate_limit"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "route", LabelNames: []string{"prefix"}}, {Type: "headers"}, {Type: "basic_auth"},
@@ -189,7 +199,7 @@ var (
 		},
 	}
 	routeSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}, {Name: "request_id"}},
+		Attributes: []hcl.AttributeSchema{{Name: "allow"}, {Name: "deny"}, {Name: "request_id"}, {Name: "rate_limit"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "static"}, {Type: "proxy"}, {Type: "respond"}, {Type: "health"}, {Type: "redirect"},
 			{Type: "headers"}, {Type: "basic_auth"}, {Type: "compress"},
@@ -351,6 +361,15 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 		key := fmt.Sprintf("sites[%d]", i)
 		c.Sites = append(c.Sites, d.site(b, key))
 	}
+	for i, b := range ct.Blocks.OfType("rate_limit") {
+		key := fmt.Sprintf("rate_limits[%d]", i)
+		c.RateLimits = append(c.RateLimits, d.rateLimit(b, key))
+	}
+	if b := d.single(ct.Blocks, "shared"); b != nil {
+		d.pos["shared"] = b.DefRange
+		c.Shared = &Shared{Size: DefaultSharedSize}
+		d.size(d.content(b.Body, sharedSchema).Attributes["size"], "shared.size", &c.Shared.Size)
+	}
 	return c
 }
 
@@ -441,6 +460,23 @@ func (d *decoder) site(b *hcl.Block, key string) Site {
 	return s
 }
 
+func (d *decoder) rateLimit(b *hcl.Block, key string) RateLimit {
+	r := RateLimit{Name: b.Labels[0], Key: DefaultRateLimitKey, Size: DefaultRateLimitSize, Status: DefaultRateLimitStatus}
+	d.pos[key] = b.DefRange
+	d.pos[key+".name"] = b.LabelRanges[0]
+	a := d.content(b.Body, rateLimitSchema).Attributes
+	d.required(a, key, "rate")
+	d.string(a["key"], key+".key", &r.Key)
+	d.string(a["rate"], key+".rate", &r.Rate)
+	d.int(a["burst"], key+".burst", &r.Burst)
+	d.size(a["size"], key+".size", &r.Size)
+	d.int(a["status"], key+".status", &r.Status)
+	if iv, err := ParseRate(r.Rate); err == nil {
+		r.Interval = iv
+	}
+	return r
+}
+
 func (d *decoder) static(b *hcl.Block, key string) *Static {
 	st := &Static{Index: []string{DefaultIndex}, Gzip: true}
 	a := d.content(b.Body, staticSchema).Attributes
@@ -520,6 +556,7 @@ func (d *decoder) access(a hcl.Attributes, blocks hcl.Blocks, key string, dst *A
 	d.strings(a["allow"], key+".allow", &dst.Allow)
 	d.strings(a["deny"], key+".deny", &dst.Deny)
 	d.string(a["request_id"], key+".request_id", &dst.RequestID)
+	d.strings(a["rate_limit"], key+".rate_limit", &dst.RateLimit)
 	b := d.single(blocks, "basic_auth")
 	if b == nil {
 		return

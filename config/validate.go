@@ -49,6 +49,8 @@ type validator struct {
 	// socket or a unix socket a warning (Check).
 	warnDirs bool
 	diags    hcl.Diagnostics
+	// zones holds the names of the rate_limit blocks.
+	zones map[string]bool
 }
 
 // rangeOf finds where key, or failing that its nearest parent, was written.
@@ -204,6 +206,7 @@ func (v *validator) config(c *Config) {
 		v.metrics(*m, seen)
 	}
 
+	v.rateLimits(c)
 	siteNames := make(map[string]string)
 	hosts := make(map[string][]hostUse)
 	for i := range c.Sites {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -28,6 +29,9 @@ const (
 	// (protocol.WorkerProcs): a worker whose requests mostly run on
 	// goroutines gives it back (protocol.ProcsOnGoroutines).
 	EnvLoopP = "FORKD_LOOP_P"
+	// EnvZoneFDs is "name=fd,name=fd" for each shared-memory zone (see
+	// AppendZones).
+	EnvZoneFDs = "FORKD_ZONE_FDS"
 )
 
 // RoleWorker is EnvRole's value in a worker.
@@ -48,6 +52,27 @@ type Inherited struct {
 	Draining bool
 	// LoopP: GOMAXPROCS includes a P the master added (EnvLoopP).
 	LoopP bool
+	// Zones are the shared-memory zones (package zone), by name: the
+	// rate_limit blocks' and the shared store (ZoneName, StoreZone).
+	Zones []Listener
+}
+
+// StoreZone is the name of the shared block's zone; ZoneName gives a
+// rate_limit block's.
+const StoreZone = "shared"
+
+// ZoneName is the name under which a rate_limit block's zone travels.
+func ZoneName(rateLimit string) string { return "rate_limit." + rateLimit }
+
+// AppendZones adds the shared-memory zones to what ExtraFiles laid out:
+// their files after the others, and EnvZoneFDs naming them.
+func AppendZones(files []*os.File, env []string, zones []Listener) ([]*os.File, []string) {
+	fds := make([]NamedFD, 0, len(zones))
+	for _, z := range zones {
+		fds = append(fds, NamedFD{Name: z.Address, FD: 3 + len(files)})
+		files = append(files, z.File)
+	}
+	return files, append(env, EnvZoneFDs+"="+EncodeFDs(fds))
 }
 
 // Listener is one inherited listening socket and the address it was bound for.
@@ -166,7 +191,7 @@ func WorkerEnv() (*Inherited, error) {
 		return nil, ErrNotWorker
 	}
 	defer func() {
-		for _, k := range []string{EnvRole, EnvIPCFD, EnvConfigFD, EnvListenFDs, EnvSlot, EnvGeneration, EnvDraining, EnvLoopP} {
+		for _, k := range []string{EnvRole, EnvIPCFD, EnvConfigFD, EnvListenFDs, EnvSlot, EnvGeneration, EnvDraining, EnvLoopP, EnvZoneFDs} {
 			os.Unsetenv(k)
 		}
 	}()
@@ -189,6 +214,14 @@ func WorkerEnv() (*Inherited, error) {
 	lns, err := DecodeFDs(EnvListenFDs, os.Getenv(EnvListenFDs))
 	if err != nil {
 		return nil, err
+	}
+	zones, err := DecodeFDs(EnvZoneFDs, os.Getenv(EnvZoneFDs))
+	if err != nil {
+		return nil, err
+	}
+	for _, z := range zones {
+		syscall.CloseOnExec(z.FD)
+		in.Zones = append(in.Zones, Listener{Address: z.Name, File: os.NewFile(uintptr(z.FD), z.Name)})
 	}
 	in.IPC = os.NewFile(uintptr(fd), "ipc")
 	in.Config = os.NewFile(uintptr(cfd), "forkd-config")

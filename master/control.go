@@ -135,6 +135,7 @@ func (m *Master) status() *control.Status {
 		}
 		return a.Generation > b.Generation
 	})
+	st.Zones = m.zones.stats()
 	return st
 }
 

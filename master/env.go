@@ -38,6 +38,7 @@ type workerSpec struct {
 	slot, gen int
 	cfg       *config.Config
 	cfgFile   *os.File // the generation's configuration (ipc.ConfigFile)
+	zones     *zoneSet // the generation's shared-memory zones
 	draining  bool     // started while the master drains: health routes answer 503
 }
 
@@ -81,6 +82,7 @@ func (m *Master) startProcess(spec workerSpec) (int, *ipc.Conn, error) {
 		lns = append(lns, ipc.Listener{Address: a, File: m.listeners[a].file})
 	}
 	files, envv := ipc.ExtraFiles(theirs, spec.cfgFile, lns, spec.slot, spec.gen)
+	files, envv = ipc.AppendZones(files, envv, spec.zones.files())
 	cmd := exec.Command(m.opts.Executable)
 	cmd.Args = append([]string{workerName(m.opts.Args[0], spec.gen, spec.slot)}, m.opts.Args[1:]...)
 	cmd.Env = append(workerEnv(spec.cfg), envv...)

@@ -124,6 +124,8 @@ type Master struct {
 	snaps            chan chan metrics.Snapshot
 
 	tickets *ticketKeys // TLS session-ticket keys; nil until a TLS worker starts
+
+	zones *zoneSet // the current generation's shared-memory zones (zones.go)
 }
 
 type phase int
@@ -182,6 +184,10 @@ func New(opts Options) (*Master, error) {
 		return nil, err
 	}
 	if err := m.adoptUpgrade(); err != nil {
+		m.closeAll()
+		return nil, err
+	}
+	if err := m.openZones(); err != nil {
 		m.closeAll()
 		return nil, err
 	}
@@ -667,7 +673,7 @@ func (m *Master) reconcile(now time.Time) {
 		if now.Before(s.next) {
 			continue
 		}
-		if err := m.spawn(workerSpec{slot: slot, gen: m.gen, cfg: m.cfg, cfgFile: m.cfgFile, draining: m.phase == draining}, nil); err != nil {
+		if err := m.spawn(workerSpec{slot: slot, gen: m.gen, cfg: m.cfg, cfgFile: m.cfgFile, zones: m.zones, draining: m.phase == draining}, nil); err != nil {
 			s.failures++
 			s.next = now.Add(backoff(s.failures))
 			m.log.Error("cannot start worker", "slot", slot, "error", err)
@@ -1102,6 +1108,7 @@ func (m *Master) closeAll() {
 	if m.cfgFile != nil {
 		m.cfgFile.Close()
 	}
+	m.zones.closeExcept(nil)
 	if m.logFile != nil {
 		m.logFile.Close() // last: everything above may log
 	}

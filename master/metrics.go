@@ -126,6 +126,9 @@ func (m *Master) buildSnapshot() metrics.Snapshot {
 			s.Restarts[restartCause(c).String()] = v
 		}
 	}
+	for _, z := range m.zones.stats() {
+		s.Zones = append(s.Zones, metrics.Zone(z))
+	}
 	for _, w := range m.workers {
 		s.Workers = append(s.Workers, metrics.Worker{
 			Slot: w.slot, PID: w.pid, RSS: w.beat.RSS, Requests: w.beat.Requests, OpenConns: w.beat.OpenConns,

@@ -22,6 +22,7 @@ type reloadTxn struct {
 	cfg     *config.Config
 	gen     int
 	cfgFile *os.File      // the new generation's configuration for its workers
+	zones   *zoneSet      // its shared-memory zones: the current ones it keeps, and new ones
 	logFile *logging.File // the master's new log file, when log.file changed
 	opened  []string      // listeners bound for this reload alone
 	spawned map[int]bool  // slots started (each once: a failure refuses the reload)
@@ -99,6 +100,10 @@ func (m *Master) prepareReload() (*reloadTxn, error) {
 		txn.close(m)
 		return nil, err
 	}
+	if txn.zones, err = makeZones(cfg, m.zones, nil); err != nil {
+		txn.close(m)
+		return nil, err
+	}
 	if err := m.prepareOwnFiles(txn); err != nil {
 		txn.close(m)
 		return nil, err
@@ -158,7 +163,7 @@ func (m *Master) advanceReload(txn *reloadTxn) {
 			continue
 		}
 		txn.spawned[slot] = true
-		if err := m.spawn(workerSpec{slot: slot, gen: txn.gen, cfg: txn.cfg, cfgFile: txn.cfgFile}, txn); err != nil {
+		if err := m.spawn(workerSpec{slot: slot, gen: txn.gen, cfg: txn.cfg, cfgFile: txn.cfgFile, zones: txn.zones}, txn); err != nil {
 			m.endReload(txn, fmt.Errorf("cannot start worker: %w", err), true)
 			return
 		}
@@ -186,6 +191,8 @@ func (m *Master) commitReload(txn *reloadTxn) {
 	m.everReady = true
 	m.cfgFile.Close()
 	m.cfgFile = txn.cfgFile
+	m.zones.closeExcept(txn.zones)
+	m.zones = txn.zones
 	if txn.logFile != nil {
 		m.logFile.Close()
 		m.logFile = txn.logFile
@@ -265,6 +272,7 @@ func (txn *reloadTxn) close(m *Master) {
 	if txn.cfgFile != nil {
 		txn.cfgFile.Close()
 	}
+	txn.zones.closeExcept(m.zones)
 	if txn.logFile != nil {
 		txn.logFile.Close()
 	}

@@ -87,6 +87,11 @@ func (m *Master) startUpgrade() {
 		envUpgradeFrom+"="+strconv.Itoa(m.pid),
 		envUpgradeGen+"="+strconv.Itoa(m.latestGen()),
 	)
+	var zfds []ipc.NamedFD
+	for _, z := range m.zones.files() {
+		zfds = append(zfds, ipc.NamedFD{Name: z.Address, FD: add(z.File)})
+	}
+	env = append(env, envUpgradeZones+"="+ipc.EncodeFDs(zfds))
 	if m.metricsFile != nil {
 		env = append(env, envUpgradeMetrics+"="+ipc.EncodeFDs([]ipc.NamedFD{{Name: m.cfg.Metrics.Address, FD: add(m.metricsFile)}}))
 	}

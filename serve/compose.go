@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"slices"
+
 	"github.com/forkd/forkd/config"
 	"github.com/forkd/forkd/protocol"
 )
@@ -24,16 +26,20 @@ import (
 //     program's handler only when marked protocol.Compressed).
 //  2. error_pages of the site: once the rest has answered, an error
 //     without a body of its own gets the page for its status.
-//  3. allow/deny of the site, then of the route: 403.
-//  4. basic_auth, the route's or else the site's: 401.
-//  5. the handler.
+//  3. rate_limit of the site, then of the route: the block's status
+//     (429) with Retry-After; before the checks below, as nginx's
+//     limit_req runs before its access phase, so that a flood never
+//     reaches the cost of bcrypt.
+//  4. allow/deny of the site, then of the route: 403.
+//  5. basic_auth, the route's or else the site's: 401.
+//  6. the handler.
 func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) (routeHandler, error) {
 	var route config.Route
 	if cr != nil {
 		route = *cr
 	}
 
-	// Built from the handler outwards: 4, 3, 2, 1, 0.
+	// Built from the handler outwards: 5, 4, 3, 2, 1, 0.
 	auth := route.BasicAuth
 	if auth == nil {
 		auth = cs.BasicAuth
@@ -54,6 +60,10 @@ func (h *handler) compose(cs *config.Site, cr *config.Route, next routeHandler) 
 	}
 	if l := newAccessList(cs.Access, next); l != nil {
 		next = l
+	}
+	next, err := h.newRateLimits(append(slices.Clone(cs.RateLimit), route.RateLimit...), next)
+	if err != nil {
+		return nil, err
 	}
 	if len(cs.ErrorPages) > 0 {
 		pages, ok := h.pages[cs]

@@ -20,6 +20,7 @@ const (
 // across requests (pooled by the handler).
 type reqPath struct {
 	buf   []byte
+	key   []byte // scratch for rate-limit keys (rateLimit)
 	path  []byte // cleaned path: starts with '/', aliases buf
 	flags int
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/zone"
 	"github.com/forkd/forkd/protocol"
 	"github.com/hashicorp/go-hclog"
 )
@@ -27,6 +28,11 @@ type Options struct {
 	// bound to (port 0 becomes the port chosen), for matching the sites
 	// of a listener (site.listen); nil: the addresses as written.
 	Bound map[string]net.Addr
+	// Zones are the rate_limit blocks' shared zones, by block name, that
+	// the master handed to the worker; a block without one is an error.
+	// Nil: each block gets a zone of this process alone (a handler built
+	// without a master, in tests).
+	Zones map[string]*zone.Limiter
 }
 
 // routeHandler serves the requests of one route. p is the cleaned request
@@ -65,6 +71,11 @@ type handler struct {
 	// compressors holds each compress block's compressor while the routes
 	// are built, so that a site's routes share one (and its cache).
 	compressors map[*config.Compress]*compressor
+	// zones holds each rate_limit block's zone, once a route uses it;
+	// rateLimits are the blocks and sharedZones the master's zones.
+	zones       map[string]*rateZone
+	rateLimits  []config.RateLimit
+	sharedZones map[string]*zone.Limiter
 
 	// limits bound what upstream responses may make a worker hold, as
 	// they bound requests.
@@ -87,12 +98,15 @@ func New(cfg *config.Config, opts Options) (protocol.Handler, error) {
 		auths:       make(map[*config.BasicAuth]*authUsers),
 		compressors: make(map[*config.Compress]*compressor),
 		pages:       make(map[*config.Site]map[int]*errorPage),
+		zones:       make(map[string]*rateZone),
+		sharedZones: opts.Zones,
 	}
 	h.paths.New = func() any { return &reqPath{buf: make([]byte, 0, 256)} }
 	var sites []config.Site
 	h.limits = protocol.DefaultLimits()
 	if cfg != nil {
 		sites = cfg.Sites
+		h.rateLimits = cfg.RateLimits
 		if cfg.Limits.HeaderBytes > 0 {
 			h.limits.HeaderBytes = cfg.Limits.HeaderBytes
 		}
@@ -268,5 +282,13 @@ func (h *handler) Close() error {
 		}
 	}
 	h.closers = nil
+	for _, z := range h.zones {
+		if z.own {
+			if err := z.lim.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	h.zones = nil
 	return errors.Join(errs...)
 }

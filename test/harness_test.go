@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	binary = filepath.Join(dir, "forkd")
 	build := exec.Command("go", "build", "-o", dir+"/", "github.com/forkd/forkd/cmd/forkd",
-		"github.com/forkd/forkd/examples/hello", "github.com/forkd/forkd/examples/nethttp",
+		"github.com/forkd/forkd/examples/hello", "github.com/forkd/forkd/examples/nethttp", "github.com/forkd/forkd/examples/shared",
 		"github.com/forkd/forkd/test/testdata/crashy")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/forkd/forkd/internal/logging"
 	"github.com/forkd/forkd/internal/metrics"
 	"github.com/forkd/forkd/internal/procname"
+	"github.com/forkd/forkd/internal/zone"
 	"github.com/forkd/forkd/ipc"
 	"github.com/forkd/forkd/protocol"
 	"github.com/forkd/forkd/serve"
@@ -54,6 +55,9 @@ type Info struct {
 	// after TERM): a handler's own health check should then fail, as
 	// health routes answer 503, while everything else is served.
 	Draining func() bool
+	// Store is the store every worker shares (the shared block); nil
+	// without a shared block.
+	Store *zone.Store
 }
 
 // Options are what a worker serves beyond its configuration.
@@ -115,6 +119,7 @@ func Run(opts Options) int {
 	w := &runtime{opts: opts, conn: conn, cfg: cfg, slot: in.Slot, gen: in.Generation, pid: os.Getpid(),
 		log: early.With("slot", in.Slot, "generation", in.Generation)}
 	w.draining.Store(in.Draining)
+	w.zoneFiles = in.Zones
 	code := w.run(in.Listeners, sigs)
 	conn.Close()
 	return code
@@ -138,6 +143,10 @@ type runtime struct {
 	// ipc.EnvDraining at start): health routes answer 503.
 	draining atomic.Bool
 	tls      *tlsState // nil without TLS listeners
+	// zoneFiles are the shared-memory zones the master handed over;
+	// zones, once run has mapped them.
+	zoneFiles []ipc.Listener
+	zones     *zones
 }
 
 func (w *runtime) send(m *ipc.Message) error {
@@ -154,7 +163,11 @@ func (w *runtime) bootFail(err error) int {
 }
 
 func (w *runtime) info() Info {
-	return Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log, Draining: w.draining.Load}
+	info := Info{Slot: w.slot, Generation: w.gen, PID: w.pid, Config: w.cfg, Logger: w.log, Draining: w.draining.Load}
+	if w.zones != nil {
+		info.Store = w.zones.store
+	}
+	return info
 }
 
 // capConnections returns max_connections, lowered to what the open-file
@@ -218,7 +231,14 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		raw = append(raw, ln)
 		bound[l.Address] = ln.Addr()
 	}
-	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler, Draining: &w.draining, Bound: bound})
+	zs, err := openZones(w.zoneFiles)
+	if err != nil {
+		return w.bootFail(err)
+	}
+	// Never unmapped: a handler still running on a goroutine when run
+	// returns may be using a zone; the process's exit unmaps them.
+	w.zones = zs
+	h, err := serve.New(w.cfg, serve.Options{Logger: w.log, Fallback: w.opts.Handler, Draining: &w.draining, Bound: bound, Zones: zs.limiters})
 	if err != nil {
 		return w.bootFail(err)
 	}

@@ -49,7 +49,7 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 		return fmt.Errorf("control: writing status: %w", err)
 	}
 	if len(s.Workers) == 0 {
-		return nil
+		return formatZones(w, s.Zones)
 	}
 
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
@@ -66,7 +66,7 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("control: writing status: %w", err)
 	}
-	return nil
+	return formatZones(w, s.Zones)
 }
 
 // FormatAge returns the time from start to now in a short form such as

@@ -108,6 +108,9 @@ type Status struct {
 	// the status repeatedly (forkd top) measures ages and intervals on the
 	// master's clock, not its own. Zero from a master that predates it.
 	Now time.Time `json:"now,omitzero"`
+	// Zones are the shared-memory zones: rate_limit blocks and the
+	// shared store.
+	Zones []ZoneStatus `json:"zones,omitempty"`
 }
 
 // ReloadOutcome is how a reload ended: applied whole, or refused with the

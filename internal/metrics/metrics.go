@@ -77,6 +77,9 @@ type Snapshot struct {
 	ReloadFailures uint64 // reloads rejected, e.g. for an invalid config
 	Generation     int
 	Started        time.Time // when the master started; omitted when zero
+	// Zones are the shared-memory zones; their families are written only
+	// when there is one.
+	Zones []Zone
 }
 
 // classLabels are the label values of forkd_requests_total, by Classes index.
@@ -158,6 +161,10 @@ func Write(w io.Writer, s Snapshot) error {
 
 	e.family("forkd_generation", "gauge", "Configuration generation of the current workers; it grows by one on every successful reload.")
 	e.sample("forkd_generation", strconv.Itoa(s.Generation))
+
+	if len(s.Zones) > 0 {
+		e.writeZones(s.Zones)
+	}
 
 	if !s.Started.IsZero() {
 		e.family("forkd_master_start_time_seconds", "gauge", "Start time of the master since the Unix epoch in seconds.")
