@@ -931,6 +931,18 @@ func (m *Master) reap(ev exitEvent) {
 	if w.conn != nil {
 		w.conn.Close()
 	}
+	// A worker killed inside a store write leaves its bucket locked; free
+	// it now, before its pid can be reused.
+	// (The master maps the current generation's zones and a pending
+	// reload's; a store it no longer maps is left to the workers' own
+	// recovery.)
+	n := m.zones.release(w.pid)
+	if m.pending != nil && m.pending.zones != nil && m.pending.zones.store != m.zones.storeOrNil() {
+		n += m.pending.zones.release(w.pid)
+	}
+	if n > 0 {
+		m.log.Warn("freed the shared store locks of a dead worker", "worker_pid", w.pid, "locks", n)
+	}
 	m.stats.retiredReqs += w.beat.Requests
 	m.stats.retired = m.stats.retired.Plus(w.beat.Status)
 	m.stats.retiredH2 = m.stats.retiredH2.Plus(w.beat.H2Status)

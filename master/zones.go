@@ -123,6 +123,23 @@ func (zs *zoneSet) closeExcept(keep *zoneSet) {
 	}
 }
 
+// release frees the store locks a reaped worker held (zone.Store.Release)
+// and returns how many there were.
+func (zs *zoneSet) release(pid int) int {
+	if zs == nil || zs.store == nil {
+		return 0
+	}
+	return zs.store.Release(pid)
+}
+
+// storeOrNil is zs's store; nil for none.
+func (zs *zoneSet) storeOrNil() *zone.Store {
+	if zs == nil {
+		return nil
+	}
+	return zs.store
+}
+
 // zoneStats reports every zone's counters for status and metrics.
 func (zs *zoneSet) stats() []control.ZoneStatus {
 	if zs == nil {

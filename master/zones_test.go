@@ -98,3 +98,33 @@ func TestAdoptZones(t *testing.T) {
 		f.Close()
 	}
 }
+
+// TestReapReleasesStoreLocks: a worker SIGKILLed inside a store write
+// leaves its bucket locked under its pid; reaping it frees the lock, so a
+// new process that gets the same pid cannot hold the bucket for good.
+func TestReapReleasesStoreLocks(t *testing.T) {
+	m, f := newTestMaster(t, testConfig(1))
+	zs, err := makeZones(zoneConfig(0, 1<<20), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { zs.closeExcept(nil) })
+	m.zones = zs
+	m.reconcile(f.now)
+	pid := m.pids(1)[0]
+	if n := zs.store.Release(pid); n != 0 {
+		t.Fatalf("%d locks held before any write", n)
+	}
+	if err := zs.store.Set([]byte("k"), []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	zs.store.HoldForTest([]byte("k"), pid)
+	m.reap(signaled(pid, syscall.SIGKILL))
+	if n := zs.store.Release(pid); n != 0 {
+		t.Fatalf("the reaped worker's lock is still held (%d)", n)
+	}
+	// The bucket is usable at once.
+	if err := zs.store.Set([]byte("k"), []byte("after"), 0); err != nil {
+		t.Fatal(err)
+	}
+}

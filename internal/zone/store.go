@@ -259,13 +259,7 @@ func (s *Store) lockBucket(b []storeSlot) {
 		}
 		if i >= spinsBeforeCheck && i%spinsBeforeCheck == 0 {
 			if pid := l.Load(); pid != 0 && pid != s.pid && !processAlive(pid) && l.CompareAndSwap(pid, s.pid) {
-				for j := range b {
-					if seq := b[j].seq.Load(); seq&1 == 1 {
-						b[j].hash.Store(0)
-						b[j].seq.Store(seq + 1)
-						s.z.st.entries.Add(^uint64(0)) // counted when its writer took it
-					}
-				}
+				s.clearTorn(b)
 				return
 			}
 		}
@@ -274,6 +268,57 @@ func (s *Store) lockBucket(b []storeSlot) {
 }
 
 func unlockBucket(b []storeSlot) { b[0].lock.Store(0) }
+
+// clearTorn empties the slots of b, whose lock the caller took over from a
+// writer that died, that the writer left half-written (odd sequence).
+func (s *Store) clearTorn(b []storeSlot) {
+	for j := range b {
+		if seq := b[j].seq.Load(); seq&1 == 1 {
+			b[j].hash.Store(0)
+			b[j].seq.Store(seq + 1)
+			s.z.st.entries.Add(^uint64(0)) // counted when its writer took it
+		}
+	}
+}
+
+// HoldForTest leaves key's bucket locked by pid, as a writer SIGKILLed
+// mid-write would; it exists for the tests of the packages that use the
+// store (the master's release of a reaped worker's locks).
+func (s *Store) HoldForTest(key []byte, pid int) {
+	s.bucket(s.z.hash(key))[0].lock.Store(uint64(pid))
+}
+
+// Release frees every bucket lock that pid holds, emptying the slots it
+// left half-written, and returns how many it freed. The master calls it
+// for each worker it reaps: a writer's own recovery (lockBucket) trusts
+// kill(pid, 0), which a pid reused by a new process would fool, and the
+// master runs before the kernel can hand the pid out again. Only pages of
+// the table that some process touched are read (mincore), so the caller's
+// resident memory does not grow with the zone.
+func (s *Store) Release(pid int) int {
+	if pid <= 0 || len(s.slots) == 0 {
+		return 0
+	}
+	page := uintptr(os.Getpagesize())
+	base := uintptr(unsafe.Pointer(&s.z.mem[0]))
+	vec := make([]byte, (uintptr(len(s.z.mem))+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, base, uintptr(len(s.z.mem)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		vec = nil // read every bucket
+	}
+	n := 0
+	for i := uint64(0); i < s.buckets; i++ {
+		b := s.slots[i*storeWays : (i+1)*storeWays]
+		if vec != nil && vec[(uintptr(unsafe.Pointer(&b[0]))-base)/page]&1 == 0 {
+			continue // never touched: unlocked
+		}
+		if b[0].lock.CompareAndSwap(uint64(pid), s.pid) {
+			s.clearTorn(b)
+			unlockBucket(b)
+			n++
+		}
+	}
+	return n
+}
 
 // lookup finds key's slot in b, whose lock the caller holds; nil when
 // absent or expired.

@@ -43,8 +43,10 @@
 // Limiter). The store locks one slot at a time; the lock word holds the
 // holder's pid, and a process that finds it held by a process that no
 // longer exists takes it over and discards the slot, whose sequence
-// number tells that its contents may be torn (see Store). No zone state
-// depends on the master: it neither locks nor repairs anything.
+// number tells that its contents may be torn (see Store). The master
+// never locks; when it reaps a worker it frees the store locks that pid
+// held (Store.Release), before the kernel can give the pid to a process
+// that kill(pid, 0) would take for the holder.
 package zone
 
 import (
