@@ -810,18 +810,24 @@ func (d *decoder) ints(attr *hcl.Attribute, key string, dst *[]int) {
 	*dst = out
 }
 
-// intMap decodes a map of whole numbers, keeping each key's position.
-func (d *decoder) intMap(attr *hcl.Attribute, key string, dst *map[string]int) {
-	v, ok := d.value(attr, key, cty.Map(cty.Number), "a map of numbers")
-	if !ok {
-		return
-	}
+// keyPositions records where each key of a map attribute is written, so
+// that an error about one entry points at its line.
+func (d *decoder) keyPositions(attr *hcl.Attribute, key string) {
 	pairs, _ := hcl.ExprMap(attr.Expr)
 	for _, p := range pairs {
 		if k, diags := p.Key.Value(nil); !diags.HasErrors() && k.Type() == cty.String {
 			d.pos[fmt.Sprintf("%s[%q]", key, k.AsString())] = p.Key.Range()
 		}
 	}
+}
+
+// intMap decodes a map of whole numbers, keeping each key's position.
+func (d *decoder) intMap(attr *hcl.Attribute, key string, dst *map[string]int) {
+	v, ok := d.value(attr, key, cty.Map(cty.Number), "a map of numbers")
+	if !ok {
+		return
+	}
+	d.keyPositions(attr, key)
 	out := make(map[string]int, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
 		k, ev := it.Element()
@@ -848,12 +854,7 @@ func (d *decoder) stringMap(attr *hcl.Attribute, key string, dst *map[string]str
 	if !ok {
 		return
 	}
-	pairs, _ := hcl.ExprMap(attr.Expr)
-	for _, p := range pairs {
-		if k, diags := p.Key.Value(nil); !diags.HasErrors() && k.Type() == cty.String {
-			d.pos[fmt.Sprintf("%s[%q]", key, k.AsString())] = p.Key.Range()
-		}
-	}
+	d.keyPositions(attr, key)
 	out := make(map[string]string, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
 		k, ev := it.Element()

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forkd/forkd/internal/control"
 	"github.com/forkd/forkd/internal/zone"
 )
 
@@ -92,16 +93,8 @@ func countAllowed(t *testing.T, addr string, n int, hdrs ...string) int {
 // zoneStatus is the zones part of `forkd status -json`.
 type zoneStatus struct {
 	Status struct {
-		MasterPID int `json:"master_pid"`
-		Zones     []struct {
-			Name      string `json:"name"`
-			Kind      string `json:"kind"`
-			Entries   uint64 `json:"entries"`
-			Capacity  uint64 `json:"capacity"`
-			Evictions uint64 `json:"evictions"`
-			Allowed   uint64 `json:"allowed"`
-			Limited   uint64 `json:"limited"`
-		} `json:"zones"`
+		MasterPID int                  `json:"master_pid"`
+		Zones     []control.ZoneStatus `json:"zones"`
 	} `json:"status"`
 }
 
