@@ -170,6 +170,9 @@ func (s *Server) ServeConn(h protocol.HandOff) {
 func (s *Server) forget(nc net.Conn) {
 	nc.Close()
 	s.mu.Lock()
+	if g := s.conns[nc]; g != nil {
+		g.forgotten()
+	}
 	delete(s.conns, nc)
 	if len(s.conns) == 0 && s.idle != nil {
 		close(s.idle)
@@ -182,20 +185,18 @@ func (s *Server) forget(nc net.Conn) {
 // finish, and returns when every connection has closed, or when ctx ends
 // (then it closes the rest).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.goAwayAll()
-	// The first GOAWAY's round trip (see goaway.go), then x/net's.
-	first := time.NewTimer(goAwayRTT)
-	select {
-	case <-first.C:
-	case <-ctx.Done():
-	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		// Each call tells the connections registered by then; one
-		// handed over meanwhile is told on the next turn (its first
-		// GOAWAY just before).
-		s.goAwayAll()
+		// The first step on every connection (see goaway.go), then
+		// x/net's GOAWAY on all; a connection handed over meanwhile
+		// goes through both on the next turn.
+		for !s.goAwayAll(ctx) {
+		}
+		if ctx.Err() != nil {
+			s.Close()
+			return ctx.Err()
+		}
 		_ = s.base.Shutdown(context.Background())
 		s.mu.Lock()
 		if len(s.conns) == 0 {
@@ -219,14 +220,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// goAwayRTT is how long the first GOAWAY has to reach clients, and the
-// streams they sent before it to arrive, before x/net's names the last
-// stream served: a round trip, approximated as x/net does its own
-// (goAwayTimeout), by a second.
-const goAwayRTT = time.Second
-
-// goAwayAll sends every connection the first GOAWAY (each once).
-func (s *Server) goAwayAll() {
+// goAwayAll starts the drain's first step on every connection, waits for
+// it to end on each, and reports whether every connection registered by
+// then is through it (or ctx ended).
+func (s *Server) goAwayAll(ctx context.Context) bool {
 	s.mu.Lock()
 	gs := make([]*goAwayConn, 0, len(s.conns))
 	for _, g := range s.conns {
@@ -236,6 +233,20 @@ func (s *Server) goAwayAll() {
 	for _, g := range gs {
 		g.goAway() // may wait for a write in progress: not under s.mu
 	}
+	for _, g := range gs {
+		g.waitReady(ctx)
+	}
+	if ctx.Err() != nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.conns {
+		if !g.isReady() {
+			return false
+		}
+	}
+	return true
 }
 
 // Close closes every connection now.
