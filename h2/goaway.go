@@ -95,14 +95,16 @@ type tlsGoAwayConn struct {
 
 func (c *tlsGoAwayConn) ConnectionState() tls.ConnectionState { return c.cs.ConnectionState() }
 
-func newGoAwayConn(c net.Conn) (*goAwayConn, net.Conn) {
+// newGoAwayConn returns c's goAwayConn and the connection x/net serves:
+// the goAwayConn, with outer's TLS state if it has one.
+func newGoAwayConn(c, outer net.Conn) (*goAwayConn, net.Conn) {
 	g := &goAwayConn{
 		Conn:    c,
 		ready:   make(chan struct{}),
 		gone:    make(chan struct{}),
 		preface: len(clientPreface),
 	}
-	if cs, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+	if cs, ok := outer.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		return g, &tlsGoAwayConn{goAwayConn: g, cs: cs}
 	}
 	return g, g

@@ -149,7 +149,8 @@ func (s *Server) ServeConn(h protocol.HandOff) {
 		nc.Close()
 		return
 	}
-	g, c := newGoAwayConn(wrapConn(nc, h))
+	wc := wrapConn(nc, h)
+	g, c := newGoAwayConn(newFilterConn(wc, s.base.MaxHeaderBytes), wc)
 	s.conns[nc] = g
 	s.mu.Unlock()
 	defer s.forget(nc)

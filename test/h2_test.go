@@ -257,7 +257,7 @@ func TestH2Curl(t *testing.T) {
 }
 
 // h2loadLoop runs h2load against url, one run after another (each
-// -c 8 -m 4 for two seconds), until stop. An h2load client does not
+// -c 8 -m 4 for three seconds), until stop. An h2load client does not
 // reconnect after a GOAWAY: a reload ends the run's clients (each says
 // "Process Request Failure"), and the next run loads the new worker.
 type h2loadLoop struct {
@@ -305,7 +305,7 @@ func startH2loadLoop(t *testing.T, url string) *h2loadLoop {
 				return
 			default:
 			}
-			cmd := exec.Command(bin, "-c", "8", "-m", "4", "-D", "2", url)
+			cmd := exec.Command(bin, "-c", "8", "-m", "4", "-D", "3", url)
 			out := &syncBuilder{}
 			cmd.Stdout, cmd.Stderr = out, out
 			l.mu.Lock()
