@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"net"
@@ -33,6 +34,7 @@ import (
 // preface).
 type filterConn struct {
 	net.Conn
+	br *bufio.Reader // x/net reads each frame header and payload apart: one read(2) for many
 
 	preface int    // bytes of the client preface still to pass
 	out     []byte // filtered bytes x/net has still to read
@@ -52,7 +54,7 @@ type filterConn struct {
 const filterMaxFrame = 1 << 20
 
 func newFilterConn(c net.Conn, maxHeaderBytes int) *filterConn {
-	f := &filterConn{Conn: c, preface: len(clientPreface)}
+	f := &filterConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), preface: len(clientPreface)}
 	f.dec = hpack.NewDecoder(4096, f.field) // x/net's initialHeaderTableSize
 	// Never shorter than x/net's (its header list limit, a little more
 	// than maxHeaderBytes): the filter must not fail where x/net does not.
@@ -91,7 +93,7 @@ func (f *filterConn) Read(p []byte) (int, error) {
 		} else if f.pass > 0 {
 			k = min(k, f.pass)
 		}
-		n, err := f.Conn.Read(p[:k])
+		n, err := f.br.Read(p[:k])
 		if f.preface > 0 {
 			f.preface -= n
 		} else if f.pass > 0 {
@@ -100,7 +102,7 @@ func (f *filterConn) Read(p []byte) (int, error) {
 		return n, err
 	}
 	// A frame's header.
-	if _, err := io.ReadFull(f.Conn, f.hdr[:]); err != nil {
+	if _, err := io.ReadFull(f.br, f.hdr[:]); err != nil {
 		f.off = true
 		return 0, err
 	}
@@ -119,7 +121,7 @@ func (f *filterConn) Read(p []byte) (int, error) {
 	}
 	b := f.buf[:9+length]
 	copy(b, f.hdr[:])
-	if _, err := io.ReadFull(f.Conn, b[9:]); err != nil {
+	if _, err := io.ReadFull(f.br, b[9:]); err != nil {
 		f.off = true
 		f.out = b[:9]
 		return f.Read(p)

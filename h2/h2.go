@@ -14,16 +14,23 @@
 // Each stream's request is written as an HTTP/1.1 request head (its body
 // follows, by Content-Length or chunked, with its trailers) on a stream
 // connection, an in-memory net.Conn that the engine serves with
-// protocol.Server.ServeConn exactly as it serves a client: the same parser,
-// limits (header_bytes, header_count, body_bytes), handlers and access
-// log. The engine's HTTP/1.1 response is read back and written to the
-// stream: its status and fields (less the connection-specific ones, RFC
-// 9113 §8.2.2), its body as it comes (each write the engine makes is
-// flushed, so server-sent events go out one by one), and its trailers.
-// The engine's read and write deadlines become the stream's, through
-// http.ResponseController: idle_timeout bounds each wait for request body
-// bytes and write_timeout each wait to send. A handler that fails after
-// its head went out (or closes without an answer) resets the stream.
+// protocol.Server.ServeConn, on the stream's handler goroutine, exactly as
+// it serves a client: the same parser, limits (header_bytes,
+// header_count, body_bytes), handlers and access log. The engine's
+// HTTP/1.1 response is parsed as the engine writes it (resp.go) and goes
+// to the stream: its status and fields (less the connection-specific
+// ones, RFC 9113 §8.2.2), its body as it comes (each write the engine
+// makes is flushed, so server-sent events go out one by one, except the
+// one that ends the response, which x/net sends with the end of the
+// stream), and its trailers. The engine's read and write deadlines become
+// the stream's, through http.ResponseController: idle_timeout bounds each
+// wait for request body bytes and write_timeout each wait to send. A
+// handler that fails after its head went out (or closes without an
+// answer) resets the stream.
+//
+// x/net reads each frame's header and payload with reads of their own: the
+// connection's reads go through a buffer (filter.go), which also puts right
+// two of x/net's answers (see there).
 //
 // # Who owns what
 //
@@ -31,8 +38,8 @@
 // each on goroutines of its own, and Shutdown sends every one a GOAWAY
 // with the last stream it will serve, waits for those streams, and then
 // the connections close. A stream connection belongs to its stream's
-// handler goroutine, which waits for the engine to be done with it before
-// it returns, so nothing touches the stream after x/net has finished it.
+// handler goroutine, on which the engine serves it, so nothing touches the
+// stream after x/net has finished it.
 package h2
 
 //lint:file-ignore SA1019 x/net/http2.Server is deprecated in favour of net/http's bundled copy of the same code, which has no ServeConn: it serves connections only from a listener, through http.Server. forkd hands over connections whose first bytes it has read; a net/http server fed by such a listener lost streams across reloads in TestH2ReloadUnderH2load, x/net's ServeConn does not.
