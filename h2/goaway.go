@@ -71,6 +71,14 @@ type goAwayConn struct {
 	gone   chan struct{} // closed when the connection is forgotten
 	once   sync.Once
 
+	// The writes (see send).
+	wq      []byte // accepted, not yet written
+	spare   []byte
+	wbusy   bool // a flusher is writing
+	werr    error
+	wcond   sync.Cond // (on mu) wq shrank or the flusher stopped
+	closing bool
+
 	// Read side: only x/net's reading goroutine touches these.
 	preface int // bytes of the client preface still to come
 	r       frameTracker
@@ -104,6 +112,7 @@ func newGoAwayConn(c, outer net.Conn) (*goAwayConn, net.Conn) {
 		gone:    make(chan struct{}),
 		preface: len(clientPreface),
 	}
+	g.wcond.L = &g.mu
 	if cs, ok := outer.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		return g, &tlsGoAwayConn{goAwayConn: g, cs: cs}
 	}
@@ -143,7 +152,7 @@ func (c *goAwayConn) atBoundary() bool { return c.frames > 0 && c.w.boundary() }
 func (c *goAwayConn) hold() {
 	c.state = drainHolding
 	c.timer.Reset(goAwayRTT)
-	if _, err := c.Conn.Write(pingFrame(pingHold)); err != nil {
+	if err := c.send(pingFrame(pingHold)); err != nil {
 		c.setReady()
 	}
 }
@@ -163,7 +172,7 @@ func (c *goAwayConn) release() {
 	b = append(b, pingFrame(pingReady)...)
 	b = append(b, c.held...)
 	c.held = nil
-	if _, err := c.Conn.Write(b); err != nil {
+	if err := c.send(b); err != nil {
 		c.setReady()
 	}
 }
@@ -255,15 +264,81 @@ func (c *goAwayConn) Write(p []byte) (int, error) {
 			}
 			n = c.untilBoundary(p)
 		}
-		m, err := c.Conn.Write(p[:n])
-		c.follow(p[:m])
-		written += m
-		p = p[m:]
-		if err != nil {
+		if err := c.send(p[:n]); err != nil {
 			return written, err
 		}
+		c.follow(p[:n])
+		written += n
+		p = p[n:]
 	}
 	return written, nil
+}
+
+// Writes are coalesced: x/net writes each stream's frames as its handler
+// finishes, and flushes whenever its queue is empty, which is a write(2)
+// per response. send queues the bytes instead, and one flusher goroutine
+// writes what has queued while it was writing: under load, many
+// responses go in one write; idle, each goes at once. A queue over
+// maxQueued makes send wait, so a client that does not read holds x/net's
+// writes up as a socket would.
+
+const maxQueued = 256 << 10
+
+// send queues b for writing (c.mu held); it returns the error of an
+// earlier write, if one failed.
+func (c *goAwayConn) send(b []byte) error {
+	for c.werr == nil && len(c.wq) >= maxQueued {
+		c.wcond.Wait()
+	}
+	if c.werr != nil {
+		return c.werr
+	}
+	c.wq = append(c.wq, b...)
+	if !c.wbusy {
+		c.wbusy = true
+		go c.flusher()
+	}
+	return nil
+}
+
+func (c *goAwayConn) flusher() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.wq) > 0 && c.werr == nil {
+		b := c.wq
+		c.wq = c.spare[:0]
+		c.mu.Unlock()
+		_, err := c.Conn.Write(b)
+		c.mu.Lock()
+		if cap(b) <= maxQueued {
+			c.spare = b
+		}
+		if err != nil {
+			c.werr = err
+		}
+		c.wcond.Broadcast()
+	}
+	c.wq = nil
+	c.wbusy = false
+	c.wcond.Broadcast()
+}
+
+// Close writes what is queued (waiting for a client that does not read at
+// most goAwayRTT), then closes the connection.
+func (c *goAwayConn) Close() error {
+	c.mu.Lock()
+	if c.wbusy && !c.closing {
+		c.closing = true
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(goAwayRTT))
+	}
+	for c.wbusy {
+		c.wcond.Wait()
+	}
+	if c.werr == nil {
+		c.werr = net.ErrClosed
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // follow moves the write tracking over b, written.
