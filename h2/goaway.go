@@ -318,7 +318,7 @@ func (c *goAwayConn) flusher() {
 		}
 		c.wcond.Broadcast()
 	}
-	c.wq = nil
+	c.wq = c.wq[:0] // kept for the next burst
 	c.wbusy = false
 	c.wcond.Broadcast()
 }

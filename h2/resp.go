@@ -11,8 +11,9 @@ import (
 // as it comes, and writes it to the stream: its status and fields (less
 // the connection-specific ones, RFC 9113 §8.2.2), its body, its trailers.
 // What one engine write brings goes out at once (a server-sent event, a
-// flushed chunk), unless it ends the response: then x/net sends it with
-// the end of the stream when the handler returns, in one go.
+// flushed chunk), unless it ends the response (then x/net sends it with
+// the end of the stream when the handler returns, in one go) or is only
+// the head of a body of known length (which follows).
 type respWriter struct {
 	w      http.ResponseWriter
 	sc     *streamConn
@@ -66,7 +67,10 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 			}
 			switch rw.state {
 			case rsHead:
-				wrote = rw.headLine(line) || wrote
+				// A head whose body has a known length need not go
+				// out before the body (a static file's, say: the
+				// engine writes its head, then the file).
+				wrote = rw.headLine(line) && rw.state != rsLength || wrote
 			case rsChunkSize:
 				rw.chunkSize(line)
 			default:
