@@ -305,12 +305,14 @@ func (c *goAwayConn) flusher() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.wq) > 0 && c.werr == nil {
+		// b, wq and spare never share an array: sends append to wq
+		// while b is written.
 		b := c.wq
-		c.wq = c.spare[:0]
+		c.wq, c.spare = c.spare[:0], nil
 		c.mu.Unlock()
 		_, err := c.Conn.Write(b)
 		c.mu.Lock()
-		if cap(b) <= maxQueued {
+		if cap(b) <= 2*maxQueued {
 			c.spare = b
 		}
 		if err != nil {

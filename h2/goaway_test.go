@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -126,5 +127,49 @@ func TestShutdownSteps(t *testing.T) {
 	nc.Close()
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestCoalescedWrites writes frames through a goAwayConn faster than the
+// peer reads (its queue fills past maxQueued) and checks that every byte
+// arrives in order.
+func TestCoalescedWrites(t *testing.T) {
+	a, b := net.Pipe()
+	g, c := newGoAwayConn(a, a)
+	const frames = 600
+	go func() {
+		for i := range frames {
+			n := 1 + i*37%20000
+			f := make([]byte, 9+n)
+			f[0], f[1], f[2] = byte(n>>16), byte(n>>8), byte(n)
+			for j := 9; j < len(f); j++ {
+				f[j] = byte(i)
+			}
+			if _, err := c.Write(f); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		g.Close()
+	}()
+	buf := make([]byte, 9)
+	for i := range frames {
+		if _, err := io.ReadFull(b, buf[:9]); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		n := int(buf[0])<<16 | int(buf[1])<<8 | int(buf[2])
+		if want := 1 + i*37%20000; n != want {
+			t.Fatalf("frame %d: length %d, want %d", i, n, want)
+		}
+		p := make([]byte, n)
+		if _, err := io.ReadFull(b, p); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if !bytes.Equal(p, bytes.Repeat([]byte{byte(i)}, n)) {
+			t.Fatalf("frame %d: payload corrupted", i)
+		}
+	}
+	if _, err := b.Read(buf); err != io.EOF {
+		t.Errorf("after the frames: %v, want EOF", err)
 	}
 }

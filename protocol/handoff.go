@@ -66,7 +66,9 @@ func (c *conn) takeH2() (int, bool) {
 	if string(got[:n]) != clientPreface[:n] {
 		switch notHTTP1(got) {
 		case lineIncomplete:
-			return 0, false
+			if c.w-c.r < c.srv.maxHead {
+				return 0, false
+			}
 		case lineNotHTTP1:
 			// Neither HTTP/1.x nor HTTP/2: an invalid client preface,
 			// which HTTP/2 answers (RFC 9113 §3.4), not a 400.
@@ -92,10 +94,11 @@ const (
 )
 
 // notHTTP1 looks at the first line of a plain connection that did not
-// start with the client preface: whether it ends in an HTTP/x.y version
-// (or has not ended yet, in its first 8 KiB; a first byte no request
-// starts with is left to the parser). Empty lines before it are
-// allowed, as before any HTTP/1.1 request.
+// start with the client preface: whether it ends in an HTTP/x.y version,
+// or has not ended yet. A line longer than a KiB (less than any head
+// limit), and a first byte no request starts with, are left to the
+// parser. Empty lines before it are allowed, as before any HTTP/1.1
+// request.
 func notHTTP1(b []byte) int {
 	i := 0
 	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
@@ -107,7 +110,7 @@ func notHTTP1(b []byte) int {
 	}
 	end := bytes.IndexByte(b, '\n')
 	if end < 0 {
-		if len(b) < 8<<10 {
+		if len(b) < 1<<10 {
 			return lineIncomplete
 		}
 		return lineHTTP1 // the parser answers a line this long

@@ -15,7 +15,7 @@ func TestNotHTTP1(t *testing.T) {
 		"INVALID CONNECTION PREFACE\r\n":    lineNotHTTP1,
 		"GET /\r\n":                         lineNotHTTP1,
 		"\x16\x03\x01\x02\x00":              lineHTTP1, // a ClientHello: the parser's 400
-		"GET /" + strings.Repeat("a", 9000): lineHTTP1,
+		"GET /" + strings.Repeat("a", 2000): lineHTTP1,
 	} {
 		if got := notHTTP1([]byte(in)); got != want {
 			t.Errorf("%q: %d, want %d", in, got, want)
