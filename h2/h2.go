@@ -14,16 +14,23 @@
 // Each stream's request is written as an HTTP/1.1 request head (its body
 // follows, by Content-Length or chunked, with its trailers) on a stream
 // connection, an in-memory net.Conn that the engine serves with
-// protocol.Server.ServeConn exactly as it serves a client: the same parser,
-// limits (header_bytes, header_count, body_bytes), handlers and access
-// log. The engine's HTTP/1.1 response is read back and written to the
-// stream: its status and fields (less the connection-specific ones, RFC
-// 9113 §8.2.2), its body as it comes (each write the engine makes is
-// flushed, so server-sent events go out one by one), and its trailers.
-// The engine's read and write deadlines become the stream's, through
-// http.ResponseController: idle_timeout bounds each wait for request body
-// bytes and write_timeout each wait to send. A handler that fails after
-// its head went out (or closes without an answer) resets the stream.
+// protocol.Server.ServeConn, on the stream's handler goroutine, exactly as
+// it serves a client: the same parser, limits (header_bytes,
+// header_count, body_bytes), handlers and access log. The engine's
+// HTTP/1.1 response is parsed as the engine writes it (resp.go) and goes
+// to the stream: its status and fields (less the connection-specific
+// ones, RFC 9113 §8.2.2), its body as it comes (each write the engine
+// makes is flushed, so server-sent events go out one by one, except the
+// one that ends the response, which x/net sends with the end of the
+// stream), and its trailers. The engine's read and write deadlines become
+// the stream's, through http.ResponseController: idle_timeout bounds each
+// wait for request body bytes and write_timeout each wait to send. A
+// handler that fails after its head went out (or closes without an
+// answer) resets the stream.
+//
+// x/net reads each frame's header and payload with reads of their own: the
+// connection's reads go through a buffer (filter.go), which also puts right
+// two of x/net's answers (see there).
 //
 // # Who owns what
 //
@@ -31,8 +38,8 @@
 // each on goroutines of its own, and Shutdown sends every one a GOAWAY
 // with the last stream it will serve, waits for those streams, and then
 // the connections close. A stream connection belongs to its stream's
-// handler goroutine, which waits for the engine to be done with it before
-// it returns, so nothing touches the stream after x/net has finished it.
+// handler goroutine, on which the engine serves it, so nothing touches the
+// stream after x/net has finished it.
 package h2
 
 //lint:file-ignore SA1019 x/net/http2.Server is deprecated in favour of net/http's bundled copy of the same code, which has no ServeConn: it serves connections only from a listener, through http.Server. forkd hands over connections whose first bytes it has read; a net/http server fed by such a listener lost streams across reloads in TestH2ReloadUnderH2load, x/net's ServeConn does not.
@@ -149,7 +156,8 @@ func (s *Server) ServeConn(h protocol.HandOff) {
 		nc.Close()
 		return
 	}
-	g, c := newGoAwayConn(wrapConn(nc, h))
+	wc := wrapConn(nc, h)
+	g, c := newGoAwayConn(newFilterConn(wc, s.base.MaxHeaderBytes), wc)
 	s.conns[nc] = g
 	s.mu.Unlock()
 	defer s.forget(nc)
@@ -170,6 +178,9 @@ func (s *Server) ServeConn(h protocol.HandOff) {
 func (s *Server) forget(nc net.Conn) {
 	nc.Close()
 	s.mu.Lock()
+	if g := s.conns[nc]; g != nil {
+		g.forgotten()
+	}
 	delete(s.conns, nc)
 	if len(s.conns) == 0 && s.idle != nil {
 		close(s.idle)
@@ -182,20 +193,18 @@ func (s *Server) forget(nc net.Conn) {
 // finish, and returns when every connection has closed, or when ctx ends
 // (then it closes the rest).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.goAwayAll()
-	// The first GOAWAY's round trip (see goaway.go), then x/net's.
-	first := time.NewTimer(goAwayRTT)
-	select {
-	case <-first.C:
-	case <-ctx.Done():
-	}
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		// Each call tells the connections registered by then; one
-		// handed over meanwhile is told on the next turn (its first
-		// GOAWAY just before).
-		s.goAwayAll()
+		// The first step on every connection (see goaway.go), then
+		// x/net's GOAWAY on all; a connection handed over meanwhile
+		// goes through both on the next turn.
+		for !s.goAwayAll(ctx) {
+		}
+		if ctx.Err() != nil {
+			s.Close()
+			return ctx.Err()
+		}
 		_ = s.base.Shutdown(context.Background())
 		s.mu.Lock()
 		if len(s.conns) == 0 {
@@ -219,14 +228,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// goAwayRTT is how long the first GOAWAY has to reach clients, and the
-// streams they sent before it to arrive, before x/net's names the last
-// stream served: a round trip, approximated as x/net does its own
-// (goAwayTimeout), by a second.
-const goAwayRTT = time.Second
-
-// goAwayAll sends every connection the first GOAWAY (each once).
-func (s *Server) goAwayAll() {
+// goAwayAll starts the drain's first step on every connection, waits for
+// it to end on each, and reports whether every connection registered by
+// then is through it (or ctx ended).
+func (s *Server) goAwayAll(ctx context.Context) bool {
 	s.mu.Lock()
 	gs := make([]*goAwayConn, 0, len(s.conns))
 	for _, g := range s.conns {
@@ -236,6 +241,20 @@ func (s *Server) goAwayAll() {
 	for _, g := range gs {
 		g.goAway() // may wait for a write in progress: not under s.mu
 	}
+	for _, g := range gs {
+		g.waitReady(ctx)
+	}
+	if ctx.Err() != nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.conns {
+		if !g.isReady() {
+			return false
+		}
+	}
+	return true
 }
 
 // Close closes every connection now.

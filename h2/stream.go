@@ -1,7 +1,6 @@
 package h2
 
 import (
-	"bufio"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -70,41 +69,29 @@ type connHandler struct {
 // errStreamDone ends the engine's writes once the stream has its answer.
 var errStreamDone = errors.New("h2: stream done")
 
-// bufPool holds the relay's read buffers.
-var bufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
-
-// ServeHTTP serves one stream through the engine (see the package doc).
+// ServeHTTP serves one stream through the engine (see the package doc), on
+// this goroutine: the engine's writes are parsed and go to w as they come.
 func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	pr, pw := io.Pipe()
 	sc := &streamConn{
 		head:   requestHead(r),
 		r:      r,
 		rc:     http.NewResponseController(w),
-		pw:     pw,
 		remote: h.remote,
 		local:  h.local,
 	}
+	sc.resp = respWriter{w: w, noBody: r.Method == "HEAD", sc: sc}
 	if r.ContentLength != 0 { // x/net: 0 when the stream ended with its head
 		sc.body = r.Body
 		sc.chunked = r.ContentLength < 0
 	}
-	engine := make(chan struct{})
-	go func() {
-		defer close(engine)
-		h.s.streams.ServeConn(r.Context(), sc)
-	}()
-	err := relay(w, r, pr)
-	pr.CloseWithError(errStreamDone)
-	if err != nil {
-		sc.finish()
-	}
 	// The engine may still read (and discard, bounded) what is left of
-	// the body, as after an HTTP/1.1 answer: meanwhile the stream stays
-	// open, so a body shorter or longer than its content-length is still
-	// seen as the stream error it is (RFC 9113 §8.1.1).
-	<-engine
+	// the body after its answer, as after an HTTP/1.1 answer: meanwhile
+	// the stream stays open, so a body shorter or longer than its
+	// content-length is still seen as the stream error it is (RFC 9113
+	// §8.1.1).
+	h.s.streams.ServeConn(r.Context(), sc)
 	sc.finish()
-	if err != nil {
+	if !sc.resp.complete() {
 		// The answer is torn or missing: reset the stream rather than
 		// end it as if complete.
 		panic(http.ErrAbortHandler)
@@ -146,73 +133,9 @@ func requestHead(r *http.Request) []byte {
 	return append(b, "\r\n"...)
 }
 
-// relay reads the engine's response from pr and writes it to w.
-func relay(w http.ResponseWriter, r *http.Request, pr io.Reader) error {
-	buf := bufPool.Get().(*[32 << 10]byte)
-	defer bufPool.Put(buf)
-	br := bufio.NewReaderSize(pr, 4<<10)
-	var resp *http.Response
-	for {
-		var err error
-		resp, err = http.ReadResponse(br, r)
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode >= 200 {
-			break
-		}
-		if resp.StatusCode == http.StatusEarlyHints {
-			copyHeader(w.Header(), resp.Header)
-			w.WriteHeader(resp.StatusCode)
-		}
-	}
-	h := w.Header()
-	clear(h)
-	copyHeader(h, resp.Header)
-	w.WriteHeader(resp.StatusCode)
-	flusher, _ := w.(http.Flusher)
-	for {
-		n, err := resp.Body.Read(buf[:])
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
-			}
-			if br.Buffered() == 0 && flusher != nil {
-				// The engine has nothing more queued: what it wrote
-				// goes out now (an event, the end of a chunk).
-				flusher.Flush()
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	for k, vv := range resp.Trailer {
-		if len(vv) > 0 {
-			h[http.TrailerPrefix+k] = vv
-		}
-	}
-	return nil
-}
-
-// copyHeader copies the fields of an HTTP/1.1 response that HTTP/2 can
-// carry (RFC 9113 §8.2.2).
-func copyHeader(dst, src http.Header) {
-	for k, vv := range src {
-		switch k {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
-			continue
-		}
-		dst[k] = vv
-	}
-}
-
 // streamConn is one stream's exchange as the engine sees it: Read gives
 // the request head, then its body (chunked when its length is unknown),
-// then EOF; Write takes the response into the pipe relay reads.
+// then EOF; Write takes the response, which resp writes to the stream.
 type streamConn struct {
 	head    []byte
 	r       *http.Request
@@ -222,7 +145,7 @@ type streamConn struct {
 	cbuf    []byte // chunked: body bytes read
 	ended   bool   // the body (and its framing) is all read
 	rc      *http.ResponseController
-	pw      *io.PipeWriter
+	resp    respWriter
 
 	remote, local net.Addr
 
@@ -234,10 +157,10 @@ type streamConn struct {
 // later reads see EOF.
 func (c *streamConn) finish() {
 	c.mu.Lock()
+	already := c.done
 	c.done = true
 	c.mu.Unlock()
-	c.pw.CloseWithError(errStreamDone)
-	if c.body != nil {
+	if c.body != nil && !already {
 		_ = c.rc.SetReadDeadline(time.Now())
 	}
 }
@@ -320,12 +243,10 @@ func (c *streamConn) lastChunk(b []byte) []byte {
 }
 
 func (c *streamConn) Write(p []byte) (int, error) {
-	return c.pw.Write(p)
+	return c.resp.Write(p)
 }
 
-func (c *streamConn) Close() error {
-	return c.pw.Close()
-}
+func (c *streamConn) Close() error { return nil }
 
 // HTTP2Stream tells the engine that its requests are HTTP/2 (Request.Proto).
 func (c *streamConn) HTTP2Stream() {}

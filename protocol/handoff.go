@@ -19,10 +19,13 @@ package protocol
 // unchanged.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"net"
 	"net/http"
+
+	"github.com/forkd/forkd/protocol/internal/wire"
 )
 
 // HandOff is a connection that leaves the engine for HTTP/2. Its receiver
@@ -61,6 +64,18 @@ func (c *conn) takeH2() (int, bool) {
 	got := c.rbuf[c.r:c.w]
 	n := min(len(got), len(clientPreface))
 	if string(got[:n]) != clientPreface[:n] {
+		switch notHTTP1(got) {
+		case lineIncomplete:
+			if c.w-c.r < c.srv.maxHead {
+				return 0, false
+			}
+		case lineNotHTTP1:
+			// Neither HTTP/1.x nor HTTP/2: an invalid client preface,
+			// which HTTP/2 answers (RFC 9113 §3.4), not a 400.
+			c.h2 = false
+			c.toHTTP2()
+			return -1, true
+		}
 		c.h2 = false
 		return 0, true
 	}
@@ -71,6 +86,44 @@ func (c *conn) takeH2() (int, bool) {
 	c.toHTTP2()
 	return -1, true
 }
+
+const (
+	lineHTTP1 = iota
+	lineIncomplete
+	lineNotHTTP1
+)
+
+// notHTTP1 looks at the first line of a plain connection that did not
+// start with the client preface: whether it ends in an HTTP/x.y version,
+// or has not ended yet. A line longer than a KiB (less than any head
+// limit), and a first byte no request starts with, are left to the
+// parser. Empty lines before it are allowed, as before any HTTP/1.1
+// request.
+func notHTTP1(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	b = b[i:]
+	if len(b) > 0 && !wire.CanStartRequest(b[0]) {
+		return lineHTTP1 // the parser answers it at once (a TLS ClientHello)
+	}
+	end := bytes.IndexByte(b, '\n')
+	if end < 0 {
+		if len(b) < 1<<10 {
+			return lineIncomplete
+		}
+		return lineHTTP1 // the parser answers a line this long
+	}
+	line := bytes.TrimSuffix(b[:end], []byte("\r"))
+	v := line[bytes.LastIndexByte(line, ' ')+1:]
+	if len(v) == 8 && string(v[:5]) == "HTTP/" && isDigit(v[5]) && v[6] == '.' && isDigit(v[7]) {
+		return lineHTTP1
+	}
+	return lineNotHTTP1
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // toHTTP2 gives the connection to Server.HandOff, as hijack gives it to a
 // handler: it leaves its loop, the server forgets it, and what is buffered
