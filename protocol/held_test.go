@@ -70,15 +70,21 @@ func TestHeldBigResponse(t *testing.T) { inLoopModes(t, testHeldBigResponse) }
 
 func testHeldBigResponse(t *testing.T) {
 	body := strings.Repeat("x", 16<<20) // more than loopback's socket buffers
+	heldAfter := make(chan bool, 1)
 	h := HandlerFunc(func(w *ResponseWriter, r *Request) {
 		w.WillBlock()
 		w.WriteString(body)
+		w.Flush()
+		heldAfter <- heldNow(w)
 	})
 	_, addr := startServer(t, h, nil)
 	out := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 	resps := readResponses(t, out, "GET")
 	if b := bodyOf(resps[0]); len(b) != len(body) {
 		t.Fatalf("body of %d bytes, want %d", len(b), len(body))
+	}
+	if <-heldAfter {
+		t.Error("still held after a write that had to wait")
 	}
 }
 
