@@ -171,14 +171,17 @@
 //     turn, the turn ends after the request and never uses the old number
 //     again.
 //   - Leaving a loop to wait for something else (leaveLoop, WillBlock: a
-//     proxied request): the same, except that the goroutine keeps the raw
-//     descriptor (held, netTransport.raw) and writes to it with raw
-//     syscalls until the connection must wait for its client; only then
-//     does it make the net.Conn (unhold). A response the socket takes at
-//     once, on a connection that then closes, never needs one. Since the
-//     goroutine uses the number without a lock, it sets, replaces and
-//     closes raw only under Server.mu, and Close shuts a held socket down
-//     there (shutdown(2)) rather than closing it.
+//     proxied request): the loop forgets the socket, but the goroutine
+//     keeps the raw descriptor (held, netTransport.raw) and writes to it
+//     with raw syscalls until the connection must wait for its client;
+//     only then does it make the net.Conn (unhold). A response the socket
+//     takes at once, on a connection that then closes, never needs one.
+//     A held socket stays in its old loop's epoll set (events for it find
+//     no connection there) until unhold takes it out, under the loop's mu
+//     unless the loop has ended, or close(2) does. Since the goroutine
+//     uses the number without a lock, it sets, replaces and closes raw
+//     only under Server.mu, and Close shuts a held socket down there
+//     (shutdown(2)) rather than closing it.
 //   - Going back to a loop (backToLoop), by the goroutine serving an idle
 //     connection: inside the net.Conn's Control callback, which holds the
 //     descriptor open, it duplicates it; it sets the duplicate as the

@@ -114,3 +114,44 @@ func testHeldClose(t *testing.T) {
 		t.Fatalf("read %q (%v) after Close, want nothing", b, err)
 	}
 }
+
+// Bytes that arrive while the connection is held (a pipelined request)
+// wake its old loop, which no longer has it and ignores them; the request
+// is served once the first one is done, on the connection's net.Conn.
+func TestHeldPipelined(t *testing.T) { inLoopModes(t, testHeldPipelined) }
+
+func testHeldPipelined(t *testing.T) {
+	entered := make(chan bool, 1)
+	release := make(chan struct{})
+	h := HandlerFunc(func(w *ResponseWriter, r *Request) {
+		if string(r.Path) == "/block" {
+			w.WillBlock()
+			entered <- heldNow(w)
+			<-release
+		}
+		w.WriteString("ok " + string(r.Path))
+	})
+	_, addr := startServer(t, h, nil)
+	c := dial(t, addr)
+	io.WriteString(c, "GET /block HTTP/1.1\r\nHost: a\r\n\r\n")
+	if !<-entered {
+		t.Fatal("the connection was not held after WillBlock")
+	}
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	waitDelivered(t, c)
+	// The loop goes on serving others meanwhile.
+	if st, body := get(t, addr, "/other"); st != 200 || body != "ok /other" {
+		t.Fatalf("another connection: %d %q", st, body)
+	}
+	close(release)
+	br := bufioReader(c)
+	for _, path := range []string{"/block", "/next"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := bodyOf(resp); b != "ok "+path {
+			t.Fatalf("%s: %q", path, b)
+		}
+	}
+}

@@ -69,6 +69,7 @@ type netTransport struct {
 	rc      syscall.RawConn // nil when nc is not a socket (TLS, pipes)
 	fd      int             // inside readFn: the descriptor; else -1
 	raw     int             // a held socket (leaveLoop), else -1; see unhold
+	loop    *eventLoop      // whose epoll set still lists raw (leaveLoop), or nil
 	drained bool            // the last read came back short
 	given   bool            // Hijack gave nc itself to the handler
 	act     int             // how the turn inside readFn ended
@@ -400,7 +401,9 @@ func (c *conn) offLoop() (*netTransport, error) {
 // net.Conn, until it must wait for its client. A proxied request on a
 // connection that then closes is answered with one write on the raw
 // socket, without the net.Conn's fcntl and the two epoll_ctl calls of the
-// runtime's poller (registration, and removal at close).
+// runtime's poller (registration, and removal at close), nor the loop's
+// own removal: the socket stays in the loop's epoll set, where its events
+// find no connection, until unhold takes it out or close(2) does.
 func (c *conn) leaveLoop() {
 	t, ok := c.t.(*loopTransport)
 	if !ok {
@@ -411,18 +414,26 @@ func (c *conn) leaveLoop() {
 		c.offLoop()
 		return
 	}
-	t.leave()
-	go l.run()
+	// The loop forgets the socket, but a held one stays in its epoll set
+	// until unhold takes it out (most never need that: they close, which
+	// takes it out too); an event for it meanwhile finds no connection.
+	t.forget()
 	nt := &c.nt
 	nt.drained = t.drained // for closesQuietly
 	s := c.srv
 	s.mu.Lock()
-	if !s.closed {
-		nt.raw, t.fd = t.fd, -1
+	held := !s.closed
+	if held {
+		nt.raw, nt.loop, t.fd = t.fd, l, -1
 		c.t = nt
 	}
 	s.mu.Unlock()
-	if nt.raw < 0 {
+	if !held {
+		// As leave: before the loop goes on without this goroutine.
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+	}
+	go l.run()
+	if !held {
 		t.attach(c) // Close has begun: attach closes the net.Conn it makes
 	}
 }
@@ -440,6 +451,17 @@ func (t *netTransport) unhold() {
 	}
 	c := t.c
 	s := c.srv
+	if l := t.loop; l != nil {
+		// Out of the loop's epoll set (see leaveLoop) before the runtime's
+		// poller takes it, unless the loop has ended, and its epoll with it
+		// (under l.mu, as add).
+		t.loop = nil
+		l.mu.Lock()
+		if !l.closed {
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.raw, nil)
+		}
+		l.mu.Unlock()
+	}
 	s.mu.Lock()
 	fd := t.raw
 	t.raw = -1
