@@ -27,6 +27,9 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
 CONNS=${CONNS:-256}
 CHURN_CONNS=${CHURN_CONNS:-64}
+# PROXY_KEEPALIVE is the upstream keepalive of both proxies (forkd's
+# keepalive, nginx's upstream keepalive).
+PROXY_KEEPALIVE=${PROXY_KEEPALIVE:-64}
 THREADS=${THREADS:-}
 SERVER_CPUS=${SERVER_CPUS:-}
 CLIENT_CPUS=${CLIENT_CPUS:-}
@@ -55,6 +58,8 @@ Usage: bench/run.sh [options]
   -w, --warmup D         unmeasured wrk run before each test, 0 = none (WARMUP, default 1s)
   -c, --connections N    keep-alive connections (CONNS, default 256)
       --churn-connections N  connections of the churn test (CHURN_CONNS, default 64)
+      --proxy-keepalive N  idle upstream connections each proxy keeps, forkd and
+                         nginx alike (PROXY_KEEPALIVE, default 64)
   -t, --threads N        wrk threads (THREADS, default: CPUs in the client set)
   -s, --server-cpus L    taskset CPU list for the servers, e.g. 0-15 (SERVER_CPUS)
   -l, --client-cpus L    taskset CPU list for wrk, e.g. 16-31 (CLIENT_CPUS)
@@ -88,6 +93,7 @@ while (($#)); do
 	case $1 in
 	-d | --duration) DURATION=$2; shift ;;
 	--churn-connections) CHURN_CONNS=$2; shift ;;
+	--proxy-keepalive) PROXY_KEEPALIVE=$2; shift ;;
 	-w | --warmup) WARMUP=$2; shift ;;
 	-c | --connections) CONNS=$2; shift ;;
 	-t | --threads) THREADS=$2; shift ;;
@@ -700,7 +706,7 @@ EOF
 		port=$(free_port)
 		forkd_config "$TMP/forkd-proxy.hcl" "$port" "$WORKERS" "proxy {
       upstreams = [\"127.0.0.1:$UPSTREAM_PORT\"]
-      keepalive = 64
+      keepalive = $PROXY_KEEPALIVE
     }"
 		if start_server forkd-proxy "$port" / "$WORKERS" "$BIN/forkd" -c "$TMP/forkd-proxy.hcl"; then
 			proxy_targets forkd "http://127.0.0.1:$port/"
@@ -1097,7 +1103,7 @@ TLS
 		proxy_server=$(cat <<PROXY
     upstream bench_upstream {
         server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive 64;
+        keepalive $PROXY_KEEPALIVE;
     }
     server {
         listen 127.0.0.1:$pport;

@@ -138,6 +138,9 @@
 //	                                                         hands it to
 //	socket on a net.Conn         the goroutine serving the   that goroutine, or Close /   only inside its RawConn's
 //	(netTransport)               connection                  Shutdown at any moment       Read/Write/Control callbacks
+//	held socket                  the goroutine serving the   that goroutine, under        by that goroutine; Close
+//	(netTransport.raw)           connection                  Server.mu (close, unhold)    shuts it down under
+//	                                                                                      Server.mu
 //	hijacked net.Conn            the handler                 the handler                  the handler's
 //	                             (a duplicate when taken
 //	                             inside a callback)
@@ -167,6 +170,18 @@
 //     the transport under Server.mu. When that happens in the middle of a
 //     turn, the turn ends after the request and never uses the old number
 //     again.
+//   - Leaving a loop to wait for something else (leaveLoop, WillBlock: a
+//     proxied request): the loop forgets the socket, but the goroutine
+//     keeps the raw descriptor (held, netTransport.raw) and writes to it
+//     with raw syscalls until the connection must wait for its client;
+//     only then does it make the net.Conn (unhold). A response the socket
+//     takes at once, on a connection that then closes, never needs one.
+//     A held socket stays in its old loop's epoll set (events for it find
+//     no connection there) until unhold takes it out, under the loop's mu
+//     unless the loop has ended, or close(2) does. Since the goroutine
+//     uses the number without a lock, it sets, replaces and closes raw
+//     only under Server.mu, and Close shuts a held socket down there
+//     (shutdown(2)) rather than closing it.
 //   - Going back to a loop (backToLoop), by the goroutine serving an idle
 //     connection: inside the net.Conn's Control callback, which holds the
 //     descriptor open, it duplicates it; it sets the duplicate as the

@@ -224,6 +224,10 @@ func (c *conn) serveNet(t *netTransport, act int) {
 			c.release()
 		}
 	}()
+	if t.raw >= 0 && (act == actClose || act == actLinger && (c.flush() != nil || c.closesQuietly(t.drained))) {
+		return // held (leaveLoop) and done: release closes the socket
+	}
+	t.unhold()
 	if t.nc == nil {
 		return // attach failed (werr says why); release closes the socket
 	}
@@ -591,6 +595,12 @@ func (c *conn) headComplete() bool {
 // Shutdown's own deadline (graceful_timeout) still bounds it.
 func (c *conn) enterIdle() {
 	s := c.srv
+	if nt, ok := c.t.(*netTransport); ok {
+		// A held connection (leaveLoop) waits for its next request on a
+		// net.Conn, made before it turns idle, where Shutdown may set its
+		// deadline (drainIdle).
+		nt.unhold()
+	}
 	switch {
 	case !s.draining.Load():
 		d := s.lim.IdleTimeout

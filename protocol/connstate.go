@@ -103,6 +103,7 @@ func (c *conn) setState(st http.ConnState) {
 // loop (or lost leaving it). Only the goroutine serving c may call it.
 func (c *conn) netConn() net.Conn {
 	if nt, ok := c.t.(*netTransport); ok {
+		nt.unhold()
 		return nt.nc
 	}
 	return nil
@@ -112,6 +113,7 @@ func (c *conn) netConn() net.Conn {
 // not a socket.
 func (c *conn) rawConn() syscall.RawConn {
 	if nt, ok := c.t.(*netTransport); ok {
+		nt.unhold()
 		return nt.rc
 	}
 	return nil

@@ -534,7 +534,7 @@ func (w *ResponseWriter) SetClose() { w.close = true }
 // first, so that their clients do not wait for this one. It is cheap to
 // call when in doubt.
 func (w *ResponseWriter) WillBlock() {
-	w.c.offLoop()
+	w.c.leaveLoop()
 	w.c.flushBeforeRead()
 }
 

@@ -557,6 +557,11 @@ func (s *Server) Close() error {
 		// nor holds s.mu while a hijacking handler needs it.
 		if t, ok := c.t.(*netTransport); ok && t.nc != nil {
 			go t.nc.Close()
+		} else if ok && t.raw >= 0 {
+			// Held (leaveLoop): its goroutine uses the number without a
+			// lock, so it is shut down, not closed; that goroutine
+			// closes it (netTransport.close, unhold), under s.mu.
+			unix.Shutdown(t.raw, unix.SHUT_RDWR)
 		} // else an event loop holds it; wakeLoops has it closed
 	}
 	return nil

@@ -57,10 +57,19 @@ var errWait = errors.New("protocol: internal: would wait")
 // callback (serveTurns): while it runs, fd is the descriptor that callback
 // was given, and readNow and writeNow use it; outside, fd is -1 and the
 // number is not used at all.
+//
+// A connection that left its loop because its handler waits for something
+// else (leaveLoop: a proxied request) is held: it has no net.Conn yet, and
+// raw is its socket, which writeNow writes to at once; its net.Conn is
+// made (unhold) only when it must wait for its client, so that a response
+// that goes out at once on a connection that then closes never pays for
+// one.
 type netTransport struct {
 	nc      net.Conn
 	rc      syscall.RawConn // nil when nc is not a socket (TLS, pipes)
 	fd      int             // inside readFn: the descriptor; else -1
+	raw     int             // a held socket (leaveLoop), else -1; see unhold
+	loop    *eventLoop      // whose epoll set still lists raw (leaveLoop), or nil
 	drained bool            // the last read came back short
 	given   bool            // Hijack gave nc itself to the handler
 	act     int             // how the turn inside readFn ended
@@ -69,7 +78,7 @@ type netTransport struct {
 }
 
 func (t *netTransport) reset() {
-	*t = netTransport{fd: -1, readFn: t.readFn, c: t.c}
+	*t = netTransport{fd: -1, raw: -1, readFn: t.readFn, c: t.c}
 }
 
 // init makes t the transport of nc.
@@ -93,22 +102,35 @@ func (t *netTransport) readNow(p []byte) (int, error) {
 func (t *netTransport) readAgain() { t.drained = false }
 
 func (t *netTransport) writeNow(step func(uintptr) bool) bool {
+	if t.raw >= 0 {
+		return step(uintptr(t.raw))
+	}
 	return t.fd >= 0 && step(uintptr(t.fd))
 }
 
 func (t *netTransport) setReadDeadline(d time.Time) {
+	t.unhold()
 	if t.nc != nil {
 		t.nc.SetReadDeadline(d)
 	}
 }
 
 func (t *netTransport) setWriteDeadline(d time.Time) {
+	t.unhold()
 	if t.nc != nil {
 		t.nc.SetWriteDeadline(d)
 	}
 }
 
 func (t *netTransport) close() {
+	if t.raw >= 0 {
+		s := t.c.srv
+		s.mu.Lock() // Close may be shutting it down (see unhold)
+		unix.Close(t.raw)
+		t.raw = -1
+		s.mu.Unlock()
+		return
+	}
 	if t.nc != nil && !t.given {
 		t.nc.Close()
 	}
@@ -126,6 +148,7 @@ var errLost = errors.New("protocol: connection lost leaving its event loop")
 
 // read waits for bytes, under the read deadline.
 func (t *netTransport) read(p []byte) (int, error) {
+	t.unhold()
 	switch {
 	case t.fd >= 0:
 		return 0, errInTurn
@@ -208,6 +231,7 @@ func (t *netTransport) onReadable(fd uintptr) bool {
 // it waits for the socket, under the write deadline. It reports false when
 // nc is not a socket (the caller then writes through nc).
 func (t *netTransport) waitWrite(step func(uintptr) bool) (bool, error) {
+	t.unhold()
 	if t.rc == nil {
 		if t.nc == nil {
 			return true, errLost
@@ -224,6 +248,7 @@ func (t *netTransport) waitWrite(step func(uintptr) bool) (bool, error) {
 // event loop: it gets a net.Conn from the net package (a *net.TCPConn for
 // TCP), as a handler of net/http's would, not a sockConn.
 func (t *netTransport) hijack() (net.Conn, error) {
+	t.unhold()
 	if t.nc == nil {
 		return nil, errLost
 	}
@@ -238,6 +263,7 @@ func (t *netTransport) hijack() (net.Conn, error) {
 // short while, so that closing does not reset the connection before the
 // client has read the last response (which the caller has flushed).
 func (t *netTransport) closeLinger(buf []byte) {
+	t.unhold()
 	cw, ok := t.nc.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
 		return
@@ -362,10 +388,103 @@ func (c *conn) offLoop() (*netTransport, error) {
 		t.attach(c)
 	}
 	nt := c.t.(*netTransport)
+	nt.unhold()
 	if nt.nc == nil {
 		return nt, c.werr
 	}
 	return nt, nil
+}
+
+// leaveLoop is offLoop for a handler about to wait for something other
+// than its client (WillBlock): the connection leaves its loop for good in
+// the same way, but is held (netTransport.raw) rather than given a
+// net.Conn, until it must wait for its client. A proxied request on a
+// connection that then closes is answered with one write on the raw
+// socket, without the net.Conn's fcntl and the two epoll_ctl calls of the
+// runtime's poller (registration, and removal at close), nor the loop's
+// own removal: the socket stays in the loop's epoll set, where its events
+// find no connection, until unhold takes it out or close(2) does.
+func (c *conn) leaveLoop() {
+	t, ok := c.t.(*loopTransport)
+	if !ok {
+		return // off its loop already
+	}
+	l := t.l
+	if l == nil {
+		c.offLoop()
+		return
+	}
+	// The loop forgets the socket, but a held one stays in its epoll set
+	// until unhold takes it out (most never need that: they close, which
+	// takes it out too); an event for it meanwhile finds no connection.
+	t.forget()
+	nt := &c.nt
+	nt.drained = t.drained // for closesQuietly
+	s := c.srv
+	s.mu.Lock()
+	held := !s.closed
+	if held {
+		nt.raw, nt.loop, t.fd = t.fd, l, -1
+		c.t = nt
+	}
+	s.mu.Unlock()
+	if !held {
+		// As leave: before the loop goes on without this goroutine.
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+	}
+	go l.run()
+	if !held {
+		t.attach(c) // Close has begun: attach closes the net.Conn it makes
+	}
+}
+
+// unhold makes the net.Conn of a held connection (leaveLoop) before its
+// first wait, as attach does for one that leaves its loop; on failure
+// c.werr says why and t has no net.Conn. The goroutine serving the
+// connection owns a held socket alone, but sets, replaces and closes raw
+// only under Server.mu, where Close shuts a held socket down (it cannot
+// close it: the number is in use without a lock). It does nothing to a
+// connection that is not held.
+func (t *netTransport) unhold() {
+	if t.raw < 0 {
+		return
+	}
+	c := t.c
+	s := c.srv
+	if l := t.loop; l != nil {
+		// Out of the loop's epoll set (see leaveLoop) before the runtime's
+		// poller takes it, unless the loop has ended, and its epoll with it
+		// (under l.mu, as add).
+		t.loop = nil
+		l.mu.Lock()
+		if !l.closed {
+			unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.raw, nil)
+		}
+		l.mu.Unlock()
+	}
+	s.mu.Lock()
+	fd := t.raw
+	t.raw = -1
+	// newSockConn closes fd on failure: under s.mu, so that Close never
+	// shuts down a number that another socket may have by then.
+	nc, rc, err := newSockConn(fd, c.req.LocalAddr, c.req.RemoteAddr)
+	if err == nil {
+		t.nc, t.rc = nc, rc
+	}
+	closed := s.closed
+	s.mu.Unlock()
+	if err != nil {
+		c.werr = fmt.Errorf("protocol: leaving the event loop: %w", err)
+		s.logger.Warn("connection lost leaving the event loop", "remote", c.req.RemoteAddr, "error", err)
+		return
+	}
+	if closed {
+		nc.Close() // Close has shut it down; its net.Conn is closed as Close would have
+		return
+	}
+	if c.rdl != 0 {
+		nc.SetReadDeadline(s.epoch.Add(c.rdl))
+	}
 }
 
 // backToLoop moves c, idle on its net.Conn t with nothing buffered or

@@ -156,16 +156,21 @@ const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Label: stray\r\n\r\nstr
 // TestIdleWatchCloses: an idle connection that becomes readable (stray
 // bytes, the upstream's FIN, a reset) is closed at once and leaves the
 // pool, without a Get; so is one whose stray bytes arrived after its
-// response was read but before it was released.
+// response was read but before it was released, and one that has been
+// taken and put back since it first idled (its registration disarmed and
+// armed again rather than made anew).
 func TestIdleWatchCloses(t *testing.T) {
 	for _, tc := range []struct {
 		name, act, log string
 		beforePut      bool
+		reuse          bool
 	}{
-		{"bytes", stray, "sent bytes on an idle connection", false},
-		{"bytes before put", stray, "sent bytes on an idle connection", true},
-		{"fin", finClose, "closed an idle connection", false},
-		{"reset", rstClose, "closed an idle connection", false},
+		{"bytes", stray, "sent bytes on an idle connection", false, false},
+		{"bytes before put", stray, "sent bytes on an idle connection", true, false},
+		{"fin", finClose, "closed an idle connection", false, false},
+		{"reset", rstClose, "closed an idle connection", false, false},
+		{"bytes after reuse", stray, "sent bytes on an idle connection", false, true},
+		{"fin after reuse", finClose, "closed an idle connection", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := newLateUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -192,6 +197,13 @@ func TestIdleWatchCloses(t *testing.T) {
 				c.Release()
 				if n := p.Idle(); n != 1 {
 					t.Fatalf("%d idle, want 1", n)
+				}
+				for i := 0; tc.reuse && i < 2; i++ {
+					c2, err := p.Get()
+					if err != nil || c2 != c {
+						t.Fatalf("Get: %p (%v), want the idle connection %p", c2, err, c)
+					}
+					p.put(c2)
 				}
 				u.act <- tc.act
 				<-u.done

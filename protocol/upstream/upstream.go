@@ -41,7 +41,12 @@
 //     at once. The registration is one-shot and carries a token that is
 //     new at each put, so an event that comes after Get took the
 //     connection finds no idle connection with its token and is ignored.
-//   - Get takes each idle connection out of the watch and peeks at it
+//     A socket joins the watch's set at its first put and stays in it
+//     until it is closed: Get disarms it (EPOLL_CTL_MOD to no readiness
+//     but the hang-up and error epoll always reports) and the next put
+//     arms it again (MOD), which is cheaper in the kernel than a DEL and
+//     an ADD per reuse.
+//   - Get disarms each idle connection's registration and peeks at it
 //     (recv with MSG_PEEK|MSG_DONTWAIT) before handing it out, with the
 //     one check the watch makes on an event too (idleCheck): bytes or
 //     the connection's end that arrived before the watch got to it, or
@@ -159,6 +164,10 @@ type Config struct {
 // pool's watch: any readability (EPOLLIN), the upstream's FIN (EPOLLRDHUP)
 // and, always reported, EPOLLHUP and EPOLLERR.
 const idleEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// disarmed is the registration of a connection in use: no readiness but
+// EPOLLHUP and EPOLLERR, which epoll adds to every registration, once.
+const disarmed = unix.EPOLLONESHOT
 
 // dropLogEvery is how often a pool logs a connection dropped for unread
 // bytes or an end seen while idle.
@@ -535,11 +544,12 @@ type Conn struct {
 	// The idle watch's registration (token) and what control does with
 	// the descriptor: fdFn is onFD, made once, so that Control allocates
 	// nothing; op, peeked and opErr are its argument and results.
-	token  uint64
-	fdFn   func(uintptr)
-	op     fdOp
-	peeked epoll.Peeked
-	opErr  error
+	token   uint64
+	inWatch bool // the socket is in the watch's epoll set (armed or not)
+	fdFn    func(uintptr)
+	op      fdOp
+	peeked  epoll.Peeked
+	opErr   error
 
 	buf  []byte // read buffer; buf[r:w] is unread
 	r, w int
@@ -604,13 +614,27 @@ func (c *Conn) control(op fdOp) error {
 // onFD is control's callback.
 func (c *Conn) onFD(fd uintptr) {
 	if c.op == opWatch {
-		c.opErr = c.pool.watch.Ctl(unix.EPOLL_CTL_ADD, int(fd), idleEvents, c.token)
+		// The socket joins the watch's epoll set at its first put and
+		// stays in it until it is closed: later puts arm it again with
+		// MOD, which costs the kernel less than an ADD (a new entry,
+		// the socket's wait queue) and the DEL before it.
+		op := unix.EPOLL_CTL_MOD
+		if !c.inWatch {
+			op = unix.EPOLL_CTL_ADD
+		}
+		c.opErr = c.pool.watch.Ctl(op, int(fd), idleEvents, c.token)
+		c.inWatch = c.opErr == nil
 		return
 	}
 	if c.op == opTake && c.token != 0 {
-		// Taken out before the peek: anything that arrives from now on
-		// is the owner's to read.
-		c.pool.watch.Ctl(unix.EPOLL_CTL_DEL, int(fd), 0, 0)
+		// Disarmed before the peek: anything that arrives from now on is
+		// the owner's to read. The registration stays, waiting for no
+		// data (EPOLLHUP and EPOLLERR, which epoll always reports, at
+		// most once: it is one-shot; the watch ignores the spent token).
+		if c.pool.watch.Ctl(unix.EPOLL_CTL_MOD, int(fd), disarmed, 0) != nil {
+			c.pool.watch.Ctl(unix.EPOLL_CTL_DEL, int(fd), 0, 0)
+			c.inWatch = false
+		}
 		c.token = 0
 	}
 	c.peeked = epoll.Peek(int(fd))
