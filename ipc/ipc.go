@@ -64,7 +64,14 @@ type Heartbeat struct {
 	// that is HTTP/2 (streams, connections).
 	H2Status    metrics.Classes `json:"h2_status"`
 	H2OpenConns int64           `json:"h2_open_conns"`
+	// UpstreamsDown are the proxy upstreams this worker holds down
+	// (max_fails within fail_timeout), at most MaxUpstreamsDown of them.
+	UpstreamsDown []string `json:"upstreams_down,omitempty"`
 }
+
+// MaxUpstreamsDown bounds Heartbeat.UpstreamsDown, so that a heartbeat
+// stays far below the message size limit whatever the configuration.
+const MaxUpstreamsDown = 64
 
 // Message is one packet.
 type Message struct {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func TestPairRoundTrip(t *testing.T) {
 		t.Fatal("Pending is false with two packets queued")
 	}
 	m, err := master.Recv()
-	if err != nil || *m.Heartbeat != *hb {
+	if err != nil || !reflect.DeepEqual(m.Heartbeat, hb) {
 		t.Fatalf("heartbeat %+v %v", m, err)
 	}
 	// Packets keep their boundaries: the second message arrives alone.

@@ -136,6 +136,7 @@ func (m *Master) status() *control.Status {
 		return a.Generation > b.Generation
 	})
 	st.Zones = m.zones.stats()
+	st.Upstreams = upstreamsDown(m.workers)
 	return st
 }
 
@@ -152,4 +153,21 @@ func (w *worker) state() string {
 	default:
 		return "booting"
 	}
+}
+
+// upstreamsDown sums the upstreams the workers' last heartbeats hold down:
+// each worker judges an upstream's health alone (max_fails).
+func upstreamsDown(workers map[int]*worker) []control.UpstreamStatus {
+	down := map[string]int{}
+	for _, w := range workers {
+		for _, a := range w.beat.UpstreamsDown {
+			down[a]++
+		}
+	}
+	out := make([]control.UpstreamStatus, 0, len(down))
+	for a, n := range down {
+		out = append(out, control.UpstreamStatus{Address: a, DownIn: n, Of: len(workers)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out
 }

@@ -2,11 +2,13 @@ package master
 
 import (
 	"os"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/internal/control"
 	"github.com/forkd/forkd/ipc"
 )
 
@@ -126,5 +128,23 @@ func TestReapReleasesStoreLocks(t *testing.T) {
 	// The bucket is usable at once.
 	if err := zs.store.Set([]byte("k"), []byte("after"), 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUpstreamsDown: the status sums the upstreams each worker's last
+// heartbeat holds down, out of all the workers.
+func TestUpstreamsDown(t *testing.T) {
+	ws := map[int]*worker{
+		1: {pid: 1, beat: ipc.Heartbeat{UpstreamsDown: []string{"b:1", "a:1"}}},
+		2: {pid: 2, beat: ipc.Heartbeat{UpstreamsDown: []string{"a:1"}}},
+		3: {pid: 3},
+	}
+	got := upstreamsDown(ws)
+	want := []control.UpstreamStatus{{Address: "a:1", DownIn: 2, Of: 3}, {Address: "b:1", DownIn: 1, Of: 3}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("upstreamsDown = %+v, want %+v", got, want)
+	}
+	if got := upstreamsDown(map[int]*worker{1: {pid: 1}}); len(got) != 0 {
+		t.Fatalf("no worker holds one down: %+v", got)
 	}
 }

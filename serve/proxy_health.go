@@ -1,7 +1,10 @@
 package serve
 
 import (
+	"slices"
 	"time"
+
+	"github.com/forkd/forkd/protocol"
 )
 
 // failed counts a failure of b (nginx's max_fails within fail_timeout) and
@@ -32,6 +35,31 @@ func (p *proxy) logf(b *backend, now int64, msg string, err error, kv ...any) {
 		}
 		p.logger.Warn(msg, args...)
 	}
+}
+
+// DownUpstreams lists, sorted and without repeats, the upstreams of h's
+// proxy routes that this process holds down at now (max_fails failures
+// within fail_timeout), at most max of them; nil for a handler New did
+// not make.
+func DownUpstreams(h protocol.Handler, now time.Time, max int) []string {
+	hh, ok := h.(*handler)
+	if !ok {
+		return nil
+	}
+	var out []string
+	t := now.UnixNano()
+	for _, p := range hh.proxies {
+		for _, b := range p.backends {
+			if !b.available(t) && !slices.Contains(out, b.addr) {
+				out = append(out, b.addr)
+			}
+		}
+	}
+	slices.Sort(out)
+	if len(out) > max {
+		out = out[:max]
+	}
+	return out
 }
 
 // succeeded clears b's failures after a response.

@@ -3,9 +3,14 @@ package serve
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
 	"github.com/forkd/forkd/protocol/upstream"
 )
 
@@ -68,5 +73,40 @@ func TestShouldRetry(t *testing.T) {
 		if got := shouldRetry(tc.a); got != tc.want {
 			t.Errorf("%s:\n got %+v\nwant %+v", tc.why, got, tc.want)
 		}
+	}
+}
+
+// TestDownUpstreams: an upstream that refused max_fails connections is
+// listed down (once, though two routes use it) until fail_timeout; one
+// that answers is not; the list is bounded by max.
+func TestDownUpstreams(t *testing.T) {
+	refused := refusedAddr(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	up := upstreamAddr(srv)
+	px := config.Proxy{Upstreams: []string{refused, up}, MaxFails: 1, FailTimeout: time.Hour,
+		Keepalive: config.DefaultKeepalive, RetryBodyBuffer: config.DefaultRetryBodyBuffer}
+	px2 := px
+	h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
+		{Prefix: "/", Proxy: &px}, {Prefix: "/b/", Proxy: &px2},
+	}}}, Options{})
+	addr := startServer(t, h, nil)
+	if got := DownUpstreams(h, time.Now(), 8); len(got) != 0 {
+		t.Fatalf("before any request: %v", got)
+	}
+	for _, p := range []string{"/", "/", "/b/", "/b/"} { // round robin reaches the refused one on each route
+		get(t, addr, "GET", p)
+	}
+	if got := DownUpstreams(h, time.Now(), 8); !slices.Equal(got, []string{refused}) {
+		t.Fatalf("DownUpstreams = %v, want [%s]", got, refused)
+	}
+	if got := DownUpstreams(h, time.Now().Add(2*time.Hour), 8); len(got) != 0 {
+		t.Fatalf("after fail_timeout: %v", got)
+	}
+	if got := DownUpstreams(h, time.Now(), 0); len(got) != 0 {
+		t.Fatalf("max 0: %v", got)
+	}
+	if got := DownUpstreams(protocol.HandlerFunc(func(*protocol.ResponseWriter, *protocol.Request) {}), time.Now(), 8); got != nil {
+		t.Fatalf("a handler New did not make: %v", got)
 	}
 }

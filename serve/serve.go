@@ -59,6 +59,7 @@ type handler struct {
 	logger           hclog.Logger
 	draining         *atomic.Bool
 	closers          []io.Closer
+	proxies          []*proxy  // every proxy route's, for DownUpstreams
 	paths            sync.Pool // *reqPath
 
 	// auths holds each basic_auth block's users while the routes are
@@ -213,6 +214,7 @@ func (h *handler) routeKind(cs *config.Site, rt config.Route) (routeHandler, err
 		}
 		p.requestID = requestIDName(cs, &rt)
 		h.closers = append(h.closers, p)
+		h.proxies = append(h.proxies, p)
 		return p, nil
 	case rt.Health != nil:
 		return newHealth(h.draining), nil

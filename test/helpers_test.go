@@ -43,6 +43,7 @@ type statusJSON struct {
 			Generation int    `json:"generation"`
 			State      string `json:"state"`
 		} `json:"workers"`
+		Upstreams []control.UpstreamStatus `json:"upstreams"`
 	} `json:"status"`
 }
 

@@ -262,3 +262,49 @@ func TestTopShowsDrainingGeneration(t *testing.T) {
 		t.Error("the drained request did not finish within 20s")
 	}
 }
+
+// TestTopShowsUpstreamsDown: an upstream that refuses connections is held
+// down by the workers that tried it (max_fails = 1); their heartbeats say
+// so, and `forkd status` (text and -json) and `forkd top` show it, with how
+// many workers hold it down.
+func TestTopShowsUpstreamsDown(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens there
+	s := start(t, opts{workers: 2, sites: fmt.Sprintf(`site "s" {
+  route "/" {
+    proxy {
+      upstreams    = [%q]
+      max_fails    = 1
+      fail_timeout = "10m"
+    }
+  }
+}
+`, dead)})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// Each request reaches one worker: send until a heartbeat carries
+		// the mark (heartbeats are a second apart).
+		if resp, err := http.Get("http://" + s.addr + "/"); err == nil {
+			resp.Body.Close()
+		}
+		st := status(t, s.cfg)
+		if len(st.Status.Upstreams) == 1 {
+			u := st.Status.Upstreams[0]
+			if u.Address != dead || u.DownIn < 1 || u.Of != 2 {
+				t.Fatalf("upstreams %+v", st.Status.Upstreams)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no upstream down in the status within 30s: %+v", st.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, code := runCLI(t, "status", "-c", s.cfg)
+	if code != 0 || !strings.Contains(out, "UPSTREAM") || !strings.Contains(out, dead) {
+		t.Fatalf("status exit %d:\n%s", code, out)
+	}
+	out, code = runCLI(t, "top", "-n", "1", "-interval", "300ms", "-c", s.cfg)
+	if code != 0 || !strings.Contains(out, "upstreams") || !strings.Contains(out, dead) {
+		t.Fatalf("top exit %d:\n%s", code, out)
+	}
+}

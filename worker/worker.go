@@ -490,6 +490,8 @@ func (w *runtime) stats() *ipc.Heartbeat {
 		Status:      metrics.Classes(st.Status),
 		H2Status:    metrics.Classes(hs.Status),
 		H2OpenConns: hs.OpenConns,
+		// Read concurrently with the handlers: the down marks are atomics.
+		UpstreamsDown: serve.DownUpstreams(w.srv.Handler, time.Now(), ipc.MaxUpstreamsDown),
 	}
 }
 

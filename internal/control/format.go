@@ -49,7 +49,7 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 		return fmt.Errorf("control: writing status: %w", err)
 	}
 	if len(s.Workers) == 0 {
-		return formatZones(w, s.Zones)
+		return formatTables(w, s)
 	}
 
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
@@ -66,7 +66,27 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("control: writing status: %w", err)
 	}
-	return formatZones(w, s.Zones)
+	return formatTables(w, s)
+}
+
+// formatTables writes the tables after the workers': zones, and the
+// upstreams some worker holds down.
+func formatTables(w io.Writer, s *Status) error {
+	if err := formatZones(w, s.Zones); err != nil {
+		return err
+	}
+	if len(s.Upstreams) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprint(tw, "\nUPSTREAM\tDOWN IN\n")
+	for _, u := range s.Upstreams {
+		fmt.Fprintf(tw, "%s\t%d of %d workers\n", u.Address, u.DownIn, u.Of)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("control: writing status: %w", err)
+	}
+	return nil
 }
 
 // FormatAge returns the time from start to now in a short form such as

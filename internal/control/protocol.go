@@ -111,6 +111,9 @@ type Status struct {
 	// Zones are the shared-memory zones: rate_limit blocks and the
 	// shared store.
 	Zones []ZoneStatus `json:"zones,omitempty"`
+	// Upstreams are the proxy upstreams some worker holds down (passive
+	// health: max_fails within fail_timeout; each worker judges alone).
+	Upstreams []UpstreamStatus `json:"upstreams,omitempty"`
 }
 
 // ReloadOutcome is how a reload ended: applied whole, or refused with the
@@ -120,6 +123,15 @@ type ReloadOutcome struct {
 	At    time.Time `json:"at"`
 	OK    bool      `json:"ok"`
 	Error string    `json:"error,omitempty"`
+}
+
+// UpstreamStatus is one upstream that workers hold down, as their last
+// heartbeats said.
+type UpstreamStatus struct {
+	Address string `json:"address"`
+	// DownIn is how many of the Of workers that reported hold it down.
+	DownIn int `json:"down_in"`
+	Of     int `json:"of"`
 }
 
 // WorkerStatus is one row of the worker table, from the worker's latest
