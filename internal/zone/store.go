@@ -386,17 +386,23 @@ func expiry(now uint64, ttl time.Duration) uint64 {
 	return now + max(1, uint64(ttl/time.Microsecond))
 }
 
+// lockedLookup locks key's bucket b and finds key's slot in it (nil when
+// absent or expired); the caller unlocks b.
+func (s *Store) lockedLookup(key []byte) (b []storeSlot, sl *storeSlot, h, now uint64) {
+	h = s.z.hash(key)
+	now = s.z.nowUS()
+	b = s.bucket(h)
+	s.lockBucket(b)
+	return b, lookup(b, key, h, now), h, now
+}
+
 // Set stores value under key; ttl > 0 makes it expire then.
 func (s *Store) Set(key, value []byte, ttl time.Duration) error {
 	if len(key) > MaxKey || len(value) > MaxValue {
 		return ErrTooLarge
 	}
-	h := s.z.hash(key)
-	now := s.z.nowUS()
-	b := s.bucket(h)
-	s.lockBucket(b)
+	b, sl, h, now := s.lockedLookup(key)
 	defer unlockBucket(b)
-	sl := lookup(b, key, h, now)
 	if sl == nil {
 		sl, _ = s.victim(b, now)
 	}
@@ -409,12 +415,8 @@ func (s *Store) Delete(key []byte) bool {
 	if len(key) > MaxKey {
 		return false
 	}
-	h := s.z.hash(key)
-	now := s.z.nowUS()
-	b := s.bucket(h)
-	s.lockBucket(b)
+	b, sl, _, _ := s.lockedLookup(key)
 	defer unlockBucket(b)
-	sl := lookup(b, key, h, now)
 	if sl == nil {
 		return false
 	}
@@ -433,12 +435,8 @@ func (s *Store) Add(key []byte, delta int64, ttl time.Duration) (int64, error) {
 	if len(key) > MaxKey {
 		return 0, ErrTooLarge
 	}
-	h := s.z.hash(key)
-	now := s.z.nowUS()
-	b := s.bucket(h)
-	s.lockBucket(b)
+	b, sl, h, now := s.lockedLookup(key)
 	defer unlockBucket(b)
-	sl := lookup(b, key, h, now)
 	if sl == nil {
 		sl, _ = s.victim(b, now)
 		var v [8]byte
