@@ -127,3 +127,33 @@ func TestProto(t *testing.T) {
 		})
 	}
 }
+
+// TestTrailersWholeResponse checks that a response with trailers that the
+// engine writes in one go reaches the client without a Content-Length
+// (x/net would add one for a body it holds whole at the handler's end,
+// and curl then stops reading before the trailers), with its trailers.
+func TestTrailersWholeResponse(t *testing.T) {
+	addr, _ := serveH2C(t, protocol.HandlerFunc(func(w *protocol.ResponseWriter, r *protocol.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if string(r.Path) != "/empty" {
+			io.WriteString(w, "hello")
+		}
+		w.Trailer().Set("X-Done", "yes")
+	}), Options{})
+	c := h2cClient()
+	for _, path := range []string{"/", "/empty"} {
+		resp, err := c.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := "hello"
+		if path == "/empty" {
+			want = ""
+		}
+		if string(b) != want || resp.ContentLength != -1 || resp.Trailer.Get("X-Done") != "yes" {
+			t.Errorf("%s: %q, Content-Length %d, trailer %v", path, b, resp.ContentLength, resp.Trailer)
+		}
+	}
+}

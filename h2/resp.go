@@ -23,6 +23,7 @@ type respWriter struct {
 	status  int    // 0 until the status line is read
 	chunked bool   // Transfer-Encoding: chunked
 	length  int64  // Content-Length, -1 when none
+	trailed bool   // trailer fields were read
 	left    int64  // body (or chunk) bytes to come
 	buf     []byte // a line not yet whole
 	err     error
@@ -109,7 +110,11 @@ func (rw *respWriter) Write(p []byte) (int, error) {
 	if rw.err != nil {
 		return n - len(p), rw.err
 	}
-	if wrote && rw.state != rsDone {
+	// A response with trailers goes out before the handler returns, even
+	// when whole: x/net would otherwise give it the Content-Length of the
+	// body it holds, and a client such as curl takes the body's end for
+	// the stream's and never reads the trailers that follow.
+	if wrote && (rw.state != rsDone || rw.trailed) {
 		if err := rw.sc.rc.Flush(); err != nil {
 			rw.err = err
 			return n, err
@@ -151,7 +156,7 @@ func (rw *respWriter) headLine(line []byte) bool {
 			rw.err = errBadResponse
 			return false
 		}
-		rw.status, rw.length, rw.chunked = st, -1, false
+		rw.status, rw.length, rw.chunked, rw.trailed = st, -1, false, false
 		clear(rw.w.Header())
 		return false
 	}
@@ -234,6 +239,7 @@ func (rw *respWriter) trailer(line []byte) {
 		return
 	}
 	rw.field(line, http.TrailerPrefix)
+	rw.trailed = true
 }
 
 // asciiEqualFold reports whether b is s, ignoring ASCII case.
