@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -283,7 +284,11 @@ func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
 			}
 		}
 	}
-	buf := make([]byte, 32<<10)
+	// The copy buffer is pooled: an HTTP/2 stream's static file comes
+	// through here (its connection is not a socket), one per request.
+	bp := copyBufPool.Get().(*[copyBufSize]byte)
+	defer copyBufPool.Put(bp)
+	buf := bp[:]
 	var total int64
 	for {
 		n, err := r.Read(buf)
@@ -301,6 +306,14 @@ func (w *ResponseWriter) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 }
+
+// copyBufSize is ReadFrom's copy buffer's size.
+const copyBufSize = 32 << 10
+
+// copyBufPool holds ReadFrom's copy buffers. (The ResponseWriter copies
+// what it is given before Write returns, so a buffer is free again when
+// ReadFrom returns.)
+var copyBufPool = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
 
 // fileOf returns the file r reads, directly or through the LimitedReader lr.
 func fileOf(r io.Reader) (f *os.File, lr *io.LimitedReader) {
