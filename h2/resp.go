@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 )
 
 // respWriter parses the HTTP/1.1 response the engine writes for a stream,
@@ -213,9 +214,68 @@ func (rw *respWriter) field(line []byte, prefix string) {
 		asciiEqualFold(name, "Proxy-Connection"), asciiEqualFold(name, "Upgrade"):
 		return
 	}
-	k := prefix + http.CanonicalHeaderKey(string(name))
+	k := headerKey(name)
+	if prefix != "" {
+		k = prefix + k
+	}
 	h := rw.w.Header()
-	h[k] = append(h[k], string(value))
+	h[k] = append(h[k], headerValue(name, value))
+}
+
+// headerKey returns name's canonical form; the names the engine and the
+// routes commonly write cost no allocation.
+func headerKey(name []byte) string {
+	switch string(name) {
+	case "Date":
+		return "Date"
+	case "Content-Length":
+		return "Content-Length"
+	case "Content-Type":
+		return "Content-Type"
+	case "Vary":
+		return "Vary"
+	case "ETag":
+		return "Etag"
+	case "Last-Modified":
+		return "Last-Modified"
+	case "Accept-Ranges":
+		return "Accept-Ranges"
+	case "Cache-Control":
+		return "Cache-Control"
+	case "Content-Encoding":
+		return "Content-Encoding"
+	case "Server":
+		return "Server"
+	}
+	return http.CanonicalHeaderKey(string(name))
+}
+
+// lastDate is the Date value last seen: it changes once a second, and
+// every response has one.
+var lastDate atomic.Pointer[string]
+
+// headerValue returns value as a string; common values, and the Date of
+// the second, cost no allocation.
+func headerValue(name, value []byte) string {
+	switch string(value) {
+	case "text/plain; charset=utf-8":
+		return "text/plain; charset=utf-8"
+	case "application/octet-stream":
+		return "application/octet-stream"
+	case "bytes":
+		return "bytes"
+	case "Accept-Encoding":
+		return "Accept-Encoding"
+	}
+	if string(name) != "Date" {
+		return string(value)
+	}
+	if d := lastDate.Load(); d != nil && *d == string(value) {
+		return *d
+	}
+	d := string(value)
+	lastDate.Store(&d)
+	return d
 }
 
 func (rw *respWriter) chunkSize(line []byte) {

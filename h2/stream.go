@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/forkd/forkd/protocol"
@@ -69,17 +70,21 @@ type connHandler struct {
 // errStreamDone ends the engine's writes once the stream has its answer.
 var errStreamDone = errors.New("h2: stream done")
 
+// streamConns holds stream connections for the next streams: each comes
+// with the buffers a stream needs (its request head, chunk framing, a
+// partial response line), so that a stream allocates none of them.
+var streamConns = sync.Pool{New: func() any { return new(streamConn) }}
+
 // ServeHTTP serves one stream through the engine (see the package doc), on
 // this goroutine: the engine's writes are parsed and go to w as they come.
 func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sc := &streamConn{
-		head:   requestHead(r),
-		r:      r,
-		rc:     http.NewResponseController(w),
-		remote: h.remote,
-		local:  h.local,
-	}
-	sc.resp = respWriter{w: w, noBody: r.Method == "HEAD", sc: sc}
+	sc := streamConns.Get().(*streamConn)
+	sc.headBuf = appendRequestHead(sc.headBuf[:0], r)
+	sc.head = sc.headBuf
+	sc.r = r
+	sc.rc = http.NewResponseController(w)
+	sc.remote, sc.local = h.remote, h.local
+	sc.resp = respWriter{w: w, noBody: r.Method == "HEAD", sc: sc, buf: sc.resp.buf[:0]}
 	if r.ContentLength != 0 { // x/net: 0 when the stream ended with its head
 		sc.body = r.Body
 		sc.chunked = r.ContentLength < 0
@@ -93,14 +98,20 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sc.finish()
 	if !sc.resp.complete() {
 		// The answer is torn or missing: reset the stream rather than
-		// end it as if complete.
+		// end it as if complete. (The stream connection is not reused:
+		// a handler that hijacked it may hold it still.)
 		panic(http.ErrAbortHandler)
+	}
+	if sc.closed.Load() {
+		// The engine is done with it (it closes what it does not hand
+		// to a hijacker).
+		sc.reset()
+		streamConns.Put(sc)
 	}
 }
 
-// requestHead writes r's head as HTTP/1.1 for the engine.
-func requestHead(r *http.Request) []byte {
-	b := make([]byte, 0, 256)
+// appendRequestHead appends r's head, as HTTP/1.1 for the engine, to b.
+func appendRequestHead(b []byte, r *http.Request) []byte {
 	b = append(b, r.Method...)
 	b = append(b, ' ')
 	b = append(b, r.RequestURI...)
@@ -137,7 +148,8 @@ func requestHead(r *http.Request) []byte {
 // the request head, then its body (chunked when its length is unknown),
 // then EOF; Write takes the response, which resp writes to the stream.
 type streamConn struct {
-	head    []byte
+	head    []byte // the rest of headBuf to be read
+	headBuf []byte
 	r       *http.Request
 	body    io.Reader // nil: no body
 	chunked bool
@@ -146,11 +158,20 @@ type streamConn struct {
 	ended   bool   // the body (and its framing) is all read
 	rc      *http.ResponseController
 	resp    respWriter
+	closed  atomic.Bool // the engine closed it (Server.Close may, on its goroutine)
 
 	remote, local net.Addr
 
 	mu   sync.Mutex
-	done bool // the stream has its answer: no more deadlines, reads end
+	done bool      // the stream has its answer: no more deadlines, reads end
+	wdl  time.Time // the write deadline the stream has
+}
+
+// reset readies c for another stream, keeping its buffers.
+func (c *streamConn) reset() {
+	buf := c.resp.buf[:0]
+	*c = streamConn{headBuf: c.headBuf[:0], out: c.out[:0], cbuf: c.cbuf}
+	c.resp.buf = buf
 }
 
 // finish ends the exchange: a body read the engine waits in is cut, and
@@ -246,7 +267,10 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	return c.resp.Write(p)
 }
 
-func (c *streamConn) Close() error { return nil }
+func (c *streamConn) Close() error {
+	c.closed.Store(true)
+	return nil
+}
 
 // HTTP2Stream tells the engine that its requests are HTTP/2 (Request.Proto).
 func (c *streamConn) HTTP2Stream() {}
@@ -274,13 +298,22 @@ func (c *streamConn) SetReadDeadline(t time.Time) error {
 	return ignoreUnsupported(c.rc.SetReadDeadline(t))
 }
 
-// SetWriteDeadline is the stream's, until it has its answer.
+// SetWriteDeadline is the stream's, until it has its answer. Each one
+// x/net is given costs a message to its connection's goroutine and a
+// timer, and the engine moves its deadline on at every write, often by
+// next to nothing (twice for one small response): a deadline later than
+// the stream's by less than 1/64 of the time the stream's has left is
+// not passed on (it may then come that much early).
 func (c *streamConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done {
 		return nil
 	}
+	if !t.IsZero() && !c.wdl.IsZero() && !t.Before(c.wdl) && t.Sub(c.wdl) < time.Until(c.wdl)/64 {
+		return nil
+	}
+	c.wdl = t
 	return ignoreUnsupported(c.rc.SetWriteDeadline(t))
 }
 
