@@ -82,7 +82,7 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sc.headBuf = appendRequestHead(sc.headBuf[:0], r)
 	sc.head = sc.headBuf
 	sc.r = r
-	sc.rc = http.NewResponseController(w)
+	sc.rc = *http.NewResponseController(w) // (by value: no allocation)
 	sc.remote, sc.local = h.remote, h.local
 	sc.resp = respWriter{w: w, noBody: r.Method == "HEAD", sc: sc, buf: sc.resp.buf[:0]}
 	if r.ContentLength != 0 { // x/net: 0 when the stream ended with its head
@@ -156,7 +156,7 @@ type streamConn struct {
 	out     []byte // chunk framing waiting to be read
 	cbuf    []byte // chunked: body bytes read
 	ended   bool   // the body (and its framing) is all read
-	rc      *http.ResponseController
+	rc      http.ResponseController
 	resp    respWriter
 	closed  atomic.Bool // the engine closed it (Server.Close may, on its goroutine)
 
