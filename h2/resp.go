@@ -21,12 +21,13 @@ type respWriter struct {
 	noBody bool // a HEAD request's response
 
 	state   int
-	status  int    // 0 until the status line is read
-	chunked bool   // Transfer-Encoding: chunked
-	length  int64  // Content-Length, -1 when none
-	trailed bool   // trailer fields were read
-	left    int64  // body (or chunk) bytes to come
-	buf     []byte // a line not yet whole
+	status  int      // 0 until the status line is read
+	chunked bool     // Transfer-Encoding: chunked
+	length  int64    // Content-Length, -1 when none
+	trailed bool     // trailer fields were read
+	left    int64    // body (or chunk) bytes to come
+	buf     []byte   // a line not yet whole
+	vals    []string // the fields' values (see field)
 	err     error
 }
 
@@ -219,7 +220,19 @@ func (rw *respWriter) field(line []byte, prefix string) {
 		k = prefix + k
 	}
 	h := rw.w.Header()
-	h[k] = append(h[k], headerValue(name, value))
+	v := headerValue(name, value)
+	if len(h[k]) > 0 {
+		h[k] = append(h[k], v)
+		return
+	}
+	// Each field's one value is a slice of one array per response, not
+	// an allocation of its own (full: an append to it copies).
+	if rw.vals == nil {
+		rw.vals = make([]string, 0, 8)
+	}
+	rw.vals = append(rw.vals, v)
+	n := len(rw.vals)
+	h[k] = rw.vals[n-1 : n : n]
 }
 
 // headerKey returns name's canonical form; the names the engine and the
