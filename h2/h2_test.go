@@ -15,7 +15,7 @@ import (
 
 // serveH2C serves h on a loopback listener whose HTTP/2 connections go to
 // a bridge, and returns its address.
-func serveH2C(t *testing.T, h protocol.Handler, o Options) (string, *Server) {
+func serveH2C(t testing.TB, h protocol.Handler, o Options) (string, *Server) {
 	t.Helper()
 	o.Handler = h
 	b := New(o)
