@@ -102,9 +102,11 @@ func (h *connHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// a handler that hijacked it may hold it still.)
 		panic(http.ErrAbortHandler)
 	}
-	if sc.closed.Load() {
+	if sc.closed.Load() && sc.body == nil {
 		// The engine is done with it (it closes what it does not hand
-		// to a hijacker).
+		// to a hijacker). One that carried a body is not reused: a
+		// read of it that a handler left running elsewhere, cut by
+		// finish, may not have returned yet.
 		sc.reset()
 		streamConns.Put(sc)
 	}
