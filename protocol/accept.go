@@ -73,11 +73,13 @@ type loopListener struct {
 }
 
 // Kinds of epoll events in an event loop (EpollEvent.Pad): a connection's
-// socket (Fd), the loop's wake eventfd, or a listener (evListener + its
+// socket (Fd), the loop's wake eventfd, a socket watched for another owner
+// (evSocket, its key in Fd: sockwatch.go), or a listener (evListener + its
 // id).
 const (
 	evConn = iota
 	evWake
+	evSocket
 	evListener
 )
 

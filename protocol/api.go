@@ -151,11 +151,18 @@
 //	close-watch duplicate        its clientWatch             unwatch, after taking it     by the watcher, under the
 //	                                                         out of the epoll set         watch (closewatch.go)
 //	HandOff.Conn (HTTP/2)        the receiver                the receiver                 the receiver's
+//	socket watched for another   that owner (an upstream     that owner; close(2) takes   by the owner, inside its
+//	owner (SocketWatcher:        connection: its pool or     it out of the loop's epoll   RawConn.Control, for Watch
+//	sockwatch.go)                exchange)                   set, Unwatch frees its key   and Unwatch; never by the
+//	                                                                                      loop, whose events carry
+//	                                                                                      the key, not the number
 //
 // Locks: a connection's transport (c.t) is written only by the goroutine
 // serving it, under Server.mu once the connection is on the Server's books,
 // so that Shutdown and Close may read it there; a loop's table of
-// connections (eventLoop.conns) changes under the loop's mu (add, forget);
+// connections (eventLoop.conns) changes under the loop's mu (add, forget),
+// and so does its table of watched sockets (Watch, Unwatch), whose ready
+// functions it calls after it lets go of mu;
 // Shutdown sets read deadlines under the connection's mutex. Only the
 // goroutine serving a connection reads, writes or sets deadlines on it; no
 // other goroutine touches a connection while it is on a loop.

@@ -75,6 +75,9 @@ type conn struct {
 	// one when it strikes (backToLoop).
 	parking bool
 	proxy   bool // a PROXY header must come first (proxyconn.go)
+	// home is the event loop the connection was last on, or nil: the
+	// one SocketWatcher offers its handler.
+	home *eventLoop
 	// trusted is the listener's ListenOptions.Trusted, against which the
 	// client address is judged again when a PROXY header names it
 	// (setClient).
@@ -1011,6 +1014,7 @@ func (c *conn) release() {
 		c.srv.forget(c)
 	}
 	c.t = nil
+	c.home = nil
 	c.lt.reset()
 	c.nt.reset()
 	c.req.reset()

@@ -104,6 +104,14 @@ type eventLoop struct {
 	pend    []*loopAccept // listeners reported ready, to accept on
 	rsa     unix.RawSockaddrAny
 
+	// Other sockets the loop watches for their owners (SocketWatcher,
+	// sockwatch.go): by key, which their events carry; freeWatch lists the
+	// free keys, firing the watches that resolve found ready. watched and
+	// freeWatch change under mu.
+	watched   []*sockWatch
+	freeWatch []int
+	firing    []*sockWatch
+
 	events [loopEvents]unix.EpollEvent
 	batch  [loopEvents]*conn // the connections of events[next:ready]
 	bufs   [][]byte          // free buffers (takeBuffers, giveBuffers)
@@ -239,6 +247,7 @@ func (l *eventLoop) add(t *loopTransport) bool {
 	}
 	l.conns[fd] = c
 	t.l = l
+	c.home = l
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.conns[fd] = nil
@@ -520,6 +529,7 @@ func (l *eventLoop) end() {
 	for _, a := range accepts {
 		a.ll.release()
 	}
+	l.endWatches()
 	if h := testHookLoopEnding.Load(); h != nil {
 		(*h)(l.s)
 	}
@@ -652,6 +662,10 @@ func (l *eventLoop) resolve() {
 			if fd := int(ev.Fd); fd < len(l.conns) {
 				l.batch[i] = l.conns[fd]
 			}
+		case kind == evSocket:
+			if k := int(ev.Fd); k < len(l.watched) && l.watched[k] != nil {
+				l.firing = append(l.firing, l.watched[k])
+			}
 		case kind == evWake:
 			var b [8]byte
 			unix.Read(l.wake, b[:]) // the loop looks at what changed on every turn
@@ -662,6 +676,9 @@ func (l *eventLoop) resolve() {
 		}
 	}
 	l.mu.Unlock()
+	if len(l.firing) > 0 {
+		l.fireWatches()
+	}
 }
 
 // watchLoops, called every second, warns about each event loop that has

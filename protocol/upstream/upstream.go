@@ -18,7 +18,8 @@
 // Tunnel. Only the owner reads, writes or sets deadlines on it. While a
 // Conn is idle, whoever holds Pool.mu acts for the pool: the goroutine that
 // takes it out of the idle list (Get, the pruning timer, the idle watch,
-// Close) owns it from then on, and no one else touches it.
+// the event loop watching it, Close) owns it from then on, and no one else
+// touches it.
 //
 // # Idle connections never carry bytes to the next request
 //
@@ -26,27 +27,48 @@
 // answer or after a 204 or 304, more than its Content-Length, a second
 // response. Were the connection reused, the next request, from whichever
 // client, would read them as its response, and every response after would
-// be one late. So a connection is never reused with a byte unread, however
-// briefly it idled (nginx's upstream keepalive module keeps every cached
-// connection's read event armed for this, and its
-// ngx_http_upstream_keepalive_close_handler closes one that becomes
-// readable):
+// be one late. So a connection is not reused with a byte unread (nginx's
+// upstream keepalive module keeps every cached connection's read event
+// armed for this, and its ngx_http_upstream_keepalive_close_handler
+// closes one that becomes readable):
 //
 //   - Release (put) closes a connection whose read buffer holds bytes past
 //     the end of the response.
-//   - While a connection is idle, the pool's idle watch (one epoll set and
-//     one goroutine per pool, made when the pool first keeps a connection)
-//     waits for it to become readable: data, the upstream's FIN, a reset.
-//     When it does, the watch takes it out of the idle list and closes it
-//     at once. The registration is one-shot and carries a token that is
-//     new at each put, so an event that comes after Get took the
+//   - A connection whose owner offered an event loop (SetWatcher: the
+//     proxy offers the loop its client came from, protocol.SocketWatcher)
+//     is registered with that loop's epoll set at its first put,
+//     edge-triggered for readability, and stays there until it is closed
+//     (Tunnel takes it out): reusing it costs no system call. The loop
+//     reports every event on its own goroutine, between the requests it
+//     serves (loopReady). An event while the connection is idle closes it
+//     at once, unless a peek finds nothing (an event for the last
+//     response's bytes that the loop fetched late; epoll drops most of
+//     those itself, since it checks readiness again when it hands an
+//     event out). An event while it is in use is noted, and put peeks
+//     before it pools the connection: bytes that came after the response
+//     was read bring no event of their own. Get hands an idle watched
+//     connection out without a look: stray bytes are caught once the loop
+//     has fetched their event, which on a busy loop is the next batch and
+//     on an idle one at once; what arrives between the loop's last
+//     epoll_wait and the request's write goes unseen, as it does with
+//     nginx, which does not look either (before, a peek in Get narrowed
+//     that window to the time between the peek and the write). When the
+//     loop ends (Shutdown) its connections are unwatched, and Get peeks
+//     at them again.
+//   - A connection no loop watches (an owner that offered none, a loop
+//     that refused it) is watched by the pool's own idle watch (one epoll
+//     set and one goroutine per pool, made when the pool first keeps such
+//     a connection) while it is idle: when it becomes readable (data, the
+//     upstream's FIN, a reset) the watch takes it out of the idle list and
+//     closes it at once. The registration is one-shot and carries a token
+//     that is new at each put, so an event that comes after Get took the
 //     connection finds no idle connection with its token and is ignored.
 //     A socket joins the watch's set at its first put and stays in it
 //     until it is closed: Get disarms it (EPOLL_CTL_MOD to no readiness
 //     but the hang-up and error epoll always reports) and the next put
 //     arms it again (MOD), which is cheaper in the kernel than a DEL and
 //     an ADD per reuse.
-//   - Get disarms each idle connection's registration and peeks at it
+//   - Get disarms each such connection's registration and peeks at it
 //     (recv with MSG_PEEK|MSG_DONTWAIT) before handing it out, with the
 //     one check the watch makes on an event too (idleCheck): bytes or
 //     the connection's end that arrived before the watch got to it, or
@@ -56,11 +78,15 @@
 //
 // A socket's descriptor number is used (epoll_ctl, the peek) only inside
 // its RawConn.Control, which keeps it open, and by its owner, or under
-// Pool.mu while it is idle; the epoll set (protocol/internal/epoll) guards
-// its own. Registering takes one epoll_ctl under Pool.mu, so that the
-// watch never sees an event before it can find the connection. Closing a
-// socket drops its registration with it, so the pruning timer and Close
-// just close theirs.
+// Pool.mu while it is idle; the epoll sets (protocol/internal/epoll, the
+// loop's) guard their own. Registering with the pool's watch takes one
+// epoll_ctl under Pool.mu, so that the watch never sees an event before it
+// can find the connection; a loop registration is made outside Pool.mu
+// (Watch and Unwatch take the loop's lock, and the loop calls back
+// without it, so the two locks are never held together) but with Conn.lw
+// set before it, so that no event of it is ignored. Closing a socket drops its registrations with it (a loop
+// key is freed first, Unwatch), so the pruning timer and Close just close
+// theirs.
 package upstream
 
 import (
@@ -234,11 +260,20 @@ func (p *Pool) Get() (*Conn, error) {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
+		c.idle = false
+		// A connection an event loop watches needs no check: had it
+		// become readable since the loop's last epoll_wait, the loop
+		// would have taken it out of the idle list (loopReady).
+		looped := c.lw != nil
 		p.mu.Unlock()
 		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) >= p.cfg.IdleTimeout {
-			c.nc.Close()
+			c.closeSock()
 			p.mu.Lock()
 			continue
+		}
+		if looped {
+			c.reused = true
+			return c, nil
 		}
 		if got, _ := c.idleCheck(opTake); got != epoll.Nothing {
 			// Stray bytes (another response's, or a body past the end of
@@ -274,7 +309,7 @@ func (p *Pool) Dial() (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
-	c := &Conn{pool: p, nc: nc, rc: rc}
+	c := &Conn{pool: p, nc: nc, rc: rc, lkey: -1}
 	c.fdFn = c.onFD
 	if b, ok := readBufs.Get().(*[bufSize]byte); ok {
 		c.buf = b[:]
@@ -310,9 +345,12 @@ func (p *Pool) Close() {
 	if p.watch != nil {
 		p.watch.Close() // ends watchIdle
 	}
+	for _, c := range idle {
+		c.idle = false
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
-		c.nc.Close()
+		c.closeSock()
 	}
 }
 
@@ -331,7 +369,7 @@ func (p *Pool) put(c *Conn) {
 			}
 			p.logger.Debug("upstream sent bytes past the end of a response; connection not reused", args...)
 		}
-		c.nc.Close()
+		c.closeSock()
 		return
 	}
 	c.r, c.w = 0, 0
@@ -339,10 +377,15 @@ func (p *Pool) put(c *Conn) {
 		c.buf = make([]byte, bufSize) // a long head grew it
 	}
 	p.mu.Lock()
-	full := len(p.idle) >= p.cfg.Keepalive
-	if p.closed || full && (p.cfg.SurplusTimeout <= 0 || p.cfg.Keepalive <= 0) || !p.watchLocked(c) {
+	if c.lw == nil && c.want != nil && !c.inWatch && !p.closed {
 		p.mu.Unlock()
-		c.nc.Close()
+		c.loopWatch()
+		p.mu.Lock()
+	}
+	full := len(p.idle) >= p.cfg.Keepalive
+	if p.closed || full && (p.cfg.SurplusTimeout <= 0 || p.cfg.Keepalive <= 0) || c.lw == nil && !p.watchLocked(c) {
+		p.mu.Unlock()
+		c.closeSock()
 		// The exchange is over (Release) and nothing aliases the buffer.
 		if cap(c.buf) == bufSize {
 			readBufs.Put((*[bufSize]byte)(c.buf[:bufSize]))
@@ -350,6 +393,19 @@ func (p *Pool) put(c *Conn) {
 		c.buf = nil
 		return
 	}
+	if c.lw != nil && c.evSeen {
+		// The loop reported the socket readable while it was in use:
+		// most often for the response just read, but bytes that came
+		// after it would bring no event of their own (edge-triggered),
+		// so look.
+		c.evSeen = false
+		if got, _ := c.idleCheck(opPeek); got != epoll.Nothing {
+			p.mu.Unlock()
+			p.drop(c, got, c.idleAt)
+			return
+		}
+	}
+	c.idle = true
 	p.idle = append(p.idle, c)
 	p.arm(c.idleAt)
 	p.mu.Unlock()
@@ -418,9 +474,7 @@ func (p *Pool) readable(evs []unix.EpollEvent) {
 		if got == epoll.Nothing && err == nil {
 			continue
 		}
-		copy(p.idle[k:], p.idle[k+1:])
-		p.idle[len(p.idle)-1] = nil
-		p.idle = p.idle[:len(p.idle)-1]
+		p.removeIdle(k)
 		drop = append(drop, c)
 		why = append(why, got)
 	}
@@ -434,7 +488,7 @@ func (p *Pool) readable(evs []unix.EpollEvent) {
 // drop closes c, an idle connection in which a peek found got (data, or
 // the connection's end), and logs why.
 func (p *Pool) drop(c *Conn, got epoll.Peeked, now time.Time) {
-	c.nc.Close()
+	c.closeSock()
 	ok, n := p.dropLim.Allow(now)
 	if !ok {
 		return
@@ -508,6 +562,9 @@ func (p *Pool) pruneIdle() {
 		}
 	}
 	if n > 0 {
+		for _, c := range p.idle[:n] {
+			c.idle = false
+		}
 		expired = append(expired, p.idle[:n]...)
 		m := copy(p.idle, p.idle[n:])
 		clear(p.idle[m:])
@@ -516,7 +573,7 @@ func (p *Pool) pruneIdle() {
 	p.arm(now)
 	p.mu.Unlock()
 	for _, c := range expired {
-		c.nc.Close()
+		c.closeSock()
 	}
 }
 
@@ -540,6 +597,19 @@ type Conn struct {
 	rc     syscall.RawConn // nc's
 	reused bool
 	idleAt time.Time
+
+	// The event loop watching the socket (Watcher), once put has
+	// registered it there: lw and lkey, with idle (the connection is in
+	// the pool's idle list) and evSeen (the loop reported it readable
+	// while it was in use), change under pool.mu. want is the watcher
+	// its owner offers (SetWatcher); looped, that lw was ever set, is
+	// the owner's.
+	want   Watcher
+	lw     Watcher
+	lkey   int
+	idle   bool
+	evSeen bool
+	looped bool
 
 	// The idle watch's registration (token) and what control does with
 	// the descriptor: fdFn is onFD, made once, so that Control allocates
@@ -596,7 +666,8 @@ func (c *Conn) Reused() bool { return c.reused }
 type fdOp uint8
 
 const (
-	opWatch fdOp = iota // register it with the idle watch
+	opPeek  fdOp = iota // peek, nothing more
+	opWatch             // register it with the idle watch
 	opCheck             // the idle check, for the watch: peek; arm again if nothing is there
 	opTake              // the idle check, for Get: end the registration, then peek
 )
@@ -657,7 +728,7 @@ func (c *Conn) idleCheck(op fdOp) (epoll.Peeked, error) {
 func (c *Conn) HeadBuffer() []byte { return c.out[:0] }
 
 // Close closes the connection.
-func (c *Conn) Close() { c.nc.Close() }
+func (c *Conn) Close() { c.closeSock() }
 
 // Release ends the exchange: the connection goes back to the pool when the
 // response was read to its end and may be followed by another, and is
@@ -668,13 +739,14 @@ func (c *Conn) Release() {
 		c.pool.put(c) // closes it if bytes past the response are buffered
 		return
 	}
-	c.nc.Close()
+	c.closeSock()
 }
 
 // Tunnel hands the connection over after a 101 response: it returns the
 // socket and the bytes already read past the response head, which belong
 // to the new protocol. The Conn must not be used afterwards.
 func (c *Conn) Tunnel() (net.Conn, []byte) {
+	c.unwatchOpen()
 	return c.nc, c.buf[c.r:c.w]
 }
 
@@ -765,7 +837,7 @@ func (c *Conn) duplex(head, body []byte, stream io.Reader, n int64, noBody bool)
 	case werr == nil, c.answered.Load():
 	case errors.Is(werr, ErrRequestBody):
 		// The client failed: the exchange cannot go on.
-		c.nc.Close()
+		c.closeSock()
 	default:
 		// Write timeouts end the wait for the head too; after a reset
 		// the head reader sees the connection's end (or an answer the
@@ -1232,4 +1304,129 @@ func (c *Conn) bodyErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	}
 	return fmt.Errorf("%w: %w", ErrTruncated, err)
+}
+
+// Watcher watches idle connections' sockets for the pool on an event loop
+// that polls anyway: protocol.SocketWatcher, one of the server's loops (see
+// the package doc). Watch registers fd (kept open by the caller meanwhile)
+// edge-triggered for readability, once, until Unwatch or the socket's
+// close; ready runs on the loop's goroutine at each event, and once with
+// gone true when the loop ends. Unwatch with fd -1 frees the registration
+// of a socket that is closing; with its descriptor (kept open) it also
+// takes the socket out of the loop's epoll set.
+type Watcher interface {
+	Watch(fd int, ready func(gone bool)) (key int, err error)
+	Unwatch(key, fd int)
+}
+
+// SetWatcher offers w, the owner's event loop, to watch the connection
+// once it is idle (nil: the pool's own idle watch). The first put after
+// it registers the socket with w, where it stays until it is closed.
+func (c *Conn) SetWatcher(w Watcher) { c.want = w }
+
+// loopWatch registers c's socket with c.want, for an owner about to put c
+// in the pool. The registration is edge-triggered and stays until the
+// socket closes: taking c out of the pool and putting it back costs no
+// system call. lw is set before the registration, under pool.mu, so that
+// loopReady never ignores an event of it; evSeen makes put look at the
+// socket once, for bytes that came before it. On failure c stays
+// unregistered and the pool's own watch takes it.
+func (c *Conn) loopWatch() {
+	p, w := c.pool, c.want
+	p.mu.Lock()
+	c.lw, c.lkey, c.evSeen = w, -1, true
+	p.mu.Unlock()
+	key := -1
+	var werr error
+	err := c.rc.Control(func(fd uintptr) { key, werr = w.Watch(int(fd), c.loopReady) })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil || werr != nil {
+		if c.lw == w {
+			c.lw = nil
+		}
+		if ok, n := p.dropLim.Allow(time.Now()); ok && werr != nil {
+			p.logger.Debug("idle upstream connection not watched by the event loop", "upstream", p.cfg.Address,
+				"error", werr, "suppressed", n)
+		}
+		return
+	}
+	c.looped = true
+	if c.lw == w {
+		c.lkey = key
+	}
+}
+
+// loopReady is the loop's report that c's socket became readable. While c
+// is idle that means stray bytes, the upstream's FIN or a reset (or,
+// rarely, an event for bytes of the last response that the loop fetched
+// only after c went idle): a peek tells which, and c is closed unless
+// nothing is there. While c is in use it is noted for put (evSeen). gone:
+// the loop ended, and c is unwatched from now on (Get peeks at it again).
+func (c *Conn) loopReady(gone bool) {
+	p := c.pool
+	p.mu.Lock()
+	switch {
+	case c.lw == nil:
+		// Unwatched, closed, or an event meant for a socket whose key c
+		// has taken over: nothing to do.
+	case gone:
+		c.lw, c.lkey = nil, -1
+	case !c.idle:
+		c.evSeen = true
+	default:
+		got, _ := c.idleCheck(opPeek)
+		if got == epoll.Nothing {
+			break
+		}
+		for k, ic := range p.idle {
+			if ic == c {
+				p.removeIdle(k)
+				p.mu.Unlock()
+				p.drop(c, got, time.Now())
+				return
+			}
+		}
+	}
+	p.mu.Unlock()
+}
+
+// removeIdle takes idle[k] out of the idle list; p.mu is held.
+func (p *Pool) removeIdle(k int) {
+	p.idle[k].idle = false
+	copy(p.idle[k:], p.idle[k+1:])
+	p.idle[len(p.idle)-1] = nil
+	p.idle = p.idle[:len(p.idle)-1]
+}
+
+// closeSock closes the socket, freeing its loop registration first if it
+// has one.
+func (c *Conn) closeSock() {
+	if c.looped {
+		p := c.pool
+		p.mu.Lock()
+		w, key := c.lw, c.lkey
+		c.lw, c.lkey = nil, -1
+		p.mu.Unlock()
+		if w != nil && key >= 0 {
+			w.Unwatch(key, -1)
+		}
+	}
+	c.nc.Close()
+}
+
+// unwatchOpen takes the socket, which stays open (Tunnel), out of its
+// loop's watch.
+func (c *Conn) unwatchOpen() {
+	if !c.looped {
+		return
+	}
+	p := c.pool
+	p.mu.Lock()
+	w, key := c.lw, c.lkey
+	c.lw, c.lkey = nil, -1
+	p.mu.Unlock()
+	if w != nil && key >= 0 {
+		c.rc.Control(func(fd uintptr) { w.Unwatch(key, int(fd)) })
+	}
 }
