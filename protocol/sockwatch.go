@@ -11,7 +11,7 @@ import (
 // for readiness on one of the server's event loops: the reverse proxy's
 // idle upstream connections (protocol/upstream's Watcher). A socket is
 // registered once, edge-triggered, and stays registered until it is
-// closed, so that using it and putting it back costs no system call; the
+// closed, so that using it and putting it back costs no epoll_ctl; the
 // loop reports each event, in the order the kernel gives them, between
 // the requests it serves, at no cost beyond the epoll_wait it makes
 // anyway.

@@ -148,7 +148,7 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 		var resp *upstream.Response
 		if !connecting {
 			// The loop the client came from watches the connection
-			// once it is idle again: no system call per reuse.
+			// once it is idle again: no epoll_ctl per reuse.
 			c.SetWatcher(w.SocketWatcher())
 			head := p.appendHead(c.HeadBuffer(), r, rp, b, upgrade, len(body), stream != nil, streamLen)
 			b.active.Add(1)

@@ -327,3 +327,49 @@ func TestLoopWatchConcurrent(t *testing.T) {
 		t.Errorf("%d registrations left after the pool closed", live)
 	}
 }
+
+// busyWatcher is a loop too busy to have looked since: it registers
+// sockets but never reports their events.
+type busyWatcher struct {
+	mu  sync.Mutex
+	key int
+}
+
+func (w *busyWatcher) Watch(fd int, ready func(bool)) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.key++
+	return w.key, nil
+}
+
+func (w *busyWatcher) Unwatch(key, fd int) {}
+
+// TestLoopWatchBusyLoop: stray bytes that reach an idle connection before
+// its loop has looked (a response sent just after the last one, and the
+// connection reused at once) are still caught by Get, which does not
+// hand the connection out.
+func TestLoopWatchBusyLoop(t *testing.T) {
+	u := newLateUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	p := newLoggedPool(u.addr, nil)
+	defer p.Close()
+	c, b, err := loopExchange(t, p, &busyWatcher{})
+	if err != nil || b != "ok" {
+		t.Fatalf("%q %v", b, err)
+	}
+	if n := p.Idle(); n != 1 {
+		t.Fatalf("%d idle, want 1", n)
+	}
+	u.act <- stray
+	<-u.done
+	waitReadable(t, c)
+	c2, err := p.Get()
+	if err == nil {
+		defer c2.Close()
+	}
+	if c2 == c {
+		t.Fatal("Get handed out an idle connection with a stray response waiting")
+	}
+	if n := p.Idle(); n != 0 {
+		t.Errorf("%d idle, want 0", n)
+	}
+}

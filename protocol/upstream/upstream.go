@@ -38,7 +38,7 @@
 //     proxy offers the loop its client came from, protocol.SocketWatcher)
 //     is registered with that loop's epoll set at its first put,
 //     edge-triggered for readability, and stays there until it is closed
-//     (Tunnel takes it out): reusing it costs no system call. The loop
+//     (Tunnel takes it out): reusing it costs no epoll_ctl. The loop
 //     reports every event on its own goroutine, between the requests it
 //     serves (loopReady). An event while the connection is idle closes it
 //     at once, unless a peek finds nothing (an event for the last
@@ -47,14 +47,14 @@
 //     event out). An event while it is in use is noted, and put peeks
 //     before it pools the connection: bytes that came after the response
 //     was read bring no event of their own. Get hands an idle watched
-//     connection out without a look: stray bytes are caught once the loop
-//     has fetched their event, which on a busy loop is the next batch and
-//     on an idle one at once; what arrives between the loop's last
-//     epoll_wait and the request's write goes unseen, as it does with
-//     nginx, which does not look either (before, a peek in Get narrowed
-//     that window to the time between the peek and the write). When the
-//     loop ends (Shutdown) its connections are unwatched, and Get peeks
-//     at them again.
+//     connection out after one peek and no epoll_ctl: the loop fetches
+//     an event only at its next epoll_wait, which on a busy loop is the
+//     next batch, so bytes that came since (a stray response sent just
+//     after the last one, when the connection is reused at once) are
+//     caught by the peek, and only what arrives between the peek and the
+//     request's write goes unseen (nginx does not look at all). When the
+//     loop ends (Shutdown) its connections are unwatched, and the pool's
+//     own watch takes them.
 //   - A connection no loop watches (an owner that offered none, a loop
 //     that refused it) is watched by the pool's own idle watch (one epoll
 //     set and one goroutine per pool, made when the pool first keeps such
@@ -261,21 +261,23 @@ func (p *Pool) Get() (*Conn, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		c.idle = false
-		// A connection an event loop watches needs no check: had it
-		// become readable since the loop's last epoll_wait, the loop
-		// would have taken it out of the idle list (loopReady).
-		looped := c.lw != nil
+		// A connection an event loop watches has no registration to
+		// end, but is peeked at all the same: the loop sees its events
+		// only at its next epoll_wait, and bytes that came since (a
+		// stray response sent just after the last one, when the
+		// connection is reused at once) would otherwise be read as this
+		// request's response.
+		op := opTake
+		if c.lw != nil {
+			op = opPeek
+		}
 		p.mu.Unlock()
 		if p.cfg.IdleTimeout > 0 && now.Sub(c.idleAt) >= p.cfg.IdleTimeout {
 			c.closeSock()
 			p.mu.Lock()
 			continue
 		}
-		if looped {
-			c.reused = true
-			return c, nil
-		}
-		if got, _ := c.idleCheck(opTake); got != epoll.Nothing {
+		if got, _ := c.idleCheck(op); got != epoll.Nothing {
 			// Stray bytes (another response's, or a body past the end of
 			// the last one), or the upstream closed it while idle (its
 			// keep-alive timeout is shorter than ours): not one to send a
