@@ -1404,15 +1404,8 @@ func (p *Pool) removeIdle(k int) {
 // closeSock closes the socket, freeing its loop registration first if it
 // has one.
 func (c *Conn) closeSock() {
-	if c.looped {
-		p := c.pool
-		p.mu.Lock()
-		w, key := c.lw, c.lkey
-		c.lw, c.lkey = nil, -1
-		p.mu.Unlock()
-		if w != nil && key >= 0 {
-			w.Unwatch(key, -1)
-		}
+	if w, key := c.takeWatch(); w != nil {
+		w.Unwatch(key, -1)
 	}
 	c.nc.Close()
 }
@@ -1420,15 +1413,24 @@ func (c *Conn) closeSock() {
 // unwatchOpen takes the socket, which stays open (Tunnel), out of its
 // loop's watch.
 func (c *Conn) unwatchOpen() {
+	if w, key := c.takeWatch(); w != nil {
+		c.rc.Control(func(fd uintptr) { w.Unwatch(key, int(fd)) })
+	}
+}
+
+// takeWatch returns the loop that watches c and c's key there, forgotten
+// from now on; nil when no loop does.
+func (c *Conn) takeWatch() (Watcher, int) {
 	if !c.looped {
-		return
+		return nil, -1
 	}
 	p := c.pool
 	p.mu.Lock()
 	w, key := c.lw, c.lkey
 	c.lw, c.lkey = nil, -1
 	p.mu.Unlock()
-	if w != nil && key >= 0 {
-		c.rc.Control(func(fd uintptr) { w.Unwatch(key, int(fd)) })
+	if key < 0 {
+		return nil, -1
 	}
+	return w, key
 }
