@@ -159,7 +159,13 @@ const stray = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Label: stray\r\n\r\nstr
 // response was read but before it was released, and one that has been
 // taken and put back since it first idled (its registration disarmed and
 // armed again rather than made anew).
-func TestIdleWatchCloses(t *testing.T) {
+func TestIdleWatchCloses(t *testing.T) { testWatchCloses(t, false) }
+
+// testWatchCloses runs TestIdleWatchCloses's cases, with the connection
+// watched by an event loop when loop is set (TestLoopWatchCloses): then
+// its socket must be registered once for all its reuses, never in the
+// pool's own watch, and its registration must end with it.
+func testWatchCloses(t *testing.T, loop bool) {
 	for _, tc := range []struct {
 		name, act, log string
 		beforePut      bool
@@ -174,12 +180,19 @@ func TestIdleWatchCloses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u := newLateUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			var w *testWatcher
+			if loop {
+				w = newTestWatcher(t)
+			}
 			sink, logger := newLogSink()
 			p := newLoggedPool(u.addr, logger)
 			defer p.Close()
 			c, err := p.Get()
 			if err != nil {
 				t.Fatal(err)
+			}
+			if loop {
+				c.SetWatcher(w)
 			}
 			head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
 			if _, err := c.Do(head, nil, nil, 0, false); err != nil {
@@ -209,7 +222,7 @@ func TestIdleWatchCloses(t *testing.T) {
 				<-u.done
 			}
 			line := sink.wait(t, tc.log)
-			if !strings.Contains(line, "upstream="+u.addr) {
+			if !loop && !strings.Contains(line, "upstream="+u.addr) {
 				t.Errorf("log line without the upstream: %q", line)
 			}
 			if n := p.Idle(); n != 0 {
@@ -217,6 +230,19 @@ func TestIdleWatchCloses(t *testing.T) {
 			}
 			if tc.act != rstClose {
 				waitEnded(t, u)
+			}
+			if !loop {
+				return
+			}
+			watches, unwatches, live := w.counts()
+			if watches != 1 || unwatches != 1 || live != 0 {
+				t.Errorf("%d Watch, %d Unwatch, %d left registered: want one registration, ended", watches, unwatches, live)
+			}
+			p.mu.Lock()
+			pw := p.watch
+			p.mu.Unlock()
+			if pw != nil {
+				t.Error("the pool made its own watch for a connection a loop watches")
 			}
 		})
 	}

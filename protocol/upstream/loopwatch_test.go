@@ -142,77 +142,7 @@ func loopExchange(t *testing.T, p *Pool, w Watcher) (*Conn, string, error) {
 // Get, also when its bytes came before it was put back, and after reuses;
 // the socket is registered once for all its reuses, never in the pool's
 // own watch, and its registration ends with it.
-func TestLoopWatchCloses(t *testing.T) {
-	for _, tc := range []struct {
-		name, act, log string
-		beforePut      bool
-		reuse          bool
-	}{
-		{"bytes", stray, "sent bytes on an idle connection", false, false},
-		{"bytes before put", stray, "sent bytes on an idle connection", true, false},
-		{"fin", finClose, "closed an idle connection", false, false},
-		{"reset", rstClose, "closed an idle connection", false, false},
-		{"bytes after reuse", stray, "sent bytes on an idle connection", false, true},
-		{"fin after reuse", finClose, "closed an idle connection", false, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			u := newLateUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			w := newTestWatcher(t)
-			sink, logger := newLogSink()
-			p := newLoggedPool(u.addr, logger)
-			defer p.Close()
-			c, err := p.Get()
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.SetWatcher(w)
-			head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
-			if _, err := c.Do(head, nil, nil, 0, false); err != nil {
-				t.Fatal(err)
-			}
-			if b, err := io.ReadAll(c); err != nil || string(b) != "ok" {
-				t.Fatalf("%q %v", b, err)
-			}
-			if tc.beforePut {
-				u.act <- tc.act
-				<-u.done
-				waitReadable(t, c)
-				c.Release()
-			} else {
-				c.Release()
-				if n := p.Idle(); n != 1 {
-					t.Fatalf("%d idle, want 1", n)
-				}
-				for i := 0; tc.reuse && i < 2; i++ {
-					c2, err := p.Get()
-					if err != nil || c2 != c {
-						t.Fatalf("Get: %p (%v), want the idle connection %p", c2, err, c)
-					}
-					p.put(c2)
-				}
-				u.act <- tc.act
-				<-u.done
-			}
-			sink.wait(t, tc.log)
-			if n := p.Idle(); n != 0 {
-				t.Fatalf("%d idle connections after the close, want 0", n)
-			}
-			if tc.act != rstClose {
-				waitEnded(t, u)
-			}
-			watches, unwatches, live := w.counts()
-			if watches != 1 || unwatches != 1 || live != 0 {
-				t.Errorf("%d Watch, %d Unwatch, %d left registered: want one registration, ended", watches, unwatches, live)
-			}
-			p.mu.Lock()
-			pw := p.watch
-			p.mu.Unlock()
-			if pw != nil {
-				t.Error("the pool made its own watch for a connection a loop watches")
-			}
-		})
-	}
-}
+func TestLoopWatchCloses(t *testing.T) { testWatchCloses(t, true) }
 
 // TestLoopWatchGone: once its loop has ended, an idle connection is
 // unwatched, and Get goes back to peeking at it: one with bytes waiting
