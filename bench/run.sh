@@ -997,14 +997,46 @@ EOF
 }
 
 start_nethttp() {
-	has "$TESTS" plaintext || return
-	[[ -x $BIN/nethttp ]] || { skip_targets "Go net/http" "not built" plaintext; return; }
-	local port
+	if has "$TESTS" plaintext; then
+		if [[ ! -x $BIN/nethttp ]]; then
+			skip_targets "Go net/http" "not built" plaintext
+		else
+			local port
+			port=$(free_port)
+			if start_server nethttp "$port" / 0 env GOMAXPROCS="$WORKERS" "$BIN/nethttp" -addr "127.0.0.1:$port"; then
+				target plaintext "Go net/http" "1 (GOMAXPROCS=$WORKERS)" "http://127.0.0.1:$port/"
+			else
+				skip_targets "Go net/http" "did not start" plaintext
+			fi
+		fi
+	fi
+	start_nethttp_h2
+}
+
+# start_nethttp_h2 starts net/http's own HTTP/2 server (the same code as
+# golang.org/x/net/http2, which forkd's HTTP/2 is bridged to) for the HTTP/2
+# tests, with GOMAXPROCS=H2_WORKERS: the floor of what forkd's HTTP/2 can
+# reach without a hand-written protocol engine.
+start_nethttp_h2() {
+	has_h2_test || return
+	if [[ ! -x $BIN/nethttp ]]; then
+		skip_targets "Go net/http" "not built" h2tls h2tls4k h2c h2c4k
+		return
+	fi
+	if ((${#H2LOAD[@]} == 0)); then
+		skip_targets "Go net/http" "h2load not installed" h2tls h2tls4k h2c h2c4k
+		return
+	fi
+	local port tport cport
 	port=$(free_port)
-	if start_server nethttp "$port" / 0 env GOMAXPROCS="$WORKERS" "$BIN/nethttp" -addr "127.0.0.1:$port"; then
-		target plaintext "Go net/http" "1 (GOMAXPROCS=$WORKERS)" "http://127.0.0.1:$port/"
+	tport=$(free_port)
+	cport=$(free_port)
+	if start_server nethttp-h2 "$port" / 0 env GOMAXPROCS="$H2_WORKERS" "$BIN/nethttp" -addr "127.0.0.1:$port" \
+		-h2c-addr "127.0.0.1:$cport" -tls-addr "127.0.0.1:$tport" \
+		-cert "$TMP/tls/cert.pem" -key "$TMP/tls/key.pem" -file "$TMP/www/4k.bin"; then
+		h2_targets "Go net/http" "https://127.0.0.1:$tport" "http://127.0.0.1:$cport"
 	else
-		skip_targets "Go net/http" "did not start" plaintext
+		skip_targets "Go net/http" "did not start" h2tls h2tls4k h2c h2c4k
 	fi
 }
 
