@@ -676,7 +676,8 @@ start_forkd() {
 		cat >"$TMP/forkd-tls.hcl" <<EOF
 workers = $WORKERS
 listen {
-  address = "127.0.0.1:$port"
+  address   = "127.0.0.1:$port"
+  protocols = ["http/1.1"] # the tls rows are HTTP/1.1 (wrk offers no ALPN), as before h2 was the default
   tls {
     certificate = "$TMP/tls/cert.pem"
     key         = "$TMP/tls/key.pem"

@@ -158,13 +158,15 @@ const (
 )
 
 // ProtocolList returns the listener's protocols, the default filled in:
-// ["http/1.1"]. HTTP/2 is opt-in, on TLS listeners too, until the bridge
-// in package h2 costs what HTTP/1.1 costs and loses no stream across
-// reloads (docs/DESIGN.md); the contract's TLS default, ["h2",
-// "http/1.1"], is then one line here.
+// on TLS ["h2", "http/1.1"] (ALPN, in this order), on a plain listener
+// ["http/1.1"]. protocols = ["http/1.1"] keeps a TLS listener to
+// HTTP/1.1 (docs/tls.md).
 func (l Listen) ProtocolList() []string {
 	if len(l.Protocols) > 0 {
 		return l.Protocols
+	}
+	if l.IsTLS() {
+		return []string{ProtoH2, ProtoHTTP11}
 	}
 	return []string{ProtoHTTP11}
 }

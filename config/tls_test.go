@@ -146,3 +146,35 @@ func TestRedirectConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestProtocolListDefault: a TLS listener offers h2 and http/1.1 (ALPN, in
+// this order) unless it names its protocols; a plain one speaks HTTP/1.1.
+func TestProtocolListDefault(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := tlsFiles(t, dir, "a", false)
+	for _, tc := range []struct {
+		extra string
+		tls   bool
+		want  string
+		http2 bool
+	}{
+		{"", true, "h2 http/1.1", true},
+		{"  protocols = [\"http/1.1\"]\n", true, "http/1.1", false},
+		{"  protocols = [\"http/1.1\", \"h2\"]\n", true, "http/1.1 h2", true},
+		{"", false, "http/1.1", false},
+		{"  protocols = [\"http/1.1\", \"h2c\"]\n", false, "http/1.1 h2c", true},
+	} {
+		src := tlsConfig(cert, key, tc.extra)
+		if !tc.tls {
+			src = "listen {\n  address = \"127.0.0.1:0\"\n" + tc.extra + "}\n"
+		}
+		c, err := Parse([]byte(src), "c.hcl")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.extra, err)
+		}
+		l := c.Listen[0]
+		if got := strings.Join(l.ProtocolList(), " "); got != tc.want || l.HTTP2() != tc.http2 {
+			t.Errorf("tls=%v %q: protocols %q, HTTP2 %v; want %q, %v", tc.tls, tc.extra, got, l.HTTP2(), tc.want, tc.http2)
+		}
+	}
+}

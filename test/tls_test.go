@@ -124,7 +124,7 @@ func TestTLSServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := start(t, opts{workers: 2,
-		extra: e.listen(tlsAddr, "", "a", "b") + e.listen(tls13Addr, "  min_version = \"1.3\"\n", "a"),
+		extra: e.listen(tlsAddr, "", "a", "b") + e.listen(tls13Addr, "  min_version = \"1.3\"\n  protocols = [\"http/1.1\"]\n", "a"),
 		sites: `site "test" {
   route "/" {
     respond {
@@ -148,8 +148,9 @@ func TestTLSServe(t *testing.T) {
   }
 }`})
 
-	// A Go client trusting the test CA, through net/http: ALPN http/1.1
-	// (HTTP/2 is opt-in: protocols).
+	// A Go client trusting the test CA, through net/http: the listener
+	// names no protocols, so it offers h2 first (ALPN), and the client
+	// speaks HTTP/2. (fetch, below, offers no ALPN: HTTP/1.1.)
 	tr := &http.Transport{TLSClientConfig: e.client("a.test"), ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -159,9 +160,20 @@ func TestTLSServe(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || string(body) != "hello\n" || resp.Proto != "HTTP/1.1" ||
-		resp.TLS == nil || resp.TLS.NegotiatedProtocol != "http/1.1" {
+	if resp.StatusCode != 200 || string(body) != "hello\n" || resp.Proto != "HTTP/2.0" ||
+		resp.TLS == nil || resp.TLS.NegotiatedProtocol != "h2" {
 		t.Errorf("GET: %d %q %s %+v", resp.StatusCode, body, resp.Proto, resp.TLS)
+	}
+
+	// protocols = ["http/1.1"] opts a TLS listener out of HTTP/2: the
+	// same client speaks HTTP/1.1 there.
+	if resp, err := hc.Get("https://" + tls13Addr + "/"); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Proto != "HTTP/1.1" || resp.TLS.NegotiatedProtocol != "http/1.1" {
+			t.Errorf("GET on the http/1.1-only listener: %d %s %q", resp.StatusCode, resp.Proto, resp.TLS.NegotiatedProtocol)
+		}
 	}
 
 	// A static file of 1 MiB, and a proxied request that says https.
