@@ -1,0 +1,230 @@
+package serve
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/forkd/forkd/config"
+)
+
+// loopClient is a keep-alive client connection.
+type loopClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialLoopClient(t *testing.T, addr string) *loopClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	return &loopClient{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (lc *loopClient) send(paths ...string) {
+	lc.t.Helper()
+	var b []byte
+	for _, p := range paths {
+		b = fmt.Appendf(b, "GET %s HTTP/1.1\r\nHost: p\r\n\r\n", p)
+	}
+	if _, err := lc.c.Write(b); err != nil {
+		lc.t.Fatal(err)
+	}
+}
+
+func (lc *loopClient) read() (int, string, error) {
+	resp, err := http.ReadResponse(lc.br, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(b), err
+}
+
+// get sends path and reads its response, which must come whole.
+func (lc *loopClient) get(path string) (int, string) {
+	lc.t.Helper()
+	lc.send(path)
+	st, body, err := lc.read()
+	if err != nil {
+		lc.t.Fatalf("%s: %v", path, err)
+	}
+	return st, body
+}
+
+// TestProxyOnLoop: proxied requests without a body, on a keep-alive client
+// connection that went back to its loop after its first request, are
+// served by the loop's events (testHookLoopRespond counts them), and keep
+// the goroutine path's behaviour in every way one can fail: pipelined
+// requests answered in order, response_timeout's 504, a reused connection
+// found dead retried on a new one, an upstream that closes mid-body (the
+// client sees the response cut), stray bytes never reused, a client gone
+// while its request is suspended, a Shutdown that waits for it.
+func TestProxyOnLoop(t *testing.T) {
+	var onLoop atomic.Int64
+	hook := func() { onLoop.Add(1) }
+	testHookLoopRespond.Store(&hook)
+	t.Cleanup(func() { testHookLoopRespond.Store(nil) })
+
+	type env struct {
+		addr   string
+		srv    interface{ Shutdown(context.Context) error }
+		open   func() int64
+		held   chan struct{} // an upstream got /hold
+		hold   chan struct{} // closed: /hold is answered
+		client *loopClient
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, e *env)
+	}{
+		{"keep-alive", func(t *testing.T, e *env) {
+			for _, p := range []string{"/b", "/c", "/d"} {
+				if st, body := e.client.get(p); st != 200 || body != p {
+					t.Fatalf("%s: %d %q", p, st, body)
+				}
+			}
+			if n := onLoop.Load(); n != 3 {
+				t.Errorf("%d responses sent by the loop, want 3", n)
+			}
+		}},
+		{"pipelined", func(t *testing.T, e *env) {
+			e.client.send("/1", "/2", "/3")
+			for _, p := range []string{"/1", "/2", "/3"} {
+				st, body, err := e.client.read()
+				if err != nil || st != 200 || body != p {
+					t.Fatalf("%s: %d %q %v", p, st, body, err)
+				}
+			}
+			if n := onLoop.Load(); n != 3 {
+				t.Errorf("%d responses sent by the loop, want 3", n)
+			}
+		}},
+		{"response_timeout", func(t *testing.T, e *env) {
+			if st, body := e.client.get("/slow"); st != 504 || body != "504 Gateway Timeout\n" {
+				t.Fatalf("/slow: %d %q", st, body)
+			}
+			if st, body := e.client.get("/after"); st != 200 || body != "/after" {
+				t.Fatalf("/after: %d %q", st, body)
+			}
+		}},
+		{"stale reused connection", func(t *testing.T, e *env) {
+			if st, body := e.client.get("/drop-once"); st != 200 || body != "/drop-once" {
+				t.Fatalf("/drop-once: %d %q", st, body)
+			}
+		}},
+		{"upstream closes mid-body", func(t *testing.T, e *env) {
+			e.client.send("/cut")
+			if _, _, err := e.client.read(); err == nil {
+				t.Fatal("a cut response reached the client whole")
+			}
+		}},
+		{"stray bytes", func(t *testing.T, e *env) {
+			if st, body := e.client.get("/stray"); st != 200 || body != "/stray" {
+				t.Fatalf("/stray: %d %q", st, body)
+			}
+			for _, p := range []string{"/x", "/y"} {
+				if st, body := e.client.get(p); st != 200 || body != p {
+					t.Fatalf("%s after stray bytes: %d %q", p, st, body)
+				}
+			}
+		}},
+		{"client gone", func(t *testing.T, e *env) {
+			e.client.send("/hold")
+			<-e.held
+			e.client.c.Close()
+			close(e.hold)
+			c2 := dialLoopClient(t, e.addr)
+			if st, body := c2.get("/next"); st != 200 || body != "/next" {
+				t.Fatalf("/next: %d %q", st, body)
+			}
+			c2.c.Close()
+			for deadline := time.Now().Add(testTimeout); e.open() != 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d connections still open", e.open())
+				}
+			}
+		}},
+		{"drain", func(t *testing.T, e *env) {
+			e.client.send("/hold")
+			<-e.held
+			shut := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+				defer cancel()
+				shut <- e.srv.Shutdown(ctx)
+			}()
+			close(e.hold)
+			st, body, err := e.client.read()
+			if err != nil || st != 200 || body != "/hold" {
+				t.Fatalf("/hold across the Shutdown: %d %q %v", st, body, err)
+			}
+			if err := <-shut; err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &env{held: make(chan struct{}, 1), hold: make(chan struct{})}
+			var dropped atomic.Bool
+			quit := make(chan struct{})
+			up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
+				p := req.URL.Path
+				switch p {
+				case "/slow":
+					<-quit // never answered
+					return false
+				case "/hold":
+					e.held <- struct{}{}
+					select {
+					case <-e.hold:
+					case <-time.After(testTimeout):
+						return false
+					}
+				case "/drop-once":
+					if !dropped.Swap(true) {
+						return false // read, never answered: closed
+					}
+				case "/cut":
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+					return false
+				case "/stray":
+					_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%sHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray", len(p), p)
+					return err == nil
+				}
+				_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(p), p)
+				return err == nil
+			})
+			t.Cleanup(func() { close(quit) }) // before the upstream's cleanup waits for it
+			h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
+				{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{up.addr}, Keepalive: 8,
+					RetryBodyBuffer: config.DefaultRetryBodyBuffer, ResponseTimeout: time.Second}},
+			}}}, Options{})
+			srv, addr := loopServer(t, h)
+			e.addr, e.srv = addr, srv
+			e.open = func() int64 { return srv.Stats().OpenConns }
+			e.client = dialLoopClient(t, addr)
+			// The first request dials, on a goroutine; the connection
+			// then goes back to its loop, which watches the upstream
+			// connection too.
+			if st, body := e.client.get("/a"); st != 200 || body != "/a" {
+				t.Fatalf("/a: %d %q", st, body)
+			}
+			onLoop.Store(0)
+			tc.run(t, e)
+		})
+	}
+}
