@@ -323,7 +323,8 @@ func (l *eventLoop) serve(c *conn) bool {
 	if c.susp != nil {
 		// Its request is suspended: what the client sends meanwhile is
 		// read once it is resumed (serveResumed reads without waiting
-		// for an event).
+		// for another event).
+		t.missed = true
 		return false
 	}
 	l.takeBuffers(c)

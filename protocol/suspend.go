@@ -103,7 +103,10 @@ func (l *eventLoop) serveResumed(s *Suspended) bool {
 	t := &c.lt
 	act := c.runResumed(s)
 	if act == actNext && c.t == t {
-		t.drained = false // events came and went while it was suspended
+		if t.missed {
+			t.drained = false // bytes came while it was suspended
+		}
+		t.missed = false
 		act = c.turn()
 	}
 	return l.served(c, t, act)

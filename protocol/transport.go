@@ -290,7 +290,10 @@ type loopTransport struct {
 	// closes (linger); lingered counts it.
 	lingering bool
 	lingered  int
-	c         *conn // the conn t belongs to
+	// missed: an event came while the connection's request was
+	// suspended (Suspend), which the loop did not act on.
+	missed bool
+	c      *conn // the conn t belongs to
 }
 
 func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }

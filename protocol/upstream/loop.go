@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,16 +59,17 @@ func (c *Conn) SendNow(head []byte, noBody bool) bool {
 	var werr error
 	if err := c.rc.Control(func(fd uintptr) {
 		for n < len(head) {
-			m, err := unix.SendmsgN(int(fd), head[n:], nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
-			if m > 0 {
-				n += m
+			p := head[n:]
+			m, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+				unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+			switch {
+			case e == 0 && m > 0:
+				n += int(m)
 				continue
-			}
-			if err == unix.EINTR {
+			case e == unix.EINTR:
 				continue
-			}
-			if err != unix.EAGAIN {
-				werr = os.NewSyscallError("sendmsg", err)
+			case e != unix.EAGAIN && e != 0:
+				werr = os.NewSyscallError("sendto", e)
 			}
 			return
 		}
@@ -140,12 +142,14 @@ func (c *Conn) Finish(headIn bool) (*Response, error) {
 
 // readNow is readInto for an exchange on a loop: one nonblocking read.
 func (c *Conn) readNow(p []byte) (int, error) {
-	var n int
-	var rerr error
+	var n uintptr
+	var e unix.Errno
 	if err := c.rc.Control(func(fd uintptr) {
 		for {
-			n, rerr = unix.Read(int(fd), p)
-			if rerr != unix.EINTR {
+			// Raw, as the loop's own reads: nonblocking, and without the
+			// scheduler's bookkeeping.
+			n, _, e = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+			if e != unix.EINTR {
 				return
 			}
 		}
@@ -153,13 +157,13 @@ func (c *Conn) readNow(p []byte) (int, error) {
 		return 0, err
 	}
 	switch {
+	case e == unix.EAGAIN:
+		return 0, ErrWouldBlock
+	case e != 0:
+		return 0, fmt.Errorf("read: %w", os.NewSyscallError("read", e))
 	case n > 0:
 		c.got = true
-		return n, nil
-	case rerr == unix.EAGAIN:
-		return 0, ErrWouldBlock
-	case rerr != nil:
-		return 0, fmt.Errorf("read: %w", rerr)
+		return int(n), nil
 	}
 	return 0, io.EOF
 }
