@@ -85,8 +85,9 @@ type conn struct {
 	h2      bool // the first bytes may hand it to HTTP/2 (handoff.go)
 	// susp is the request suspended on the loop (Suspend), and start when
 	// serveRequest began it, for what follows its handler.
-	susp  *Suspended
-	start time.Time
+	susp     *Suspended
+	start    time.Time
+	resuming bool // runResumed runs the rest of the request's handler
 	// rejoinLoop: the handler asked that the connection, held once it
 	// left its loop, go back to it as soon as its request is done
 	// (ResponseWriter.ReturnToLoop, rejoin).

@@ -31,8 +31,9 @@ type Suspended struct {
 
 // Suspend suspends the request the handler is serving (see Suspended), or
 // returns nil when it cannot be: the connection is not served inline on
-// an event loop (its handler left the loop, or the server has none), or
-// the server is draining. The handler must return soon after, without
+// an event loop (its handler left the loop, or the server has none), the
+// request was suspended before (Suspend is once per request), or the
+// server is draining. The handler must return soon after, without
 // writing more of the response. wake, called on the loop's goroutine, is
 // the loop's word to the owner: with ended false when timeout (if it is
 // positive) has passed without an Extend, and with ended true when the loop
@@ -42,7 +43,7 @@ type Suspended struct {
 func (w *ResponseWriter) Suspend(timeout time.Duration, wake func(ended bool)) *Suspended {
 	c := w.c
 	t, ok := c.t.(*loopTransport)
-	if !ok || t.l == nil || c.susp != nil || c.hijacked || c.srv.draining.Load() {
+	if !ok || t.l == nil || c.susp != nil || c.resuming || c.hijacked || c.srv.draining.Load() {
 		return nil
 	}
 	s := &Suspended{c: c, l: t.l, wake: wake}
@@ -91,7 +92,9 @@ func (s *Suspended) Resume(fn func()) {
 // follows the handler, returning serveRequest's action.
 func (c *conn) runResumed(s *Suspended) int {
 	c.susp = nil
+	c.resuming = true // no second suspension of the same request
 	ok := c.callHandler(s.fn)
+	c.resuming = false
 	return c.afterHandler(ok, c.start)
 }
 
