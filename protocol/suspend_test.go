@@ -229,3 +229,75 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestReturnToLoop: a handler that leaves its loop (WillBlock) and asks
+// for it (ReturnToLoop) gets its connection back on the loop as soon as
+// the request is done: the next request runs inline there (in the modes
+// with loops that serve inline), whether it comes after the response, in
+// the same write as the one before (pipelined: served on the goroutine,
+// after which it stays on its goroutine), or right away in a burst of
+// requests; and nothing sent while the connection was held is lost.
+func TestReturnToLoop(t *testing.T) { inModes(t, testReturnToLoop) }
+
+func testReturnToLoop(t *testing.T) {
+	onLoop := make(chan bool, 64)
+	h := HandlerFunc(func(w *ResponseWriter, r *Request) {
+		lt, ok := w.c.t.(*loopTransport)
+		onLoop <- ok && lt.l != nil
+		if string(r.Path) == "/leave" {
+			w.ReturnToLoop()
+			w.WillBlock()
+		}
+		w.Write(r.Path)
+	})
+	_, addr := startServer(t, h, nil)
+	c := dial(t, addr)
+	br := bufio.NewReader(c)
+	get := func(paths ...string) {
+		t.Helper()
+		var b strings.Builder
+		for _, p := range paths {
+			b.WriteString("GET " + p + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		}
+		io.WriteString(c, b.String())
+		for _, p := range paths {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := bodyOf(resp); got != p {
+				t.Fatalf("got %q, want %q", got, p)
+			}
+		}
+	}
+	inline := modeOf(t).loop == loopInline
+	next := func(path string, want bool) {
+		t.Helper()
+		select {
+		case got := <-onLoop:
+			if inline && got != want {
+				t.Errorf("%s served on the loop: %v, want %v", path, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s never served", path)
+		}
+	}
+	get("/leave")
+	next("/leave", true)
+	get("/stay")
+	next("/stay", true) // back on the loop at once
+	for range 20 {
+		get("/leave")
+		next("/leave", true)
+	}
+	get("/leave", "/after")
+	next("/leave", true)
+	next("/after", false) // pipelined: served where /leave ended
+	// That connection is on a net.Conn now (not held), where it stays
+	// until it idles for parkDelay; its requests are answered all the
+	// same.
+	for range 3 {
+		get("/leave")
+		<-onLoop
+	}
+}

@@ -502,8 +502,8 @@ func (t *netTransport) unhold() {
 func (c *conn) rejoin(t *netTransport) bool {
 	s := c.srv
 	l := t.loop
-	if l == nil || t.raw < 0 {
-		return false
+	if l == nil || t.raw < 0 || s.draining.Load() {
+		return false // under Shutdown it waits on its net.Conn, with the drain's grace
 	}
 	s.mu.Lock()
 	closed := s.closed
