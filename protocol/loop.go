@@ -288,11 +288,9 @@ func (l *eventLoop) run() {
 		}
 		for len(l.resumed) > 0 {
 			r := l.resumed[0]
-			l.resumed[0] = nil
-			l.resumed = l.resumed[1:]
-			if len(l.resumed) == 0 {
-				l.resumed = l.resumed[:0:0]
-			}
+			n := copy(l.resumed, l.resumed[1:]) // keeps the array: no allocation per request
+			l.resumed[n] = nil
+			l.resumed = l.resumed[:n]
 			if l.serveResumed(r) {
 				return
 			}

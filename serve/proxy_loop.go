@@ -103,7 +103,7 @@ func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp 
 	b.active.Add(1)
 	c.OnReady(x.readyFn)
 	if !c.SendNow(x.head, string(r.Method) == "HEAD") {
-		x.resume(x.blockingFn) // the socket did not take it all
+		x.resume(x.blockingFn) // the socket did not take it all, or failed
 	}
 	return nil, true
 }

@@ -49,8 +49,9 @@ func (c *Conn) OnReady(f func(gone bool)) {
 
 // SendNow begins an exchange without a body, as Do does, writing the head
 // with one nonblocking write; it reports false when the socket did not
-// take all of it (Finish sends the rest). A failed write is kept, and
-// weighed as Do weighs it once the response is read.
+// take all of it (Finish sends the rest), or the write failed (Finish
+// weighs the error as Do does once it has read what came back, at once on
+// a connection that broke).
 func (c *Conn) SendNow(head []byte, noBody bool) bool {
 	c.begin(head)
 	c.noBody = noBody
@@ -79,6 +80,7 @@ func (c *Conn) SendNow(head []byte, noBody bool) bool {
 	switch {
 	case werr != nil:
 		c.lwerr = werr
+		return false
 	case n < len(head):
 		c.pend = head[n:]
 		return false

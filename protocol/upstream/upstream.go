@@ -19,7 +19,11 @@
 // Conn is idle, whoever holds Pool.mu acts for the pool: the goroutine that
 // takes it out of the idle list (Get, the pruning timer, the idle watch,
 // the event loop watching it, Close) owns it from then on, and no one else
-// touches it.
+// touches it. An owner may serve its exchange on the event loop that
+// watches the socket (loop.go: SendNow, OnReady, ReadHeadNow, BodyNow):
+// the loop's events for the socket then go to that one exchange, until
+// OnReady(nil), which the owner calls before it hands the connection back
+// (Release, put and Close forget it too).
 //
 // # Idle connections never carry bytes to the next request
 //
