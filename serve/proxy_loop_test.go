@@ -228,3 +228,33 @@ func TestProxyOnLoop(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyOnLoopRoutes: only routes whose middleware has nothing to do
+// after the handler returns serve on the loop (proxy.onLoop): error_pages
+// (which looks at the status afterwards) and compress (the site's or the
+// route's) keep the goroutine path; headers and request IDs, which act
+// before, do not.
+func TestProxyOnLoopRoutes(t *testing.T) {
+	cz := compressBlock()
+	for _, tc := range []struct {
+		name string
+		site config.Site
+		want bool
+	}{
+		{"plain", config.Site{}, true},
+		{"headers and request_id", config.Site{Headers: &config.Headers{Set: map[string]string{"X-A": "1"}}, Access: config.Access{RequestID: "X-Request-Id"}}, true},
+		{"error_pages", config.Site{ErrorPages: map[string]string{"502": "/dev/null"}}, false},
+		{"compress", config.Site{Compress: cz}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site := tc.site
+			site.Name, site.Hosts = "p", []string{"*"}
+			site.Routes = []config.Route{{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{"127.0.0.1:1"},
+				Keepalive: 8, RetryBodyBuffer: config.DefaultRetryBodyBuffer}}}
+			h := newHandler(t, []config.Site{site}, Options{}).(*handler)
+			if got := h.proxies[0].onLoop; got != tc.want {
+				t.Errorf("onLoop %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
