@@ -118,7 +118,8 @@ func (h *suspendHandler) peer(t *testing.T) *os.File {
 // resumes on a loop event (in the modes that serve inline on loops; the
 // others wait on a goroutine and must answer the same): in order behind
 // pipelined requests, with a 504 past the timeout, to a client that went
-// away, and under Shutdown, which waits for the suspended request.
+// away, under Shutdown, which waits for the suspended request, and under
+// Close, which does not.
 func TestSuspend(t *testing.T) { inModes(t, testSuspend) }
 
 func testSuspend(t *testing.T) {
@@ -207,6 +208,22 @@ func testSuspend(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Error("Shutdown never returned")
 			}
+		}},
+		{"close", func(t *testing.T, h *suspendHandler, s *Server, addr string) {
+			c := dial(t, addr)
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			h.peer(t) // never answers
+			if modeOf(t).loop == loopInline {
+				<-h.suspended
+			}
+			s.Close()
+			// The connection is cut (Close does not wait for handlers);
+			// the suspended request's rest goes on on a goroutine and
+			// ends with its 504, written to no one.
+			if b, err := io.ReadAll(c); err == nil && len(b) > 0 && !strings.Contains(string(b), " 504 ") {
+				t.Errorf("after Close: %q", b)
+			}
+			waitFor(t, "the connection released", func() bool { return s.Stats().OpenConns == 0 })
 		}},
 	}
 	for _, tc := range cases {
