@@ -134,6 +134,7 @@
 // back, and a response that arrives whole goes out in one write.
 //
 // On a route without error_pages or compress, a request without a body
+// (or with a small one, there whole: up to 8 KiB and retry_body_buffer)
 // that its worker's event loop serves inline, with an idle connection
 // that loop watches, is served by the loop's events, without a goroutine,
 // as an nginx worker serves it (proxy_loop.go): the request goes out with

@@ -60,8 +60,8 @@ type proxy struct {
 	// requestID is the field that carries Request.ID upstream (the
 	// client's own is dropped), or "".
 	requestID string
-	// onLoop: requests without a body may be served by the client's
-	// event loop (proxy_loop.go); false for a route whose middleware
+	// onLoop: requests without a body, or with a small one, may be served
+	// by the client's event loop (proxy_loop.go); false for a route whose middleware
 	// works after the handler returns (error_pages, compress).
 	onLoop bool
 }
@@ -79,7 +79,7 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 	}
 	upgrade := p.isUpgrade(r)
 	var first *firstTry
-	if p.onLoop && r.ContentLength == 0 && !upgrade {
+	if p.onLoop && (r.ContentLength == 0 || r.ContentLength > 0 && r.ContentLength <= min(p.retryBody, loopBodyMax)) && !upgrade {
 		// Served by the client's event loop if it can be (loopexchange.go).
 		var done bool
 		if first, done = p.serveOnLoop(w, r, rp); done {

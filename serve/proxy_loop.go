@@ -2,6 +2,8 @@ package serve
 
 import (
 	"fmt"
+	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,7 +12,8 @@ import (
 	"github.com/forkd/forkd/protocol/upstream"
 )
 
-// The proxied exchange as event-loop events. A request without a body, on
+// The proxied exchange as event-loop events. A request without a body (or
+// with a small one, which is buffered whole: loopBodyMax), on
 // a route whose middleware does nothing after the handler returns (no
 // error_pages, no compress: proxy.onLoop, decided when the routes are
 // built), served inline on an event loop, to an upstream with an idle
@@ -35,7 +38,8 @@ import (
 //     response_timeout past without a byte is ErrTimeout, a 504, as Do's.
 //
 // Anything the loop cannot begin (no idle connection, one another loop
-// watches, a request body, an upgrade) takes the goroutine path, with the
+// watches, a body larger than loopBodyMax or retry_body_buffer or not
+// buffered whole, an upgrade) takes the goroutine path, with the
 // upstream picked and the connection taken passed on (firstTry).
 
 // loopExchange is one exchange served by the loop.
@@ -56,6 +60,11 @@ type loopExchange struct {
 	readyFn, wakeFn       func(bool)
 	respondFn, blockingFn func()
 }
+
+// loopBodyMax is the largest request body sent by the loop (with
+// retry_body_buffer's bound too): one that is buffered whole, and goes out
+// with the head in one write.
+const loopBodyMax = 8 << 10
 
 var loopExchanges sync.Pool // *loopExchange
 
@@ -99,7 +108,23 @@ func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp 
 	c.SetWatcher(sw)
 	x.p, x.w, x.r, x.s, x.i, x.b, x.c = p, w, r, s, i, b, c
 	x.resp, x.resumed = nil, false
-	x.head = p.appendHead(c.HeadBuffer(), r, rp, b, false, 0, false, 0)
+	n := int(max(r.ContentLength, 0))
+	x.head = p.appendHead(c.HeadBuffer(), r, rp, b, false, n, false, 0)
+	if n > 0 {
+		// The body is in the connection's buffer (a loop serves a
+		// request inline only then): it goes right after the head, in
+		// the same write, and again with it on a retry, as a body read
+		// whole on the goroutine path does.
+		h := len(x.head)
+		x.head = slices.Grow(x.head, n)[:h+n]
+		if _, err := io.ReadFull(r.Body, x.head[h:]); err != nil {
+			// Nothing was sent: the protocol answers with the body's
+			// error status once the request ends.
+			c.Close()
+			x.resume(nil)
+			return nil, true
+		}
+	}
 	b.active.Add(1)
 	c.OnReady(x.readyFn)
 	if !c.SendNow(x.head, string(r.Method) == "HEAD") {
@@ -181,6 +206,9 @@ func (x *loopExchange) fail(err error) {
 func (x *loopExchange) resume(fn func()) {
 	x.resumed = true
 	x.c.OnReady(nil)
+	if fn == nil {
+		fn = x.release
+	}
 	x.s.Resume(fn)
 }
 

@@ -3,10 +3,12 @@ package serve
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,6 +102,20 @@ func TestProxyOnLoop(t *testing.T) {
 				t.Errorf("%d responses sent by the loop, want 3", n)
 			}
 		}},
+		{"small bodies", func(t *testing.T, e *env) {
+			// The third is more than the connection's read buffer takes
+			// at once: not buffered whole, it goes the goroutine's way.
+			for i, body := range []string{"hello", strings.Repeat("b", 2000), strings.Repeat("c", loopBodyMax)} {
+				fmt.Fprintf(e.client.c, "POST /post HTTP/1.1\r\nHost: p\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				st, got, err := e.client.read()
+				if want := fmt.Sprintf("/post %d %x", len(body), sha256.Sum256([]byte(body))); err != nil || st != 200 || got != want {
+					t.Fatalf("POST %d: %d %q %v, want %q", i, st, got, err, want)
+				}
+			}
+			if n := onLoop.Load(); n != 2 {
+				t.Errorf("%d responses sent by the loop, want 2", n)
+			}
+		}},
 		{"pipelined", func(t *testing.T, e *env) {
 			e.client.send("/1", "/2", "/3")
 			for _, p := range []string{"/1", "/2", "/3"} {
@@ -181,9 +197,11 @@ func TestProxyOnLoop(t *testing.T) {
 			e := &env{held: make(chan struct{}, 1), hold: make(chan struct{})}
 			var dropped atomic.Bool
 			quit := make(chan struct{})
-			up := newCountingUpstream(t, func(c net.Conn, req *http.Request, n int64) bool {
+			up := hashingUpstream(t, func(c net.Conn, req *http.Request, sum [32]byte) bool {
 				p := req.URL.Path
 				switch p {
+				case "/post":
+					p = fmt.Sprintf("/post %d %x", req.ContentLength, sum)
 				case "/slow":
 					<-quit // never answered
 					return false
@@ -210,7 +228,7 @@ func TestProxyOnLoop(t *testing.T) {
 			})
 			t.Cleanup(func() { close(quit) }) // before the upstream's cleanup waits for it
 			h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
-				{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{up.addr}, Keepalive: 8,
+				{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{up}, Keepalive: 8,
 					RetryBodyBuffer: config.DefaultRetryBodyBuffer, ResponseTimeout: time.Second}},
 			}}}, Options{})
 			srv, addr := loopServer(t, h)
@@ -227,6 +245,27 @@ func TestProxyOnLoop(t *testing.T) {
 			tc.run(t, e)
 		})
 	}
+}
+
+// hashingUpstream is an upstream that hands serve each request with the
+// SHA-256 of its body.
+func hashingUpstream(t *testing.T, serve func(c net.Conn, req *http.Request, sum [32]byte) bool) string {
+	t.Helper()
+	return rawUpstream(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			h := sha256.New()
+			_, _ = io.Copy(h, req.Body)
+			if !serve(c, req, [32]byte(h.Sum(nil))) {
+				return
+			}
+		}
+	})
 }
 
 // TestProxyOnLoopRoutes: only routes whose middleware has nothing to do
