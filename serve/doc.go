@@ -140,11 +140,12 @@
 // as an nginx worker serves it (proxy_loop.go): the request goes out with
 // one nonblocking write, the request is suspended
 // (protocol.ResponseWriter.Suspend) while the loop serves other
-// connections, and a response whose body fits the connection's buffer
-// (Content-Length) is sent when it is in. Anything else (a dial, a body
-// that streams, is chunked or larger, an upstream that fails, a
-// Shutdown) goes on on a goroutine from where the loop left off, with
-// the same retries, timeouts and answers; its client connection then
+// connections, and a response whose body (Content-Length, fitting the
+// connection's buffer) came whole with its head is sent on the loop.
+// Anything else (a dial, a body that did not come with its head and
+// streams, one chunked or larger, an upstream that fails, a Shutdown)
+// goes on on a goroutine from where the loop left off, with the same
+// retries, timeouts, streaming and answers; its client connection then
 // goes back to its loop at once (protocol.ResponseWriter.ReturnToLoop).
 //
 // Hop-by-hop fields (RFC 9110 section 7.6.1) are removed in both

@@ -27,15 +27,18 @@ import (
 //     upstream socket to the exchange (Conn.OnReady), and returns: the
 //     loop serves other connections meanwhile.
 //  2. ready, at each event, reads what came (ReadHeadNow, BodyNow); a
-//     complete response whose body fits the connection's buffer is sent
-//     on the loop (Resume: respond, then the connection's next request),
-//     and the upstream connection goes back to the pool.
+//     response complete with the read that completed its head, whose body
+//     fits the connection's buffer (Content-Length), is sent on the loop
+//     (Resume: respond, then the connection's next request), and the
+//     upstream connection goes back to the pool.
 //  3. Anything else goes on on a goroutine, from where the loop left off
 //     (Resume with a function that calls WillBlock first): a request the
-//     socket did not take at once, a body that is chunked, runs to the
-//     close or is larger than the buffer, a failed attempt (retried as
-//     shouldRetry decides, as on the goroutine path), the loop ending.
-//     response_timeout past without a byte is ErrTimeout, a 504, as Do's.
+//     socket did not take at once, a body not all in with its head (it
+//     streams from there, flushed before each wait, as on the goroutine
+//     path), chunked, run to the close or larger than the buffer, a
+//     failed attempt (retried as shouldRetry decides, as on the goroutine
+//     path), the loop ending. response_timeout past without the head is
+//     ErrTimeout, a 504, as Do's.
 //
 // Anything the loop cannot begin (no idle connection, one another loop
 // watches, a body larger than loopBodyMax or retry_body_buffer or not
@@ -155,20 +158,20 @@ func (x *loopExchange) ready(gone bool) {
 		}
 		x.resp = resp
 	}
-	complete, err := c.BodyNow()
-	switch {
-	case complete:
+	if complete, _ := c.BodyNow(); complete {
 		x.resume(x.respondFn)
-	case err == upstream.ErrWouldBlock:
-		x.progress()
-	default:
-		x.resume(x.blockingFn) // the goroutine reads the body (or its error)
+		return
 	}
+	// The body is not all in (or is chunked, runs to the close, is larger
+	// than the buffer, or failed): the goroutine sends what came and
+	// streams the rest, flushing before each wait, as the goroutine path
+	// does; a body that stalls cuts the response after its head, as there.
+	x.resume(x.blockingFn)
 }
 
-// progress extends the deadline when bytes came.
+// progress extends the deadline when bytes of the head came.
 func (x *loopExchange) progress() {
-	if x.resp != nil || x.c.Buffered() {
+	if x.c.Buffered() {
 		x.s.Extend(x.p.timeout)
 	}
 }
@@ -230,6 +233,7 @@ func (x *loopExchange) respond() {
 // blocking goes on with the exchange on a goroutine, from where the loop
 // left it.
 func (x *loopExchange) blocking() {
+	x.w.ReturnToLoop() // and back to the loop once done
 	x.w.WillBlock()
 	resp, err := x.c.Finish(x.resp != nil)
 	if err != nil {

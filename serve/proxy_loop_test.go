@@ -141,6 +141,26 @@ func TestProxyOnLoop(t *testing.T) {
 				t.Fatalf("/drop-once: %d %q", st, body)
 			}
 		}},
+		{"streamed body", func(t *testing.T, e *env) {
+			// What came with the head reaches the client before the rest
+			// is sent: it is not held back until the body is complete.
+			e.client.send("/stream")
+			resp, err := http.ReadResponse(e.client.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first [3]byte
+			if _, err := io.ReadFull(resp.Body, first[:]); err != nil || string(first[:]) != "abc" {
+				t.Fatalf("first part %q %v", first, err)
+			}
+			close(e.hold)
+			if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "def" {
+				t.Fatalf("rest %q %v", rest, err)
+			}
+			if st, body := e.client.get("/after"); st != 200 || body != "/after" {
+				t.Fatalf("/after: %d %q", st, body)
+			}
+		}},
 		{"upstream closes mid-body", func(t *testing.T, e *env) {
 			e.client.send("/cut")
 			if _, _, err := e.client.read(); err == nil {
@@ -216,6 +236,15 @@ func TestProxyOnLoop(t *testing.T) {
 					if !dropped.Swap(true) {
 						return false // read, never answered: closed
 					}
+				case "/stream":
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc")
+					select {
+					case <-e.hold:
+					case <-quit:
+						return false
+					}
+					_, err := io.WriteString(c, "def")
+					return err == nil
 				case "/cut":
 					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
 					return false
