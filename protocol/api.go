@@ -113,7 +113,24 @@
 // over a socket, pipes: their net.Conn holds state of its own), which
 // keeps its goroutine. If that happens inside the handler, the goroutine
 // running the loop stays with the connection and a new goroutine carries on
-// with the loop, so other connections never wait for it. What a loop cannot
+// with the loop, so other connections never wait for it.
+//
+// A handler that waits for another socket need not leave, though: it may
+// suspend its request (ResponseWriter.Suspend), return, and resume it from
+// a loop event (Suspended.Resume), typically one of a socket it watches on
+// the same loop (SocketWatcher): the reverse proxy's exchange with a pooled
+// upstream connection. A suspended request holds its connection on the
+// loop, which reads nothing more of it meanwhile; Resume runs the rest of
+// the handler in a turn of the connection (where it may still WillBlock),
+// then what follows a handler's return (the response finished, logged and
+// counted) and the connection's next request. Past the deadline given to
+// Suspend, or when the loop ends (Shutdown, Close, which wait for it), the
+// loop wakes its owner, which resumes it: on the loop, or once the loop
+// has ended on a goroutine. A handler that left with WillBlock may ask
+// (ReturnToLoop) that its connection go back to its loop as soon as its
+// request is done, rather than after parkDelay of idleness.
+//
+// What a loop cannot
 // see is a LoopSafe handler that blocks without calling WillBlock: that
 // holds up every connection on its loop, and a watchdog logs a warning when
 // a loop makes no progress for a second. Timeouts of connections idling on
@@ -134,8 +151,8 @@
 //	descriptor                   owner                       closed by                    number used
 //	---------------------------  --------------------------  ---------------------------  ---------------------------
 //	socket on a loop             its event loop              the loop (drop), or, after   by the loop's goroutine and
-//	(loopTransport.fd)                                       leave, the net.Conn attach   the connection's turn
-//	                                                         hands it to
+//	(loopTransport.fd), its                                  leave, the net.Conn attach   the connection's turn (a
+//	request suspended or not                                 hands it to                  resumed request's included)
 //	socket on a net.Conn         the goroutine serving the   that goroutine, or Close /   only inside its RawConn's
 //	(netTransport)               connection                  Shutdown at any moment       Read/Write/Control callbacks
 //	held socket                  the goroutine serving the   that goroutine, under        by that goroutine; Close
@@ -189,6 +206,15 @@
 //     uses the number without a lock, it sets, replaces and closes raw
 //     only under Server.mu, and Close shuts a held socket down there
 //     (shutdown(2)) rather than closing it.
+//   - Going back to the loop it left (rejoin, ReturnToLoop), by the
+//     goroutine serving a held connection whose request is done, with
+//     nothing buffered or queued: under Server.mu it makes the raw
+//     descriptor the loopTransport's again, then, under the loop's mu (so
+//     that the loop resolves no event for it before), puts the connection
+//     back in the loop's table and re-arms its registration (EPOLL_CTL_MOD,
+//     which queues an event at once for bytes that came while it was
+//     held); from then on the loop owns it. If the loop has ended, attach
+//     makes its net.Conn instead.
 //   - Going back to a loop (backToLoop), by the goroutine serving an idle
 //     connection: inside the net.Conn's Control callback, which holds the
 //     descriptor open, it duplicates it; it sets the duplicate as the

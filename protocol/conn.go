@@ -83,6 +83,15 @@ type conn struct {
 	// (setClient).
 	trusted []netip.Prefix
 	h2      bool // the first bytes may hand it to HTTP/2 (handoff.go)
+	// susp is the request suspended on the loop (Suspend), and start when
+	// serveRequest began it, for what follows its handler.
+	susp     *Suspended
+	start    time.Time
+	resuming bool // runResumed runs the rest of the request's handler
+	// rejoinLoop: the handler asked that the connection, held once it
+	// left its loop, go back to it as soon as its request is done
+	// (ResponseWriter.ReturnToLoop, rejoin).
+	rejoinLoop bool
 
 	// The two transports, kept with the conn so that a pooled conn brings
 	// them along; c.t points at the one in use.
@@ -199,6 +208,7 @@ const (
 	actOutside        // turn: serve this request outside the turn (its body may wait)
 	actWait           // turn: wait until the socket is readable
 	actPark           // idle past parkDelay on a net.Conn: back to a loop (backToLoop)
+	actSuspend        // a loop turn: the request is suspended (Suspend) until Resume
 )
 
 // parkDelay is how long a connection served on a goroutine (its handler
@@ -230,6 +240,15 @@ func (c *conn) serveNet(t *netTransport, act int) {
 	if t.raw >= 0 && (act == actClose || act == actLinger && (c.flush() != nil || c.closesQuietly(t.drained))) {
 		return // held (leaveLoop) and done: release closes the socket
 	}
+	if act == actNext && c.rejoinLoop && t.raw >= 0 && c.r == c.w && c.flush() == nil && t.raw >= 0 {
+		// (A flush the socket did not take at once made the net.Conn.)
+		c.rejoinLoop = false
+		if onLoop = c.rejoin(t); onLoop {
+			return // the loop has it: this goroutine ends
+		}
+		t = c.t.(*netTransport)
+	}
+	c.rejoinLoop = false
 	t.unhold()
 	if t.nc == nil {
 		return // attach failed (werr says why); release closes the socket
@@ -336,6 +355,7 @@ func (c *conn) serveRequest(st int) int {
 	if s.draining.Load() {
 		c.req.Close = true
 	}
+	c.rejoinLoop = false
 	c.body.reset(&c.req)
 	c.resp.reset(&c.req)
 	c.req.Trailer.reset()
@@ -344,7 +364,26 @@ func (c *conn) serveRequest(st int) int {
 		// OPTIONS * (the parser allows "*" for OPTIONS only) asks about
 		// the server, not a resource: no site is asked (RFC 9110 §9.3.7).
 		c.resp.hdr.Set("Allow", serverMethods)
-	} else if !c.callHandler() {
+	} else {
+		ok := c.callHandler(nil)
+		if c.susp != nil {
+			if ok {
+				c.start = start
+				return actSuspend // Resume goes on from here (runResumed)
+			}
+			c.susp.queued = true // a panic after Suspend: its Resume does nothing
+			c.susp = nil
+		}
+		return c.afterHandler(ok, start)
+	}
+	return c.afterHandler(true, start)
+}
+
+// afterHandler is what follows the handler of a request (ok: it returned
+// normally): the response is finished, the request logged and counted, and
+// it says what happens to the connection next, as serveRequest does.
+func (c *conn) afterHandler(ok bool, start time.Time) int {
+	if !ok {
 		if c.hijacked || c.resp.committed {
 			return actClose // hijacked, or a torn response: cut the connection
 		}
@@ -386,8 +425,9 @@ func (c *conn) serveRequest(st int) int {
 // a handler may be asked to serve.
 const serverMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
-// callHandler runs the handler and reports whether it returned normally.
-func (c *conn) callHandler() (ok bool) {
+// callHandler runs the handler, or fn (the rest of a suspended request's
+// handler) when it is not nil, and reports whether it returned normally.
+func (c *conn) callHandler(fn func()) (ok bool) {
 	defer func() {
 		if ok {
 			return
@@ -398,6 +438,10 @@ func (c *conn) callHandler() (ok bool) {
 			c.srv.logger.Error("handler panic", "remote", c.req.RemoteAddr, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
+	if fn != nil {
+		fn()
+		return true
+	}
 	if _, ok := c.t.(*loopTransport); ok && !c.srv.loopSafe {
 		// A handler that may block runs off the loop (its connection
 		// comes back once idle: backToLoop).

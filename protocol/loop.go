@@ -111,6 +111,10 @@ type eventLoop struct {
 	watched   []*sockWatch
 	freeWatch []int
 	firing    []*sockWatch
+	// resumed are the suspended requests resumed (Suspended.Resume), in
+	// order, to serve after the current batch; only the loop's goroutine
+	// touches it.
+	resumed []*Suspended
 
 	events [loopEvents]unix.EpollEvent
 	batch  [loopEvents]*conn // the connections of events[next:ready]
@@ -282,6 +286,15 @@ func (l *eventLoop) run() {
 				return
 			}
 		}
+		for len(l.resumed) > 0 {
+			r := l.resumed[0]
+			n := copy(l.resumed, l.resumed[1:]) // keeps the array: no allocation per request
+			l.resumed[n] = nil
+			l.resumed = l.resumed[:n]
+			if l.serveResumed(r) {
+				return
+			}
+		}
 		if l.paused.Load() > 0 {
 			l.resumeAccepts()
 		}
@@ -305,9 +318,22 @@ func (l *eventLoop) serve(c *conn) bool {
 		}
 		return false
 	}
+	if c.susp != nil {
+		// Its request is suspended: what the client sends meanwhile is
+		// read once it is resumed (serveResumed reads without waiting
+		// for another event).
+		t.missed = true
+		return false
+	}
 	l.takeBuffers(c)
 	t.drained = false // an event: there is something to read
-	act := c.turn()
+	return l.served(c, t, c.turn())
+}
+
+// served does what a turn of c on the loop ended with, act, reporting
+// whether the calling goroutine now belongs to c (it left the loop in its
+// turn).
+func (l *eventLoop) served(c *conn, t *loopTransport, act int) bool {
 	if c.t != t {
 		// The connection left the loop in its turn (offLoop): a new
 		// goroutine runs the loop, and this one stays with c.
@@ -320,6 +346,8 @@ func (l *eventLoop) serve(c *conn) bool {
 		if c.r == c.w && len(c.wbuf) == 0 {
 			l.giveBuffers(c)
 		}
+	case actSuspend:
+		// Resume serves it on (serveResumed).
 	case actClose:
 		l.drop(c, t)
 	case actLinger:
@@ -475,11 +503,14 @@ func (l *eventLoop) sweep() bool {
 	now := time.Since(l.s.epoch)
 	l.sweepAt = now + time.Second
 	draining := l.s.draining.Load()
-	var out []*conn
+	var out, susp []*conn
 	l.mu.Lock()
 	for _, c := range l.conns {
 		switch {
 		case c == nil:
+		case c.susp != nil:
+			// Its owner answers for it (Suspend's wake), draining or not.
+			susp = append(susp, c)
 		case draining || c.rdl != 0 && c.rdl <= now:
 			out = append(out, c)
 		case c.rdl > now && (c.partial || c.lt.lingering):
@@ -490,6 +521,21 @@ func (l *eventLoop) sweep() bool {
 		l.closed = true
 	}
 	l.mu.Unlock()
+	for _, c := range susp {
+		if s := c.susp; draining && !s.queued {
+			s.wake(true) // its Resume goes to a goroutine: the loop has ended
+		} else if !draining {
+			l.sweepSuspended(s, now)
+		}
+	}
+	if draining {
+		// Resumed but not served yet (a wake above, or just before).
+		for _, s := range l.resumed {
+			go s.c.resumeOff(s)
+		}
+		clear(l.resumed)
+		l.resumed = l.resumed[:0]
+	}
 	for _, c := range out {
 		t := &c.lt
 		switch {
@@ -550,6 +596,14 @@ var testHookLoopEnding atomic.Pointer[func(*Server)]
 // wait fetches the next events, waiting at most until the next sweep when
 // there are none: in the kernel (direct) or on the runtime's poller.
 func (l *eventLoop) wait() {
+	if len(l.resumed) > 0 {
+		// Requests resumed by the sweep (Suspend's wake): serve them
+		// first, with whatever events are there already.
+		l.turns.Add(1)
+		l.pollReady(0)
+		l.resolve()
+		return
+	}
 	if l.direct {
 		l.waitKernel()
 		return

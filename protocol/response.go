@@ -551,6 +551,14 @@ func (w *ResponseWriter) WillBlock() {
 	w.c.flushBeforeRead()
 }
 
+// ReturnToLoop asks that the connection, once WillBlock has taken it off
+// its event loop, go back to that loop as soon as this request is done, if
+// its response went out at once and nothing of the next request is
+// buffered (one epoll_ctl), instead of staying on its goroutine while its
+// client keeps it busy: the reverse proxy's goroutine path, so that the
+// connection's next request may be served on the loop.
+func (w *ResponseWriter) ReturnToLoop() { w.c.rejoinLoop = true }
+
 // Hijack hands the connection over to the caller: the server writes no
 // response and forgets the connection. The bufio.Reader holds any bytes the
 // server had read past the request head. It fails once the response head

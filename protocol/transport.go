@@ -290,7 +290,10 @@ type loopTransport struct {
 	// closes (linger); lingered counts it.
 	lingering bool
 	lingered  int
-	c         *conn // the conn t belongs to
+	// missed: an event came while the connection's request was
+	// suspended (Suspend), which the loop did not act on.
+	missed bool
+	c      *conn // the conn t belongs to
 }
 
 func (t *loopTransport) reset() { *t = loopTransport{fd: -1, c: t.c} }
@@ -485,6 +488,56 @@ func (t *netTransport) unhold() {
 	if c.rdl != 0 {
 		nc.SetReadDeadline(s.epoch.Add(c.rdl))
 	}
+}
+
+// rejoin puts c, held (leaveLoop) and done with its request, with nothing
+// buffered or queued, back on the loop it left, at the cost of one
+// epoll_ctl: the socket is still in that loop's epoll set, and
+// EPOLL_CTL_MOD, made under the loop's mu with the connection back in its
+// table, queues an event at once if bytes came while it was held (their
+// event found no connection). From then on the loop owns the descriptor,
+// and the calling goroutine must not touch c. It reports false when c
+// stays with the calling goroutine (then on a net.Conn of its own, c.t):
+// the server or the loop is closing.
+func (c *conn) rejoin(t *netTransport) bool {
+	s := c.srv
+	l := t.loop
+	if l == nil || t.raw < 0 || s.draining.Load() {
+		return false // under Shutdown it waits on its net.Conn, with the drain's grace
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		c.lt.reset()
+		c.lt.fd, t.raw, t.loop = t.raw, -1, nil
+		c.t = &c.lt // Close and Shutdown now leave it to the loop
+	}
+	s.mu.Unlock()
+	if closed {
+		return false // serveNet goes on: its unhold makes the net.Conn, closed
+	}
+	t.reset()
+	c.parking = false
+	c.dropBuffers()
+	c.enterIdle()
+	lt := &c.lt
+	fd := lt.fd
+	l.mu.Lock()
+	ok := !l.closed
+	if ok {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+		if ok = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev) == nil; ok {
+			l.conns[fd] = c
+			lt.l = l
+			c.home = l
+		}
+	}
+	l.mu.Unlock()
+	if ok {
+		return true
+	}
+	lt.attach(c) // the loop has ended: on a net.Conn here (attach sees Close)
+	return false
 }
 
 // backToLoop moves c, idle on its net.Conn t with nothing buffered or

@@ -133,6 +133,21 @@
 // flushed before each wait for more, so server-sent events are not held
 // back, and a response that arrives whole goes out in one write.
 //
+// On a route without error_pages or compress, a request without a body
+// (or with a small one, there whole: up to 8 KiB and retry_body_buffer)
+// that its worker's event loop serves inline, with an idle connection
+// that loop watches, is served by the loop's events, without a goroutine,
+// as an nginx worker serves it (proxy_loop.go): the request goes out with
+// one nonblocking write, the request is suspended
+// (protocol.ResponseWriter.Suspend) while the loop serves other
+// connections, and a response whose body (Content-Length, fitting the
+// connection's buffer) came whole with its head is sent on the loop.
+// Anything else (a dial, a body that did not come with its head and
+// streams, one chunked or larger, an upstream that fails, a Shutdown)
+// goes on on a goroutine from where the loop left off, with the same
+// retries, timeouts, streaming and answers; its client connection then
+// goes back to its loop at once (protocol.ResponseWriter.ReturnToLoop).
+//
 // Hop-by-hop fields (RFC 9110 section 7.6.1) are removed in both
 // directions: Connection and the fields it names, Keep-Alive, Proxy-*, TE,
 // Trailer, Transfer-Encoding and Upgrade; HTTP2-Settings from requests too.

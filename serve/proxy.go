@@ -60,6 +60,10 @@ type proxy struct {
 	// requestID is the field that carries Request.ID upstream (the
 	// client's own is dropped), or "".
 	requestID string
+	// onLoop: requests without a body, or with a small one, may be served
+	// by the client's event loop (proxy_loop.go); false for a route whose middleware
+	// works after the handler returns (error_pages, compress).
+	onLoop bool
 }
 
 // serveRoute forwards r and streams the response back.
@@ -72,6 +76,20 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 		w.Header().Set("Allow", proxyAllow)
 		writeError(w, http.StatusMethodNotAllowed)
 		return
+	}
+	upgrade := p.isUpgrade(r)
+	var first *firstTry
+	if p.onLoop && (r.ContentLength == 0 || r.ContentLength > 0 && r.ContentLength <= min(p.retryBody, loopBodyMax)) && !upgrade {
+		// Served by the client's event loop if it can be (loopexchange.go).
+		var done bool
+		if first, done = p.serveOnLoop(w, r, rp); done {
+			return
+		}
+	}
+	if p.onLoop {
+		// Done here, the connection goes back to its loop at once, where
+		// its next request may be served without a goroutine.
+		w.ReturnToLoop()
 	}
 	w.WillBlock() // the upstream makes us wait
 
@@ -105,11 +123,6 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			defer p.bodyBufs.Put(bp)
 		}
 	}
-	upgrade := p.isUpgrade(r)
-	noBody := string(r.Method) == "HEAD"
-	replayable := stream == nil // the whole body is at hand to send again
-	idem := idempotent(r.Method)
-
 	var triedBuf [16]bool
 	var tried []bool
 	if len(p.backends) <= len(triedBuf) {
@@ -117,47 +130,100 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 	} else {
 		tried = make([]bool, len(p.backends))
 	}
+	p.forward(w, r, &sendSpec{rp: rp, upgrade: upgrade, body: body, stream: stream, streamLen: streamLen}, tried, first)
+}
+
+// sendSpec is what forward sends upstream: the head built from rp, or a
+// copy of head (one built before: rp is valid only while serveRoute
+// runs), and the body.
+type sendSpec struct {
+	rp        *reqPath
+	head      []byte
+	upgrade   bool
+	body      []byte
+	stream    io.Reader
+	streamLen int64
+}
+
+// firstTry is the first attempt of a request when the event loop began it
+// (serveOnLoop): the upstream picked, and the connection taken from its
+// pool (nil: none was idle), unless tried is set, with its outcome.
+type firstTry struct {
+	i     int
+	c     *upstream.Conn
+	tried bool
+	resp  *upstream.Response
+	err   error
+}
+
+// forward sends the request to an upstream, trying others as shouldRetry
+// decides, and streams the response back. The connection has left its
+// event loop (WillBlock), or the attempt ahead cannot wait (first tried
+// with an error that is not retried).
+func (p *proxy) forward(w *protocol.ResponseWriter, r *protocol.Request, sp *sendSpec, tried []bool, first *firstTry) {
+	noBody := string(r.Method) == "HEAD"
+	replayable := sp.stream == nil // the whole body is at hand to send again
+	idem := idempotent(r.Method)
 	fresh := false // after a stale pooled connection: dial
 	for {
 		now := time.Now().UnixNano()
-		i := p.pick(tried, now)
-		if i < 0 {
-			// Every upstream failed this request or is down.
-			if ok, n := p.noneLim.Allow(time.Unix(0, now)); ok {
-				args := []any{"upstreams", len(p.backends)}
-				if n > 0 {
-					args = append(args, "suppressed", n)
+		var (
+			i          int
+			c          *upstream.Conn
+			err        error
+			resp       *upstream.Response
+			connecting bool
+		)
+		switch {
+		case first != nil && first.tried:
+			// The loop's attempt: its connection is released or closed.
+			i, c, resp, err = first.i, first.c, first.resp, first.err
+		default:
+			if first != nil {
+				i, c = first.i, first.c
+			} else if i = p.pick(tried, now); i < 0 {
+				// Every upstream failed this request or is down.
+				if ok, n := p.noneLim.Allow(time.Unix(0, now)); ok {
+					args := []any{"upstreams", len(p.backends)}
+					if n > 0 {
+						args = append(args, "suppressed", n)
+					}
+					p.logger.Warn("no upstream available", args...)
 				}
-				p.logger.Warn("no upstream available", args...)
+				writeError(w, http.StatusBadGateway)
+				return
 			}
-			writeError(w, http.StatusBadGateway)
-			return
+			b := p.backends[i]
+			switch {
+			case c != nil:
+			case fresh:
+				c, err = b.pool.Dial()
+			default:
+				c, err = b.pool.Get()
+			}
+			// Get has checked a pooled connection: one the upstream closed
+			// while idle, or that holds stray bytes, never comes back.
+			connecting = err != nil
+			if !connecting {
+				// The loop the client came from watches the connection
+				// once it is idle again: no epoll_ctl per reuse.
+				c.SetWatcher(w.SocketWatcher())
+				var head []byte
+				if sp.head != nil {
+					head = append(c.HeadBuffer(), sp.head...)
+				} else {
+					head = p.appendHead(c.HeadBuffer(), r, sp.rp, b, sp.upgrade, len(sp.body), sp.stream != nil, sp.streamLen)
+				}
+				b.active.Add(1)
+				resp, err = c.Do(head, sp.body, sp.stream, sp.streamLen, noBody)
+				if err != nil {
+					b.active.Add(-1)
+					c.Close()
+				}
+			}
 		}
+		first, fresh = nil, false
 		b := p.backends[i]
-		var c *upstream.Conn
-		var err error
-		if fresh {
-			c, err = b.pool.Dial()
-		} else {
-			c, err = b.pool.Get()
-		}
-		fresh = false
-		// Get has checked a pooled connection: one the upstream closed
-		// while idle, or that holds stray bytes, never comes back.
-		connecting := err != nil
-		var resp *upstream.Response
-		if !connecting {
-			// The loop the client came from watches the connection
-			// once it is idle again: no epoll_ctl per reuse.
-			c.SetWatcher(w.SocketWatcher())
-			head := p.appendHead(c.HeadBuffer(), r, rp, b, upgrade, len(body), stream != nil, streamLen)
-			b.active.Add(1)
-			resp, err = c.Do(head, body, stream, streamLen, noBody)
-			if err != nil {
-				b.active.Add(-1)
-				c.Close()
-			}
-		}
 		if err != nil {
 			d := shouldRetry(attempt{err: err, connecting: connecting, reused: !connecting && c.Reused(),
 				replayable: replayable, idempotent: idem})
@@ -170,9 +236,11 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			switch d.next {
 			case retryNext:
 				tried[i] = true
+				w.WillBlock() // a dial may wait
 				continue
 			case retryFresh:
 				fresh = true
+				w.WillBlock()
 				continue
 			}
 			if d.status != 0 {
@@ -187,7 +255,7 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 			// close rather than read it.
 			w.SetClose()
 		}
-		p.respond(w, r, b, c, resp, upgrade)
+		p.respond(w, r, b, c, resp, sp.upgrade)
 		b.active.Add(-1)
 		return
 	}

@@ -146,6 +146,13 @@ func (h *handler) newRoute(cs *config.Site, rt config.Route) (routeHandler, erro
 	if err != nil {
 		return nil, fmt.Errorf("site %q route %q: %w", cs.Name, rt.Prefix, err)
 	}
+	if p, ok := next.(*proxy); ok {
+		// The exchange may end on a loop event, after the handler has
+		// returned: only behind middleware that has nothing left to do
+		// by then (error_pages looks at the status afterwards, compress
+		// at the body).
+		p.onLoop = len(cs.ErrorPages) == 0 && h.compressor(compressOf(cs, &rt)) == nil
+	}
 	return m, nil
 }
 

@@ -19,7 +19,11 @@
 // Conn is idle, whoever holds Pool.mu acts for the pool: the goroutine that
 // takes it out of the idle list (Get, the pruning timer, the idle watch,
 // the event loop watching it, Close) owns it from then on, and no one else
-// touches it.
+// touches it. An owner may serve its exchange on the event loop that
+// watches the socket (loop.go: SendNow, OnReady, ReadHeadNow, BodyNow):
+// the loop's events for the socket then go to that one exchange, until
+// OnReady(nil), which the owner calls before it hands the connection back
+// (Release, put and Close forget it too).
 //
 // # Idle connections never carry bytes to the next request
 //
@@ -254,13 +258,31 @@ func NewPool(cfg Config) *Pool {
 // however briefly it idled: one with bytes waiting, or that the upstream
 // closed, is closed, never handed out.
 func (p *Pool) Get() (*Conn, error) {
+	if c := p.GetIdle(nil); c != nil {
+		return c, nil
+	}
+	return p.Dial()
+}
+
+// GetIdle is Get without the dial: it returns nil when no idle connection
+// passes the check. It prefers the most recently used connection that
+// prefer watches (an event loop that would serve the exchange: see
+// Watcher), else takes the most recently used one.
+func (p *Pool) GetIdle(prefer Watcher) *Conn {
 	now := time.Now()
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
-		c := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		c.idle = false
+		k := n - 1
+		if prefer != nil {
+			for j := n - 1; j >= 0; j-- {
+				if p.idle[j].lw == prefer {
+					k = j
+					break
+				}
+			}
+		}
+		c := p.idle[k]
+		p.removeIdle(k)
 		// A connection an event loop watches has no registration to
 		// end, but is peeked at all the same: the loop sees its events
 		// only at its next epoll_wait, and bytes that came since (a
@@ -287,10 +309,10 @@ func (p *Pool) Get() (*Conn, error) {
 			continue
 		}
 		c.reused = true
-		return c, nil
+		return c
 	}
 	p.mu.Unlock()
-	return p.Dial()
+	return nil
 }
 
 // Dial opens a new connection.
@@ -375,10 +397,12 @@ func (p *Pool) put(c *Conn) {
 		return
 	}
 	c.r, c.w = 0, 0
+	c.nowait = false
 	if cap(c.buf) > bufSize {
 		c.buf = make([]byte, bufSize) // a long head grew it
 	}
 	p.mu.Lock()
+	c.onReady = nil // no loop event goes to the last exchange any more
 	if c.lw == nil && c.want != nil && !c.inWatch && !p.closed {
 		p.mu.Unlock()
 		c.loopWatch()
@@ -613,6 +637,19 @@ type Conn struct {
 	evSeen bool
 	looped bool
 
+	// onReady, under pool.mu, is the owner's function that the loop's
+	// events for the socket go to while it is in use (OnReady).
+	onReady func(gone bool)
+	// An exchange served by the owner's event loop (SendNow): nowait
+	// makes reads return errAgain instead of waiting, pend is the part of
+	// the request the socket did not take, lwerr the write's error,
+	// noBody Do's argument, interim the 1xx responses skipped so far.
+	nowait  bool
+	pend    []byte
+	lwerr   error
+	noBody  bool
+	interim int
+
 	// The idle watch's registration (token) and what control does with
 	// the descriptor: fdFn is onFD, made once, so that Control allocates
 	// nothing; op, peeked and opErr are its argument and results.
@@ -772,16 +809,31 @@ func (c *Conn) Tunnel() (net.Conn, []byte) {
 //
 // The head stays valid until the first body read.
 func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
+	c.begin(head)
+	if stream != nil || len(body) > syncBody {
+		return c.duplex(head, body, stream, n, noBody)
+	}
+	werr := c.send(head, body, nil, 0, nil)
+	return c.afterSend(werr, noBody)
+}
+
+// begin resets the exchange state for a new request.
+func (c *Conn) begin(head []byte) {
 	c.out = head
 	c.mode, c.left, c.done, c.reusable, c.err, c.got = bodyNone, 0, false, false, nil, false
 	c.chunks.Reset()
 	c.tarena, c.toff = c.tarena[:0], c.toff[:0]
 	c.bodyLeft, c.queued = false, math.MaxInt
-	if stream != nil || len(body) > syncBody {
-		return c.duplex(head, body, stream, n, noBody)
-	}
-	werr := c.send(head, body, nil, 0, nil)
+	c.interim, c.pend, c.lwerr = 0, nil, nil
+}
+
+// afterSend reads the response head of a request sent (werr: the write's
+// error) and says what Do says.
+func (c *Conn) afterSend(werr error, noBody bool) (*Response, error) {
 	h, err := c.readHead(noBody)
+	if err == ErrWouldBlock {
+		return nil, err
+	}
 	if err != nil && werr != nil && !c.got {
 		// Nothing came back either: the write's error is the better cause.
 		return nil, fmt.Errorf("%w: %w", ErrNoResponse, werr)
@@ -1034,6 +1086,9 @@ func (c *Conn) readInto(p []byte) (int, error) {
 			return 0, fmt.Errorf("%w: %w", ErrFlush, err)
 		}
 	}
+	if c.nowait {
+		return c.readNow(p)
+	}
 	if t := c.pool.cfg.Timeout; t > 0 {
 		// Moving a deadline costs a timer update: only when a quarter of
 		// the timeout has gone by.
@@ -1065,7 +1120,7 @@ func (c *Conn) compact() {
 // readHead reads and parses the response head.
 func (c *Conn) readHead(noBody bool) (*wire.ResponseHead, error) {
 	h := &c.head
-	for interim := 0; ; {
+	for {
 		var err error
 		n := 0
 		if c.w > c.r {
@@ -1078,7 +1133,7 @@ func (c *Conn) readHead(noBody bool) (*wire.ResponseHead, error) {
 			if h.Status >= 200 || h.Status == 101 {
 				break
 			}
-			if interim++; interim > maxInterim {
+			if c.interim++; c.interim > maxInterim {
 				return nil, fmt.Errorf("%w: too many interim responses", ErrBadResponse)
 			}
 			continue
@@ -1096,6 +1151,9 @@ func (c *Conn) readHead(noBody bool) (*wire.ResponseHead, error) {
 			}
 		}
 		if err := c.fill(); err != nil {
+			if err == ErrWouldBlock {
+				return nil, err
+			}
 			if c.waitOn(err) {
 				continue
 			}
@@ -1374,6 +1432,18 @@ func (c *Conn) loopReady(gone bool) {
 		// has taken over: nothing to do.
 	case gone:
 		c.lw, c.lkey = nil, -1
+		if f := c.onReady; f != nil {
+			c.onReady = nil
+			p.mu.Unlock()
+			f(true)
+			return
+		}
+	case !c.idle && c.onReady != nil:
+		// An exchange on the loop waits for the response (OnReady).
+		f := c.onReady
+		p.mu.Unlock()
+		f(false)
+		return
 	case !c.idle:
 		c.evSeen = true
 	default:
@@ -1428,6 +1498,7 @@ func (c *Conn) takeWatch() (Watcher, int) {
 	p.mu.Lock()
 	w, key := c.lw, c.lkey
 	c.lw, c.lkey = nil, -1
+	c.onReady = nil
 	p.mu.Unlock()
 	if key < 0 {
 		return nil, -1

@@ -163,7 +163,10 @@ const (
 func Peek(fd int) Peeked {
 	var b [1]byte
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+		// Raw: it never blocks (MSG_DONTWAIT), and an event loop makes
+		// it without the scheduler's system call bookkeeping, which lets
+		// sysmon hand the loop's P away mid-call.
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
 			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case errno == unix.EINTR:

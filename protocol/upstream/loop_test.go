@@ -1,0 +1,182 @@
+package upstream
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExchangeNow drives the nonblocking exchange an event loop makes
+// (SendNow, ReadHeadNow, BodyNow, and Finish where it hands over) on a
+// connection a loop watches, with the loop's events routed to the
+// exchange (OnReady): a response read whole without waiting, one that
+// comes in parts, one left to a goroutine (chunked), a request the socket
+// does not take at once, a reused connection closed before any answer
+// (ErrNoResponse, as Do says, for the proxy to retry).
+func TestExchangeNow(t *testing.T) {
+	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+	cases := []struct {
+		name string
+		// serve answers the second request (the first warms the
+		// connection up); go on tells it to go on where it pauses.
+		serve func(c net.Conn, br *bufio.Reader, goOn chan struct{}) bool
+		head  string
+		// parts: the exchange must see ErrWouldBlock after the head.
+		parts bool
+		// blocked: SendNow must report the request not all sent.
+		blocked bool
+		// goroutine: BodyNow leaves the body to Read.
+		goroutine bool
+		wantErr   error
+	}{
+		{name: "whole", serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
+			_, err := io.WriteString(c, answer)
+			return err == nil
+		}},
+		{name: "in parts", parts: true, serve: func(c net.Conn, br *bufio.Reader, goOn chan struct{}) bool {
+			io.WriteString(c, answer[:len(answer)-3])
+			<-goOn
+			_, err := io.WriteString(c, answer[len(answer)-3:])
+			return err == nil
+		}},
+		{name: "chunked", goroutine: true, serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
+			_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+			return err == nil
+		}},
+		{name: "not all sent", blocked: true,
+			head: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 32<<20) + "\r\n\r\n"},
+		{name: "closed before an answer", wantErr: ErrNoResponse, serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
+			return false
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			goOn := make(chan struct{})
+			n := 0
+			srv := newServer(t, func(c net.Conn, br *bufio.Reader) {
+				for {
+					if n == 1 && tc.blocked {
+						<-goOn // the request fills the socket buffers meanwhile
+					}
+					if _, _, err := readRequest(br); err != nil {
+						return
+					}
+					if n++; n == 1 || tc.blocked {
+						io.WriteString(c, answer)
+						continue
+					}
+					if !tc.serve(c, br, goOn) {
+						return
+					}
+				}
+			})
+			p := newPool(srv.addr)
+			defer p.Close()
+			w := newTestWatcher(t)
+			if _, body, err := loopExchange(t, p, w); err != nil || body != "hello" {
+				t.Fatalf("warming up: %q %v", body, err)
+			}
+			c := p.GetIdle(w)
+			if c == nil || c.Watcher() != Watcher(w) {
+				t.Fatal("no idle connection watched by the loop")
+			}
+			events := make(chan bool, 64)
+			c.OnReady(func(gone bool) {
+				select {
+				case events <- gone:
+				default:
+				}
+			})
+			head := tc.head
+			if head == "" {
+				head = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+			}
+			if sent := c.SendNow(append(c.HeadBuffer(), head...), false); sent == tc.blocked {
+				t.Fatalf("SendNow sent all: %v", sent)
+			}
+			if tc.blocked {
+				// A goroutine goes on with it (as the proxy's does).
+				c.OnReady(nil)
+				close(goOn)
+				resp, err := c.Finish(false)
+				if err != nil || resp.Status != 200 {
+					t.Fatalf("Finish: %v", err)
+				}
+				if b, err := io.ReadAll(c); err != nil || string(b) != "hello" {
+					t.Fatalf("body %q %v", b, err)
+				}
+				c.Release()
+				return
+			}
+			wait := func() {
+				t.Helper()
+				select {
+				case gone := <-events:
+					if gone {
+						t.Fatal("the loop ended")
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("no event")
+				}
+			}
+			var resp *Response
+			for resp == nil {
+				wait()
+				r, err := c.ReadHeadNow()
+				switch {
+				case err == ErrWouldBlock:
+				case tc.wantErr != nil:
+					if !errors.Is(err, tc.wantErr) {
+						t.Fatalf("ReadHeadNow: %v, want %v", err, tc.wantErr)
+					}
+					c.OnReady(nil)
+					c.Close()
+					return
+				case err != nil:
+					t.Fatalf("ReadHeadNow: %v", err)
+				default:
+					resp = r
+				}
+			}
+			if resp.Status != 200 {
+				t.Fatalf("status %d", resp.Status)
+			}
+			complete, err := c.BodyNow()
+			if tc.parts {
+				if err != ErrWouldBlock {
+					t.Fatalf("BodyNow on a part: %v %v", complete, err)
+				}
+				close(goOn)
+				for !complete {
+					wait()
+					if complete, err = c.BodyNow(); err != nil && err != ErrWouldBlock {
+						t.Fatalf("BodyNow: %v", err)
+					}
+				}
+			}
+			c.OnReady(nil)
+			switch {
+			case tc.goroutine:
+				if complete || err == nil || err == ErrWouldBlock {
+					t.Fatalf("BodyNow on a chunked body: %v %v", complete, err)
+				}
+				if _, err := c.Finish(true); err != nil {
+					t.Fatal(err)
+				}
+			case !complete:
+				t.Fatalf("BodyNow: %v %v", complete, err)
+			}
+			if b, err := io.ReadAll(c); err != nil || string(b) != "hello" {
+				t.Fatalf("body %q %v", b, err)
+			}
+			c.Release()
+			if p.Idle() != 1 {
+				t.Errorf("%d idle connections after the exchange, want 1", p.Idle())
+			}
+		})
+	}
+}

@@ -1,0 +1,258 @@
+package serve
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/forkd/forkd/protocol"
+	"github.com/forkd/forkd/protocol/upstream"
+)
+
+// The proxied exchange as event-loop events. A request without a body (or
+// with a small one, which is buffered whole: loopBodyMax), on
+// a route whose middleware does nothing after the handler returns (no
+// error_pages, no compress: proxy.onLoop, decided when the routes are
+// built), served inline on an event loop, to an upstream with an idle
+// pooled connection that the same loop watches (upstream.Conn.Watcher),
+// is served without a goroutine:
+//
+//  1. serveOnLoop takes the connection (Get's peek included: stray bytes
+//     close it, never reach this client), suspends the request
+//     (protocol.ResponseWriter.Suspend, with response_timeout), sends the
+//     head with one nonblocking write, routes the loop's events for the
+//     upstream socket to the exchange (Conn.OnReady), and returns: the
+//     loop serves other connections meanwhile.
+//  2. ready, at each event, reads what came (ReadHeadNow, BodyNow); a
+//     response complete with the read that completed its head, whose body
+//     fits the connection's buffer (Content-Length), is sent on the loop
+//     (Resume: respond, then the connection's next request), and the
+//     upstream connection goes back to the pool.
+//  3. Anything else goes on on a goroutine, from where the loop left off
+//     (Resume with a function that calls WillBlock first): a request the
+//     socket did not take at once, a body not all in with its head (it
+//     streams from there, flushed before each wait, as on the goroutine
+//     path), chunked, run to the close or larger than the buffer, a
+//     failed attempt (retried as shouldRetry decides, as on the goroutine
+//     path), the loop ending. response_timeout past without the head is
+//     ErrTimeout, a 504, as Do's.
+//
+// Anything the loop cannot begin (no idle connection, one another loop
+// watches, a body larger than loopBodyMax or retry_body_buffer or not
+// buffered whole, an upgrade) takes the goroutine path, with the
+// upstream picked and the connection taken passed on (firstTry).
+
+// loopExchange is one exchange served by the loop.
+type loopExchange struct {
+	p       *proxy
+	w       *protocol.ResponseWriter
+	r       *protocol.Request
+	s       *protocol.Suspended
+	i       int
+	b       *backend
+	c       *upstream.Conn
+	head    []byte
+	resp    *upstream.Response
+	resumed bool
+	tried   [16]bool
+	// The methods handed to the loop and to Resume, made once per pooled
+	// exchange.
+	readyFn, wakeFn       func(bool)
+	respondFn, blockingFn func()
+}
+
+// loopBodyMax is the largest request body sent by the loop (with
+// retry_body_buffer's bound too): one that is buffered whole, and goes out
+// with the head in one write.
+const loopBodyMax = 8 << 10
+
+var loopExchanges sync.Pool // *loopExchange
+
+func init() { loopExchanges.New = newLoopExchange }
+
+func newLoopExchange() any {
+	x := &loopExchange{}
+	x.readyFn, x.wakeFn = x.ready, x.wake
+	x.respondFn, x.blockingFn = x.respond, x.blocking
+	return x
+}
+
+// serveOnLoop begins r's exchange on the loop, reporting done when it did
+// (or answered); otherwise first is what it began, for forward.
+func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp *reqPath) (first *firstTry, done bool) {
+	if len(p.backends) > 16 {
+		return nil, false
+	}
+	sw := w.SocketWatcher()
+	if sw == nil {
+		return nil, false
+	}
+	x := loopExchanges.Get().(*loopExchange)
+	tried := x.tried[:len(p.backends)]
+	i := p.pick(tried, time.Now().UnixNano())
+	if i < 0 {
+		loopExchanges.Put(x)
+		return nil, false // forward answers
+	}
+	b := p.backends[i]
+	c := b.pool.GetIdle(sw)
+	if c == nil || c.Watcher() != upstream.Watcher(sw) {
+		loopExchanges.Put(x)
+		return &firstTry{i: i, c: c}, false
+	}
+	s := w.Suspend(p.timeout, x.wakeFn)
+	if s == nil {
+		loopExchanges.Put(x)
+		return &firstTry{i: i, c: c}, false
+	}
+	c.SetWatcher(sw)
+	x.p, x.w, x.r, x.s, x.i, x.b, x.c = p, w, r, s, i, b, c
+	x.resp, x.resumed = nil, false
+	n := int(max(r.ContentLength, 0))
+	x.head = p.appendHead(c.HeadBuffer(), r, rp, b, false, n, false, 0)
+	if n > 0 {
+		// The body is in the connection's buffer (a loop serves a
+		// request inline only then): it goes right after the head, in
+		// the same write, and again with it on a retry, as a body read
+		// whole on the goroutine path does.
+		h := len(x.head)
+		x.head = slices.Grow(x.head, n)[:h+n]
+		if _, err := io.ReadFull(r.Body, x.head[h:]); err != nil {
+			// Nothing was sent: the protocol answers with the body's
+			// error status once the request ends.
+			c.Close()
+			x.resume(nil)
+			return nil, true
+		}
+	}
+	b.active.Add(1)
+	c.OnReady(x.readyFn)
+	if !c.SendNow(x.head, string(r.Method) == "HEAD") {
+		x.resume(x.blockingFn) // the socket did not take it all, or failed
+	}
+	return nil, true
+}
+
+// ready is the loop's event for the upstream socket.
+func (x *loopExchange) ready(gone bool) {
+	if x.resumed {
+		return
+	}
+	if gone {
+		x.resume(x.blockingFn)
+		return
+	}
+	c := x.c
+	if x.resp == nil {
+		resp, err := c.ReadHeadNow()
+		switch {
+		case err == upstream.ErrWouldBlock:
+			x.progress()
+			return
+		case err != nil:
+			x.fail(err)
+			return
+		}
+		x.resp = resp
+	}
+	if complete, _ := c.BodyNow(); complete {
+		x.resume(x.respondFn)
+		return
+	}
+	// The body is not all in (or is chunked, runs to the close, is larger
+	// than the buffer, or failed): the goroutine sends what came and
+	// streams the rest, flushing before each wait, as the goroutine path
+	// does; a body that stalls cuts the response after its head, as there.
+	x.resume(x.blockingFn)
+}
+
+// progress extends the deadline when bytes of the head came.
+func (x *loopExchange) progress() {
+	if x.c.Buffered() {
+		x.s.Extend(x.p.timeout)
+	}
+}
+
+// wake is the loop's word: response_timeout passed (a 504, as Do's
+// ErrTimeout), or the loop ended (a goroutine goes on).
+func (x *loopExchange) wake(ended bool) {
+	if x.resumed {
+		return
+	}
+	if ended {
+		x.resume(x.blockingFn)
+		return
+	}
+	x.fail(fmt.Errorf("%w: no response within %v on the event loop", upstream.ErrTimeout, x.p.timeout))
+}
+
+// fail ends the attempt with err: forward weighs it as it weighs Do's.
+func (x *loopExchange) fail(err error) {
+	x.resume(func() {
+		x.b.active.Add(-1)
+		x.c.Close()
+		p, w, r := x.p, x.w, x.r
+		first := &firstTry{i: x.i, c: x.c, tried: true, err: err}
+		sp := &sendSpec{head: x.head}
+		tried := x.tried[:len(p.backends)]
+		p.forward(w, r, sp, tried, first)
+		x.release()
+	})
+}
+
+// resume ends the loop's part: no event of the upstream socket reaches x
+// from now on (OnReady(nil), on the loop's goroutine, which calls ready),
+// and fn goes on, on the loop or on a goroutine (Suspended.Resume).
+func (x *loopExchange) resume(fn func()) {
+	x.resumed = true
+	x.c.OnReady(nil)
+	if fn == nil {
+		fn = x.release
+	}
+	x.s.Resume(fn)
+}
+
+// testHookLoopRespond, set by a test, runs when an exchange's response
+// is sent by a resumed request (on the loop, or on a goroutine after it).
+var testHookLoopRespond atomic.Pointer[func()]
+
+// respond sends the response, which is all in, on the loop.
+func (x *loopExchange) respond() {
+	if h := testHookLoopRespond.Load(); h != nil {
+		(*h)()
+	}
+	x.b.succeeded()
+	x.p.respond(x.w, x.r, x.b, x.c, x.resp, false)
+	x.b.active.Add(-1)
+	x.release()
+}
+
+// blocking goes on with the exchange on a goroutine, from where the loop
+// left it.
+func (x *loopExchange) blocking() {
+	x.w.ReturnToLoop() // and back to the loop once done
+	x.w.WillBlock()
+	resp, err := x.c.Finish(x.resp != nil)
+	if err != nil {
+		x.b.active.Add(-1)
+		x.c.Close()
+		p := x.p
+		first := &firstTry{i: x.i, c: x.c, tried: true, err: err}
+		p.forward(x.w, x.r, &sendSpec{head: x.head}, x.tried[:len(p.backends)], first)
+		x.release()
+		return
+	}
+	x.resp = resp
+	x.respond()
+}
+
+// release pools x; nothing refers to it any more (OnReady(nil), and the
+// suspension is over).
+func (x *loopExchange) release() {
+	x.p, x.w, x.r, x.s, x.b, x.c, x.resp, x.head = nil, nil, nil, nil, nil, nil, nil, nil
+	clear(x.tried[:])
+	loopExchanges.Put(x)
+}

@@ -1,0 +1,328 @@
+package serve
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/forkd/forkd/config"
+)
+
+// loopClient is a keep-alive client connection.
+type loopClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialLoopClient(t *testing.T, addr string) *loopClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	return &loopClient{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (lc *loopClient) send(paths ...string) {
+	lc.t.Helper()
+	var b []byte
+	for _, p := range paths {
+		b = fmt.Appendf(b, "GET %s HTTP/1.1\r\nHost: p\r\n\r\n", p)
+	}
+	if _, err := lc.c.Write(b); err != nil {
+		lc.t.Fatal(err)
+	}
+}
+
+func (lc *loopClient) read() (int, string, error) {
+	resp, err := http.ReadResponse(lc.br, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(b), err
+}
+
+// get sends path and reads its response, which must come whole.
+func (lc *loopClient) get(path string) (int, string) {
+	lc.t.Helper()
+	lc.send(path)
+	st, body, err := lc.read()
+	if err != nil {
+		lc.t.Fatalf("%s: %v", path, err)
+	}
+	return st, body
+}
+
+// TestProxyOnLoop: proxied requests without a body, on a keep-alive client
+// connection that went back to its loop after its first request, are
+// served by the loop's events (testHookLoopRespond counts them), and keep
+// the goroutine path's behaviour in every way one can fail: pipelined
+// requests answered in order, response_timeout's 504, a reused connection
+// found dead retried on a new one, an upstream that closes mid-body (the
+// client sees the response cut), stray bytes never reused, a client gone
+// while its request is suspended, a Shutdown that waits for it.
+func TestProxyOnLoop(t *testing.T) {
+	var onLoop atomic.Int64
+	hook := func() { onLoop.Add(1) }
+	testHookLoopRespond.Store(&hook)
+	t.Cleanup(func() { testHookLoopRespond.Store(nil) })
+
+	type env struct {
+		addr   string
+		srv    interface{ Shutdown(context.Context) error }
+		open   func() int64
+		held   chan struct{} // an upstream got /hold
+		hold   chan struct{} // closed: /hold is answered
+		client *loopClient
+	}
+	cases := []struct {
+		name string
+		run  func(t *testing.T, e *env)
+	}{
+		{"keep-alive", func(t *testing.T, e *env) {
+			for _, p := range []string{"/b", "/c", "/d"} {
+				if st, body := e.client.get(p); st != 200 || body != p {
+					t.Fatalf("%s: %d %q", p, st, body)
+				}
+			}
+			if n := onLoop.Load(); n != 3 {
+				t.Errorf("%d responses sent by the loop, want 3", n)
+			}
+		}},
+		{"small bodies", func(t *testing.T, e *env) {
+			// The third is more than the connection's read buffer takes
+			// at once: not buffered whole, it goes the goroutine's way.
+			for i, body := range []string{"hello", strings.Repeat("b", 2000), strings.Repeat("c", loopBodyMax)} {
+				fmt.Fprintf(e.client.c, "POST /post HTTP/1.1\r\nHost: p\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				st, got, err := e.client.read()
+				if want := fmt.Sprintf("/post %d %x", len(body), sha256.Sum256([]byte(body))); err != nil || st != 200 || got != want {
+					t.Fatalf("POST %d: %d %q %v, want %q", i, st, got, err, want)
+				}
+			}
+			if n := onLoop.Load(); n != 2 {
+				t.Errorf("%d responses sent by the loop, want 2", n)
+			}
+		}},
+		{"pipelined", func(t *testing.T, e *env) {
+			e.client.send("/1", "/2", "/3")
+			for _, p := range []string{"/1", "/2", "/3"} {
+				st, body, err := e.client.read()
+				if err != nil || st != 200 || body != p {
+					t.Fatalf("%s: %d %q %v", p, st, body, err)
+				}
+			}
+			if n := onLoop.Load(); n != 3 {
+				t.Errorf("%d responses sent by the loop, want 3", n)
+			}
+		}},
+		{"response_timeout", func(t *testing.T, e *env) {
+			if st, body := e.client.get("/slow"); st != 504 || body != "504 Gateway Timeout\n" {
+				t.Fatalf("/slow: %d %q", st, body)
+			}
+			if st, body := e.client.get("/after"); st != 200 || body != "/after" {
+				t.Fatalf("/after: %d %q", st, body)
+			}
+		}},
+		{"stale reused connection", func(t *testing.T, e *env) {
+			if st, body := e.client.get("/drop-once"); st != 200 || body != "/drop-once" {
+				t.Fatalf("/drop-once: %d %q", st, body)
+			}
+		}},
+		{"streamed body", func(t *testing.T, e *env) {
+			// What came with the head reaches the client before the rest
+			// is sent: it is not held back until the body is complete.
+			e.client.send("/stream")
+			resp, err := http.ReadResponse(e.client.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first [3]byte
+			if _, err := io.ReadFull(resp.Body, first[:]); err != nil || string(first[:]) != "abc" {
+				t.Fatalf("first part %q %v", first, err)
+			}
+			close(e.hold)
+			if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "def" {
+				t.Fatalf("rest %q %v", rest, err)
+			}
+			if st, body := e.client.get("/after"); st != 200 || body != "/after" {
+				t.Fatalf("/after: %d %q", st, body)
+			}
+		}},
+		{"upstream closes mid-body", func(t *testing.T, e *env) {
+			e.client.send("/cut")
+			if _, _, err := e.client.read(); err == nil {
+				t.Fatal("a cut response reached the client whole")
+			}
+		}},
+		{"stray bytes", func(t *testing.T, e *env) {
+			if st, body := e.client.get("/stray"); st != 200 || body != "/stray" {
+				t.Fatalf("/stray: %d %q", st, body)
+			}
+			for _, p := range []string{"/x", "/y"} {
+				if st, body := e.client.get(p); st != 200 || body != p {
+					t.Fatalf("%s after stray bytes: %d %q", p, st, body)
+				}
+			}
+		}},
+		{"client gone", func(t *testing.T, e *env) {
+			e.client.send("/hold")
+			<-e.held
+			e.client.c.Close()
+			close(e.hold)
+			c2 := dialLoopClient(t, e.addr)
+			if st, body := c2.get("/next"); st != 200 || body != "/next" {
+				t.Fatalf("/next: %d %q", st, body)
+			}
+			c2.c.Close()
+			for deadline := time.Now().Add(testTimeout); e.open() != 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d connections still open", e.open())
+				}
+			}
+		}},
+		{"drain", func(t *testing.T, e *env) {
+			e.client.send("/hold")
+			<-e.held
+			shut := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+				defer cancel()
+				shut <- e.srv.Shutdown(ctx)
+			}()
+			close(e.hold)
+			st, body, err := e.client.read()
+			if err != nil || st != 200 || body != "/hold" {
+				t.Fatalf("/hold across the Shutdown: %d %q %v", st, body, err)
+			}
+			if err := <-shut; err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &env{held: make(chan struct{}, 1), hold: make(chan struct{})}
+			var dropped atomic.Bool
+			quit := make(chan struct{})
+			up := hashingUpstream(t, func(c net.Conn, req *http.Request, sum [32]byte) bool {
+				p := req.URL.Path
+				switch p {
+				case "/post":
+					p = fmt.Sprintf("/post %d %x", req.ContentLength, sum)
+				case "/slow":
+					<-quit // never answered
+					return false
+				case "/hold":
+					e.held <- struct{}{}
+					select {
+					case <-e.hold:
+					case <-time.After(testTimeout):
+						return false
+					}
+				case "/drop-once":
+					if !dropped.Swap(true) {
+						return false // read, never answered: closed
+					}
+				case "/stream":
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc")
+					select {
+					case <-e.hold:
+					case <-quit:
+						return false
+					}
+					_, err := io.WriteString(c, "def")
+					return err == nil
+				case "/cut":
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+					return false
+				case "/stray":
+					_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%sHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray", len(p), p)
+					return err == nil
+				}
+				_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(p), p)
+				return err == nil
+			})
+			t.Cleanup(func() { close(quit) }) // before the upstream's cleanup waits for it
+			h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
+				{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{up}, Keepalive: 8,
+					RetryBodyBuffer: config.DefaultRetryBodyBuffer, ResponseTimeout: time.Second}},
+			}}}, Options{})
+			srv, addr := loopServer(t, h)
+			e.addr, e.srv = addr, srv
+			e.open = func() int64 { return srv.Stats().OpenConns }
+			e.client = dialLoopClient(t, addr)
+			// The first request dials, on a goroutine; the connection
+			// then goes back to its loop, which watches the upstream
+			// connection too.
+			if st, body := e.client.get("/a"); st != 200 || body != "/a" {
+				t.Fatalf("/a: %d %q", st, body)
+			}
+			onLoop.Store(0)
+			tc.run(t, e)
+		})
+	}
+}
+
+// hashingUpstream is an upstream that hands serve each request with the
+// SHA-256 of its body.
+func hashingUpstream(t *testing.T, serve func(c net.Conn, req *http.Request, sum [32]byte) bool) string {
+	t.Helper()
+	return rawUpstream(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			h := sha256.New()
+			_, _ = io.Copy(h, req.Body)
+			if !serve(c, req, [32]byte(h.Sum(nil))) {
+				return
+			}
+		}
+	})
+}
+
+// TestProxyOnLoopRoutes: only routes whose middleware has nothing to do
+// after the handler returns serve on the loop (proxy.onLoop): error_pages
+// (which looks at the status afterwards) and compress (the site's or the
+// route's) keep the goroutine path; headers and request IDs, which act
+// before, do not.
+func TestProxyOnLoopRoutes(t *testing.T) {
+	cz := compressBlock()
+	for _, tc := range []struct {
+		name string
+		site config.Site
+		want bool
+	}{
+		{"plain", config.Site{}, true},
+		{"headers and request_id", config.Site{Headers: &config.Headers{Set: map[string]string{"X-A": "1"}}, Access: config.Access{RequestID: "X-Request-Id"}}, true},
+		{"error_pages", config.Site{ErrorPages: map[string]string{"502": "/dev/null"}}, false},
+		{"compress", config.Site{Compress: cz}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site := tc.site
+			site.Name, site.Hosts = "p", []string{"*"}
+			site.Routes = []config.Route{{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{"127.0.0.1:1"},
+				Keepalive: 8, RetryBodyBuffer: config.DefaultRetryBodyBuffer}}}
+			h := newHandler(t, []config.Site{site}, Options{}).(*handler)
+			if got := h.proxies[0].onLoop; got != tc.want {
+				t.Errorf("onLoop %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
