@@ -94,26 +94,19 @@ func TestProxyEarlyAnswerClose(t *testing.T) {
 // the upstream read whole before answering keeps the connection open.
 func TestProxyEarlyAnswerDrain(t *testing.T) {
 	const early = "/up"
-	up := rawUpstream(t, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(testTimeout))
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			if req.URL.Path == early {
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
-			}
-			n, err := io.Copy(io.Discard, req.Body)
-			if err != nil {
-				return
-			}
-			if req.URL.Path != early {
-				s := strconv.FormatInt(n, 10)
-				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(s), s)
-			}
+	up := requestUpstream(t, func(c net.Conn, _ *bufio.Reader, req *http.Request) bool {
+		if req.URL.Path == early {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
 		}
+		n, err := io.Copy(io.Discard, req.Body)
+		if err != nil {
+			return false
+		}
+		if req.URL.Path != early {
+			s := strconv.FormatInt(n, 10)
+			_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(s), s)
+		}
+		return true
 	})
 	addr := proxySite(t, config.Proxy{Upstreams: []string{up}})
 	resp, body, ended := upload(t, addr, 10<<20)

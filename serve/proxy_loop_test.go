@@ -280,20 +280,10 @@ func TestProxyOnLoop(t *testing.T) {
 // SHA-256 of its body.
 func hashingUpstream(t *testing.T, serve func(c net.Conn, req *http.Request, sum [32]byte) bool) string {
 	t.Helper()
-	return rawUpstream(t, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(testTimeout))
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			h := sha256.New()
-			_, _ = io.Copy(h, req.Body)
-			if !serve(c, req, [32]byte(h.Sum(nil))) {
-				return
-			}
-		}
+	return requestUpstream(t, func(c net.Conn, _ *bufio.Reader, req *http.Request) bool {
+		h := sha256.New()
+		_, _ = io.Copy(h, req.Body)
+		return serve(c, req, [32]byte(h.Sum(nil)))
 	})
 }
 

@@ -56,37 +56,30 @@ func strayResponse(label string) string {
 // strayResponse on the same connection and, once the proxy's side has
 // acknowledged those bytes, sends the label on strayed.
 func strayUpstream(t *testing.T, tc strayCase, delay time.Duration, quit chan struct{}, strayed chan string) string {
-	return rawUpstream(t, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(testTimeout))
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			label := strings.ReplaceAll(strings.Trim(req.URL.Path, "/"), "/", "-")
-			late := strayResponse(label)
-			if _, err := io.WriteString(c, tc.answer(label, len(late))); err != nil {
-				return
-			}
-			timer := time.NewTimer(delay)
-			select {
-			case <-timer.C:
-			case <-quit:
-				timer.Stop()
-				return
-			}
-			if _, err := io.WriteString(c, late); err != nil {
-				return // the proxy closed the connection
-			}
-			if !acked(c.(*net.TCPConn), quit) {
-				return
-			}
-			select {
-			case strayed <- label:
-			default:
-			}
+	return requestUpstream(t, func(c net.Conn, _ *bufio.Reader, req *http.Request) bool {
+		label := strings.ReplaceAll(strings.Trim(req.URL.Path, "/"), "/", "-")
+		late := strayResponse(label)
+		if _, err := io.WriteString(c, tc.answer(label, len(late))); err != nil {
+			return false
 		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case <-quit:
+			timer.Stop()
+			return false
+		}
+		if _, err := io.WriteString(c, late); err != nil {
+			return false // the proxy closed the connection
+		}
+		if !acked(c.(*net.TCPConn), quit) {
+			return false
+		}
+		select {
+		case strayed <- label:
+		default:
+		}
+		return true
 	})
 }
 

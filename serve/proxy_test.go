@@ -66,6 +66,25 @@ func rawUpstream(t *testing.T, fn func(c net.Conn)) string {
 	return testserver.Start(t, fn).Addr
 }
 
+// requestUpstream is an upstream that reads the requests on each
+// connection one after another (testTimeout for the whole connection) and
+// hands each to serve with the connection and its reader, from which a
+// tunnel goes on reading; the connection ends when serve returns false or
+// no request can be read.
+func requestUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader, req *http.Request) bool) string {
+	t.Helper()
+	return rawUpstream(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil || !serve(c, br, req) {
+				return
+			}
+		}
+	})
+}
+
 // refusedAddr returns a loopback address nothing listens on.
 func refusedAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

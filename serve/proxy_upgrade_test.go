@@ -24,24 +24,17 @@ type upgradeSeen struct {
 // upstream that would speak h2c, say) and reports each request on seen; a
 // request without Upgrade gets 200 "plain". tunnels counts the 101s.
 func acceptingUpstream(t *testing.T, seen chan<- upgradeSeen, tunnels *atomic.Int32) string {
-	return rawUpstream(t, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(testTimeout))
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			seen <- upgradeSeen{req.Header.Get("Upgrade"), req.Header.Get("Connection"), req.Header.Get("HTTP2-Settings")}
-			if up := req.Header.Get("Upgrade"); up != "" {
-				tunnels.Add(1)
-				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+up+"\r\n\r\n")
-				_, _ = io.Copy(c, br) // echo: the tunnel
-				return
-			}
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
+	return requestUpstream(t, func(c net.Conn, br *bufio.Reader, req *http.Request) bool {
+		_, _ = io.Copy(io.Discard, req.Body)
+		seen <- upgradeSeen{req.Header.Get("Upgrade"), req.Header.Get("Connection"), req.Header.Get("HTTP2-Settings")}
+		if up := req.Header.Get("Upgrade"); up != "" {
+			tunnels.Add(1)
+			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+up+"\r\n\r\n")
+			_, _ = io.Copy(c, br) // echo: the tunnel
+			return false
 		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
+		return true
 	})
 }
 
