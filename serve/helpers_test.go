@@ -43,6 +43,12 @@ func serveWith(t testing.TB, h protocol.Handler, ln net.Listener, o protocol.Lis
 	lim := protocol.DefaultLimits()
 	lim.BodyBytes = 256 << 20
 	srv := &protocol.Server{Handler: h, Limits: lim, Logger: hclog.NewNullLogger(), Log: logf}
+	runServer(t, srv, ln, o)
+	return ln.Addr().String()
+}
+
+// runServer serves srv on ln with o until the test ends.
+func runServer(t testing.TB, srv *protocol.Server, ln net.Listener, o protocol.ListenOptions) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -60,7 +66,6 @@ func serveWith(t testing.TB, h protocol.Handler, ln net.Listener, o protocol.Lis
 			time.Sleep(time.Millisecond)
 		}
 	})
-	return ln.Addr().String()
 }
 
 // testCertificate is a certificate for "example.com" and 127.0.0.1 from a

@@ -26,19 +26,7 @@ func loopServer(t *testing.T, h protocol.Handler) (*protocol.Server, string) {
 		t.Fatal(err)
 	}
 	srv := &protocol.Server{Handler: h, Limits: protocol.DefaultLimits(), Logger: hclog.NewNullLogger()}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.ServeWith(ln, protocol.ListenOptions{})
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-		deadline := time.Now().Add(testTimeout)
-		for srv.Stats().OpenConns > 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-	})
+	runServer(t, srv, ln, protocol.ListenOptions{})
 	return srv, ln.Addr().String()
 }
 

@@ -342,27 +342,48 @@ func TestPutBuffered(t *testing.T) {
 // every exchange succeeds, sent again on a new connection when a reused
 // one turns out closed, as the proxy does.
 func TestIdleWatchConcurrent(t *testing.T) {
-	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
+	s := closingEverySecond(t)
+	p := newPool(s.addr)
+	defer p.Close()
+	exchangeConcurrently(t, p, func() (string, error) {
+		_, body, err := exchange(t, p)
+		return body, err
+	})
+	if n := p.Idle(); n > 4 {
+		t.Errorf("%d idle connections, over Keepalive's 4", n)
+	}
+}
+
+// closingEverySecond starts an upstream that answers each request "ok"
+// and closes every second connection after its response: a FIN while the
+// connection idles, or before the next request.
+func closingEverySecond(t *testing.T) *server {
+	return newServer(t, func(c net.Conn, br *bufio.Reader) {
 		for i := 0; ; i++ {
 			if _, _, err := readRequest(br); err != nil {
 				return
 			}
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			if i%2 == 1 {
-				return // a FIN while it idles, or before the next request
+				return
 			}
 		}
 	})
-	p := newPool(s.addr)
-	defer p.Close()
+}
+
+// exchangeConcurrently makes 8 goroutines of 50 exchanges each with do, on
+// p; an exchange whose reused connection turned out closed (between Get's
+// check and the request: ErrNoResponse) is sent again on a new connection,
+// as the proxy does. Every exchange must answer "ok".
+func exchangeConcurrently(t *testing.T, p *Pool, do func() (string, error)) {
+	t.Helper()
 	const workers, each = 8, 50
 	errs := make(chan error, workers)
 	for range workers {
 		go func() {
 			for range each {
-				_, body, err := exchange(t, p)
+				body, err := do()
 				if errors.Is(err, ErrNoResponse) {
-					// Closed between Get's check and the request.
 					_, body, err = exchangeFresh(p)
 				}
 				if err != nil || body != "ok" {
@@ -377,9 +398,6 @@ func TestIdleWatchConcurrent(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
-	}
-	if n := p.Idle(); n > 4 {
-		t.Errorf("%d idle connections, over Keepalive's 4", n)
 	}
 }
 

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -217,41 +216,13 @@ func TestLoopWatchTunnel(t *testing.T) {
 // connections while exchanges take and put back others (the race
 // detector's part); every registration ends with its connection.
 func TestLoopWatchConcurrent(t *testing.T) {
-	s := newServer(t, func(c net.Conn, br *bufio.Reader) {
-		for i := 0; ; i++ {
-			if _, _, err := readRequest(br); err != nil {
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			if i%2 == 1 {
-				return
-			}
-		}
-	})
+	s := closingEverySecond(t)
 	w := newTestWatcher(t)
 	p := newPool(s.addr)
-	const workers, each = 8, 50
-	errs := make(chan error, workers)
-	for range workers {
-		go func() {
-			for range each {
-				_, body, err := loopExchange(t, p, w)
-				if errors.Is(err, ErrNoResponse) {
-					_, body, err = exchangeFresh(p)
-				}
-				if err != nil || body != "ok" {
-					errs <- fmt.Errorf("%q %w", body, err)
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range workers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
+	exchangeConcurrently(t, p, func() (string, error) {
+		_, body, err := loopExchange(t, p, w)
+		return body, err
+	})
 	p.Close()
 	if _, _, live := w.counts(); live != 0 {
 		t.Errorf("%d registrations left after the pool closed", live)
