@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/forkd/forkd/config"
-	"golang.org/x/sys/unix"
+	"github.com/forkd/forkd/internal/testserver"
 )
 
 // strayCase is how a hostile upstream answers a request before, 50 to 800
@@ -72,7 +72,7 @@ func strayUpstream(t *testing.T, tc strayCase, delay time.Duration, quit chan st
 		if _, err := io.WriteString(c, late); err != nil {
 			return false // the proxy closed the connection
 		}
-		if !acked(c.(*net.TCPConn), quit) {
+		if !testserver.Acked(c.(*net.TCPConn), quit, testTimeout) {
 			return false
 		}
 		select {
@@ -81,34 +81,6 @@ func strayUpstream(t *testing.T, tc strayCase, delay time.Duration, quit chan st
 		}
 		return true
 	})
-}
-
-// acked waits until the peer has acknowledged everything written on c:
-// the stray bytes are then in the proxy's socket, before the next client
-// sends its request. The kernel has no event for that; the send queue
-// (SIOCOUTQ) is looked at every millisecond until it is empty, the
-// connection fails or the test ends.
-func acked(c *net.TCPConn, quit chan struct{}) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	deadline := time.Now().Add(testTimeout)
-	for time.Now().Before(deadline) {
-		q := -1
-		if err := rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || q < 0 {
-			return false
-		}
-		if q == 0 {
-			return true
-		}
-		select {
-		case <-quit:
-			return false
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return false
 }
 
 // exchangeLabel sends one request on a client connection of its own and

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/forkd/forkd/internal/testserver"
 )
 
 // TestProxyStrayResponse drives a real master (one worker, so one pool per
@@ -63,7 +63,7 @@ func TestProxyStrayResponse(t *testing.T) {
 				timer.Stop()
 				return false
 			}
-			if _, err := io.WriteString(c, late); err != nil || !sendAcked(c.(*net.TCPConn), quit) {
+			if _, err := io.WriteString(c, late); err != nil || !testserver.Acked(c.(*net.TCPConn), quit, clientTimeout) {
 				return false
 			}
 			select {
@@ -131,31 +131,4 @@ func labelled(addr, method, path string) (int, string, error) {
 		return resp.StatusCode, "", fmt.Errorf("label %q, body %q", l, b)
 	}
 	return resp.StatusCode, l, nil
-}
-
-// sendAcked waits until the peer has acknowledged all that was written on
-// c, so that those bytes are in its socket. The kernel has no event for
-// it: the send queue (SIOCOUTQ) is looked at every millisecond until it is
-// empty, the connection fails or quit closes.
-func sendAcked(c *net.TCPConn, quit chan struct{}) bool {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	deadline := time.Now().Add(clientTimeout)
-	for time.Now().Before(deadline) {
-		q := -1
-		if err := rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || q < 0 {
-			return false
-		}
-		if q == 0 {
-			return true
-		}
-		select {
-		case <-quit:
-			return false
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return false
 }
