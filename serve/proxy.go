@@ -80,7 +80,7 @@ func (p *proxy) serveRoute(w *protocol.ResponseWriter, r *protocol.Request, rp *
 	upgrade := p.isUpgrade(r)
 	var first *firstTry
 	if p.onLoop && (r.ContentLength == 0 || r.ContentLength > 0 && r.ContentLength <= min(p.retryBody, loopBodyMax)) && !upgrade {
-		// Served by the client's event loop if it can be (loopexchange.go).
+		// Served by the client's event loop if it can be (proxy_loop.go).
 		var done bool
 		if first, done = p.serveOnLoop(w, r, rp); done {
 			return
