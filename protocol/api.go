@@ -96,7 +96,8 @@
 // listener itself, in the kernel, and hands each connection to the loop.
 // forkd's workers get one P more than their share of the CPUs
 // (WorkerProcs), unless their requests mostly run on goroutines (a proxy
-// route, an application that is not LoopSafe; ProcsOnGoroutines): a P more
+// route behind error_pages or compress, an application that is not
+// LoopSafe; ProcsOnGoroutines): a P more
 // than the CPUs lengthens the latency tail of goroutines. procs.go has the
 // whole policy.
 //

@@ -22,9 +22,16 @@ package protocol
 // whenever the loop waits; Serve then accepts for it (serveAcceptor).
 //
 // A process whose requests mostly run on goroutines (an application that is
-// not LoopSafe, a proxy) gives the loop P back: goroutines sharing the CPUs
-// with one thread more than there are CPUs have a longer latency tail (on
-// one CPU, p99 about 2.6x for a net/http application, 1.3x for a proxy).
+// not LoopSafe, a proxy route behind error_pages or compress) gives the loop
+// P back: goroutines sharing the CPUs with one thread more than there are
+// CPUs have a longer latency tail (on one CPU, p99 about 2.6x for a net/http
+// application, 1.3x for a proxy whose exchanges ran on goroutines). A proxy
+// whose exchanges run on the loops (serve.ProxyOnLoop) keeps it: on a CPU
+// share of one, giving it back left a polled loop and Serve's acceptor,
+// whose wait in epoll_wait holds the only P until sysmon takes it (three
+// sysmon wake-ups a connection), and churned connections served 14% fewer
+// requests a second; the keep-alive exchange measured the same either way
+// (bench/README.md, the third wave's fifth session).
 
 // WorkerProcs returns the GOMAXPROCS of each of workers processes that share
 // cpus CPUs and serve with event loops: one P per CPU of its share, rounded

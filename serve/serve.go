@@ -147,13 +147,19 @@ func (h *handler) newRoute(cs *config.Site, rt config.Route) (routeHandler, erro
 		return nil, fmt.Errorf("site %q route %q: %w", cs.Name, rt.Prefix, err)
 	}
 	if p, ok := next.(*proxy); ok {
-		// The exchange may end on a loop event, after the handler has
-		// returned: only behind middleware that has nothing left to do
-		// by then (error_pages looks at the status afterwards, compress
-		// at the body).
-		p.onLoop = len(cs.ErrorPages) == 0 && h.compressor(compressOf(cs, &rt)) == nil
+		p.onLoop = ProxyOnLoop(cs, &rt)
 	}
 	return m, nil
+}
+
+// ProxyOnLoop reports whether route rt of site cs, a proxy route, serves
+// its exchanges on the event loops (proxy_loop.go). An exchange there may
+// end on a loop event, after the handler has returned: only behind
+// middleware that has nothing left to do by then (error_pages looks at the
+// status afterwards, compress at the body). The worker reads it for its
+// scheduling policy (protocol's procs.go).
+func ProxyOnLoop(cs *config.Site, rt *config.Route) bool {
+	return len(cs.ErrorPages) == 0 && compressOf(cs, rt) == nil
 }
 
 // siteNotFound builds what answers a site's requests that no route

@@ -511,16 +511,18 @@ func rss() uint64 {
 
 // onGoroutines reports whether the worker's requests mostly run on
 // goroutines rather than on its event loops: an embedded application that
-// is not LoopSafe, or a proxy route.
+// is not LoopSafe, or a proxy route whose exchanges cannot run on the
+// loops (serve.ProxyOnLoop: error_pages or compress).
 func onGoroutines(cfg *config.Config, h protocol.Handler) bool {
 	if h != nil {
 		if ls, ok := h.(protocol.LoopSafe); !ok || !ls.LoopSafe() {
 			return true
 		}
 	}
-	for _, site := range cfg.Sites {
-		for _, r := range site.Routes {
-			if r.Proxy != nil {
+	for i := range cfg.Sites {
+		site := &cfg.Sites[i]
+		for j := range site.Routes {
+			if r := &site.Routes[j]; r.Proxy != nil && !serve.ProxyOnLoop(site, r) {
 				return true
 			}
 		}
