@@ -126,13 +126,18 @@ type eventLoop struct {
 	waitDL   time.Duration // the deadline set on file, on the server's clock
 	timedOut bool          // the last wait ended at the deadline: sweep
 	polls    int           // pollReady calls in this wait
+	failed   bool          // the last epoll_wait failed: resolve completes no wait (Looked)
 	yielded  time.Duration // a direct loop's last yield, on the server's clock
 	waitFn   func(uintptr) bool
 
 	// For the watchdog (Server.watchLoops): turns counts waits, parked
 	// is set while the loop waits for the poller; seen and stalled belong
-	// to the watchdog.
+	// to the watchdog. turns is also the loop's wait epoch (Epoch): it is
+	// bumped before each wait fetches events (epoll_wait), and looked
+	// (Looked) is set to it once every event that wait fetched has been
+	// dispatched, unless the wait filled the event buffer (see resolve).
 	turns   atomic.Uint64
+	looked  atomic.Uint64
 	parked  atomic.Bool
 	seen    uint64
 	stalled bool
@@ -676,7 +681,7 @@ func (l *eventLoop) waitKernel() {
 	l.parked.Store(true)
 	n, err := unix.EpollWait(l.epfd, l.events[:], int((left+time.Millisecond-1)/time.Millisecond))
 	l.parked.Store(false)
-	l.next, l.ready = 0, max(n, 0)
+	l.next, l.ready, l.failed = 0, max(n, 0), err != nil
 	switch {
 	case err == unix.EINTR:
 	case err != nil || n == 0:
@@ -697,7 +702,7 @@ func (l *eventLoop) pollReady(uintptr) bool {
 		if e == syscall.EINTR {
 			continue
 		}
-		l.next, l.ready = 0, int(r)
+		l.next, l.ready, l.failed = 0, int(r), e != 0
 		if e != 0 {
 			l.ready = 0
 		}
@@ -733,7 +738,26 @@ func (l *eventLoop) resolve() {
 	if len(l.firing) > 0 {
 		l.fireWatches()
 	}
+	if l.ready < loopEvents && !l.failed {
+		// Every event of wait number turns is dispatched: the socket
+		// watchers' now (fireWatches), the connections' and listeners'
+		// in the batch to come. A wait that filled the buffer may have
+		// left ready events in the kernel, which edge-triggered
+		// registrations report only once: it completes nothing.
+		l.looked.Store(l.turns.Load())
+	}
 }
+
+// Epoch is the number of the loop's latest wait for events: each wait is
+// numbered, in order, before it fetches them. Safe for concurrent use.
+func (l *eventLoop) Epoch() uint64 { return l.turns.Load() }
+
+// Looked is the number of the latest wait of the loop whose events have
+// all been fetched and dispatched (the ready calls of its socket watchers
+// have returned): an event of a watched socket that happened before that
+// wait began has reached its watcher. 0 before any. Safe for concurrent
+// use.
+func (l *eventLoop) Looked() uint64 { return l.looked.Load() }
 
 // watchLoops, called every second, warns about each event loop that has
 // not finished a batch since the last call: a LoopSafe handler is blocking
