@@ -51,14 +51,32 @@
 //     event out). An event while it is in use is noted, and put peeks
 //     before it pools the connection: bytes that came after the response
 //     was read bring no event of their own. Get hands an idle watched
-//     connection out after one peek and no epoll_ctl: the loop fetches
-//     an event only at its next epoll_wait, which on a busy loop is the
-//     next batch, so bytes that came since (a stray response sent just
-//     after the last one, when the connection is reused at once) are
-//     caught by the peek, and only what arrives between the peek and the
-//     request's write goes unseen (nginx does not look at all). When the
-//     loop ends (Shutdown) its connections are unwatched, and the pool's
-//     own watch takes them.
+//     connection out with no epoll_ctl, and with no system call at all
+//     when the loop that asks (GetIdle's prefer) watches it and has
+//     looked since it went idle (a Looker): put notes the loop's wait
+//     epoch E when the connection goes idle, after its last look at the
+//     socket, and the loop numbers each epoll_wait before it fetches
+//     events (Epoch) and notes the last one whose events it fetched and
+//     dispatched in full (Looked; not one that filled its event buffer,
+//     which may have left events in the kernel). Looked > E means a
+//     wait that began after the connection went idle has completed:
+//     whatever reached the socket before that wait began (stray bytes,
+//     the upstream's FIN, a reset) made an edge that it, or an earlier
+//     wait, reported, and loopReady closed the connection. What arrives
+//     after that wait began goes unseen until the next, as nginx's read
+//     event alone leaves it; a peek would not close that window either,
+//     since bytes can come just after it. Otherwise, on a busy loop that
+//     has not waited since (the connection was put back in the batch it
+//     serves) or one that asks for another loop's connection, Get peeks
+//     once, so that bytes that came since the loop's last wait (a stray
+//     response sent just after the last one, when the connection is
+//     reused at once) are caught, and only what arrives between the peek
+//     and the request's write goes unseen. GetIdle prefers, among the
+//     connections prefer watches, the most recently used one it need not
+//     peek at. An epoch is compared only with the counter of the loop
+//     that noted it, and only while that loop still watches the
+//     connection. When the loop ends (Shutdown) its connections are
+//     unwatched, and the pool's own watch takes them.
 //   - A connection no loop watches (an owner that offered none, a loop
 //     that refused it) is watched by the pool's own idle watch (one epoll
 //     set and one goroutine per pool, made when the pool first keeps such
@@ -267,28 +285,30 @@ func (p *Pool) Get() (*Conn, error) {
 // GetIdle is Get without the dial: it returns nil when no idle connection
 // passes the check. It prefers the most recently used connection that
 // prefer watches (an event loop that would serve the exchange: see
-// Watcher), else takes the most recently used one.
+// Watcher) and that it may hand out without a peek (prefer has looked
+// since: see pick), then the most recently used one that prefer watches,
+// else takes the most recently used one.
 func (p *Pool) GetIdle(prefer Watcher) *Conn {
 	now := time.Now()
+	// Looked before any connection is looked at: it only grows, so an
+	// older value can only make a connection look unsafe.
+	var looked uint64
+	lk, _ := prefer.(Looker)
+	if lk != nil {
+		looked = lk.Looked()
+	}
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
-		k := n - 1
-		if prefer != nil {
-			for j := n - 1; j >= 0; j-- {
-				if p.idle[j].lw == prefer {
-					k = j
-					break
-				}
-			}
-		}
+		k, safe := p.pick(prefer, lk != nil, looked)
 		c := p.idle[k]
 		p.removeIdle(k)
 		// A connection an event loop watches has no registration to
-		// end, but is peeked at all the same: the loop sees its events
-		// only at its next epoll_wait, and bytes that came since (a
-		// stray response sent just after the last one, when the
-		// connection is reused at once) would otherwise be read as this
-		// request's response.
+		// end, but is peeked at all the same unless that loop has
+		// looked since it went idle (safe; see the package doc): the
+		// loop sees its events only at its next epoll_wait, and bytes
+		// that came before it (a stray response sent just after the
+		// last one, when the connection is reused at once) would
+		// otherwise be read as this request's response.
 		op := opTake
 		if c.lw != nil {
 			op = opPeek
@@ -298,6 +318,10 @@ func (p *Pool) GetIdle(prefer Watcher) *Conn {
 			c.closeSock()
 			p.mu.Lock()
 			continue
+		}
+		if safe {
+			c.reused = true
+			return c
 		}
 		if got, _ := c.idleCheck(op); got != epoll.Nothing {
 			// Stray bytes (another response's, or a body past the end of
@@ -313,6 +337,56 @@ func (p *Pool) GetIdle(prefer Watcher) *Conn {
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// maxSafeScan bounds how many of prefer's idle connections GetIdle looks
+// through for one it need not peek at, past the most recent: the list is
+// scanned under p.mu.
+const maxSafeScan = 64
+
+// pick returns the index in the idle list of the connection GetIdle takes
+// next, and whether it may be handed out without a peek (safe). It is the
+// most recently used connection that prefer watches and that is safe, if
+// one is among the last maxSafeScan of prefer's; else the most recent one
+// prefer watches; else (none, or prefer nil) the most recent one. epochs:
+// prefer is a Looker, whose Looked was looked. p.mu is held.
+//
+// Safe is exact to the wait: put noted idleEpoch = E, prefer's Epoch
+// then, after the last look at the socket (put's peek, or no event since
+// the response was read), with c.idle set in the same hold of p.mu. A
+// wait numbered above E was numbered after that, and fetches its events
+// after it is numbered: so looked > E means a wait that began after the
+// connection went idle has fetched all its events (it did not fill its
+// buffer) and dispatched them. Any byte, FIN or reset that reached the
+// socket before that wait began made an edge that it, or an earlier wait
+// whose events were dispatched before it began, reported to loopReady,
+// which found c idle and closed it, taking it out of this list. looked ==
+// E is not enough: wait E may have fetched its events before the
+// connection went idle.
+func (p *Pool) pick(prefer Watcher, epochs bool, looked uint64) (k int, safe bool) {
+	n := len(p.idle)
+	k = n - 1
+	if prefer == nil {
+		return k, false
+	}
+	found := false
+	for j, seen := n-1, 0; j >= 0 && seen < maxSafeScan; j-- {
+		c := p.idle[j]
+		if c.lw != prefer {
+			continue
+		}
+		if !found {
+			k, found = j, true
+		}
+		if !epochs {
+			break
+		}
+		if c.ew == prefer && looked > c.idleEpoch {
+			return j, true
+		}
+		seen++
+	}
+	return k, false
 }
 
 // Dial opens a new connection.
@@ -430,6 +504,14 @@ func (p *Pool) put(c *Conn) {
 			p.drop(c, got, c.idleAt)
 			return
 		}
+	}
+	// The socket has been looked at for the last time before it idles
+	// (the peek above, or no event since the response was read): note
+	// the loop's wait epoch now. Under p.mu, with idle set in the same
+	// hold, so that any event from now on finds it idle (loopReady).
+	c.ew = nil
+	if lk, ok := c.lw.(Looker); ok {
+		c.ew, c.idleEpoch = c.lw, lk.Epoch()
 	}
 	c.idle = true
 	p.idle = append(p.idle, c)
@@ -636,6 +718,11 @@ type Conn struct {
 	idle   bool
 	evSeen bool
 	looped bool
+	// The wait epoch of the loop ew (lw when put recorded it, and a
+	// Looker) at which the connection last went idle (put), under
+	// pool.mu: GetIdle skips its peek once ew has completed a later wait.
+	ew        Watcher
+	idleEpoch uint64
 
 	// onReady, under pool.mu, is the owner's function that the loop's
 	// events for the socket go to while it is in use (OnReady).
@@ -1377,6 +1464,21 @@ func (c *Conn) bodyErr(err error) error {
 type Watcher interface {
 	Watch(fd int, ready func(gone bool)) (key int, err error)
 	Unwatch(key, fd int)
+}
+
+// Looker is implemented by a Watcher that numbers its waits for events
+// (protocol's event loops do), so that GetIdle can hand out a connection
+// it watches without a peek once it has looked since the connection went
+// idle (see the package doc). Both are safe for concurrent use.
+type Looker interface {
+	// Epoch is the number of the latest wait, numbered before it
+	// fetches its events; numbers grow by one per wait.
+	Epoch() uint64
+	// Looked is the number of the latest wait all of whose events were
+	// fetched and dispatched (their ready calls returned): not one that
+	// may have left events in the kernel (a full event buffer) or that
+	// failed. 0 before any.
+	Looked() uint64
 }
 
 // SetWatcher offers w, the owner's event loop, to watch the connection
