@@ -20,9 +20,11 @@ import (
 // pooled connection that the same loop watches (upstream.Conn.Watcher),
 // is served without a goroutine:
 //
-//  1. serveOnLoop takes the connection (Get's peek included: stray bytes
-//     close it, never reach this client), suspends the request
-//     (protocol.ResponseWriter.Suspend, with response_timeout), sends the
+//  1. serveOnLoop takes the connection (GetIdle's check included: a
+//     peek, or the loop's own look, a wait completed since it went idle;
+//     stray bytes that came before close it, never reach this client),
+//     suspends the request (protocol.ResponseWriter.Suspend, with
+//     response_timeout), sends the
 //     head with one nonblocking write, routes the loop's events for the
 //     upstream socket to the exchange (Conn.OnReady), and returns: the
 //     loop serves other connections meanwhile.
