@@ -3,6 +3,7 @@ package serve
 import (
 	"fmt"
 	"io"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,7 @@ type loopExchange struct {
 	head    []byte
 	resp    *upstream.Response
 	resumed bool
+	active  bool // b.active counts the exchange
 	tried   [16]bool
 	// The methods handed to the loop and to Resume, made once per pooled
 	// exchange.
@@ -112,7 +114,8 @@ func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp 
 	}
 	c.SetWatcher(sw)
 	x.p, x.w, x.r, x.s, x.i, x.b, x.c = p, w, r, s, i, b, c
-	x.resp, x.resumed = nil, false
+	x.resp, x.resumed, x.active = nil, false, false
+	defer x.abortOnPanic()
 	n := int(max(r.ContentLength, 0))
 	x.head = p.appendHead(c.HeadBuffer(), r, rp, b, false, n, false, 0)
 	if n > 0 {
@@ -131,11 +134,41 @@ func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp 
 		}
 	}
 	b.active.Add(1)
+	x.active = true
 	c.OnReady(x.readyFn)
 	if !c.SendNow(x.head, string(r.Method) == "HEAD") {
 		x.resume(x.blockingFn) // the socket did not take it all, or failed
+		return nil, true
+	}
+	if h := testHookLoopSent.Load(); h != nil {
+		(*h)(r)
 	}
 	return nil, true
+}
+
+// testHookLoopSent, set by a test, runs when serveOnLoop has sent a
+// request on the loop and is about to return (the handler's last act).
+var testHookLoopSent atomic.Pointer[func(*protocol.Request)]
+
+// abortOnPanic, deferred by serveOnLoop once the request is suspended: a
+// panic in the handler from then on answers 500 and drops the suspension
+// (protocol's callHandler), so nothing will resume x, and its upstream
+// connection, which may have a request on it, would stay open and
+// counted. It ends the exchange here and panics on.
+func (x *loopExchange) abortOnPanic() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if !x.resumed {
+		x.resumed = true
+		x.c.OnReady(nil)
+		x.c.Close()
+		if x.active {
+			x.b.active.Add(-1)
+		}
+	}
+	panic(v)
 }
 
 // ready is the loop's event for the upstream socket.
@@ -143,11 +176,15 @@ func (x *loopExchange) ready(gone bool) {
 	if x.resumed {
 		return
 	}
+	defer x.failOnPanic()
 	if gone {
 		x.resume(x.blockingFn)
 		return
 	}
 	c := x.c
+	if h := testHookLoopReady.Load(); h != nil {
+		(*h)(x.r)
+	}
 	if x.resp == nil {
 		resp, err := c.ReadHeadNow()
 		switch {
@@ -169,6 +206,28 @@ func (x *loopExchange) ready(gone bool) {
 	// streams the rest, flushing before each wait, as the goroutine path
 	// does; a body that stalls cuts the response after its head, as there.
 	x.resume(x.blockingFn)
+}
+
+// testHookLoopReady, set by a test, runs at each loop event of an
+// exchange's upstream socket, before it is read.
+var testHookLoopReady atomic.Pointer[func(*protocol.Request)]
+
+// failOnPanic, deferred by ready, which runs on the loop's goroutine
+// outside any handler (a panic there would end the worker): a panic while
+// the upstream's response is read ends the attempt as a failure, which the
+// goroutine path weighs (a retry, or a 502), and is logged with its stack.
+func (x *loopExchange) failOnPanic() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if ok, n := x.b.logLim.Allow(time.Now()); ok {
+		x.p.logger.Error("panic serving a proxied exchange on the event loop", "upstream", x.b.addr,
+			"panic", v, "suppressed", n, "stack", string(debug.Stack()))
+	}
+	if !x.resumed {
+		x.fail(fmt.Errorf("%w: panic on the event loop: %v", upstream.ErrTruncated, v))
+	}
 }
 
 // progress extends the deadline when bytes of the head came.

@@ -8,12 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/forkd/forkd/config"
+	"github.com/forkd/forkd/protocol"
 )
 
 // loopClient is a keep-alive client connection.
@@ -87,6 +89,29 @@ func TestProxyOnLoop(t *testing.T) {
 		held   chan struct{} // an upstream got /hold
 		hold   chan struct{} // closed: /hold is answered
 		client *loopClient
+		// upClosed gets what the upstream's read after its answer to
+		// /panic-sent or /panic-ready returned: the connection's end
+		// once the proxy closed it (EOF or a reset), a timeout if it
+		// was left open.
+		upClosed chan error
+		backends func() []*backend
+	}
+	// panicOn is a hook that panics on the loop for the request to path.
+	panicOn := func(path string) *func(*protocol.Request) {
+		f := func(r *protocol.Request) {
+			if string(r.Path) == path {
+				panic("test panic on " + path)
+			}
+		}
+		return &f
+	}
+	// leftOpen fails the test if the upstream connection of the last
+	// /panic-* request was not closed by the proxy.
+	leftOpen := func(t *testing.T, e *env) {
+		t.Helper()
+		if err := <-e.upClosed; err == nil || os.IsTimeout(err) {
+			t.Fatalf("the upstream connection was left open (%v)", err)
+		}
 	}
 	cases := []struct {
 		name string
@@ -193,6 +218,43 @@ func TestProxyOnLoop(t *testing.T) {
 				}
 			}
 		}},
+		{"panic after the request is sent", func(t *testing.T, e *env) {
+			// The handler panics after the loop sent the request: the
+			// client gets its 500, and the upstream connection, which no
+			// Resume will end, is closed and no longer counted.
+			testHookLoopSent.Store(panicOn("/panic-sent"))
+			defer testHookLoopSent.Store(nil)
+			if st, _ := e.client.get("/panic-sent"); st != 500 {
+				t.Fatalf("/panic-sent: %d, want 500", st)
+			}
+			// The count was given back before the 500 was written.
+			for _, b := range e.backends() {
+				if n := b.active.Load(); n != 0 {
+					t.Errorf("%s: %d exchanges counted active after the panic", b.addr, n)
+				}
+			}
+			leftOpen(t, e)
+			c2 := dialLoopClient(t, e.addr)
+			if st, body := c2.get("/after"); st != 200 || body != "/after" {
+				t.Fatalf("/after: %d %q", st, body)
+			}
+		}},
+		{"panic reading the response", func(t *testing.T, e *env) {
+			// A panic in the loop's event for the upstream socket, outside
+			// any handler, does not end the worker: the attempt fails
+			// (the goroutine path retries it on a new connection) and its
+			// connection is closed.
+			testHookLoopReady.Store(panicOn("/panic-ready"))
+			defer testHookLoopReady.Store(nil)
+			st, body := e.client.get("/panic-ready")
+			if st != 200 && st != 502 {
+				t.Fatalf("/panic-ready: %d %q, want the retry's 200 or a 502", st, body)
+			}
+			leftOpen(t, e)
+			if st, body := e.client.get("/after"); st != 200 || body != "/after" {
+				t.Fatalf("/after: %d %q", st, body)
+			}
+		}},
 		{"drain", func(t *testing.T, e *env) {
 			e.client.send("/hold")
 			<-e.held
@@ -214,8 +276,8 @@ func TestProxyOnLoop(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := &env{held: make(chan struct{}, 1), hold: make(chan struct{})}
-			var dropped atomic.Bool
+			e := &env{held: make(chan struct{}, 1), hold: make(chan struct{}), upClosed: make(chan error, 1)}
+			var dropped, panicked atomic.Bool
 			quit := make(chan struct{})
 			up := hashingUpstream(t, func(c net.Conn, req *http.Request, sum [32]byte) bool {
 				p := req.URL.Path
@@ -245,6 +307,15 @@ func TestProxyOnLoop(t *testing.T) {
 					}
 					_, err := io.WriteString(c, "def")
 					return err == nil
+				case "/panic-sent", "/panic-ready":
+					if panicked.Swap(true) {
+						break // the retry: answered as any other
+					}
+					_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(p), p)
+					_ = c.SetReadDeadline(time.Now().Add(testTimeout))
+					_, err := c.Read(make([]byte, 1))
+					e.upClosed <- err
+					return false
 				case "/cut":
 					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
 					return false
@@ -263,6 +334,7 @@ func TestProxyOnLoop(t *testing.T) {
 			srv, addr := loopServer(t, h)
 			e.addr, e.srv = addr, srv
 			e.open = func() int64 { return srv.Stats().OpenConns }
+			e.backends = func() []*backend { return h.(*handler).proxies[0].backends }
 			e.client = dialLoopClient(t, addr)
 			// The first request dials, on a goroutine; the connection
 			// then goes back to its loop, which watches the upstream
