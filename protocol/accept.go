@@ -31,7 +31,9 @@ import (
 // accepts a loop registers the listener again, which puts it last: waiting
 // loops take connections in turns of a few, and the workers' shares stay
 // even. (Two epoll_ctl calls after every accept would be a third of a
-// churning connection's system calls.)
+// churning connection's system calls.) A process that is the listeners'
+// only one (Server.Processes 1) with one loop has no one to take turns
+// with, and does not rotate.
 //
 // A loop woken for a connection must take it: with EPOLLEXCLUSIVE no other
 // waiter was woken for it, and it would wait in the queue until the next
@@ -255,9 +257,10 @@ func (l *eventLoop) accept(a *loopAccept) {
 	// To the back of the listener's queue of waiters (see accept.go),
 	// every rotateEvery accepts.
 	a.accepted++
-	if a.ev.Events&unix.EPOLLEXCLUSIVE != 0 && a.accepted%rotateEvery == 0 {
+	if a.ev.Events&unix.EPOLLEXCLUSIVE != 0 && a.accepted%rotateEvery == 0 && s.rotate {
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ll.lfd, nil)
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.lfd, &a.ev)
+		s.rotations.Add(1)
 	}
 	l.mu.Unlock()
 	if c := ll.admit(fd, rlen, &l.rsa); c != nil {
@@ -561,9 +564,10 @@ func (s *Server) serveAcceptor(ll *loopListener) error {
 		}
 		backoff = 0
 		accepted++
-		if lev.Events&unix.EPOLLEXCLUSIVE != 0 && accepted%rotateEvery == 0 {
+		if lev.Events&unix.EPOLLEXCLUSIVE != 0 && accepted%rotateEvery == 0 && s.rotate {
 			unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, ll.lfd, nil)
 			unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, ll.lfd, &lev)
+			s.rotations.Add(1)
 		}
 		if c := ll.admit(fd, rlen, &rsa); c != nil {
 			l := s.pickLoop()

@@ -160,6 +160,7 @@ func (s *Server) startLoops() {
 		}
 		loops = append(loops, l)
 	}
+	s.rotate = s.Processes != 1 || n > 1
 	s.mu.Lock()
 	s.evloops = loops
 	s.mu.Unlock()

@@ -61,6 +61,13 @@ type Server struct {
 	ConnContext func(ctx context.Context, c ConnInfo) context.Context
 	ConnState   func(c ConnInfo, state http.ConnState)
 
+	// Processes is how many processes accept on the same listening
+	// sockets (forkd's workers); 0 means not known. With 1, and one event
+	// loop, no other waiter shares a listener's wake-ups, and the loop
+	// does not go to the back of its waiters every few accepts (two
+	// epoll_ctl calls; see accept.go).
+	Processes int
+
 	noRaw    bool        // tests: serve sockets like other connections (no serveTurns)
 	released func()      // tests: called when a connection is closed and pooled
 	hk       serverHooks // hook: connection hooks and client-gone detection (connstate.go)
@@ -77,6 +84,11 @@ type Server struct {
 	// slot is free (MaxConnections): forget wakes the loops then.
 	acceptWaiting atomic.Int32
 	listenerIDs   atomic.Uint32 // loopListener.id, which the loops' events carry
+	// rotate: the loops (or Serve's acceptor) share the listeners' wake-ups
+	// with other waiters, and take turns (rotateEvery); set by startLoops
+	// before any loop runs. rotations counts the turns given up.
+	rotate    bool
+	rotations atomic.Uint64
 
 	initOnce  sync.Once
 	lim       Limits // Limits with defaults filled in

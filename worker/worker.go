@@ -260,6 +260,8 @@ func (w *runtime) run(inherited []ipc.Listener, sigs chan os.Signal) int {
 		BaseContext: w.opts.BaseContext,
 		ConnContext: w.opts.ConnContext,
 		ConnState:   w.opts.ConnState,
+
+		Processes: w.cfg.Workers,
 	}
 	w.srv.Limits.MaxConnections = w.capConnections(w.cfg.Limits.MaxConnections)
 	if w.access != nil {
