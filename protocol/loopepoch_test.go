@@ -40,20 +40,7 @@ func TestLoopEpochFullBatch(t *testing.T) {
 func TestLoopEpoch(t *testing.T) { inLoopModes(t, testLoopEpoch) }
 
 func testLoopEpoch(t *testing.T) {
-	got := make(chan SocketWatcher, 1)
-	_, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
-		if string(r.Path) == "/watcher" {
-			got <- w.SocketWatcher()
-		}
-		w.WriteString("ok")
-	}), nil)
-	if st, _ := get(t, addr, "/watcher"); st != 200 {
-		t.Fatalf("status %d", st)
-	}
-	l, ok := (<-got).(*eventLoop)
-	if !ok || l == nil {
-		t.Fatal("SocketWatcher is not the connection's loop")
-	}
+	_, _, l := servedLoop(t)
 	e0 := l.Epoch()
 	if e0 == 0 || l.Looked() > e0 {
 		t.Fatalf("epoch %d, looked %d after a request served", e0, l.Looked())

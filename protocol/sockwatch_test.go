@@ -46,7 +46,10 @@ func (ch sockEvents) none(t *testing.T, addr string) {
 // tells every watcher once, with gone, when the loop ends.
 func TestSocketWatcher(t *testing.T) { inLoopModes(t, testSocketWatcher) }
 
-func testSocketWatcher(t *testing.T) {
+// servedLoop starts a server and returns it, its address and the event
+// loop that served a request on it (the handler's SocketWatcher).
+func servedLoop(t *testing.T) (*Server, string, *eventLoop) {
+	t.Helper()
 	got := make(chan SocketWatcher, 1)
 	s, addr := startServer(t, HandlerFunc(func(w *ResponseWriter, r *Request) {
 		if string(r.Path) == "/watcher" {
@@ -62,6 +65,12 @@ func testSocketWatcher(t *testing.T) {
 	if !ok || l == nil {
 		t.Fatalf("SocketWatcher is %T, want the connection's loop", sw)
 	}
+	return s, addr, l
+}
+
+func testSocketWatcher(t *testing.T) {
+	s, addr, l := servedLoop(t)
+	var sw SocketWatcher = l
 	pair := func() (a, b int) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

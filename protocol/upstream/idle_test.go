@@ -191,16 +191,11 @@ func testWatchCloses(t *testing.T, loop bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			var ww Watcher // nil: the pool's own watch
 			if loop {
-				c.SetWatcher(w)
+				ww = w
 			}
-			head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
-			if _, err := c.Do(head, nil, nil, 0, false); err != nil {
-				t.Fatal(err)
-			}
-			if b, err := io.ReadAll(c); err != nil || string(b) != "ok" {
-				t.Fatalf("%q %v", b, err)
-			}
+			exchangeOn(t, c, ww)
 			if tc.beforePut {
 				u.act <- tc.act
 				<-u.done
