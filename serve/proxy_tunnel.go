@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,9 +20,17 @@ import (
 // until both sides have finished, the tunnel has been idle (no byte either
 // way) for response_timeout, or the proxy is closed.
 func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn, resp *upstream.Response) {
+	// The upstream's socket first (a detached one takes a descriptor),
+	// while the client can still be answered.
+	uc, rest, err := c.Tunnel()
+	if err != nil {
+		p.logf(b, time.Now().UnixNano(), "upstream socket not taken for an upgrade", err)
+		writeError(w, http.StatusBadGateway)
+		return
+	}
+	defer uc.Close()
 	cc, brw, err := w.Hijack()
 	if err != nil {
-		c.Close()
 		p.logger.Debug("hijack for an upgrade failed", "error", err)
 		return
 	}
@@ -38,8 +47,6 @@ func (p *proxy) tunnel(w *protocol.ResponseWriter, b *backend, c *upstream.Conn,
 		head = append(head, "\r\n"...)
 	}
 	head = append(head, "\r\n"...)
-	uc, rest := c.Tunnel()
-	defer uc.Close()
 	head = append(head, rest...)
 	t := &tunnel{client: cc, upstream: uc, timeout: p.timeout}
 	p.tmu.Lock()

@@ -135,19 +135,34 @@ func idleConn(t *testing.T, p *Pool) *Conn {
 // has bytes or its end waiting.
 func waitReadable(t *testing.T, c *Conn) {
 	t.Helper()
-	var n int
-	var perr error
-	err := c.rc.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
-		for {
-			if n, perr = unix.Poll(fds, int(testTimeout/time.Millisecond)); perr != unix.EINTR {
-				return
-			}
+	fd := dupSock(t, c)
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(fds, int(testTimeout/time.Millisecond))
+		if err == unix.EINTR {
+			continue
 		}
-	})
-	if err != nil || perr != nil || n != 1 {
-		t.Fatalf("poll: %d, %v, %v", n, err, perr)
+		if err != nil || n != 1 {
+			t.Fatalf("poll: %d, %v", n, err)
+		}
+		return
 	}
+}
+
+// dupSock returns a duplicate of c's socket descriptor, for the test to
+// look at while the pool may close c: taken under Pool.mu, which keeps an
+// idle connection's descriptor open (a connection in use is the test's).
+func dupSock(t *testing.T, c *Conn) int {
+	t.Helper()
+	c.pool.mu.Lock()
+	defer c.pool.mu.Unlock()
+	d := -1
+	err := c.withFD(func(fd uintptr) { d, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
+	if err != nil || d < 0 {
+		t.Fatalf("duplicating the socket: %v", err)
+	}
+	return d
 }
 
 // A second, complete response, sent late on the same connection.

@@ -56,25 +56,11 @@ func (c *Conn) SendNow(head []byte, noBody bool) bool {
 	c.begin(head)
 	c.noBody = noBody
 	c.nowait = true
-	n := 0
+	var n int
 	var werr error
-	if err := c.rc.Control(func(fd uintptr) {
-		for n < len(head) {
-			p := head[n:]
-			m, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
-				unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
-			switch {
-			case e == 0 && m > 0:
-				n += int(m)
-				continue
-			case e == unix.EINTR:
-				continue
-			case e != unix.EAGAIN && e != 0:
-				werr = os.NewSyscallError("sendto", e)
-			}
-			return
-		}
-	}); err != nil {
+	if c.fd >= 0 {
+		n, werr = sendNow(uintptr(c.fd), head) // detached: no closure, nothing to keep open
+	} else if err := c.rc.Control(func(fd uintptr) { n, werr = sendNow(fd, head) }); err != nil {
 		werr = err
 	}
 	switch {
@@ -86,6 +72,27 @@ func (c *Conn) SendNow(head []byte, noBody bool) bool {
 		return false
 	}
 	return true
+}
+
+// sendNow writes as much of head as the socket takes at once, with
+// nonblocking sends; n is how much, err a failure other than a full socket.
+func sendNow(fd uintptr, head []byte) (n int, err error) {
+	for n < len(head) {
+		p := head[n:]
+		m, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == 0 && m > 0:
+			n += int(m)
+			continue
+		case e == unix.EINTR:
+			continue
+		case e != unix.EAGAIN && e != 0:
+			err = os.NewSyscallError("sendto", e)
+		}
+		return n, err
+	}
+	return n, nil
 }
 
 // ReadHeadNow reads and parses the response head without waiting, with
@@ -131,6 +138,10 @@ var errNotNow = errors.New("upstream: body read on a goroutine")
 // connection's reads wait from now on.
 func (c *Conn) Finish(headIn bool) (*Response, error) {
 	c.nowait = false
+	if err := c.attach(); err != nil {
+		// The request went out, or some of it: not one to send again.
+		return nil, fmt.Errorf("%w: %w", ErrTruncated, err)
+	}
 	if headIn {
 		return &c.head, nil
 	}
@@ -146,16 +157,9 @@ func (c *Conn) Finish(headIn bool) (*Response, error) {
 func (c *Conn) readNow(p []byte) (int, error) {
 	var n uintptr
 	var e unix.Errno
-	if err := c.rc.Control(func(fd uintptr) {
-		for {
-			// Raw, as the loop's own reads: nonblocking, and without the
-			// scheduler's bookkeeping.
-			n, _, e = unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-			if e != unix.EINTR {
-				return
-			}
-		}
-	}); err != nil {
+	if c.fd >= 0 {
+		n, e = readRaw(uintptr(c.fd), p) // detached: no closure, nothing to keep open
+	} else if err := c.rc.Control(func(fd uintptr) { n, e = readRaw(fd, p) }); err != nil {
 		return 0, err
 	}
 	switch {
@@ -168,4 +172,15 @@ func (c *Conn) readNow(p []byte) (int, error) {
 		return int(n), nil
 	}
 	return 0, io.EOF
+}
+
+// readRaw is one read, raw as the loop's own reads: nonblocking (the
+// socket is), and without the scheduler's bookkeeping.
+func readRaw(fd uintptr, p []byte) (uintptr, unix.Errno) {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		if e != unix.EINTR {
+			return n, e
+		}
+	}
 }

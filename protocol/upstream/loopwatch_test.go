@@ -212,7 +212,10 @@ func TestLoopWatchTunnel(t *testing.T) {
 	if err != nil || !c.Reused() {
 		t.Fatalf("Get: %v, reused %v", err, err == nil && c.Reused())
 	}
-	nc, _ := c.Tunnel()
+	nc, _, err := c.Tunnel()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer nc.Close()
 	w.mu.Lock()
 	open := w.openUnwatches

@@ -98,10 +98,31 @@
 //     one or dials. This costs two system calls per reuse, and the watch
 //     one more per put (BenchmarkPoolGetPut).
 //
+// # Out of the runtime's poller
+//
+// A connection is dialled through net, so the socket starts in the Go
+// runtime's poller. When an event loop first watches it (the first put
+// after SetWatcher), it is detached: put keeps a duplicate of the
+// descriptor (fd) and closes the net.Conn, which takes the socket out of
+// the runtime's epoll set. The loop's exchanges (SendNow, ReadHeadNow,
+// BodyNow) and the pool's checks use fd; were the socket still in the
+// runtime's set, each response would also wake the runtime's poller, on
+// another thread of the process, for an event no goroutine waits for (a
+// system call and a context switch per proxied request). A goroutine that
+// must wait on a detached socket (Do, Finish, a Read that waits, Tunnel)
+// first attaches it again: a new net.Conn on another duplicate, in the
+// runtime's poller, kept beside fd until the connection closes (a socket
+// that needed a goroutine once likely will again; attaching costs some
+// ten system calls). Both descriptors close with the connection, nc's
+// first. fd is the owner's, or under Pool.mu while the connection is idle,
+// like the rest of the Conn; a goroutine path uses nc and its RawConn,
+// never fd, so that a close by one of duplex's two goroutines cannot pull
+// a descriptor number from under the other.
+//
 // A socket's descriptor number is used (epoll_ctl, the peek) only inside
-// its RawConn.Control, which keeps it open, and by its owner, or under
-// Pool.mu while it is idle; the epoll sets (protocol/internal/epoll, the
-// loop's) guard their own. Registering with the pool's watch takes one
+// its RawConn.Control, which keeps it open, or, once detached, as fd; in
+// either case by its owner, or under Pool.mu while it is idle; the epoll
+// sets (protocol/internal/epoll, the loop's) guard their own. Registering with the pool's watch takes one
 // epoll_ctl under Pool.mu, so that the watch never sees an event before it
 // can find the connection; a loop registration is made outside Pool.mu
 // (Watch and Unwatch take the loop's lock, and the loop calls back
@@ -407,7 +428,7 @@ func (p *Pool) Dial() (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
-	c := &Conn{pool: p, nc: nc, rc: rc, lkey: -1}
+	c := &Conn{pool: p, nc: nc, rc: rc, fd: -1, lkey: -1}
 	c.fdFn = c.onFD
 	if b, ok := readBufs.Get().(*[bufSize]byte); ok {
 		c.buf = b[:]
@@ -477,13 +498,12 @@ func (p *Pool) put(c *Conn) {
 	}
 	p.mu.Lock()
 	c.onReady = nil // no loop event goes to the last exchange any more
-	if c.lw == nil && c.want != nil && !c.inWatch && !p.closed {
+	if c.lw == nil && c.want != nil && !c.inWatch && p.keeps() {
 		p.mu.Unlock()
 		c.loopWatch()
 		p.mu.Lock()
 	}
-	full := len(p.idle) >= p.cfg.Keepalive
-	if p.closed || full && (p.cfg.SurplusTimeout <= 0 || p.cfg.Keepalive <= 0) || c.lw == nil && !p.watchLocked(c) {
+	if !p.keeps() || c.lw == nil && !p.watchLocked(c) {
 		p.mu.Unlock()
 		c.closeSock()
 		// The exchange is over (Release) and nothing aliases the buffer.
@@ -517,6 +537,13 @@ func (p *Pool) put(c *Conn) {
 	p.idle = append(p.idle, c)
 	p.arm(c.idleAt)
 	p.mu.Unlock()
+}
+
+// keeps reports whether the pool takes one more idle connection: it is
+// open, and not full (or keeps a surplus for a while); p.mu is held.
+func (p *Pool) keeps() bool {
+	full := len(p.idle) >= p.cfg.Keepalive
+	return !p.closed && (!full || p.cfg.SurplusTimeout > 0 && p.cfg.Keepalive > 0)
 }
 
 // watchLocked registers c with the idle watch, making the watch on first
@@ -700,9 +727,14 @@ type Flusher interface{ Flush() error }
 
 // Conn is one connection to an upstream.
 type Conn struct {
-	pool   *Pool
+	pool *Pool
+	// The socket: nc (rc is its RawConn) from the dial until put detaches
+	// it for an event loop, then fd, and nc as well once a goroutine has
+	// had to wait on it (attach; see the package doc). fd is -1 until it
+	// is detached, and after Tunnel.
 	nc     net.Conn
-	rc     syscall.RawConn // nc's
+	rc     syscall.RawConn
+	fd     int
 	reused bool
 	idleAt time.Time
 
@@ -798,14 +830,87 @@ const (
 	opTake              // the idle check, for Get: end the registration, then peek
 )
 
-// control does op with the socket's descriptor, inside RawConn.Control,
-// which keeps it open meanwhile; an error is op's, or a closed socket.
+// control does op with the socket's descriptor (withFD); an error is
+// op's, or a closed socket.
 func (c *Conn) control(op fdOp) error {
 	c.op, c.opErr, c.peeked = op, nil, epoll.Gone
-	if err := c.rc.Control(c.fdFn); err != nil {
+	if err := c.withFD(c.fdFn); err != nil {
 		return err
 	}
 	return c.opErr
+}
+
+// withFD calls f with the socket's descriptor: the detached one, or nc's
+// inside RawConn.Control, which keeps it open meanwhile. Only the owner,
+// or Pool.mu's holder while c is idle, calls it.
+func (c *Conn) withFD(f func(fd uintptr)) error {
+	switch {
+	case c.fd >= 0:
+		f(uintptr(c.fd))
+		return nil
+	case c.rc == nil:
+		return net.ErrClosed // detached, and closed since
+	}
+	return c.rc.Control(f)
+}
+
+// detach takes the socket out of the runtime's poller, for an event loop
+// to watch (see the package doc): fd becomes a duplicate of nc's
+// descriptor, and nc is closed. If no duplicate can be made the socket
+// stays as it was, and works as before.
+func (c *Conn) detach() {
+	if c.fd >= 0 {
+		return
+	}
+	fd := -1
+	c.rc.Control(func(s uintptr) {
+		if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			fd = d
+		}
+	})
+	if fd < 0 {
+		return
+	}
+	c.nc.Close() // the socket lives on in fd; net drops its registration
+	c.nc, c.rc, c.fd = nil, nil, fd
+}
+
+// attach gives a detached socket a net.Conn again, for a goroutine that
+// must wait on it; it stays until the connection closes. The read and
+// write deadlines start unset.
+func (c *Conn) attach() error {
+	if c.nc != nil {
+		return nil
+	}
+	nc, err := fileConn(c.fd)
+	if err != nil {
+		return fmt.Errorf("taking the socket back from the event loop: %w", err)
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		nc.Close()
+		return fmt.Errorf("taking the socket back from the event loop: %T is not a socket", nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("taking the socket back from the event loop: %w", err)
+	}
+	c.nc, c.rc = nc, rc
+	c.rdeadline, c.wdeadline = time.Time{}, time.Time{}
+	return nil
+}
+
+// fileConn returns a net.Conn on a duplicate of fd, which stays open; a
+// variable, so that tests can make it fail.
+var fileConn = func(fd int) (net.Conn, error) {
+	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(d), "upstream")
+	defer f.Close()
+	return net.FileConn(f)
 }
 
 // onFD is control's callback.
@@ -871,9 +976,17 @@ func (c *Conn) Release() {
 // Tunnel hands the connection over after a 101 response: it returns the
 // socket and the bytes already read past the response head, which belong
 // to the new protocol. The Conn must not be used afterwards.
-func (c *Conn) Tunnel() (net.Conn, []byte) {
+func (c *Conn) Tunnel() (net.Conn, []byte, error) {
+	if err := c.attach(); err != nil {
+		c.closeSock()
+		return nil, nil, err
+	}
 	c.unwatchOpen()
-	return c.nc, c.buf[c.r:c.w]
+	if c.fd >= 0 {
+		unix.Close(c.fd) // nc's descriptor keeps the socket
+		c.fd = -1
+	}
+	return c.nc, c.buf[c.r:c.w], nil
 }
 
 // Do sends the request head (built in HeadBuffer's buffer) and its body,
@@ -897,6 +1010,11 @@ func (c *Conn) Tunnel() (net.Conn, []byte) {
 // The head stays valid until the first body read.
 func (c *Conn) Do(head, body []byte, stream io.Reader, n int64, noBody bool) (*Response, error) {
 	c.begin(head)
+	if err := c.attach(); err != nil {
+		// Nothing was sent: as a connection found closed, the request
+		// may go again on a new one.
+		return nil, fmt.Errorf("%w: %w", ErrNoResponse, err)
+	}
 	if stream != nil || len(body) > syncBody {
 		return c.duplex(head, body, stream, n, noBody)
 	}
@@ -1034,16 +1152,9 @@ func (c *Conn) waitOn(err error) bool {
 // unsent returns how many bytes of the socket's send queue the upstream has
 // not taken yet (SIOCOUTQ), or 0 when that is unknown.
 func (c *Conn) unsent() int {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return 0
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0
-	}
 	n := 0
-	rc.Control(func(fd uintptr) {
+	// nc's RawConn, not fd: the sender may close the connection meanwhile.
+	c.rc.Control(func(fd uintptr) {
 		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
 			n = v
 		}
@@ -1175,6 +1286,9 @@ func (c *Conn) readInto(p []byte) (int, error) {
 	}
 	if c.nowait {
 		return c.readNow(p)
+	}
+	if err := c.attach(); err != nil {
+		return 0, err
 	}
 	if t := c.pool.cfg.Timeout; t > 0 {
 		// Moving a deadline costs a timer update: only when a quarter of
@@ -1498,9 +1612,10 @@ func (c *Conn) loopWatch() {
 	p.mu.Lock()
 	c.lw, c.lkey, c.evSeen = w, -1, true
 	p.mu.Unlock()
+	c.detach()
 	key := -1
 	var werr error
-	err := c.rc.Control(func(fd uintptr) { key, werr = w.Watch(int(fd), c.loopReady) })
+	err := c.withFD(func(fd uintptr) { key, werr = w.Watch(int(fd), c.loopReady) })
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil || werr != nil {
@@ -1579,14 +1694,20 @@ func (c *Conn) closeSock() {
 	if w, key := c.takeWatch(); w != nil {
 		w.Unwatch(key, -1)
 	}
-	c.nc.Close()
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
 }
 
 // unwatchOpen takes the socket, which stays open (Tunnel), out of its
 // loop's watch.
 func (c *Conn) unwatchOpen() {
 	if w, key := c.takeWatch(); w != nil {
-		c.rc.Control(func(fd uintptr) { w.Unwatch(key, int(fd)) })
+		c.withFD(func(fd uintptr) { w.Unwatch(key, int(fd)) })
 	}
 }
 
