@@ -36,8 +36,10 @@ func parseUpstream(s string) (network, addr string, err error) {
 }
 
 // newProxy builds a proxy route; lim's HeaderBytes and HeaderCount bound
-// the upstreams' response heads too.
-func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, error) {
+// the upstreams' response heads too. onLoop: its exchanges may run on the
+// event loops (ProxyOnLoop), and its pools detach the connections the
+// loops watch from the runtime's poller.
+func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger, onLoop bool) (*proxy, error) {
 	if len(c.Upstreams) == 0 {
 		return nil, errors.New("proxy: at least one upstream is required")
 	}
@@ -45,6 +47,7 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 		return nil, errors.New("proxy: weights must have one entry per upstream")
 	}
 	p := &proxy{
+		onLoop:      onLoop,
 		leastConn:   c.Balance == config.BalanceLeastConn,
 		via:         c.Via,
 		retryBody:   int64(min(c.RetryBodyBuffer, 64<<20)),
@@ -109,7 +112,7 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger) (*proxy, 
 				Keepalive: c.Keepalive, IdleTimeout: keepaliveTimeout,
 				SurplusTimeout: proxySurplusIdle,
 				MaxHeadBytes:   lim.HeaderBytes, MaxHeadFields: lim.HeaderCount,
-				Logger: logger,
+				Logger: logger, Detach: onLoop,
 			}),
 		}
 		if c.Weights != nil {

@@ -146,9 +146,6 @@ func (h *handler) newRoute(cs *config.Site, rt config.Route) (routeHandler, erro
 	if err != nil {
 		return nil, fmt.Errorf("site %q route %q: %w", cs.Name, rt.Prefix, err)
 	}
-	if p, ok := next.(*proxy); ok {
-		p.onLoop = ProxyOnLoop(cs, &rt)
-	}
 	return m, nil
 }
 
@@ -218,7 +215,7 @@ func (h *handler) routeKind(cs *config.Site, rt config.Route) (routeHandler, err
 		h.closers = append(h.closers, s)
 		return s, nil
 	case rt.Proxy != nil:
-		p, err := newProxy(rt.Proxy, h.limits, lg.Named("proxy"))
+		p, err := newProxy(rt.Proxy, h.limits, lg.Named("proxy"), ProxyOnLoop(cs, &rt))
 		if err != nil {
 			return nil, fmt.Errorf("site %q route %q: %w", site, rt.Prefix, err)
 		}

@@ -180,6 +180,30 @@ func TestDetached(t *testing.T) {
 	}
 }
 
+// TestNotDetached: a pool without Detach leaves the connections a loop
+// watches in the runtime's poller: one descriptor, two epoll sets.
+func TestNotDetached(t *testing.T) {
+	s := echoCount(t)
+	w := newTestWatcher(t)
+	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
+		Timeout: 30 * time.Second, Keepalive: 4})
+	defer p.Close()
+	c, err := p.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetWatcher(w)
+	if got := doOn(t, c); got != "1" {
+		t.Fatalf("response %q", got)
+	}
+	c.Release()
+	ino := sockIno(t, c)
+	if fds, sets := sockUse(t, ino); fds != 1 || sets != 2 || c.nc == nil || c.fd >= 0 {
+		t.Fatalf("%d descriptors, %d epoll sets, nc %v, fd %d; want 1, 2 (the runtime's, the loop's), not detached",
+			fds, sets, c.nc, c.fd)
+	}
+}
+
 // TestDetachedTimeout: a detached connection that takes a net.Conn again
 // gives it the read timeout, though the timeout's deadline, set on the
 // net.Conn it had before, seemed fresh enough to leave alone.
@@ -197,7 +221,7 @@ func TestDetachedTimeout(t *testing.T) {
 	})
 	w := newTestWatcher(t)
 	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
-		Timeout: time.Second, Keepalive: 4})
+		Timeout: time.Second, Keepalive: 4, Detach: true})
 	defer p.Close()
 	c, err := p.Dial()
 	if err != nil {
@@ -309,7 +333,7 @@ func TestFullPoolNotWatched(t *testing.T) {
 	s := echoCount(t)
 	w := newTestWatcher(t)
 	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
-		Timeout: 30 * time.Second, Keepalive: 1})
+		Timeout: 30 * time.Second, Keepalive: 1, Detach: true})
 	defer p.Close()
 	var cs [2]*Conn
 	for i := range cs {

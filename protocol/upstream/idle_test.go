@@ -104,7 +104,8 @@ func (s *logSink) wait(t *testing.T, want string) string {
 
 func newLoggedPool(addr string, logger hclog.Logger) *Pool {
 	return NewPool(Config{Network: "tcp", Address: addr, ConnectTimeout: 5 * time.Second,
-		Timeout: 30 * time.Second, Keepalive: 4, IdleTimeout: time.Minute, Logger: logger})
+		Timeout: 30 * time.Second, Keepalive: 4, IdleTimeout: time.Minute, Logger: logger,
+		Detach: true}) // as a pool whose exchanges run on the loops
 }
 
 // waitEnded waits for the upstream to see the pool close its connection.

@@ -223,6 +223,11 @@ type Config struct {
 	// MaxHeadBytes and MaxHeadFields bound a response head (status line
 	// and fields); 0 means 64 KiB and 100.
 	MaxHeadBytes, MaxHeadFields int
+	// Detach takes a connection out of the Go runtime's poller when an
+	// event loop first watches it (see the package doc): for a pool whose
+	// exchanges mostly run on the loops (SendNow); one whose exchanges
+	// wait on goroutines (Do) would only add a descriptor per connection.
+	Detach bool
 	// Logger gets a debug line (at most one a second per pool) for each
 	// connection closed rather than reused because the upstream sent bytes
 	// past a response or closed it while idle; nil logs nothing.
@@ -1612,7 +1617,9 @@ func (c *Conn) loopWatch() {
 	p.mu.Lock()
 	c.lw, c.lkey, c.evSeen = w, -1, true
 	p.mu.Unlock()
-	c.detach()
+	if p.cfg.Detach {
+		c.detach()
+	}
 	key := -1
 	var werr error
 	err := c.withFD(func(fd uintptr) { key, werr = w.Watch(int(fd), c.loopReady) })

@@ -59,9 +59,11 @@ func readRequest(br *bufio.Reader) (head string, body string, err error) {
 	return b.String(), string(buf), nil
 }
 
+// newPool returns a pool of addr as the proxy makes one for a route whose
+// exchanges run on the loops (Detach).
 func newPool(addr string) *Pool {
 	return NewPool(Config{Network: "tcp", Address: addr, ConnectTimeout: 5 * time.Second,
-		Timeout: 30 * time.Second, Keepalive: 4, IdleTimeout: time.Minute})
+		Timeout: 30 * time.Second, Keepalive: 4, IdleTimeout: time.Minute, Detach: true})
 }
 
 // exchange sends GET / on a pooled connection and reads the whole body.
