@@ -122,14 +122,17 @@
 // A socket's descriptor number is used (epoll_ctl, the peek) only inside
 // its RawConn.Control, which keeps it open, or, once detached, as fd; in
 // either case by its owner, or under Pool.mu while it is idle; the epoll
-// sets (protocol/internal/epoll, the loop's) guard their own. Registering with the pool's watch takes one
-// epoll_ctl under Pool.mu, so that the watch never sees an event before it
-// can find the connection; a loop registration is made outside Pool.mu
-// (Watch and Unwatch take the loop's lock, and the loop calls back
-// without it, so the two locks are never held together) but with Conn.lw
-// set before it, so that no event of it is ignored. Closing a socket drops its registrations with it (a loop
-// key is freed first, Unwatch), so the pruning timer and Close just close
-// theirs.
+// sets (protocol/internal/epoll, the loop's) guard their own. Registering
+// with the pool's watch takes one epoll_ctl under Pool.mu, so that the
+// watch never sees an event before it can find the connection; a loop
+// registration is made outside Pool.mu (Watch and Unwatch take the loop's
+// lock, and the loop calls back without it, so the two locks are never
+// held together) but with Conn.lw set before it, so that no event of it is
+// ignored. A socket is detached before its loop registration and never
+// while it is in the pool's watch, so each registration names a
+// descriptor that stays open as long as the socket. Closing a socket drops
+// its registrations with it (a loop key is freed first, Unwatch), so the
+// pruning timer and Close just close theirs.
 package upstream
 
 import (
@@ -1157,6 +1160,9 @@ func (c *Conn) waitOn(err error) bool {
 // unsent returns how many bytes of the socket's send queue the upstream has
 // not taken yet (SIOCOUTQ), or 0 when that is unknown.
 func (c *Conn) unsent() int {
+	if c.rc == nil {
+		return 0
+	}
 	n := 0
 	// nc's RawConn, not fd: the sender may close the connection meanwhile.
 	c.rc.Control(func(fd uintptr) {
