@@ -105,11 +105,7 @@ func loopNow(t *testing.T, c *Conn) string {
 		}
 		waitReadable(t, c)
 	}
-	b, err := io.ReadAll(c) // all in the buffer: the proxy reads it so on the loop
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return readBody(t, c) // all in the buffer: the proxy reads it so on the loop
 }
 
 // TestDetached: a connection an event loop watches leaves the runtime's
@@ -130,10 +126,7 @@ func TestDetached(t *testing.T) {
 	if fds, sets := sockUse(t, ino); fds != 1 || sets != 1 {
 		t.Fatalf("dialled: %d descriptors, %d epoll sets; want 1, 1 (the runtime's)", fds, sets)
 	}
-	c.SetWatcher(w)
-	if got := doOn(t, c); got != "1" {
-		t.Fatalf("first response %q", got)
-	}
+	firstOn(t, c, w)
 	c.Release()
 	if fds, sets := sockUse(t, ino); fds != 1 || sets != 1 || c.nc != nil || c.fd < 0 {
 		t.Fatalf("put: %d descriptors, %d epoll sets, nc %v, fd %d; want detached: 1, 1 (the loop's)", fds, sets, c.nc, c.fd)
@@ -188,14 +181,7 @@ func TestNotDetached(t *testing.T) {
 	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
 		Timeout: 30 * time.Second, Keepalive: 4})
 	defer p.Close()
-	c, err := p.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetWatcher(w)
-	if got := doOn(t, c); got != "1" {
-		t.Fatalf("response %q", got)
-	}
+	c := dialOn(t, p, w)
 	c.Release()
 	ino := sockIno(t, c)
 	if fds, sets := sockUse(t, ino); fds != 1 || sets != 2 || c.nc == nil || c.fd >= 0 {
@@ -289,14 +275,7 @@ func TestAttachFails(t *testing.T) {
 			w := newTestWatcher(t)
 			p := newPool(s.addr)
 			defer p.Close()
-			c, err := p.Dial()
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.SetWatcher(w)
-			if got := doOn(t, c); got != "1" {
-				t.Fatalf("first response %q", got)
-			}
+			c := dialOn(t, p, w)
 			c.Release()
 			ino := sockIno(t, c)
 			if got := p.GetIdle(w); got != c || c.nc != nil {
@@ -312,45 +291,37 @@ func TestAttachFails(t *testing.T) {
 	}
 }
 
-// doOn makes an exchange on c with Do and returns the body; the caller
-// releases c.
-func doOn(t *testing.T, c *Conn) string {
+// dialOn dials a connection of p, offering w as its watcher, and makes
+// its first exchange (echoCount's "1"); the caller releases it.
+func dialOn(t *testing.T, p *Pool, w Watcher) *Conn {
 	t.Helper()
+	c, err := p.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstOn(t, c, w)
+	return c
+}
+
+// firstOn makes c's first exchange with Do, offering w as its watcher.
+func firstOn(t *testing.T, c *Conn, w Watcher) {
+	t.Helper()
+	c.SetWatcher(w)
 	head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
 	if _, err := c.Do(head, nil, nil, 0, false); err != nil {
 		t.Fatal(err)
 	}
+	if got := readBody(t, c); got != "1" {
+		t.Fatalf("first response %q", got)
+	}
+}
+
+// readBody reads the rest of c's response body.
+func readBody(t *testing.T, c *Conn) string {
+	t.Helper()
 	b, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// TestFullPoolNotWatched: a connection that a full pool closes at its put
-// is neither detached nor registered with the loop first.
-func TestFullPoolNotWatched(t *testing.T) {
-	s := echoCount(t)
-	w := newTestWatcher(t)
-	p := NewPool(Config{Network: "tcp", Address: s.addr, ConnectTimeout: 5 * time.Second,
-		Timeout: 30 * time.Second, Keepalive: 1, Detach: true})
-	defer p.Close()
-	var cs [2]*Conn
-	for i := range cs {
-		c, err := p.Dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetWatcher(w)
-		if got := doOn(t, c); got != "1" {
-			t.Fatalf("response %q", got)
-		}
-		cs[i] = c
-	}
-	for _, c := range cs {
-		c.Release()
-	}
-	if watches, _, live := w.counts(); watches != 1 || live != 1 || p.Idle() != 1 {
-		t.Fatalf("%d watches, %d live, %d idle; want the kept connection's only", watches, live, p.Idle())
-	}
 }
