@@ -8,7 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// smallBuffer is the socket buffer size (SO_SNDBUF, SO_RCVBUF) of both ends
+// of TestExchangeNow's "not all sent", which the kernel doubles: without
+// it, the receiver's would grow to tcp_rmem's maximum (32 MiB here).
+const smallBuffer = 64 << 10
 
 // TestExchangeNow drives the nonblocking exchange an event loop makes
 // (SendNow, ReadHeadNow, BodyNow, and Finish where it hands over) on a
@@ -47,8 +54,10 @@ func TestExchangeNow(t *testing.T) {
 			_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
 			return err == nil
 		}},
+		// Both ends' socket buffers are made small (smallBuffers), so that
+		// 1 MiB is far more than they hold.
 		{name: "not all sent", blocked: true,
-			head: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 32<<20) + "\r\n\r\n"},
+			head: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("b", 1<<20) + "\r\n\r\n"},
 		{name: "closed before an answer", wantErr: ErrNoResponse, serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
 			return false
 		}},
@@ -58,6 +67,9 @@ func TestExchangeNow(t *testing.T) {
 			goOn := make(chan struct{})
 			n := 0
 			srv := newServer(t, func(c net.Conn, br *bufio.Reader) {
+				if tc.blocked {
+					c.(*net.TCPConn).SetReadBuffer(smallBuffer)
+				}
 				for {
 					if n == 1 && tc.blocked {
 						<-goOn // the request fills the socket buffers meanwhile
@@ -91,6 +103,9 @@ func TestExchangeNow(t *testing.T) {
 				default:
 				}
 			})
+			if tc.blocked {
+				c.withFD(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, smallBuffer) })
+			}
 			head := tc.head
 			if head == "" {
 				head = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
