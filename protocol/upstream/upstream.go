@@ -424,16 +424,8 @@ func (p *Pool) Dial() (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
-	// The pool watches and peeks at the socket (see the package doc):
-	// TCP and unix connections have a RawConn.
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		nc.Close()
-		return nil, fmt.Errorf("%w: %T is not a socket", ErrDial, nc)
-	}
-	rc, err := sc.SyscallConn()
+	rc, err := rawConn(nc)
 	if err != nil {
-		nc.Close()
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
 	c := &Conn{pool: p, nc: nc, rc: rc, fd: -1, lkey: -1}
@@ -444,6 +436,22 @@ func (p *Pool) Dial() (*Conn, error) {
 		c.buf = make([]byte, bufSize)
 	}
 	return c, nil
+}
+
+// rawConn returns nc's RawConn, or closes nc: the pool watches and peeks at
+// the socket (see the package doc), and TCP and unix connections have one.
+func rawConn(nc net.Conn) (syscall.RawConn, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("%T is not a socket", nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return rc, nil
 }
 
 // readBufs holds the read buffers of connections closed after a clean
@@ -894,14 +902,8 @@ func (c *Conn) attach() error {
 	if err != nil {
 		return fmt.Errorf("taking the socket back from the event loop: %w", err)
 	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		nc.Close()
-		return fmt.Errorf("taking the socket back from the event loop: %T is not a socket", nc)
-	}
-	rc, err := sc.SyscallConn()
+	rc, err := rawConn(nc)
 	if err != nil {
-		nc.Close()
 		return fmt.Errorf("taking the socket back from the event loop: %w", err)
 	}
 	c.nc, c.rc = nc, rc
