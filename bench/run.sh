@@ -563,7 +563,10 @@ measure_round() {
 		RESULT+=" cpu_ticks=$(($(server_ticks) - t0))"
 		rate=$(awk '{ split($2, r, "="); split($3, d, "="); printf "%.3f", r[2] / d[2] * 1e6 }' <<<"$RESULT")
 		T_RUNS[i]+="$rate $RESULT"$'\n'
-		awk -v r="$rate" '{ printf "    %.0f req/s, %s %s\n", r, $6, $7 }' <<<"$RESULT" >&2
+		awk -v r="$rate" -v hz="$HZ" '{
+			for (k = 2; k <= NF; k++) { split($k, kv, "="); v[kv[1]] = kv[2] }
+			printf "    %.0f req/s, %s %s, %.2f us CPU/req\n", r, $6, $7, v["requests"] ? v["cpu_ticks"] * 1e6 / hz / v["requests"] : 0
+		}' <<<"$RESULT" >&2
 	done
 }
 
@@ -1130,7 +1133,9 @@ TLS
 	fi
 	# The proxy server only when a proxy test runs: the upstream is started
 	# only then. HTTP/1.1 to the upstream with Connection cleared is what
-	# keepalive needs (nginx's documentation of the upstream keepalive).
+	# keepalive needs (nginx's documentation of the upstream keepalive). The
+	# X-Forwarded fields are forkd's defaults, so that the upstream parses the
+	# same request from both proxies.
 	local proxy_server=""
 	if has_proxy_test; then
 		proxy_server=$(cat <<PROXY
@@ -1148,6 +1153,7 @@ TLS
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
         }
     }
 PROXY
