@@ -258,8 +258,8 @@ func (l *eventLoop) accept(a *loopAccept) {
 	// every rotateEvery accepts.
 	a.accepted++
 	if a.ev.Events&unix.EPOLLEXCLUSIVE != 0 && a.accepted%rotateEvery == 0 && s.rotate {
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ll.lfd, nil)
-		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.lfd, &a.ev)
+		rawEpollCtl(l.epfd, unix.EPOLL_CTL_DEL, ll.lfd, nil)
+		rawEpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ll.lfd, &a.ev)
 		s.rotations.Add(1)
 	}
 	l.mu.Unlock()

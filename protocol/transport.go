@@ -308,7 +308,7 @@ func (t *loopTransport) setReadDeadline(time.Time) {} // the sweep enforces c.rd
 
 func (t *loopTransport) close() {
 	if t.fd >= 0 {
-		unix.Close(t.fd)
+		rawClose(t.fd)
 		t.fd = -1
 	}
 }
@@ -526,7 +526,7 @@ func (c *conn) rejoin(t *netTransport) bool {
 	ok := !l.closed
 	if ok {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
-		if ok = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev) == nil; ok {
+		if ok = rawEpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev) == nil; ok {
 			l.conns[fd] = c
 			lt.l = l
 			c.home = l
@@ -694,6 +694,25 @@ func readRaw(fd int, p []byte, drained *bool) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// rawClose and rawEpollCtl are close(2) and epoll_ctl(2) for the event
+// loops' path of every connection (add on accept, close on the way out),
+// made without the runtime's syscall bookkeeping as rawRead is: neither
+// can sleep there (no socket forkd serves has SO_LINGER, and epoll_ctl never
+// waits), so there is no P to hand off. accept4 keeps it (see
+// newLoopListener: a shared listener can be made blocking by another
+// process).
+func rawClose(fd int) {
+	syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+func rawEpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // rawRead is read(2); n is 0 on error.
