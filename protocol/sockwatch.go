@@ -17,11 +17,14 @@ import (
 // anyway.
 type SocketWatcher interface {
 	// Watch registers fd, which the caller keeps open meanwhile (inside
-	// its RawConn.Control), for EPOLLIN and EPOLLRDHUP, edge-triggered:
-	// ready is called on the loop's goroutine at each event (it must not
-	// block), and once with gone true when the loop ends (Shutdown),
-	// after which the registration is void and ready is never called
-	// again. The key names the registration for Unwatch.
+	// its RawConn.Control), for EPOLLIN, EPOLLOUT and EPOLLRDHUP,
+	// edge-triggered, as Go's runtime poller registers its sockets (a
+	// connect under way ends with EPOLLOUT; a socket that is writable
+	// when it is registered brings one event at once): ready is called on
+	// the loop's goroutine at each event (it must not block), and once
+	// with gone true when the loop ends (Shutdown), after which the
+	// registration is void and ready is never called again. The key names
+	// the registration for Unwatch.
 	Watch(fd int, ready func(gone bool)) (key int, err error)
 	// Unwatch ends the registration key: its slot may name another
 	// socket's from then on, so a ready call already on its way may
@@ -70,7 +73,7 @@ func (l *eventLoop) Watch(fd int, ready func(gone bool)) (int, error) {
 		key = len(l.watched)
 		l.watched = append(l.watched, nil)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(key), Pad: evSocket}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(key), Pad: evSocket}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		l.freeWatch = append(l.freeWatch, key)
 		return -1, fmt.Errorf("protocol: watching a socket: epoll_ctl: %w", err)

@@ -41,6 +41,7 @@ type proxy struct {
 	maxFails    int32
 	failTimeout time.Duration
 	timeout     time.Duration // response_timeout
+	connTimeout time.Duration // connect_timeout
 	logger      hclog.Logger
 	noneLim     *lograte.Limiter // "no upstream available"
 	bufs        sync.Pool        // *[]byte of proxyBufSize
@@ -154,6 +155,8 @@ type firstTry struct {
 	tried bool
 	resp  *upstream.Response
 	err   error
+	// connecting: err is the connect's (DialNow's), so nothing was sent.
+	connecting bool
 }
 
 // forward sends the request to an upstream, trying others as shouldRetry
@@ -177,7 +180,7 @@ func (p *proxy) forward(w *protocol.ResponseWriter, r *protocol.Request, sp *sen
 		switch {
 		case first != nil && first.tried:
 			// The loop's attempt: its connection is released or closed.
-			i, c, resp, err = first.i, first.c, first.resp, first.err
+			i, c, resp, err, connecting = first.i, first.c, first.resp, first.err, first.connecting
 		default:
 			if first != nil {
 				i, c = first.i, first.c

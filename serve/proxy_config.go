@@ -90,7 +90,7 @@ func newProxy(c *config.Proxy, lim config.Limits, logger hclog.Logger, onLoop bo
 	if timeout <= 0 {
 		timeout = config.DefaultResponseTimeout
 	}
-	p.timeout = timeout
+	p.timeout, p.connTimeout = timeout, connectTimeout
 	keepaliveTimeout := c.KeepaliveTimeout
 	if keepaliveTimeout <= 0 {
 		keepaliveTimeout = config.DefaultKeepaliveTimeout

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -14,39 +15,45 @@ import (
 )
 
 // The proxied exchange as event-loop events. A request without a body (or
-// with a small one, which is buffered whole: loopBodyMax), on
-// a route whose middleware does nothing after the handler returns (no
-// error_pages, no compress: proxy.onLoop, decided when the routes are
-// built), served inline on an event loop, to an upstream with an idle
-// pooled connection that the same loop watches (upstream.Conn.Watcher),
-// is served without a goroutine:
+// with a small one, which is buffered whole: loopBodyMax), on a route whose
+// middleware does nothing after the handler returns (no error_pages, no
+// compress: proxy.onLoop, decided when the routes are built), served
+// inline on an event loop, is served without a goroutine, as nginx serves
+// it:
 //
-//  1. serveOnLoop takes the connection (GetIdle's check included: a
-//     peek, or the loop's own look, a wait completed since it went idle;
-//     stray bytes that came before close it, never reach this client),
-//     suspends the request (protocol.ResponseWriter.Suspend, with
-//     response_timeout), sends the
-//     head with one nonblocking write, routes the loop's events for the
-//     upstream socket to the exchange (Conn.OnReady), and returns: the
-//     loop serves other connections meanwhile.
-//  2. ready, at each event, reads what came (ReadHeadNow, BodyNow); a
-//     response complete with the read that completed its head, whose body
-//     fits the connection's buffer (Content-Length), is sent on the loop
-//     (Resume: respond, then the connection's next request), and the
-//     upstream connection goes back to the pool.
+//  1. serveOnLoop takes an idle pooled connection that the same loop
+//     watches (upstream.Conn.Watcher; GetIdle's check included: a peek, or
+//     the loop's own look, a wait completed since it went idle; stray
+//     bytes that came before close it, never reach this client), or, with
+//     none idle, starts a connect without waiting (upstream's DialNow: a
+//     nonblocking connect(2), its socket registered with this loop at
+//     once). It suspends the request (protocol.ResponseWriter.Suspend,
+//     with connect_timeout while connecting, then response_timeout),
+//     routes the loop's events for the upstream socket to the exchange
+//     (Conn.OnReady), sends the head with one nonblocking write, and
+//     returns: the loop serves other connections meanwhile.
+//  2. ready, at each event, sends what the socket did not take yet
+//     (SendMore: the connect's end is an event too), then reads what came
+//     (ReadHeadNow, BodyNow); a response complete with the read that
+//     completed its head, whose body fits the connection's buffer
+//     (Content-Length), is sent on the loop (Resume: respond, then the
+//     connection's next request), and the upstream connection goes back to
+//     the pool.
 //  3. Anything else goes on on a goroutine, from where the loop left off
-//     (Resume with a function that calls WillBlock first): a request the
-//     socket did not take at once, a body not all in with its head (it
-//     streams from there, flushed before each wait, as on the goroutine
-//     path), chunked, run to the close or larger than the buffer, a
-//     failed attempt (retried as shouldRetry decides, as on the goroutine
-//     path), the loop ending. response_timeout past without the head is
-//     ErrTimeout, a 504, as Do's.
+//     (Resume with a function that calls WillBlock first): a body not all
+//     in with its head (it streams from there, flushed before each wait,
+//     as on the goroutine path), chunked, run to the close or larger than
+//     the buffer, a failed attempt (retried as shouldRetry decides, as on
+//     the goroutine path: a connect that failed or timed out is a failed
+//     dial, and the next upstream is tried), the loop ending.
+//     response_timeout past without the head is ErrTimeout, a 504, as
+//     Do's.
 //
-// Anything the loop cannot begin (no idle connection, one another loop
-// watches, a body larger than loopBodyMax or retry_body_buffer or not
-// buffered whole, an upgrade) takes the goroutine path, with the
-// upstream picked and the connection taken passed on (firstTry).
+// Anything the loop cannot begin (an idle connection another loop
+// watches, an upstream named by a host name, which a connect would have
+// to resolve, a body larger than loopBodyMax or retry_body_buffer or not
+// buffered whole, an upgrade) takes the goroutine path, with the upstream
+// picked and the connection taken passed on (firstTry).
 
 // loopExchange is one exchange served by the loop.
 type loopExchange struct {
@@ -103,13 +110,33 @@ func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp 
 	}
 	b := p.backends[i]
 	c := b.pool.GetIdle(sw)
-	if c == nil || c.Watcher() != upstream.Watcher(sw) {
+	timeout := p.timeout
+	if c == nil {
+		// None idle: a connect without waiting, on this loop too.
+		var err error
+		switch c, err = b.pool.DialNow(sw); {
+		case errors.Is(err, upstream.ErrNotNow):
+			loopExchanges.Put(x)
+			return &firstTry{i: i}, false // Dial, on a goroutine
+		case err != nil:
+			// Failed at once (no descriptor left, a unix socket's
+			// backlog full): forward weighs it as a failed dial.
+			loopExchanges.Put(x)
+			return &firstTry{i: i, tried: true, err: err, connecting: true}, false
+		}
+		timeout = p.connTimeout // until the request is out (ready)
+	}
+	if c.Watcher() != upstream.Watcher(sw) {
 		loopExchanges.Put(x)
 		return &firstTry{i: i, c: c}, false
 	}
-	s := w.Suspend(p.timeout, x.wakeFn)
+	s := w.Suspend(timeout, x.wakeFn)
 	if s == nil {
 		loopExchanges.Put(x)
+		if c.Dialing() {
+			c.Close() // forward would wait for its connect: it dials anew
+			c = nil
+		}
 		return &firstTry{i: i, c: c}, false
 	}
 	c.SetWatcher(sw)
@@ -136,14 +163,36 @@ func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp 
 	b.active.Add(1)
 	x.active = true
 	c.OnReady(x.readyFn)
-	if !c.SendNow(x.head, string(r.Method) == "HEAD") {
-		x.resume(x.blockingFn) // the socket did not take it all, or failed
+	dialing := c.Dialing()
+	switch {
+	case c.SendNow(x.head, string(r.Method) == "HEAD"):
+		if dialing {
+			x.s.Extend(p.timeout) // connected: the wait for the response
+		}
+	case c.Pending():
+		// The socket did not take it all (or is still connecting): the
+		// rest goes at its next event (ready).
+		return nil, true
+	default:
+		x.sendFailed()
 		return nil, true
 	}
 	if h := testHookLoopSent.Load(); h != nil {
 		(*h)(r)
 	}
 	return nil, true
+}
+
+// sendFailed ends an attempt whose request the socket refused: a connect
+// that failed is weighed at once (nothing was sent, another upstream may
+// be tried); the goroutine weighs any other error once it has read what
+// came back, as Do does.
+func (x *loopExchange) sendFailed() {
+	if _, err := x.c.SendMore(); errors.Is(err, upstream.ErrDial) {
+		x.fail(err)
+		return
+	}
+	x.resume(x.blockingFn)
 }
 
 // testHookLoopSent, set by a test, runs when serveOnLoop has sent a
@@ -184,6 +233,25 @@ func (x *loopExchange) ready(gone bool) {
 	c := x.c
 	if h := testHookLoopReady.Load(); h != nil {
 		(*h)(x.r)
+	}
+	if c.Pending() {
+		done, err := c.SendMore()
+		switch {
+		case err != nil:
+			x.sendFailed()
+			return
+		case !done:
+			if !c.Dialing() {
+				// Connected, and some went out: response_timeout
+				// bounds each wait for the socket, as Do's write.
+				x.s.Extend(x.p.timeout)
+			}
+			return
+		}
+		if h := testHookLoopSent.Load(); h != nil {
+			(*h)(x.r)
+		}
+		x.s.Extend(x.p.timeout) // all out: the wait for the response
 	}
 	if x.resp == nil {
 		resp, err := c.ReadHeadNow()
@@ -247,6 +315,12 @@ func (x *loopExchange) wake(ended bool) {
 		x.resume(x.blockingFn)
 		return
 	}
+	if x.c.Dialing() {
+		// Not connected within connect_timeout: as Dial's timeout, another
+		// upstream may be tried.
+		x.fail(fmt.Errorf("%w: not connected within %v on the event loop", upstream.ErrDial, x.p.connTimeout))
+		return
+	}
 	x.fail(fmt.Errorf("%w: no response within %v on the event loop", upstream.ErrTimeout, x.p.timeout))
 }
 
@@ -256,7 +330,7 @@ func (x *loopExchange) fail(err error) {
 		x.b.active.Add(-1)
 		x.c.Close()
 		p, w, r := x.p, x.w, x.r
-		first := &firstTry{i: x.i, c: x.c, tried: true, err: err}
+		first := &firstTry{i: x.i, c: x.c, tried: true, err: err, connecting: errors.Is(err, upstream.ErrDial)}
 		sp := &sendSpec{head: x.head}
 		tried := x.tried[:len(p.backends)]
 		p.forward(w, r, sp, tried, first)
@@ -294,6 +368,9 @@ func (x *loopExchange) respond() {
 // blocking goes on with the exchange on a goroutine, from where the loop
 // left it.
 func (x *loopExchange) blocking() {
+	if h := testHookLoopBlocking.Load(); h != nil {
+		(*h)()
+	}
 	x.w.ReturnToLoop() // and back to the loop once done
 	x.w.WillBlock()
 	resp, err := x.c.Finish(x.resp != nil)
@@ -301,7 +378,7 @@ func (x *loopExchange) blocking() {
 		x.b.active.Add(-1)
 		x.c.Close()
 		p := x.p
-		first := &firstTry{i: x.i, c: x.c, tried: true, err: err}
+		first := &firstTry{i: x.i, c: x.c, tried: true, err: err, connecting: errors.Is(err, upstream.ErrDial)}
 		p.forward(x.w, x.r, &sendSpec{head: x.head}, x.tried[:len(p.backends)], first)
 		x.release()
 		return
@@ -309,6 +386,10 @@ func (x *loopExchange) blocking() {
 	x.resp = resp
 	x.respond()
 }
+
+// testHookLoopBlocking, set by a test, runs when an exchange the loop
+// began goes on on a goroutine (blocking).
+var testHookLoopBlocking atomic.Pointer[func()]
 
 // release pools x; nothing refers to it any more (OnReady(nil), and the
 // suspension is over).

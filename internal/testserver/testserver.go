@@ -25,6 +25,11 @@ func Start(t testing.TB, fn func(c net.Conn)) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serve(t, ln, fn)
+}
+
+// serve serves fn on ln until t ends, and closes ln then.
+func serve(t testing.TB, ln net.Listener, fn func(c net.Conn)) *Server {
 	s := &Server{Addr: ln.Addr().String()}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {

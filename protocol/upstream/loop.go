@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -47,32 +48,130 @@ func (c *Conn) OnReady(f func(gone bool)) {
 	p.mu.Unlock()
 }
 
+// ErrNotNow is DialNow's answer when the pool cannot connect without
+// waiting: its address is a name to resolve, its connections stay in the
+// runtime's poller (Config.Detach unset), or the loop has ended. Dial, on
+// a goroutine, can.
+var ErrNotNow = errors.New("upstream: no connect on the event loop")
+
+// DialNow opens a new connection for an exchange on the event loop w,
+// without waiting for it, as nginx's upstream connects: a nonblocking
+// connect(2) on a socket that never joins the runtime's poller (it is
+// detached from birth; see the package doc), registered with w at once,
+// so that the connect's end comes as w's event (OnReady), as the
+// response does. SendNow sends as soon as the connection is up: until it
+// is, the request waits (Pending), and SendMore sends it at the event. A
+// connect that failed is SendNow's or SendMore's error, wrapping ErrDial:
+// nothing was sent, and another upstream may be tried. Dialing reports
+// whether that may still happen. Its time limit is the caller's
+// (Config.ConnectTimeout); Finish, on a goroutine, waits for the connect
+// in the runtime's poller. The connection is the caller's, as after Dial.
+func (p *Pool) DialNow(w Watcher) (*Conn, error) {
+	if p.family == 0 || !p.cfg.Detach || w == nil {
+		return nil, ErrNotNow
+	}
+	var sa unix.Sockaddr
+	switch p.family {
+	case unix.AF_INET:
+		sa = &unix.SockaddrInet4{Port: int(p.addr.Port()), Addr: p.addr.Addr().As4()}
+	case unix.AF_INET6:
+		sa = &unix.SockaddrInet6{Port: int(p.addr.Port()), Addr: p.addr.Addr().As16()}
+	default:
+		sa = &unix.SockaddrUnix{Name: p.path}
+	}
+	fd, err := unix.Socket(p.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDial, os.NewSyscallError("socket", err))
+	}
+	if p.family != unix.AF_UNIX {
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // as net's dial
+	}
+	// EINPROGRESS: under way (a TCP handshake); EINTR leaves it so too. A
+	// unix socket connects at once, or fails (EAGAIN: its backlog is full).
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%w: %w", ErrDial, os.NewSyscallError("connect", err))
+	}
+	c := p.newConn(nil, nil, fd)
+	c.dialing, c.dialAt, c.want = true, time.Now(), w
+	// As loopWatch: lw before the registration, so that loopReady never
+	// ignores an event of it.
+	p.mu.Lock()
+	c.lw, c.lkey = w, -1
+	p.mu.Unlock()
+	key, err := w.Watch(fd, c.loopReady)
+	p.mu.Lock()
+	if err != nil {
+		c.lw = nil
+		p.mu.Unlock()
+		c.closeSock()
+		return nil, fmt.Errorf("%w: %w", ErrNotNow, err)
+	}
+	c.looped = true
+	if c.lw == w {
+		c.lkey = key
+	}
+	p.mu.Unlock()
+	return c, nil
+}
+
 // SendNow begins an exchange without a body, as Do does, writing the head
 // with one nonblocking write; it reports false when the socket did not
-// take all of it (Finish sends the rest), or the write failed (Finish
-// weighs the error as Do does once it has read what came back, at once on
-// a connection that broke).
+// take all of it (Pending: SendMore, at the loop's next event for the
+// socket, or Finish sends the rest), or the write failed (Finish weighs
+// the error as Do does once it has read what came back, at once on a
+// connection that broke; a connect that failed is ErrDial's, see
+// DialNow).
 func (c *Conn) SendNow(head []byte, noBody bool) bool {
 	c.begin(head)
 	c.noBody = noBody
 	c.nowait = true
+	c.pend = head
+	done, _ := c.SendMore()
+	return done
+}
+
+// SendMore sends what the socket did not take of the request (Pending),
+// without waiting, at an event of the loop watching it; done reports that
+// all of it is out. err is the write's failure, wrapping ErrDial when the
+// connection never came up (see DialNow); Finish weighs any other as Do
+// does.
+func (c *Conn) SendMore() (done bool, err error) {
+	if c.lwerr != nil {
+		return false, c.lwerr
+	}
 	var n int
 	var werr error
 	if c.fd >= 0 {
-		n, werr = sendNow(uintptr(c.fd), head) // detached: no closure, nothing to keep open
-	} else if err := c.rc.Control(func(fd uintptr) { n, werr = sendNow(fd, head) }); err != nil {
+		n, werr = sendNow(uintptr(c.fd), c.pend) // detached: no closure, nothing to keep open
+	} else if err := c.rc.Control(func(fd uintptr) { n, werr = sendNow(fd, c.pend) }); err != nil {
 		werr = err
 	}
-	switch {
-	case werr != nil:
-		c.lwerr = werr
-		return false
-	case n < len(head):
-		c.pend = head[n:]
-		return false
+	if n > 0 {
+		c.dialing = false // the connection is up
 	}
-	return true
+	c.pend = c.pend[n:]
+	if werr != nil {
+		if c.dialing {
+			werr = fmt.Errorf("%w: %w", ErrDial, werr)
+		}
+		c.lwerr = werr
+		return false, werr
+	}
+	if len(c.pend) > 0 {
+		return false, nil
+	}
+	c.pend = nil
+	return true, nil
 }
+
+// Pending reports whether part of the request waits for the socket to
+// take it (SendMore), with no write failed.
+func (c *Conn) Pending() bool { return len(c.pend) > 0 && c.lwerr == nil }
+
+// Dialing reports whether the connection may still be connecting: DialNow
+// made it, and no byte has gone out on it.
+func (c *Conn) Dialing() bool { return c.dialing }
 
 // sendNow writes as much of head as the socket takes at once, with
 // nonblocking sends; n is how much, err a failure other than a full socket.
@@ -139,6 +238,9 @@ var errNotNow = errors.New("upstream: body read on a goroutine")
 func (c *Conn) Finish(headIn bool) (*Response, error) {
 	c.nowait = false
 	if err := c.attach(); err != nil {
+		if c.dialing {
+			return nil, fmt.Errorf("%w: %w", ErrDial, err) // nothing went out
+		}
 		// The request went out, or some of it: not one to send again.
 		return nil, fmt.Errorf("%w: %w", ErrTruncated, err)
 	}
@@ -146,9 +248,26 @@ func (c *Conn) Finish(headIn bool) (*Response, error) {
 		return &c.head, nil
 	}
 	if len(c.pend) > 0 && c.lwerr == nil {
-		c.setWriteDeadline()
-		_, c.lwerr = c.nc.Write(c.pend)
+		if t := c.pool.cfg.ConnectTimeout; c.dialing && t > 0 {
+			// DialNow's connect, which the write waits for, has its own
+			// limit, from when it began.
+			c.nc.SetWriteDeadline(c.dialAt.Add(t))
+			c.wdeadline = time.Time{} // set again after it
+		} else {
+			c.setWriteDeadline()
+		}
+		var n int
+		n, c.lwerr = c.nc.Write(c.pend)
 		c.pend = nil
+		if n > 0 {
+			c.dialing = false
+		}
+	}
+	if c.lwerr != nil && c.dialing {
+		if !errors.Is(c.lwerr, ErrDial) {
+			c.lwerr = fmt.Errorf("%w: %w", ErrDial, c.lwerr)
+		}
+		return nil, c.lwerr
 	}
 	return c.afterSend(c.lwerr, c.noBody)
 }

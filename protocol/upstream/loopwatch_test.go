@@ -67,7 +67,7 @@ func (w *testWatcher) Watch(fd int, ready func(bool)) (int, error) {
 		return -1, errors.New("ended")
 	}
 	w.key++
-	if err := w.set.Ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET, uint64(w.key)); err != nil {
+	if err := w.set.Ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, uint64(w.key)); err != nil {
 		return -1, err
 	}
 	w.rs[w.key] = ready

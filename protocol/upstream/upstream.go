@@ -40,8 +40,9 @@
 //     the end of the response.
 //   - A connection whose owner offered an event loop (SetWatcher: the
 //     proxy offers the loop its client came from, protocol.SocketWatcher)
-//     is registered with that loop's epoll set at its first put,
-//     edge-triggered for readability, and stays there until it is closed
+//     is registered with that loop's epoll set at its first put (one
+//     that DialNow made, at its connect), edge-triggered for readability
+//     (and writability: see Watcher), and stays there until it is closed
 //     (Tunnel takes it out): reusing it costs no epoll_ctl. The loop
 //     reports every event on its own goroutine, between the requests it
 //     serves (loopReady). An event while the connection is idle closes it
@@ -141,6 +142,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -254,6 +256,13 @@ const dropLogEvery = time.Second
 type Pool struct {
 	cfg    Config
 	dialer net.Dialer
+	// addr is Address as DialNow connects to it: an IP literal's address
+	// and port (family AF_INET or AF_INET6), or a unix socket's path
+	// (AF_UNIX); family is 0 where DialNow cannot connect (a name to
+	// resolve, a zone).
+	addr   netip.AddrPort
+	path   string
+	family int
 	mu     sync.Mutex
 	idle   []*Conn // most recently used last, so idle[0] has waited longest
 	closed bool
@@ -297,6 +306,17 @@ func NewPool(cfg Config) *Pool {
 		p.logger = hclog.NewNullLogger()
 	}
 	p.sendBufs.New = func() any { b := make([]byte, bufSize); return &b }
+	switch cfg.Network {
+	case "tcp", "tcp4", "tcp6":
+		if ap, err := netip.ParseAddrPort(cfg.Address); err == nil && ap.Addr().Zone() == "" {
+			p.addr, p.family = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), unix.AF_INET6
+			if p.addr.Addr().Is4() {
+				p.family = unix.AF_INET
+			}
+		}
+	case "unix":
+		p.path, p.family = cfg.Address, unix.AF_UNIX
+	}
 	return p
 }
 
@@ -428,14 +448,20 @@ func (p *Pool) Dial() (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDial, err)
 	}
-	c := &Conn{pool: p, nc: nc, rc: rc, fd: -1, lkey: -1}
+	return p.newConn(nc, rc, -1), nil
+}
+
+// newConn returns a connection of p on the socket nc (rc its RawConn), or
+// fd for one that never had a net.Conn (DialNow).
+func (p *Pool) newConn(nc net.Conn, rc syscall.RawConn, fd int) *Conn {
+	c := &Conn{pool: p, nc: nc, rc: rc, fd: fd, lkey: -1}
 	c.fdFn = c.onFD
 	if b, ok := readBufs.Get().(*[bufSize]byte); ok {
 		c.buf = b[:]
 	} else {
 		c.buf = make([]byte, bufSize)
 	}
-	return c, nil
+	return c
 }
 
 // rawConn returns nc's RawConn, or closes nc: the pool watches and peeks at
@@ -779,7 +805,10 @@ type Conn struct {
 	// makes reads return errAgain instead of waiting, pend is the part of
 	// the request the socket did not take, lwerr the write's error,
 	// noBody Do's argument, interim the 1xx responses skipped so far.
+	// dialing: DialNow's connect may not be done (no byte has gone out).
 	nowait  bool
+	dialing bool
+	dialAt  time.Time
 	pend    []byte
 	lwerr   error
 	noBody  bool
@@ -1583,8 +1612,8 @@ func (c *Conn) bodyErr(err error) error {
 // Watcher watches idle connections' sockets for the pool on an event loop
 // that polls anyway: protocol.SocketWatcher, one of the server's loops (see
 // the package doc). Watch registers fd (kept open by the caller meanwhile)
-// edge-triggered for readability, once, until Unwatch or the socket's
-// close; ready runs on the loop's goroutine at each event, and once with
+// edge-triggered for readability and writability (DialNow's connect ends
+// with the latter), once, until Unwatch or the socket's close; ready runs on the loop's goroutine at each event, and once with
 // gone true when the loop ends. Unwatch with fd -1 frees the registration
 // of a socket that is closing; with its descriptor (kept open) it also
 // takes the socket out of the loop's epoll set.
@@ -1649,11 +1678,11 @@ func (c *Conn) loopWatch() {
 	}
 }
 
-// loopReady is the loop's report that c's socket became readable. While c
-// is idle that means stray bytes, the upstream's FIN or a reset (or,
-// rarely, an event for bytes of the last response that the loop fetched
-// only after c went idle): a peek tells which, and c is closed unless
-// nothing is there. While c is in use it is noted for put (evSeen). gone:
+// loopReady is the loop's report of an event of c's socket. While c is
+// idle that means stray bytes, the upstream's FIN or a reset (or, rarely,
+// an event for bytes of the last response that the loop fetched only after
+// c went idle, or the writability a socket has when it is registered): a
+// peek tells which, and c is closed unless nothing is there. While c is in use it is noted for put (evSeen). gone:
 // the loop ended, and c is unwatched from now on (Get peeks at it again).
 func (c *Conn) loopReady(gone bool) {
 	p := c.pool
