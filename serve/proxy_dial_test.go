@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -195,12 +196,10 @@ func TestProxyOnLoopDial(t *testing.T) {
 		}
 		onLoop(t, 1)
 	})
-	t.Run("request the socket takes in parts", func(t *testing.T) {
-		// The upstream's receive buffer is as small as can be and it
-		// reads nothing until told: a head of 6 MiB is more than both
-		// sockets' buffers hold (the proxy's grows to tcp_wmem's 4 MiB
-		// at most), so SendNow leaves most of it, and the loop sends the
-		// rest at the events that say there is room.
+	// smallUpstream listens with the smallest receive buffer there is and
+	// hands its first connection to fn; bigServer serves the proxy to it
+	// with room for heads of 8 MiB, and returns a client and the backend.
+	smallUpstream := func(t *testing.T, fn func(c net.Conn)) string {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
 		}}
@@ -208,7 +207,6 @@ func TestProxyOnLoopDial(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		goOn := make(chan struct{})
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -217,35 +215,56 @@ func TestProxyOnLoopDial(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			select {
-			case <-goOn:
-				pathUpstream(c)
-			case <-time.After(testTimeout):
-			}
+			fn(c)
 		}()
 		t.Cleanup(func() { ln.Close(); <-done })
+		return ln.Addr().String()
+	}
+	bigServer := func(t *testing.T, px config.Proxy) (*loopClient, *backend) {
 		h := newHandler(t, []config.Site{{Name: "p", Hosts: []string{"*"}, Routes: []config.Route{
-			{Prefix: "/", Proxy: &config.Proxy{Upstreams: []string{ln.Addr().String()}, Keepalive: 0,
-				ConnectTimeout: testTimeout, ResponseTimeout: testTimeout}}}}}, Options{})
-		cln, err := net.Listen("tcp", "127.0.0.1:0")
+			{Prefix: "/", Proxy: &px}}}}, Options{})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		lim := protocol.DefaultLimits()
 		lim.HeaderBytes = 8 << 20
-		runServer(t, &protocol.Server{Handler: h, Limits: lim, Logger: hclog.NewNullLogger()}, cln, protocol.ListenOptions{})
+		runServer(t, &protocol.Server{Handler: h, Limits: lim, Logger: hclog.NewNullLogger()}, ln, protocol.ListenOptions{})
 		sent.Store(0)
 		responded.Store(0)
 		blocked.Store(0)
-		client := dialLoopClient(t, cln.Addr().String())
+		return dialLoopClient(t, ln.Addr().String()), h.(*handler).proxies[0].backends[0]
+	}
+	// A head of 6 MiB is more than both sockets' buffers hold (the
+	// proxy's grows to tcp_wmem's 4 MiB at most): SendNow leaves most of
+	// it.
+	sendBig := func(t *testing.T, client *loopClient, b *backend) {
 		big := strings.Repeat("b", 6<<20)
 		go fmt.Fprintf(client.c, "GET /big HTTP/1.1\r\nHost: p\r\nX-Big: %s\r\n\r\n", big)
-		b := h.(*handler).proxies[0].backends[0]
 		for deadline := time.Now().Add(testTimeout); b.active.Load() == 0; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("the request never reached the proxy")
 			}
 		}
+	}
+	t.Run("request the socket takes in parts", func(t *testing.T) {
+		// The upstream reads nothing until told, and then not before
+		// connect_timeout has passed: the loop sends the rest at the
+		// events that say there is room, and the connection, which is
+		// up, waits response_timeout, not connect_timeout.
+		const connectTimeout = 100 * time.Millisecond
+		goOn := make(chan struct{})
+		addr := smallUpstream(t, func(c net.Conn) {
+			select {
+			case <-goOn:
+				time.Sleep(3 * connectTimeout)
+				pathUpstream(c)
+			case <-time.After(testTimeout):
+			}
+		})
+		client, b := bigServer(t, config.Proxy{Upstreams: []string{addr}, Keepalive: 0,
+			ConnectTimeout: connectTimeout, ResponseTimeout: testTimeout})
+		sendBig(t, client, b)
 		if n := sent.Load(); n != 0 {
 			t.Fatal("6 MiB went out with the first write")
 		}
@@ -255,5 +274,27 @@ func TestProxyOnLoopDial(t *testing.T) {
 			t.Fatalf("/big: %d %q %v", st, body, err)
 		}
 		onLoop(t, 1)
+	})
+	t.Run("early answer while the request waits", func(t *testing.T) {
+		// The upstream answers at once and reads nothing: its answer's
+		// event brings no room, and the goroutine takes over, as Do's
+		// early answers: the write waits response_timeout, then the
+		// answer is passed on.
+		quit := make(chan struct{})
+		addr := smallUpstream(t, func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nbig\n")
+			<-quit
+		})
+		t.Cleanup(func() { close(quit) }) // before smallUpstream's cleanup waits for it
+		client, _ := bigServer(t, config.Proxy{Upstreams: []string{addr}, Keepalive: 0,
+			ConnectTimeout: testTimeout, ResponseTimeout: 300 * time.Millisecond})
+		go fmt.Fprintf(client.c, "GET /big HTTP/1.1\r\nHost: p\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 6<<20))
+		st, body, err := client.read()
+		if err != nil || st != 413 || body != "big\n" {
+			t.Fatalf("/big: %d %q %v", st, body, err)
+		}
+		if n := blocked.Load(); n != 1 {
+			t.Errorf("%d exchanges went on on a goroutine, want 1", n)
+		}
 	})
 }

@@ -164,11 +164,12 @@ func (p *proxy) serveOnLoop(w *protocol.ResponseWriter, r *protocol.Request, rp 
 	x.active = true
 	c.OnReady(x.readyFn)
 	dialing := c.Dialing()
+	sent := c.SendNow(x.head, string(r.Method) == "HEAD")
+	if dialing && !c.Dialing() {
+		x.s.Extend(p.timeout) // connected: response_timeout from now on
+	}
 	switch {
-	case c.SendNow(x.head, string(r.Method) == "HEAD"):
-		if dialing {
-			x.s.Extend(p.timeout) // connected: the wait for the response
-		}
+	case sent:
 	case c.Pending():
 		// The socket did not take it all (or is still connecting): the
 		// rest goes at its next event (ready).
@@ -235,17 +236,26 @@ func (x *loopExchange) ready(gone bool) {
 		(*h)(x.r)
 	}
 	if c.Pending() {
+		unsent := c.Unsent()
 		done, err := c.SendMore()
 		switch {
 		case err != nil:
 			x.sendFailed()
 			return
-		case !done:
-			if !c.Dialing() {
-				// Connected, and some went out: response_timeout
-				// bounds each wait for the socket, as Do's write.
-				x.s.Extend(x.p.timeout)
-			}
+		case done:
+		case c.Dialing():
+			return // still connecting: its end is an event to come
+		case c.Unsent() < unsent:
+			// Some went out: response_timeout bounds each wait for the
+			// socket, as Do's write.
+			x.s.Extend(x.p.timeout)
+			return
+		default:
+			// An event that brought no room: the upstream answered, or
+			// ended, before it took the whole request. The goroutine
+			// sends the rest and reads what came, as Do does (an early
+			// answer, a 413 say, is passed on).
+			x.resume(x.blockingFn)
 			return
 		}
 		if h := testHookLoopSent.Load(); h != nil {

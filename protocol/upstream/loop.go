@@ -169,6 +169,9 @@ func (c *Conn) SendMore() (done bool, err error) {
 // take it (SendMore), with no write failed.
 func (c *Conn) Pending() bool { return len(c.pend) > 0 && c.lwerr == nil }
 
+// Unsent is how many bytes of the request wait (Pending).
+func (c *Conn) Unsent() int { return len(c.pend) }
+
 // Dialing reports whether the connection may still be connecting: DialNow
 // made it, and no byte has gone out on it.
 func (c *Conn) Dialing() bool { return c.dialing }
