@@ -101,9 +101,11 @@
 //
 // # Out of the runtime's poller
 //
-// A connection is dialled through net, so the socket starts in the Go
-// runtime's poller. When an event loop first watches it (the first put
-// after SetWatcher), it is detached: put keeps a duplicate of the
+// A connection DialNow makes (an event loop's connect) never enters the Go
+// runtime's poller: its socket is made nonblocking, registered with the
+// loop, and used as fd from the start. One that Dial makes is dialled
+// through net, so the socket starts in the runtime's poller. When an event
+// loop first watches it (the first put after SetWatcher), it is detached: put keeps a duplicate of the
 // descriptor (fd) and closes the net.Conn, which takes the socket out of
 // the runtime's epoll set. The loop's exchanges (SendNow, ReadHeadNow,
 // BodyNow) and the pool's checks use fd; were the socket still in the
