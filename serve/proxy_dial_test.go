@@ -99,26 +99,24 @@ func TestProxyOnLoopDial(t *testing.T) {
 		}
 	}
 
-	t.Run("every request dials", func(t *testing.T) {
-		up := testserver.Start(t, pathUpstream)
-		e := start(t, config.Proxy{Upstreams: []string{up.Addr}, Keepalive: 0,
-			ConnectTimeout: testTimeout, ResponseTimeout: testTimeout})
-		getAll(t, e, "/a", "/b", "/c")
-		onLoop(t, 3)
-		if n := up.Conns(); n != 3 {
-			t.Errorf("the upstream accepted %d connections, want 3", n)
-		}
-	})
-	t.Run("dialled once, then reused", func(t *testing.T) {
-		up := testserver.Start(t, pathUpstream)
-		e := start(t, config.Proxy{Upstreams: []string{up.Addr}, Keepalive: 8,
-			ConnectTimeout: testTimeout, ResponseTimeout: testTimeout})
-		getAll(t, e, "/a", "/b", "/c")
-		onLoop(t, 3)
-		if n := up.Conns(); n != 1 {
-			t.Errorf("the upstream accepted %d connections, want 1", n)
-		}
-	})
+	for _, tc := range []struct {
+		name             string
+		keepalive, conns int
+	}{
+		{"every request dials", 0, 3},
+		{"dialled once, then reused", 8, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := testserver.Start(t, pathUpstream)
+			e := start(t, config.Proxy{Upstreams: []string{up.Addr}, Keepalive: tc.keepalive,
+				ConnectTimeout: testTimeout, ResponseTimeout: testTimeout})
+			getAll(t, e, "/a", "/b", "/c")
+			onLoop(t, 3)
+			if n := up.Conns(); n != int64(tc.conns) {
+				t.Errorf("the upstream accepted %d connections, want %d", n, tc.conns)
+			}
+		})
+	}
 	t.Run("unix socket", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "up.sock")
 		ln, err := net.Listen("unix", path)

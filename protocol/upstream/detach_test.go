@@ -165,12 +165,7 @@ func TestDetached(t *testing.T) {
 	}
 	want(loopNow(t, c)) // the loop's exchange works on an attached one too
 	c.Close()
-	if fds, sets := sockUse(t, ino); fds != 0 || sets != 0 {
-		t.Fatalf("closed: %d descriptors, %d epoll sets left", fds, sets)
-	}
-	if _, _, live := w.counts(); live != 0 {
-		t.Fatalf("%d loop registrations left", live)
-	}
+	gone(t, ino, w)
 }
 
 // TestNotDetached: a pool without Detach leaves the connections a loop

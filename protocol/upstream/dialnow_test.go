@@ -86,6 +86,28 @@ func nowFinish(t *testing.T, c *Conn, next func(), sent bool) (string, error) {
 	return readBody(t, c), nil
 }
 
+// dialNow is p.DialNow(w), which must succeed.
+func dialNow(t *testing.T, p *Pool, w Watcher) *Conn {
+	t.Helper()
+	c, err := p.DialNow(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// gone fails the test if the socket ino has a descriptor or an epoll
+// registration left, or w a registration.
+func gone(t *testing.T, ino uint64, w *testWatcher) {
+	t.Helper()
+	if fds, sets := sockUse(t, ino); fds != 0 || sets != 0 {
+		t.Fatalf("closed: %d descriptors, %d epoll sets left", fds, sets)
+	}
+	if _, _, live := w.counts(); live != 0 {
+		t.Fatalf("%d loop registrations left", live)
+	}
+}
+
 // TestDialNow: a connection that DialNow makes never joins the runtime's
 // poller: from the connect on it has one descriptor, in the loop's epoll
 // set only; its request goes at the loop's event once it is connected, and
@@ -96,10 +118,7 @@ func TestDialNow(t *testing.T) {
 	w := newTestWatcher(t)
 	p := newPool(s.addr)
 	defer p.Close()
-	c, err := p.DialNow(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNow(t, p, w)
 	ino := sockIno(t, c)
 	if fds, sets := sockUse(t, ino); fds != 1 || sets != 1 || c.nc != nil || c.Watcher() != w {
 		t.Fatalf("dialled: %d descriptors, %d epoll sets, nc %v, watcher %v; want 1, 1 (the loop's), none, the loop",
@@ -129,12 +148,7 @@ func TestDialNow(t *testing.T) {
 		t.Fatalf("%d Watch calls, want 1", watches)
 	}
 	p.Close()
-	if fds, sets := sockUse(t, ino); fds != 0 || sets != 0 {
-		t.Fatalf("closed: %d descriptors, %d epoll sets left", fds, sets)
-	}
-	if _, _, live := w.counts(); live != 0 {
-		t.Fatalf("%d loop registrations left", live)
-	}
+	gone(t, ino, w)
 }
 
 // TestDialNowLater: a connect that takes its time (the upstream's accept
@@ -146,10 +160,7 @@ func TestDialNowLater(t *testing.T) {
 	w := newTestWatcher(t)
 	p := newPool(h.Addr)
 	defer p.Close()
-	c, err := p.DialNow(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNow(t, p, w)
 	next := onEvents(t, c)
 	head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
 	if c.SendNow(head, false) || !c.Pending() || !c.Dialing() {
@@ -198,10 +209,7 @@ func TestDialNowUnix(t *testing.T) {
 	p := NewPool(Config{Network: "unix", Address: path, ConnectTimeout: testTimeout, Timeout: testTimeout,
 		Keepalive: 4, Detach: true})
 	defer p.Close()
-	c, err := p.DialNow(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNow(t, p, w)
 	if body, err := nowExchange(t, c); err != nil || body != "unix" {
 		t.Fatalf("%q, %v", body, err)
 	}
@@ -229,9 +237,7 @@ func TestDialNowFails(t *testing.T) {
 		ino := sockIno(t, c)
 		_, err = nowExchange(t, c)
 		c.Close()
-		if fds, sets := sockUse(t, ino); fds != 0 || sets != 0 {
-			t.Fatalf("closed: %d descriptors, %d epoll sets left", fds, sets)
-		}
+		gone(t, ino, w)
 	}
 	if !errors.Is(err, ErrDial) || !errors.Is(err, unix.ECONNREFUSED) {
 		t.Fatalf("refused: %v, want ErrDial's ECONNREFUSED", err)
@@ -287,10 +293,7 @@ func TestDialNowFinish(t *testing.T) {
 	w := newTestWatcher(t)
 	p := newPool(s.addr)
 	defer p.Close()
-	c, err := p.DialNow(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialNow(t, p, w)
 	head := append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
 	c.SendNow(head, false) // sent, or pending: Finish goes on either way
 	if _, err := c.Finish(false); err != nil {
@@ -305,17 +308,13 @@ func TestDialNowFinish(t *testing.T) {
 	hang := NewPool(Config{Network: "tcp", Address: testserver.Unanswered(t), ConnectTimeout: connectTimeout,
 		Timeout: testTimeout, Keepalive: 4, Detach: true})
 	defer hang.Close()
-	c, err = hang.DialNow(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = dialNow(t, hang, w)
 	start := time.Now()
 	head = append(c.HeadBuffer(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n"...)
 	if c.SendNow(head, false) || !c.Pending() || !c.Dialing() {
 		t.Fatal("a connect to a listener that drops SYNs is not under way")
 	}
-	_, err = c.Finish(false)
-	if !errors.Is(err, ErrDial) || !errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, err := c.Finish(false); !errors.Is(err, ErrDial) || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Finish: %v, want ErrDial's timeout", err)
 	}
 	if d := time.Since(start); d < connectTimeout/2 || d > testTimeout {
