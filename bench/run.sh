@@ -1136,12 +1136,15 @@ TLS
 	# keepalive needs (nginx's documentation of the upstream keepalive). The
 	# X-Forwarded fields are forkd's defaults, so that the upstream parses the
 	# same request from both proxies.
-	local proxy_server=""
+	# PROXY_KEEPALIVE=0 leaves nginx's keepalive out (it takes no 0): no
+	# idle connections kept, as forkd's keepalive = 0.
+	local proxy_server="" keepalive=""
+	((PROXY_KEEPALIVE > 0)) && keepalive="keepalive $PROXY_KEEPALIVE;"
 	if has_proxy_test; then
 		proxy_server=$(cat <<PROXY
     upstream bench_upstream {
         server 127.0.0.1:$UPSTREAM_PORT;
-        keepalive $PROXY_KEEPALIVE;
+        $keepalive
     }
     server {
         listen 127.0.0.1:$pport;
