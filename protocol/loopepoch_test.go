@@ -62,9 +62,8 @@ func testLoopEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Unwatch(key, fds[0])
-	next := func(b string) seen {
+	event := func() seen {
 		t.Helper()
-		unix.Write(fds[1], []byte(b))
 		select {
 		case s := <-at:
 			return s
@@ -72,6 +71,12 @@ func testLoopEpoch(t *testing.T) {
 			t.Fatal("no event from the loop")
 		}
 		return seen{}
+	}
+	event() // the registration's: the socket is writable (EPOLLOUT)
+	next := func(b string) seen {
+		t.Helper()
+		unix.Write(fds[1], []byte(b))
+		return event()
 	}
 	x := next("x")
 	if x.epoch < e0 || x.looked >= x.epoch {
