@@ -85,6 +85,14 @@ func loopNow(t *testing.T, c *Conn) string {
 	if !c.SendNow(head, false) {
 		t.Fatal("SendNow did not send the whole request")
 	}
+	return readNow(t, c, func() { waitReadable(t, c) })
+}
+
+// readNow reads the response of the request c sent as the loop reads it
+// (ReadHeadNow, BodyNow), calling wait whenever the socket has nothing
+// more yet, and returns its body.
+func readNow(t *testing.T, c *Conn, wait func()) string {
+	t.Helper()
 	for {
 		_, err := c.ReadHeadNow()
 		if err == nil {
@@ -93,7 +101,7 @@ func loopNow(t *testing.T, c *Conn) string {
 		if err != ErrWouldBlock {
 			t.Fatal(err)
 		}
-		waitReadable(t, c)
+		wait()
 	}
 	for {
 		complete, err := c.BodyNow()
@@ -103,7 +111,7 @@ func loopNow(t *testing.T, c *Conn) string {
 		if err != ErrWouldBlock {
 			t.Fatal(err)
 		}
-		waitReadable(t, c)
+		wait()
 	}
 	return readBody(t, c) // all in the buffer: the proxy reads it so on the loop
 }

@@ -63,27 +63,7 @@ func nowFinish(t *testing.T, c *Conn, next func(), sent bool) (string, error) {
 	if c.Dialing() {
 		t.Fatal("the whole request went out, and the connection is still Dialing")
 	}
-	for {
-		_, err := c.ReadHeadNow()
-		if err == nil {
-			break
-		}
-		if err != ErrWouldBlock {
-			t.Fatal(err)
-		}
-		next()
-	}
-	for {
-		complete, err := c.BodyNow()
-		if complete {
-			break
-		}
-		if err != ErrWouldBlock {
-			t.Fatal(err)
-		}
-		next()
-	}
-	return readBody(t, c), nil
+	return readNow(t, c, next), nil
 }
 
 // dialNow is p.DialNow(w), which must succeed.
