@@ -94,24 +94,10 @@ func (p *Pool) DialNow(w Watcher) (*Conn, error) {
 	}
 	c := p.newConn(nil, nil, fd)
 	c.dialing, c.dialAt, c.want = true, time.Now(), w
-	// As loopWatch: lw before the registration, so that loopReady never
-	// ignores an event of it.
-	p.mu.Lock()
-	c.lw, c.lkey = w, -1
-	p.mu.Unlock()
-	key, err := w.Watch(fd, c.loopReady)
-	p.mu.Lock()
-	if err != nil {
-		c.lw = nil
-		p.mu.Unlock()
+	if werr, ok := c.watchOn(w, false); !ok {
 		c.closeSock()
-		return nil, fmt.Errorf("%w: %w", ErrNotNow, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotNow, werr)
 	}
-	c.looped = true
-	if c.lw == w {
-		c.lkey = key
-	}
-	p.mu.Unlock()
 	return c, nil
 }
 

@@ -1647,20 +1647,35 @@ func (c *Conn) SetWatcher(w Watcher) { c.want = w }
 // loopWatch registers c's socket with c.want, for an owner about to put c
 // in the pool. The registration is edge-triggered and stays until the
 // socket closes: taking c out of the pool and putting it back costs no
-// system call. lw is set before the registration, under pool.mu, so that
-// loopReady never ignores an event of it; evSeen makes put look at the
-// socket once, for bytes that came before it. On failure c stays
-// unregistered and the pool's own watch takes it.
+// system call. evSeen makes put look at the socket once, for bytes that
+// came before it. On failure c stays unregistered and the pool's own watch
+// takes it.
 func (c *Conn) loopWatch() {
-	p, w := c.pool, c.want
-	p.mu.Lock()
-	c.lw, c.lkey, c.evSeen = w, -1, true
-	p.mu.Unlock()
+	p := c.pool
 	if p.cfg.Detach {
 		c.detach()
 	}
+	if werr, ok := c.watchOn(c.want, true); !ok {
+		if ok, n := p.dropLim.Allow(time.Now()); ok && werr != nil {
+			p.logger.Debug("idle upstream connection not watched by the event loop", "upstream", p.cfg.Address,
+				"error", werr, "suppressed", n)
+		}
+	}
+}
+
+// watchOn registers c's socket with w (loopWatch, DialNow), reporting
+// whether it did; werr is Watch's error. lw is set before the
+// registration, under pool.mu, so that loopReady never ignores an event of
+// it; seen sets evSeen with it.
+func (c *Conn) watchOn(w Watcher, seen bool) (werr error, ok bool) {
+	p := c.pool
+	p.mu.Lock()
+	c.lw, c.lkey = w, -1
+	if seen {
+		c.evSeen = true
+	}
+	p.mu.Unlock()
 	key := -1
-	var werr error
 	err := c.withFD(func(fd uintptr) { key, werr = w.Watch(int(fd), c.loopReady) })
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -1668,16 +1683,13 @@ func (c *Conn) loopWatch() {
 		if c.lw == w {
 			c.lw = nil
 		}
-		if ok, n := p.dropLim.Allow(time.Now()); ok && werr != nil {
-			p.logger.Debug("idle upstream connection not watched by the event loop", "upstream", p.cfg.Address,
-				"error", werr, "suppressed", n)
-		}
-		return
+		return werr, false
 	}
 	c.looped = true
 	if c.lw == w {
 		c.lkey = key
 	}
+	return nil, true
 }
 
 // loopReady is the loop's report of an event of c's socket. While c is
