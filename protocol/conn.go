@@ -56,6 +56,7 @@ type conn struct {
 	// error that stopped it.
 	wa, wb  []byte
 	wfErr   error
+	wmore   int // MSG_MORE while the last response goes (closeNow), else 0
 	iov     [2]unix.Iovec
 	writeFn func(uintptr) bool // c.onWritable, made once
 
@@ -237,7 +238,7 @@ func (c *conn) serveNet(t *netTransport, act int) {
 			c.release()
 		}
 	}()
-	if t.raw >= 0 && (act == actClose || act == actLinger && (c.flush() != nil || c.closesQuietly(t.drained))) {
+	if t.raw >= 0 && (act == actClose || act == actLinger && c.closeNow(t.drained)) {
 		return // held (leaveLoop) and done: release closes the socket
 	}
 	if act == actNext && c.rejoinLoop && t.raw >= 0 && c.r == c.w && c.flush() == nil && t.raw >= 0 {
@@ -273,9 +274,25 @@ func (c *conn) serveNet(t *netTransport, act int) {
 		t, act = c.t.(*netTransport), actNext
 		c.buffers()
 	}
-	if act == actLinger && c.flush() == nil && !c.closesQuietly(t.drained) {
+	if act == actLinger && !c.closeNow(t.drained) {
 		t.closeLinger(c.rbuf)
 	}
+}
+
+// closeNow sends the rest of the last response of c, which closes after
+// it, and reports whether the connection may be closed now: the send
+// failed, or it closes quietly (closesQuietly). Then MSG_MORE holds the
+// response's last segment back for the FIN of the close(2) that follows at
+// once, which goes with it: one segment less each way for each connection
+// (TestLastResponseCarriesFIN). Else it must linger.
+func (c *conn) closeNow(drained bool) bool {
+	if !c.closesQuietly(drained) {
+		return c.flush() != nil
+	}
+	c.wmore = unix.MSG_MORE
+	c.flush()
+	c.wmore = 0
+	return true
 }
 
 // closesQuietly reports whether c, closing after its last response, needs
@@ -928,7 +945,7 @@ func (c *conn) onWritable(fd uintptr) bool {
 		var n int
 		var err error
 		if len(c.wb) == 0 {
-			n, err = rawWrite(int(fd), c.wa)
+			n, err = rawSend(int(fd), c.wa, c.wmore)
 		} else {
 			n, err = rawWritev(int(fd), &c.iov, c.wa, c.wb)
 		}

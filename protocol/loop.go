@@ -432,17 +432,22 @@ func (t *loopTransport) linger(c *conn) int {
 	if c.werr != nil {
 		return lingerDone
 	}
-	if p := sendNow(t.fd, c.wbuf); len(p) > 0 {
+	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
+	last := quiet && c.closesQuietly(t.drained)
+	flags := 0
+	if last {
+		flags = unix.MSG_MORE // the FIN goes with it (closeNow)
+	}
+	if p := sendNow(t.fd, c.wbuf, flags); len(p) > 0 {
 		c.wbuf = c.wbuf[:copy(c.wbuf, p)]
 		return lingerOff
 	}
 	c.wbuf = c.wbuf[:0]
-	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
 	t.lingered = 0
 	if quiet {
 		// Nothing more was sent: unless something is there now, close(2)
 		// alone ends the connection with a FIN.
-		if c.closesQuietly(t.drained) {
+		if last {
 			return lingerDone
 		}
 		if st := t.discard(c.rbuf); st != lingerWait || t.lingered == 0 {

@@ -257,6 +257,46 @@ func testLoopConnectionClose(t *testing.T) {
 	}
 }
 
+// The last response on a connection whose client asked to close goes out
+// with the FIN, in one segment (MSG_MORE, then close(2) at once: linger on
+// a loop, closeNow off it): the client's socket gets the SYN-ACK, at most
+// a bare acknowledgement of its request, and the answer ending the
+// connection. A FIN of its own would be a fourth segment, and the
+// client's acknowledgement of it a fifth. (A connection served through a
+// net.Conn whose socket forkd cannot reach, noraw, sends its FIN apart.)
+func TestLastResponseCarriesFIN(t *testing.T) {
+	inModes(t, func(t *testing.T) {
+		if !modeOf(t).noRaw {
+			testLastResponseCarriesFIN(t)
+		}
+	})
+}
+
+func testLastResponseCarriesFIN(t *testing.T) {
+	_, addr := startServer(t, loopHandler{h: hello}, nil)
+	for range 20 {
+		c := dial(t, addr)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		b, err := io.ReadAll(c) // to the FIN
+		if err != nil || !bytes.HasPrefix(b, []byte("HTTP/1.1 200 ")) || !bytes.HasSuffix(b, []byte("Hello, World!")) {
+			t.Fatalf("answer %q, %v", b, err)
+		}
+		rc, err := c.(*net.TCPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info *unix.TCPInfo
+		rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Segs_in > 3 {
+			t.Fatalf("the client's socket got %d segments, want 3 at most (the answer and the FIN in one)", info.Segs_in)
+		}
+		c.Close()
+	}
+}
+
 // lineWaiter is a log output that reports when a line containing want has
 // been written.
 type lineWaiter struct {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -396,9 +395,13 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 		progressed = false
 		return false // wait for the poller
 	}
+	more := 0
+	if n > 0 {
+		more = unix.MSG_MORE // the file follows at once (an empty one must not leave the head corked)
+	}
 	step := func(fd uintptr) bool {
 		for len(pending) > 0 {
-			m, err := send(int(fd), pending, n > 0)
+			m, err := rawSend(int(fd), pending, more)
 			if m > 0 {
 				pending = pending[m:]
 				progressed = true
@@ -472,22 +475,6 @@ func (w *ResponseWriter) SendFile(f interface{ Fd() uintptr }, offset, n int64) 
 
 // maxSendfileChunk bounds one sendfile(2) call.
 const maxSendfileChunk = 1 << 30
-
-// send sends p on the socket fd, with MSG_MORE when more data follows at
-// once (an empty file body must not leave the head corked).
-func send(fd int, p []byte, more bool) (int, error) {
-	flags := unix.MSG_NOSIGNAL
-	if more {
-		flags |= unix.MSG_MORE
-	}
-	// The socket is nonblocking: no need for the scheduler's bookkeeping.
-	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		uintptr(flags), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
 
 // sendfile is sendfile(2).
 func sendfile(out, in int, offset *int64, n int64) (int, error) {

@@ -726,10 +726,10 @@ func rawRead(fd int, p []byte) (int, error) {
 
 // sendNow sends what the socket fd takes of p at once and returns the
 // rest (empty when all went; an error leaves the rest too, and the write
-// that follows reports it).
-func sendNow(fd int, p []byte) []byte {
+// that follows reports it). flags adds to MSG_NOSIGNAL.
+func sendNow(fd int, p []byte, flags int) []byte {
 	for len(p) > 0 {
-		n, err := rawWrite(fd, p)
+		n, err := rawSend(fd, p, flags)
 		if n > 0 {
 			p = p[n:]
 		} else if err != syscall.EINTR {
@@ -739,10 +739,11 @@ func sendNow(fd int, p []byte) []byte {
 	return p
 }
 
-// rawWrite is send(2) without SIGPIPE; n is 0 on error.
-func rawWrite(fd int, p []byte) (int, error) {
+// rawSend is send(2) with flags, and without SIGPIPE (MSG_NOSIGNAL); n is 0
+// on error.
+func rawSend(fd int, p []byte, flags int) (int, error) {
 	r, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
-		syscall.MSG_NOSIGNAL, 0, 0)
+		uintptr(syscall.MSG_NOSIGNAL|flags), 0, 0)
 	if e != 0 {
 		return 0, e
 	}
