@@ -56,7 +56,7 @@ type conn struct {
 	// error that stopped it.
 	wa, wb  []byte
 	wfErr   error
-	wmore   int // MSG_MORE while the last response goes (closeNow), else 0
+	wmore   int // MSG_MORE while a connection's last response goes (closeNow), else 0
 	iov     [2]unix.Iovec
 	writeFn func(uintptr) bool // c.onWritable, made once
 
@@ -281,18 +281,16 @@ func (c *conn) serveNet(t *netTransport, act int) {
 
 // closeNow sends the rest of the last response of c, which closes after
 // it, and reports whether the connection may be closed now: the send
-// failed, or it closes quietly (closesQuietly). Then MSG_MORE holds the
-// response's last segment back for the FIN of the close(2) that follows at
-// once, which goes with it: one segment less each way for each connection
-// (TestLastResponseCarriesFIN). Else it must linger.
+// failed, or it closes quietly (closesQuietly); else it lingers. Either
+// way a FIN follows at once, from close(2) or the linger's half-close, so
+// the response goes with MSG_MORE: the kernel holds its last segment back
+// for the FIN, which goes in it, one segment less each way for each
+// connection (TestLastResponseCarriesFIN).
 func (c *conn) closeNow(drained bool) bool {
-	if !c.closesQuietly(drained) {
-		return c.flush() != nil
-	}
 	c.wmore = unix.MSG_MORE
-	c.flush()
+	err := c.flush()
 	c.wmore = 0
-	return true
+	return err != nil || c.closesQuietly(drained)
 }
 
 // closesQuietly reports whether c, closing after its last response, needs

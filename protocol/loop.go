@@ -432,22 +432,20 @@ func (t *loopTransport) linger(c *conn) int {
 	if c.werr != nil {
 		return lingerDone
 	}
-	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
-	last := quiet && c.closesQuietly(t.drained)
-	flags := 0
-	if last {
-		flags = unix.MSG_MORE // the FIN goes with it (closeNow)
-	}
-	if p := sendNow(t.fd, c.wbuf, flags); len(p) > 0 {
+	// Sent whole, the response is followed at once by a FIN (close(2)
+	// or the half-close below), which goes in its last segment (MSG_MORE;
+	// see closeNow).
+	if p := sendNow(t.fd, c.wbuf, unix.MSG_MORE); len(p) > 0 {
 		c.wbuf = c.wbuf[:copy(c.wbuf, p)]
 		return lingerOff
 	}
 	c.wbuf = c.wbuf[:0]
+	quiet := c.req.Close && !c.srv.draining.Load() && c.r == c.w
 	t.lingered = 0
 	if quiet {
 		// Nothing more was sent: unless something is there now, close(2)
 		// alone ends the connection with a FIN.
-		if last {
+		if c.closesQuietly(t.drained) {
 			return lingerDone
 		}
 		if st := t.discard(c.rbuf); st != lingerWait || t.lingered == 0 {

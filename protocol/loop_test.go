@@ -257,10 +257,10 @@ func testLoopConnectionClose(t *testing.T) {
 	}
 }
 
-// The last response on a connection whose client asked to close goes out
-// with the FIN, in one segment (MSG_MORE, then close(2) at once: linger on
-// a loop, closeNow off it): the client's socket gets the SYN-ACK, at most
-// a bare acknowledgement of its request, and the answer ending the
+// The last response on a connection goes out with the FIN, in one segment
+// (MSG_MORE, then close(2) or the linger's half-close at once: linger on a
+// loop, closeNow off it): the client's socket gets the SYN-ACK, at most a
+// bare acknowledgement of its request, and the answer ending the
 // connection. A FIN of its own would be a fourth segment, and the
 // client's acknowledgement of it a fifth. (A connection served through a
 // net.Conn whose socket forkd cannot reach, noraw, sends its FIN apart.)
@@ -273,27 +273,42 @@ func TestLastResponseCarriesFIN(t *testing.T) {
 }
 
 func testLastResponseCarriesFIN(t *testing.T) {
-	_, addr := startServer(t, loopHandler{h: hello}, nil)
-	for range 20 {
-		c := dial(t, addr)
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-		b, err := io.ReadAll(c) // to the FIN
-		if err != nil || !bytes.HasPrefix(b, []byte("HTTP/1.1 200 ")) || !bytes.HasSuffix(b, []byte("Hello, World!")) {
-			t.Fatalf("answer %q, %v", b, err)
-		}
-		rc, err := c.(*net.TCPConn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var info *unix.TCPInfo
-		rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Segs_in > 3 {
-			t.Fatalf("the client's socket got %d segments, want 3 at most (the answer and the FIN in one)", info.Segs_in)
-		}
-		c.Close()
+	closer := HandlerFunc(func(w *ResponseWriter, r *Request) {
+		w.Header().Set("Connection", "close")
+		hello.Serve(w, r)
+	})
+	for _, tc := range []struct {
+		name, req string
+		h         Handler
+	}{
+		{"the client closes", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", hello},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\n\r\n", hello},
+		{"the server closes (linger)", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", closer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, addr := startServer(t, loopHandler{h: tc.h}, nil)
+			for range 10 {
+				c := dial(t, addr)
+				io.WriteString(c, tc.req)
+				b, err := io.ReadAll(c) // to the FIN
+				if err != nil || !bytes.HasPrefix(b, []byte("HTTP/1.1 200 ")) || !bytes.HasSuffix(b, []byte("Hello, World!")) {
+					t.Fatalf("answer %q, %v", b, err)
+				}
+				rc, err := c.(*net.TCPConn).SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var info *unix.TCPInfo
+				rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.Segs_in > 3 {
+					t.Fatalf("the client's socket got %d segments, want 3 at most (the answer and the FIN in one)", info.Segs_in)
+				}
+				c.Close()
+			}
+		})
 	}
 }
 
