@@ -36,14 +36,15 @@ import (
 //     (SendMore: the connect's end is an event too), then reads what came
 //     (ReadHeadNow, BodyNow); a response complete with the read that
 //     completed its head, whose body fits the connection's buffer
-//     (Content-Length), is sent on the loop (Resume: respond, then the
-//     connection's next request), and the upstream connection goes back to
-//     the pool.
+//     (Content-Length, or chunked to its last chunk and trailer section),
+//     is sent on the loop (Resume: respond, then the connection's next
+//     request), and the upstream connection goes back to the pool.
 //  3. Anything else goes on on a goroutine, from where the loop left off
 //     (Resume with a function that calls WillBlock first): a body not all
 //     in with its head (it streams from there, flushed before each wait,
-//     as on the goroutine path), chunked, run to the close or larger than
-//     the buffer, a failed attempt (retried as shouldRetry decides, as on
+//     as on the goroutine path), run to the close, larger than the buffer
+//     or chunked with framing Read refuses (reported there), a failed
+//     attempt (retried as shouldRetry decides, as on
 //     the goroutine path: a connect that failed or timed out is a failed
 //     dial, and the next upstream is tried), the loop ending.
 //     response_timeout past without the head is ErrTimeout, a 504, as
@@ -279,10 +280,11 @@ func (x *loopExchange) ready(gone bool) {
 		x.resume(x.respondFn)
 		return
 	}
-	// The body is not all in (or is chunked, runs to the close, is larger
-	// than the buffer, or failed): the goroutine sends what came and
-	// streams the rest, flushing before each wait, as the goroutine path
-	// does; a body that stalls cuts the response after its head, as there.
+	// The body is not all in (or runs to the close, is larger than the
+	// buffer, is chunked with framing Read refuses, or failed): the
+	// goroutine sends what came and streams the rest, flushing before
+	// each wait, as the goroutine path does; a body that stalls cuts the
+	// response after its head, as there.
 	x.resume(x.blockingFn)
 }
 

@@ -141,6 +141,55 @@ func TestProxyOnLoop(t *testing.T) {
 				t.Errorf("%d responses sent by the loop, want 2", n)
 			}
 		}},
+		{"chunked", func(t *testing.T, e *env) {
+			// A chunked response read whole with its head is sent by the
+			// loop, its trailer fields passed on; one with framing that
+			// Read refuses goes to a goroutine, which answers 502 as the
+			// goroutine path does.
+			var blocking atomic.Int64
+			hook := func() { blocking.Add(1) }
+			testHookLoopBlocking.Store(&hook)
+			defer testHookLoopBlocking.Store(nil)
+			e.client.send("/chunked")
+			resp, err := http.ReadResponse(e.client.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 || string(b) != "hello, world" || resp.Trailer.Get("X-Sum") != "12" {
+				t.Fatalf("/chunked: %d %q %v, trailer %v", resp.StatusCode, b, err, resp.Trailer)
+			}
+			if n, m := onLoop.Load(), blocking.Load(); n != 1 || m != 0 {
+				t.Errorf("%d responses sent after the loop's exchange, %d of them by a goroutine; want 1, 0", n, m)
+			}
+			if st, _ := e.client.get("/bad-chunked"); st != 502 {
+				t.Fatalf("/bad-chunked: %d, want 502", st)
+			}
+			if m := blocking.Load(); m != 1 {
+				t.Errorf("%d exchanges went on on a goroutine, want 1 (/bad-chunked)", m)
+			}
+			if st, body := e.client.get("/after"); st != 200 || body != "/after" {
+				t.Fatalf("/after: %d %q", st, body)
+			}
+		}},
+		{"long head", func(t *testing.T, e *env) {
+			// A head and body longer together than the upstream
+			// connection's buffer: the body must not be read over the
+			// head's fields, which the response is made from.
+			for _, p := range []string{"/long-head", "/long-head-chunked"} {
+				e.client.send(p)
+				resp, err := http.ReadResponse(e.client.br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				if err != nil || resp.StatusCode != 200 || string(b) != strings.Repeat("b", 8<<10) ||
+					resp.Header.Get("X-Pad") != strings.Repeat("p", 10<<10) || resp.Header.Get("X-Label") != p {
+					t.Fatalf("%s: %d, %d bytes %v, X-Label %q, X-Pad intact %v", p, resp.StatusCode, len(b), err,
+						resp.Header.Get("X-Label"), resp.Header.Get("X-Pad") == strings.Repeat("p", 10<<10))
+				}
+			}
+		}},
 		{"pipelined", func(t *testing.T, e *env) {
 			e.client.send("/1", "/2", "/3")
 			for _, p := range []string{"/1", "/2", "/3"} {
@@ -315,6 +364,21 @@ func TestProxyOnLoop(t *testing.T) {
 					_ = c.SetReadDeadline(time.Now().Add(testTimeout))
 					_, err := c.Read(make([]byte, 1))
 					e.upClosed <- err
+					return false
+				case "/long-head", "/long-head-chunked":
+					body := strings.Repeat("b", 8<<10)
+					framing := fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
+					if p == "/long-head-chunked" {
+						framing = fmt.Sprintf("Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+					}
+					_, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Pad: %s\r\nX-Label: %s\r\n%s", strings.Repeat("p", 10<<10), p, framing)
+					return err == nil
+				case "/chunked":
+					_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"+
+						"5\r\nhello\r\n7\r\n, world\r\n0\r\nX-Sum: 12\r\n\r\n")
+					return err == nil
+				case "/bad-chunked":
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX")
 					return false
 				case "/cut":
 					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/forkd/forkd/protocol/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -192,28 +194,102 @@ func (c *Conn) ReadHeadNow() (*Response, error) {
 // BodyNow reads the response body into the buffer without waiting, and
 // reports whether all of it is there (Read then never waits): ErrWouldBlock
 // when more is to come; another error (the body does not fit the buffer,
-// is chunked or runs to the close, or the read failed) means the body is
-// to be read by Read, on a goroutine.
+// runs to the close, is chunked with framing or a trailer section Read
+// refuses, or the read failed) means the body is to be read by Read, on a
+// goroutine, which reports what is wrong with it.
 func (c *Conn) BodyNow() (bool, error) {
 	switch c.mode {
 	case bodyNone:
 		return true, nil
 	case bodyLength:
+	case bodyChunked:
+		return c.chunkedNow()
 	default:
 		return false, errNotNow
 	}
 	for int64(c.w-c.r) < c.left {
 		if c.w == cap(c.buf) {
-			if c.r == 0 {
-				return false, errNotNow
-			}
-			c.compact()
+			return false, errNotNow // (not compacted: see chunkedNow)
 		}
 		if err := c.fill(); err != nil {
 			return false, err
 		}
 	}
 	return true, nil
+}
+
+// chunkedNow is BodyNow for a chunked body: it reads without waiting until
+// the buffer holds the rest of the body, its last chunk and its trailer
+// section to the empty line that ends it (chunkedIn). The body must fit
+// the buffer after the head: the head's fields, which the response is
+// made from once the body is in, are bytes of the buffer too, and moving
+// the body to its start (compact) would write over them.
+func (c *Conn) chunkedNow() (bool, error) {
+	for {
+		switch done, bad := c.chunkedIn(); {
+		case done:
+			return true, nil
+		case bad:
+			return false, errNotNow
+		}
+		if c.w == cap(c.buf) {
+			return false, errNotNow
+		}
+		if err := c.fill(); err != nil {
+			return false, err
+		}
+	}
+}
+
+// chunkedIn walks the chunked framing of the buffered bytes as read will
+// decode them (with a copy of its decoder, and its checks of the trailer
+// section) and reports whether they hold the rest of the body (done: read
+// then decodes it to its end without a fill), or something read refuses
+// (bad).
+func (c *Conn) chunkedIn() (done, bad bool) {
+	d := c.chunks
+	b := c.buf[c.r:c.w]
+	for {
+		used, step := d.Next(b)
+		b = b[used:]
+		switch step {
+		case wire.ChunkNeed:
+			return false, false
+		case wire.ChunkBad:
+			return false, true
+		case wire.ChunkData:
+			n := int(min(d.Left(), int64(len(b))))
+			d.Consume(n)
+			b = b[n:]
+			if d.Left() > 0 {
+				return false, false
+			}
+		default: // wire.ChunkTrailer: its lines, as read takes them
+			fields, size := len(c.toff)/3, len(c.tarena)
+			for {
+				i := bytes.IndexByte(b, '\n')
+				if i < 0 {
+					return false, len(b) > wire.MaxChunkLine
+				}
+				line := b[:i+1]
+				b = b[i+1:]
+				if len(line) < 2 || line[len(line)-2] != '\r' {
+					return false, true
+				}
+				name, value, _, st := wire.ParseFieldLine(line, 0)
+				switch {
+				case st != 0:
+					return false, true
+				case name == nil:
+					return true, false
+				case fields >= c.pool.cfg.MaxHeadFields || size+len(line) > c.pool.cfg.MaxHeadBytes:
+					return false, true
+				}
+				fields++
+				size += len(name) + len(value)
+			}
+		}
+	}
 }
 
 // errNotNow is BodyNow's error for a body the loop does not read.

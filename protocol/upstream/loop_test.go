@@ -2,10 +2,13 @@ package upstream
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +20,26 @@ import (
 // it, the receiver's would grow to tcp_rmem's maximum (32 MiB here).
 const smallBuffer = 64 << 10
 
+// chunkedAnswer is the head of a chunked response.
+const chunkedAnswer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+// answerWith is a TestExchangeNow serve that answers with a.
+func answerWith(a string) func(net.Conn, *bufio.Reader, chan struct{}) bool {
+	return func(c net.Conn, _ *bufio.Reader, _ chan struct{}) bool {
+		_, err := io.WriteString(c, a)
+		return err == nil
+	}
+}
+
 // TestExchangeNow drives the nonblocking exchange an event loop makes
 // (SendNow, ReadHeadNow, BodyNow, and Finish where it hands over) on a
 // connection a loop watches, with the loop's events routed to the
 // exchange (OnReady): a response read whole without waiting, one that
-// comes in parts, one left to a goroutine (chunked), a request the socket
-// does not take at once, a reused connection closed before any answer
-// (ErrNoResponse, as Do says, for the proxy to retry).
+// comes in parts, chunked ones (whole, in parts, with a trailer section),
+// ones left to a goroutine (chunked framing or a trailer Read refuses, a
+// body that runs to the close), a request the socket does not take at
+// once, a reused connection closed before any answer (ErrNoResponse, as Do
+// says, for the proxy to retry).
 func TestExchangeNow(t *testing.T) {
 	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 	cases := []struct {
@@ -39,6 +55,11 @@ func TestExchangeNow(t *testing.T) {
 		// goroutine: BodyNow leaves the body to Read.
 		goroutine bool
 		wantErr   error
+		// bodyErr: Read refuses the body; closed: the connection is not
+		// pooled again; trailer: the trailer field X-T's value.
+		bodyErr, closed bool
+		trailer         string
+		body            string // if not "hello"
 	}{
 		{name: "whole", serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
 			_, err := io.WriteString(c, answer)
@@ -50,9 +71,31 @@ func TestExchangeNow(t *testing.T) {
 			_, err := io.WriteString(c, answer[len(answer)-3:])
 			return err == nil
 		}},
-		{name: "chunked", goroutine: true, serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
-			_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+		{name: "chunked", serve: answerWith(chunkedAnswer + "5\r\nhello\r\n0\r\n\r\n")},
+		{name: "chunked, two chunks and a trailer", trailer: "t", serve: answerWith(chunkedAnswer + "3\r\nhel\r\n2;x=y\r\nlo\r\n0\r\nX-T: t\r\n\r\n")},
+		{name: "chunked in parts", parts: true, serve: func(c net.Conn, br *bufio.Reader, goOn chan struct{}) bool {
+			io.WriteString(c, chunkedAnswer+"5\r\nhel")
+			<-goOn
+			_, err := io.WriteString(c, "lo\r\n0\r\n\r\n")
 			return err == nil
+		}},
+		{name: "chunked, trailer in parts", parts: true, serve: func(c net.Conn, br *bufio.Reader, goOn chan struct{}) bool {
+			io.WriteString(c, chunkedAnswer+"5\r\nhello\r\n0\r\nX-T: t\r\n")
+			<-goOn
+			_, err := io.WriteString(c, "\r\n")
+			return err == nil
+		}, trailer: "t"},
+		{name: "chunked, bad framing", goroutine: true, bodyErr: true, closed: true,
+			serve: answerWith(chunkedAnswer + "5\r\nhelloXX0\r\n\r\n")},
+		{name: "chunked, bare LF in the trailer", goroutine: true, bodyErr: true, closed: true,
+			serve: answerWith(chunkedAnswer + "5\r\nhello\r\n0\r\nX-T: t\n\r\n")},
+		{name: "chunked, bad trailer field", goroutine: true, bodyErr: true, closed: true,
+			serve: answerWith(chunkedAnswer + "5\r\nhello\r\n0\r\nX T: t\r\n\r\n")},
+		{name: "chunked, larger than the buffer", goroutine: true, body: strings.Repeat("z", 100<<10),
+			serve: answerWith(chunkedAnswer + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", 100<<10, strings.Repeat("z", 100<<10)))},
+		{name: "to the close", goroutine: true, closed: true, serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\nhello")
+			return false
 		}},
 		// Both ends' socket buffers are made small (smallBuffers), so that
 		// 1 MiB is far more than they hold.
@@ -86,6 +129,11 @@ func TestExchangeNow(t *testing.T) {
 					}
 				}
 			})
+			// goOn closes at the latest when the test ends, before the
+			// server's cleanup waits for its goroutine.
+			var once sync.Once
+			goOnNow := func() { once.Do(func() { close(goOn) }) }
+			t.Cleanup(goOnNow)
 			p := newPool(srv.addr)
 			defer p.Close()
 			w := newTestWatcher(t)
@@ -116,7 +164,7 @@ func TestExchangeNow(t *testing.T) {
 			if tc.blocked {
 				// A goroutine goes on with it (as the proxy's does).
 				c.OnReady(nil)
-				close(goOn)
+				goOnNow()
 				resp, err := c.Finish(false)
 				if err != nil || resp.Status != 200 {
 					t.Fatalf("Finish: %v", err)
@@ -165,7 +213,7 @@ func TestExchangeNow(t *testing.T) {
 				if err != ErrWouldBlock {
 					t.Fatalf("BodyNow on a part: %v %v", complete, err)
 				}
-				close(goOn)
+				goOnNow()
 				for !complete {
 					wait()
 					if complete, err = c.BodyNow(); err != nil && err != ErrWouldBlock {
@@ -177,7 +225,7 @@ func TestExchangeNow(t *testing.T) {
 			switch {
 			case tc.goroutine:
 				if complete || err == nil || err == ErrWouldBlock {
-					t.Fatalf("BodyNow on a chunked body: %v %v", complete, err)
+					t.Fatalf("BodyNow on a body for a goroutine: %v %v", complete, err)
 				}
 				if _, err := c.Finish(true); err != nil {
 					t.Fatal(err)
@@ -185,12 +233,32 @@ func TestExchangeNow(t *testing.T) {
 			case !complete:
 				t.Fatalf("BodyNow: %v %v", complete, err)
 			}
-			if b, err := io.ReadAll(c); err != nil || string(b) != "hello" {
-				t.Fatalf("body %q %v", b, err)
+			// Read decodes a body BodyNow found complete without a read
+			// of the socket, which would fail (ErrWouldBlock) on a
+			// connection the loop still reads.
+			b, err := io.ReadAll(c)
+			switch {
+			case tc.bodyErr:
+				if err == nil {
+					t.Fatalf("body %q read, want an error", b)
+				}
+				c.Close()
+			case err != nil || string(b) != cmp.Or(tc.body, "hello"):
+				t.Fatalf("body %.40q (%d bytes) %v", b, len(b), err)
+			default:
+				var got string
+				for _, f := range c.Trailer() {
+					if string(f.Name) == "X-T" {
+						got = string(f.Value)
+					}
+				}
+				if got != tc.trailer {
+					t.Fatalf("trailer X-T %q, want %q", got, tc.trailer)
+				}
+				c.Release()
 			}
-			c.Release()
-			if p.Idle() != 1 {
-				t.Errorf("%d idle connections after the exchange, want 1", p.Idle())
+			if want := map[bool]int{false: 1, true: 0}[tc.closed]; p.Idle() != want {
+				t.Errorf("%d idle connections after the exchange, want %d", p.Idle(), want)
 			}
 		})
 	}
