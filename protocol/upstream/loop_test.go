@@ -60,6 +60,9 @@ func TestExchangeNow(t *testing.T) {
 		bodyErr, closed bool
 		trailer         string
 		body            string // if not "hello"
+		// pad: the head's X-Pad field has this many bytes, which must
+		// stay intact however the body is read.
+		pad int
 	}{
 		{name: "whole", serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
 			_, err := io.WriteString(c, answer)
@@ -93,6 +96,10 @@ func TestExchangeNow(t *testing.T) {
 			serve: answerWith(chunkedAnswer + "5\r\nhello\r\n0\r\nX T: t\r\n\r\n")},
 		{name: "chunked, larger than the buffer", goroutine: true, body: strings.Repeat("z", 100<<10),
 			serve: answerWith(chunkedAnswer + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", 100<<10, strings.Repeat("z", 100<<10)))},
+		{name: "head and body past the buffer", goroutine: true, pad: 10 << 10, body: strings.Repeat("b", 8<<10),
+			serve: answerWith("HTTP/1.1 200 OK\r\nX-Pad: " + strings.Repeat("p", 10<<10) + "\r\nContent-Length: 8192\r\n\r\n" + strings.Repeat("b", 8<<10))},
+		{name: "chunked, head and body past the buffer", goroutine: true, pad: 10 << 10, body: strings.Repeat("b", 8<<10),
+			serve: answerWith("HTTP/1.1 200 OK\r\nX-Pad: " + strings.Repeat("p", 10<<10) + "\r\nTransfer-Encoding: chunked\r\n\r\n2000\r\n" + strings.Repeat("b", 8<<10) + "\r\n0\r\n\r\n")},
 		{name: "to the close", goroutine: true, closed: true, serve: func(c net.Conn, br *bufio.Reader, _ chan struct{}) bool {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\nhello")
 			return false
@@ -222,6 +229,19 @@ func TestExchangeNow(t *testing.T) {
 				}
 			}
 			c.OnReady(nil)
+			if tc.pad > 0 {
+				// The head's fields are bytes of the connection's buffer:
+				// reading the body must not have moved it over them.
+				var pad []byte
+				for _, f := range resp.Fields {
+					if string(f.Name) == "X-Pad" {
+						pad = f.Value
+					}
+				}
+				if string(pad) != strings.Repeat("p", tc.pad) {
+					t.Fatalf("X-Pad after BodyNow: %d bytes, intact %v", len(pad), string(pad) == strings.Repeat("p", tc.pad))
+				}
+			}
 			switch {
 			case tc.goroutine:
 				if complete || err == nil || err == ErrWouldBlock {
