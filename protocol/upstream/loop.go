@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -267,23 +266,17 @@ func (c *Conn) chunkedIn() (done, bad bool) {
 		default: // wire.ChunkTrailer: its lines, as read takes them
 			fields, size := len(c.toff)/3, len(c.tarena)
 			for {
-				i := bytes.IndexByte(b, '\n')
-				if i < 0 {
-					return false, len(b) > wire.MaxChunkLine
+				line, err := cutLine(b)
+				if err != nil || line == nil {
+					return false, err != nil
 				}
-				line := b[:i+1]
-				b = b[i+1:]
-				if len(line) < 2 || line[len(line)-2] != '\r' {
-					return false, true
-				}
-				name, value, _, st := wire.ParseFieldLine(line, 0)
+				b = b[len(line):]
+				name, value, err := c.trailerField(line, fields, size)
 				switch {
-				case st != 0:
+				case err != nil:
 					return false, true
 				case name == nil:
 					return true, false
-				case fields >= c.pool.cfg.MaxHeadFields || size+len(line) > c.pool.cfg.MaxHeadBytes:
-					return false, true
 				}
 				fields++
 				size += len(name) + len(value)

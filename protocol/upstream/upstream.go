@@ -139,6 +139,7 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -1521,18 +1522,14 @@ func (c *Conn) read(p []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			// Trailer fields have the header's syntax and limits (RFC
-			// 9112 §7.1.2); they are kept for Trailer.
-			name, value, _, st := wire.ParseFieldLine(line, 0)
-			if st != 0 {
-				return 0, fmt.Errorf("%w: bad trailer", ErrBadResponse)
+			// Trailer fields are kept for Trailer.
+			name, value, err := c.trailerField(line, len(c.toff)/3, len(c.tarena))
+			if err != nil {
+				return 0, err
 			}
 			if name == nil {
 				c.done = true
 				return 0, io.EOF
-			}
-			if len(c.toff)/3 >= c.pool.cfg.MaxHeadFields || len(c.tarena)+len(line) > c.pool.cfg.MaxHeadBytes {
-				return 0, fmt.Errorf("%w: trailer section too large", ErrBadResponse)
 			}
 			c.tarena = append(c.tarena, name...)
 			ne := len(c.tarena)
@@ -1542,21 +1539,50 @@ func (c *Conn) read(p []byte) (int, error) {
 	}
 }
 
+// trailerField checks a trailer line (with its CRLF), which follows fields
+// fields whose names and values take size bytes: trailer fields have the
+// header's syntax and limits (RFC 9112 §7.1.2). It returns the field's
+// name and value, a nil name for the empty line that ends the section, or
+// the error read reports. chunkedIn makes the same checks.
+func (c *Conn) trailerField(line []byte, fields, size int) (name, value []byte, err error) {
+	name, value, _, st := wire.ParseFieldLine(line, 0)
+	switch {
+	case st != 0:
+		return nil, nil, fmt.Errorf("%w: bad trailer", ErrBadResponse)
+	case name == nil:
+		return nil, nil, nil
+	case fields >= c.pool.cfg.MaxHeadFields || size+len(line) > c.pool.cfg.MaxHeadBytes:
+		return nil, nil, fmt.Errorf("%w: trailer section too large", ErrBadResponse)
+	}
+	return name, value, nil
+}
+
+// cutLine returns the first line of b with its CRLF, or nil with no error
+// while b holds no whole line yet. A line ending in a bare LF, or one
+// longer than wire.MaxChunkLine with no end in sight, is an error.
+func cutLine(b []byte) ([]byte, error) {
+	i := bytes.IndexByte(b, '\n')
+	switch {
+	case i < 0 && len(b) > wire.MaxChunkLine:
+		return nil, fmt.Errorf("%w: trailer line too long", ErrBadResponse)
+	case i < 0:
+		return nil, nil
+	case i < 1 || b[i-1] != '\r':
+		return nil, fmt.Errorf("%w: bare LF", ErrBadResponse)
+	}
+	return b[:i+1], nil
+}
+
 // line returns the next trailer line with its CRLF, reading as needed.
 func (c *Conn) line() ([]byte, error) {
 	for {
-		for i := c.r; i < c.w; i++ {
-			if c.buf[i] == '\n' {
-				line := c.buf[c.r : i+1]
-				c.r = i + 1
-				if len(line) < 2 || line[len(line)-2] != '\r' {
-					return nil, fmt.Errorf("%w: bare LF", ErrBadResponse)
-				}
-				return line, nil
-			}
+		line, err := cutLine(c.buf[c.r:c.w])
+		if err != nil {
+			return nil, err
 		}
-		if c.w-c.r > wire.MaxChunkLine {
-			return nil, fmt.Errorf("%w: trailer line too long", ErrBadResponse)
+		if line != nil {
+			c.r += len(line)
+			return line, nil
 		}
 		if c.w == cap(c.buf) {
 			c.compact()
